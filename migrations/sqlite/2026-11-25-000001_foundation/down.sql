@@ -1,0 +1,6 @@
+DROP TABLE audit_events;
+DROP TABLE sessions;
+DROP TABLE invites;
+DROP TABLE memberships;
+DROP TABLE users;
+DROP TABLE teams;

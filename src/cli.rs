@@ -1,0 +1,76 @@
+//! Operator commands: `migrate`, `user create`, later `user reset-totp` and
+//! `service-key create`. Passwords come from standard input, never arguments.
+
+use std::io::BufRead;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::service::{self, accounts, password, validate};
+use crate::store::Db;
+
+#[derive(Parser)]
+#[command(name = "latchkey", version, about = "Self-hosted developer portal: API keys, OAuth 2.0, TOTP login")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the portal (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Give the platform role `support`.
+        #[arg(long)]
+        support: bool,
+        /// Also create a team with this name, owned by the user.
+        #[arg(long)]
+        team: Option<String>,
+    },
+}
+
+pub fn run(command: Command, config: &Config) -> anyhow::Result<()> {
+    let db = Db::connect(&config.database)?;
+    match command {
+        Command::Serve => anyhow::bail!("serve is not a one-shot command"),
+        Command::Migrate => {
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::User(UserCommand::Create { email, support, team }) => create_user(&db, &email, support, team),
+    }
+}
+
+fn create_user(db: &Db, email: &str, support: bool, team: Option<String>) -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let pw = line.trim_end_matches(['\r', '\n']);
+    let email = validate::account(email, pw).map_err(|e| anyhow::anyhow!(describe(&e)))?;
+    let team = team.map(|t| validate::team_name(&t).map_err(|m| anyhow::anyhow!("team: {m}"))).transpose()?;
+    let hash = password::hash(pw)?;
+    let user = db
+        .run_sync(|conn| accounts::create_user(conn, &email, hash, support, team.as_deref()))
+        .map_err(|e| match e {
+            service::Error::Invalid(f) => anyhow::anyhow!(describe(&f)),
+            other => anyhow::anyhow!(other),
+        })?;
+    println!("created user {} ({}){}", user.email, user.id, if support { " with the support role" } else { "" });
+    Ok(())
+}
+
+fn describe(errors: &service::FieldErrors) -> String {
+    errors.0.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("; ")
+}

@@ -1,0 +1,307 @@
+//! Typed settings: an optional TOML file (`LATCHKEY_CONFIG`) overlaid by the
+//! environment. Both use the same key names (`LATCHKEY_BIND`, `DATABASE_URL`, …).
+//!
+//! Rules: unknown keys are refused with a message naming them; the server secret
+//! is never printed (it is a `SecretString` and `Config`'s `Debug` redacts it).
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// Every key the file or the environment may set, with its meaning.
+pub const KEYS: &[(&str, &str)] = &[
+    ("LATCHKEY_BIND", "address to listen on"),
+    ("LATCHKEY_DATA_DIR", "folder for the SQLite file and the generated secret"),
+    ("DATABASE_URL", "sqlite://PATH or postgres://…"),
+    ("LATCHKEY_PUBLIC_URL", "issuer and base of every absolute URL"),
+    ("LATCHKEY_SECRET", "server secret (at least 32 characters)"),
+    ("REDIS_URL", "Redis for rate-limit counters"),
+    ("LATCHKEY_REQUIRE_HTTPS", "refuse plain-HTTP API requests"),
+    ("LATCHKEY_TRUSTED_PROXIES", "comma-separated proxy addresses"),
+    ("LATCHKEY_API_KEY_PREFIX", "prefix of API keys"),
+    ("LATCHKEY_SESSION_IDLE_MINUTES", "idle session timeout"),
+    ("LATCHKEY_SESSION_ABSOLUTE_HOURS", "absolute session lifetime"),
+];
+
+/// Environment variables of ours that are not settings.
+const NON_SETTING_ENV: &[&str] = &["LATCHKEY_CONFIG", "LATCHKEY_LOG"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown configuration key{}: {} (known keys: {})", if .0.len() > 1 { "s" } else { "" }, .0.join(", "), known_keys())]
+    UnknownKeys(Vec<String>),
+    #[error("configuration file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("server secret file {path}: {source}")]
+    Secret {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn known_keys() -> String {
+    KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path".into());
+            }
+            Ok(Self::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(url.to_owned()))
+        } else {
+            Err("must start with sqlite:// or postgres://".into())
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub bind: String,
+    pub data_dir: PathBuf,
+    pub database: DatabaseUrl,
+    pub public_url: String,
+    pub secret: SecretString,
+    pub redis_url: Option<String>,
+    pub require_https: bool,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub api_key_prefix: String,
+    pub session_idle_minutes: i64,
+    pub session_absolute_hours: i64,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("data_dir", &self.data_dir)
+            .field("database", &self.database)
+            .field("public_url", &self.public_url)
+            .field("secret", &"[redacted]")
+            .field("require_https", &self.require_https)
+            .field("api_key_prefix", &self.api_key_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Reads `LATCHKEY_CONFIG` (if set) and the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let mut values = BTreeMap::new();
+        if let Ok(path) = std::env::var("LATCHKEY_CONFIG") {
+            values = read_file(Path::new(&path))?;
+        }
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        values.extend(env_overlay(&env)?);
+        Self::from_values(&values)
+    }
+
+    /// Builds a configuration from key/value pairs, with every default applied.
+    pub fn from_values(values: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let unknown: Vec<String> = values
+            .keys()
+            .filter(|k| !KEYS.iter().any(|(known, _)| known == k))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ConfigError::UnknownKeys(unknown));
+        }
+        let get = |k: &str| values.get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let bind = get("LATCHKEY_BIND").unwrap_or_else(|| "127.0.0.1:8080".into());
+        if bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid("LATCHKEY_BIND", "must be HOST:PORT, e.g. 127.0.0.1:8080"));
+        }
+        let data_dir = PathBuf::from(get("LATCHKEY_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let database_url = get("DATABASE_URL")
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("latchkey.db").display()));
+        let database = DatabaseUrl::parse(&database_url).map_err(|m| invalid("DATABASE_URL", &m))?;
+        let public_url = get("LATCHKEY_PUBLIC_URL")
+            .unwrap_or_else(|| format!("http://{bind}"))
+            .trim_end_matches('/')
+            .to_owned();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(invalid("LATCHKEY_PUBLIC_URL", "must start with http:// or https://"));
+        }
+        let secret = match get("LATCHKEY_SECRET") {
+            Some(s) if s.len() >= 32 => SecretString::from(s),
+            Some(_) => return Err(invalid("LATCHKEY_SECRET", "must be at least 32 characters")),
+            None => load_or_create_secret(&data_dir)?,
+        };
+        let require_https = parse_bool("LATCHKEY_REQUIRE_HTTPS", get("LATCHKEY_REQUIRE_HTTPS"))?;
+        let trusted_proxies = parse_proxies(get("LATCHKEY_TRUSTED_PROXIES"))?;
+        let api_key_prefix = get("LATCHKEY_API_KEY_PREFIX").unwrap_or_else(|| "lk".into());
+        if api_key_prefix.is_empty()
+            || api_key_prefix.len() > 16
+            || !api_key_prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        {
+            return Err(invalid("LATCHKEY_API_KEY_PREFIX", "1–16 lowercase letters or digits"));
+        }
+        let session_idle_minutes = parse_int("LATCHKEY_SESSION_IDLE_MINUTES", get("LATCHKEY_SESSION_IDLE_MINUTES"), 60)?;
+        let session_absolute_hours = parse_int("LATCHKEY_SESSION_ABSOLUTE_HOURS", get("LATCHKEY_SESSION_ABSOLUTE_HOURS"), 12)?;
+        Ok(Self {
+            bind,
+            data_dir,
+            database,
+            public_url,
+            secret,
+            redis_url: get("REDIS_URL"),
+            require_https,
+            trusted_proxies,
+            api_key_prefix,
+            session_idle_minutes,
+            session_absolute_hours,
+        })
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    pub fn secret_bytes(&self) -> &[u8] {
+        self.secret.expose_secret().as_bytes()
+    }
+}
+
+fn invalid(key: &'static str, message: &str) -> ConfigError {
+    ConfigError::Invalid { key, message: message.to_owned() }
+}
+
+fn parse_bool(key: &'static str, v: Option<String>) -> Result<bool, ConfigError> {
+    match v.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("0" | "false" | "off" | "no") => Ok(false),
+        Some("1" | "true" | "on" | "yes") => Ok(true),
+        Some(_) => Err(invalid(key, "must be true or false")),
+    }
+}
+
+fn parse_int(key: &'static str, v: Option<String>, default: i64) -> Result<i64, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(invalid(key, "must be a positive whole number")),
+        },
+    }
+}
+
+fn parse_proxies(v: Option<String>) -> Result<Vec<std::net::IpAddr>, ConfigError> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| invalid("LATCHKEY_TRUSTED_PROXIES", &format!("{s:?} is not an IP address"))))
+        .collect()
+}
+
+/// The keys of ours found in the environment. An unknown `LATCHKEY_*` variable
+/// is most likely a typo, so it is refused rather than ignored.
+fn env_overlay(env: &[(String, String)]) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    let mut unknown = Vec::new();
+    for (k, v) in env {
+        if KEYS.iter().any(|(known, _)| known == k) {
+            out.insert(k.clone(), v.clone());
+        } else if k.starts_with("LATCHKEY_") && !k.starts_with("LATCHKEY_TEST_") && !NON_SETTING_ENV.contains(&k.as_str()) {
+            unknown.push(k.clone());
+        }
+    }
+    if unknown.is_empty() { Ok(out) } else { Err(ConfigError::UnknownKeys(unknown)) }
+}
+
+fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let file_err = |message: String| ConfigError::File { path: path.display().to_string(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.message().to_owned()))?;
+    let mut out = BTreeMap::new();
+    for (k, v) in table {
+        let s = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| format!("{i:?}")))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => return Err(file_err(format!("{k}: unsupported value {other:?}"))),
+        };
+        out.insert(k, s);
+    }
+    Ok(out)
+}
+
+/// Reads `DATA_DIR/secret`, or creates it (mode 0600) with 32 random bytes in hex.
+fn load_or_create_secret(data_dir: &Path) -> Result<SecretString, ConfigError> {
+    let path = data_dir.join("secret");
+    let io_err = |source| ConfigError::Secret { path: path.display().to_string(), source };
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= 32 => return Ok(SecretString::from(s.trim().to_owned())),
+        Ok(_) => return Err(io_err(std::io::Error::other("too short (need at least 32 characters)"))),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(e)),
+        Err(_) => {}
+    }
+    std::fs::create_dir_all(data_dir).map_err(io_err)?;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| io_err(std::io::Error::other(e.to_string())))?;
+    let secret = hex::encode(bytes);
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io_err)?;
+    file.write_all(secret.as_bytes()).map_err(io_err)?;
+    Ok(SecretString::from(secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn unknown_keys_are_named_in_the_error() {
+        let err = Config::from_values(&values(&[("LATCHKEY_BIDN", "x")])).unwrap_err();
+        assert!(err.to_string().contains("unknown configuration key: LATCHKEY_BIDN"), "{err}");
+    }
+
+    #[test]
+    fn defaults_apply_and_secret_is_redacted() {
+        let secret = "s".repeat(40);
+        let cfg = Config::from_values(&values(&[("LATCHKEY_SECRET", &secret)])).unwrap();
+        assert_eq!(cfg.bind, "127.0.0.1:8080");
+        assert_eq!(cfg.public_url, "http://127.0.0.1:8080");
+        assert_eq!(cfg.database, DatabaseUrl::Sqlite(PathBuf::from("./data/latchkey.db")));
+        assert!(!format!("{cfg:?}").contains(&secret));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key_name() {
+        let secret = "s".repeat(40);
+        let err = Config::from_values(&values(&[("LATCHKEY_SECRET", &secret), ("DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert!(err.to_string().starts_with("DATABASE_URL:"), "{err}");
+        let err = Config::from_values(&values(&[("LATCHKEY_SECRET", "short")])).unwrap_err();
+        assert!(err.to_string().starts_with("LATCHKEY_SECRET:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_latchkey_env_vars_are_refused() {
+        let env = vec![("LATCHKEY_BINDD".to_owned(), "x".to_owned()), ("LATCHKEY_TEST_DATABASE_URL".to_owned(), "y".to_owned())];
+        let err = env_overlay(&env).unwrap_err();
+        assert!(err.to_string().contains("LATCHKEY_BINDD"));
+    }
+}

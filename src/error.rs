@@ -1,0 +1,113 @@
+//! One error type for every handler. It renders as an HTML page, an htmx toast
+//! or the JSON envelope of DESIGN.md, chosen by `web::middleware::render_errors`
+//! from what the request asked for. Users see a neutral message; the log gets
+//! the cause.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::service::{self, FieldErrors};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("not found")]
+    NotFound,
+    #[error("login required")]
+    LoginRequired,
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("missing or invalid CSRF token")]
+    Csrf,
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    #[error("too many requests")]
+    TooManyRequests { retry_after: i64 },
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    /// The code of the JSON envelope.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::LoginRequired | Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) | Self::Csrf => "forbidden",
+            Self::BadRequest(_) => "bad_request",
+            Self::Validation(_) => "validation_failed",
+            Self::TooManyRequests { .. } => "rate_limit_exceeded",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// What a person or client is told; never the internal cause.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::NotFound => "The page or object you asked for does not exist.".into(),
+            Self::LoginRequired => "Sign in to continue.".into(),
+            Self::Unauthorized => "A valid credential is required.".into(),
+            Self::Forbidden(m) => m.clone(),
+            Self::Csrf => "Your form was missing its security token or it had expired. Reload the page and try again."
+                .into(),
+            Self::BadRequest(m) => m.clone(),
+            Self::Validation(_) => "Some fields are not valid.".into(),
+            Self::TooManyRequests { retry_after } => {
+                format!("Too many attempts. Try again in {}.", crate::web::format::duration(*retry_after))
+            }
+            Self::PayloadTooLarge => "The request body is too large.".into(),
+            Self::Internal(_) => "Something went wrong on our side. Please try again.".into(),
+        }
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::LoginRequired | Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) | Self::Csrf => StatusCode::FORBIDDEN,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        // Replaced by the error-rendering middleware; this is the fallback body.
+        HttpResponse::build(self.status_code()).content_type("text/plain; charset=utf-8").body(self.public_message())
+    }
+}
+
+impl From<service::Error> for AppError {
+    fn from(e: service::Error) -> Self {
+        match e {
+            service::Error::NotFound => Self::NotFound,
+            service::Error::Forbidden(m) => Self::Forbidden(m.to_owned()),
+            service::Error::Invalid(fields) => Self::Validation(fields),
+            service::Error::Store(e) => Self::Internal(e.to_string()),
+            service::Error::Internal(m) => Self::Internal(m),
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<askama::Error> for AppError {
+    fn from(e: askama::Error) -> Self {
+        Self::Internal(format!("template: {e}"))
+    }
+}

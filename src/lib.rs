@@ -1,0 +1,12 @@
+//! Latchkey: a self-hosted developer portal — API keys, OAuth 2.0 and
+//! password + TOTP login for a SaaS API.
+//!
+//! Three layers, one direction: `web` → `service` → `store`.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod service;
+pub mod startup;
+pub mod store;
+pub mod web;

@@ -1,0 +1,316 @@
+//! Users, teams, memberships and invites.
+//!
+//! Rules: only owners and admins manage members; only an owner grants or takes
+//! away the owner role; a team always keeps at least one owner; a removed
+//! member's sessions end at once; every change is audited in the same
+//! transaction as the change itself.
+
+use diesel::Connection;
+use serde_json::json;
+
+use crate::store::models::{Invite, Membership, SessionRow, Team, User};
+use crate::store::{DbConn, now};
+
+use super::audit::{self, Actor, Event};
+use super::crypto::{self, Keys};
+use super::{Error, FieldErrors, Result};
+
+pub const INVITE_TTL_SECS: i64 = 7 * 24 * 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Viewer,
+    Developer,
+    Admin,
+    Owner,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Developer, Role::Viewer];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "owner" => Some(Self::Owner),
+            "admin" => Some(Self::Admin),
+            "developer" => Some(Self::Developer),
+            "viewer" => Some(Self::Viewer),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Developer => "developer",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    pub fn manages_members(self) -> bool {
+        self >= Self::Admin
+    }
+
+    /// Whether this role may give `target` to someone (or take it away).
+    pub fn may_assign(self, target: Role) -> bool {
+        self.manages_members() && (target != Self::Owner || self == Self::Owner)
+    }
+}
+
+fn random(len: usize) -> Result<String> {
+    crypto::random_base62(len).map_err(|e| Error::Internal(format!("random: {e}")))
+}
+
+fn new_id(kind: &str) -> Result<String> {
+    crypto::new_id(kind).map_err(|e| Error::Internal(format!("random: {e}")))
+}
+
+/// A signed-in user with their team, if any.
+#[derive(Debug, Clone)]
+pub struct UserContext {
+    pub user: User,
+    pub team: Option<(Team, Role)>,
+}
+
+pub fn context(conn: &mut DbConn, user_id: &str) -> Result<Option<UserContext>> {
+    let Some(user) = User::find(conn, user_id)? else { return Ok(None) };
+    let team = Membership::of_user(conn, user_id)?
+        .and_then(|(m, t)| Role::parse(&m.role).map(|role| (t, role)));
+    Ok(Some(UserContext { user, team }))
+}
+
+pub fn user_by_email(conn: &mut DbConn, email: &str) -> Result<Option<User>> {
+    Ok(User::find_by_email(conn, email)?)
+}
+
+pub fn setup_open(conn: &mut DbConn) -> Result<bool> {
+    Ok(!User::any_exists(conn)?)
+}
+
+/// First run: creates the first team and its owner. Refused once any user exists.
+pub fn setup(conn: &mut DbConn, actor: &Actor, team_name: &str, email: &str, password_hash: String) -> Result<User> {
+    conn.transaction(|conn| {
+        if User::any_exists(conn)? {
+            return Err(Error::NotFound);
+        }
+        let at = now();
+        let team = Team { id: new_id("team")?, name: team_name.to_owned(), require_totp: false, created_at: at };
+        let user = User { id: new_id("usr")?, email: email.to_owned(), password_hash, is_support: false, created_at: at };
+        team.insert(conn)?;
+        user.insert(conn)?;
+        Membership { team_id: team.id.clone(), user_id: user.id.clone(), role: "owner".into(), created_at: at }
+            .insert(conn)?;
+        let actor = Actor { user_id: Some(user.id.clone()), label: user.email.clone(), ..actor.clone() };
+        audit::record(conn, &actor, Event::new("setup.completed").team(&team.id).object("team", &team.id))?;
+        Ok(user)
+    })
+}
+
+/// Operator command: a user, optionally owning a new team.
+pub fn create_user(
+    conn: &mut DbConn,
+    email: &str,
+    password_hash: String,
+    is_support: bool,
+    team_name: Option<&str>,
+) -> Result<User> {
+    conn.transaction(|conn| {
+        if User::find_by_email(conn, email)?.is_some() {
+            return Err(Error::Invalid(FieldErrors::single("email", "An account with this email already exists.")));
+        }
+        let at = now();
+        let user = User { id: new_id("usr")?, email: email.to_owned(), password_hash, is_support, created_at: at };
+        user.insert(conn)?;
+        let mut team_id = None;
+        if let Some(name) = team_name {
+            let team = Team { id: new_id("team")?, name: name.to_owned(), require_totp: false, created_at: at };
+            team.insert(conn)?;
+            Membership { team_id: team.id.clone(), user_id: user.id.clone(), role: "owner".into(), created_at: at }
+                .insert(conn)?;
+            team_id = Some(team.id);
+        }
+        let mut event = Event::new("user.created").object("user", &user.id).details(json!({"support": is_support}));
+        if let Some(t) = team_id.as_deref() {
+            event = event.team(t);
+        }
+        audit::record(conn, &Actor::operator(), event)?;
+        Ok(user)
+    })
+}
+
+pub fn members(conn: &mut DbConn, team_id: &str) -> Result<Vec<(Membership, User)>> {
+    Ok(Membership::list(conn, team_id)?)
+}
+
+pub fn pending_invites(conn: &mut DbConn, team_id: &str) -> Result<Vec<Invite>> {
+    Ok(Invite::pending(conn, team_id, now())?)
+}
+
+/// Invites `email` with `role`; returns the invite and its one-time token.
+pub fn invite(
+    conn: &mut DbConn,
+    keys: &Keys,
+    actor: &Actor,
+    (team_id, actor_role): (&str, Role),
+    email: &str,
+    role: Role,
+) -> Result<(Invite, String)> {
+    if !actor_role.manages_members() {
+        return Err(Error::Forbidden("Only owners and admins can invite members."));
+    }
+    if !actor_role.may_assign(role) {
+        return Err(Error::Invalid(FieldErrors::single("role", "Only an owner can invite another owner.")));
+    }
+    conn.transaction(|conn| {
+        if User::find_by_email(conn, email)?.is_some() {
+            return Err(Error::Invalid(FieldErrors::single("email", "This person already has an account.")));
+        }
+        let token = random(32)?;
+        let at = now();
+        let invite = Invite {
+            id: new_id("inv")?,
+            team_id: team_id.to_owned(),
+            email: email.to_owned(),
+            role: role.as_str().to_owned(),
+            token_hash: keys.token_hash(&token),
+            invited_by: actor.user_id.clone().unwrap_or_default(),
+            created_at: at,
+            expires_at: at + INVITE_TTL_SECS,
+            accepted_at: None,
+        };
+        invite.insert(conn)?;
+        audit::record(
+            conn,
+            actor,
+            Event::new("member.invited")
+                .team(team_id)
+                .object("invite", &invite.id)
+                .details(json!({"email": email, "role": role.as_str()})),
+        )?;
+        Ok((invite, token))
+    })
+}
+
+/// The pending, unexpired invite for a token, with its team.
+pub fn open_invite(conn: &mut DbConn, keys: &Keys, token: &str) -> Result<(Invite, Team)> {
+    let invite = Invite::find_by_token_hash(conn, &keys.token_hash(token))?.ok_or(Error::NotFound)?;
+    if invite.accepted_at.is_some() || invite.expires_at <= now() {
+        return Err(Error::NotFound);
+    }
+    let team = Team::find(conn, &invite.team_id)?.ok_or(Error::NotFound)?;
+    Ok((invite, team))
+}
+
+/// Creates the invitee's account and membership; the token works once.
+pub fn accept_invite(conn: &mut DbConn, keys: &Keys, actor: &Actor, token: &str, password_hash: String) -> Result<User> {
+    conn.transaction(|conn| {
+        let (invite, team) = open_invite(conn, keys, token)?;
+        let at = now();
+        if Invite::mark_accepted(conn, &invite.id, at)? != 1 || User::find_by_email(conn, &invite.email)?.is_some() {
+            return Err(Error::NotFound);
+        }
+        let user =
+            User { id: new_id("usr")?, email: invite.email.clone(), password_hash, is_support: false, created_at: at };
+        user.insert(conn)?;
+        Membership { team_id: team.id.clone(), user_id: user.id.clone(), role: invite.role.clone(), created_at: at }
+            .insert(conn)?;
+        let actor = Actor { user_id: Some(user.id.clone()), label: user.email.clone(), ..actor.clone() };
+        audit::record(
+            conn,
+            &actor,
+            Event::new("invite.accepted").team(&team.id).object("user", &user.id).details(json!({"role": invite.role})),
+        )?;
+        Ok(user)
+    })
+}
+
+pub fn revoke_invite(conn: &mut DbConn, actor: &Actor, (team_id, actor_role): (&str, Role), invite_id: &str) -> Result<()> {
+    if !actor_role.manages_members() {
+        return Err(Error::Forbidden("Only owners and admins can manage invites."));
+    }
+    conn.transaction(|conn| {
+        if Invite::revoke(conn, team_id, invite_id)? == 0 {
+            return Err(Error::NotFound);
+        }
+        audit::record(conn, actor, Event::new("invite.revoked").team(team_id).object("invite", invite_id))
+    })
+}
+
+/// Checks that `actor_role` may act on `target`'s current role, and loads it.
+fn target_role(conn: &mut DbConn, team_id: &str, actor_role: Role, user_id: &str) -> Result<Role> {
+    if !actor_role.manages_members() {
+        return Err(Error::Forbidden("Only owners and admins can manage members."));
+    }
+    let member = Membership::find(conn, team_id, user_id)?.ok_or(Error::NotFound)?;
+    let current = Role::parse(&member.role).ok_or(Error::NotFound)?;
+    if !actor_role.may_assign(current) {
+        return Err(Error::Forbidden("Only an owner can change another owner."));
+    }
+    Ok(current)
+}
+
+fn ensure_not_last_owner(conn: &mut DbConn, team_id: &str, current: Role, message: &'static str) -> Result<()> {
+    if current == Role::Owner && Membership::count_owners(conn, team_id)? <= 1 {
+        return Err(Error::Invalid(FieldErrors::single("role", message)));
+    }
+    Ok(())
+}
+
+pub fn change_role(
+    conn: &mut DbConn,
+    actor: &Actor,
+    (team_id, actor_role): (&str, Role),
+    user_id: &str,
+    new_role: Role,
+) -> Result<()> {
+    if !actor_role.may_assign(new_role) {
+        return Err(Error::Forbidden("Only an owner can make someone an owner."));
+    }
+    conn.transaction(|conn| {
+        let current = target_role(conn, team_id, actor_role, user_id)?;
+        if current == new_role {
+            return Ok(());
+        }
+        ensure_not_last_owner(conn, team_id, current, "A team needs at least one owner: make someone else owner first.")?;
+        Membership::set_role(conn, team_id, user_id, new_role.as_str())?;
+        audit::record(
+            conn,
+            actor,
+            Event::new("member.role_changed")
+                .team(team_id)
+                .object("user", user_id)
+                .details(json!({"from": current.as_str(), "to": new_role.as_str()})),
+        )
+    })
+}
+
+pub fn remove_member(conn: &mut DbConn, actor: &Actor, (team_id, actor_role): (&str, Role), user_id: &str) -> Result<()> {
+    conn.transaction(|conn| {
+        let current = target_role(conn, team_id, actor_role, user_id)?;
+        ensure_not_last_owner(conn, team_id, current, "A team needs at least one owner: the last owner cannot be removed.")?;
+        Membership::delete(conn, team_id, user_id)?;
+        let ended = SessionRow::delete_for_user(conn, user_id)?;
+        audit::record(
+            conn,
+            actor,
+            Event::new("member.removed")
+                .team(team_id)
+                .object("user", user_id)
+                .details(json!({"role": current.as_str(), "sessions_ended": ended})),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Role;
+
+    #[test]
+    fn only_owners_touch_the_owner_role() {
+        assert!(Role::Owner.may_assign(Role::Owner));
+        assert!(!Role::Admin.may_assign(Role::Owner));
+        assert!(Role::Admin.may_assign(Role::Developer));
+        assert!(!Role::Developer.may_assign(Role::Viewer));
+        assert!(!Role::Viewer.manages_members());
+    }
+}

@@ -1,0 +1,72 @@
+//! The append-only audit trail: who did what, to which object, from where.
+
+use crate::store::DbConn;
+use crate::store::models::{AuditEvent, NewAuditEvent};
+
+use super::Result;
+
+/// Who acted and from where; built by the web layer from the request.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub user_id: Option<String>,
+    /// The email (or "operator", "anonymous") shown in the log.
+    pub label: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Actor {
+    pub fn operator() -> Self {
+        Self { label: "operator (command line)".into(), ..Self::default() }
+    }
+}
+
+/// One event about to be recorded.
+pub struct Event<'a> {
+    pub action: &'a str,
+    pub team_id: Option<&'a str>,
+    pub object: Option<(&'a str, &'a str)>,
+    pub details: serde_json::Value,
+}
+
+impl<'a> Event<'a> {
+    pub fn new(action: &'a str) -> Self {
+        Self { action, team_id: None, object: None, details: serde_json::Value::Object(Default::default()) }
+    }
+
+    pub fn team(mut self, team_id: &'a str) -> Self {
+        self.team_id = Some(team_id);
+        self
+    }
+
+    pub fn object(mut self, kind: &'a str, id: &'a str) -> Self {
+        self.object = Some((kind, id));
+        self
+    }
+
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+pub fn record(conn: &mut DbConn, actor: &Actor, event: Event<'_>) -> Result<()> {
+    let row = NewAuditEvent {
+        created_at: crate::store::now(),
+        team_id: event.team_id.map(str::to_owned),
+        actor_id: actor.user_id.clone(),
+        actor_label: actor.label.clone(),
+        action: event.action.to_owned(),
+        object_type: event.object.map(|(k, _)| k.to_owned()),
+        object_id: event.object.map(|(_, id)| id.to_owned()),
+        ip: actor.ip.clone(),
+        user_agent: actor.user_agent.as_deref().map(|ua| ua.chars().take(300).collect()),
+        details: event.details.to_string(),
+    };
+    AuditEvent::append(conn, &row)?;
+    Ok(())
+}
+
+pub fn recent_for_team(conn: &mut DbConn, team_id: &str, limit: i64) -> Result<Vec<AuditEvent>> {
+    Ok(AuditEvent::recent_for_team(conn, team_id, limit)?)
+}

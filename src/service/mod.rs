@@ -1,0 +1,64 @@
+//! The rules of the product, in plain Rust: no actix types here. Every function
+//! takes a `&mut DbConn` (run on the blocking pool by the caller) or no database.
+
+pub mod accounts;
+pub mod audit;
+pub mod crypto;
+pub mod password;
+pub mod throttle;
+pub mod validate;
+
+use std::collections::BTreeMap;
+
+use crate::store::StoreError;
+
+/// Field name → message, for forms and the `validation_failed` envelope.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldErrors(pub BTreeMap<String, String>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.entry(field.to_owned()).or_insert_with(|| message.into());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0.get(field).map(String::as_str)
+    }
+
+    /// `Ok(())` when no field failed, else the errors.
+    pub fn into_result(self) -> Result<(), Error> {
+        if self.is_empty() { Ok(()) } else { Err(Error::Invalid(self)) }
+    }
+
+    pub fn single(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = Self::default();
+        errors.add(field, message);
+        errors
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("not found")]
+    NotFound,
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("invalid input")]
+    Invalid(FieldErrors),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<diesel::result::Error> for Error {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Store(StoreError::Query(e))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,117 @@
+//! Builds the application from a configuration: database, state, middleware,
+//! routes and the listener. Tests bind port 0 through the same path.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_session::SessionMiddleware;
+use actix_session::config::{BrowserSession, TtlExtensionPolicy};
+use actix_web::cookie::{Key, SameSite};
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer};
+
+use crate::config::Config;
+use crate::error::AppError;
+use crate::service::{accounts, crypto};
+use crate::store::models::SessionRow;
+use crate::store::{Db, StoreError, now};
+use crate::web::session_store::DbSessionStore;
+use crate::web::{self as routes_mod, AppState, State, csrf, middleware};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: State,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = Db::connect(&config.database)?;
+        let setup_token = match db.run(accounts::setup_open).await? {
+            true => Some(crypto::random_base62(32).map_err(|e| anyhow::anyhow!("random: {e}"))?),
+            false => None,
+        };
+        let listener = TcpListener::bind(&config.bind).map_err(|e| anyhow::anyhow!("binding {}: {e}", config.bind))?;
+        let port = listener.local_addr()?.port();
+        if let Some(token) = &setup_token {
+            let base = if config.bind.ends_with(":0") {
+                format!("http://{}", listener.local_addr()?)
+            } else {
+                config.public_url.clone()
+            };
+            tracing::info!("no user exists yet: finish setup at {base}/setup?token={token}");
+        }
+        let state = actix_web::web::Data::new(AppState::new(config, db, setup_token));
+        let server = serve(listener, state.clone())?;
+        spawn_session_sweeper(state.db.clone());
+        Ok(Self { port, server, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The first-run token while no user exists (tests read it here; people read the log).
+    pub fn setup_token(&self) -> Option<String> {
+        self.state.setup_token.lock().ok().and_then(|t| t.clone())
+    }
+
+    /// Serves until SIGINT/SIGTERM, then drains in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn serve(listener: TcpListener, state: State) -> std::io::Result<Server> {
+    let config = &state.config;
+    let https = config.is_https();
+    let key = Key::derive_from(state.keys.cookie_master());
+    let idle = actix_web::cookie::time::Duration::minutes(config.session_idle_minutes);
+    let store = DbSessionStore::new(state.db.clone());
+    let server = HttpServer::new(move || {
+        let session = SessionMiddleware::builder(store.clone(), key.clone())
+            .cookie_name("latchkey_session".into())
+            .cookie_secure(https)
+            .cookie_http_only(true)
+            .cookie_same_site(SameSite::Lax)
+            .session_lifecycle(
+                BrowserSession::default()
+                    .state_ttl(idle)
+                    .state_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+            )
+            .build();
+        App::new()
+            .app_data(state.clone())
+            .app_data(web_form_config())
+            .configure(routes_mod::routes)
+            .default_service(actix_web::web::to(|| async { Err::<actix_web::HttpResponse, _>(AppError::NotFound) }))
+            .wrap(from_fn(csrf::verify))
+            .wrap(session)
+            .wrap(from_fn(middleware::render_errors))
+            .wrap(middleware::security_headers(https))
+            .wrap(from_fn(middleware::request_log))
+    })
+    .listen(listener)?
+    .shutdown_timeout(30)
+    .run();
+    Ok(server)
+}
+
+fn web_form_config() -> actix_web::web::FormConfig {
+    actix_web::web::FormConfig::default().limit(64 * 1024)
+}
+
+/// Deletes expired sessions every ten minutes.
+fn spawn_session_sweeper(db: Db) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            let swept = db.run(|conn| SessionRow::delete_expired(conn, now()).map_err(StoreError::from)).await;
+            if let Err(e) = swept {
+                tracing::warn!(error = %e, "sweeping expired sessions failed");
+            }
+        }
+    });
+}

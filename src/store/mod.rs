@@ -1,0 +1,152 @@
+//! Storage: one diesel schema, one `MultiConnection` over SQLite and PostgreSQL,
+//! an r2d2 pool, and the embedded migrations of both dialects.
+//!
+//! Rules: the backend is chosen from the URL scheme and connected directly, so a
+//! bad URL fails at start with the driver's own message; every SQLite connection
+//! gets WAL, a busy timeout and foreign keys; blocking database work runs on
+//! tokio's blocking pool through [`Db::run`], never on the async executor.
+
+pub mod models;
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::config::DatabaseUrl;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Sqlite(SqliteConnection),
+    Pg(PgConnection),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("database connection: {0}")]
+    Connection(String),
+    #[error("migrations: {0}")]
+    Migration(String),
+    #[error("database task stopped: {0}")]
+    Task(String),
+}
+
+/// Connects the right variant for a URL; SQLite gets its pragmas here.
+pub struct Manager {
+    url: DatabaseUrl,
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, Self::Error> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(&path.to_string_lossy())
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                )
+                .map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(DbConn::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres(url) => {
+                PgConnection::establish(url).map(DbConn::Pg).map_err(diesel::r2d2::Error::ConnectionError)
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1").map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+
+/// The shared handle the services run their queries through.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+}
+
+impl Db {
+    /// Opens the pool (creating the SQLite folder if needed) and applies migrations.
+    pub fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        if let DatabaseUrl::Sqlite(path) = url
+            && let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Connection(format!("{}: {e}", parent.display())))?;
+        }
+        let manager = Manager { url: url.clone() };
+        // Fail fast with the driver's own message rather than r2d2's 30 s timeout.
+        let mut first = manager.connect().map_err(|e| StoreError::Connection(e.to_string()))?;
+        run_migrations(&mut first)?;
+        let size = match url {
+            DatabaseUrl::Sqlite(_) => 8,
+            DatabaseUrl::Postgres(_) => 16,
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)
+            .map_err(|e| StoreError::Connection(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool.
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(|e| StoreError::Connection(e.to_string()))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Runs `f` with a pooled connection on the current thread (CLI commands).
+    pub fn run_sync<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, E>,
+        E: From<StoreError>,
+    {
+        let mut conn = self.pool.get().map_err(|e| StoreError::Connection(e.to_string()))?;
+        f(&mut conn)
+    }
+}
+
+/// Applies the pending migrations of the connection's dialect.
+pub fn run_migrations(conn: &mut DbConn) -> Result<(), StoreError> {
+    let result = match conn {
+        DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+        DbConn::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
+    };
+    result.map_err(|e| StoreError::Migration(e.to_string()))
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}

@@ -1,0 +1,52 @@
+use diesel::prelude::*;
+
+use crate::store::DbConn;
+use crate::store::schema::invites;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = invites)]
+pub struct Invite {
+    pub id: String,
+    pub team_id: String,
+    pub email: String,
+    pub role: String,
+    pub token_hash: String,
+    pub invited_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub accepted_at: Option<i64>,
+}
+
+/// Database methods
+impl Invite {
+    pub fn insert(&self, conn: &mut DbConn) -> QueryResult<()> {
+        diesel::insert_into(invites::table).values(self).execute(conn).map(|_| ())
+    }
+
+    pub fn find_by_token_hash(conn: &mut DbConn, hash: &str) -> QueryResult<Option<Invite>> {
+        invites::table.filter(invites::token_hash.eq(hash)).select(Invite::as_select()).first(conn).optional()
+    }
+
+    /// Invites of a team not yet accepted nor expired.
+    pub fn pending(conn: &mut DbConn, team_id: &str, now: i64) -> QueryResult<Vec<Invite>> {
+        invites::table
+            .filter(invites::team_id.eq(team_id))
+            .filter(invites::accepted_at.is_null())
+            .filter(invites::expires_at.gt(now))
+            .order(invites::created_at.desc())
+            .select(Invite::as_select())
+            .load(conn)
+    }
+
+    /// Marks the invite used; 0 rows means someone else used it first.
+    pub fn mark_accepted(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<usize> {
+        diesel::update(invites::table.find(id).filter(invites::accepted_at.is_null()))
+            .set(invites::accepted_at.eq(now))
+            .execute(conn)
+    }
+
+    pub fn revoke(conn: &mut DbConn, team_id: &str, id: &str) -> QueryResult<usize> {
+        diesel::delete(invites::table.find(id).filter(invites::team_id.eq(team_id)).filter(invites::accepted_at.is_null()))
+            .execute(conn)
+    }
+}

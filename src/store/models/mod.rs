@@ -1,0 +1,13 @@
+//! Row types and their database methods, one file per table.
+
+mod audit;
+mod invite;
+mod session;
+mod team;
+mod user;
+
+pub use audit::{AuditEvent, NewAuditEvent};
+pub use invite::Invite;
+pub use session::SessionRow;
+pub use team::{Membership, Team};
+pub use user::User;

@@ -1,0 +1,83 @@
+use diesel::prelude::*;
+
+use crate::store::DbConn;
+use crate::store::schema::{memberships, teams, users};
+
+use super::User;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = teams)]
+pub struct Team {
+    pub id: String,
+    pub name: String,
+    pub require_totp: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = memberships)]
+pub struct Membership {
+    pub team_id: String,
+    pub user_id: String,
+    pub role: String,
+    pub created_at: i64,
+}
+
+/// Database methods
+impl Team {
+    pub fn insert(&self, conn: &mut DbConn) -> QueryResult<()> {
+        diesel::insert_into(teams::table).values(self).execute(conn).map(|_| ())
+    }
+
+    pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<Team>> {
+        teams::table.find(id).select(Team::as_select()).first(conn).optional()
+    }
+}
+
+/// Database methods
+impl Membership {
+    pub fn insert(&self, conn: &mut DbConn) -> QueryResult<()> {
+        diesel::insert_into(memberships::table).values(self).execute(conn).map(|_| ())
+    }
+
+    /// The user's team membership (the oldest, if there were ever several).
+    pub fn of_user(conn: &mut DbConn, user_id: &str) -> QueryResult<Option<(Membership, Team)>> {
+        memberships::table
+            .inner_join(teams::table)
+            .filter(memberships::user_id.eq(user_id))
+            .order(memberships::created_at.asc())
+            .select((Membership::as_select(), Team::as_select()))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn find(conn: &mut DbConn, team_id: &str, user_id: &str) -> QueryResult<Option<Membership>> {
+        memberships::table.find((team_id, user_id)).select(Membership::as_select()).first(conn).optional()
+    }
+
+    /// Members of a team with their accounts, owners first then by join date.
+    pub fn list(conn: &mut DbConn, team_id: &str) -> QueryResult<Vec<(Membership, User)>> {
+        memberships::table
+            .inner_join(users::table)
+            .filter(memberships::team_id.eq(team_id))
+            .order(memberships::created_at.asc())
+            .select((Membership::as_select(), User::as_select()))
+            .load(conn)
+    }
+
+    pub fn count_owners(conn: &mut DbConn, team_id: &str) -> QueryResult<i64> {
+        memberships::table
+            .filter(memberships::team_id.eq(team_id))
+            .filter(memberships::role.eq("owner"))
+            .count()
+            .get_result(conn)
+    }
+
+    pub fn set_role(conn: &mut DbConn, team_id: &str, user_id: &str, role: &str) -> QueryResult<usize> {
+        diesel::update(memberships::table.find((team_id, user_id))).set(memberships::role.eq(role)).execute(conn)
+    }
+
+    pub fn delete(conn: &mut DbConn, team_id: &str, user_id: &str) -> QueryResult<usize> {
+        diesel::delete(memberships::table.find((team_id, user_id))).execute(conn)
+    }
+}

@@ -1,0 +1,78 @@
+//! The one schema both backends share. Times are unix seconds (`BigInt`).
+
+diesel::table! {
+    teams (id) {
+        id -> Text,
+        name -> Text,
+        require_totp -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        email -> Text,
+        password_hash -> Text,
+        is_support -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    memberships (team_id, user_id) {
+        team_id -> Text,
+        user_id -> Text,
+        role -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    invites (id) {
+        id -> Text,
+        team_id -> Text,
+        email -> Text,
+        role -> Text,
+        token_hash -> Text,
+        invited_by -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        accepted_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Nullable<Text>,
+        state -> Text,
+        created_at -> BigInt,
+        last_seen_at -> BigInt,
+        expires_at -> BigInt,
+        user_agent -> Nullable<Text>,
+        ip -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        created_at -> BigInt,
+        team_id -> Nullable<Text>,
+        actor_id -> Nullable<Text>,
+        actor_label -> Text,
+        action -> Text,
+        object_type -> Nullable<Text>,
+        object_id -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        details -> Text,
+    }
+}
+
+diesel::joinable!(memberships -> teams (team_id));
+diesel::joinable!(memberships -> users (user_id));
+diesel::joinable!(invites -> teams (team_id));
+
+diesel::allow_tables_to_appear_in_same_query!(teams, users, memberships, invites, sessions, audit_events);

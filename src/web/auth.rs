@@ -1,0 +1,134 @@
+//! Who is asking: the signed-in user (with idle and absolute timeouts), the
+//! client address (trusting `X-Forwarded-For` only from configured proxies),
+//! and safe post-login redirects.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+
+use actix_session::{Session, SessionExt};
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+
+use super::session_store::keys;
+use super::{AppState, State};
+use crate::error::AppError;
+use crate::service::accounts::{self, Role, UserContext};
+use crate::service::audit::Actor;
+use crate::store::models::Team;
+use crate::store::now;
+
+/// A signed-in user. Extracting it from a request without a valid session
+/// fails with `LoginRequired` (a redirect to `/login` for pages).
+pub struct CurrentUser {
+    pub ctx: UserContext,
+    pub session: Session,
+    pub actor: Actor,
+}
+
+impl CurrentUser {
+    /// The user's team and role, or 403 when they belong to none.
+    pub fn team(&self) -> Result<(&Team, Role), AppError> {
+        self.ctx
+            .team
+            .as_ref()
+            .map(|(t, r)| (t, *r))
+            .ok_or_else(|| AppError::Forbidden("You are not a member of any team.".into()))
+    }
+}
+
+impl FromRequest for CurrentUser {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req.app_data::<State>().ok_or_else(|| AppError::Internal("no state".into()))?.clone();
+            let session = req.get_session();
+            let user_id = session.get::<String>(keys::USER_ID).ok().flatten().ok_or(AppError::LoginRequired)?;
+            let auth_at = session.get::<i64>(keys::AUTH_AT).ok().flatten().unwrap_or(0);
+            if now() - auth_at > state.config.session_absolute_hours * 3600 {
+                session.purge();
+                return Err(AppError::LoginRequired);
+            }
+            let uid = user_id.clone();
+            let ctx = state.db.run(move |conn| accounts::context(conn, &uid)).await?;
+            let Some(ctx) = ctx else {
+                session.purge();
+                return Err(AppError::LoginRequired);
+            };
+            let actor = Actor { user_id: Some(user_id), label: ctx.user.email.clone(), ..request_actor(&req, &state) };
+            Ok(CurrentUser { ctx, session, actor })
+        })
+    }
+}
+
+/// The anonymous actor of a request: its address and user agent.
+pub fn request_actor(req: &HttpRequest, state: &AppState) -> Actor {
+    Actor {
+        user_id: None,
+        label: "anonymous".into(),
+        ip: client_ip(req, state).map(|ip| ip.to_string()),
+        user_agent: req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(300).collect()),
+    }
+}
+
+/// The client's address: the socket peer, or — when the peer is a trusted
+/// proxy — the nearest untrusted address in `X-Forwarded-For`.
+pub fn client_ip(req: &HttpRequest, state: &AppState) -> Option<IpAddr> {
+    let peer = req.peer_addr().map(|a| a.ip())?;
+    let trusted = &state.config.trusted_proxies;
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded = req.headers().get("X-Forwarded-For").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let hops: Vec<IpAddr> = forwarded.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    hops.into_iter().rev().find(|ip| !trusted.contains(ip)).or(Some(peer))
+}
+
+/// Only same-site paths: `/x` but never `//host`, `/\host` or absolute URLs.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.contains(['\r', '\n']) => {
+            n.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn url_encode(s: &str) -> String {
+    serde_urlencoded::to_string([("v", s)]).map(|q| q[2..].to_owned()).unwrap_or_default()
+}
+
+/// A one-shot message for the next page (never a secret).
+pub fn flash(session: &Session, message: &str) {
+    let _ = session.insert(keys::FLASH, message);
+}
+
+pub fn take_flash(session: &Session) -> Option<String> {
+    session.remove_as::<String>(keys::FLASH).and_then(Result::ok)
+}
+
+pub fn state(req: &HttpRequest) -> Result<State, AppError> {
+    req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| AppError::Internal("no state".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_is_kept_on_site() {
+        assert_eq!(safe_next(Some("/settings/team?x=1")), "/settings/team?x=1");
+        for bad in ["//evil.example", "/\\evil.example", "https://evil.example", "evil", ""] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
+}

@@ -1,0 +1,78 @@
+//! CSRF protection for every state-changing request: a per-session token that
+//! must come back in the `csrf_token` form field or the `X-CSRF-Token` header.
+//! A missing or wrong token gets 403 before any handler runs, so nothing changes.
+//!
+//! Exempt: the OAuth back-channel endpoints (client-authenticated, no cookies)
+//! and `/api/` (credential-authenticated; session use there demands the header
+//! in the API's own extractor).
+
+use actix_session::{Session, SessionExt};
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::web::Bytes;
+
+use super::session_store::keys;
+use crate::error::AppError;
+use crate::service::crypto;
+
+pub const HEADER: &str = "X-CSRF-Token";
+pub const FIELD: &str = "csrf_token";
+const EXEMPT_PREFIXES: &[&str] = &["/api/", "/oauth/token", "/oauth/revoke", "/oauth/introspect"];
+
+/// The session's token, created on first use.
+pub fn token(session: &Session) -> Result<String, AppError> {
+    if let Ok(Some(t)) = session.get::<String>(keys::CSRF) {
+        return Ok(t);
+    }
+    rotate(session)
+}
+
+/// A fresh token (at login, so a token seen before login is worthless after).
+pub fn rotate(session: &Session) -> Result<String, AppError> {
+    let t = crypto::random_base62(32).map_err(|e| AppError::Internal(format!("random: {e}")))?;
+    session.insert(keys::CSRF, &t).map_err(|e| AppError::Internal(format!("session: {e}")))?;
+    Ok(t)
+}
+
+pub async fn verify(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if safe || EXEMPT_PREFIXES.iter().any(|p| req.path().starts_with(p)) {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    }
+    let expected = req.get_session().get::<String>(keys::CSRF).ok().flatten();
+    let header = req.headers().get(HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let presented = match header {
+        Some(h) => Some(h),
+        None => match form_field(&mut req).await {
+            Ok(field) => field,
+            Err(e) => return Ok(req.error_response(e)),
+        },
+    };
+    match (expected, presented) {
+        (Some(e), Some(p)) if crypto::ct_eq(&e, &p) => next.call(req).await.map(ServiceResponse::map_into_boxed_body),
+        _ => Ok(req.error_response(AppError::Csrf)),
+    }
+}
+
+/// Reads the urlencoded body for the token, then puts the body back.
+async fn form_field(req: &mut ServiceRequest) -> Result<Option<String>, actix_web::Error> {
+    let is_form = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Ok(None);
+    }
+    let body = req.extract::<Bytes>().await?;
+    let field = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+        .ok()
+        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == FIELD).map(|(_, v)| v));
+    req.set_payload(body.into());
+    Ok(field)
+}

@@ -1,0 +1,176 @@
+//! Cross-cutting middleware: the request log, security headers, and the
+//! rendering of errors as a page, an htmx toast or the JSON envelope.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{DefaultHeaders, Next};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use askama::Template;
+
+use crate::error::AppError;
+
+/// One log line per request: method, route pattern (never the raw path, which
+/// can hold a token), status and latency. No query strings, cookies or bodies.
+pub async fn request_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let res = next.call(req).await?;
+    let route = res.request().match_pattern().unwrap_or_else(|| "<unmatched>".into());
+    tracing::info!(
+        target: "latchkey::http",
+        method = %method,
+        route = %route,
+        status = res.status().as_u16(),
+        latency_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+        "request"
+    );
+    Ok(res)
+}
+
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Headers on every response; a handler may set its own `Cache-Control`.
+pub fn security_headers(https: bool) -> DefaultHeaders {
+    let mut headers = DefaultHeaders::new()
+        .add((header::CONTENT_SECURITY_POLICY, CSP))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+        .add(("Cross-Origin-Opener-Policy", "same-origin"))
+        .add(("Permissions-Policy", "camera=(), microphone=(), geolocation=()"))
+        .add((header::CACHE_CONTROL, "no-store"));
+    if https {
+        headers = headers.add((header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains"));
+    }
+    headers
+}
+
+/// How the client wants an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wants {
+    Json,
+    Toast,
+    Page,
+}
+
+fn wants(req: &HttpRequest) -> Wants {
+    let path = req.path();
+    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let htmx = req.headers().contains_key("HX-Request");
+    let boosted = req.headers().contains_key("HX-Boosted");
+    if path.starts_with("/api/") || path == "/auth/verify" || (accept.contains("application/json") && !accept.contains("text/html")) {
+        Wants::Json
+    } else if htmx && !boosted {
+        Wants::Toast
+    } else {
+        Wants::Page
+    }
+}
+
+#[derive(Template)]
+#[template(path = "errors/error.html")]
+struct ErrorPage<'a> {
+    status: u16,
+    title: &'a str,
+    message: &'a str,
+    asset_v: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "partials/toast_partial.html")]
+struct Toast<'a> {
+    kind: &'a str,
+    message: &'a str,
+}
+
+/// Replaces any error response with the rendering the request asked for.
+/// (An `Err` from a middleware further in keeps actix's plain rendering: the
+/// request cannot be cloned before routing, so inner layers answer with
+/// `ServiceRequest::error_response` instead of `Err`.)
+pub async fn render_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let Some(err) = res.response().error() else { return Ok(res.map_into_boxed_body()) };
+    let rendered = match err.as_error::<AppError>() {
+        Some(app) => render(res.request(), app),
+        None => render(res.request(), &generic(err.as_response_error().status_code(), &err.to_string())),
+    };
+    let (http_req, _) = res.into_parts();
+    Ok(ServiceResponse::new(http_req, rendered))
+}
+
+/// Maps framework errors (bad form bodies, oversized payloads) onto ours.
+fn generic(status: StatusCode, cause: &str) -> AppError {
+    match status {
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => AppError::NotFound,
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge,
+        s if s.is_client_error() => AppError::BadRequest("The request could not be understood.".into()),
+        _ => AppError::Internal(cause.to_owned()),
+    }
+}
+
+fn render(req: &HttpRequest, err: &AppError) -> HttpResponse {
+    let status = err.status_code();
+    if status.is_server_error() {
+        tracing::error!(error = %err, route = req.match_pattern().unwrap_or_default(), "request failed");
+    }
+    let wants = wants(req);
+    if matches!(err, AppError::LoginRequired) && wants != Wants::Json {
+        return login_redirect(req, wants);
+    }
+    let message = err.public_message();
+    let mut res = match wants {
+        Wants::Json => HttpResponse::build(status).json(envelope(err, &message)),
+        Wants::Toast => {
+            let body = Toast { kind: "error", message: &message }.render().unwrap_or_default();
+            HttpResponse::build(status)
+                .insert_header(("HX-Retarget", "#toasts"))
+                .insert_header(("HX-Reswap", "beforeend"))
+                .content_type("text/html; charset=utf-8")
+                .body(body)
+        }
+        Wants::Page => {
+            let title = status.canonical_reason().unwrap_or("Error");
+            let page = ErrorPage { status: status.as_u16(), title, message: &message, asset_v: super::assets::version() };
+            HttpResponse::build(status).content_type("text/html; charset=utf-8").body(page.render().unwrap_or_default())
+        }
+    };
+    if let AppError::TooManyRequests { retry_after } = err
+        && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
+    {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
+}
+
+fn envelope(err: &AppError, message: &str) -> serde_json::Value {
+    let mut error = serde_json::json!({"code": err.code(), "message": message});
+    match err {
+        AppError::Validation(fields) => error["fields"] = serde_json::json!(fields.0),
+        AppError::TooManyRequests { retry_after } => error["retry_after"] = serde_json::json!(retry_after),
+        _ => {}
+    }
+    serde_json::json!({"status": "error", "error": error})
+}
+
+fn login_redirect(req: &HttpRequest, wants: Wants) -> HttpResponse {
+    let here = match req.uri().path_and_query() {
+        Some(pq) if req.method() == actix_web::http::Method::GET => pq.as_str().to_owned(),
+        _ => "/".to_owned(),
+    };
+    let target = format!("/login?next={}", super::auth::url_encode(&here));
+    if wants == Wants::Toast {
+        return HttpResponse::Ok().insert_header(("HX-Redirect", target)).finish();
+    }
+    HttpResponse::SeeOther().insert_header((header::LOCATION, target)).finish()
+}
