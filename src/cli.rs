@@ -61,12 +61,12 @@ fn create_user(db: &Db, email: &str, support: bool, team: Option<String>) -> any
     let email = validate::account(email, pw).map_err(|e| anyhow::anyhow!(describe(&e)))?;
     let team = team.map(|t| validate::team_name(&t).map_err(|m| anyhow::anyhow!("team: {m}"))).transpose()?;
     let hash = password::hash(pw)?;
-    let user = db
-        .run_sync(|conn| accounts::create_user(conn, &email, hash, support, team.as_deref()))
-        .map_err(|e| match e {
+    let user = db.run_sync(|conn| accounts::create_user(conn, &email, hash, support, team.as_deref())).map_err(
+        |e| match e {
             service::Error::Invalid(f) => anyhow::anyhow!(describe(&f)),
             other => anyhow::anyhow!(other),
-        })?;
+        },
+    )?;
     println!("created user {} ({}){}", user.email, user.id, if support { " with the support role" } else { "" });
     Ok(())
 }

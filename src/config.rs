@@ -39,10 +39,7 @@ pub enum ConfigError {
     #[error("{key}: {message}")]
     Invalid { key: &'static str, message: String },
     #[error("server secret file {path}: {source}")]
-    Secret {
-        path: String,
-        source: std::io::Error,
-    },
+    Secret { path: String, source: std::io::Error },
 }
 
 fn known_keys() -> String {
@@ -114,11 +111,8 @@ impl Config {
 
     /// Builds a configuration from key/value pairs, with every default applied.
     pub fn from_values(values: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
-        let unknown: Vec<String> = values
-            .keys()
-            .filter(|k| !KEYS.iter().any(|(known, _)| known == k))
-            .cloned()
-            .collect();
+        let unknown: Vec<String> =
+            values.keys().filter(|k| !KEYS.iter().any(|(known, _)| known == k)).cloned().collect();
         if !unknown.is_empty() {
             return Err(ConfigError::UnknownKeys(unknown));
         }
@@ -128,13 +122,11 @@ impl Config {
             return Err(invalid("LATCHKEY_BIND", "must be HOST:PORT, e.g. 127.0.0.1:8080"));
         }
         let data_dir = PathBuf::from(get("LATCHKEY_DATA_DIR").unwrap_or_else(|| "./data".into()));
-        let database_url = get("DATABASE_URL")
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("latchkey.db").display()));
+        let database_url =
+            get("DATABASE_URL").unwrap_or_else(|| format!("sqlite://{}", data_dir.join("latchkey.db").display()));
         let database = DatabaseUrl::parse(&database_url).map_err(|m| invalid("DATABASE_URL", &m))?;
-        let public_url = get("LATCHKEY_PUBLIC_URL")
-            .unwrap_or_else(|| format!("http://{bind}"))
-            .trim_end_matches('/')
-            .to_owned();
+        let public_url =
+            get("LATCHKEY_PUBLIC_URL").unwrap_or_else(|| format!("http://{bind}")).trim_end_matches('/').to_owned();
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             return Err(invalid("LATCHKEY_PUBLIC_URL", "must start with http:// or https://"));
         }
@@ -152,8 +144,10 @@ impl Config {
         {
             return Err(invalid("LATCHKEY_API_KEY_PREFIX", "1–16 lowercase letters or digits"));
         }
-        let session_idle_minutes = parse_int("LATCHKEY_SESSION_IDLE_MINUTES", get("LATCHKEY_SESSION_IDLE_MINUTES"), 60)?;
-        let session_absolute_hours = parse_int("LATCHKEY_SESSION_ABSOLUTE_HOURS", get("LATCHKEY_SESSION_ABSOLUTE_HOURS"), 12)?;
+        let session_idle_minutes =
+            parse_int("LATCHKEY_SESSION_IDLE_MINUTES", get("LATCHKEY_SESSION_IDLE_MINUTES"), 60)?;
+        let session_absolute_hours =
+            parse_int("LATCHKEY_SESSION_ABSOLUTE_HOURS", get("LATCHKEY_SESSION_ABSOLUTE_HOURS"), 12)?;
         Ok(Self {
             bind,
             data_dir,
@@ -217,7 +211,10 @@ fn env_overlay(env: &[(String, String)]) -> Result<BTreeMap<String, String>, Con
     for (k, v) in env {
         if KEYS.iter().any(|(known, _)| known == k) {
             out.insert(k.clone(), v.clone());
-        } else if k.starts_with("LATCHKEY_") && !k.starts_with("LATCHKEY_TEST_") && !NON_SETTING_ENV.contains(&k.as_str()) {
+        } else if k.starts_with("LATCHKEY_")
+            && !k.starts_with("LATCHKEY_TEST_")
+            && !NON_SETTING_ENV.contains(&k.as_str())
+        {
             unknown.push(k.clone());
         }
     }
@@ -292,7 +289,8 @@ mod tests {
     #[test]
     fn bad_values_are_refused_with_the_key_name() {
         let secret = "s".repeat(40);
-        let err = Config::from_values(&values(&[("LATCHKEY_SECRET", &secret), ("DATABASE_URL", "mysql://x")])).unwrap_err();
+        let err =
+            Config::from_values(&values(&[("LATCHKEY_SECRET", &secret), ("DATABASE_URL", "mysql://x")])).unwrap_err();
         assert!(err.to_string().starts_with("DATABASE_URL:"), "{err}");
         let err = Config::from_values(&values(&[("LATCHKEY_SECRET", "short")])).unwrap_err();
         assert!(err.to_string().starts_with("LATCHKEY_SECRET:"), "{err}");
@@ -300,7 +298,10 @@ mod tests {
 
     #[test]
     fn unknown_latchkey_env_vars_are_refused() {
-        let env = vec![("LATCHKEY_BINDD".to_owned(), "x".to_owned()), ("LATCHKEY_TEST_DATABASE_URL".to_owned(), "y".to_owned())];
+        let env = vec![
+            ("LATCHKEY_BINDD".to_owned(), "x".to_owned()),
+            ("LATCHKEY_TEST_DATABASE_URL".to_owned(), "y".to_owned()),
+        ];
         let err = env_overlay(&env).unwrap_err();
         assert!(err.to_string().contains("LATCHKEY_BINDD"));
     }

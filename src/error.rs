@@ -55,8 +55,9 @@ impl AppError {
             Self::LoginRequired => "Sign in to continue.".into(),
             Self::Unauthorized => "A valid credential is required.".into(),
             Self::Forbidden(m) => m.clone(),
-            Self::Csrf => "Your form was missing its security token or it had expired. Reload the page and try again."
-                .into(),
+            Self::Csrf => {
+                "Your form was missing its security token or it had expired. Reload the page and try again.".into()
+            }
             Self::BadRequest(m) => m.clone(),
             Self::Validation(_) => "Some fields are not valid.".into(),
             Self::TooManyRequests { retry_after } => {

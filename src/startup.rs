@@ -34,13 +34,13 @@ impl Application {
         };
         let listener = TcpListener::bind(&config.bind).map_err(|e| anyhow::anyhow!("binding {}: {e}", config.bind))?;
         let port = listener.local_addr()?.port();
+        let mut config = config;
+        if config.public_url.ends_with(":0") {
+            // Bound to any free port: the URL is only known now.
+            config.public_url = format!("http://{}", listener.local_addr()?);
+        }
         if let Some(token) = &setup_token {
-            let base = if config.bind.ends_with(":0") {
-                format!("http://{}", listener.local_addr()?)
-            } else {
-                config.public_url.clone()
-            };
-            tracing::info!("no user exists yet: finish setup at {base}/setup?token={token}");
+            tracing::info!("no user exists yet: finish setup at {}/setup?token={token}", config.public_url);
         }
         let state = actix_web::web::Data::new(AppState::new(config, db, setup_token));
         let server = serve(listener, state.clone())?;
@@ -104,7 +104,7 @@ fn web_form_config() -> actix_web::web::FormConfig {
 
 /// Deletes expired sessions every ten minutes.
 fn spawn_session_sweeper(db: Db) {
-    actix_web::rt::spawn(async move {
+    tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
         loop {
             tick.tick().await;

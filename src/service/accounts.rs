@@ -74,8 +74,7 @@ pub struct UserContext {
 
 pub fn context(conn: &mut DbConn, user_id: &str) -> Result<Option<UserContext>> {
     let Some(user) = User::find(conn, user_id)? else { return Ok(None) };
-    let team = Membership::of_user(conn, user_id)?
-        .and_then(|(m, t)| Role::parse(&m.role).map(|role| (t, role)));
+    let team = Membership::of_user(conn, user_id)?.and_then(|(m, t)| Role::parse(&m.role).map(|role| (t, role)));
     Ok(Some(UserContext { user, team }))
 }
 
@@ -95,7 +94,8 @@ pub fn setup(conn: &mut DbConn, actor: &Actor, team_name: &str, email: &str, pas
         }
         let at = now();
         let team = Team { id: new_id("team")?, name: team_name.to_owned(), require_totp: false, created_at: at };
-        let user = User { id: new_id("usr")?, email: email.to_owned(), password_hash, is_support: false, created_at: at };
+        let user =
+            User { id: new_id("usr")?, email: email.to_owned(), password_hash, is_support: false, created_at: at };
         team.insert(conn)?;
         user.insert(conn)?;
         Membership { team_id: team.id.clone(), user_id: user.id.clone(), role: "owner".into(), created_at: at }
@@ -202,7 +202,13 @@ pub fn open_invite(conn: &mut DbConn, keys: &Keys, token: &str) -> Result<(Invit
 }
 
 /// Creates the invitee's account and membership; the token works once.
-pub fn accept_invite(conn: &mut DbConn, keys: &Keys, actor: &Actor, token: &str, password_hash: String) -> Result<User> {
+pub fn accept_invite(
+    conn: &mut DbConn,
+    keys: &Keys,
+    actor: &Actor,
+    token: &str,
+    password_hash: String,
+) -> Result<User> {
     conn.transaction(|conn| {
         let (invite, team) = open_invite(conn, keys, token)?;
         let at = now();
@@ -224,7 +230,12 @@ pub fn accept_invite(conn: &mut DbConn, keys: &Keys, actor: &Actor, token: &str,
     })
 }
 
-pub fn revoke_invite(conn: &mut DbConn, actor: &Actor, (team_id, actor_role): (&str, Role), invite_id: &str) -> Result<()> {
+pub fn revoke_invite(
+    conn: &mut DbConn,
+    actor: &Actor,
+    (team_id, actor_role): (&str, Role),
+    invite_id: &str,
+) -> Result<()> {
     if !actor_role.manages_members() {
         return Err(Error::Forbidden("Only owners and admins can manage invites."));
     }
@@ -271,7 +282,12 @@ pub fn change_role(
         if current == new_role {
             return Ok(());
         }
-        ensure_not_last_owner(conn, team_id, current, "A team needs at least one owner: make someone else owner first.")?;
+        ensure_not_last_owner(
+            conn,
+            team_id,
+            current,
+            "A team needs at least one owner: make someone else owner first.",
+        )?;
         Membership::set_role(conn, team_id, user_id, new_role.as_str())?;
         audit::record(
             conn,
@@ -284,10 +300,20 @@ pub fn change_role(
     })
 }
 
-pub fn remove_member(conn: &mut DbConn, actor: &Actor, (team_id, actor_role): (&str, Role), user_id: &str) -> Result<()> {
+pub fn remove_member(
+    conn: &mut DbConn,
+    actor: &Actor,
+    (team_id, actor_role): (&str, Role),
+    user_id: &str,
+) -> Result<()> {
     conn.transaction(|conn| {
         let current = target_role(conn, team_id, actor_role, user_id)?;
-        ensure_not_last_owner(conn, team_id, current, "A team needs at least one owner: the last owner cannot be removed.")?;
+        ensure_not_last_owner(
+            conn,
+            team_id,
+            current,
+            "A team needs at least one owner: the last owner cannot be removed.",
+        )?;
         Membership::delete(conn, team_id, user_id)?;
         let ended = SessionRow::delete_for_user(conn, user_id)?;
         audit::record(

@@ -50,17 +50,22 @@ impl<'a> Event<'a> {
     }
 }
 
+/// Text as stored: no control characters (PostgreSQL refuses NUL), bounded length.
+fn clean(s: &str, max: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
 pub fn record(conn: &mut DbConn, actor: &Actor, event: Event<'_>) -> Result<()> {
     let row = NewAuditEvent {
         created_at: crate::store::now(),
         team_id: event.team_id.map(str::to_owned),
         actor_id: actor.user_id.clone(),
-        actor_label: actor.label.clone(),
+        actor_label: clean(&actor.label, 254),
         action: event.action.to_owned(),
         object_type: event.object.map(|(k, _)| k.to_owned()),
         object_id: event.object.map(|(_, id)| id.to_owned()),
         ip: actor.ip.clone(),
-        user_agent: actor.user_agent.as_deref().map(|ua| ua.chars().take(300).collect()),
+        user_agent: actor.user_agent.as_deref().map(|ua| clean(ua, 300)),
         details: event.details.to_string(),
     };
     AuditEvent::append(conn, &row)?;

@@ -43,11 +43,7 @@ impl Keys {
         let mut cookie = [0u8; 64];
         cookie[..32].copy_from_slice(&hmac(server_secret, b"latchkey/cookie/1"));
         cookie[32..].copy_from_slice(&hmac(server_secret, b"latchkey/cookie/2"));
-        Self {
-            token: hmac(server_secret, b"latchkey/token-hash"),
-            cookie,
-            csrf: hmac(server_secret, b"latchkey/csrf"),
-        }
+        Self { token: hmac(server_secret, b"latchkey/token-hash"), cookie, csrf: hmac(server_secret, b"latchkey/csrf") }
     }
 
     /// The stored form of a token: hex HMAC-SHA256 under the token key.

@@ -92,7 +92,8 @@ impl Db {
             && let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::Connection(format!("{}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Connection(format!("{}: {e}", parent.display())))?;
         }
         let manager = Manager { url: url.clone() };
         // Fail fast with the driver's own message rather than r2d2's 30 s timeout.

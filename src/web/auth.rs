@@ -101,6 +101,12 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
+/// A public id from a URL path (`usr_…`, `inv_…`); anything else is simply not found.
+pub fn id_param(raw: String) -> Result<String, AppError> {
+    let ok = !raw.is_empty() && raw.len() <= 64 && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok { Ok(raw) } else { Err(AppError::NotFound) }
+}
+
 /// Percent-encodes a query value.
 pub fn url_encode(s: &str) -> String {
     serde_urlencoded::to_string([("v", s)]).map(|q| q[2..].to_owned()).unwrap_or_default()

@@ -15,10 +15,7 @@ pub fn duration(secs: i64) -> String {
 /// A unix time as `2026-11-25 14:03 UTC`.
 pub fn datetime(unix: i64) -> String {
     let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&fmt).ok())
-        .unwrap_or_else(|| "—".into())
+    time::OffsetDateTime::from_unix_timestamp(unix).ok().and_then(|t| t.format(&fmt).ok()).unwrap_or_else(|| "—".into())
 }
 
 /// A unix time as `2026-11-25`.

@@ -31,16 +31,18 @@ struct InvitePage {
 }
 
 async fn page(state: &State, session: &Session, token: String) -> Result<InvitePage, AppError> {
+    if token.len() > 64 || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(AppError::Forbidden("This invite link is not valid.".into()));
+    }
     let keys = state.keys.clone();
     let lookup = token.clone();
-    let (invite, team) = state.db.run(move |conn| accounts::open_invite(conn, &keys, &lookup)).await.map_err(
-        |e| match e {
+    let (invite, team) =
+        state.db.run(move |conn| accounts::open_invite(conn, &keys, &lookup)).await.map_err(|e| match e {
             crate::service::Error::NotFound => {
                 AppError::Forbidden("This invite link is not valid: it may have expired or been used already.".into())
             }
             other => other.into(),
-        },
-    )?;
+        })?;
     Ok(InvitePage {
         csrf: csrf::token(session)?,
         asset_v: super::assets::version(),

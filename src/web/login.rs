@@ -19,7 +19,7 @@ use super::session_store::keys;
 use super::{State, csrf, format};
 use crate::error::AppError;
 use crate::service::audit::{self, Actor, Event};
-use crate::service::{accounts, password};
+use crate::service::{accounts, password, validate};
 use crate::store::now;
 
 #[derive(Deserialize, Default)]
@@ -88,8 +88,10 @@ pub async fn submit(
         res.headers_mut().insert(RETRY_AFTER, retry.into());
         return Ok(res);
     }
-    let lookup = email_key.clone();
-    let user = state.db.run(move |conn| accounts::user_by_email(conn, &lookup)).await?;
+    let user = match validate::email(&email_key) {
+        Ok(lookup) => state.db.run(move |conn| accounts::user_by_email(conn, &lookup)).await?,
+        Err(_) => None,
+    };
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let ok = web::block(move || match stored {
         Some(phc) => password::verify(&phc, &password),
@@ -104,7 +106,7 @@ pub async fn submit(
     let Some(user) = user.filter(|_| ok) else {
         state.login_by_account.record_failure(&email_key, at);
         state.login_by_ip.record_failure(&ip_key, at);
-        let attempted: String = email_key.chars().take(254).collect();
+        let attempted: String = email_key.chars().filter(|c| !c.is_control()).take(254).collect();
         record(&state, Actor { label: attempted.clone(), ..actor }, "login.failed", None, json!({"email": attempted}))
             .await?;
         return render(StatusCode::UNAUTHORIZED, &LoginPage::new(&session, email, next, Some(NEUTRAL.into()))?);

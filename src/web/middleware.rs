@@ -66,7 +66,10 @@ fn wants(req: &HttpRequest) -> Wants {
     let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let htmx = req.headers().contains_key("HX-Request");
     let boosted = req.headers().contains_key("HX-Boosted");
-    if path.starts_with("/api/") || path == "/auth/verify" || (accept.contains("application/json") && !accept.contains("text/html")) {
+    if path.starts_with("/api/")
+        || path == "/auth/verify"
+        || (accept.contains("application/json") && !accept.contains("text/html"))
+    {
         Wants::Json
     } else if htmx && !boosted {
         Wants::Toast
@@ -141,7 +144,8 @@ fn render(req: &HttpRequest, err: &AppError) -> HttpResponse {
         }
         Wants::Page => {
             let title = status.canonical_reason().unwrap_or("Error");
-            let page = ErrorPage { status: status.as_u16(), title, message: &message, asset_v: super::assets::version() };
+            let page =
+                ErrorPage { status: status.as_u16(), title, message: &message, asset_v: super::assets::version() };
             HttpResponse::build(status).content_type("text/html; charset=utf-8").body(page.render().unwrap_or_default())
         }
     };

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::auth::{CurrentUser, flash};
+use super::auth::{CurrentUser, flash, id_param};
 use super::page::{Layout, redirect, render};
 use super::{State, format};
 use crate::error::AppError;
@@ -68,7 +68,9 @@ struct TeamPage {
 pub async fn home(user: CurrentUser) -> Result<HttpResponse, AppError> {
     match user.ctx.team {
         Some(_) => Ok(redirect("/settings/team")),
-        None => Err(AppError::Forbidden("You are not a member of any team yet. Ask a team owner for an invite.".into())),
+        None => {
+            Err(AppError::Forbidden("You are not a member of any team yet. Ask a team owner for an invite.".into()))
+        }
     }
 }
 
@@ -159,7 +161,7 @@ pub async fn invite(state: State, user: CurrentUser, form: web::Form<InviteForm>
 
 pub async fn revoke_invite(state: State, user: CurrentUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let (team, role) = user.team()?;
-    let (team_id, actor, id) = (team.id.clone(), user.actor.clone(), path.into_inner());
+    let (team_id, actor, id) = (team.id.clone(), user.actor.clone(), id_param(path.into_inner())?);
     state.db.run(move |conn| accounts::revoke_invite(conn, &actor, (&team_id, role), &id)).await?;
     flash(&user.session, "Invite revoked.");
     Ok(redirect("/settings/team"))
@@ -185,7 +187,7 @@ pub async fn change_role(
 ) -> Result<HttpResponse, AppError> {
     let (team, actor_role) = user.team()?;
     let new_role = Role::parse(&form.role).ok_or_else(|| AppError::BadRequest("Choose a valid role.".into()))?;
-    let (team_id, actor, target) = (team.id.clone(), user.actor.clone(), path.into_inner());
+    let (team_id, actor, target) = (team.id.clone(), user.actor.clone(), id_param(path.into_inner())?);
     let result =
         state.db.run(move |conn| accounts::change_role(conn, &actor, (&team_id, actor_role), &target, new_role)).await;
     match result {
@@ -199,7 +201,7 @@ pub async fn change_role(
 
 pub async fn remove_member(state: State, user: CurrentUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let (team, actor_role) = user.team()?;
-    let (team_id, actor, target) = (team.id.clone(), user.actor.clone(), path.into_inner());
+    let (team_id, actor, target) = (team.id.clone(), user.actor.clone(), id_param(path.into_inner())?);
     let removed_self = target == user.ctx.user.id;
     let result = state.db.run(move |conn| accounts::remove_member(conn, &actor, (&team_id, actor_role), &target)).await;
     match result {

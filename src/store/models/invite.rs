@@ -46,7 +46,9 @@ impl Invite {
     }
 
     pub fn revoke(conn: &mut DbConn, team_id: &str, id: &str) -> QueryResult<usize> {
-        diesel::delete(invites::table.find(id).filter(invites::team_id.eq(team_id)).filter(invites::accepted_at.is_null()))
-            .execute(conn)
+        diesel::delete(
+            invites::table.find(id).filter(invites::team_id.eq(team_id)).filter(invites::accepted_at.is_null()),
+        )
+        .execute(conn)
     }
 }

@@ -1,0 +1,212 @@
+//! `spawn_app`, a cookie-jar client with redirects off, and page helpers.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use diesel::Connection;
+use diesel::connection::SimpleConnection;
+use latchkey::config::Config;
+use latchkey::startup::Application;
+use reqwest::{Client, Response, StatusCode};
+
+pub const OWNER_EMAIL: &str = "owner@acme.test";
+pub const OWNER_PASSWORD: &str = "owner password 123";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs one test body on each backend: `both!(name)` makes `name::sqlite` and
+/// `name::postgres` from `async fn name(app: TestApp)`.
+#[macro_export]
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                if let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await {
+                    super::$name(app).await;
+                }
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await {
+                    super::$name(app).await;
+                }
+            }
+        }
+    };
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub setup_token: Option<String>,
+    pub client: Client,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+}
+
+/// Says loudly, once per kind and past the test harness's output capture, that
+/// tests were skipped.
+pub fn skipped(what: &str) {
+    use std::io::Write;
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap();
+    if !said.iter().any(|s| s == what) {
+        said.push(what.to_owned());
+        let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {what} ***");
+    }
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn random_suffix() -> String {
+    latchkey::service::crypto::random_base62(12).unwrap().to_lowercase()
+}
+
+/// A new PostgreSQL database on the server named by `LATCHKEY_TEST_DATABASE_URL`.
+fn fresh_postgres() -> Option<String> {
+    let Ok(base) = std::env::var("LATCHKEY_TEST_DATABASE_URL") else {
+        if in_ci() {
+            panic!("LATCHKEY_TEST_DATABASE_URL is not set: PostgreSQL tests are mandatory in CI");
+        }
+        skipped("PostgreSQL tests: set LATCHKEY_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run them");
+        return None;
+    };
+    let name = format!("latchkey_test_{}", random_suffix());
+    let mut admin = diesel::PgConnection::establish(&base)
+        .unwrap_or_else(|e| panic!("connecting to LATCHKEY_TEST_DATABASE_URL: {e}"));
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    let (prefix, _) = base.rsplit_once('/').expect("database URL ends with /dbname");
+    Some(format!("{prefix}/{name}"))
+}
+
+pub fn test_config(data_dir: &std::path::Path, database_url: &str, extra: &[(&str, &str)]) -> Config {
+    let mut values = BTreeMap::from([
+        ("LATCHKEY_BIND".to_owned(), "127.0.0.1:0".to_owned()),
+        ("LATCHKEY_DATA_DIR".to_owned(), data_dir.display().to_string()),
+        ("DATABASE_URL".to_owned(), database_url.to_owned()),
+        ("LATCHKEY_SECRET".to_owned(), "test-secret-0123456789-abcdefghijklmnop".to_owned()),
+    ]);
+    for (k, v) in extra {
+        values.insert((*k).to_owned(), (*v).to_owned());
+    }
+    Config::from_values(&values).unwrap()
+}
+
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, &[]).await
+}
+
+pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<TestApp> {
+    let data_dir = std::env::temp_dir().join(format!("latchkey-test-{}", random_suffix()));
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let database_url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", data_dir.join("latchkey.db").display()),
+        Backend::Postgres => fresh_postgres()?,
+    };
+    let config = test_config(&data_dir, &database_url, extra);
+    let app = Application::build(config).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let setup_token = app.setup_token();
+    tokio::spawn(app.run_until_stopped());
+    Some(TestApp { address, setup_token, client: new_client(), database_url, data_dir })
+}
+
+pub fn new_client() -> Client {
+    Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// The value of `name="csrf_token"` on a page.
+pub fn csrf_from(html: &str) -> String {
+    attr_after(html, r#"name="csrf_token" value=""#).expect("page has a CSRF token")
+}
+
+/// The text after `marker` up to the next `"` or `<`.
+pub fn attr_after(html: &str, marker: &str) -> Option<String> {
+    let start = html.find(marker)? + marker.len();
+    let rest = &html[start..];
+    let end = rest.find(['"', '<'])?;
+    Some(rest[..end].to_owned())
+}
+
+pub fn location(res: &Response) -> String {
+    res.headers().get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_html(&self, path: &str) -> String {
+        self.get(path).await.text().await.unwrap()
+    }
+
+    /// POSTs a form with the CSRF token found on `page` added.
+    pub async fn post_form(&self, page: &str, path: &str, fields: &[(&str, &str)]) -> Response {
+        let csrf = csrf_from(&self.get_html(page).await);
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        form.push(("csrf_token", &csrf));
+        self.client.post(self.url(path)).form(&form).send().await.unwrap()
+    }
+
+    /// First-run setup of team "Acme" with the default owner.
+    pub async fn setup_owner(&self) {
+        let token = self.setup_token.clone().expect("fresh app has a setup token");
+        let page = format!("/setup?token={token}");
+        let res = self
+            .post_form(
+                &page,
+                "/setup",
+                &[("token", &token), ("team_name", "Acme"), ("email", OWNER_EMAIL), ("password", OWNER_PASSWORD)],
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{}", res.text().await.unwrap());
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post_form("/login", "/login", &[("email", email), ("password", password)]).await
+    }
+
+    /// Setup plus a signed-in owner.
+    pub async fn owner_session(&self) {
+        self.setup_owner().await;
+        let res = self.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    }
+
+    /// Invites `email` as `role` and returns the invite link's path.
+    pub async fn invite(&self, email: &str, role: &str) -> String {
+        let res = self.post_form("/settings/team", "/settings/team/invites", &[("email", email), ("role", role)]).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let html = res.text().await.unwrap();
+        let link = attr_after(&html, r#"<code id="invite-link">"#).expect("invite link shown");
+        link[link.find("/invite/").unwrap()..].to_owned()
+    }
+
+    /// A second browser: a fresh cookie jar on the same server.
+    pub fn other_client(&self) -> TestApp {
+        TestApp {
+            address: self.address.clone(),
+            setup_token: None,
+            client: new_client(),
+            database_url: self.database_url.clone(),
+            data_dir: self.data_dir.clone(),
+        }
+    }
+
+    /// Runs a query against the test's database (to check what is stored).
+    pub fn db(&self) -> latchkey::store::Db {
+        let url = latchkey::config::DatabaseUrl::parse(&self.database_url).unwrap();
+        latchkey::store::Db::connect(&url).unwrap()
+    }
+}

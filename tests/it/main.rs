@@ -1,0 +1,13 @@
+//! The one integration-test binary. Each test drives the real server on port 0
+//! with a fresh database: a new SQLite file, and — when
+//! `LATCHKEY_TEST_DATABASE_URL` is set — a new PostgreSQL database too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+mod webdriver;
+
+mod accounts;
+mod browser;
+mod login;
+mod platform;
+mod setup;

@@ -1,0 +1,188 @@
+//! What every response shares: headers, errors, assets, probes, configuration.
+
+use reqwest::StatusCode;
+
+use crate::both;
+use crate::helpers::{Backend, TestApp, spawn_app};
+
+async fn every_response_has_the_security_headers(app: TestApp) {
+    for path in ["/login", "/healthz", "/nope", "/static/app.css"] {
+        let res = app.get(path).await;
+        let h = res.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{path}");
+        assert!(!csp.contains("unsafe-inline"), "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert!(!h.contains_key("strict-transport-security"), "no HSTS on plain http");
+    }
+    let html = app.get_html("/login").await;
+    assert!(!html.contains("<script>") && !html.contains(" onclick="), "no inline script");
+}
+both!(every_response_has_the_security_headers);
+
+#[tokio::test]
+async fn https_public_url_adds_hsts_and_secure_cookies() {
+    let app = crate::helpers::spawn_app_with(Backend::Sqlite, &[("LATCHKEY_PUBLIC_URL", "https://portal.acme.test")])
+        .await
+        .unwrap();
+    let res = app.get("/login").await;
+    assert!(res.headers()["strict-transport-security"].to_str().unwrap().contains("max-age="));
+    let cookie = res.cookies().find(|c| c.name() == "latchkey_session").unwrap();
+    assert!(cookie.secure());
+}
+
+#[tokio::test]
+async fn static_assets_are_cached_with_etags() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let res = app.get("/static/htmx.min.js").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"].to_str().unwrap().contains("javascript"));
+    assert!(res.headers()["cache-control"].to_str().unwrap().contains("max-age=31536000"));
+    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+    let again = app.client.get(app.url("/static/htmx.min.js")).header("if-none-match", etag).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(app.get("/static/../Cargo.toml").await.status(), StatusCode::NOT_FOUND);
+}
+
+async fn errors_render_as_pages_toasts_or_json_by_what_was_asked(app: TestApp) {
+    let page = app.get("/no/such/page").await;
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    assert!(page.text().await.unwrap().contains("<h1>Not Found</h1>"));
+
+    let json = app.get("/api/v1/nothing-here").await;
+    assert_eq!(json.status(), StatusCode::NOT_FOUND);
+    let body: serde_json::Value = json.json().await.unwrap();
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["error"]["code"], "not_found");
+
+    let toast = app.client.get(app.url("/no/such/page")).header("HX-Request", "true").send().await.unwrap();
+    assert_eq!(toast.headers()["hx-retarget"], "#toasts");
+    assert!(toast.text().await.unwrap().contains("class=\"toast toast-error\""));
+}
+both!(errors_render_as_pages_toasts_or_json_by_what_was_asked);
+
+async fn health_and_readiness_probes_answer(app: TestApp) {
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    assert_eq!(app.get("/readyz").await.text().await.unwrap(), "ready");
+}
+both!(health_and_readiness_probes_answer);
+
+async fn malformed_input_gets_a_clear_error_and_never_a_crash(app: TestApp) {
+    app.setup_owner().await;
+    let csrf = crate::helpers::csrf_from(&app.get_html("/login").await);
+    let bodies: Vec<Vec<u8>> = vec![
+        b"%%%".to_vec(),
+        vec![0xff, 0xfe, 0x00],
+        format!("csrf_token={csrf}&email=%00%01&password=\u{202e}").into_bytes(),
+        format!("csrf_token={csrf}&email={}&password=x", "a".repeat(60_000)).into_bytes(),
+    ];
+    for body in bodies {
+        let res = app
+            .client
+            .post(app.url("/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
+    let huge = format!("csrf_token={csrf}&email={}", "a".repeat(300_000));
+    let res = app
+        .client
+        .post(app.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(app.get("/invite/%00abc").await.status(), StatusCode::FORBIDDEN);
+    let login = app.login(crate::helpers::OWNER_EMAIL, crate::helpers::OWNER_PASSWORD).await;
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let res = app.post_form("/settings/team", "/settings/team/members/%00x/remove", &[]).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK, "server still up");
+}
+both!(malformed_input_gets_a_clear_error_and_never_a_crash);
+
+async fn audit_events_are_append_only_in_the_database(app: TestApp) {
+    use diesel::connection::SimpleConnection;
+    app.setup_owner().await;
+    let db = app.db();
+    let update = db.run_sync(|c| {
+        c.batch_execute("UPDATE audit_events SET action = 'x'").map_err(latchkey::store::StoreError::from)
+    });
+    assert!(update.is_err(), "updates are refused");
+    let delete =
+        db.run_sync(|c| c.batch_execute("DELETE FROM audit_events").map_err(latchkey::store::StoreError::from));
+    assert!(delete.is_err(), "deletes are refused");
+}
+both!(audit_events_are_append_only_in_the_database);
+
+fn run_binary(envs: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LATCHKEY_") || k == "DATABASE_URL") {
+        cmd.env_remove(k);
+    }
+    cmd.envs(envs.iter().copied()).args(args).output().unwrap()
+}
+
+#[test]
+fn bad_configuration_stops_the_binary_with_a_clear_message() {
+    let dir = std::env::temp_dir().join(format!("latchkey-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.to_str().unwrap();
+    let out = run_binary(&[("LATCHKEY_DATA_DIR", data), ("LATCHKEY_BIND", "not-an-address")], &["migrate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("LATCHKEY_BIND: must be HOST:PORT"), "{err}");
+
+    let file = dir.join("latchkey.toml");
+    std::fs::write(&file, "LATCHKEY_BIND = \"127.0.0.1:9\"\nbind_adress = \"oops\"\n").unwrap();
+    let out = run_binary(&[("LATCHKEY_DATA_DIR", data), ("LATCHKEY_CONFIG", file.to_str().unwrap())], &["migrate"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unknown configuration key: bind_adress"), "{err}");
+
+    let out = run_binary(&[("LATCHKEY_DATA_DIR", data), ("LATCHKEY_SECRET", "too-short")], &["migrate"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("LATCHKEY_SECRET: must be at least 32 characters") && !err.contains("too-short"), "{err}");
+}
+
+#[test]
+fn the_server_secret_is_generated_once_with_mode_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("latchkey-secret-{}", std::process::id()));
+    let data = dir.to_str().unwrap();
+    let out = run_binary(&[("LATCHKEY_DATA_DIR", data)], &["migrate"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let path = dir.join("secret");
+    let first = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(run_binary(&[("LATCHKEY_DATA_DIR", data)], &["migrate"]).status.success());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), first, "reused, not regenerated");
+    assert!(dir.join("latchkey.db").exists());
+}
+
+#[test]
+fn user_create_reads_the_password_from_stdin() {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join(format!("latchkey-cli-{}", std::process::id()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .env("LATCHKEY_DATA_DIR", &dir)
+        .env_remove("DATABASE_URL")
+        .args(["user", "create", "--email", "Support@Latchkey.test", "--support"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"support staff password\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("created user support@latchkey.test") && stdout.contains("support role"));
+    assert!(!stdout.contains("support staff password"));
+}
