@@ -25,6 +25,21 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the operator's service keys.
+    #[command(subcommand, name = "service-key")]
+    ServiceKey(ServiceKeyCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ServiceKeyCommand {
+    /// Create a service key and print it once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated platform scopes: introspect, leaks:report.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -51,6 +66,19 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(UserCommand::Create { email, support, team }) => create_user(&db, &email, support, team),
+        Command::ServiceKey(ServiceKeyCommand::Create { name, scopes }) => {
+            let hasher = crate::service::crypto::Keys::derive(config.secret_bytes());
+            let prefix = config.api_key_prefix.clone();
+            let (key, secret) = db
+                .run_sync(|conn| crate::service::keys::create_service_key(conn, &hasher, &prefix, &name, &scopes))
+                .map_err(|e| match e {
+                    service::Error::Invalid(f) => anyhow::anyhow!(describe(&f)),
+                    other => anyhow::anyhow!(other),
+                })?;
+            eprintln!("created service key {} ({}) with scopes {}; it is shown once:", key.name, key.id, key.scopes);
+            println!("{secret}");
+            Ok(())
+        }
     }
 }
 

@@ -23,6 +23,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("LATCHKEY_REQUIRE_HTTPS", "refuse plain-HTTP API requests"),
     ("LATCHKEY_TRUSTED_PROXIES", "comma-separated proxy addresses"),
     ("LATCHKEY_API_KEY_PREFIX", "prefix of API keys"),
+    ("LATCHKEY_SCOPES", "comma-separated scope catalog"),
+    ("LATCHKEY_DEFAULT_PLAN", "rate-limit plan of teams without one: free, starter, standard, pro"),
+    ("LATCHKEY_USAGE_FLUSH_SECONDS", "how often key usage is written to the database"),
     ("LATCHKEY_SESSION_IDLE_MINUTES", "idle session timeout"),
     ("LATCHKEY_SESSION_ABSOLUTE_HOURS", "absolute session lifetime"),
 ];
@@ -81,7 +84,28 @@ pub struct Config {
     pub api_key_prefix: String,
     pub session_idle_minutes: i64,
     pub session_absolute_hours: i64,
+    pub scopes: Vec<String>,
+    pub default_plan: String,
+    pub usage_flush_seconds: i64,
 }
+
+/// The default scope catalog of DESIGN.md.
+pub const DEFAULT_SCOPES: &[&str] = &[
+    "messages:send",
+    "templates:read",
+    "templates:write",
+    "conversations:read",
+    "conversations:write",
+    "products:read",
+    "products:write",
+    "contacts:read",
+    "contacts:write",
+    "api_keys:read",
+    "api_keys:write",
+    "admin",
+];
+
+pub const PLANS: &[&str] = &["free", "starter", "standard", "pro"];
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -148,7 +172,19 @@ impl Config {
             parse_int("LATCHKEY_SESSION_IDLE_MINUTES", get("LATCHKEY_SESSION_IDLE_MINUTES"), 60)?;
         let session_absolute_hours =
             parse_int("LATCHKEY_SESSION_ABSOLUTE_HOURS", get("LATCHKEY_SESSION_ABSOLUTE_HOURS"), 12)?;
+        let scopes = match get("LATCHKEY_SCOPES") {
+            None => DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+            Some(list) => parse_scopes(&list)?,
+        };
+        let default_plan = get("LATCHKEY_DEFAULT_PLAN").unwrap_or_else(|| "free".into());
+        if !PLANS.contains(&default_plan.as_str()) {
+            return Err(invalid("LATCHKEY_DEFAULT_PLAN", "must be one of free, starter, standard, pro"));
+        }
+        let usage_flush_seconds = parse_int("LATCHKEY_USAGE_FLUSH_SECONDS", get("LATCHKEY_USAGE_FLUSH_SECONDS"), 5)?;
         Ok(Self {
+            scopes,
+            default_plan,
+            usage_flush_seconds,
             bind,
             data_dir,
             database,
@@ -191,6 +227,18 @@ fn parse_int(key: &'static str, v: Option<String>, default: i64) -> Result<i64, 
             Ok(n) if n > 0 => Ok(n),
             _ => Err(invalid(key, "must be a positive whole number")),
         },
+    }
+}
+
+fn parse_scopes(list: &str) -> Result<Vec<String>, ConfigError> {
+    let scopes: Vec<String> = list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let bad = scopes.iter().find(|s| {
+        !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == ':') || s.len() > 64
+    });
+    match bad {
+        Some(b) => Err(invalid("LATCHKEY_SCOPES", &format!("{b:?} is not a scope (resource:action)"))),
+        None if scopes.is_empty() => Err(invalid("LATCHKEY_SCOPES", "needs at least one scope")),
+        None => Ok(scopes),
     }
 }
 

@@ -29,6 +29,8 @@ pub enum AppError {
     TooManyRequests { retry_after: i64 },
     #[error("payload too large")]
     PayloadTooLarge,
+    #[error("insecure connection")]
+    InsecureConnection,
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -44,6 +46,7 @@ impl AppError {
             Self::Validation(_) => "validation_failed",
             Self::TooManyRequests { .. } => "rate_limit_exceeded",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::InsecureConnection => "insecure_connection",
             Self::Internal(_) => "internal",
         }
     }
@@ -64,6 +67,7 @@ impl AppError {
                 format!("Too many attempts. Try again in {}.", crate::web::format::duration(*retry_after))
             }
             Self::PayloadTooLarge => "The request body is too large.".into(),
+            Self::InsecureConnection => "This API must be called over HTTPS.".into(),
             Self::Internal(_) => "Something went wrong on our side. Please try again.".into(),
         }
     }
@@ -74,7 +78,7 @@ impl ResponseError for AppError {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::LoginRequired | Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::Csrf => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::Csrf | Self::InsecureConnection => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -3,6 +3,8 @@
 //!
 //! Three layers, one direction: `web` → `service` → `store`.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -45,6 +45,7 @@ impl Application {
         let state = actix_web::web::Data::new(AppState::new(config, db, setup_token));
         let server = serve(listener, state.clone())?;
         spawn_session_sweeper(state.db.clone());
+        spawn_usage_flusher(state.clone());
         Ok(Self { port, server, state })
     }
 
@@ -58,8 +59,14 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM, then drains in-flight requests.
+    /// Buffered key usage is written once more after the last request.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        match self.state.verifier.flush(&self.state.db).await {
+            Ok(n) => tracing::info!(keys = n, "flushed key usage at shutdown"),
+            Err(e) => tracing::error!(error = %e, "flushing key usage at shutdown failed"),
+        }
+        served
     }
 }
 
@@ -89,6 +96,7 @@ fn serve(listener: TcpListener, state: State) -> std::io::Result<Server> {
             .wrap(from_fn(csrf::verify))
             .wrap(session)
             .wrap(from_fn(middleware::render_errors))
+            .wrap(from_fn(routes_mod::api_auth::rate_headers))
             .wrap(middleware::security_headers(https))
             .wrap(from_fn(middleware::request_log))
     })
@@ -100,6 +108,20 @@ fn serve(listener: TcpListener, state: State) -> std::io::Result<Server> {
 
 fn web_form_config() -> actix_web::web::FormConfig {
     actix_web::web::FormConfig::default().limit(64 * 1024)
+}
+
+/// Writes buffered key usage every few seconds.
+fn spawn_usage_flusher(state: State) {
+    let every = Duration::from_secs(state.config.usage_flush_seconds.unsigned_abs());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.verifier.flush(&state.db).await {
+                tracing::warn!(error = %e, "flushing key usage failed");
+            }
+        }
+    });
 }
 
 /// Deletes expired sessions every ten minutes.

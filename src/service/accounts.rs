@@ -93,7 +93,14 @@ pub fn setup(conn: &mut DbConn, actor: &Actor, team_name: &str, email: &str, pas
             return Err(Error::NotFound);
         }
         let at = now();
-        let team = Team { id: new_id("team")?, name: team_name.to_owned(), require_totp: false, created_at: at };
+        let team = Team {
+            id: new_id("team")?,
+            name: team_name.to_owned(),
+            require_totp: false,
+            created_at: at,
+            plan: None,
+            max_key_lifetime_days: None,
+        };
         let user =
             User { id: new_id("usr")?, email: email.to_owned(), password_hash, is_support: false, created_at: at };
         team.insert(conn)?;
@@ -123,7 +130,14 @@ pub fn create_user(
         user.insert(conn)?;
         let mut team_id = None;
         if let Some(name) = team_name {
-            let team = Team { id: new_id("team")?, name: name.to_owned(), require_totp: false, created_at: at };
+            let team = Team {
+                id: new_id("team")?,
+                name: name.to_owned(),
+                require_totp: false,
+                created_at: at,
+                plan: None,
+                max_key_lifetime_days: None,
+            };
             team.insert(conn)?;
             Membership { team_id: team.id.clone(), user_id: user.id.clone(), role: "owner".into(), created_at: at }
                 .insert(conn)?;

@@ -4,9 +4,12 @@
 pub mod accounts;
 pub mod audit;
 pub mod crypto;
+pub mod keys;
 pub mod password;
+pub mod ratelimit;
 pub mod throttle;
 pub mod validate;
+pub mod verify;
 
 use std::collections::BTreeMap;
 

@@ -6,6 +6,8 @@ diesel::table! {
         name -> Text,
         require_totp -> Bool,
         created_at -> BigInt,
+        plan -> Nullable<Text>,
+        max_key_lifetime_days -> Nullable<BigInt>,
     }
 }
 
@@ -71,8 +73,50 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        kind -> Text,
+        team_id -> Nullable<Text>,
+        created_by -> Nullable<Text>,
+        name -> Text,
+        description -> Text,
+        key_hash -> Text,
+        key_prefix -> Text,
+        scopes -> Text,
+        allowed_ips -> Text,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+        revoked_by -> Nullable<Text>,
+        revoked_reason -> Nullable<Text>,
+        last_used_at -> Nullable<BigInt>,
+        rolled_from -> Nullable<Text>,
+        replaced_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    api_key_usage (key_id, day) {
+        key_id -> Text,
+        day -> BigInt,
+        count -> BigInt,
+    }
+}
+
 diesel::joinable!(memberships -> teams (team_id));
+diesel::joinable!(api_keys -> teams (team_id));
+diesel::joinable!(api_key_usage -> api_keys (key_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(invites -> teams (team_id));
 
-diesel::allow_tables_to_appear_in_same_query!(teams, users, memberships, invites, sessions, audit_events);
+diesel::allow_tables_to_appear_in_same_query!(
+    teams,
+    users,
+    memberships,
+    invites,
+    sessions,
+    audit_events,
+    api_keys,
+    api_key_usage
+);

@@ -23,6 +23,34 @@ pub fn date(unix: i64) -> String {
     datetime(unix).chars().take(10).collect()
 }
 
+/// RFC 3339 (`2026-11-25T14:03:00Z`), for JSON.
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Parses RFC 3339 into unix seconds.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+/// Parses `YYYY-MM-DD` (a date input) as the end of that day, UTC.
+pub fn parse_date_end_of_day(s: &str) -> Option<i64> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s.trim(), &fmt).ok().map(|d| d.midnight().assume_utc().unix_timestamp() + 86_399)
+}
+
+/// "3 hours ago", "in 5 days", relative to `now`.
+pub fn relative(unix: i64, now: i64) -> String {
+    let delta = unix - now;
+    let text = duration(delta.abs().max(1));
+    if delta >= 0 { format!("in {text}") } else { format!("{text} ago") }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -1,6 +1,9 @@
 //! HTTP: handlers parse the request, call a service, and render. No SQL and no
 //! crypto here beyond calling the service layer.
 
+pub mod api_auth;
+pub mod api_keys;
+pub mod api_keys_api;
 pub mod assets;
 pub mod auth;
 pub mod csrf;
@@ -13,6 +16,7 @@ pub mod page;
 pub mod session_store;
 pub mod setup;
 pub mod team;
+pub mod verify;
 
 use std::sync::Mutex;
 
@@ -21,6 +25,7 @@ use actix_web::web;
 use crate::config::Config;
 use crate::service::crypto::Keys;
 use crate::service::throttle::{Policy, Throttle};
+use crate::service::verify::Verifier;
 use crate::store::Db;
 
 /// Shared by every worker.
@@ -32,12 +37,15 @@ pub struct AppState {
     pub setup_token: Mutex<Option<String>>,
     pub login_by_account: Throttle,
     pub login_by_ip: Throttle,
+    pub verifier: Verifier,
 }
 
 impl AppState {
     pub fn new(config: Config, db: Db, setup_token: Option<String>) -> Self {
         let keys = Keys::derive(config.secret_bytes());
+        let verifier = Verifier::new(&config.api_key_prefix, &config.default_plan);
         Self {
+            verifier,
             config,
             db,
             keys,
@@ -63,5 +71,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/team/invites/{id}/revoke", web::post().to(team::revoke_invite))
         .route("/settings/team/members/{user_id}/role", web::post().to(team::change_role))
         .route("/settings/team/members/{user_id}/remove", web::post().to(team::remove_member))
-        .service(web::resource("/invite/{token}").get(invite::form).post(invite::accept));
+        .service(web::resource("/invite/{token}").get(invite::form).post(invite::accept))
+        .service(web::resource("/settings/developer/api-keys").get(api_keys::index).post(api_keys::create))
+        .route("/settings/developer/api-keys/policy", web::post().to(api_keys::policy))
+        .route("/settings/developer/api-keys/{id}", web::get().to(api_keys::detail))
+        .route("/settings/developer/api-keys/{id}/roll", web::post().to(api_keys::roll))
+        .route("/settings/developer/api-keys/{id}/revoke", web::post().to(api_keys::revoke))
+        .route("/oauth/introspect", web::post().to(verify::introspect))
+        .route("/auth/verify", web::get().to(verify::forward_auth))
+        .service(
+            web::scope("/api/v1")
+                .app_data(api_keys_api::json_config())
+                .route("/auth/test", web::get().to(api_keys_api::auth_test))
+                .route("/api-keys", web::get().to(api_keys_api::list))
+                .route("/api-keys", web::post().to(api_keys_api::create))
+                .route("/api-keys/{id}", web::get().to(api_keys_api::get))
+                .route("/api-keys/{id}", web::delete().to(api_keys_api::revoke))
+                .route("/api-keys/{id}/roll", web::post().to(api_keys_api::roll)),
+        );
 }

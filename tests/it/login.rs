@@ -137,3 +137,23 @@ async fn sessions_are_stored_hashed_and_shared_through_the_database(app: TestApp
     }
 }
 both!(sessions_are_stored_hashed_and_shared_through_the_database);
+
+async fn an_expired_session_is_refused_server_side(app: TestApp) {
+    use diesel::prelude::*;
+    use latchkey::store::schema::sessions;
+    app.owner_session().await;
+    assert_eq!(app.get("/settings/team").await.status(), StatusCode::OK);
+    // Idle past the timeout: the row's expiry is in the past.
+    app.db()
+        .run_sync(|c| {
+            diesel::update(sessions::table)
+                .set(sessions::expires_at.eq(1))
+                .execute(c)
+                .map_err(latchkey::store::StoreError::from)
+        })
+        .unwrap();
+    let res = app.get("/settings/team").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(location(&res).starts_with("/login"));
+}
+both!(an_expired_session_is_refused_server_side);

@@ -186,3 +186,38 @@ fn user_create_reads_the_password_from_stdin() {
     assert!(stdout.contains("created user support@latchkey.test") && stdout.contains("support role"));
     assert!(!stdout.contains("support staff password"));
 }
+
+#[test]
+fn the_binary_prints_the_setup_url_and_stops_gracefully_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let dir = std::env::temp_dir().join(format!("latchkey-serve-{}", std::process::id()));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LATCHKEY_") || k == "DATABASE_URL") {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
+        .env("LATCHKEY_DATA_DIR", &dir)
+        .env("LATCHKEY_BIND", "127.0.0.1:0")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut setup_line = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("/setup?token=") {
+            setup_line = Some(line.clone());
+        }
+        if line.contains("serving") {
+            break;
+        }
+    }
+    let setup_line = setup_line.expect("the setup URL is logged");
+    assert!(setup_line.contains("http://127.0.0.1:"), "{setup_line}");
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().unwrap().success());
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+}

@@ -61,3 +61,16 @@ impl AuditEvent {
             .load(conn)
     }
 }
+
+impl AuditEvent {
+    /// The newest events about one object, newest first.
+    pub fn for_object(conn: &mut DbConn, kind: &str, id: &str, limit: i64) -> QueryResult<Vec<AuditEvent>> {
+        audit_events::table
+            .filter(audit_events::object_type.eq(kind))
+            .filter(audit_events::object_id.eq(id))
+            .order(audit_events::id.desc())
+            .limit(limit)
+            .select(AuditEvent::as_select())
+            .load(conn)
+    }
+}

@@ -1,11 +1,13 @@
 //! Row types and their database methods, one file per table.
 
+mod api_key;
 mod audit;
 mod invite;
 mod session;
 mod team;
 mod user;
 
+pub use api_key::{ApiKey, EXPIRING_SOON_SECS, StatusFilter};
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use invite::Invite;
 pub use session::SessionRow;

@@ -12,6 +12,8 @@ pub struct Team {
     pub name: String,
     pub require_totp: bool,
     pub created_at: i64,
+    pub plan: Option<String>,
+    pub max_key_lifetime_days: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -31,6 +33,10 @@ impl Team {
 
     pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<Team>> {
         teams::table.find(id).select(Team::as_select()).first(conn).optional()
+    }
+
+    pub fn set_max_key_lifetime(conn: &mut DbConn, id: &str, days: Option<i64>) -> QueryResult<usize> {
+        diesel::update(teams::table.find(id)).set(teams::max_key_lifetime_days.eq(days)).execute(conn)
     }
 }
 

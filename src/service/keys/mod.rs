@@ -1,0 +1,370 @@
+//! API keys: create, list, roll, revoke.
+//!
+//! Rules: the secret exists only in the value returned by `create`/`roll`
+//! (never stored, logged or audited); a key never carries a scope its
+//! creator's role does not allow; viewers change nothing; developers manage
+//! only their own keys; every change is audited in the same transaction.
+
+pub mod codec;
+pub mod scopes;
+
+use diesel::Connection;
+use ipnet::IpNet;
+use serde_json::json;
+
+use crate::service::accounts::Role;
+use crate::service::audit::{self, Actor, Event};
+use crate::service::crypto::{self, Keys};
+use crate::service::{Error, FieldErrors, Result};
+use crate::store::models::{ApiKey, AuditEvent, EXPIRING_SOON_SECS, StatusFilter, Team};
+use crate::store::{DbConn, now};
+
+pub const MAX_NAME: usize = 100;
+pub const MAX_DESCRIPTION: usize = 500;
+pub const MAX_ALLOWED_IPS: usize = 50;
+pub const MAX_GRACE_SECS: i64 = 7 * 24 * 3600;
+
+/// When a new key stops working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    Never,
+    InDays(i64),
+    At(i64),
+}
+
+/// What a person or client asked for, before validation.
+#[derive(Debug, Clone)]
+pub struct KeyRequest {
+    pub name: String,
+    pub description: String,
+    pub scopes: Vec<String>,
+    pub expiry: Expiry,
+    pub allowed_ips: Vec<String>,
+}
+
+/// Who is creating or changing keys, and within which limits.
+#[derive(Debug, Clone)]
+pub struct Creator<'a> {
+    pub actor: &'a Actor,
+    pub team_id: &'a str,
+    pub role: Role,
+    /// A key-authenticated client may not mint scopes beyond its own.
+    pub ceiling: Option<&'a [String]>,
+}
+
+/// Settings the operator chose.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings<'a> {
+    pub prefix: &'a str,
+    pub catalog: &'a [String],
+}
+
+fn random_id() -> Result<String> {
+    crypto::new_id("key").map_err(|e| Error::Internal(format!("random: {e}")))
+}
+
+fn new_secret(prefix: &str) -> Result<String> {
+    codec::generate(prefix).map_err(|e| Error::Internal(format!("random: {e}")))
+}
+
+pub fn status(key: &ApiKey, at: i64) -> &'static str {
+    match (key.revoked_at, key.expires_at) {
+        (Some(_), _) => "revoked",
+        (None, Some(exp)) if exp <= at => "expired",
+        (None, Some(exp)) if exp <= at + EXPIRING_SOON_SECS => "expiring_soon",
+        _ => "active",
+    }
+}
+
+pub fn scopes_of(key: &ApiKey) -> Vec<String> {
+    key.scopes.split_whitespace().map(str::to_owned).collect()
+}
+
+pub fn allowed_ips_of(key: &ApiKey) -> Vec<IpNet> {
+    key.allowed_ips.split(',').filter_map(|s| s.trim().parse().ok()).collect()
+}
+
+/// Parses a CIDR or a bare address (as a /32 or /128).
+pub fn parse_cidr(raw: &str) -> Option<IpNet> {
+    let raw = raw.trim();
+    raw.parse::<IpNet>().ok().map(|n| n.trunc()).or_else(|| raw.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+struct Valid {
+    name: String,
+    description: String,
+    scopes: Vec<String>,
+    expires_at: Option<i64>,
+    allowed_ips: Vec<IpNet>,
+}
+
+fn validate(
+    conn: &mut DbConn,
+    creator: &Creator<'_>,
+    settings: Settings<'_>,
+    req: &KeyRequest,
+    at: i64,
+) -> Result<Valid> {
+    let mut errors = FieldErrors::default();
+    let name = req.name.trim().to_owned();
+    if name.is_empty() {
+        errors.add("name", "Give the key a name.");
+    } else if name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+        errors.add("name", "Use at most 100 characters, without control characters.");
+    } else if ApiKey::active_name_taken(conn, creator.team_id, &name, at)? {
+        errors.add("name", "An active key of your team already has this name.");
+    }
+    let description = req.description.trim().to_owned();
+    if description.chars().count() > MAX_DESCRIPTION || description.contains('\0') {
+        errors.add("description", "Use at most 500 characters.");
+    }
+    let scopes = scopes::check(&req.scopes, settings.catalog, creator.role, creator.ceiling)
+        .map_err(|m| errors.add("scopes", m))
+        .unwrap_or_default();
+    let max_days = Team::find(conn, creator.team_id)?.and_then(|t| t.max_key_lifetime_days);
+    let expires_at = expiry(req.expiry, max_days, at).map_err(|m| errors.add("expires_at", m)).unwrap_or_default();
+    let mut allowed_ips = Vec::new();
+    if req.allowed_ips.len() > MAX_ALLOWED_IPS {
+        errors.add("allowed_ips", "Use at most 50 addresses or ranges.");
+    }
+    for raw in req.allowed_ips.iter().filter(|s| !s.trim().is_empty()) {
+        match parse_cidr(raw) {
+            Some(net) if !allowed_ips.contains(&net) => allowed_ips.push(net),
+            Some(_) => {}
+            None => errors.add("allowed_ips", format!("{:?} is not an IPv4/IPv6 address or CIDR range.", raw.trim())),
+        }
+    }
+    errors.into_result()?;
+    Ok(Valid { name, description, scopes, expires_at, allowed_ips })
+}
+
+fn expiry(e: Expiry, max_days: Option<i64>, at: i64) -> Result<Option<i64>, String> {
+    let exp = match e {
+        Expiry::Never => None,
+        Expiry::InDays(d) if (1..=3650).contains(&d) => Some(at + d * 86_400),
+        Expiry::InDays(_) => return Err("Choose between 1 and 3650 days.".into()),
+        Expiry::At(t) if t > at => Some(t),
+        Expiry::At(_) => return Err("The expiry must be in the future.".into()),
+    };
+    match (max_days, exp) {
+        (Some(max), None) => Err(format!("Your team requires keys to expire within {max} days.")),
+        (Some(max), Some(t)) if t > at + max * 86_400 => Err(format!("Your team allows at most {max} days.")),
+        _ => Ok(exp),
+    }
+}
+
+/// Creates a key; returns it with its secret (shown once, never stored).
+pub fn create(
+    conn: &mut DbConn,
+    hasher: &Keys,
+    creator: &Creator<'_>,
+    settings: Settings<'_>,
+    req: &KeyRequest,
+) -> Result<(ApiKey, String)> {
+    if creator.role == Role::Viewer {
+        return Err(Error::Forbidden("Viewers cannot create API keys."));
+    }
+    conn.transaction(|conn| {
+        let at = now();
+        let v = validate(conn, creator, settings, req, at)?;
+        let secret = new_secret(settings.prefix)?;
+        let key = ApiKey {
+            id: random_id()?,
+            kind: "team".into(),
+            team_id: Some(creator.team_id.to_owned()),
+            created_by: creator.actor.user_id.clone(),
+            name: v.name,
+            description: v.description,
+            key_hash: hasher.token_hash(&secret),
+            key_prefix: secret[settings.prefix.len() + 1..][..codec::DISPLAY_LEN].to_owned(),
+            scopes: v.scopes.join(" "),
+            allowed_ips: v.allowed_ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            created_at: at,
+            expires_at: v.expires_at,
+            revoked_at: None,
+            revoked_by: None,
+            revoked_reason: None,
+            last_used_at: None,
+            rolled_from: None,
+            replaced_by: None,
+        };
+        key.insert(conn)?;
+        let details =
+            json!({"name": key.name, "scopes": v.scopes, "expires_at": key.expires_at, "allowed_ips": key.allowed_ips});
+        audit::record(conn, creator.actor, key_event("api_key.created", &key).details(details))?;
+        Ok((key, secret))
+    })
+}
+
+fn key_event<'a>(action: &'a str, key: &'a ApiKey) -> Event<'a> {
+    let event = Event::new(action).object("api_key", &key.id);
+    match key.team_id.as_deref() {
+        Some(t) => event.team(t),
+        None => event,
+    }
+}
+
+/// A key of the team, or not found (keys of other teams do not exist here).
+pub fn get(conn: &mut DbConn, team_id: &str, id: &str) -> Result<ApiKey> {
+    ApiKey::find(conn, id)?.filter(|k| k.team_id.as_deref() == Some(team_id)).ok_or(Error::NotFound)
+}
+
+/// Owners and admins manage every key; developers only their own.
+fn may_manage(creator: &Creator<'_>, key: &ApiKey) -> Result<()> {
+    let own = key.created_by.is_some() && key.created_by == creator.actor.user_id;
+    match creator.role {
+        Role::Owner | Role::Admin => Ok(()),
+        Role::Developer if own => Ok(()),
+        Role::Developer => Err(Error::Forbidden("Developers can change only the keys they created.")),
+        Role::Viewer => Err(Error::Forbidden("Viewers cannot change API keys.")),
+    }
+}
+
+pub fn revoke(conn: &mut DbConn, creator: &Creator<'_>, id: &str) -> Result<ApiKey> {
+    conn.transaction(|conn| {
+        let key = get(conn, creator.team_id, id)?;
+        may_manage(creator, &key)?;
+        let at = now();
+        if ApiKey::revoke(conn, &key.id, &creator.actor.label, None, at)? == 1 {
+            audit::record(conn, creator.actor, key_event("api_key.revoked", &key).details(json!({"name": key.name})))?;
+        }
+        get(conn, creator.team_id, id)
+    })
+}
+
+/// A new key with the same settings; the old one expires after `grace_secs`.
+pub fn roll(
+    conn: &mut DbConn,
+    hasher: &Keys,
+    creator: &Creator<'_>,
+    prefix: &str,
+    id: &str,
+    grace_secs: i64,
+) -> Result<(ApiKey, String)> {
+    if !(0..=MAX_GRACE_SECS).contains(&grace_secs) {
+        return Err(Error::Invalid(FieldErrors::single(
+            "grace_seconds",
+            "Choose a grace period between 0 and 7 days.",
+        )));
+    }
+    conn.transaction(|conn| {
+        let old = get(conn, creator.team_id, id)?;
+        may_manage(creator, &old)?;
+        let at = now();
+        if status(&old, at) == "revoked" || status(&old, at) == "expired" || old.replaced_by.is_some() {
+            return Err(Error::Invalid(FieldErrors::single(
+                "key",
+                "Only an active key that was not rolled yet can be rolled.",
+            )));
+        }
+        let secret = new_secret(prefix)?;
+        let new = ApiKey {
+            id: random_id()?,
+            key_hash: hasher.token_hash(&secret),
+            key_prefix: secret[prefix.len() + 1..][..codec::DISPLAY_LEN].to_owned(),
+            created_by: creator.actor.user_id.clone().or(old.created_by.clone()),
+            created_at: at,
+            revoked_at: None,
+            revoked_by: None,
+            revoked_reason: None,
+            last_used_at: None,
+            rolled_from: Some(old.id.clone()),
+            replaced_by: None,
+            ..old.clone()
+        };
+        new.insert(conn)?;
+        let old_expires = old.expires_at.map_or(at + grace_secs, |e| e.min(at + grace_secs));
+        if ApiKey::mark_rolled(conn, &old.id, &new.id, old_expires)? != 1 {
+            return Err(Error::Invalid(FieldErrors::single("key", "This key was rolled or revoked meanwhile.")));
+        }
+        let details = json!({"new_key_id": new.id, "grace_seconds": grace_secs, "old_expires_at": old_expires});
+        audit::record(conn, creator.actor, key_event("api_key.rolled", &old).details(details))?;
+        Ok((new, secret))
+    })
+}
+
+pub fn list(
+    conn: &mut DbConn,
+    team_id: &str,
+    filter: StatusFilter,
+    after: Option<(i64, String)>,
+    limit: i64,
+) -> Result<Vec<ApiKey>> {
+    Ok(ApiKey::list_for_team(conn, team_id, filter, after, limit, now())?)
+}
+
+pub fn history(conn: &mut DbConn, key_id: &str) -> Result<Vec<AuditEvent>> {
+    Ok(AuditEvent::for_object(conn, "api_key", key_id, 100)?)
+}
+
+/// Requests per day for the last `days` days, oldest first, zeros included.
+pub fn usage(conn: &mut DbConn, key_id: &str, days: i64) -> Result<Vec<(i64, i64)>> {
+    let today = now() / 86_400;
+    let from = today - days + 1;
+    let rows = ApiKey::usage_since(conn, key_id, from)?;
+    Ok((from..=today).map(|d| (d, rows.iter().filter(|(day, _)| *day == d).map(|(_, c)| c).sum())).collect())
+}
+
+pub fn set_max_lifetime(conn: &mut DbConn, actor: &Actor, team_id: &str, role: Role, days: Option<i64>) -> Result<()> {
+    if !role.manages_members() {
+        return Err(Error::Forbidden("Only owners and admins can set the key policy."));
+    }
+    if days.is_some_and(|d| !(1..=3650).contains(&d)) {
+        return Err(Error::Invalid(FieldErrors::single("max_lifetime_days", "Choose between 1 and 3650 days.")));
+    }
+    conn.transaction(|conn| {
+        Team::set_max_key_lifetime(conn, team_id, days)?;
+        let event = Event::new("team.key_policy_changed").team(team_id).details(json!({"max_key_lifetime_days": days}));
+        audit::record(conn, actor, event)
+    })
+}
+
+/// Operator command: a service key (no team) with platform scopes.
+pub fn create_service_key(
+    conn: &mut DbConn,
+    hasher: &Keys,
+    prefix: &str,
+    name: &str,
+    scopes: &[String],
+) -> Result<(ApiKey, String)> {
+    if let Some(bad) = scopes.iter().find(|s| !scopes::PLATFORM.contains(&s.as_str())) {
+        return Err(Error::Invalid(FieldErrors::single(
+            "scopes",
+            format!("{bad} is not a platform scope (introspect, leaks:report)."),
+        )));
+    }
+    if name.trim().is_empty() || scopes.is_empty() {
+        return Err(Error::Invalid(FieldErrors::single("name", "A service key needs a name and at least one scope.")));
+    }
+    conn.transaction(|conn| {
+        let secret = new_secret(prefix)?;
+        let at = now();
+        let key = ApiKey {
+            id: random_id()?,
+            kind: "service".into(),
+            team_id: None,
+            created_by: None,
+            name: name.trim().to_owned(),
+            description: String::new(),
+            key_hash: hasher.token_hash(&secret),
+            key_prefix: secret[prefix.len() + 1..][..codec::DISPLAY_LEN].to_owned(),
+            scopes: scopes.join(" "),
+            allowed_ips: String::new(),
+            created_at: at,
+            expires_at: None,
+            revoked_at: None,
+            revoked_by: None,
+            revoked_reason: None,
+            last_used_at: None,
+            rolled_from: None,
+            replaced_by: None,
+        };
+        key.insert(conn)?;
+        audit::record(
+            conn,
+            &Actor::operator(),
+            key_event("service_key.created", &key).details(json!({"scopes": scopes})),
+        )?;
+        Ok((key, secret))
+    })
+}

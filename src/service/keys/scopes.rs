@@ -1,0 +1,80 @@
+//! Scopes: the catalog, what each role may grant, and what a scope implies.
+
+use crate::service::accounts::Role;
+
+/// Scopes of the operator's service keys; never granted to team keys.
+pub const PLATFORM: &[&str] = &["introspect", "leaks:report"];
+
+/// Whether a role may put `scope` on a key.
+pub fn role_allows(role: Role, scope: &str) -> bool {
+    match role {
+        Role::Owner | Role::Admin => true,
+        Role::Developer => scope != "admin",
+        Role::Viewer => scope.ends_with(":read"),
+    }
+}
+
+/// The catalog scopes a role may grant, in catalog order.
+pub fn grantable(catalog: &[String], role: Role) -> Vec<&str> {
+    catalog.iter().map(String::as_str).filter(|s| role_allows(role, s)).collect()
+}
+
+/// Whether `granted` satisfies `needed` (`admin` implies every team scope).
+pub fn satisfies(granted: &[String], needed: &str) -> bool {
+    granted.iter().any(|g| g == needed || (g == "admin" && !PLATFORM.contains(&needed)))
+}
+
+/// Validates requested scopes: known, allowed for the role, within the ceiling.
+pub fn check(
+    requested: &[String],
+    catalog: &[String],
+    role: Role,
+    ceiling: Option<&[String]>,
+) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in requested.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        if !catalog.iter().any(|c| c == s) {
+            return Err(format!("Unknown scope: {s}."));
+        }
+        if !role_allows(role, s) {
+            return Err(format!("Your role ({}) cannot grant {s}.", role.as_str()));
+        }
+        if ceiling.is_some_and(|c| !satisfies(c, s)) {
+            return Err(format!("The credential you used does not hold {s}, so it cannot grant it."));
+        }
+        if !out.iter().any(|o| o == s) {
+            out.push(s.to_owned());
+        }
+    }
+    if out.is_empty() {
+        return Err("Choose at least one scope.".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn roles_limit_scopes() {
+        let catalog = v(&["templates:read", "templates:write", "admin"]);
+        assert!(check(&v(&["admin"]), &catalog, Role::Developer, None).is_err());
+        assert!(check(&v(&["admin"]), &catalog, Role::Admin, None).is_ok());
+        assert!(check(&v(&["nope:read"]), &catalog, Role::Owner, None).unwrap_err().contains("Unknown scope"));
+        assert!(check(&v(&[]), &catalog, Role::Owner, None).is_err());
+        let ceiling = v(&["templates:read"]);
+        assert!(check(&v(&["templates:write"]), &catalog, Role::Owner, Some(&ceiling)).is_err());
+    }
+
+    #[test]
+    fn admin_implies_team_scopes_but_not_platform_ones() {
+        assert!(satisfies(&v(&["admin"]), "templates:write"));
+        assert!(!satisfies(&v(&["admin"]), "introspect"));
+        assert!(!satisfies(&v(&["templates:read"]), "templates:write"));
+    }
+}

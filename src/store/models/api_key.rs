@@ -1,0 +1,159 @@
+use diesel::prelude::*;
+
+use crate::store::DbConn;
+use crate::store::schema::{api_key_usage, api_keys};
+
+/// An API key (`kind` = "team") or an operator's service key (`kind` = "service").
+/// Only the keyed hash of the secret is stored.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = api_keys)]
+pub struct ApiKey {
+    pub id: String,
+    pub kind: String,
+    pub team_id: Option<String>,
+    pub created_by: Option<String>,
+    pub name: String,
+    pub description: String,
+    pub key_hash: String,
+    pub key_prefix: String,
+    /// Space-separated.
+    pub scopes: String,
+    /// Comma-separated CIDRs; empty means any address.
+    pub allowed_ips: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub revoked_by: Option<String>,
+    pub revoked_reason: Option<String>,
+    pub last_used_at: Option<i64>,
+    pub rolled_from: Option<String>,
+    pub replaced_by: Option<String>,
+}
+
+/// Which keys a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    All,
+    Active,
+    ExpiringSoon,
+    Expired,
+    Revoked,
+}
+
+/// Keys expiring within this many seconds are "expiring soon".
+pub const EXPIRING_SOON_SECS: i64 = 7 * 24 * 3600;
+
+/// Database methods
+impl ApiKey {
+    pub fn insert(&self, conn: &mut DbConn) -> QueryResult<()> {
+        diesel::insert_into(api_keys::table).values(self).execute(conn).map(|_| ())
+    }
+
+    pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<ApiKey>> {
+        api_keys::table.find(id).select(ApiKey::as_select()).first(conn).optional()
+    }
+
+    pub fn find_by_hash(conn: &mut DbConn, hash: &str) -> QueryResult<Option<ApiKey>> {
+        api_keys::table.filter(api_keys::key_hash.eq(hash)).select(ApiKey::as_select()).first(conn).optional()
+    }
+
+    /// A page of a team's keys, newest first, after the `(created_at, id)` cursor.
+    pub fn list_for_team(
+        conn: &mut DbConn,
+        team_id: &str,
+        filter: StatusFilter,
+        after: Option<(i64, String)>,
+        limit: i64,
+        now: i64,
+    ) -> QueryResult<Vec<ApiKey>> {
+        let mut q = api_keys::table.filter(api_keys::team_id.eq(team_id)).into_boxed();
+        let live = api_keys::expires_at.is_null().or(api_keys::expires_at.gt(now));
+        q = match filter {
+            StatusFilter::All => q,
+            StatusFilter::Active => q.filter(api_keys::revoked_at.is_null()).filter(live),
+            StatusFilter::ExpiringSoon => q
+                .filter(api_keys::revoked_at.is_null())
+                .filter(api_keys::expires_at.gt(now))
+                .filter(api_keys::expires_at.le(now + EXPIRING_SOON_SECS)),
+            StatusFilter::Expired => q.filter(api_keys::revoked_at.is_null()).filter(api_keys::expires_at.le(now)),
+            StatusFilter::Revoked => q.filter(api_keys::revoked_at.is_not_null()),
+        };
+        if let Some((at, id)) = after {
+            q = q.filter(api_keys::created_at.lt(at).or(api_keys::created_at.eq(at).and(api_keys::id.lt(id))));
+        }
+        q.order((api_keys::created_at.desc(), api_keys::id.desc())).limit(limit).select(ApiKey::as_select()).load(conn)
+    }
+
+    /// Whether the team has an active key with this name (other than `except`).
+    pub fn active_name_taken(conn: &mut DbConn, team_id: &str, name: &str, now: i64) -> QueryResult<bool> {
+        diesel::select(diesel::dsl::exists(
+            api_keys::table
+                .filter(api_keys::team_id.eq(team_id))
+                .filter(api_keys::name.eq(name))
+                .filter(api_keys::revoked_at.is_null())
+                .filter(api_keys::expires_at.is_null().or(api_keys::expires_at.gt(now))),
+        ))
+        .get_result(conn)
+    }
+
+    pub fn find_by_prefix(conn: &mut DbConn, prefix: &str) -> QueryResult<Vec<ApiKey>> {
+        api_keys::table.filter(api_keys::key_prefix.eq(prefix)).select(ApiKey::as_select()).load(conn)
+    }
+
+    /// Revokes an active key; 0 rows means it was already revoked.
+    pub fn revoke(conn: &mut DbConn, id: &str, by: &str, reason: Option<&str>, now: i64) -> QueryResult<usize> {
+        diesel::update(api_keys::table.find(id).filter(api_keys::revoked_at.is_null()))
+            .set((api_keys::revoked_at.eq(now), api_keys::revoked_by.eq(by), api_keys::revoked_reason.eq(reason)))
+            .execute(conn)
+    }
+
+    /// Marks a key as replaced, expiring at `expires_at`; 0 rows means it was
+    /// already rolled or revoked.
+    pub fn mark_rolled(conn: &mut DbConn, id: &str, replaced_by: &str, expires_at: i64) -> QueryResult<usize> {
+        diesel::update(
+            api_keys::table.find(id).filter(api_keys::replaced_by.is_null()).filter(api_keys::revoked_at.is_null()),
+        )
+        .set((api_keys::replaced_by.eq(replaced_by), api_keys::expires_at.eq(expires_at)))
+        .execute(conn)
+    }
+
+    pub fn set_last_used(conn: &mut DbConn, id: &str, at: i64) -> QueryResult<usize> {
+        diesel::update(
+            api_keys::table.find(id).filter(api_keys::last_used_at.is_null().or(api_keys::last_used_at.lt(at))),
+        )
+        .set(api_keys::last_used_at.eq(at))
+        .execute(conn)
+    }
+
+    /// Adds `count` requests to a key's day. Upserts differ in diesel's
+    /// MultiConnection, so this branches per backend (same SQL semantics).
+    pub fn add_usage(conn: &mut DbConn, key_id: &str, day: i64, count: i64) -> QueryResult<()> {
+        use diesel::upsert::excluded;
+        let row = (api_key_usage::key_id.eq(key_id), api_key_usage::day.eq(day), api_key_usage::count.eq(count));
+        let on_conflict = api_key_usage::count.eq(api_key_usage::count + excluded(api_key_usage::count));
+        match conn {
+            DbConn::Sqlite(c) => diesel::insert_into(api_key_usage::table)
+                .values(row)
+                .on_conflict((api_key_usage::key_id, api_key_usage::day))
+                .do_update()
+                .set(on_conflict)
+                .execute(c),
+            DbConn::Pg(c) => diesel::insert_into(api_key_usage::table)
+                .values(row)
+                .on_conflict((api_key_usage::key_id, api_key_usage::day))
+                .do_update()
+                .set(on_conflict)
+                .execute(c),
+        }
+        .map(|_| ())
+    }
+
+    /// Requests per day since `from_day` (unix days).
+    pub fn usage_since(conn: &mut DbConn, key_id: &str, from_day: i64) -> QueryResult<Vec<(i64, i64)>> {
+        api_key_usage::table
+            .filter(api_key_usage::key_id.eq(key_id))
+            .filter(api_key_usage::day.ge(from_day))
+            .select((api_key_usage::day, api_key_usage::count))
+            .load(conn)
+    }
+}

@@ -1,0 +1,219 @@
+//! Who is calling the API: an API key (`X-API-Key` or `Authorization: Bearer`),
+//! or a signed-in browser session that sends the CSRF header.
+//!
+//! Rules: every refusal of a credential is the same 401; a missing scope is a
+//! 403 naming the scope; with `require_https`, a request that did not arrive
+//! over TLS (as told by a trusted proxy) is refused before anything else; the
+//! rate-limit state is left in the request extensions for the headers.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use actix_session::SessionExt;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{AUTHORIZATION, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+
+use super::auth::{client_ip, request_actor};
+use super::session_store::keys;
+use super::{AppState, State, csrf};
+use crate::error::AppError;
+use crate::service::accounts::{self, Role, UserContext};
+use crate::service::audit::Actor;
+use crate::service::keys::scopes;
+use crate::service::ratelimit::RateState;
+use crate::service::verify::{KeyRecord, Refusal};
+use crate::service::{crypto, keys as key_service};
+
+pub enum Credential {
+    ApiKey(Arc<KeyRecord>),
+    Session(Box<UserContext>),
+}
+
+pub struct ApiPrincipal {
+    pub credential: Credential,
+    pub scopes: Vec<String>,
+    pub rate: Option<RateState>,
+    pub actor: Actor,
+}
+
+impl ApiPrincipal {
+    pub fn require(&self, scope: &str) -> Result<(), AppError> {
+        if scopes::satisfies(&self.scopes, scope) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(format!("This credential lacks the scope {scope}.")))
+        }
+    }
+
+    /// The team the credential acts for (service keys have none).
+    pub fn team_id(&self) -> Result<String, AppError> {
+        let team = match &self.credential {
+            Credential::ApiKey(k) => k.team_id.clone(),
+            Credential::Session(ctx) => ctx.team.as_ref().map(|(t, _)| t.id.clone()),
+        };
+        team.ok_or_else(|| AppError::Forbidden("This credential does not belong to a team.".into()))
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match &self.credential {
+            Credential::ApiKey(k) if k.kind == "service" => "service_key",
+            Credential::ApiKey(_) => "api_key",
+            Credential::Session(_) => "session",
+        }
+    }
+}
+
+/// The credential in `X-API-Key` or `Authorization: Bearer`.
+pub fn presented_credential(req: &HttpRequest) -> Option<String> {
+    if let Some(v) = req.headers().get("X-API-Key") {
+        return Some(v.to_str().unwrap_or("").trim().to_owned());
+    }
+    let auth = req.headers().get(AUTHORIZATION)?.to_str().unwrap_or("");
+    let (scheme, value) = auth.split_once(' ').unwrap_or((auth, ""));
+    Some(if scheme.eq_ignore_ascii_case("bearer") { value.trim().to_owned() } else { String::new() })
+}
+
+/// Whether the request came over TLS, as told by a trusted proxy.
+pub fn is_tls(req: &HttpRequest, state: &AppState) -> bool {
+    let trusted = req.peer_addr().is_some_and(|a| state.config.trusted_proxies.contains(&a.ip()));
+    trusted && req.headers().get("X-Forwarded-Proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Verifies an API key for this request; rate state goes to the extensions.
+pub async fn verify_key(req: &HttpRequest, state: &AppState, presented: &str) -> Result<Arc<KeyRecord>, AppError> {
+    let client = client_ip(req, state);
+    match state.verifier.verify(&state.db, &state.keys, presented, client, now_ms()).await {
+        Ok(v) => {
+            req.extensions_mut().insert(v.rate);
+            Ok(v.key)
+        }
+        Err(Refusal::Unauthorized) => Err(AppError::Unauthorized),
+        Err(Refusal::AddressNotAllowed) => {
+            Err(AppError::Forbidden("This key may not be used from your address.".into()))
+        }
+        Err(Refusal::RateLimited { rate, retry_after }) => {
+            req.extensions_mut().insert(rate);
+            Err(AppError::TooManyRequests { retry_after })
+        }
+        Err(Refusal::Internal(e)) => Err(AppError::Internal(e)),
+    }
+}
+
+async fn from_key(req: &HttpRequest, state: &State, presented: &str) -> Result<ApiPrincipal, AppError> {
+    let key = verify_key(req, state, presented).await?;
+    let rate = req.extensions().get::<RateState>().copied();
+    let actor = Actor {
+        user_id: key.created_by.clone(),
+        label: format!("API key {} ({})", key.prefix, key.name),
+        ..request_actor(req, state)
+    };
+    Ok(ApiPrincipal { scopes: key.scopes.clone(), credential: Credential::ApiKey(key), rate, actor })
+}
+
+async fn from_session(req: &HttpRequest, state: &State) -> Result<ApiPrincipal, AppError> {
+    let session = req.get_session();
+    let uid = session.get::<String>(keys::USER_ID).ok().flatten().ok_or(AppError::Unauthorized)?;
+    let expected = session.get::<String>(keys::CSRF).ok().flatten().unwrap_or_default();
+    let header = req.headers().get(csrf::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if expected.is_empty() || !crypto::ct_eq(&expected, header) {
+        return Err(AppError::Forbidden("Session use of the API needs the X-CSRF-Token header.".into()));
+    }
+    let lookup = uid.clone();
+    let ctx = state.db.run(move |conn| accounts::context(conn, &lookup)).await?.ok_or(AppError::Unauthorized)?;
+    let role = ctx.team.as_ref().map_or(Role::Viewer, |(_, r)| *r);
+    let scopes = scopes::grantable(&state.config.scopes, role).into_iter().map(str::to_owned).collect();
+    let actor = Actor { user_id: Some(uid), label: ctx.user.email.clone(), ..request_actor(req, state) };
+    Ok(ApiPrincipal { credential: Credential::Session(Box::new(ctx)), scopes, rate: None, actor })
+}
+
+impl FromRequest for ApiPrincipal {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = super::auth::state(&req)?;
+            if state.config.require_https && !is_tls(&req, &state) {
+                return Err(AppError::InsecureConnection);
+            }
+            match presented_credential(&req) {
+                Some(key) => from_key(&req, &state, &key).await,
+                None => from_session(&req, &state).await,
+            }
+        })
+    }
+}
+
+/// Role and scope ceiling of an API caller acting on its team's keys.
+pub async fn creator_role(state: &State, principal: &ApiPrincipal, team_id: &str) -> Result<Role, AppError> {
+    match &principal.credential {
+        Credential::Session(ctx) => Ok(ctx.team.as_ref().map_or(Role::Viewer, |(_, r)| *r)),
+        Credential::ApiKey(k) => {
+            let (team, user) = (team_id.to_owned(), k.created_by.clone());
+            let role = state
+                .db
+                .run(move |conn| match user {
+                    Some(u) => Ok::<_, crate::service::Error>(
+                        crate::store::models::Membership::find(conn, &team, &u)?.and_then(|m| Role::parse(&m.role)),
+                    ),
+                    None => Ok(None),
+                })
+                .await?;
+            Ok(role.unwrap_or(Role::Viewer))
+        }
+    }
+}
+
+/// Adds `X-RateLimit-*` to responses of credential-authenticated requests.
+pub async fn rate_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    let rate = res.request().extensions().get::<RateState>().copied();
+    if let Some(rate) = rate {
+        let headers = res.headers_mut();
+        for (name, value) in [
+            ("x-ratelimit-limit", rate.limit.to_string()),
+            ("x-ratelimit-remaining", rate.remaining.to_string()),
+            ("x-ratelimit-reset", rate.reset.to_string()),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(actix_web::http::header::HeaderName::from_static(name), v);
+            }
+        }
+    }
+    Ok(res)
+}
+
+/// The key object of the JSON API (never the secret).
+pub fn key_json(key: &crate::store::models::ApiKey, prefix: &str, now: i64) -> serde_json::Value {
+    use super::format::rfc3339;
+    let time = |t: Option<i64>| t.map(rfc3339);
+    serde_json::json!({
+        "id": key.id,
+        "name": key.name,
+        "description": key.description,
+        "prefix": key_service::codec::display(prefix, &key.key_prefix),
+        "scopes": key_service::scopes_of(key),
+        "allowed_ips": key_service::allowed_ips_of(key).iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "status": key_service::status(key, now),
+        "created_at": rfc3339(key.created_at),
+        "created_by": key.created_by,
+        "last_used_at": time(key.last_used_at),
+        "expires_at": time(key.expires_at),
+        "revoked_at": time(key.revoked_at),
+        "revoked_reason": key.revoked_reason,
+        "rolled_from": key.rolled_from,
+        "replaced_by": key.replaced_by,
+    })
+}

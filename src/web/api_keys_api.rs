@@ -1,0 +1,247 @@
+//! The keys JSON API under `/api/v1` (DESIGN.md's table), and `auth/test`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::api_auth::{ApiPrincipal, Credential, creator_role, key_json};
+use super::auth::id_param;
+use super::format;
+use super::{AppState, State};
+use crate::error::AppError;
+use crate::service::FieldErrors;
+use crate::service::keys::{self, Creator, Expiry, KeyRequest, Settings};
+use crate::store::models::StatusFilter;
+use crate::store::now;
+
+pub fn ok(data: serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "success", "data": data}))
+}
+
+/// `GET /api/v1/auth/test`: who is calling, with what scopes and limits.
+pub async fn auth_test(principal: ApiPrincipal) -> HttpResponse {
+    let who = match &principal.credential {
+        Credential::ApiKey(k) => json!({
+            "type": principal.kind(), "key_id": k.id, "name": k.name, "prefix": k.prefix,
+            "team_id": k.team_id, "team": k.team_name,
+        }),
+        Credential::Session(ctx) => json!({
+            "type": "session", "user_id": ctx.user.id, "email": ctx.user.email,
+            "team_id": ctx.team.as_ref().map(|(t, _)| t.id.clone()),
+            "team": ctx.team.as_ref().map(|(t, _)| t.name.clone()),
+        }),
+    };
+    let rate = principal.rate.map(|r| json!({"limit": r.limit, "remaining": r.remaining, "reset": r.reset}));
+    let body = json!({"authenticated": true, "principal": who, "scopes": principal.scopes, "rate_limit": rate});
+    let mut envelope = json!({"status": "success", "data": body.clone()});
+    // The fields also sit at the top level, as DESIGN.md's table shows them.
+    if let (Some(env), Some(fields)) = (envelope.as_object_mut(), body.as_object()) {
+        env.extend(fields.clone());
+    }
+    HttpResponse::Ok().json(envelope)
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+    status: Option<String>,
+}
+
+pub fn parse_filter(s: Option<&str>) -> Result<StatusFilter, AppError> {
+    Ok(match s.unwrap_or("all") {
+        "" | "all" => StatusFilter::All,
+        "active" => StatusFilter::Active,
+        "expiring_soon" => StatusFilter::ExpiringSoon,
+        "expired" => StatusFilter::Expired,
+        "revoked" => StatusFilter::Revoked,
+        _ => {
+            return Err(AppError::Validation(FieldErrors::single(
+                "status",
+                "Use all, active, expiring_soon, expired or revoked.",
+            )));
+        }
+    })
+}
+
+/// Cursors are `created_at.id` of the last row of the previous page.
+pub fn parse_cursor(c: Option<&str>) -> Result<Option<(i64, String)>, AppError> {
+    let Some(c) = c.filter(|c| !c.is_empty()) else { return Ok(None) };
+    let bad = || AppError::Validation(FieldErrors::single("cursor", "This cursor is not valid."));
+    let (at, id) = c.split_once('.').ok_or_else(bad)?;
+    Ok(Some((at.parse().map_err(|_| bad())?, id_param(id.to_owned()).map_err(|_| bad())?)))
+}
+
+pub fn cursor_of(key: &crate::store::models::ApiKey) -> String {
+    format!("{}.{}", key.created_at, key.id)
+}
+
+pub async fn list(
+    state: State,
+    principal: ApiPrincipal,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
+    principal.require("api_keys:read")?;
+    let team_id = principal.team_id()?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(AppError::Validation(FieldErrors::single("limit", "Use a limit between 1 and 100.")));
+    }
+    let filter = parse_filter(query.status.as_deref())?;
+    let after = parse_cursor(query.cursor.as_deref())?;
+    let mut rows = state.db.run(move |conn| keys::list(conn, &team_id, filter, after, limit + 1)).await?;
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(cursor_of)
+    } else {
+        None
+    };
+    let at = now();
+    let data: Vec<_> = rows.iter().map(|k| key_json(k, &state.config.api_key_prefix, at)).collect();
+    Ok(HttpResponse::Ok().json(json!({"status": "success", "data": data, "next_cursor": next})))
+}
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    name: Option<String>,
+    description: Option<String>,
+    scopes: Option<Vec<String>>,
+    expires_at: Option<String>,
+    expires_in_days: Option<i64>,
+    allowed_ips: Option<Vec<String>>,
+}
+
+fn key_request(body: CreateBody) -> Result<KeyRequest, AppError> {
+    let expiry = match (body.expires_at.as_deref(), body.expires_in_days) {
+        (Some(_), Some(_)) => {
+            return Err(AppError::Validation(FieldErrors::single(
+                "expires_at",
+                "Give expires_at or expires_in_days, not both.",
+            )));
+        }
+        (Some(s), None) => Expiry::At(format::parse_rfc3339(s).ok_or_else(|| {
+            AppError::Validation(FieldErrors::single("expires_at", "Use an RFC 3339 time, e.g. 2027-01-31T00:00:00Z."))
+        })?),
+        (None, Some(d)) => Expiry::InDays(d),
+        (None, None) => Expiry::Never,
+    };
+    Ok(KeyRequest {
+        name: body.name.unwrap_or_default(),
+        description: body.description.unwrap_or_default(),
+        scopes: body.scopes.unwrap_or_default(),
+        expiry,
+        allowed_ips: body.allowed_ips.unwrap_or_default(),
+    })
+}
+
+pub fn settings(state: &AppState) -> Settings<'_> {
+    Settings { prefix: &state.config.api_key_prefix, catalog: &state.config.scopes }
+}
+
+pub async fn create(
+    state: State,
+    principal: ApiPrincipal,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, AppError> {
+    principal.require("api_keys:write")?;
+    let team_id = principal.team_id()?;
+    let role = creator_role(&state, &principal, &team_id).await?;
+    let req = key_request(body.into_inner())?;
+    let ceiling = match &principal.credential {
+        Credential::ApiKey(k) => Some(k.scopes.clone()),
+        Credential::Session(_) => None,
+    };
+    let st = state.clone();
+    let actor = principal.actor.clone();
+    let (key, secret) = state
+        .db
+        .run(move |conn| {
+            let creator = Creator { actor: &actor, team_id: &team_id, role, ceiling: ceiling.as_deref() };
+            keys::create(conn, &st.keys, &creator, settings(&st), &req)
+        })
+        .await?;
+    state.verifier.invalidate_unknown();
+    let mut data = key_json(&key, &state.config.api_key_prefix, now());
+    data["key"] = json!(secret);
+    Ok(HttpResponse::build(StatusCode::CREATED)
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(json!({"status": "success", "data": data})))
+}
+
+pub async fn get(state: State, principal: ApiPrincipal, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    principal.require("api_keys:read")?;
+    let (team_id, id) = (principal.team_id()?, id_param(path.into_inner())?);
+    let key = state.db.run(move |conn| keys::get(conn, &team_id, &id)).await?;
+    Ok(ok(key_json(&key, &state.config.api_key_prefix, now())))
+}
+
+#[derive(Deserialize)]
+pub struct RollBody {
+    grace_seconds: Option<i64>,
+}
+
+async fn creator_parts(
+    state: &State,
+    principal: &ApiPrincipal,
+) -> Result<(String, crate::service::accounts::Role), AppError> {
+    principal.require("api_keys:write")?;
+    let team_id = principal.team_id()?;
+    let role = creator_role(state, principal, &team_id).await?;
+    Ok((team_id, role))
+}
+
+pub async fn roll(
+    state: State,
+    principal: ApiPrincipal,
+    path: web::Path<String>,
+    body: Option<web::Json<RollBody>>,
+) -> Result<HttpResponse, AppError> {
+    let (team_id, role) = creator_parts(&state, &principal).await?;
+    let id = id_param(path.into_inner())?;
+    let grace = body.and_then(|b| b.grace_seconds).unwrap_or(0);
+    let (st, actor, old_id) = (state.clone(), principal.actor.clone(), id.clone());
+    let (key, secret) = state
+        .db
+        .run(move |conn| {
+            let creator = Creator { actor: &actor, team_id: &team_id, role, ceiling: None };
+            keys::roll(conn, &st.keys, &creator, &st.config.api_key_prefix, &old_id, grace)
+        })
+        .await?;
+    state.verifier.invalidate(&id);
+    state.verifier.invalidate_unknown();
+    let mut data = key_json(&key, &state.config.api_key_prefix, now());
+    data["key"] = json!(secret);
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(json!({"status": "success", "data": data})))
+}
+
+pub async fn revoke(state: State, principal: ApiPrincipal, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let (team_id, role) = creator_parts(&state, &principal).await?;
+    let id = id_param(path.into_inner())?;
+    let (actor, key_id) = (principal.actor.clone(), id.clone());
+    let key = state
+        .db
+        .run(move |conn| {
+            let creator = Creator { actor: &actor, team_id: &team_id, role, ceiling: None };
+            keys::revoke(conn, &creator, &key_id)
+        })
+        .await?;
+    state.verifier.invalidate(&id);
+    Ok(ok(key_json(&key, &state.config.api_key_prefix, now())))
+}
+
+/// JSON bodies: 64 KiB at most; malformed ones get the 400 envelope.
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default().limit(64 * 1024).error_handler(|err, _| {
+        use actix_web::error::JsonPayloadError as E;
+        match err {
+            E::Overflow { .. } | E::OverflowKnownLength { .. } => AppError::PayloadTooLarge.into(),
+            E::ContentType => {
+                AppError::BadRequest("Send a JSON body with Content-Type: application/json.".into()).into()
+            }
+            other => AppError::BadRequest(format!("Malformed JSON: {other}")).into(),
+        }
+    })
+}
