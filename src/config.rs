@@ -24,7 +24,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("LATCHKEY_TRUSTED_PROXIES", "comma-separated proxy addresses"),
     ("LATCHKEY_API_KEY_PREFIX", "prefix of API keys"),
     ("LATCHKEY_SCOPES", "comma-separated scope catalog"),
-    ("LATCHKEY_DEFAULT_PLAN", "rate-limit plan of teams without one: free, starter, standard, pro"),
+    ("LATCHKEY_DEFAULT_PLAN", "rate-limit plan of teams without one: free, starter, standard, pro, unlimited"),
     ("LATCHKEY_USAGE_FLUSH_SECONDS", "how often key usage is written to the database"),
     ("LATCHKEY_SESSION_IDLE_MINUTES", "idle session timeout"),
     ("LATCHKEY_SESSION_ABSOLUTE_HOURS", "absolute session lifetime"),
@@ -105,7 +105,7 @@ pub const DEFAULT_SCOPES: &[&str] = &[
     "admin",
 ];
 
-pub const PLANS: &[&str] = &["free", "starter", "standard", "pro"];
+pub const PLANS: &[&str] = &["free", "starter", "standard", "pro", "unlimited"];
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -178,7 +178,7 @@ impl Config {
         };
         let default_plan = get("LATCHKEY_DEFAULT_PLAN").unwrap_or_else(|| "free".into());
         if !PLANS.contains(&default_plan.as_str()) {
-            return Err(invalid("LATCHKEY_DEFAULT_PLAN", "must be one of free, starter, standard, pro"));
+            return Err(invalid("LATCHKEY_DEFAULT_PLAN", "must be one of free, starter, standard, pro, unlimited"));
         }
         let usage_flush_seconds = parse_int("LATCHKEY_USAGE_FLUSH_SECONDS", get("LATCHKEY_USAGE_FLUSH_SECONDS"), 5)?;
         Ok(Self {

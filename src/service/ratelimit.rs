@@ -13,11 +13,14 @@ pub struct Plan {
     pub per_minute: u64,
 }
 
-pub const PLANS: [Plan; 4] = [
+/// The four published plans, plus `unlimited` for the operator's own
+/// services and load tests (no practical limit).
+pub const PLANS: [Plan; 5] = [
     Plan { name: "free", per_hour: 100, per_minute: 10 },
     Plan { name: "starter", per_hour: 500, per_minute: 50 },
     Plan { name: "standard", per_hour: 2_000, per_minute: 100 },
     Plan { name: "pro", per_hour: 10_000, per_minute: 500 },
+    Plan { name: "unlimited", per_hour: 1_000_000_000_000, per_minute: 1_000_000_000_000 },
 ];
 
 pub fn plan(name: &str) -> Option<Plan> {
@@ -25,7 +28,7 @@ pub fn plan(name: &str) -> Option<Plan> {
 }
 
 /// What the `X-RateLimit-*` headers report (the hourly window).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct RateState {
     pub limit: u64,
     pub remaining: u64,
@@ -76,7 +79,10 @@ impl Limiter {
         if map.len() > 200_000 {
             map.clear();
         }
-        let c = map.entry(key.to_owned()).or_default();
+        if !map.contains_key(key) {
+            map.insert(key.to_owned(), Counters::default());
+        }
+        let Some(c) = map.get_mut(key) else { return Ok(RateState { limit: plan.per_hour, remaining: 0, reset: 0 }) };
         let hour = c.hour.estimate(now_ms, HOUR_MS);
         let minute = c.minute.estimate(now_ms, MINUTE_MS);
         let reset = (c.hour.index + 1) * HOUR_MS / 1000;

@@ -35,7 +35,7 @@ pub struct KeyRecord {
     pub team_id: Option<String>,
     pub team_name: Option<String>,
     pub created_by: Option<String>,
-    pub scopes: Vec<String>,
+    pub scopes: Arc<[String]>,
     pub allowed: Vec<IpNet>,
     pub expires_at: Option<i64>,
     pub revoked: bool,
@@ -90,7 +90,7 @@ fn load(conn: &mut DbConn, hash: &str, prefix: &str, default_plan: Plan) -> Resu
     };
     let plan = team.as_ref().and_then(|t| t.plan.as_deref()).and_then(ratelimit::plan).unwrap_or(default_plan);
     Ok(Some(KeyRecord {
-        scopes: keys::scopes_of(&key),
+        scopes: keys::scopes_of(&key).into(),
         allowed: keys::allowed_ips_of(&key),
         prefix: codec::display(prefix, &key.key_prefix),
         id: key.id,
@@ -187,7 +187,12 @@ impl Verifier {
 
     pub fn record_use(&self, key_id: &str, now: i64) {
         let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-        usage.last_used.insert(key_id.to_owned(), now);
+        match usage.last_used.get_mut(key_id) {
+            Some(at) => *at = now,
+            None => {
+                usage.last_used.insert(key_id.to_owned(), now);
+            }
+        }
         *usage.per_day.entry((key_id.to_owned(), now / 86_400)).or_default() += 1;
     }
 

@@ -1,5 +1,6 @@
 //! Who is calling the API: an API key (`X-API-Key` or `Authorization: Bearer`),
-//! or a signed-in browser session that sends the CSRF header.
+//! or a signed-in browser session (which must send the CSRF header on every
+//! state-changing request).
 //!
 //! Rules: every refusal of a credential is the same 401; a missing scope is a
 //! 403 naming the scope; with `require_https`, a request that did not arrive
@@ -35,14 +36,22 @@ pub enum Credential {
 
 pub struct ApiPrincipal {
     pub credential: Credential,
-    pub scopes: Vec<String>,
+    /// Set for sessions (the role's scopes); keys carry their own.
+    session_scopes: Vec<String>,
     pub rate: Option<RateState>,
     pub actor: Actor,
 }
 
 impl ApiPrincipal {
+    pub fn scopes(&self) -> &[String] {
+        match &self.credential {
+            Credential::ApiKey(k) => &k.scopes,
+            Credential::Session(_) => &self.session_scopes,
+        }
+    }
+
     pub fn require(&self, scope: &str) -> Result<(), AppError> {
-        if scopes::satisfies(&self.scopes, scope) {
+        if scopes::satisfies(self.scopes(), scope) {
             Ok(())
         } else {
             Err(AppError::Forbidden(format!("This credential lacks the scope {scope}.")))
@@ -115,7 +124,7 @@ async fn from_key(req: &HttpRequest, state: &State, presented: &str) -> Result<A
         label: format!("API key {} ({})", key.prefix, key.name),
         ..request_actor(req, state)
     };
-    Ok(ApiPrincipal { scopes: key.scopes.clone(), credential: Credential::ApiKey(key), rate, actor })
+    Ok(ApiPrincipal { session_scopes: Vec::new(), credential: Credential::ApiKey(key), rate, actor })
 }
 
 async fn from_session(req: &HttpRequest, state: &State) -> Result<ApiPrincipal, AppError> {
@@ -123,7 +132,8 @@ async fn from_session(req: &HttpRequest, state: &State) -> Result<ApiPrincipal, 
     let uid = session.get::<String>(keys::USER_ID).ok().flatten().ok_or(AppError::Unauthorized)?;
     let expected = session.get::<String>(keys::CSRF).ok().flatten().unwrap_or_default();
     let header = req.headers().get(csrf::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if expected.is_empty() || !crypto::ct_eq(&expected, header) {
+    let safe = matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
+    if !safe && (expected.is_empty() || !crypto::ct_eq(&expected, header)) {
         return Err(AppError::Forbidden("Session use of the API needs the X-CSRF-Token header.".into()));
     }
     let lookup = uid.clone();
@@ -131,7 +141,7 @@ async fn from_session(req: &HttpRequest, state: &State) -> Result<ApiPrincipal, 
     let role = ctx.team.as_ref().map_or(Role::Viewer, |(_, r)| *r);
     let scopes = scopes::grantable(&state.config.scopes, role).into_iter().map(str::to_owned).collect();
     let actor = Actor { user_id: Some(uid), label: ctx.user.email.clone(), ..request_actor(req, state) };
-    Ok(ApiPrincipal { credential: Credential::Session(Box::new(ctx)), scopes, rate: None, actor })
+    Ok(ApiPrincipal { credential: Credential::Session(Box::new(ctx)), session_scopes: scopes, rate: None, actor })
 }
 
 impl FromRequest for ApiPrincipal {

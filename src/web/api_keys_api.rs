@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::api_auth::{ApiPrincipal, Credential, creator_role, key_json};
@@ -12,6 +12,7 @@ use super::{AppState, State};
 use crate::error::AppError;
 use crate::service::FieldErrors;
 use crate::service::keys::{self, Creator, Expiry, KeyRequest, Settings};
+use crate::service::ratelimit::RateState;
 use crate::store::models::StatusFilter;
 use crate::store::now;
 
@@ -19,27 +20,60 @@ pub fn ok(data: serde_json::Value) -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "success", "data": data}))
 }
 
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Who<'a> {
+    ApiKey { key_id: &'a str, name: &'a str, prefix: &'a str, team_id: Option<&'a str>, team: Option<&'a str> },
+    ServiceKey { key_id: &'a str, name: &'a str, prefix: &'a str },
+    Session { user_id: &'a str, email: &'a str, team_id: Option<&'a str>, team: Option<&'a str> },
+}
+
+#[derive(Serialize)]
+struct AuthTest<'a> {
+    authenticated: bool,
+    principal: Who<'a>,
+    scopes: &'a [String],
+    rate_limit: Option<RateState>,
+}
+
+/// The success envelope, with the fields also at the top level, as DESIGN.md's
+/// table shows them for this endpoint.
+#[derive(Serialize)]
+struct AuthTestEnvelope<'a> {
+    status: &'static str,
+    data: &'a AuthTest<'a>,
+    #[serde(flatten)]
+    top: &'a AuthTest<'a>,
+}
+
 /// `GET /api/v1/auth/test`: who is calling, with what scopes and limits.
 pub async fn auth_test(principal: ApiPrincipal) -> HttpResponse {
-    let who = match &principal.credential {
-        Credential::ApiKey(k) => json!({
-            "type": principal.kind(), "key_id": k.id, "name": k.name, "prefix": k.prefix,
-            "team_id": k.team_id, "team": k.team_name,
-        }),
-        Credential::Session(ctx) => json!({
-            "type": "session", "user_id": ctx.user.id, "email": ctx.user.email,
-            "team_id": ctx.team.as_ref().map(|(t, _)| t.id.clone()),
-            "team": ctx.team.as_ref().map(|(t, _)| t.name.clone()),
-        }),
+    let principal_ref = &principal;
+    let who = match &principal_ref.credential {
+        Credential::ApiKey(k) if k.kind == "service" => {
+            Who::ServiceKey { key_id: &k.id, name: &k.name, prefix: &k.prefix }
+        }
+        Credential::ApiKey(k) => Who::ApiKey {
+            key_id: &k.id,
+            name: &k.name,
+            prefix: &k.prefix,
+            team_id: k.team_id.as_deref(),
+            team: k.team_name.as_deref(),
+        },
+        Credential::Session(ctx) => Who::Session {
+            user_id: &ctx.user.id,
+            email: &ctx.user.email,
+            team_id: ctx.team.as_ref().map(|(t, _)| t.id.as_str()),
+            team: ctx.team.as_ref().map(|(t, _)| t.name.as_str()),
+        },
     };
-    let rate = principal.rate.map(|r| json!({"limit": r.limit, "remaining": r.remaining, "reset": r.reset}));
-    let body = json!({"authenticated": true, "principal": who, "scopes": principal.scopes, "rate_limit": rate});
-    let mut envelope = json!({"status": "success", "data": body.clone()});
-    // The fields also sit at the top level, as DESIGN.md's table shows them.
-    if let (Some(env), Some(fields)) = (envelope.as_object_mut(), body.as_object()) {
-        env.extend(fields.clone());
-    }
-    HttpResponse::Ok().json(envelope)
+    let body = AuthTest {
+        authenticated: true,
+        principal: who,
+        scopes: principal_ref.scopes(),
+        rate_limit: principal_ref.rate,
+    };
+    HttpResponse::Ok().json(AuthTestEnvelope { status: "success", data: &body, top: &body })
 }
 
 #[derive(Deserialize)]
@@ -149,7 +183,7 @@ pub async fn create(
     let role = creator_role(&state, &principal, &team_id).await?;
     let req = key_request(body.into_inner())?;
     let ceiling = match &principal.credential {
-        Credential::ApiKey(k) => Some(k.scopes.clone()),
+        Credential::ApiKey(k) => Some(k.scopes.to_vec()),
         Credential::Session(_) => None,
     };
     let st = state.clone();

@@ -131,3 +131,12 @@ async fn role_changes_apply_and_removal_ends_the_members_sessions(app: TestApp) 
     assert!(!activity.contains(&format!(r#"data-email="{DEV_EMAIL}""#)));
 }
 both!(role_changes_apply_and_removal_ends_the_members_sessions);
+
+/// A teammate with `role` who accepted an invite and signed in.
+pub async fn member(app: &TestApp, email: &str, role: &str) -> TestApp {
+    let link = app.invite(email, role).await;
+    let client = app.other_client();
+    client.post_form(&link, &link, &[("password", DEV_PASSWORD)]).await;
+    assert_eq!(client.login(email, DEV_PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    client
+}

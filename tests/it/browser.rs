@@ -40,3 +40,47 @@ async fn a_person_sets_up_signs_in_sees_the_team_and_signs_out() {
     browser.wait_for_title("Sign in · Latchkey").await;
     browser.quit().await;
 }
+
+#[tokio::test]
+async fn a_person_creates_a_key_sees_it_once_and_revokes_it_in_place() {
+    let Some(browser) = Browser::start().await else { return };
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    app.setup_owner().await;
+    browser.goto(&app.url("/login")).await;
+    browser.fill("#email", OWNER_EMAIL).await;
+    browser.fill("#password", OWNER_PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_title("Team · Latchkey").await;
+
+    browser.click("a[href='/settings/developer/api-keys']").await;
+    browser.wait_for_title("API Keys · Latchkey").await;
+    browser.fill("#key-name", "Browser key").await;
+    browser.click("input[value='templates:read']").await;
+    browser.click("input[value='messages:send']").await;
+    browser.click("#create button[type=submit]").await;
+    browser.wait_for_title("Your new key · Latchkey").await;
+    let secret = browser.text("#secret").await;
+    assert!(secret.starts_with("lk_") && secret.len() == 39, "{secret}");
+    assert!(browser.text(".reveal").await.contains("will not be shown again"));
+    browser.click("#copy-secret").await;
+    browser.wait_for_text("#copy-secret", "Copied").await;
+
+    // Reload: the secret is gone for good.
+    browser.script("location.reload()").await;
+    browser.wait_for_title("API Keys · Latchkey").await;
+    assert!(!browser.source().await.contains(&secret));
+    let row = browser.text("#keys tbody tr").await;
+    assert!(row.contains("Browser key") && row.contains("templates:read") && row.contains("messages:send"), "{row}");
+    assert!(row.contains(&secret[..11]));
+
+    // Revoke with htmx: the row changes, the page does not reload.
+    browser.script("window.__stillHere = true").await;
+    browser.click(".revoke-form button").await;
+    browser.accept_alert().await;
+    browser.wait_for_text("#keys tbody tr", "Revoked").await;
+    assert_eq!(browser.script("return window.__stillHere === true").await, serde_json::json!(true));
+    let res =
+        app.other_client().client.get(app.url("/api/v1/auth/test")).header("X-API-Key", &secret).send().await.unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::UNAUTHORIZED);
+    browser.quit().await;
+}

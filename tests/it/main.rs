@@ -7,6 +7,7 @@ mod helpers;
 mod webdriver;
 
 mod accounts;
+mod api_keys;
 mod browser;
 mod login;
 mod platform;

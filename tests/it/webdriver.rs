@@ -148,6 +148,26 @@ impl Browser {
         panic!("{css} never showed {needle:?}");
     }
 
+    /// Runs a script in the page (WebDriver bypasses the page's CSP).
+    pub async fn script(&self, source: &str) -> Value {
+        self.post("/execute/sync", json!({"script": source, "args": []})).await
+    }
+
+    pub async fn accept_alert(&self) {
+        for _ in 0..50 {
+            let v = self.post("/alert/accept", json!({})).await;
+            if v.is_null() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no dialog to accept");
+    }
+
+    pub async fn source(&self) -> String {
+        self.get("/source").await.as_str().unwrap_or_default().to_owned()
+    }
+
     pub async fn quit(mut self) {
         self.cmd(reqwest::Method::DELETE, "", None).await;
         let _ = self.driver.kill();
