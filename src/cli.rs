@@ -25,9 +25,23 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage teams.
+    #[command(subcommand)]
+    Team(TeamCommand),
     /// Manage the operator's service keys.
     #[command(subcommand, name = "service-key")]
     ServiceKey(ServiceKeyCommand),
+}
+
+#[derive(Subcommand)]
+pub enum TeamCommand {
+    /// Set a team's rate-limit plan (free, starter, standard, pro, unlimited).
+    SetPlan {
+        #[arg(long)]
+        team: String,
+        #[arg(long)]
+        plan: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -66,6 +80,16 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(UserCommand::Create { email, support, team }) => create_user(&db, &email, support, team),
+        Command::Team(TeamCommand::SetPlan { team, plan }) => {
+            let changed = db.run_sync(|conn| accounts::set_plan(conn, &team, &plan)).map_err(|e| match e {
+                service::Error::Invalid(f) => anyhow::anyhow!(describe(&f)),
+                other => anyhow::anyhow!(other),
+            })?;
+            println!(
+                "{changed} team(s) named {team:?} now on the {plan} plan (running servers apply it within a second)"
+            );
+            Ok(())
+        }
         Command::ServiceKey(ServiceKeyCommand::Create { name, scopes }) => {
             let hasher = crate::service::crypto::Keys::derive(config.secret_bytes());
             let prefix = config.api_key_prefix.clone();

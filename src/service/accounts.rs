@@ -152,6 +152,25 @@ pub fn create_user(
     })
 }
 
+/// Operator command: puts every team with this name on a rate-limit plan.
+pub fn set_plan(conn: &mut DbConn, team_name: &str, plan: &str) -> Result<usize> {
+    if crate::service::ratelimit::plan(plan).is_none() {
+        return Err(Error::Invalid(FieldErrors::single("plan", "Use free, starter, standard, pro or unlimited.")));
+    }
+    conn.transaction(|conn| {
+        let ids = Team::ids_named(conn, team_name)?;
+        if ids.is_empty() {
+            return Err(Error::Invalid(FieldErrors::single("team", format!("No team is named {team_name:?}."))));
+        }
+        for id in &ids {
+            Team::set_plan(conn, id, plan)?;
+            let event = Event::new("team.plan_changed").team(id).object("team", id).details(json!({"plan": plan}));
+            audit::record(conn, &Actor::operator(), event)?;
+        }
+        Ok(ids.len())
+    })
+}
+
 pub fn members(conn: &mut DbConn, team_id: &str) -> Result<Vec<(Membership, User)>> {
     Ok(Membership::list(conn, team_id)?)
 }

@@ -204,20 +204,65 @@ fn the_binary_prints_the_setup_url_and_stops_gracefully_on_sigterm() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut setup_line = None;
+    let mut port = None;
     for line in lines.by_ref() {
         let line = line.unwrap();
         if line.contains("/setup?token=") {
             setup_line = Some(line.clone());
         }
-        if line.contains("serving") {
+        if let Some(i) = line.find("port=") {
+            port = line[i + 5..]
+                .trim_matches(|c: char| !c.is_ascii_digit())
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .map(str::to_owned);
             break;
         }
     }
     let setup_line = setup_line.expect("the setup URL is logged");
     assert!(setup_line.contains("http://127.0.0.1:"), "{setup_line}");
+    // Wait until it serves, so its signal handlers are in place.
+    let port: u16 = port.expect("the port is logged").parse().unwrap();
+    let mut served = false;
+    for _ in 0..100 {
+        use std::io::{Read, Write};
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n");
+            let mut reply = String::new();
+            let _ = s.read_to_string(&mut reply);
+            if reply.starts_with("HTTP/1.") && reply.contains(" 200 OK") {
+                served = true;
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if !served {
+        let _ = child.kill();
+        panic!("the server never answered /healthz");
+    }
     let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(child.wait().unwrap().success());
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+}
+
+#[test]
+fn service_keys_and_plans_are_set_from_the_command_line() {
+    let dir = std::env::temp_dir().join(format!("latchkey-sk-{}", std::process::id()));
+    let data = dir.to_str().unwrap();
+    let out = run_binary(
+        &[("LATCHKEY_DATA_DIR", data)],
+        &["service-key", "create", "--name", "gateway", "--scopes", "introspect,leaks:report"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(latchkey::service::keys::codec::parse(&key).is_some(), "{key}");
+    let out =
+        run_binary(&[("LATCHKEY_DATA_DIR", data)], &["service-key", "create", "--name", "x", "--scopes", "admin"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a platform scope"));
+    let out = run_binary(&[("LATCHKEY_DATA_DIR", data)], &["team", "set-plan", "--team", "Nobody", "--plan", "pro"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No team is named"));
 }

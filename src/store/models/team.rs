@@ -35,6 +35,14 @@ impl Team {
         teams::table.find(id).select(Team::as_select()).first(conn).optional()
     }
 
+    pub fn ids_named(conn: &mut DbConn, name: &str) -> QueryResult<Vec<String>> {
+        teams::table.filter(teams::name.eq(name)).select(teams::id).load(conn)
+    }
+
+    pub fn set_plan(conn: &mut DbConn, id: &str, plan: &str) -> QueryResult<usize> {
+        diesel::update(teams::table.find(id)).set(teams::plan.eq(plan)).execute(conn)
+    }
+
     pub fn set_max_key_lifetime(conn: &mut DbConn, id: &str, days: Option<i64>) -> QueryResult<usize> {
         diesel::update(teams::table.find(id)).set(teams::max_key_lifetime_days.eq(days)).execute(conn)
     }
