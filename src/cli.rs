@@ -69,6 +69,11 @@ pub enum UserCommand {
         #[arg(long)]
         team: Option<String>,
     },
+    /// Turn off a user's two-factor authentication (they lost every factor).
+    ResetTotp {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 pub fn run(command: Command, config: &Config) -> anyhow::Result<()> {
@@ -80,6 +85,15 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(UserCommand::Create { email, support, team }) => create_user(&db, &email, support, team),
+        Command::User(UserCommand::ResetTotp { email }) => {
+            let email = email.trim().to_lowercase();
+            db.run_sync(|conn| crate::service::totp::operator_reset(conn, &email)).map_err(|e| match e {
+                service::Error::NotFound => anyhow::anyhow!("no user with the email {email}"),
+                other => anyhow::anyhow!(other),
+            })?;
+            println!("two-factor authentication is off for {email}; their sessions have ended");
+            Ok(())
+        }
         Command::Team(TeamCommand::SetPlan { team, plan }) => {
             let changed = db.run_sync(|conn| accounts::set_plan(conn, &team, &plan)).map_err(|e| match e {
                 service::Error::Invalid(f) => anyhow::anyhow!(describe(&f)),

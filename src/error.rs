@@ -15,6 +15,8 @@ pub enum AppError {
     NotFound,
     #[error("login required")]
     LoginRequired,
+    #[error("two-factor enrolment required by the team")]
+    TotpEnrolmentRequired,
     #[error("unauthorized")]
     Unauthorized,
     #[error("forbidden: {0}")]
@@ -41,7 +43,7 @@ impl AppError {
         match self {
             Self::NotFound => "not_found",
             Self::LoginRequired | Self::Unauthorized => "unauthorized",
-            Self::Forbidden(_) | Self::Csrf => "forbidden",
+            Self::Forbidden(_) | Self::Csrf | Self::TotpEnrolmentRequired => "forbidden",
             Self::BadRequest(_) => "bad_request",
             Self::Validation(_) => "validation_failed",
             Self::TooManyRequests { .. } => "rate_limit_exceeded",
@@ -56,6 +58,7 @@ impl AppError {
         match self {
             Self::NotFound => "The page or object you asked for does not exist.".into(),
             Self::LoginRequired => "Sign in to continue.".into(),
+            Self::TotpEnrolmentRequired => "Your team requires two-factor authentication: set it up first.".into(),
             Self::Unauthorized => "A valid credential is required.".into(),
             Self::Forbidden(m) => m.clone(),
             Self::Csrf => {
@@ -78,7 +81,9 @@ impl ResponseError for AppError {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::LoginRequired | Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::Csrf | Self::InsecureConnection => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::Csrf | Self::InsecureConnection | Self::TotpEnrolmentRequired => {
+                StatusCode::FORBIDDEN
+            }
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,

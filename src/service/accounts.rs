@@ -101,8 +101,7 @@ pub fn setup(conn: &mut DbConn, actor: &Actor, team_name: &str, email: &str, pas
             plan: None,
             max_key_lifetime_days: None,
         };
-        let user =
-            User { id: new_id("usr")?, email: email.to_owned(), password_hash, is_support: false, created_at: at };
+        let user = User::new(new_id("usr")?, email.to_owned(), password_hash, false, at);
         team.insert(conn)?;
         user.insert(conn)?;
         Membership { team_id: team.id.clone(), user_id: user.id.clone(), role: "owner".into(), created_at: at }
@@ -126,7 +125,7 @@ pub fn create_user(
             return Err(Error::Invalid(FieldErrors::single("email", "An account with this email already exists.")));
         }
         let at = now();
-        let user = User { id: new_id("usr")?, email: email.to_owned(), password_hash, is_support, created_at: at };
+        let user = User::new(new_id("usr")?, email.to_owned(), password_hash, is_support, at);
         user.insert(conn)?;
         let mut team_id = None;
         if let Some(name) = team_name {
@@ -248,8 +247,7 @@ pub fn accept_invite(
         if Invite::mark_accepted(conn, &invite.id, at)? != 1 || User::find_by_email(conn, &invite.email)?.is_some() {
             return Err(Error::NotFound);
         }
-        let user =
-            User { id: new_id("usr")?, email: invite.email.clone(), password_hash, is_support: false, created_at: at };
+        let user = User::new(new_id("usr")?, invite.email.clone(), password_hash, false, at);
         user.insert(conn)?;
         Membership { team_id: team.id.clone(), user_id: user.id.clone(), role: invite.role.clone(), created_at: at }
             .insert(conn)?;

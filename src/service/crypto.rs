@@ -36,6 +36,7 @@ pub struct Keys {
     token: [u8; 32],
     cookie: [u8; 64],
     csrf: [u8; 32],
+    totp: [u8; 32],
 }
 
 impl Keys {
@@ -43,7 +44,12 @@ impl Keys {
         let mut cookie = [0u8; 64];
         cookie[..32].copy_from_slice(&hmac(server_secret, b"latchkey/cookie/1"));
         cookie[32..].copy_from_slice(&hmac(server_secret, b"latchkey/cookie/2"));
-        Self { token: hmac(server_secret, b"latchkey/token-hash"), cookie, csrf: hmac(server_secret, b"latchkey/csrf") }
+        Self {
+            token: hmac(server_secret, b"latchkey/token-hash"),
+            cookie,
+            csrf: hmac(server_secret, b"latchkey/csrf"),
+            totp: hmac(server_secret, b"latchkey/totp-aead"),
+        }
     }
 
     /// The stored form of a token: hex HMAC-SHA256 under the token key.
@@ -54,6 +60,29 @@ impl Keys {
     /// Master key for the session cookie (signing and encryption).
     pub fn cookie_master(&self) -> &[u8] {
         &self.cookie
+    }
+
+    /// Encrypts with AES-256-GCM under the TOTP key: hex(nonce ‖ ciphertext).
+    pub fn seal(&self, plaintext: &[u8]) -> Result<String, String> {
+        use aes_gcm::aead::{Aead, KeyInit};
+        let cipher = aes_gcm::Aes256Gcm::new_from_slice(&self.totp).map_err(|e| e.to_string())?;
+        let mut nonce = [0u8; 12];
+        getrandom::fill(&mut nonce).map_err(|e| e.to_string())?;
+        let sealed = cipher.encrypt(&nonce.into(), plaintext).map_err(|e| e.to_string())?;
+        Ok(hex::encode([nonce.as_slice(), &sealed].concat()))
+    }
+
+    /// Reverses [`Keys::seal`]; fails on tampering or a different server secret.
+    pub fn open(&self, sealed: &str) -> Result<Vec<u8>, String> {
+        use aes_gcm::aead::{Aead, KeyInit};
+        let bytes = hex::decode(sealed).map_err(|e| e.to_string())?;
+        if bytes.len() < 12 + 16 {
+            return Err("sealed value too short".into());
+        }
+        let cipher = aes_gcm::Aes256Gcm::new_from_slice(&self.totp).map_err(|e| e.to_string())?;
+        let (nonce, ct) = bytes.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().map_err(|_| "nonce".to_owned())?;
+        cipher.decrypt(&nonce.into(), ct).map_err(|_| "cannot decrypt".to_owned())
     }
 
     /// A keyed tag over `data` for signed, stateless tokens.
@@ -109,6 +138,17 @@ mod tests {
             mac.update(b"data");
             assert_eq!(hmac(&key, b"data").to_vec(), mac.finalize().into_bytes().to_vec());
         }
+    }
+
+    #[test]
+    fn sealed_values_open_only_with_the_same_secret() {
+        let a = Keys::derive(b"a-secret-that-is-long-enough-0123456789");
+        let b = Keys::derive(b"another-secret-long-enough-0123456789ab");
+        let sealed = a.seal(b"totp secret").unwrap();
+        assert!(!sealed.contains(&hex::encode(b"totp secret")));
+        assert_eq!(a.open(&sealed).unwrap(), b"totp secret");
+        assert!(b.open(&sealed).is_err());
+        assert_ne!(sealed, a.seal(b"totp secret").unwrap(), "fresh nonce each time");
     }
 
     #[test]

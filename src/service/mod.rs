@@ -7,7 +7,9 @@ pub mod crypto;
 pub mod keys;
 pub mod password;
 pub mod ratelimit;
+pub mod security;
 pub mod throttle;
+pub mod totp;
 pub mod validate;
 pub mod verify;
 

@@ -18,6 +18,20 @@ diesel::table! {
         password_hash -> Text,
         is_support -> Bool,
         created_at -> BigInt,
+        totp_secret_enc -> Nullable<Text>,
+        totp_pending_enc -> Nullable<Text>,
+        totp_enabled_at -> Nullable<BigInt>,
+        totp_last_step -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    recovery_codes (id) {
+        id -> Text,
+        user_id -> Text,
+        code_hash -> Text,
+        created_at -> BigInt,
+        used_at -> Nullable<BigInt>,
     }
 }
 
@@ -118,5 +132,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     audit_events,
     api_keys,
-    api_key_usage
+    api_key_usage,
+    recovery_codes
 );

@@ -58,6 +58,11 @@ impl FromRequest for CurrentUser {
                 session.purge();
                 return Err(AppError::LoginRequired);
             };
+            let policy = ctx.team.as_ref().is_some_and(|(t, _)| t.require_totp);
+            let exempt = req.path().starts_with("/settings/security") || req.path() == "/logout";
+            if policy && !ctx.user.has_totp() && !exempt {
+                return Err(AppError::TotpEnrolmentRequired);
+            }
             let actor = Actor { user_id: Some(user_id), label: ctx.user.email.clone(), ..request_actor(&req, &state) };
             Ok(CurrentUser { ctx, session, actor })
         })

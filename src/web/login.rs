@@ -113,20 +113,48 @@ pub async fn submit(
     };
 
     state.login_by_account.clear(&email_key);
-    session.renew();
-    let insert = |k: &str, v: serde_json::Value| session.insert(k, v).map_err(|e| AppError::Internal(e.to_string()));
-    insert(keys::USER_ID, json!(user.id))?;
-    insert(keys::AUTH_AT, json!(at))?;
-    insert(keys::USER_AGENT, json!(actor.user_agent))?;
-    insert(keys::IP, json!(actor.ip))?;
-    csrf::rotate(&session)?;
-    let actor = Actor { user_id: Some(user.id.clone()), label: user.email.clone(), ..actor };
-    record(&state, actor, "login.succeeded", Some(user.id), json!({})).await?;
+    if user.has_totp() {
+        // Half signed in: only /login/totp accepts this state, for 5 minutes.
+        session.renew();
+        let insert =
+            |k: &str, v: serde_json::Value| session.insert(k, v).map_err(|e| AppError::Internal(e.to_string()));
+        insert(keys::PENDING_USER_ID, json!(user.id))?;
+        insert(keys::PENDING_AT, json!(at))?;
+        insert(keys::PENDING_NEXT, json!(next))?;
+        csrf::rotate(&session)?;
+        return Ok(redirect("/login/totp"));
+    }
+    complete(&state, &session, actor, &user.id, &user.email, "password").await?;
     Ok(redirect(&next))
 }
 
+/// Grants the session: new id, user, times, fresh CSRF token; audited.
+pub async fn complete(
+    state: &State,
+    session: &Session,
+    actor: Actor,
+    user_id: &str,
+    email: &str,
+    method: &str,
+) -> Result<(), AppError> {
+    session.renew();
+    for k in [keys::PENDING_USER_ID, keys::PENDING_AT, keys::PENDING_NEXT] {
+        session.remove(k);
+    }
+    let sid = crate::service::crypto::random_base62(16).map_err(|e| AppError::Internal(e.to_string()))?;
+    let insert = |k: &str, v: serde_json::Value| session.insert(k, v).map_err(|e| AppError::Internal(e.to_string()));
+    insert(keys::USER_ID, json!(user_id))?;
+    insert(keys::AUTH_AT, json!(now()))?;
+    insert(keys::USER_AGENT, json!(actor.user_agent))?;
+    insert(keys::IP, json!(actor.ip))?;
+    insert(keys::SID, json!(sid))?;
+    csrf::rotate(session)?;
+    let actor = Actor { user_id: Some(user_id.to_owned()), label: email.to_owned(), ..actor };
+    record(state, actor, "login.succeeded", Some(user_id.to_owned()), json!({"method": method})).await
+}
+
 /// Audits a login event under the user's team (if they have one).
-async fn record(
+pub async fn record(
     state: &State,
     actor: Actor,
     action: &'static str,

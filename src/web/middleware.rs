@@ -131,6 +131,13 @@ fn render(req: &HttpRequest, err: &AppError) -> HttpResponse {
     if matches!(err, AppError::LoginRequired) && wants != Wants::Json {
         return login_redirect(req, wants);
     }
+    if matches!(err, AppError::TotpEnrolmentRequired) && wants != Wants::Json {
+        let target = "/settings/security?required=1";
+        if wants == Wants::Toast {
+            return HttpResponse::Ok().insert_header(("HX-Redirect", target)).finish();
+        }
+        return HttpResponse::SeeOther().insert_header((header::LOCATION, target)).finish();
+    }
     let message = err.public_message();
     let mut res = match wants {
         Wants::Json => HttpResponse::build(status).json(envelope(err, &message)),

@@ -11,8 +11,10 @@ pub mod format;
 pub mod health;
 pub mod invite;
 pub mod login;
+pub mod login_totp;
 pub mod middleware;
 pub mod page;
+pub mod security;
 pub mod session_store;
 pub mod setup;
 pub mod team;
@@ -66,6 +68,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/setup").get(setup::form).post(setup::submit))
         .service(web::resource("/login").get(login::form).post(login::submit))
         .route("/logout", web::post().to(login::logout))
+        .service(web::resource("/login/totp").get(login_totp::form).post(login_totp::submit))
+        .route("/settings/security", web::get().to(security::show))
+        .route("/settings/security/totp/start", web::post().to(security::totp_start))
+        .route("/settings/security/totp/confirm", web::post().to(security::totp_confirm))
+        .route("/settings/security/totp/disable", web::post().to(security::totp_disable))
+        .route("/settings/security/recovery-codes", web::post().to(security::recovery_regenerate))
+        .route("/settings/security/password", web::post().to(security::change_password))
+        .route("/settings/security/sessions/revoke-others", web::post().to(security::revoke_others))
+        .route("/settings/security/sessions/{id}/revoke", web::post().to(security::revoke_session))
+        .route("/settings/security/team-policy", web::post().to(security::team_policy))
         .route("/settings/team", web::get().to(team::show))
         .route("/settings/team/invites", web::post().to(team::invite))
         .route("/settings/team/invites/{id}/revoke", web::post().to(team::revoke_invite))

@@ -20,6 +20,12 @@ pub mod keys {
     pub const FLASH: &str = "flash";
     pub const USER_AGENT: &str = "ua";
     pub const IP: &str = "ip";
+    /// A random id of this sign-in, to tell the current session in lists.
+    pub const SID: &str = "sid";
+    /// Password accepted, second factor pending.
+    pub const PENDING_USER_ID: &str = "pending_uid";
+    pub const PENDING_AT: &str = "pending_at";
+    pub const PENDING_NEXT: &str = "pending_next";
 }
 
 #[derive(Clone)]

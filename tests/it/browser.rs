@@ -84,3 +84,46 @@ async fn a_person_creates_a_key_sees_it_once_and_revokes_it_in_place() {
     assert_eq!(res.status(), reqwest::StatusCode::UNAUTHORIZED);
     browser.quit().await;
 }
+
+#[tokio::test]
+async fn a_person_enrols_in_two_factor_and_signs_in_with_a_code() {
+    use crate::totp::{away_from_boundary, code_at_step, current_step};
+    let Some(browser) = Browser::start().await else { return };
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    app.setup_owner().await;
+    browser.goto(&app.url("/login")).await;
+    browser.fill("#email", OWNER_EMAIL).await;
+    browser.fill("#password", OWNER_PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_title("Team · Latchkey").await;
+
+    browser.click("a[href='/settings/security']").await;
+    browser.wait_for_title("Security · Latchkey").await;
+    browser.click("#start-totp").await;
+    browser.wait_for_text("#two-factor", "Key for manual entry").await;
+    let key = browser.text("#totp-secret").await;
+    assert_eq!(key.len(), 32, "{key}");
+    assert!(
+        browser.script("return document.getElementById('totp-qr').naturalWidth > 0").await == serde_json::json!(true),
+        "QR shows"
+    );
+    away_from_boundary().await;
+    browser.fill("#confirm-code", &code_at_step(&key, current_step())).await;
+    browser.click("#two-factor button.primary").await;
+    browser.wait_for_text("#recovery-codes", "-").await;
+    assert_eq!(
+        browser.script("return document.querySelectorAll('#recovery-codes li').length").await,
+        serde_json::json!(10)
+    );
+
+    browser.click(".sidebar-foot button").await;
+    browser.wait_for_title("Sign in · Latchkey").await;
+    browser.fill("#email", OWNER_EMAIL).await;
+    browser.fill("#password", OWNER_PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_title("Two-factor authentication · Latchkey").await;
+    browser.fill("#code", &code_at_step(&key, current_step() + 1)).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_title("Team · Latchkey").await;
+    browser.quit().await;
+}

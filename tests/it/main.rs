@@ -12,3 +12,4 @@ mod browser;
 mod login;
 mod platform;
 mod setup;
+pub mod totp;

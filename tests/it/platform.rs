@@ -266,3 +266,26 @@ fn service_keys_and_plans_are_set_from_the_command_line() {
     let out = run_binary(&[("LATCHKEY_DATA_DIR", data)], &["team", "set-plan", "--team", "Nobody", "--plan", "pro"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("No team is named"));
 }
+
+#[test]
+fn the_operator_can_reset_a_users_two_factor() {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join(format!("latchkey-reset-{}", std::process::id()));
+    let data = dir.to_str().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .env("LATCHKEY_DATA_DIR", data)
+        .env_remove("DATABASE_URL")
+        .args(["user", "create", "--email", "lost@acme.test", "--team", "Acme"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"lost my phone password\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = run_binary(&[("LATCHKEY_DATA_DIR", data)], &["user", "reset-totp", "--email", "Lost@acme.test"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("two-factor authentication is off for lost@acme.test"));
+    let out = run_binary(&[("LATCHKEY_DATA_DIR", data)], &["user", "reset-totp", "--email", "nobody@acme.test"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user with the email"));
+}

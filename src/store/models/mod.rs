@@ -3,6 +3,7 @@
 mod api_key;
 mod audit;
 mod invite;
+mod recovery;
 mod session;
 mod team;
 mod user;
@@ -10,6 +11,7 @@ mod user;
 pub use api_key::{ApiKey, EXPIRING_SOON_SECS, StatusFilter};
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use invite::Invite;
+pub use recovery::RecoveryCode;
 pub use session::SessionRow;
 pub use team::{Membership, Team};
 pub use user::User;

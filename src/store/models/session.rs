@@ -61,6 +61,25 @@ impl SessionRow {
         diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
     }
 
+    /// A user's live sessions, most recently seen first.
+    pub fn list_for_user(conn: &mut DbConn, user_id: &str, now: i64) -> QueryResult<Vec<SessionRow>> {
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::expires_at.gt(now))
+            .order(sessions::last_seen_at.desc())
+            .select(SessionRow::as_select())
+            .load(conn)
+    }
+
+    pub fn delete_one_of_user(conn: &mut DbConn, user_id: &str, id: &str) -> QueryResult<usize> {
+        diesel::delete(sessions::table.find(id).filter(sessions::user_id.eq(user_id))).execute(conn)
+    }
+
+    pub fn delete_for_user_except(conn: &mut DbConn, user_id: &str, keep: &str) -> QueryResult<usize> {
+        diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id)).filter(sessions::id.ne(keep)))
+            .execute(conn)
+    }
+
     pub fn delete_expired(conn: &mut DbConn, now: i64) -> QueryResult<usize> {
         diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)
     }

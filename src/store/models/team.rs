@@ -39,6 +39,10 @@ impl Team {
         teams::table.filter(teams::name.eq(name)).select(teams::id).load(conn)
     }
 
+    pub fn set_require_totp(conn: &mut DbConn, id: &str, on: bool) -> QueryResult<usize> {
+        diesel::update(teams::table.find(id)).set(teams::require_totp.eq(on)).execute(conn)
+    }
+
     pub fn set_plan(conn: &mut DbConn, id: &str, plan: &str) -> QueryResult<usize> {
         diesel::update(teams::table.find(id)).set(teams::plan.eq(plan)).execute(conn)
     }

@@ -1,0 +1,5 @@
+DROP TABLE recovery_codes;
+ALTER TABLE users DROP COLUMN totp_last_step;
+ALTER TABLE users DROP COLUMN totp_enabled_at;
+ALTER TABLE users DROP COLUMN totp_pending_enc;
+ALTER TABLE users DROP COLUMN totp_secret_enc;

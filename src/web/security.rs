@@ -1,0 +1,286 @@
+//! `/settings/security`: two-factor enrolment and recovery codes, password
+//! change, sessions, and (for owners) the team's two-factor policy.
+//!
+//! Rules: the TOTP secret is shown only while enrolment is unconfirmed and
+//! recovery codes only in the response that made them (`no-store`); turning
+//! 2FA off needs the password and a current code.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use base64::Engine;
+use serde::Deserialize;
+
+use super::auth::{CurrentUser, flash};
+use super::page::{Layout, redirect, render};
+use super::session_store::keys;
+use super::{State, format};
+use crate::error::AppError;
+use crate::service::accounts::Role;
+use crate::service::{Error, FieldErrors, password, security, totp, validate};
+use crate::store::now;
+
+pub struct SessionLine {
+    pub id: String,
+    pub device: String,
+    pub ip: String,
+    pub signed_in: String,
+    pub last_seen: String,
+    pub current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/security.html")]
+struct SecurityPage {
+    layout: Layout,
+    required: bool,
+    totp_on: bool,
+    enabled_at: String,
+    pending: Option<(String, String)>,
+    recovery_codes: Option<Vec<String>>,
+    recovery_download: String,
+    remaining: i64,
+    sessions: Vec<SessionLine>,
+    is_owner: bool,
+    team_requires: bool,
+    errors: FieldErrors,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ShowQuery {
+    required: Option<String>,
+}
+
+fn current_sid(user: &CurrentUser) -> String {
+    user.session.get::<String>(keys::SID).ok().flatten().unwrap_or_default()
+}
+
+async fn page(state: &State, user: &CurrentUser) -> Result<SecurityPage, AppError> {
+    let (uid, sid) = (user.ctx.user.id.clone(), current_sid(user));
+    let (remaining, sessions) = state
+        .db
+        .run(move |conn| Ok::<_, Error>((totp::remaining_codes(conn, &uid)?, security::sessions(conn, &uid, &sid)?)))
+        .await?;
+    let u = &user.ctx.user;
+    let pending = match totp::pending(&state.keys, u).filter(|_| !u.has_totp()) {
+        Some(key) => Some((key.clone(), totp::qr_data_url(&totp::otpauth_uri(&u.email, &key))?)),
+        None => None,
+    };
+    let at = now();
+    Ok(SecurityPage {
+        layout: Layout::new(user, "security")?,
+        required: false,
+        totp_on: u.has_totp(),
+        enabled_at: u.totp_enabled_at.map(format::datetime).unwrap_or_default(),
+        pending,
+        recovery_codes: None,
+        recovery_download: String::new(),
+        remaining,
+        sessions: sessions
+            .into_iter()
+            .map(|s| SessionLine {
+                id: s.id,
+                device: s.user_agent,
+                ip: s.ip,
+                signed_in: format::datetime(s.created_at),
+                last_seen: format::relative(s.last_seen_at, at),
+                current: s.current,
+            })
+            .collect(),
+        is_owner: user.ctx.team.as_ref().is_some_and(|(_, r)| *r == Role::Owner),
+        team_requires: user.ctx.team.as_ref().is_some_and(|(t, _)| t.require_totp),
+        errors: FieldErrors::default(),
+    })
+}
+
+pub async fn show(state: State, user: CurrentUser, query: web::Query<ShowQuery>) -> Result<HttpResponse, AppError> {
+    let mut view = page(&state, &user).await?;
+    view.required = query.required.is_some() && !view.totp_on;
+    render(StatusCode::OK, &view)
+}
+
+/// Reloads the user after a change, then renders the page.
+async fn fresh_page(state: &State, user: &mut CurrentUser) -> Result<SecurityPage, AppError> {
+    let uid = user.ctx.user.id.clone();
+    if let Some(ctx) = state.db.run(move |conn| crate::service::accounts::context(conn, &uid)).await? {
+        user.ctx = ctx;
+    }
+    page(state, user).await
+}
+
+async fn with_errors(state: &State, user: &mut CurrentUser, errors: FieldErrors) -> Result<HttpResponse, AppError> {
+    let mut view = fresh_page(state, user).await?;
+    view.errors = errors;
+    render(StatusCode::UNPROCESSABLE_ENTITY, &view)
+}
+
+fn show_codes(view: &mut SecurityPage, codes: Vec<String>) {
+    let text = format!("Latchkey recovery codes for {}\n\n{}\n", view.layout.email, codes.join("\n"));
+    view.recovery_download =
+        format!("data:text/plain;base64,{}", base64::engine::general_purpose::STANDARD.encode(text));
+    view.recovery_codes = Some(codes);
+}
+
+pub async fn totp_start(state: State, mut user: CurrentUser) -> Result<HttpResponse, AppError> {
+    let (keys, uid) = (state.keys.clone(), user.ctx.user.id.clone());
+    match state.db.run(move |conn| totp::start(conn, &keys, &uid)).await {
+        Ok(_) => render(StatusCode::OK, &fresh_page(&state, &mut user).await?),
+        Err(Error::Invalid(f)) => with_errors(&state, &mut user, f).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CodeForm {
+    code: String,
+    password: String,
+}
+
+pub async fn totp_confirm(
+    state: State,
+    mut user: CurrentUser,
+    form: web::Form<CodeForm>,
+) -> Result<HttpResponse, AppError> {
+    let (keys, actor, uid, code) =
+        (state.keys.clone(), user.actor.clone(), user.ctx.user.id.clone(), form.code.clone());
+    match state.db.run(move |conn| totp::confirm(conn, &keys, &actor, &uid, &code)).await {
+        Ok(codes) => {
+            let mut view = fresh_page(&state, &mut user).await?;
+            show_codes(&mut view, codes);
+            render(StatusCode::OK, &view)
+        }
+        Err(Error::Invalid(f)) => with_errors(&state, &mut user, f).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn password_ok(user: &CurrentUser, given: &str) -> Result<bool, AppError> {
+    let (phc, given) = (user.ctx.user.password_hash.clone(), given.to_owned());
+    web::block(move || password::verify(&phc, &given)).await.map_err(|e| AppError::Internal(e.to_string()))
+}
+
+pub async fn totp_disable(
+    state: State,
+    mut user: CurrentUser,
+    form: web::Form<CodeForm>,
+) -> Result<HttpResponse, AppError> {
+    if !password_ok(&user, &form.password).await? {
+        return with_errors(&state, &mut user, FieldErrors::single("disable_password", "Your password is not right."))
+            .await;
+    }
+    let (keys, actor, uid, code) =
+        (state.keys.clone(), user.actor.clone(), user.ctx.user.id.clone(), form.code.clone());
+    match state.db.run(move |conn| totp::disable(conn, &keys, &actor, &uid, &code)).await {
+        Ok(()) => {
+            flash(&user.session, "Two-factor authentication is off.");
+            Ok(redirect("/settings/security"))
+        }
+        Err(Error::Invalid(f)) => {
+            let message = f.get("code").unwrap_or("Enter a code.").to_owned();
+            with_errors(&state, &mut user, FieldErrors::single("disable_code", message)).await
+        }
+        Err(Error::Forbidden(m)) => with_errors(&state, &mut user, FieldErrors::single("disable_code", m)).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn recovery_regenerate(
+    state: State,
+    mut user: CurrentUser,
+    form: web::Form<CodeForm>,
+) -> Result<HttpResponse, AppError> {
+    if !password_ok(&user, &form.password).await? {
+        return with_errors(
+            &state,
+            &mut user,
+            FieldErrors::single("regenerate_password", "Your password is not right."),
+        )
+        .await;
+    }
+    let (keys, actor, uid) = (state.keys.clone(), user.actor.clone(), user.ctx.user.id.clone());
+    let codes = state.db.run(move |conn| totp::regenerate(conn, &keys, &actor, &uid)).await?;
+    let mut view = fresh_page(&state, &mut user).await?;
+    show_codes(&mut view, codes);
+    render(StatusCode::OK, &view)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct PasswordForm {
+    current_password: String,
+    new_password: String,
+}
+
+pub async fn change_password(
+    state: State,
+    mut user: CurrentUser,
+    form: web::Form<PasswordForm>,
+) -> Result<HttpResponse, AppError> {
+    if !password_ok(&user, &form.current_password).await? {
+        return with_errors(
+            &state,
+            &mut user,
+            FieldErrors::single("current_password", "Your current password is not right."),
+        )
+        .await;
+    }
+    if let Err(m) = validate::new_password(&form.new_password, &user.ctx.user.email) {
+        return with_errors(&state, &mut user, FieldErrors::single("new_password", m)).await;
+    }
+    let new = form.into_inner().new_password;
+    let hash = web::block(move || password::hash(&new)).await.map_err(|e| AppError::Internal(e.to_string()))??;
+    let (actor, uid) = (user.actor.clone(), user.ctx.user.id.clone());
+    state.db.run(move |conn| security::change_password(conn, &actor, &uid, &hash)).await?;
+    // Every session ended, this one included: keep this browser signed in under a new id.
+    user.session.renew();
+    flash(&user.session, "Password changed. Your other sessions have been signed out.");
+    Ok(redirect("/settings/security"))
+}
+
+pub async fn revoke_session(
+    state: State,
+    user: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(AppError::NotFound);
+    }
+    let (actor, uid) = (user.actor.clone(), user.ctx.user.id.clone());
+    state.db.run(move |conn| security::revoke_session(conn, &actor, &uid, &id)).await?;
+    flash(&user.session, "Session signed out.");
+    Ok(redirect("/settings/security"))
+}
+
+pub async fn revoke_others(state: State, user: CurrentUser) -> Result<HttpResponse, AppError> {
+    let (actor, uid, sid) = (user.actor.clone(), user.ctx.user.id.clone(), current_sid(&user));
+    let ended = state.db.run(move |conn| security::revoke_other_sessions(conn, &actor, &uid, &sid)).await?;
+    flash(&user.session, &format!("Signed out {ended} other session{}.", if ended == 1 { "" } else { "s" }));
+    Ok(redirect("/settings/security"))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct PolicyForm {
+    require_totp: Option<String>,
+}
+
+pub async fn team_policy(
+    state: State,
+    user: CurrentUser,
+    form: web::Form<PolicyForm>,
+) -> Result<HttpResponse, AppError> {
+    let (team, role) = user.team()?;
+    let on = form.require_totp.is_some();
+    let (actor, team_id) = (user.actor.clone(), team.id.clone());
+    state.db.run(move |conn| security::set_team_policy(conn, &actor, (&team_id, role), on)).await?;
+    let message = if on {
+        "Two-factor authentication is now required for everyone in your team."
+    } else {
+        "Two-factor authentication is now optional."
+    };
+    flash(&user.session, message);
+    Ok(redirect("/settings/security"))
+}
