@@ -8,6 +8,7 @@ pub mod keys;
 pub mod password;
 pub mod ratelimit;
 pub mod security;
+pub mod support;
 pub mod throttle;
 pub mod totp;
 pub mod validate;

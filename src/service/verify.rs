@@ -88,7 +88,11 @@ fn load(conn: &mut DbConn, hash: &str, prefix: &str, default_plan: Plan) -> Resu
         Some(t) => Team::find(conn, t)?,
         None => None,
     };
-    let plan = team.as_ref().and_then(|t| t.plan.as_deref()).and_then(ratelimit::plan).unwrap_or(default_plan);
+    // Service keys are the operator's own: no plan limits them.
+    let plan = match key.kind.as_str() {
+        "service" => ratelimit::plan("unlimited").unwrap_or(default_plan),
+        _ => team.as_ref().and_then(|t| t.plan.as_deref()).and_then(ratelimit::plan).unwrap_or(default_plan),
+    };
     Ok(Some(KeyRecord {
         scopes: keys::scopes_of(&key).into(),
         allowed: keys::allowed_ips_of(&key),

@@ -148,6 +148,16 @@ pub fn run_migrations(conn: &mut DbConn) -> Result<(), StoreError> {
     result.map_err(|e| StoreError::Migration(e.to_string()))
 }
 
+diesel::define_sql_function! {
+    /// SQL `lower()`, the same in SQLite and PostgreSQL.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+pub fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

@@ -127,10 +127,10 @@ fn label(status: &str) -> &'static str {
     STATUS_LABELS.iter().find(|(s, _)| *s == status).map_or("Active", |(_, l)| l)
 }
 
-fn row(key: &ApiKey, prefix: &str, emails: &HashMap<String, String>, me: &str, role: Role, at: i64) -> KeyRow {
+pub fn row(key: &ApiKey, prefix: &str, emails: &HashMap<String, String>, me: &str, role: Role, at: i64) -> KeyRow {
     let status = keys::status(key, at);
     let note = match (&key.replaced_by, &key.rolled_from, &key.revoked_reason) {
-        (_, _, Some(reason)) => Some(format!("Revoked: {reason}")),
+        (_, _, Some(_)) => crate::service::support::revocation_note(key),
         (Some(_), _, _) if status != "expired" => {
             Some(format!("Rolled; keeps working until {}", key.expires_at.map(format::datetime).unwrap_or_default()))
         }
@@ -156,7 +156,7 @@ fn row(key: &ApiKey, prefix: &str, emails: &HashMap<String, String>, me: &str, r
     }
 }
 
-async fn emails(state: &State, team_id: &str) -> Result<HashMap<String, String>, AppError> {
+pub async fn emails(state: &State, team_id: &str) -> Result<HashMap<String, String>, AppError> {
     let team = team_id.to_owned();
     let members = state.db.run(move |conn| accounts::members(conn, &team)).await?;
     Ok(members.into_iter().map(|(_, u)| (u.id, u.email)).collect())
@@ -425,7 +425,7 @@ pub async fn policy(state: State, user: CurrentUser, form: web::Form<PolicyForm>
     Ok(redirect("/settings/developer/api-keys"))
 }
 
-fn bars(usage: &[(i64, i64)]) -> (Vec<UsageBar>, i64, i64) {
+pub fn bars(usage: &[(i64, i64)]) -> (Vec<UsageBar>, i64, i64) {
     let peak = usage.iter().map(|(_, c)| *c).max().unwrap_or(0);
     let total = usage.iter().map(|(_, c)| *c).sum();
     let bars = usage

@@ -87,13 +87,13 @@ pub fn parse_filter(s: Option<&str>) -> Result<StatusFilter, AppError> {
     Ok(match s.unwrap_or("all") {
         "" | "all" => StatusFilter::All,
         "active" => StatusFilter::Active,
-        "expiring_soon" => StatusFilter::ExpiringSoon,
+        "expiring_soon" | "expiring" => StatusFilter::ExpiringSoon,
         "expired" => StatusFilter::Expired,
         "revoked" => StatusFilter::Revoked,
         _ => {
             return Err(AppError::Validation(FieldErrors::single(
                 "status",
-                "Use all, active, expiring_soon, expired or revoked.",
+                "Use all, active, expiring (or expiring_soon), expired or revoked.",
             )));
         }
     })

@@ -5,6 +5,7 @@ pub mod api_auth;
 pub mod api_keys;
 pub mod api_keys_api;
 pub mod assets;
+pub mod audit;
 pub mod auth;
 pub mod csrf;
 pub mod format;
@@ -17,6 +18,7 @@ pub mod page;
 pub mod security;
 pub mod session_store;
 pub mod setup;
+pub mod support;
 pub mod team;
 pub mod verify;
 
@@ -79,6 +81,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/security/sessions/{id}/revoke", web::post().to(security::revoke_session))
         .route("/settings/security/team-policy", web::post().to(security::team_policy))
         .route("/settings/team", web::get().to(team::show))
+        .route("/settings/team/audit", web::get().to(audit::team_log))
+        .route("/support", web::get().to(support::search))
+        .route("/support/keys/{id}", web::get().to(support::key))
+        .route("/support/keys/{id}/revoke", web::post().to(support::revoke))
+        .route("/support/teams/{id}", web::get().to(support::team))
+        .route("/support/teams/{id}/audit", web::get().to(support::team_audit))
+        .route("/support/users/{id}", web::get().to(support::user))
         .route("/settings/team/invites", web::post().to(team::invite))
         .route("/settings/team/invites/{id}/revoke", web::post().to(team::revoke_invite))
         .route("/settings/team/members/{user_id}/role", web::post().to(team::change_role))
@@ -99,6 +108,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/api-keys", web::post().to(api_keys_api::create))
                 .route("/api-keys/{id}", web::get().to(api_keys_api::get))
                 .route("/api-keys/{id}", web::delete().to(api_keys_api::revoke))
-                .route("/api-keys/{id}/roll", web::post().to(api_keys_api::roll)),
+                .route("/api-keys/{id}/roll", web::post().to(api_keys_api::roll))
+                .service(
+                    web::resource("/leaked-keys")
+                        .app_data(support::leak_json_config())
+                        .route(web::post().to(support::leaked_keys)),
+                ),
         );
 }

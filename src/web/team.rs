@@ -68,6 +68,7 @@ struct TeamPage {
 pub async fn home(user: CurrentUser) -> Result<HttpResponse, AppError> {
     match user.ctx.team {
         Some(_) => Ok(redirect("/settings/team")),
+        None if user.ctx.user.is_support => Ok(redirect("/support")),
         None => {
             Err(AppError::Forbidden("You are not a member of any team yet. Ask a team owner for an invite.".into()))
         }

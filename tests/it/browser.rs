@@ -127,3 +127,41 @@ async fn a_person_enrols_in_two_factor_and_signs_in_with_a_code() {
     browser.wait_for_title("Team · Latchkey").await;
     browser.quit().await;
 }
+
+#[tokio::test]
+async fn support_pastes_a_key_revokes_it_with_a_reason_and_the_owner_sees_why() {
+    use crate::support::{SUPPORT_EMAIL, SUPPORT_PASSWORD, support_user};
+    let Some(browser) = Browser::start().await else { return };
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    app.owner_session().await;
+    let key =
+        crate::api_keys::create_key(&app, serde_json::json!({"name": "Leaked key", "scopes": ["templates:read"]}))
+            .await;
+    let secret = key["key"].as_str().unwrap().to_owned();
+    support_user(&app).await;
+
+    browser.goto(&app.url("/login")).await;
+    browser.fill("#email", SUPPORT_EMAIL).await;
+    browser.fill("#password", SUPPORT_PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_title("Support · Latchkey").await;
+    browser.fill("#q", &secret).await;
+    browser.click(".search-form button").await;
+    browser.wait_for_text("#key-results", "Leaked key").await;
+    assert!(!browser.source().await.contains(&secret));
+    browser.click("#key-results a").await;
+    browser.wait_for_title("Leaked key · Support · Latchkey").await;
+    browser.fill("#reason", "Posted in a public gist").await;
+    browser.click("#revoke-key").await;
+    browser.wait_for_text("#revocation", "Revoked by Latchkey support: Posted in a public gist").await;
+    browser.click(".sidebar-foot button").await;
+    browser.wait_for_title("Sign in · Latchkey").await;
+
+    browser.fill("#email", OWNER_EMAIL).await;
+    browser.fill("#password", OWNER_PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_title("Team · Latchkey").await;
+    browser.goto(&app.url("/settings/developer/api-keys")).await;
+    browser.wait_for_text("#keys", "Revoked by Latchkey support: Posted in a public gist").await;
+    browser.quit().await;
+}

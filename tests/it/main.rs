@@ -12,4 +12,5 @@ mod browser;
 mod login;
 mod platform;
 mod setup;
+mod support;
 pub mod totp;

@@ -96,6 +96,16 @@ impl ApiKey {
         .get_result(conn)
     }
 
+    /// Keys created by a user (any team), newest first.
+    pub fn created_by(conn: &mut DbConn, user_id: &str, limit: i64) -> QueryResult<Vec<ApiKey>> {
+        api_keys::table
+            .filter(api_keys::created_by.eq(user_id))
+            .order(api_keys::created_at.desc())
+            .limit(limit)
+            .select(ApiKey::as_select())
+            .load(conn)
+    }
+
     pub fn find_by_prefix(conn: &mut DbConn, prefix: &str) -> QueryResult<Vec<ApiKey>> {
         api_keys::table.filter(api_keys::key_prefix.eq(prefix)).select(ApiKey::as_select()).load(conn)
     }

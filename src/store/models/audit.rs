@@ -74,3 +74,54 @@ impl AuditEvent {
             .load(conn)
     }
 }
+
+/// Filters of the team audit log.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Substring of the actor's label (email).
+    pub actor: Option<String>,
+    /// Exact action, or a prefix ending in `.` (`api_key.`).
+    pub action: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    /// Cursor: only events with a smaller id.
+    pub before_id: Option<i64>,
+}
+
+impl AuditEvent {
+    /// A team's events matching `f`, newest first.
+    pub fn search(conn: &mut DbConn, team_id: &str, f: &AuditFilter, limit: i64) -> QueryResult<Vec<AuditEvent>> {
+        let mut q = audit_events::table.filter(audit_events::team_id.eq(team_id)).into_boxed();
+        if let Some(actor) = &f.actor {
+            let pattern = format!("%{}%", crate::store::like_escape(&actor.to_lowercase()));
+            q = q.filter(crate::store::lower(audit_events::actor_label).like(pattern).escape('\\'));
+        }
+        if let Some(action) = &f.action {
+            q = if action.ends_with('.') {
+                q.filter(audit_events::action.like(format!("{}%", crate::store::like_escape(action))).escape('\\'))
+            } else {
+                q.filter(audit_events::action.eq(action.clone()))
+            };
+        }
+        if let Some(from) = f.from {
+            q = q.filter(audit_events::created_at.ge(from));
+        }
+        if let Some(to) = f.to {
+            q = q.filter(audit_events::created_at.le(to));
+        }
+        if let Some(id) = f.before_id {
+            q = q.filter(audit_events::id.lt(id));
+        }
+        q.order(audit_events::id.desc()).limit(limit).select(AuditEvent::as_select()).load(conn)
+    }
+
+    /// The newest events by one actor, newest first (all teams).
+    pub fn by_actor(conn: &mut DbConn, actor_id: &str, limit: i64) -> QueryResult<Vec<AuditEvent>> {
+        audit_events::table
+            .filter(audit_events::actor_id.eq(actor_id))
+            .order(audit_events::id.desc())
+            .limit(limit)
+            .select(AuditEvent::as_select())
+            .load(conn)
+    }
+}

@@ -9,7 +9,7 @@ mod team;
 mod user;
 
 pub use api_key::{ApiKey, EXPIRING_SOON_SECS, StatusFilter};
-pub use audit::{AuditEvent, NewAuditEvent};
+pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use invite::Invite;
 pub use recovery::RecoveryCode;
 pub use session::SessionRow;

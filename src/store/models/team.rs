@@ -35,6 +35,17 @@ impl Team {
         teams::table.find(id).select(Team::as_select()).first(conn).optional()
     }
 
+    /// Teams whose name contains `q` (case-insensitive), by name.
+    pub fn search(conn: &mut DbConn, q: &str, limit: i64) -> QueryResult<Vec<Team>> {
+        let pattern = format!("%{}%", crate::store::like_escape(&q.to_lowercase()));
+        teams::table
+            .filter(crate::store::lower(teams::name).like(pattern).escape('\\'))
+            .order(teams::name.asc())
+            .limit(limit)
+            .select(Team::as_select())
+            .load(conn)
+    }
+
     pub fn ids_named(conn: &mut DbConn, name: &str) -> QueryResult<Vec<String>> {
         teams::table.filter(teams::name.eq(name)).select(teams::id).load(conn)
     }

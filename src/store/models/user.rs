@@ -98,6 +98,17 @@ impl User {
             .execute(conn)
     }
 
+    /// Users whose email contains `q` (emails are stored lower-case).
+    pub fn search(conn: &mut DbConn, q: &str, limit: i64) -> QueryResult<Vec<User>> {
+        let pattern = format!("%{}%", crate::store::like_escape(q));
+        users::table
+            .filter(users::email.like(pattern).escape('\\'))
+            .order(users::email.asc())
+            .limit(limit)
+            .select(User::as_select())
+            .load(conn)
+    }
+
     pub fn any_exists(conn: &mut DbConn) -> QueryResult<bool> {
         diesel::select(diesel::dsl::exists(users::table.select(users::id))).get_result(conn)
     }

@@ -1,0 +1,255 @@
+//! Support console, leak reports and the team audit log.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::api_keys::{call, create_key};
+use crate::both;
+use crate::helpers::{OWNER_EMAIL, TestApp, attr_after, csrf_from};
+
+pub const SUPPORT_EMAIL: &str = "help@latchkey.test";
+pub const SUPPORT_PASSWORD: &str = "support staff password";
+
+/// A signed-in support user on a fresh client.
+pub async fn support_user(app: &TestApp) -> TestApp {
+    let hash = latchkey::service::password::hash(SUPPORT_PASSWORD).unwrap();
+    app.db().run_sync(|c| latchkey::service::accounts::create_user(c, SUPPORT_EMAIL, hash, true, None)).unwrap();
+    let staff = app.other_client();
+    assert_eq!(staff.login(SUPPORT_EMAIL, SUPPORT_PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    staff
+}
+
+fn service_key(app: &TestApp, scopes: &[&str]) -> String {
+    let hasher = latchkey::service::crypto::Keys::derive(b"test-secret-0123456789-abcdefghijklmnop");
+    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+    app.db().run_sync(|c| latchkey::service::keys::create_service_key(c, &hasher, "lk", "scanner", &scopes)).unwrap().1
+}
+
+async fn the_console_is_not_found_for_everyone_but_support(app: TestApp) {
+    app.owner_session().await;
+    let key = create_key(&app, json!({"name": "k", "scopes": ["templates:read"]})).await;
+    let paths =
+        ["/support".to_owned(), "/support?q=acme".to_owned(), format!("/support/keys/{}", key["id"].as_str().unwrap())];
+    let dev = crate::accounts::member(&app, "dev@acme.test", "developer").await;
+    let viewer = crate::accounts::member(&app, "viewer@acme.test", "viewer").await;
+    let anonymous = app.other_client();
+    for who in [&app, &dev, &viewer, &anonymous] {
+        for path in &paths {
+            assert_eq!(who.get(path).await.status(), StatusCode::NOT_FOUND, "{path}");
+        }
+    }
+    let res = app
+        .post_form(
+            "/settings/team",
+            &format!("/support/keys/{}/revoke", key["id"].as_str().unwrap()),
+            &[("reason", "x")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let staff = support_user(&app).await;
+    for path in &paths {
+        assert_eq!(staff.get(path).await.status(), StatusCode::OK, "{path}");
+    }
+    // Support staff have no team: no key creation, no team pages.
+    assert_eq!(staff.get("/settings/developer/api-keys").await.status(), StatusCode::FORBIDDEN);
+    let csrf = csrf_from(&staff.get_html("/support").await);
+    let res = staff
+        .client
+        .post(staff.url("/api/v1/api-keys"))
+        .header("X-CSRF-Token", csrf)
+        .json(&json!({"name": "x", "scopes": ["templates:read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}
+both!(the_console_is_not_found_for_everyone_but_support);
+
+async fn support_finds_keys_by_prefix_whole_key_team_and_email(app: TestApp) {
+    app.owner_session().await;
+    let key = create_key(&app, json!({"name": "leaky", "scopes": ["templates:read"]})).await;
+    let secret = key["key"].as_str().unwrap().to_owned();
+    let staff = support_user(&app).await;
+    let by_prefix = staff.get_html(&format!("/support?q={}", &secret[..11])).await;
+    assert!(
+        by_prefix.contains(&format!("/support/keys/{}", key["id"].as_str().unwrap())) && by_prefix.contains("Acme")
+    );
+    let by_key = staff.get_html(&format!("/support?q={secret}")).await;
+    assert!(by_key.contains(&format!("/support/keys/{}", key["id"].as_str().unwrap())));
+    assert!(!by_key.contains(&secret), "the pasted key is not echoed");
+    let unknown = latchkey::service::keys::codec::generate("lk").unwrap();
+    assert!(staff.get_html(&format!("/support?q={unknown}")).await.contains("not one of ours"));
+    let by_team = staff.get_html("/support?q=acm").await;
+    let team_link = attr_after(&by_team, r#"<li><a href="/support/teams/"#).unwrap();
+    let by_email = staff.get_html("/support?q=owner%40").await;
+    assert!(by_email.contains(OWNER_EMAIL));
+    let team_page = staff.get_html(&format!("/support/teams/{team_link}")).await;
+    assert!(team_page.contains("leaky") && team_page.contains(OWNER_EMAIL) && team_page.contains("api_key.created"));
+    let key_page = staff.get_html(&format!("/support/keys/{}", key["id"].as_str().unwrap())).await;
+    assert!(
+        key_page.contains("templates:read")
+            && key_page.contains(OWNER_EMAIL)
+            && key_page.contains(r#"id="usage-chart""#)
+    );
+    assert!(!key_page.contains(&secret));
+    for bad in ["/support?q=", "/support?q=%20%20"] {
+        assert_eq!(staff.get(bad).await.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+    let long = format!("/support?q={}", "x".repeat(201));
+    assert_eq!(staff.get(&long).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+both!(support_finds_keys_by_prefix_whole_key_team_and_email);
+
+async fn revoking_with_a_reason_takes_effect_at_once_and_the_team_sees_why(app: TestApp) {
+    app.owner_session().await;
+    let key = create_key(&app, json!({"name": "pasted", "scopes": ["templates:read"]})).await;
+    let (id, secret) = (key["id"].as_str().unwrap().to_owned(), key["key"].as_str().unwrap().to_owned());
+    assert_eq!(call(&app, "/api/v1/auth/test", &secret).await.status(), StatusCode::OK);
+    let staff = support_user(&app).await;
+    let page = format!("/support/keys/{id}");
+    let empty = staff.post_form(&page, &format!("/support/keys/{id}/revoke"), &[("reason", "  ")]).await;
+    assert_eq!(empty.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(call(&app, "/api/v1/auth/test", &secret).await.status(), StatusCode::OK, "nothing changed");
+    let res = staff
+        .post_form(&page, &format!("/support/keys/{id}/revoke"), &[("reason", "Found in a public GitHub repo")])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(call(&app, "/api/v1/auth/test", &secret).await.status(), StatusCode::UNAUTHORIZED);
+    let list = app.get_html("/settings/developer/api-keys").await;
+    assert!(list.contains("Revoked by Latchkey support: Found in a public GitHub repo"));
+    let audit = app.get_html("/settings/team/audit").await;
+    assert!(audit.contains("api_key.revoked_by_support") && audit.contains("Latchkey support (help@latchkey.test)"));
+}
+both!(revoking_with_a_reason_takes_effect_at_once_and_the_team_sees_why);
+
+async fn leak_reports_answer_per_candidate_without_naming_teams(app: TestApp) {
+    app.owner_session().await;
+    let live = create_key(&app, json!({"name": "live", "scopes": ["templates:read"]})).await;
+    let dead = create_key(&app, json!({"name": "dead", "scopes": ["templates:read"]})).await;
+    let csrf = csrf_from(&app.get_html("/settings/team").await);
+    app.client
+        .delete(app.url(&format!("/api/v1/api-keys/{}", dead["id"].as_str().unwrap())))
+        .header("X-CSRF-Token", csrf)
+        .send()
+        .await
+        .unwrap();
+    let scanner = service_key(&app, &["leaks:report"]);
+    let unknown = latchkey::service::keys::codec::generate("lk").unwrap();
+    let body = json!({"keys": [live["key"], dead["key"], unknown, "not a key", live["key"]], "url": "https://github.com/acme/app/blob/main/.env"});
+    let report = |key: String, body: Value| {
+        let app = app.other_client();
+        async move { app.client.post(app.url("/api/v1/leaked-keys")).bearer_auth(key).json(&body).send().await.unwrap() }
+    };
+    let res = report(scanner.clone(), body).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = res.text().await.unwrap();
+    assert!(!text.contains("team"), "no team revealed: {text}");
+    let json: Value = serde_json::from_str(&text).unwrap();
+    let outcomes: Vec<&str> =
+        json["data"]["results"].as_array().unwrap().iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["revoked", "already_inactive", "not_found", "malformed", "already_inactive"]);
+    assert_eq!(call(&app, "/api/v1/auth/test", live["key"].as_str().unwrap()).await.status(), StatusCode::UNAUTHORIZED);
+    let list = app.get_html("/settings/developer/api-keys").await;
+    assert!(list.contains("Revoked automatically: reported as leaked at https://github.com/acme/app/blob/main/.env"));
+
+    let too_many: Vec<String> = (0..1001).map(|i| format!("candidate-{i}")).collect();
+    let (status, json) = {
+        let r = report(scanner.clone(), json!({"keys": too_many})).await;
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(json["error"]["fields"]["keys"].is_string());
+    let thousand: Vec<String> = (0..1000).map(|i| format!("candidate-{i}")).collect();
+    assert_eq!(report(scanner.clone(), json!({"keys": thousand})).await.status(), StatusCode::OK);
+    assert_eq!(report(scanner, json!({"url": "x"})).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Only a service key with leaks:report may report.
+    assert_eq!(
+        report(service_key(&app, &["introspect"]), json!({"keys": ["x"]})).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let team_key = create_key(&app, json!({"name": "t", "scopes": ["admin"]})).await;
+    assert_eq!(
+        report(team_key["key"].as_str().unwrap().to_owned(), json!({"keys": ["x"]})).await.status(),
+        StatusCode::FORBIDDEN
+    );
+}
+both!(leak_reports_answer_per_candidate_without_naming_teams);
+
+async fn the_audit_log_filters_pages_and_exports_csv(app: TestApp) {
+    app.owner_session().await;
+    for i in 0..26 {
+        let key = create_key(&app, json!({"name": format!("k{i}"), "scopes": ["templates:read"]})).await;
+        let csrf = csrf_from(&app.get_html("/settings/team").await);
+        app.client
+            .delete(app.url(&format!("/api/v1/api-keys/{}", key["id"].as_str().unwrap())))
+            .header("X-CSRF-Token", csrf)
+            .send()
+            .await
+            .unwrap();
+    }
+    let first = app.get_html("/settings/team/audit").await;
+    assert_eq!(first.matches("<tr><td>").count(), 50);
+    let next = attr_after(&first, r#"id="next-page" href=""#)
+        .or_else(|| {
+            attr_after(&first, r#"<a href="/settings/team/audit?"#).map(|s| format!("/settings/team/audit?{s}"))
+        })
+        .unwrap();
+    let next = next.replace("&amp;", "&");
+    let second = app.get_html(&next).await;
+    assert!(second.matches("<tr><td>").count() >= 3, "older events on page two");
+    let revoked = app.get_html("/settings/team/audit?action=api_key.revoked").await;
+    assert_eq!(revoked.matches("<tr><td>").count(), 26);
+    let prefix = app.get_html("/settings/team/audit?action=api_key.").await;
+    assert_eq!(prefix.matches("<tr><td>").count(), 50);
+    assert!(app.get_html("/settings/team/audit?actor=nobody").await.contains("No events match."));
+    let today = latchkey::web::format::date(latchkey::store::now());
+    assert_eq!(
+        app.get_html(&format!("/settings/team/audit?action=setup.completed&from={today}&to={today}"))
+            .await
+            .matches("<tr><td>")
+            .count(),
+        1
+    );
+    assert!(app.get_html("/settings/team/audit?from=2001-01-01&to=2001-01-02").await.contains("No events match."));
+    let bad = app.get("/settings/team/audit?from=yesterday").await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.text().await.unwrap().contains("Use a date like"));
+    let csv = app.get("/settings/team/audit?action=api_key.revoked&format=csv").await;
+    assert_eq!(csv.status(), StatusCode::OK);
+    assert!(csv.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(csv.headers()["content-disposition"].to_str().unwrap().contains("attachment"));
+    let body = csv.text().await.unwrap();
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines[0], "id,time,actor,action,object_type,object_id,ip,user_agent,details");
+    assert_eq!(lines.len(), 27);
+    assert!(
+        lines[1].contains(&format!("\"{OWNER_EMAIL}\""))
+            && lines[1].contains("\"api_key.revoked\"")
+            && lines[1].contains("\"127.0.0.1\"")
+    );
+    // Links to objects.
+    assert!(revoked.contains(r#"<a href="/settings/developer/api-keys/key_"#));
+    // Developers cannot read it; support can, for any team.
+    let dev = crate::accounts::member(&app, "dev@acme.test", "developer").await;
+    assert_eq!(dev.get("/settings/team/audit").await.status(), StatusCode::FORBIDDEN);
+    let staff = support_user(&app).await;
+    let team = attr_after(&staff.get_html("/support?q=acme").await, r#"<li><a href="/support/teams/"#).unwrap();
+    let support_view = staff.get_html(&format!("/support/teams/{team}/audit?action=api_key.revoked")).await;
+    assert_eq!(support_view.matches("<tr><td>").count(), 26);
+    assert!(support_view.contains(r#"<a href="/support/keys/key_"#));
+}
+both!(the_audit_log_filters_pages_and_exports_csv);
+
+async fn keys_expiring_within_a_week_are_flagged(app: TestApp) {
+    app.owner_session().await;
+    create_key(&app, json!({"name": "soon", "scopes": ["templates:read"], "expires_in_days": 3})).await;
+    create_key(&app, json!({"name": "later", "scopes": ["templates:read"], "expires_in_days": 30})).await;
+    let list: Value = app.get("/api/v1/api-keys?status=expiring").await.json().await.unwrap();
+    let names: Vec<&str> = list["data"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["soon"]);
+    assert!(app.get_html("/settings/developer/api-keys").await.contains("Expiring soon"));
+    let staff = support_user(&app).await;
+    let id = list["data"][0]["id"].as_str().unwrap();
+    assert!(staff.get_html(&format!("/support/keys/{id}")).await.contains("within 7 days"));
+}
+both!(keys_expiring_within_a_week_are_flagged);
