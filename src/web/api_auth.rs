@@ -138,6 +138,9 @@ async fn from_session(req: &HttpRequest, state: &State) -> Result<ApiPrincipal, 
     }
     let lookup = uid.clone();
     let ctx = state.db.run(move |conn| accounts::context(conn, &lookup)).await?.ok_or(AppError::Unauthorized)?;
+    if ctx.team.as_ref().is_some_and(|(t, _)| t.require_totp) && !ctx.user.has_totp() {
+        return Err(AppError::Forbidden("Your team requires two-factor authentication: set it up first.".into()));
+    }
     let role = ctx.team.as_ref().map_or(Role::Viewer, |(_, r)| *r);
     let scopes = scopes::grantable(&state.config.scopes, role).into_iter().map(str::to_owned).collect();
     let actor = Actor { user_id: Some(uid), label: ctx.user.email.clone(), ..request_actor(req, state) };
