@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod audit;
 pub mod crypto;
 pub mod keys;
+pub mod oauth;
 pub mod password;
 pub mod ratelimit;
 pub mod security;

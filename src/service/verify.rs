@@ -82,6 +82,32 @@ pub struct Verifier {
     refused_audited: Mutex<HashMap<String, i64>>,
 }
 
+fn team_plan(team: Option<&Team>, default_plan: Plan) -> Plan {
+    team.and_then(|t| t.plan.as_deref()).and_then(ratelimit::plan).unwrap_or(default_plan)
+}
+
+/// An OAuth access token, shaped like a key (kind `oauth`; its id is the token's).
+fn load_access_token(conn: &mut DbConn, hash: &str, default_plan: Plan) -> Result<Option<KeyRecord>, StoreError> {
+    use crate::store::models::{OauthClient, OauthToken};
+    let Some(t) = OauthToken::find_by_hash(conn, hash)?.filter(|t| t.kind == "access") else { return Ok(None) };
+    let Some(client) = OauthClient::find(conn, &t.client_id)? else { return Ok(None) };
+    let team = Team::find(conn, &t.team_id)?;
+    Ok(Some(KeyRecord {
+        id: t.id,
+        kind: "oauth".into(),
+        name: client.name,
+        prefix: client.id,
+        plan: team_plan(team.as_ref(), default_plan),
+        team_id: Some(t.team_id),
+        team_name: team.map(|t| t.name),
+        created_by: t.user_id,
+        scopes: super::oauth::scopes_of(&t.scopes).into(),
+        allowed: Vec::new(),
+        expires_at: Some(t.expires_at),
+        revoked: t.revoked_at.is_some(),
+    }))
+}
+
 fn load(conn: &mut DbConn, hash: &str, prefix: &str, default_plan: Plan) -> Result<Option<KeyRecord>, StoreError> {
     let Some(key) = ApiKey::find_by_hash(conn, hash)? else { return Ok(None) };
     let team = match key.team_id.as_deref() {
@@ -123,7 +149,9 @@ impl Verifier {
 
     /// The key behind a presented secret, from cache or database.
     pub async fn lookup(&self, db: &Db, hasher: &Keys, presented: &str) -> Result<Option<Arc<KeyRecord>>, Refusal> {
-        if codec::parse(presented).is_none_or(|p| p.prefix != self.prefix) {
+        let Some(parsed) = codec::parse(presented) else { return Ok(None) };
+        let access_token = parsed.prefix == "lkat";
+        if parsed.prefix != self.prefix && !access_token {
             return Ok(None);
         }
         let hash = hasher.token_hash(presented);
@@ -134,7 +162,11 @@ impl Verifier {
         }
         let (prefix, plan, h) = (self.prefix.clone(), self.default_plan, hash.clone());
         let record = db
-            .run(move |conn| load(conn, &h, &prefix, plan))
+            .run(
+                move |conn| {
+                    if access_token { load_access_token(conn, &h, plan) } else { load(conn, &h, &prefix, plan) }
+                },
+            )
             .await
             .map_err(|e| Refusal::Internal(e.to_string()))?
             .map(Arc::new);
@@ -173,7 +205,10 @@ impl Verifier {
             .limiter
             .hit(&record.id, record.plan, now_ms)
             .map_err(|(rate, retry_after)| Refusal::RateLimited { rate, retry_after })?;
-        self.record_use(&record.id, now);
+        if record.kind != "oauth" {
+            // Usage history is kept for keys; OAuth tokens are short-lived.
+            self.record_use(&record.id, now);
+        }
         Ok(Verified { key: record, rate })
     }
 
@@ -181,6 +216,11 @@ impl Verifier {
     pub fn invalidate(&self, key_id: &str) {
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
         cache.retain(|_, c| c.record.as_ref().is_none_or(|r| r.id != key_id));
+    }
+
+    /// Forgets everything cached (an OAuth grant was revoked here).
+    pub fn invalidate_all(&self) {
+        self.cache.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// Forgets cached "unknown" answers (a key was just created here).

@@ -118,6 +118,66 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    oauth_clients (id) {
+        id -> Text,
+        team_id -> Text,
+        created_by -> Nullable<Text>,
+        name -> Text,
+        client_type -> Text,
+        redirect_uris -> Text,
+        allowed_scopes -> Text,
+        logo_url -> Text,
+        homepage -> Text,
+        secret_hash -> Nullable<Text>,
+        old_secret_hash -> Nullable<Text>,
+        old_secret_expires_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    oauth_consents (user_id, client_id) {
+        user_id -> Text,
+        client_id -> Text,
+        scopes -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    oauth_codes (code_hash) {
+        code_hash -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        team_id -> Text,
+        redirect_uri -> Text,
+        scopes -> Text,
+        code_challenge -> Nullable<Text>,
+        grant_id -> Text,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    oauth_tokens (id) {
+        id -> Text,
+        token_hash -> Text,
+        kind -> Text,
+        client_id -> Text,
+        user_id -> Nullable<Text>,
+        team_id -> Text,
+        scopes -> Text,
+        grant_id -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(oauth_consents -> oauth_clients (client_id));
 diesel::joinable!(memberships -> teams (team_id));
 diesel::joinable!(api_keys -> teams (team_id));
 diesel::joinable!(api_key_usage -> api_keys (key_id));
@@ -133,5 +193,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     api_keys,
     api_key_usage,
-    recovery_codes
+    recovery_codes,
+    oauth_clients,
+    oauth_consents,
+    oauth_codes,
+    oauth_tokens
 );

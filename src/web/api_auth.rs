@@ -70,6 +70,7 @@ impl ApiPrincipal {
     pub fn kind(&self) -> &'static str {
         match &self.credential {
             Credential::ApiKey(k) if k.kind == "service" => "service_key",
+            Credential::ApiKey(k) if k.kind == "oauth" => "access_token",
             Credential::ApiKey(_) => "api_key",
             Credential::Session(_) => "session",
         }

@@ -23,9 +23,32 @@ pub fn ok(data: serde_json::Value) -> HttpResponse {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Who<'a> {
-    ApiKey { key_id: &'a str, name: &'a str, prefix: &'a str, team_id: Option<&'a str>, team: Option<&'a str> },
-    ServiceKey { key_id: &'a str, name: &'a str, prefix: &'a str },
-    Session { user_id: &'a str, email: &'a str, team_id: Option<&'a str>, team: Option<&'a str> },
+    ApiKey {
+        key_id: &'a str,
+        name: &'a str,
+        prefix: &'a str,
+        team_id: Option<&'a str>,
+        team: Option<&'a str>,
+    },
+    ServiceKey {
+        key_id: &'a str,
+        name: &'a str,
+        prefix: &'a str,
+    },
+    AccessToken {
+        token_id: &'a str,
+        app: &'a str,
+        client_id: &'a str,
+        user_id: Option<&'a str>,
+        team_id: Option<&'a str>,
+        team: Option<&'a str>,
+    },
+    Session {
+        user_id: &'a str,
+        email: &'a str,
+        team_id: Option<&'a str>,
+        team: Option<&'a str>,
+    },
 }
 
 #[derive(Serialize)]
@@ -53,6 +76,14 @@ pub async fn auth_test(principal: ApiPrincipal) -> HttpResponse {
         Credential::ApiKey(k) if k.kind == "service" => {
             Who::ServiceKey { key_id: &k.id, name: &k.name, prefix: &k.prefix }
         }
+        Credential::ApiKey(k) if k.kind == "oauth" => Who::AccessToken {
+            token_id: &k.id,
+            app: &k.name,
+            client_id: &k.prefix,
+            user_id: k.created_by.as_deref(),
+            team_id: k.team_id.as_deref(),
+            team: k.team_name.as_deref(),
+        },
         Credential::ApiKey(k) => Who::ApiKey {
             key_id: &k.id,
             name: &k.name,

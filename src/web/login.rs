@@ -125,7 +125,7 @@ pub async fn submit(
         return Ok(redirect("/login/totp"));
     }
     complete(&state, &session, actor, &user.id, &user.email, "password").await?;
-    Ok(redirect(&next))
+    Ok(super::page::redirect_full(&req, &next))
 }
 
 /// Grants the session: new id, user, times, fresh CSRF token; audited.

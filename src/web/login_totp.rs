@@ -92,7 +92,7 @@ pub async fn submit(
             if factor == Factor::RecoveryCode {
                 flash(&session, "You signed in with a recovery code; it cannot be used again.");
             }
-            Ok(redirect(&next))
+            Ok(super::page::redirect_full(&req, &next))
         }
         Err(Error::Invalid(fields)) => {
             page(&session, StatusCode::UNPROCESSABLE_ENTITY, fields.get("code").map(str::to_owned))

@@ -14,6 +14,8 @@ pub mod invite;
 pub mod login;
 pub mod login_totp;
 pub mod middleware;
+pub mod oauth;
+pub mod oauth_apps;
 pub mod page;
 pub mod security;
 pub mod session_store;
@@ -99,6 +101,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/developer/api-keys/{id}/roll", web::post().to(api_keys::roll))
         .route("/settings/developer/api-keys/{id}/revoke", web::post().to(api_keys::revoke))
         .route("/oauth/introspect", web::post().to(verify::introspect))
+        .service(web::resource("/oauth/authorize").get(oauth::authorize).post(oauth::decide))
+        .route("/oauth/token", web::post().to(oauth::token))
+        .route("/oauth/revoke", web::post().to(oauth::revoke))
+        .route("/.well-known/oauth-authorization-server", web::get().to(oauth::metadata))
+        .service(web::resource("/settings/developer/oauth-apps").get(oauth_apps::index).post(oauth_apps::create))
+        .route("/settings/developer/oauth-apps/new", web::get().to(oauth_apps::new_form))
+        .service(web::resource("/settings/developer/oauth-apps/{id}").get(oauth_apps::show).post(oauth_apps::update))
+        .route("/settings/developer/oauth-apps/{id}/rotate", web::post().to(oauth_apps::rotate))
+        .route("/settings/developer/oauth-apps/{id}/delete", web::post().to(oauth_apps::delete))
+        .route("/settings/security/apps/{client_id}/revoke", web::post().to(security::revoke_app))
         .route("/auth/verify", web::get().to(verify::forward_auth))
         .service(
             web::scope("/api/v1")

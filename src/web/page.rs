@@ -52,3 +52,12 @@ pub fn render<T: Template>(status: StatusCode, page: &T) -> Result<HttpResponse,
 pub fn redirect(to: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, to.to_owned())).finish()
 }
+
+/// After signing in: a full page load, even when htmx submitted the form, so
+/// the next page (an OAuth consent screen, say) brings its own headers.
+pub fn redirect_full(req: &actix_web::HttpRequest, to: &str) -> HttpResponse {
+    if req.headers().contains_key("HX-Request") {
+        return HttpResponse::Ok().insert_header(("HX-Redirect", to.to_owned())).finish();
+    }
+    redirect(to)
+}

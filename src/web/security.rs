@@ -41,6 +41,7 @@ struct SecurityPage {
     recovery_download: String,
     remaining: i64,
     sessions: Vec<SessionLine>,
+    apps: Vec<(String, String, Vec<String>, String)>,
     is_owner: bool,
     team_requires: bool,
     errors: FieldErrors,
@@ -58,9 +59,15 @@ fn current_sid(user: &CurrentUser) -> String {
 
 async fn page(state: &State, user: &CurrentUser) -> Result<SecurityPage, AppError> {
     let (uid, sid) = (user.ctx.user.id.clone(), current_sid(user));
-    let (remaining, sessions) = state
+    let (remaining, sessions, apps) = state
         .db
-        .run(move |conn| Ok::<_, Error>((totp::remaining_codes(conn, &uid)?, security::sessions(conn, &uid, &sid)?)))
+        .run(move |conn| {
+            Ok::<_, Error>((
+                totp::remaining_codes(conn, &uid)?,
+                security::sessions(conn, &uid, &sid)?,
+                crate::service::oauth::authorized_apps(conn, &uid)?,
+            ))
+        })
         .await?;
     let u = &user.ctx.user;
     let pending = match totp::pending(&state.keys, u).filter(|_| !u.has_totp()) {
@@ -86,6 +93,17 @@ async fn page(state: &State, user: &CurrentUser) -> Result<SecurityPage, AppErro
                 signed_in: format::datetime(s.created_at),
                 last_seen: format::relative(s.last_seen_at, at),
                 current: s.current,
+            })
+            .collect(),
+        apps: apps
+            .into_iter()
+            .map(|(consent, client)| {
+                (
+                    client.id,
+                    client.name,
+                    crate::service::oauth::scopes_of(&consent.scopes),
+                    format::datetime(consent.created_at),
+                )
             })
             .collect(),
         is_owner: user.ctx.team.as_ref().is_some_and(|(_, r)| *r == Role::Owner),
@@ -282,5 +300,18 @@ pub async fn team_policy(
         "Two-factor authentication is now optional."
     };
     flash(&user.session, message);
+    Ok(redirect("/settings/security"))
+}
+
+pub async fn revoke_app(state: State, user: CurrentUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let client_id = super::auth::id_param(path.into_inner())?;
+    let (actor, uid) = (user.actor.clone(), user.ctx.user.id.clone());
+    let team = user.ctx.team.as_ref().map(|(t, _)| t.id.clone());
+    state
+        .db
+        .run(move |conn| crate::service::oauth::revoke_consent(conn, &actor, &uid, team.as_deref(), &client_id))
+        .await?;
+    state.verifier.invalidate_all();
+    flash(&user.session, "Access revoked; the app's tokens no longer work.");
     Ok(redirect("/settings/security"))
 }

@@ -37,8 +37,26 @@ pub async fn introspect(
     if !scopes::satisfies(&caller.scopes, "introspect") {
         return Err(AppError::Forbidden("This credential lacks the scope introspect.".into()));
     }
-    let _ = &form.token_type_hint; // Only API keys exist so far; the hint changes nothing.
+    let _ = &form.token_type_hint; // The token's prefix says what it is; the hint changes nothing.
     let now = crate::store::now();
+    let token = form.token.trim().to_owned();
+    if token.starts_with("lkat_") || token.starts_with("lkrt_") {
+        let keys = state.keys.clone();
+        let found = state.db.run(move |conn| crate::service::oauth::active_token(conn, &keys, &token)).await?;
+        let Some((t, client)) = found else { return Ok(inactive()) };
+        let body = json!({
+            "active": true,
+            "token_type": if t.kind == "access" { "access_token" } else { "refresh_token" },
+            "scope": t.scopes,
+            "client_id": client.id,
+            "sub": t.user_id,
+            "team_id": t.team_id,
+            "exp": t.expires_at,
+            "iat": t.created_at,
+            "iss": state.config.public_url,
+        });
+        return Ok(HttpResponse::Ok().insert_header((CACHE_CONTROL, "no-store")).json(body));
+    }
     let found =
         state.verifier.lookup(&state.db, &state.keys, form.token.trim()).await.map_err(|_| AppError::Unauthorized)?;
     let Some(key) = found.filter(|k| !k.revoked && k.expires_at.is_none_or(|e| e > now)) else {
@@ -78,7 +96,7 @@ pub async fn forward_auth(
     }
     let presented = presented_credential(&req).ok_or(AppError::Unauthorized)?;
     let key = verify_key(&req, &state, &presented).await?;
-    if key.kind != "team" {
+    if key.kind == "service" {
         return Err(AppError::Unauthorized);
     }
     if let Some(needed) = query.scope.as_deref().filter(|s| !s.is_empty())

@@ -165,3 +165,67 @@ async fn support_pastes_a_key_revokes_it_with_a_reason_and_the_owner_sees_why() 
     browser.wait_for_text("#keys", "Revoked by Latchkey support: Posted in a public gist").await;
     browser.quit().await;
 }
+
+/// A tiny client web app on loopback that shows the code it received.
+fn spawn_client_page() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut request_line = String::new();
+            let _ = reader.read_line(&mut request_line);
+            let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let query = target.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&query).unwrap_or_default();
+            let code = pairs.iter().find(|(k, _)| k == "code").map(|(_, v)| v.clone()).unwrap_or_default();
+            let body = format!("<!doctype html><title>Test client</title><h1 id=\"code\">{code}</h1>");
+            let mut out = &stream;
+            let _ = write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_person_signs_in_and_approves_an_app_which_receives_a_code() {
+    let Some(browser) = Browser::start().await else { return };
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    app.owner_session().await;
+    let port = spawn_client_page();
+    let redirect = format!("http://127.0.0.1:{port}/callback");
+    let registered = crate::oauth::register(&app, "confidential", &redirect, &["templates:read"]).await;
+    let url = format!(
+        "/oauth/authorize?response_type=code&client_id={}&redirect_uri={}&scope=templates:read&state=xyz",
+        registered.client_id,
+        latchkey::web::auth::url_encode(&redirect)
+    );
+
+    browser.goto(&app.url(&url)).await;
+    browser.wait_for_title("Sign in · Latchkey").await;
+    browser.fill("#email", OWNER_EMAIL).await;
+    browser.fill("#password", OWNER_PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_title("Authorize Acme Connector · Latchkey").await;
+    assert!(browser.text("#consent-scopes").await.contains("Read your templates"));
+    browser.click("#approve").await;
+    browser.wait_for_title("Test client").await;
+    let code = browser.text("#code").await;
+    assert!(code.len() >= 43, "{code:?}");
+    let exchanged = app
+        .other_client()
+        .client
+        .post(app.url("/oauth/token"))
+        .basic_auth(&registered.client_id, registered.secret.as_ref())
+        .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", redirect.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(exchanged.status(), reqwest::StatusCode::OK);
+    browser.quit().await;
+}

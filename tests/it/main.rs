@@ -10,6 +10,7 @@ mod accounts;
 mod api_keys;
 mod browser;
 mod login;
+pub mod oauth;
 mod platform;
 mod setup;
 mod support;

@@ -3,6 +3,7 @@
 mod api_key;
 mod audit;
 mod invite;
+mod oauth;
 mod recovery;
 mod session;
 mod team;
@@ -11,6 +12,7 @@ mod user;
 pub use api_key::{ApiKey, EXPIRING_SOON_SECS, StatusFilter};
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use invite::Invite;
+pub use oauth::{OauthClient, OauthCode, OauthConsent, OauthToken};
 pub use recovery::RecoveryCode;
 pub use session::SessionRow;
 pub use team::{Membership, Team};

@@ -1,0 +1,771 @@
+//! The OAuth 2.0 authorization server's rules (RFC 6749, 7636, 7009, 7662,
+//! 9700): client registration, authorization requests, codes, tokens.
+//!
+//! Rules: redirect URIs match exactly (a loopback URI's port may vary); a bad
+//! client or redirect URI is never redirected to; PKCE is S256 only, required
+//! for public clients, and a verifier without a challenge is refused; codes are
+//! single use, live 60 s, and their reuse revokes what they issued; refresh
+//! tokens rotate and the reuse of a rotated one revokes its whole grant;
+//! granted scopes never exceed the app's nor the user's role; secrets and
+//! tokens are stored only as keyed hashes. No HTTP types here.
+
+use diesel::Connection;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::accounts::Role;
+use super::audit::{self, Actor, Event};
+use super::crypto::{self, Keys};
+use super::keys::{codec, scopes};
+use super::{Error, FieldErrors, Result};
+use crate::store::models::{OauthClient, OauthCode, OauthConsent, OauthToken};
+use crate::store::{DbConn, now};
+
+pub const CODE_TTL: i64 = 60;
+pub const ACCESS_TTL: i64 = 3600;
+pub const REFRESH_TTL: i64 = 30 * 24 * 3600;
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::Internal(e.to_string())
+}
+
+pub fn scopes_of(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_owned).collect()
+}
+
+/// What a developer submits to register or edit an app.
+#[derive(Debug, Clone, Default)]
+pub struct AppInput {
+    pub name: String,
+    pub redirect_uris: String,
+    pub client_type: String,
+    pub scopes: Vec<String>,
+    pub logo_url: String,
+    pub homepage: String,
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+}
+
+/// Splits `scheme://host[:port]/rest` (no URL crate needed for our checks).
+fn split_uri(uri: &str) -> Option<(&str, &str, Option<&str>, &str)> {
+    let (scheme, rest) = uri.split_once("://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
+    };
+    Some((scheme, host, port, path))
+}
+
+/// One registered redirect URI: https, or http for loopback; no fragment, no wildcard.
+pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
+    let bad = |m: &str| Err(format!("{uri:?}: {m}"));
+    if uri.len() > 2000 || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("not a valid URL");
+    }
+    if uri.contains('#') {
+        return bad("must not contain a fragment (#)");
+    }
+    if uri.contains('*') {
+        return bad("wildcards are not allowed");
+    }
+    let Some((scheme, host, port, _)) = split_uri(uri) else { return bad("not an absolute URL") };
+    if host.is_empty() || host.contains('@') || port.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return bad("not a valid URL");
+    }
+    match scheme {
+        "https" => Ok(()),
+        "http" if is_loopback_host(host) => Ok(()),
+        "http" => bad("use https (http only for 127.0.0.1, [::1] or localhost)"),
+        _ => bad("use https"),
+    }
+}
+
+/// Exact match, except that a loopback http URI's port may differ (RFC 8252).
+pub fn redirect_matches(registered: &str, given: &str) -> bool {
+    if registered == given {
+        return true;
+    }
+    match (split_uri(registered), split_uri(given)) {
+        (Some(("http", rh, _, rp)), Some(("http", gh, _, gp))) => is_loopback_host(rh) && rh == gh && rp == gp,
+        _ => false,
+    }
+}
+
+fn validate_app(input: &AppInput, catalog: &[String], role: Role) -> Result<(Vec<String>, Vec<String>)> {
+    let mut errors = FieldErrors::default();
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        errors.add("name", "Give the app a name of at most 100 characters.");
+    }
+    let uris: Vec<String> =
+        input.redirect_uris.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+    if uris.is_empty() || uris.len() > 20 {
+        errors.add("redirect_uris", "Give between 1 and 20 redirect URIs, one per line.");
+    }
+    for u in &uris {
+        if let Err(m) = check_redirect_uri(u) {
+            errors.add("redirect_uris", m);
+        }
+    }
+    if !matches!(input.client_type.as_str(), "confidential" | "public") {
+        errors.add("client_type", "Choose confidential or public.");
+    }
+    let granted =
+        scopes::check(&input.scopes, catalog, role, None).map_err(|m| errors.add("scopes", m)).unwrap_or_default();
+    for (field, value) in [("logo_url", &input.logo_url), ("homepage", &input.homepage)] {
+        let v = value.trim();
+        if !v.is_empty() && (!v.starts_with("https://") || v.len() > 500 || v.chars().any(|c| c.is_whitespace())) {
+            errors.add(field, "Use an https:// URL.");
+        }
+    }
+    errors.into_result()?;
+    Ok((uris, granted))
+}
+
+/// Registers an app; a confidential one gets its secret (shown once).
+pub fn register(
+    conn: &mut DbConn,
+    hasher: &Keys,
+    actor: &Actor,
+    (team_id, role): (&str, Role),
+    catalog: &[String],
+    input: &AppInput,
+) -> Result<(OauthClient, Option<String>)> {
+    if role == Role::Viewer {
+        return Err(Error::Forbidden("Viewers cannot register apps."));
+    }
+    let (uris, granted) = validate_app(input, catalog, role)?;
+    conn.transaction(|conn| {
+        let secret = match input.client_type.as_str() {
+            "confidential" => Some(codec::generate("lkcs").map_err(internal)?),
+            _ => None,
+        };
+        let client = OauthClient {
+            id: format!("lkc_{}", crypto::random_base62(24).map_err(internal)?),
+            team_id: team_id.to_owned(),
+            created_by: actor.user_id.clone(),
+            name: input.name.trim().to_owned(),
+            client_type: input.client_type.clone(),
+            redirect_uris: uris.join("\n"),
+            allowed_scopes: granted.join(" "),
+            logo_url: input.logo_url.trim().to_owned(),
+            homepage: input.homepage.trim().to_owned(),
+            secret_hash: secret.as_deref().map(|s| hasher.token_hash(s)),
+            old_secret_hash: None,
+            old_secret_expires_at: None,
+            created_at: now(),
+        };
+        client.insert(conn)?;
+        let e = Event::new("oauth.app_registered").team(team_id).object("oauth_app", &client.id);
+        audit::record(conn, actor, e.details(json!({"name": client.name, "type": client.client_type})))?;
+        Ok((client, secret))
+    })
+}
+
+pub fn app(conn: &mut DbConn, team_id: &str, id: &str) -> Result<OauthClient> {
+    OauthClient::find(conn, id)?.filter(|c| c.team_id == team_id).ok_or(Error::NotFound)
+}
+
+pub fn apps(conn: &mut DbConn, team_id: &str) -> Result<Vec<OauthClient>> {
+    Ok(OauthClient::for_team(conn, team_id)?)
+}
+
+pub fn update(
+    conn: &mut DbConn,
+    actor: &Actor,
+    (team_id, role): (&str, Role),
+    catalog: &[String],
+    id: &str,
+    input: &AppInput,
+) -> Result<OauthClient> {
+    if role == Role::Viewer {
+        return Err(Error::Forbidden("Viewers cannot change apps."));
+    }
+    conn.transaction(|conn| {
+        let mut c = app(conn, team_id, id)?;
+        let mut input = input.clone();
+        input.client_type = c.client_type.clone();
+        let (uris, granted) = validate_app(&input, catalog, role)?;
+        c.name = input.name.trim().to_owned();
+        c.redirect_uris = uris.join("\n");
+        c.allowed_scopes = granted.join(" ");
+        c.logo_url = input.logo_url.trim().to_owned();
+        c.homepage = input.homepage.trim().to_owned();
+        OauthClient::update_settings(conn, &c)?;
+        audit::record(conn, actor, Event::new("oauth.app_updated").team(team_id).object("oauth_app", &c.id))?;
+        Ok(c)
+    })
+}
+
+pub fn rotate_secret(
+    conn: &mut DbConn,
+    hasher: &Keys,
+    actor: &Actor,
+    (team_id, role): (&str, Role),
+    id: &str,
+    grace: i64,
+) -> Result<String> {
+    if role == Role::Viewer {
+        return Err(Error::Forbidden("Viewers cannot change apps."));
+    }
+    if !(0..=7 * 86_400).contains(&grace) {
+        return Err(Error::Invalid(FieldErrors::single("grace", "Choose a grace period between 0 and 7 days.")));
+    }
+    conn.transaction(|conn| {
+        let c = app(conn, team_id, id)?;
+        let Some(current) = c.secret_hash.as_deref() else {
+            return Err(Error::Invalid(FieldErrors::single("grace", "Public apps have no secret.")));
+        };
+        let secret = codec::generate("lkcs").map_err(internal)?;
+        let old = (grace > 0).then_some(current);
+        OauthClient::rotate_secret(conn, id, &hasher.token_hash(&secret), old, now() + grace)?;
+        let e = Event::new("oauth.secret_rotated")
+            .team(team_id)
+            .object("oauth_app", id)
+            .details(json!({"grace_seconds": grace}));
+        audit::record(conn, actor, e)?;
+        Ok(secret)
+    })
+}
+
+pub fn delete(conn: &mut DbConn, actor: &Actor, (team_id, role): (&str, Role), id: &str) -> Result<()> {
+    if role == Role::Viewer {
+        return Err(Error::Forbidden("Viewers cannot delete apps."));
+    }
+    conn.transaction(|conn| {
+        let c = app(conn, team_id, id)?;
+        let revoked = OauthToken::revoke_for(conn, &c.id, None, now())?;
+        OauthClient::delete(conn, &c.id)?;
+        let e = Event::new("oauth.app_deleted")
+            .team(team_id)
+            .object("oauth_app", id)
+            .details(json!({"name": c.name, "tokens_revoked": revoked}));
+        audit::record(conn, actor, e)
+    })
+}
+
+// ---- Authorization requests ----
+
+/// Raw query parameters of `/oauth/authorize`.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct AuthorizeParams {
+    pub response_type: Option<String>,
+    pub client_id: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub scope: Option<String>,
+    pub state: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+}
+
+/// A request whose client and redirect URI are valid.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ValidRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    pub state: Option<String>,
+    pub code_challenge: Option<String>,
+}
+
+pub enum AuthorizeError {
+    /// Bad client or redirect URI: shown as a page, never redirected.
+    Page(String),
+    /// Sent back to the (valid) redirect URI.
+    Redirect { redirect_uri: String, error: &'static str, description: String, state: Option<String> },
+}
+
+pub fn validate_authorize(
+    conn: &mut DbConn,
+    p: &AuthorizeParams,
+) -> Result<(ValidRequest, OauthClient), AuthorizeError> {
+    let page = |m: &str| AuthorizeError::Page(m.to_owned());
+    let client_id =
+        p.client_id.as_deref().filter(|c| !c.is_empty()).ok_or_else(|| page("The request names no client_id."))?;
+    let client = OauthClient::find(conn, client_id)
+        .map_err(|_| page("Something went wrong; try again."))?
+        .ok_or_else(|| page("This app is not registered (unknown client_id)."))?;
+    let registered: Vec<&str> = client.redirect_uris.lines().collect();
+    let redirect_uri = match p.redirect_uri.as_deref() {
+        Some(given) if registered.iter().any(|r| redirect_matches(r, given)) => given.to_owned(),
+        Some(_) => return Err(page("The redirect_uri is not one this app registered.")),
+        None if registered.len() == 1 => registered[0].to_owned(),
+        None => return Err(page("The request needs a redirect_uri.")),
+    };
+    let redirect = |error, description: &str| AuthorizeError::Redirect {
+        redirect_uri: redirect_uri.clone(),
+        error,
+        description: description.to_owned(),
+        state: p.state.clone(),
+    };
+    if p.response_type.as_deref() != Some("code") {
+        return Err(redirect("unsupported_response_type", "Only response_type=code is supported."));
+    }
+    let allowed = scopes_of(&client.allowed_scopes);
+    let requested = match p.scope.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => scopes_of(s),
+        None => allowed.clone(),
+    };
+    if requested.iter().any(|s| !allowed.contains(s)) {
+        return Err(redirect("invalid_scope", "The app may not request one of these scopes."));
+    }
+    match (p.code_challenge.as_deref(), p.code_challenge_method.as_deref()) {
+        (Some(_), Some(m)) if m != "S256" => {
+            return Err(redirect("invalid_request", "Only the S256 code_challenge_method is supported."));
+        }
+        (Some(_), None) => return Err(redirect("invalid_request", "code_challenge_method=S256 is required.")),
+        (Some(c), _)
+            if !(43..=128).contains(&c.len())
+                || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            return Err(redirect("invalid_request", "The code_challenge is malformed."));
+        }
+        (None, _) if client.client_type == "public" => {
+            return Err(redirect("invalid_request", "Public apps must use PKCE (S256)."));
+        }
+        _ => {}
+    }
+    let req = ValidRequest {
+        client_id: client.id.clone(),
+        redirect_uri,
+        scopes: requested,
+        state: p.state.clone(),
+        code_challenge: p.code_challenge.clone(),
+    };
+    Ok((req, client))
+}
+
+/// The scopes the user may grant: the request within the user's role.
+pub fn grantable(req: &ValidRequest, role: Role) -> Vec<String> {
+    req.scopes.iter().filter(|s| scopes::role_allows(role, s)).cloned().collect()
+}
+
+/// Whether the user already approved these (or more) scopes for the app.
+pub fn consented(conn: &mut DbConn, user_id: &str, client_id: &str, wanted: &[String]) -> Result<bool> {
+    Ok(OauthConsent::find(conn, user_id, client_id)?.is_some_and(|c| {
+        let had = scopes_of(&c.scopes);
+        wanted.iter().all(|s| had.contains(s))
+    }))
+}
+
+/// Records consent (if new) and issues a code for the request.
+pub fn approve(
+    conn: &mut DbConn,
+    hasher: &Keys,
+    actor: &Actor,
+    (user_id, team_id): (&str, &str),
+    req: &ValidRequest,
+    granted: &[String],
+    remember: bool,
+) -> Result<String> {
+    conn.transaction(|conn| {
+        let at = now();
+        if remember {
+            let mut all =
+                OauthConsent::find(conn, user_id, &req.client_id)?.map(|c| scopes_of(&c.scopes)).unwrap_or_default();
+            for s in granted {
+                if !all.contains(s) {
+                    all.push(s.clone());
+                }
+            }
+            OauthConsent {
+                user_id: user_id.to_owned(),
+                client_id: req.client_id.clone(),
+                scopes: all.join(" "),
+                created_at: at,
+            }
+            .save(conn)?;
+            let e = Event::new("oauth.consent_granted")
+                .team(team_id)
+                .object("oauth_app", &req.client_id)
+                .details(json!({"scopes": granted}));
+            audit::record(conn, actor, e)?;
+        }
+        let code = crypto::random_base62(43).map_err(internal)?;
+        OauthCode {
+            code_hash: hasher.token_hash(&format!("code:{code}")),
+            client_id: req.client_id.clone(),
+            user_id: user_id.to_owned(),
+            team_id: team_id.to_owned(),
+            redirect_uri: req.redirect_uri.clone(),
+            scopes: granted.join(" "),
+            code_challenge: req.code_challenge.clone(),
+            grant_id: crypto::new_id("grant").map_err(internal)?,
+            expires_at: at + CODE_TTL,
+            used_at: None,
+        }
+        .insert(conn)?;
+        Ok(code)
+    })
+}
+
+// ---- Token endpoint ----
+
+/// An RFC 6749 §5.2 error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthError {
+    pub error: &'static str,
+    pub description: String,
+}
+
+fn oerr(error: &'static str, description: &str) -> OAuthError {
+    OAuthError { error, description: description.to_owned() }
+}
+
+impl From<Error> for OAuthError {
+    fn from(e: Error) -> Self {
+        tracing::error!(error = %e, "token endpoint failed");
+        oerr("server_error", "Something went wrong.")
+    }
+}
+
+impl From<diesel::result::Error> for OAuthError {
+    fn from(e: diesel::result::Error) -> Self {
+        Error::from(e).into()
+    }
+}
+
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Error::from(e).into()
+    }
+}
+
+/// How the client authenticated at the token, revocation or introspection endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct ClientCredentials {
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+/// The authenticated client, or `invalid_client`.
+pub fn authenticate_client(
+    conn: &mut DbConn,
+    hasher: &Keys,
+    creds: &ClientCredentials,
+) -> Result<OauthClient, OAuthError> {
+    let invalid = || oerr("invalid_client", "Client authentication failed.");
+    let id = creds.client_id.as_deref().ok_or_else(invalid)?;
+    let client = OauthClient::find(conn, id)?.ok_or_else(invalid)?;
+    match (client.client_type.as_str(), creds.client_secret.as_deref()) {
+        ("public", None) => Ok(client),
+        ("public", Some(_)) => Err(invalid()),
+        (_, Some(secret)) => {
+            let hash = hasher.token_hash(secret);
+            let current = client.secret_hash.as_deref().is_some_and(|h| crypto::ct_eq(h, &hash));
+            let old = client.old_secret_hash.as_deref().is_some_and(|h| crypto::ct_eq(h, &hash))
+                && client.old_secret_expires_at.is_some_and(|t| t > now());
+            if current || old { Ok(client) } else { Err(invalid()) }
+        }
+        (_, None) => Err(invalid()),
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+}
+
+/// Who a token acts for, with what, in which grant.
+struct Grant<'a> {
+    user_id: Option<&'a str>,
+    team_id: &'a str,
+    scopes: &'a str,
+    grant_id: &'a str,
+}
+
+fn issue(
+    conn: &mut DbConn,
+    hasher: &Keys,
+    client: &OauthClient,
+    g: Grant<'_>,
+    refresh: bool,
+) -> Result<TokenResponse, OAuthError> {
+    let Grant { user_id, team_id, scopes, grant_id } = g;
+    let at = now();
+    let mut make = |kind: &str, prefix: &str, ttl: i64| -> Result<String, OAuthError> {
+        let token = codec::generate(prefix).map_err(internal)?;
+        OauthToken {
+            id: crypto::new_id("tok").map_err(internal)?,
+            token_hash: hasher.token_hash(&token),
+            kind: kind.to_owned(),
+            client_id: client.id.clone(),
+            user_id: user_id.map(str::to_owned),
+            team_id: team_id.to_owned(),
+            scopes: scopes.to_owned(),
+            grant_id: grant_id.to_owned(),
+            created_at: at,
+            expires_at: at + ttl,
+            revoked_at: None,
+            used_at: None,
+        }
+        .insert(conn)?;
+        Ok(token)
+    };
+    let access_token = make("access", "lkat", ACCESS_TTL)?;
+    let refresh_token = if refresh { Some(make("refresh", "lkrt", REFRESH_TTL)?) } else { None };
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TTL,
+        refresh_token,
+        scope: scopes.to_owned(),
+    })
+}
+
+fn s256(verifier: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+fn audit_failure(conn: &mut DbConn, client: &OauthClient, action: &str, why: &str) -> Result<(), OAuthError> {
+    let actor = Actor { label: format!("OAuth app {}", client.name), ..Actor::default() };
+    let e = Event::new(action).team(&client.team_id).object("oauth_app", &client.id).details(json!({"reason": why}));
+    Ok(audit::record(conn, &actor, e)?)
+}
+
+pub fn exchange_code(
+    conn: &mut DbConn,
+    hasher: &Keys,
+    client: &OauthClient,
+    code: &str,
+    redirect_uri: Option<&str>,
+    verifier: Option<&str>,
+) -> Result<TokenResponse, OAuthError> {
+    let hash = hasher.token_hash(&format!("code:{code}"));
+    let result = conn.transaction(|conn| {
+        let invalid = |d: &str| oerr("invalid_grant", d);
+        let c = OauthCode::find(conn, &hash)?.ok_or_else(|| invalid("The code is not valid."))?;
+        if c.client_id != client.id {
+            return Err(invalid("The code was issued to another client."));
+        }
+        if c.used_at.is_some() {
+            return Err(oerr("invalid_grant", "reuse"));
+        }
+        if c.expires_at <= now() {
+            return Err(invalid("The code has expired."));
+        }
+        if redirect_uri != Some(c.redirect_uri.as_str()) {
+            return Err(invalid("The redirect_uri does not match the authorization request."));
+        }
+        match (c.code_challenge.as_deref(), verifier) {
+            (Some(challenge), Some(v)) if crypto::ct_eq(&s256(v), challenge) => {}
+            (Some(_), _) => return Err(invalid("The code_verifier does not match the code_challenge.")),
+            (None, Some(_)) => return Err(invalid("A code_verifier was sent but no code_challenge was.")),
+            (None, None) => {}
+        }
+        if OauthCode::mark_used(conn, &hash, now())? != 1 {
+            return Err(oerr("invalid_grant", "reuse"));
+        }
+        let response = issue(
+            conn,
+            hasher,
+            client,
+            Grant { user_id: Some(&c.user_id), team_id: &c.team_id, scopes: &c.scopes, grant_id: &c.grant_id },
+            true,
+        )?;
+        Ok(response)
+    });
+    match result {
+        Err(e) if e.description == "reuse" => {
+            // A second use of a code: revoke everything it issued.
+            if let Some(c) = OauthCode::find(conn, &hash)? {
+                OauthToken::revoke_grant(conn, &c.grant_id, now())?;
+            }
+            audit_failure(conn, client, "oauth.code_reused", "authorization code used twice; its tokens were revoked")?;
+            Err(oerr("invalid_grant", "The code was already used."))
+        }
+        Err(e) if e.error == "invalid_grant" => {
+            audit_failure(conn, client, "oauth.token_failed", &e.description)?;
+            Err(e)
+        }
+        other => other,
+    }
+}
+
+pub fn refresh(
+    conn: &mut DbConn,
+    hasher: &Keys,
+    client: &OauthClient,
+    token: &str,
+    scope: Option<&str>,
+) -> Result<TokenResponse, OAuthError> {
+    let invalid = || oerr("invalid_grant", "The refresh token is not valid.");
+    let t = OauthToken::find_by_hash(conn, &hasher.token_hash(token))?
+        .filter(|t| t.kind == "refresh")
+        .ok_or_else(invalid)?;
+    if t.client_id != client.id {
+        return Err(invalid());
+    }
+    if t.used_at.is_some() && t.revoked_at.is_none() {
+        // A rotated refresh token came back: someone holds a copy. End the grant.
+        OauthToken::revoke_grant(conn, &t.grant_id, now())?;
+        audit_failure(
+            conn,
+            client,
+            "oauth.refresh_reuse",
+            "a rotated refresh token was reused; the grant was revoked",
+        )?;
+        return Err(invalid());
+    }
+    if t.revoked_at.is_some() || t.expires_at <= now() {
+        return Err(invalid());
+    }
+    let scopes = match scope.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => {
+            let had = scopes_of(&t.scopes);
+            let asked = scopes_of(s);
+            if asked.iter().any(|a| !had.contains(a)) {
+                return Err(oerr("invalid_scope", "A refresh cannot widen the scopes."));
+            }
+            asked.join(" ")
+        }
+        None => t.scopes.clone(),
+    };
+    conn.transaction(|conn| {
+        if OauthToken::mark_used(conn, &t.id, now())? != 1 {
+            return Err(invalid());
+        }
+        issue(
+            conn,
+            hasher,
+            client,
+            Grant { user_id: t.user_id.as_deref(), team_id: &t.team_id, scopes: &scopes, grant_id: &t.grant_id },
+            true,
+        )
+    })
+}
+
+pub fn client_credentials(
+    conn: &mut DbConn,
+    hasher: &Keys,
+    client: &OauthClient,
+    scope: Option<&str>,
+) -> Result<TokenResponse, OAuthError> {
+    if client.client_type != "confidential" {
+        return Err(oerr("unauthorized_client", "Only confidential apps may use client_credentials."));
+    }
+    let allowed = scopes_of(&client.allowed_scopes);
+    let scopes = match scope.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => {
+            let asked = scopes_of(s);
+            if asked.iter().any(|a| !allowed.contains(a)) {
+                return Err(oerr("invalid_scope", "The app may not request one of these scopes."));
+            }
+            asked
+        }
+        None => allowed,
+    };
+    let grant = crypto::new_id("grant").map_err(internal)?;
+    let scopes = scopes.join(" ");
+    issue(
+        conn,
+        hasher,
+        client,
+        Grant { user_id: None, team_id: &client.team_id, scopes: &scopes, grant_id: &grant },
+        false,
+    )
+}
+
+/// RFC 7009: revokes a token of this client (a refresh token takes its grant).
+/// Returns the revoked grant, if any.
+pub fn revoke(
+    conn: &mut DbConn,
+    hasher: &Keys,
+    client: &OauthClient,
+    token: &str,
+) -> Result<Option<String>, OAuthError> {
+    let Some(t) = OauthToken::find_by_hash(conn, &hasher.token_hash(token))? else { return Ok(None) };
+    if t.client_id != client.id {
+        return Ok(None);
+    }
+    // RFC 7009 §2.1 lets either kind take the rest of its grant with it.
+    OauthToken::revoke_grant(conn, &t.grant_id, now())?;
+    Ok(Some(t.grant_id))
+}
+
+/// An active token, for introspection and API use.
+pub fn active_token(conn: &mut DbConn, hasher: &Keys, token: &str) -> Result<Option<(OauthToken, OauthClient)>> {
+    let Some(t) = OauthToken::find_by_hash(conn, &hasher.token_hash(token))? else { return Ok(None) };
+    let live = t.revoked_at.is_none() && t.expires_at > now() && (t.kind == "access" || t.used_at.is_none());
+    if !live {
+        return Ok(None);
+    }
+    Ok(OauthClient::find(conn, &t.client_id)?.map(|c| (t, c)))
+}
+
+// ---- Authorized apps ----
+
+pub fn authorized_apps(conn: &mut DbConn, user_id: &str) -> Result<Vec<(OauthConsent, OauthClient)>> {
+    Ok(OauthConsent::for_user(conn, user_id)?)
+}
+
+pub fn revoke_consent(
+    conn: &mut DbConn,
+    actor: &Actor,
+    user_id: &str,
+    team_id: Option<&str>,
+    client_id: &str,
+) -> Result<()> {
+    conn.transaction(|conn| {
+        if OauthConsent::delete(conn, user_id, client_id)? == 0 {
+            return Err(Error::NotFound);
+        }
+        let revoked = OauthToken::revoke_for(conn, client_id, Some(user_id), now())?;
+        let mut e = Event::new("oauth.consent_revoked")
+            .object("oauth_app", client_id)
+            .details(json!({"tokens_revoked": revoked}));
+        if let Some(t) = team_id {
+            e = e.team(t);
+        }
+        audit::record(conn, actor, e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris_follow_the_rules() {
+        assert!(check_redirect_uri("https://app.example.com/cb").is_ok());
+        assert!(check_redirect_uri("http://127.0.0.1:8000/cb").is_ok());
+        assert!(check_redirect_uri("http://localhost/cb").is_ok());
+        for bad in [
+            "http://app.example.com/cb",
+            "https://app.example.com/cb#x",
+            "https://*.example.com/cb",
+            "ftp://x/y",
+            "app.example.com",
+            "https://a b",
+        ] {
+            assert!(check_redirect_uri(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn matching_is_exact_but_loopback_ports_may_vary() {
+        assert!(redirect_matches("https://a.example/cb", "https://a.example/cb"));
+        assert!(!redirect_matches("https://a.example/cb", "https://a.example/cb/"));
+        assert!(!redirect_matches("https://a.example/cb", "https://a.example/cb?x=1"));
+        assert!(redirect_matches("http://127.0.0.1:1/cb", "http://127.0.0.1:5555/cb"));
+        assert!(!redirect_matches("http://127.0.0.1:1/cb", "http://127.0.0.1:5555/other"));
+    }
+
+    #[test]
+    fn s256_matches_rfc7636_appendix_b() {
+        assert_eq!(s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+    }
+}

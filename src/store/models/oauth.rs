@@ -1,0 +1,208 @@
+use diesel::prelude::*;
+
+use crate::store::DbConn;
+use crate::store::schema::{oauth_clients, oauth_codes, oauth_consents, oauth_tokens};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = oauth_clients)]
+pub struct OauthClient {
+    pub id: String,
+    pub team_id: String,
+    pub created_by: Option<String>,
+    pub name: String,
+    /// `confidential` or `public`.
+    pub client_type: String,
+    /// One per line.
+    pub redirect_uris: String,
+    /// Space-separated.
+    pub allowed_scopes: String,
+    pub logo_url: String,
+    pub homepage: String,
+    pub secret_hash: Option<String>,
+    pub old_secret_hash: Option<String>,
+    pub old_secret_expires_at: Option<i64>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = oauth_consents)]
+pub struct OauthConsent {
+    pub user_id: String,
+    pub client_id: String,
+    pub scopes: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = oauth_codes)]
+pub struct OauthCode {
+    pub code_hash: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub team_id: String,
+    pub redirect_uri: String,
+    pub scopes: String,
+    pub code_challenge: Option<String>,
+    pub grant_id: String,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = oauth_tokens)]
+pub struct OauthToken {
+    pub id: String,
+    pub token_hash: String,
+    /// `access` or `refresh`.
+    pub kind: String,
+    pub client_id: String,
+    pub user_id: Option<String>,
+    pub team_id: String,
+    pub scopes: String,
+    /// Every token descended from one authorization shares this id.
+    pub grant_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub used_at: Option<i64>,
+}
+
+/// Database methods
+impl OauthClient {
+    pub fn insert(&self, conn: &mut DbConn) -> QueryResult<()> {
+        diesel::insert_into(oauth_clients::table).values(self).execute(conn).map(|_| ())
+    }
+
+    pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<OauthClient>> {
+        oauth_clients::table.find(id).select(OauthClient::as_select()).first(conn).optional()
+    }
+
+    pub fn for_team(conn: &mut DbConn, team_id: &str) -> QueryResult<Vec<OauthClient>> {
+        oauth_clients::table
+            .filter(oauth_clients::team_id.eq(team_id))
+            .order(oauth_clients::created_at.desc())
+            .select(OauthClient::as_select())
+            .load(conn)
+    }
+
+    pub fn update_settings(conn: &mut DbConn, c: &OauthClient) -> QueryResult<usize> {
+        diesel::update(oauth_clients::table.find(&c.id))
+            .set((
+                oauth_clients::name.eq(&c.name),
+                oauth_clients::redirect_uris.eq(&c.redirect_uris),
+                oauth_clients::allowed_scopes.eq(&c.allowed_scopes),
+                oauth_clients::logo_url.eq(&c.logo_url),
+                oauth_clients::homepage.eq(&c.homepage),
+            ))
+            .execute(conn)
+    }
+
+    pub fn rotate_secret(
+        conn: &mut DbConn,
+        id: &str,
+        new_hash: &str,
+        old: Option<&str>,
+        old_until: i64,
+    ) -> QueryResult<usize> {
+        diesel::update(oauth_clients::table.find(id))
+            .set((
+                oauth_clients::secret_hash.eq(new_hash),
+                oauth_clients::old_secret_hash.eq(old),
+                oauth_clients::old_secret_expires_at.eq(old_until),
+            ))
+            .execute(conn)
+    }
+
+    pub fn delete(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
+        diesel::delete(oauth_clients::table.find(id)).execute(conn)
+    }
+}
+
+/// Database methods
+impl OauthConsent {
+    pub fn find(conn: &mut DbConn, user_id: &str, client_id: &str) -> QueryResult<Option<OauthConsent>> {
+        oauth_consents::table.find((user_id, client_id)).select(OauthConsent::as_select()).first(conn).optional()
+    }
+
+    /// Records consent (replacing an earlier one for the same app).
+    pub fn save(&self, conn: &mut DbConn) -> QueryResult<()> {
+        diesel::delete(oauth_consents::table.find((&self.user_id, &self.client_id))).execute(conn)?;
+        diesel::insert_into(oauth_consents::table).values(self).execute(conn).map(|_| ())
+    }
+
+    pub fn for_user(conn: &mut DbConn, user_id: &str) -> QueryResult<Vec<(OauthConsent, OauthClient)>> {
+        oauth_consents::table
+            .inner_join(oauth_clients::table)
+            .filter(oauth_consents::user_id.eq(user_id))
+            .select((OauthConsent::as_select(), OauthClient::as_select()))
+            .load(conn)
+    }
+
+    pub fn delete(conn: &mut DbConn, user_id: &str, client_id: &str) -> QueryResult<usize> {
+        diesel::delete(oauth_consents::table.find((user_id, client_id))).execute(conn)
+    }
+}
+
+/// Database methods
+impl OauthCode {
+    pub fn insert(&self, conn: &mut DbConn) -> QueryResult<()> {
+        diesel::insert_into(oauth_codes::table).values(self).execute(conn).map(|_| ())
+    }
+
+    pub fn find(conn: &mut DbConn, hash: &str) -> QueryResult<Option<OauthCode>> {
+        oauth_codes::table.find(hash).select(OauthCode::as_select()).first(conn).optional()
+    }
+
+    /// Marks the code used; 0 rows means it was used already.
+    pub fn mark_used(conn: &mut DbConn, hash: &str, at: i64) -> QueryResult<usize> {
+        diesel::update(oauth_codes::table.find(hash).filter(oauth_codes::used_at.is_null()))
+            .set(oauth_codes::used_at.eq(at))
+            .execute(conn)
+    }
+}
+
+/// Database methods
+impl OauthToken {
+    pub fn insert(&self, conn: &mut DbConn) -> QueryResult<()> {
+        diesel::insert_into(oauth_tokens::table).values(self).execute(conn).map(|_| ())
+    }
+
+    pub fn find_by_hash(conn: &mut DbConn, hash: &str) -> QueryResult<Option<OauthToken>> {
+        oauth_tokens::table
+            .filter(oauth_tokens::token_hash.eq(hash))
+            .select(OauthToken::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// Marks a refresh token used; 0 rows means it was used (or revoked) already.
+    pub fn mark_used(conn: &mut DbConn, id: &str, at: i64) -> QueryResult<usize> {
+        diesel::update(
+            oauth_tokens::table
+                .find(id)
+                .filter(oauth_tokens::used_at.is_null())
+                .filter(oauth_tokens::revoked_at.is_null()),
+        )
+        .set(oauth_tokens::used_at.eq(at))
+        .execute(conn)
+    }
+
+    pub fn revoke_grant(conn: &mut DbConn, grant_id: &str, at: i64) -> QueryResult<usize> {
+        diesel::update(
+            oauth_tokens::table.filter(oauth_tokens::grant_id.eq(grant_id)).filter(oauth_tokens::revoked_at.is_null()),
+        )
+        .set(oauth_tokens::revoked_at.eq(at))
+        .execute(conn)
+    }
+
+    pub fn revoke_for(conn: &mut DbConn, client_id: &str, user_id: Option<&str>, at: i64) -> QueryResult<usize> {
+        let mut q = diesel::update(oauth_tokens::table)
+            .filter(oauth_tokens::client_id.eq(client_id))
+            .filter(oauth_tokens::revoked_at.is_null())
+            .into_boxed();
+        if let Some(u) = user_id {
+            q = q.filter(oauth_tokens::user_id.eq(u));
+        }
+        q.set(oauth_tokens::revoked_at.eq(at)).execute(conn)
+    }
+}
