@@ -712,6 +712,18 @@ pub fn authorized_apps(conn: &mut DbConn, user_id: &str) -> Result<Vec<(OauthCon
     Ok(OauthConsent::for_user(conn, user_id)?)
 }
 
+/// What the team's members have authorized (for owners and admins).
+pub fn team_authorized_apps(
+    conn: &mut DbConn,
+    team_id: &str,
+    role: Role,
+) -> Result<Vec<(String, OauthConsent, OauthClient)>> {
+    if !role.manages_members() {
+        return Ok(Vec::new());
+    }
+    Ok(OauthConsent::for_team(conn, team_id)?)
+}
+
 pub fn revoke_consent(
     conn: &mut DbConn,
     actor: &Actor,

@@ -42,6 +42,7 @@ struct SecurityPage {
     remaining: i64,
     sessions: Vec<SessionLine>,
     apps: Vec<(String, String, Vec<String>, String)>,
+    team_apps: Vec<(String, String, Vec<String>, String)>,
     is_owner: bool,
     team_requires: bool,
     errors: FieldErrors,
@@ -59,13 +60,19 @@ fn current_sid(user: &CurrentUser) -> String {
 
 async fn page(state: &State, user: &CurrentUser) -> Result<SecurityPage, AppError> {
     let (uid, sid) = (user.ctx.user.id.clone(), current_sid(user));
-    let (remaining, sessions, apps) = state
+    let team = user.ctx.team.as_ref().map(|(t, r)| (t.id.clone(), *r));
+    let (remaining, sessions, apps, team_apps) = state
         .db
         .run(move |conn| {
+            let team_apps = match team {
+                Some((t, r)) => crate::service::oauth::team_authorized_apps(conn, &t, r)?,
+                None => Vec::new(),
+            };
             Ok::<_, Error>((
                 totp::remaining_codes(conn, &uid)?,
                 security::sessions(conn, &uid, &sid)?,
                 crate::service::oauth::authorized_apps(conn, &uid)?,
+                team_apps,
             ))
         })
         .await?;
@@ -100,6 +107,17 @@ async fn page(state: &State, user: &CurrentUser) -> Result<SecurityPage, AppErro
             .map(|(consent, client)| {
                 (
                     client.id,
+                    client.name,
+                    crate::service::oauth::scopes_of(&consent.scopes),
+                    format::datetime(consent.created_at),
+                )
+            })
+            .collect(),
+        team_apps: team_apps
+            .into_iter()
+            .map(|(email, consent, client)| {
+                (
+                    email,
                     client.name,
                     crate::service::oauth::scopes_of(&consent.scopes),
                     format::datetime(consent.created_at),

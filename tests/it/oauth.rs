@@ -360,6 +360,7 @@ async fn metadata_and_authorized_apps(app: TestApp) {
     let token = c.exchange_code(AuthorizationCode::new(code)).request_async(&http()).await.unwrap();
     let page = app.get_html("/settings/security").await;
     assert!(page.contains("Acme Connector") && page.contains(r#"id="authorized-apps""#));
+    assert!(page.contains(r#"id="team-authorized-apps""#), "owners see the team's authorized apps");
     let res =
         app.post_form("/settings/security", &format!("/settings/security/apps/{}/revoke", a.client_id), &[]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);

@@ -141,6 +141,18 @@ impl OauthConsent {
     pub fn delete(conn: &mut DbConn, user_id: &str, client_id: &str) -> QueryResult<usize> {
         diesel::delete(oauth_consents::table.find((user_id, client_id))).execute(conn)
     }
+
+    /// Consents given by members of a team: (member email, consent, app).
+    pub fn for_team(conn: &mut DbConn, team_id: &str) -> QueryResult<Vec<(String, OauthConsent, OauthClient)>> {
+        use crate::store::schema::{memberships, users};
+        oauth_consents::table
+            .inner_join(oauth_clients::table)
+            .inner_join(memberships::table.on(memberships::user_id.eq(oauth_consents::user_id)))
+            .inner_join(users::table.on(users::id.eq(oauth_consents::user_id)))
+            .filter(memberships::team_id.eq(team_id))
+            .select((users::email, OauthConsent::as_select(), OauthClient::as_select()))
+            .load(conn)
+    }
 }
 
 /// Database methods
