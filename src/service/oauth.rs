@@ -24,6 +24,9 @@ use crate::store::{DbConn, now};
 pub const CODE_TTL: i64 = 60;
 pub const ACCESS_TTL: i64 = 3600;
 pub const REFRESH_TTL: i64 = 30 * 24 * 3600;
+/// A rotated refresh token presented again this soon is taken for a client's
+/// concurrent retry (it gets a fresh pair) rather than a theft.
+pub const REFRESH_RETRY_GRACE: i64 = 2;
 
 fn internal(e: impl std::fmt::Display) -> Error {
     Error::Internal(e.to_string())
@@ -609,7 +612,8 @@ pub fn refresh(
     if t.client_id != client.id {
         return Err(invalid());
     }
-    if t.used_at.is_some() && t.revoked_at.is_none() {
+    let retry = t.used_at.is_some_and(|u| now() - u <= REFRESH_RETRY_GRACE) && t.revoked_at.is_none();
+    if t.used_at.is_some() && t.revoked_at.is_none() && !retry {
         // A rotated refresh token came back: someone holds a copy. End the grant.
         OauthToken::revoke_grant(conn, &t.grant_id, now())?;
         audit_failure(
@@ -635,7 +639,7 @@ pub fn refresh(
         None => t.scopes.clone(),
     };
     conn.transaction(|conn| {
-        if OauthToken::mark_used(conn, &t.id, now())? != 1 {
+        if !retry && OauthToken::mark_used(conn, &t.id, now())? != 1 {
             return Err(invalid());
         }
         issue(

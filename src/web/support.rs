@@ -195,6 +195,17 @@ async fn key_page(state: &State, user: &CurrentUser, id: String, errors: FieldEr
     })
 }
 
+/// Events with a link to their object's support page.
+fn linked(events: Vec<AuditEvent>) -> Vec<(EventRow, Option<String>)> {
+    events
+        .into_iter()
+        .map(|e| {
+            let link = object_link(e.object_type.as_deref(), e.object_id.as_deref(), true);
+            (event_row(e), link)
+        })
+        .collect()
+}
+
 fn event_row(e: AuditEvent) -> EventRow {
     EventRow { when: format::datetime(e.created_at), actor: e.actor_label, action: e.action }
 }
@@ -276,13 +287,7 @@ pub async fn team(
         require_totp: team.require_totp,
         members: members.into_iter().map(|(m, u)| (u.id, u.email, m.role)).collect(),
         keys: keys.iter().map(|k| key_hit(k, &state.config.api_key_prefix, &names, at)).collect(),
-        events: events
-            .into_iter()
-            .map(|e| {
-                let link = object_link(e.object_type.as_deref(), e.object_id.as_deref(), true);
-                (event_row(e), link)
-            })
-            .collect(),
+        events: linked(events),
         team_id: team.id,
         team_name: team.name,
     };
@@ -342,13 +347,7 @@ pub async fn user(
         totp: u.has_totp(),
         team: team.map(|(m, t)| (t.id, t.name, m.role)),
         keys: keys.iter().map(|k| key_hit(k, &state.config.api_key_prefix, &names, at)).collect(),
-        events: events
-            .into_iter()
-            .map(|e| {
-                let link = object_link(e.object_type.as_deref(), e.object_id.as_deref(), true);
-                (event_row(e), link)
-            })
-            .collect(),
+        events: linked(events),
         email: u.email,
     };
     render(StatusCode::OK, &page)

@@ -163,7 +163,10 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_grant(app: TestApp) {
     let r2 = second.refresh_token().unwrap().clone();
     assert_ne!(r1.secret(), r2.secret(), "rotated");
     assert_eq!(auth_test(&app, second.access_token().secret()).await.status(), StatusCode::OK);
-    // Reusing the rotated token revokes the whole grant.
+    // A concurrent retry within the grace gets a fresh pair; later reuse revokes the whole grant.
+    let retry = c.exchange_refresh_token(&r1).request_async(&http()).await.unwrap();
+    assert_ne!(retry.refresh_token().unwrap().secret(), r2.secret());
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     let err = c.exchange_refresh_token(&r1).request_async(&http()).await.unwrap_err();
     assert!(format!("{err:?}").contains("invalid_grant"), "{err:?}");
     assert_eq!(auth_test(&app, second.access_token().secret()).await.status(), StatusCode::UNAUTHORIZED);
