@@ -260,6 +260,7 @@ struct TeamPage {
     require_totp: bool,
     members: Vec<(String, String, String)>,
     keys: Vec<KeyHit>,
+    apps: Vec<(String, String, String)>,
     events: Vec<(EventRow, Option<String>)>,
 }
 
@@ -269,14 +270,15 @@ pub async fn team(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let id = id_param(path.into_inner())?;
-    let (team, members, keys, events) = state
+    let (team, members, keys, apps, events) = state
         .db
         .run(move |conn| {
             let team = Team::find(conn, &id)?.ok_or(Error::NotFound)?;
             let members = Membership::list(conn, &id)?;
             let keys = keys::list(conn, &id, crate::store::models::StatusFilter::All, None, 200)?;
+            let apps = crate::service::oauth::apps(conn, &id)?;
             let events = crate::service::audit::recent_for_team(conn, &id, 20)?;
-            Ok::<_, Error>((team, members, keys, events))
+            Ok::<_, Error>((team, members, keys, apps, events))
         })
         .await?;
     let names = vec![(team.id.clone(), team.name.clone())];
@@ -287,6 +289,7 @@ pub async fn team(
         require_totp: team.require_totp,
         members: members.into_iter().map(|(m, u)| (u.id, u.email, m.role)).collect(),
         keys: keys.iter().map(|k| key_hit(k, &state.config.api_key_prefix, &names, at)).collect(),
+        apps: apps.into_iter().map(|a| (a.id, a.name, a.client_type)).collect(),
         events: linked(events),
         team_id: team.id,
         team_name: team.name,
@@ -320,6 +323,7 @@ struct UserPage {
     totp: bool,
     team: Option<(String, String, String)>,
     keys: Vec<KeyHit>,
+    authorized: Vec<(String, String)>,
     events: Vec<(EventRow, Option<String>)>,
 }
 
@@ -329,14 +333,15 @@ pub async fn user(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let id = id_param(path.into_inner())?;
-    let (u, team, keys, events) = state
+    let (u, team, keys, authorized, events) = state
         .db
         .run(move |conn| {
             let u = User::find(conn, &id)?.ok_or(Error::NotFound)?;
             let team = Membership::of_user(conn, &id)?;
             let keys = ApiKey::created_by(conn, &id, 100)?;
+            let authorized = crate::service::oauth::authorized_apps(conn, &id)?;
             let events = AuditEvent::by_actor(conn, &id, 20)?;
-            Ok::<_, Error>((u, team, keys, events))
+            Ok::<_, Error>((u, team, keys, authorized, events))
         })
         .await?;
     let names: Vec<(String, String)> = team.iter().map(|(_, t)| (t.id.clone(), t.name.clone())).collect();
@@ -347,6 +352,7 @@ pub async fn user(
         totp: u.has_totp(),
         team: team.map(|(m, t)| (t.id, t.name, m.role)),
         keys: keys.iter().map(|k| key_hit(k, &state.config.api_key_prefix, &names, at)).collect(),
+        authorized: authorized.into_iter().map(|(c, a)| (a.name, c.scopes)).collect(),
         events: linked(events),
         email: u.email,
     };

@@ -13,5 +13,5 @@ mod login;
 pub mod oauth;
 mod platform;
 mod setup;
-mod support;
+pub mod support;
 pub mod totp;

@@ -364,6 +364,10 @@ async fn metadata_and_authorized_apps(app: TestApp) {
     let page = app.get_html("/settings/security").await;
     assert!(page.contains("Acme Connector") && page.contains(r#"id="authorized-apps""#));
     assert!(page.contains(r#"id="team-authorized-apps""#), "owners see the team's authorized apps");
+    // Support sees the team's apps too.
+    let staff = crate::support::support_user(&app).await;
+    let team = attr_after(&staff.get_html("/support?q=acme").await, r#"<li><a href="/support/teams/"#).unwrap();
+    assert!(staff.get_html(&format!("/support/teams/{team}")).await.contains(&a.client_id));
     let res =
         app.post_form("/settings/security", &format!("/settings/security/apps/{}/revoke", a.client_id), &[]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
