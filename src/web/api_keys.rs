@@ -335,17 +335,11 @@ pub async fn create(
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct RollForm {
-    grace: i64,
-}
-
 pub async fn roll(
     state: State,
     user: CurrentUser,
     path: web::Path<String>,
-    form: web::Form<RollForm>,
+    form: web::Form<super::page::GraceForm>,
 ) -> Result<HttpResponse, AppError> {
     let (team, role) = user.team()?;
     let id = id_param(path.into_inner())?;

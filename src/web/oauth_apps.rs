@@ -4,7 +4,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use serde::Deserialize;
 
 use super::auth::{CurrentUser, flash, id_param};
 use super::page::{Layout, redirect, render};
@@ -224,17 +223,11 @@ pub async fn update(
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct RotateForm {
-    grace: i64,
-}
-
 pub async fn rotate(
     state: State,
     user: CurrentUser,
     path: web::Path<String>,
-    form: web::Form<RotateForm>,
+    form: web::Form<super::page::GraceForm>,
 ) -> Result<HttpResponse, AppError> {
     let (team, role) = user.team()?;
     let id = id_param(path.into_inner())?;

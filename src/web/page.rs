@@ -61,3 +61,10 @@ pub fn redirect_full(req: &actix_web::HttpRequest, to: &str) -> HttpResponse {
     }
     redirect(to)
 }
+
+/// A form choosing how long an old credential keeps working (seconds).
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct GraceForm {
+    pub grace: i64,
+}

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both;
-use crate::helpers::{Backend, TestApp, csrf_from, spawn_app_with};
+use crate::helpers::{Backend, TestApp, csrf_from, service_key, spawn_app_with};
 
 /// Creates a key through the JSON API as the signed-in user; returns the body's `data`.
 pub async fn create_key(app: &TestApp, body: Value) -> Value {
@@ -18,6 +18,19 @@ pub async fn create_key(app: &TestApp, body: Value) -> Value {
 pub async fn api_post(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
     let csrf = csrf_from(&app.get_html("/settings/team").await);
     app.client.post(app.url(path)).header("X-CSRF-Token", csrf).json(body).send().await.unwrap()
+}
+
+/// A key-authenticated GET claiming to come from `forwarded_for`.
+async fn call_forwarded(app: &TestApp, path: &str, key: &str, forwarded_for: &str) -> reqwest::Response {
+    let client = app.other_client();
+    client
+        .client
+        .get(app.url(path))
+        .header("X-API-Key", key)
+        .header("X-Forwarded-For", forwarded_for)
+        .send()
+        .await
+        .unwrap()
 }
 
 pub async fn call(app: &TestApp, path: &str, key: &str) -> reqwest::Response {
@@ -233,15 +246,7 @@ async fn missing_scopes_and_foreign_addresses_are_forbidden(app: TestApp) {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"]["code"], "forbidden");
     // X-Forwarded-For is ignored from an untrusted peer.
-    let spoofed = app
-        .other_client()
-        .client
-        .get(app.url("/api/v1/api-keys"))
-        .header("X-API-Key", fenced["key"].as_str().unwrap())
-        .header("X-Forwarded-For", "10.1.2.3")
-        .send()
-        .await
-        .unwrap();
+    let spoofed = call_forwarded(&app, "/api/v1/api-keys", fenced["key"].as_str().unwrap(), "10.1.2.3").await;
     assert_eq!(spoofed.status(), StatusCode::FORBIDDEN);
     let local =
         create_key(&app, json!({"name": "local", "scopes": ["api_keys:read"], "allowed_ips": ["127.0.0.1"]})).await;
@@ -255,15 +260,7 @@ async fn a_trusted_proxy_may_name_the_client_address() {
     app.owner_session().await;
     let fenced =
         create_key(&app, json!({"name": "fenced", "scopes": ["api_keys:read"], "allowed_ips": ["10.0.0.0/8"]})).await;
-    let via_proxy = app
-        .other_client()
-        .client
-        .get(app.url("/api/v1/api-keys"))
-        .header("X-API-Key", fenced["key"].as_str().unwrap())
-        .header("X-Forwarded-For", "10.1.2.3")
-        .send()
-        .await
-        .unwrap();
+    let via_proxy = call_forwarded(&app, "/api/v1/api-keys", fenced["key"].as_str().unwrap(), "10.1.2.3").await;
     assert_eq!(via_proxy.status(), StatusCode::OK);
 }
 
@@ -454,12 +451,6 @@ async fn session_use_of_the_api_needs_the_csrf_header(app: TestApp) {
     assert_eq!(list["data"], json!([]), "reading needs no header; nothing was created");
 }
 both!(session_use_of_the_api_needs_the_csrf_header);
-
-fn service_key(app: &TestApp, scopes: &[&str]) -> String {
-    let hasher = latchkey::service::crypto::Keys::derive(b"test-secret-0123456789-abcdefghijklmnop");
-    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
-    app.db().run_sync(|c| latchkey::service::keys::create_service_key(c, &hasher, "lk", "gateway", &scopes)).unwrap().1
-}
 
 async fn introspection_needs_a_service_key_and_reports_keys(app: TestApp) {
     app.owner_session().await;

@@ -47,10 +47,7 @@ async fn a_person_creates_a_key_sees_it_once_and_revokes_it_in_place() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
     app.setup_owner().await;
     browser.goto(&app.url("/login")).await;
-    browser.fill("#email", OWNER_EMAIL).await;
-    browser.fill("#password", OWNER_PASSWORD).await;
-    browser.click("button[type=submit]").await;
-    browser.wait_for_title("Team · Latchkey").await;
+    browser.sign_in(OWNER_EMAIL, OWNER_PASSWORD, "Team · Latchkey").await;
 
     browser.click("a[href='/settings/developer/api-keys']").await;
     browser.wait_for_title("API Keys · Latchkey").await;
@@ -92,10 +89,7 @@ async fn a_person_enrols_in_two_factor_and_signs_in_with_a_code() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
     app.setup_owner().await;
     browser.goto(&app.url("/login")).await;
-    browser.fill("#email", OWNER_EMAIL).await;
-    browser.fill("#password", OWNER_PASSWORD).await;
-    browser.click("button[type=submit]").await;
-    browser.wait_for_title("Team · Latchkey").await;
+    browser.sign_in(OWNER_EMAIL, OWNER_PASSWORD, "Team · Latchkey").await;
 
     browser.click("a[href='/settings/security']").await;
     browser.wait_for_title("Security · Latchkey").await;
@@ -118,10 +112,7 @@ async fn a_person_enrols_in_two_factor_and_signs_in_with_a_code() {
 
     browser.click(".sidebar-foot button").await;
     browser.wait_for_title("Sign in · Latchkey").await;
-    browser.fill("#email", OWNER_EMAIL).await;
-    browser.fill("#password", OWNER_PASSWORD).await;
-    browser.click("button[type=submit]").await;
-    browser.wait_for_title("Two-factor authentication · Latchkey").await;
+    browser.sign_in(OWNER_EMAIL, OWNER_PASSWORD, "Two-factor authentication · Latchkey").await;
     browser.fill("#code", &code_at_step(&key, current_step() + 1)).await;
     browser.click("button[type=submit]").await;
     browser.wait_for_title("Team · Latchkey").await;
@@ -141,10 +132,7 @@ async fn support_pastes_a_key_revokes_it_with_a_reason_and_the_owner_sees_why() 
     support_user(&app).await;
 
     browser.goto(&app.url("/login")).await;
-    browser.fill("#email", SUPPORT_EMAIL).await;
-    browser.fill("#password", SUPPORT_PASSWORD).await;
-    browser.click("button[type=submit]").await;
-    browser.wait_for_title("Support · Latchkey").await;
+    browser.sign_in(SUPPORT_EMAIL, SUPPORT_PASSWORD, "Support · Latchkey").await;
     browser.fill("#q", &secret).await;
     browser.click(".search-form button").await;
     browser.wait_for_text("#key-results", "Leaked key").await;
@@ -157,10 +145,7 @@ async fn support_pastes_a_key_revokes_it_with_a_reason_and_the_owner_sees_why() 
     browser.click(".sidebar-foot button").await;
     browser.wait_for_title("Sign in · Latchkey").await;
 
-    browser.fill("#email", OWNER_EMAIL).await;
-    browser.fill("#password", OWNER_PASSWORD).await;
-    browser.click("button[type=submit]").await;
-    browser.wait_for_title("Team · Latchkey").await;
+    browser.sign_in(OWNER_EMAIL, OWNER_PASSWORD, "Team · Latchkey").await;
     browser.goto(&app.url("/settings/developer/api-keys")).await;
     browser.wait_for_text("#keys", "Revoked by Latchkey support: Posted in a public gist").await;
     browser.quit().await;
@@ -208,10 +193,7 @@ async fn a_person_signs_in_and_approves_an_app_which_receives_a_code() {
 
     browser.goto(&app.url(&url)).await;
     browser.wait_for_title("Sign in · Latchkey").await;
-    browser.fill("#email", OWNER_EMAIL).await;
-    browser.fill("#password", OWNER_PASSWORD).await;
-    browser.click("button[type=submit]").await;
-    browser.wait_for_title("Authorize Acme Connector · Latchkey").await;
+    browser.sign_in(OWNER_EMAIL, OWNER_PASSWORD, "Authorize Acme Connector · Latchkey").await;
     assert!(browser.text("#consent-scopes").await.contains("Read your templates"));
     browser.click("#approve").await;
     browser.wait_for_title("Test client").await;

@@ -85,12 +85,22 @@ fn fresh_postgres() -> Option<String> {
     Some(format!("{prefix}/{name}"))
 }
 
+/// The server secret every test app uses.
+pub const TEST_SECRET: &str = "test-secret-0123456789-abcdefghijklmnop";
+
+/// An operator service key with `scopes`, made as `latchkey service-key create` does.
+pub fn service_key(app: &TestApp, scopes: &[&str]) -> String {
+    let hasher = latchkey::service::crypto::Keys::derive(TEST_SECRET.as_bytes());
+    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+    app.db().run_sync(|c| latchkey::service::keys::create_service_key(c, &hasher, "lk", "partner", &scopes)).unwrap().1
+}
+
 pub fn test_config(data_dir: &std::path::Path, database_url: &str, extra: &[(&str, &str)]) -> Config {
     let mut values = BTreeMap::from([
         ("LATCHKEY_BIND".to_owned(), "127.0.0.1:0".to_owned()),
         ("LATCHKEY_DATA_DIR".to_owned(), data_dir.display().to_string()),
         ("DATABASE_URL".to_owned(), database_url.to_owned()),
-        ("LATCHKEY_SECRET".to_owned(), "test-secret-0123456789-abcdefghijklmnop".to_owned()),
+        ("LATCHKEY_SECRET".to_owned(), TEST_SECRET.to_owned()),
     ]);
     for (k, v) in extra {
         values.insert((*k).to_owned(), (*v).to_owned());

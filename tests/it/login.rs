@@ -157,3 +157,29 @@ async fn an_expired_session_is_refused_server_side(app: TestApp) {
     assert!(location(&res).starts_with("/login"));
 }
 both!(an_expired_session_is_refused_server_side);
+
+async fn a_session_older_than_the_absolute_lifetime_ends(app: TestApp) {
+    use diesel::prelude::*;
+    use latchkey::store::schema::sessions;
+    app.owner_session().await;
+    assert_eq!(app.get("/settings/team").await.status(), StatusCode::OK);
+    // Signed in long ago (the session is still active, so only the absolute limit applies).
+    app.db()
+        .run_sync(|c| {
+            let rows: Vec<(String, String)> = sessions::table.select((sessions::id, sessions::state)).load(c)?;
+            for (id, state) in rows {
+                let mut map: std::collections::HashMap<String, String> = serde_json::from_str(&state).unwrap();
+                if map.contains_key("auth_at") {
+                    map.insert("auth_at".into(), "1".into());
+                    let state = serde_json::to_string(&map).unwrap();
+                    diesel::update(sessions::table.find(id)).set(sessions::state.eq(state)).execute(c)?;
+                }
+            }
+            Ok::<_, latchkey::store::StoreError>(())
+        })
+        .unwrap();
+    let res = app.get("/settings/team").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(location(&res).starts_with("/login"));
+}
+both!(a_session_older_than_the_absolute_lifetime_ends);

@@ -188,14 +188,11 @@ async fn client_credentials_revocation_and_introspection(app: TestApp) {
     assert!(token.refresh_token().is_none());
     let access = token.access_token().clone();
     assert_eq!(auth_test(&app, access.secret()).await.status(), StatusCode::OK);
-    let hasher = latchkey::service::crypto::Keys::derive(b"test-secret-0123456789-abcdefghijklmnop");
-    let gateway = app
-        .db()
-        .run_sync(|conn| {
-            latchkey::service::keys::create_service_key(conn, &hasher, "lk", "gw", &["introspect".to_owned()])
-        })
-        .unwrap()
-        .1;
+    let verify =
+        app.other_client().client.get(app.url("/auth/verify")).bearer_auth(access.secret()).send().await.unwrap();
+    assert_eq!(verify.status(), StatusCode::OK, "access tokens work for forward auth too");
+    assert_eq!(verify.headers()["x-latchkey-scopes"], "templates:write");
+    let gateway = crate::helpers::service_key(&app, &["introspect"]);
     let introspect = |t: String| {
         let app = app.other_client();
         let gateway = gateway.clone();

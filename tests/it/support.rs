@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::api_keys::{call, create_key};
 use crate::both;
-use crate::helpers::{OWNER_EMAIL, TestApp, attr_after, csrf_from};
+use crate::helpers::{OWNER_EMAIL, TestApp, attr_after, csrf_from, service_key};
 
 pub const SUPPORT_EMAIL: &str = "help@latchkey.test";
 pub const SUPPORT_PASSWORD: &str = "support staff password";
@@ -17,12 +17,6 @@ pub async fn support_user(app: &TestApp) -> TestApp {
     let staff = app.other_client();
     assert_eq!(staff.login(SUPPORT_EMAIL, SUPPORT_PASSWORD).await.status(), StatusCode::SEE_OTHER);
     staff
-}
-
-fn service_key(app: &TestApp, scopes: &[&str]) -> String {
-    let hasher = latchkey::service::crypto::Keys::derive(b"test-secret-0123456789-abcdefghijklmnop");
-    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
-    app.db().run_sync(|c| latchkey::service::keys::create_service_key(c, &hasher, "lk", "scanner", &scopes)).unwrap().1
 }
 
 async fn the_console_is_not_found_for_everyone_but_support(app: TestApp) {
@@ -50,7 +44,11 @@ async fn the_console_is_not_found_for_everyone_but_support(app: TestApp) {
     for path in &paths {
         assert_eq!(staff.get(path).await.status(), StatusCode::OK, "{path}");
     }
-    // Support staff have no team: no key creation, no team pages.
+    // Support staff have no team: no key creation, no team pages, none in the navigation.
+    let console = staff.get_html("/support").await;
+    let nav = &console[console.find("<nav").unwrap()..console.find("</nav>").unwrap()];
+    assert!(nav.contains(r#"href="/support""#) && nav.contains(r#"href="/settings/security""#));
+    assert!(!nav.contains("/settings/team") && !nav.contains("/settings/developer"));
     assert_eq!(staff.get("/settings/developer/api-keys").await.status(), StatusCode::FORBIDDEN);
     let csrf = csrf_from(&staff.get_html("/support").await);
     let res = staff

@@ -241,6 +241,9 @@ async fn a_team_policy_sends_members_to_enrolment_first(app: TestApp) {
         assert_eq!(location(&res), "/settings/security?required=1");
     }
     assert!(member.get_html("/settings/security?required=1").await.contains("Your team requires two-factor"));
+    let csrf = crate::helpers::csrf_from(&member.get_html("/settings/security").await);
+    let api = member.client.get(member.url("/api/v1/api-keys")).header("X-CSRF-Token", csrf).send().await.unwrap();
+    assert_eq!(api.status(), StatusCode::FORBIDDEN, "no session API use before enrolment");
     enrol_at(&member, 0).await;
     assert_eq!(member.get("/settings/team").await.status(), StatusCode::OK);
     // Only an owner sets the policy.

@@ -148,6 +148,14 @@ impl Browser {
         panic!("{css} never showed {needle:?}");
     }
 
+    /// Fills and submits the sign-in form on the current page, then waits for `landing`.
+    pub async fn sign_in(&self, email: &str, password: &str, landing: &str) {
+        self.fill("#email", email).await;
+        self.fill("#password", password).await;
+        self.click("button[type=submit]").await;
+        self.wait_for_title(landing).await;
+    }
+
     /// Runs a script in the page (WebDriver bypasses the page's CSP).
     pub async fn script(&self, source: &str) -> Value {
         self.post("/execute/sync", json!({"script": source, "args": []})).await
