@@ -5,7 +5,6 @@
 //! member's sessions end at once; every change is audited in the same
 //! transaction as the change itself.
 
-use diesel::Connection;
 use serde_json::json;
 
 use crate::store::models::{Invite, Membership, SessionRow, Team, User};
@@ -88,7 +87,7 @@ pub fn setup_open(conn: &mut DbConn) -> Result<bool> {
 
 /// First run: creates the first team and its owner. Refused once any user exists.
 pub fn setup(conn: &mut DbConn, actor: &Actor, team_name: &str, email: &str, password_hash: String) -> Result<User> {
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         if User::any_exists(conn)? {
             return Err(Error::NotFound);
         }
@@ -120,7 +119,7 @@ pub fn create_user(
     is_support: bool,
     team_name: Option<&str>,
 ) -> Result<User> {
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         if User::find_by_email(conn, email)?.is_some() {
             return Err(Error::Invalid(FieldErrors::single("email", "An account with this email already exists.")));
         }
@@ -156,7 +155,7 @@ pub fn set_plan(conn: &mut DbConn, team_name: &str, plan: &str) -> Result<usize>
     if crate::service::ratelimit::plan(plan).is_none() {
         return Err(Error::Invalid(FieldErrors::single("plan", "Use free, starter, standard, pro or unlimited.")));
     }
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let ids = Team::ids_named(conn, team_name)?;
         if ids.is_empty() {
             return Err(Error::Invalid(FieldErrors::single("team", format!("No team is named {team_name:?}."))));
@@ -193,7 +192,7 @@ pub fn invite(
     if !actor_role.may_assign(role) {
         return Err(Error::Invalid(FieldErrors::single("role", "Only an owner can invite another owner.")));
     }
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         if User::find_by_email(conn, email)?.is_some() {
             return Err(Error::Invalid(FieldErrors::single("email", "This person already has an account.")));
         }
@@ -241,7 +240,7 @@ pub fn accept_invite(
     token: &str,
     password_hash: String,
 ) -> Result<User> {
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let (invite, team) = open_invite(conn, keys, token)?;
         let at = now();
         if Invite::mark_accepted(conn, &invite.id, at)? != 1 || User::find_by_email(conn, &invite.email)?.is_some() {
@@ -270,7 +269,7 @@ pub fn revoke_invite(
     if !actor_role.manages_members() {
         return Err(Error::Forbidden("Only owners and admins can manage invites."));
     }
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         if Invite::revoke(conn, team_id, invite_id)? == 0 {
             return Err(Error::NotFound);
         }
@@ -308,7 +307,7 @@ pub fn change_role(
     if !actor_role.may_assign(new_role) {
         return Err(Error::Forbidden("Only an owner can make someone an owner."));
     }
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let current = target_role(conn, team_id, actor_role, user_id)?;
         if current == new_role {
             return Ok(());
@@ -337,7 +336,7 @@ pub fn remove_member(
     (team_id, actor_role): (&str, Role),
     user_id: &str,
 ) -> Result<()> {
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let current = target_role(conn, team_id, actor_role, user_id)?;
         ensure_not_last_owner(
             conn,

@@ -9,7 +9,6 @@
 //! granted scopes never exceed the app's nor the user's role; secrets and
 //! tokens are stored only as keyed hashes. No HTTP types here.
 
-use diesel::Connection;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -144,7 +143,7 @@ pub fn register(
         return Err(Error::Forbidden("Viewers cannot register apps."));
     }
     let (uris, granted) = validate_app(input, catalog, role)?;
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let secret = match input.client_type.as_str() {
             "confidential" => Some(codec::generate("lkcs").map_err(internal)?),
             _ => None,
@@ -190,7 +189,7 @@ pub fn update(
     if role == Role::Viewer {
         return Err(Error::Forbidden("Viewers cannot change apps."));
     }
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let mut c = app(conn, team_id, id)?;
         let mut input = input.clone();
         input.client_type = c.client_type.clone();
@@ -220,7 +219,7 @@ pub fn rotate_secret(
     if !(0..=7 * 86_400).contains(&grace) {
         return Err(Error::Invalid(FieldErrors::single("grace", "Choose a grace period between 0 and 7 days.")));
     }
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let c = app(conn, team_id, id)?;
         let Some(current) = c.secret_hash.as_deref() else {
             return Err(Error::Invalid(FieldErrors::single("grace", "Public apps have no secret.")));
@@ -241,7 +240,7 @@ pub fn delete(conn: &mut DbConn, actor: &Actor, (team_id, role): (&str, Role), i
     if role == Role::Viewer {
         return Err(Error::Forbidden("Viewers cannot delete apps."));
     }
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let c = app(conn, team_id, id)?;
         let revoked = OauthToken::revoke_for(conn, &c.id, None, now())?;
         OauthClient::delete(conn, &c.id)?;
@@ -368,7 +367,7 @@ pub fn approve(
     granted: &[String],
     remember: bool,
 ) -> Result<String> {
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let at = now();
         if remember {
             let mut all =
@@ -548,7 +547,7 @@ pub fn exchange_code(
     verifier: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     let hash = hasher.token_hash(&format!("code:{code}"));
-    let result = conn.transaction(|conn| {
+    let result = crate::store::transaction(conn, |conn| {
         let invalid = |d: &str| oerr("invalid_grant", d);
         let c = OauthCode::find(conn, &hash)?.ok_or_else(|| invalid("The code is not valid."))?;
         if c.client_id != client.id {
@@ -638,7 +637,7 @@ pub fn refresh(
         }
         None => t.scopes.clone(),
     };
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         if !retry && OauthToken::mark_used(conn, &t.id, now())? != 1 {
             return Err(invalid());
         }
@@ -735,7 +734,7 @@ pub fn revoke_consent(
     team_id: Option<&str>,
     client_id: &str,
 ) -> Result<()> {
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         if OauthConsent::delete(conn, user_id, client_id)? == 0 {
             return Err(Error::NotFound);
         }

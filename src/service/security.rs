@@ -4,7 +4,6 @@
 //! Rules: a password change ends every other session; only owners set the
 //! team policy; every change is audited.
 
-use diesel::Connection;
 use serde_json::json;
 
 use super::accounts::Role;
@@ -53,7 +52,7 @@ pub fn sessions(conn: &mut DbConn, user_id: &str, current_sid: &str) -> Result<V
 }
 
 pub fn revoke_session(conn: &mut DbConn, actor: &Actor, user_id: &str, id: &str) -> Result<()> {
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         if SessionRow::delete_one_of_user(conn, user_id, id)? == 0 {
             return Err(Error::NotFound);
         }
@@ -64,7 +63,7 @@ pub fn revoke_session(conn: &mut DbConn, actor: &Actor, user_id: &str, id: &str)
 }
 
 pub fn revoke_other_sessions(conn: &mut DbConn, actor: &Actor, user_id: &str, current_sid: &str) -> Result<usize> {
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let rows = SessionRow::list_for_user(conn, user_id, now())?;
         let keep = rows.iter().find(|r| sid_of(r).is_some_and(|s| s == current_sid)).map(|r| r.id.clone());
         let ended = SessionRow::delete_for_user_except(conn, user_id, keep.as_deref().unwrap_or(""))?;
@@ -78,7 +77,7 @@ pub fn revoke_other_sessions(conn: &mut DbConn, actor: &Actor, user_id: &str, cu
 /// Stores the new password hash and ends every session of the user (the
 /// caller renews its own session afterwards).
 pub fn change_password(conn: &mut DbConn, actor: &Actor, user_id: &str, new_hash: &str) -> Result<usize> {
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         User::set_password(conn, user_id, new_hash)?;
         let ended = SessionRow::delete_for_user(conn, user_id)?;
         let mut team = None;
@@ -97,7 +96,7 @@ pub fn set_team_policy(
     if role != Role::Owner {
         return Err(Error::Forbidden("Only an owner can change the team's two-factor policy."));
     }
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         Team::set_require_totp(conn, team_id, require_totp)?;
         let e = Event::new("team.totp_policy_changed").team(team_id).object("team", team_id);
         audit::record(conn, actor, e.details(json!({"require_totp": require_totp})))

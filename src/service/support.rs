@@ -5,7 +5,6 @@
 //! a secret and cannot create keys; leak reports never reveal which team owns
 //! a key; every revocation is audited under the key's team.
 
-use diesel::Connection;
 use serde_json::json;
 
 use super::audit::{self, Actor, Event};
@@ -69,7 +68,7 @@ pub fn revoke_with_reason(conn: &mut DbConn, actor: &Actor, key_id: &str, reason
     if reason.chars().count() > MAX_REASON || reason.contains('\0') {
         return Err(Error::Invalid(FieldErrors::single("reason", "Use at most 500 characters.")));
     }
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let key = ApiKey::find(conn, key_id)?.ok_or(Error::NotFound)?;
         if ApiKey::revoke(conn, &key.id, "support", Some(reason), now())? != 1 {
             return Err(Error::Invalid(FieldErrors::single("reason", "This key was already revoked.")));
@@ -112,7 +111,7 @@ pub fn report_leaks(
         errors.add("url", "Use at most 2000 characters.");
     }
     errors.into_result()?;
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let at = now();
         let mut outcomes = Vec::with_capacity(candidates.len());
         let mut revoked = Vec::new();

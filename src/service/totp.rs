@@ -6,7 +6,6 @@
 //! older code is refused); recovery codes are stored as keyed hashes and work
 //! once; every change is audited.
 
-use diesel::Connection;
 use serde_json::json;
 use totp_rs::{Algorithm, Builder};
 
@@ -160,7 +159,7 @@ pub fn confirm(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw
     let Code::Totp(code) = classify(raw).map_err(|m| Error::Invalid(FieldErrors::single("code", m)))? else {
         return Err(Error::Invalid(FieldErrors::single("code", "Enter the 6-digit code from your authenticator app.")));
     };
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let u = user(conn, user_id)?;
         let sealed = u.totp_pending_enc.clone().ok_or_else(|| {
             Error::Invalid(FieldErrors::single(
@@ -193,7 +192,7 @@ pub enum Factor {
 pub fn verify(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw: &str) -> Result<Factor> {
     let code = classify(raw).map_err(|m| Error::Invalid(FieldErrors::single("code", m)))?;
     let wrong = || Error::Forbidden("That code is not valid.");
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let u = user(conn, user_id)?;
         let sealed = u.totp_secret_enc.as_deref().ok_or(Error::Forbidden("Two-factor authentication is off."))?;
         match code {
@@ -220,7 +219,7 @@ pub fn verify(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw:
 
 /// Turns 2FA off; the caller has checked the password, this checks the code.
 pub fn disable(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw: &str) -> Result<()> {
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         verify(conn, keys, actor, user_id, raw)?;
         User::disable_totp(conn, user_id)?;
         RecoveryCode::delete_for_user(conn, user_id)?;
@@ -229,7 +228,7 @@ pub fn disable(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw
 }
 
 pub fn regenerate(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str) -> Result<Vec<String>> {
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         if !user(conn, user_id)?.has_totp() {
             return Err(Error::Forbidden("Turn on two-factor authentication first."));
         }
@@ -245,7 +244,7 @@ pub fn remaining_codes(conn: &mut DbConn, user_id: &str) -> Result<i64> {
 
 /// Operator command: turns a user's 2FA off (they lost every factor).
 pub fn operator_reset(conn: &mut DbConn, email: &str) -> Result<()> {
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let u = User::find_by_email(conn, email)?.ok_or(Error::NotFound)?;
         User::disable_totp(conn, &u.id)?;
         RecoveryCode::delete_for_user(conn, &u.id)?;

@@ -12,7 +12,6 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use diesel::Connection;
 use ipnet::IpNet;
 
 use super::audit::{self, Actor, Event};
@@ -248,7 +247,7 @@ impl Verifier {
         }
         let n = batch.last_used.len();
         db.run(move |conn| {
-            conn.transaction(|conn| {
+            crate::store::transaction(conn, |conn| {
                 for (id, at) in &batch.last_used {
                     ApiKey::set_last_used(conn, id, *at)?;
                 }

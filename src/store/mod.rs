@@ -4,7 +4,12 @@
 //! Rules: the backend is chosen from the URL scheme and connected directly, so a
 //! bad URL fails at start with the driver's own message; every SQLite connection
 //! gets WAL, a busy timeout and foreign keys; blocking database work runs on
-//! tokio's blocking pool through [`Db::run`], never on the async executor.
+//! tokio's blocking pool through [`Db::run`], never on the async executor;
+//! every write transaction goes through [`transaction`], which starts SQLite
+//! transactions `IMMEDIATE` (a deferred one that reads and then writes cannot
+//! upgrade its lock while another writer is active, and fails at once with
+//! `database is locked` whatever the busy timeout), so a busy database makes
+//! a request wait, never fail.
 
 pub mod models;
 pub mod schema;
@@ -56,7 +61,7 @@ impl ManageConnection for Manager {
                 let mut conn = SqliteConnection::establish(&path.to_string_lossy())
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
                 conn.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 30000; \
                      PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
                 )
                 .map_err(diesel::r2d2::Error::QueryError)?;
@@ -156,6 +161,44 @@ diesel::define_sql_function! {
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
 pub fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// Runs `f` in a transaction: `BEGIN IMMEDIATE` on SQLite (the write lock is
+/// taken up front, waiting on the busy timeout), a plain transaction on
+/// PostgreSQL, and a savepoint when already inside one.
+pub fn transaction<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let outermost_sqlite = match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()?.is_none(),
+        DbConn::Pg(_) => false,
+    };
+    if !outermost_sqlite {
+        return conn.transaction(f);
+    }
+    if let DbConn::Sqlite(c) = conn {
+        AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+    }
+    let result = f(conn);
+    let DbConn::Sqlite(c) = conn else { return result };
+    match result {
+        Ok(value) => match AnsiTransactionManager::commit_transaction(c) {
+            Ok(()) => Ok(value),
+            Err(e) => {
+                let _ = AnsiTransactionManager::rollback_transaction(c);
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            if let Err(rollback) = AnsiTransactionManager::rollback_transaction(c) {
+                tracing::error!(error = %rollback, "rolling back a SQLite transaction failed");
+            }
+            Err(e)
+        }
+    }
 }
 
 pub fn now() -> i64 {

@@ -8,7 +8,6 @@
 pub mod codec;
 pub mod scopes;
 
-use diesel::Connection;
 use ipnet::IpNet;
 use serde_json::json;
 
@@ -164,7 +163,7 @@ pub fn create(
     if creator.role == Role::Viewer {
         return Err(Error::Forbidden("Viewers cannot create API keys."));
     }
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let at = now();
         let v = validate(conn, creator, settings, req, at)?;
         let secret = new_secret(settings.prefix)?;
@@ -221,7 +220,7 @@ fn may_manage(creator: &Creator<'_>, key: &ApiKey) -> Result<()> {
 }
 
 pub fn revoke(conn: &mut DbConn, creator: &Creator<'_>, id: &str) -> Result<ApiKey> {
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let key = get(conn, creator.team_id, id)?;
         may_manage(creator, &key)?;
         let at = now();
@@ -247,7 +246,7 @@ pub fn roll(
             "Choose a grace period between 0 and 7 days.",
         )));
     }
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let old = get(conn, creator.team_id, id)?;
         may_manage(creator, &old)?;
         let at = now();
@@ -312,7 +311,7 @@ pub fn set_max_lifetime(conn: &mut DbConn, actor: &Actor, team_id: &str, role: R
     if days.is_some_and(|d| !(1..=3650).contains(&d)) {
         return Err(Error::Invalid(FieldErrors::single("max_lifetime_days", "Choose between 1 and 3650 days.")));
     }
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         Team::set_max_key_lifetime(conn, team_id, days)?;
         let event = Event::new("team.key_policy_changed").team(team_id).details(json!({"max_key_lifetime_days": days}));
         audit::record(conn, actor, event)
@@ -336,7 +335,7 @@ pub fn create_service_key(
     if name.trim().is_empty() || scopes.is_empty() {
         return Err(Error::Invalid(FieldErrors::single("name", "A service key needs a name and at least one scope.")));
     }
-    conn.transaction(|conn| {
+    crate::store::transaction(conn, |conn| {
         let secret = new_secret(prefix)?;
         let at = now();
         let key = ApiKey {

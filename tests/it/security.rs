@@ -1,0 +1,5 @@
+//! Attacks, one module per class (SECURITY-CHECKLIST.md): each test tries
+//! several variants of an attack on SQLite and PostgreSQL and expects every
+//! one to fail, and the one legitimate variation (where there is one) to work.
+
+mod concurrency;
