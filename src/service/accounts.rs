@@ -7,11 +7,12 @@
 
 use serde_json::json;
 
-use crate::store::models::{Invite, Membership, SessionRow, Team, User};
+use crate::store::models::{ApiKey, Invite, Membership, OauthClient, OauthConsent, OauthToken, SessionRow, Team, User};
 use crate::store::{DbConn, now};
 
 use super::audit::{self, Actor, Event};
 use super::crypto::{self, Keys};
+use super::policy;
 use super::{Error, FieldErrors, Result};
 
 pub const INVITE_TTL_SECS: i64 = 7 * 24 * 3600;
@@ -47,12 +48,12 @@ impl Role {
     }
 
     pub fn manages_members(self) -> bool {
-        self >= Self::Admin
+        super::policy::manages_members(self)
     }
 
     /// Whether this role may give `target` to someone (or take it away).
     pub fn may_assign(self, target: Role) -> bool {
-        self.manages_members() && (target != Self::Owner || self == Self::Owner)
+        super::policy::may_grant_role(self, target)
     }
 }
 
@@ -75,6 +76,16 @@ pub fn context(conn: &mut DbConn, user_id: &str) -> Result<Option<UserContext>> 
     let Some(user) = User::find(conn, user_id)? else { return Ok(None) };
     let team = Membership::of_user(conn, user_id)?.and_then(|(m, t)| Role::parse(&m.role).map(|role| (t, role)));
     Ok(Some(UserContext { user, team }))
+}
+
+/// The role `user` holds in the team *now* (`None`: not a member, or no user).
+pub fn current_role(
+    conn: &mut DbConn,
+    team_id: &str,
+    user: Option<&str>,
+) -> Result<Option<Role>, crate::store::StoreError> {
+    let Some(user) = user else { return Ok(None) };
+    Ok(Membership::find(conn, team_id, user)?.and_then(|m| Role::parse(&m.role)))
 }
 
 pub fn user_by_email(conn: &mut DbConn, email: &str) -> Result<Option<User>> {
@@ -173,6 +184,17 @@ pub fn members(conn: &mut DbConn, team_id: &str) -> Result<Vec<(Membership, User
     Ok(Membership::list(conn, team_id)?)
 }
 
+/// The team's members, each with the number of working keys they answer for.
+pub fn members_with_keys(conn: &mut DbConn, team_id: &str) -> Result<Vec<(Membership, User, usize)>> {
+    let at = now();
+    let mut out = Vec::new();
+    for (m, u) in Membership::list(conn, team_id)? {
+        let held = ApiKey::active_held_by(conn, team_id, &u.id, at)?.len();
+        out.push((m, u, held));
+    }
+    Ok(out)
+}
+
 pub fn pending_invites(conn: &mut DbConn, team_id: &str) -> Result<Vec<Invite>> {
     Ok(Invite::pending(conn, team_id, now())?)
 }
@@ -189,8 +211,8 @@ pub fn invite(
     if !actor_role.manages_members() {
         return Err(Error::Forbidden("Only owners and admins can invite members."));
     }
-    if !actor_role.may_assign(role) {
-        return Err(Error::Invalid(FieldErrors::single("role", "Only an owner can invite another owner.")));
+    if policy::invite(actor_role, role).is_err() {
+        return Err(Error::Invalid(FieldErrors::single("role", "Admins can invite developers and viewers only.")));
     }
     crate::store::transaction(conn, |conn| {
         if User::find_by_email(conn, email)?.is_some() {
@@ -242,6 +264,13 @@ pub fn accept_invite(
 ) -> Result<User> {
     crate::store::transaction(conn, |conn| {
         let (invite, team) = open_invite(conn, keys, token)?;
+        // The inviter must still be allowed to give this role (they may have
+        // been removed or demoted since).
+        let inviter_role = current_role(conn, &team.id, Some(&invite.invited_by))?;
+        let invited_role = Role::parse(&invite.role).ok_or(Error::NotFound)?;
+        if inviter_role.is_none_or(|r| policy::invite(r, invited_role).is_err()) {
+            return Err(Error::NotFound);
+        }
         let at = now();
         if Invite::mark_accepted(conn, &invite.id, at)? != 1 || User::find_by_email(conn, &invite.email)?.is_some() {
             return Err(Error::NotFound);
@@ -277,17 +306,34 @@ pub fn revoke_invite(
     })
 }
 
-/// Checks that `actor_role` may act on `target`'s current role, and loads it.
-fn target_role(conn: &mut DbConn, team_id: &str, actor_role: Role, user_id: &str) -> Result<Role> {
+/// Checks that `actor_role` may act on `target`'s current role (and give
+/// `new_role`), and loads it.
+fn target_role(
+    conn: &mut DbConn,
+    team_id: &str,
+    actor_role: Role,
+    user_id: &str,
+    new_role: Option<Role>,
+) -> Result<Role> {
     if !actor_role.manages_members() {
         return Err(Error::Forbidden("Only owners and admins can manage members."));
     }
-    let member = Membership::find(conn, team_id, user_id)?.ok_or(Error::NotFound)?;
-    let current = Role::parse(&member.role).ok_or(Error::NotFound)?;
-    if !actor_role.may_assign(current) {
-        return Err(Error::Forbidden("Only an owner can change another owner."));
-    }
+    let current = current_role(conn, team_id, Some(user_id))?.ok_or(Error::NotFound)?;
+    policy::change_member(actor_role, current, new_role)?;
     Ok(current)
+}
+
+/// Revokes the pending invites `user_id` sent that `role` (their role now,
+/// `None` once removed) could not send.
+fn revoke_invites_beyond(conn: &mut DbConn, team_id: &str, user_id: &str, role: Option<Role>) -> Result<usize> {
+    let mut revoked = 0;
+    for invite in Invite::pending_from(conn, team_id, user_id)? {
+        let allowed = role.zip(Role::parse(&invite.role)).is_some_and(|(r, i)| policy::invite(r, i).is_ok());
+        if !allowed {
+            revoked += Invite::revoke(conn, team_id, &invite.id)?;
+        }
+    }
+    Ok(revoked)
 }
 
 fn ensure_not_last_owner(conn: &mut DbConn, team_id: &str, current: Role, message: &'static str) -> Result<()> {
@@ -304,11 +350,8 @@ pub fn change_role(
     user_id: &str,
     new_role: Role,
 ) -> Result<()> {
-    if !actor_role.may_assign(new_role) {
-        return Err(Error::Forbidden("Only an owner can make someone an owner."));
-    }
     crate::store::transaction(conn, |conn| {
-        let current = target_role(conn, team_id, actor_role, user_id)?;
+        let current = target_role(conn, team_id, actor_role, user_id, Some(new_role))?;
         if current == new_role {
             return Ok(());
         }
@@ -319,42 +362,107 @@ pub fn change_role(
             "A team needs at least one owner: make someone else owner first.",
         )?;
         Membership::set_role(conn, team_id, user_id, new_role.as_str())?;
+        // Their keys and tokens are capped to the new role where they are
+        // verified; invites they could no longer send are withdrawn.
+        let invites = revoke_invites_beyond(conn, team_id, user_id, Some(new_role))?;
         audit::record(
             conn,
             actor,
             Event::new("member.role_changed")
                 .team(team_id)
                 .object("user", user_id)
-                .details(json!({"from": current.as_str(), "to": new_role.as_str()})),
+                .details(json!({"from": current.as_str(), "to": new_role.as_str(), "invites_revoked": invites})),
         )
     })
 }
 
+/// What happens to the working API keys of a member who is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyDisposal {
+    /// Revoke them at once.
+    Revoke,
+    /// The remover becomes answerable for them, narrowed to the scopes the
+    /// remover's role allows (a key left with none is revoked).
+    Transfer,
+}
+
+impl KeyDisposal {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "revoke" => Some(Self::Revoke),
+            "transfer" => Some(Self::Transfer),
+            _ => None,
+        }
+    }
+}
+
+/// Removes a member: their sessions end, their OAuth grants and consents in
+/// the team are revoked, their pending invites withdrawn, the apps they
+/// registered pass to the remover, and their working keys are revoked or
+/// transferred as `keys` says.
 pub fn remove_member(
     conn: &mut DbConn,
     actor: &Actor,
     (team_id, actor_role): (&str, Role),
     user_id: &str,
+    keys: KeyDisposal,
 ) -> Result<()> {
     crate::store::transaction(conn, |conn| {
-        let current = target_role(conn, team_id, actor_role, user_id)?;
+        let current = target_role(conn, team_id, actor_role, user_id, None)?;
         ensure_not_last_owner(
             conn,
             team_id,
             current,
             "A team needs at least one owner: the last owner cannot be removed.",
         )?;
+        let at = now();
         Membership::delete(conn, team_id, user_id)?;
         let ended = SessionRow::delete_for_user(conn, user_id)?;
+        let tokens = OauthToken::revoke_for_member(conn, team_id, user_id, at)?;
+        OauthConsent::delete_for_member(conn, team_id, user_id)?;
+        let invites = revoke_invites_beyond(conn, team_id, user_id, None)?;
+        let remover = actor.user_id.as_deref().filter(|u| *u != user_id);
+        OauthClient::transfer(conn, team_id, user_id, remover)?;
+        let (revoked, transferred) = dispose_keys(conn, actor, (team_id, actor_role), user_id, keys, at)?;
         audit::record(
             conn,
             actor,
-            Event::new("member.removed")
-                .team(team_id)
-                .object("user", user_id)
-                .details(json!({"role": current.as_str(), "sessions_ended": ended})),
+            Event::new("member.removed").team(team_id).object("user", user_id).details(json!({
+                "role": current.as_str(),
+                "sessions_ended": ended,
+                "oauth_tokens_revoked": tokens,
+                "invites_revoked": invites,
+                "keys_revoked": revoked,
+                "keys_transferred": transferred,
+            })),
         )
     })
+}
+
+/// Revokes or transfers a leaving member's working keys; returns (revoked, transferred).
+fn dispose_keys(
+    conn: &mut DbConn,
+    actor: &Actor,
+    (team_id, actor_role): (&str, Role),
+    user_id: &str,
+    keys: KeyDisposal,
+    at: i64,
+) -> Result<(usize, usize)> {
+    let remover = actor.user_id.as_deref().filter(|u| *u != user_id);
+    let (mut revoked, mut transferred) = (0, 0);
+    for key in ApiKey::active_held_by(conn, team_id, user_id, at)? {
+        let narrowed = policy::effective_scopes(Some(actor_role), &super::keys::scopes_of(&key));
+        let event = Event::new("api_key.revoked").team(team_id).object("api_key", &key.id);
+        if keys == KeyDisposal::Transfer && remover.is_some() && !narrowed.is_empty() {
+            transferred += ApiKey::transfer(conn, &key.id, remover, &narrowed.join(" "))?;
+            let details = json!({"name": key.name, "from": user_id, "scopes": narrowed});
+            audit::record(conn, actor, Event { action: "api_key.transferred", details, ..event })?;
+        } else if ApiKey::revoke(conn, &key.id, &actor.label, Some("member removed"), at)? == 1 {
+            revoked += 1;
+            audit::record(conn, actor, event.details(json!({"name": key.name, "reason": "member removed"})))?;
+        }
+    }
+    Ok((revoked, transferred))
 }
 
 #[cfg(test)]

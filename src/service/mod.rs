@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod keys;
 pub mod oauth;
 pub mod password;
+pub mod policy;
 pub mod ratelimit;
 pub mod security;
 pub mod support;

@@ -16,6 +16,7 @@ use super::accounts::Role;
 use super::audit::{self, Actor, Event};
 use super::crypto::{self, Keys};
 use super::keys::{codec, scopes};
+use super::policy;
 use super::{Error, FieldErrors, Result};
 use crate::store::models::{OauthClient, OauthCode, OauthConsent, OauthToken};
 use crate::store::{DbConn, now};
@@ -139,9 +140,7 @@ pub fn register(
     catalog: &[String],
     input: &AppInput,
 ) -> Result<(OauthClient, Option<String>)> {
-    if role == Role::Viewer {
-        return Err(Error::Forbidden("Viewers cannot register apps."));
-    }
+    policy::register_app(role)?;
     let (uris, granted) = validate_app(input, catalog, role)?;
     crate::store::transaction(conn, |conn| {
         let secret = match input.client_type.as_str() {
@@ -174,6 +173,14 @@ pub fn app(conn: &mut DbConn, team_id: &str, id: &str) -> Result<OauthClient> {
     OauthClient::find(conn, id)?.filter(|c| c.team_id == team_id).ok_or(Error::NotFound)
 }
 
+/// An app of the team that `actor` (with `role`) may manage, per the policy.
+fn managed_app(conn: &mut DbConn, actor: &Actor, (team_id, role): (&str, Role), id: &str) -> Result<OauthClient> {
+    let c = app(conn, team_id, id)?;
+    let caller = policy::Caller { user_id: actor.user_id.as_deref(), role, ceiling: None };
+    policy::manage_app(&caller, c.created_by.as_deref(), &scopes_of(&c.allowed_scopes))?;
+    Ok(c)
+}
+
 pub fn apps(conn: &mut DbConn, team_id: &str) -> Result<Vec<OauthClient>> {
     Ok(OauthClient::for_team(conn, team_id)?)
 }
@@ -186,11 +193,8 @@ pub fn update(
     id: &str,
     input: &AppInput,
 ) -> Result<OauthClient> {
-    if role == Role::Viewer {
-        return Err(Error::Forbidden("Viewers cannot change apps."));
-    }
     crate::store::transaction(conn, |conn| {
-        let mut c = app(conn, team_id, id)?;
+        let mut c = managed_app(conn, actor, (team_id, role), id)?;
         let mut input = input.clone();
         input.client_type = c.client_type.clone();
         let (uris, granted) = validate_app(&input, catalog, role)?;
@@ -213,14 +217,11 @@ pub fn rotate_secret(
     id: &str,
     grace: i64,
 ) -> Result<String> {
-    if role == Role::Viewer {
-        return Err(Error::Forbidden("Viewers cannot change apps."));
-    }
     if !(0..=7 * 86_400).contains(&grace) {
         return Err(Error::Invalid(FieldErrors::single("grace", "Choose a grace period between 0 and 7 days.")));
     }
     crate::store::transaction(conn, |conn| {
-        let c = app(conn, team_id, id)?;
+        let c = managed_app(conn, actor, (team_id, role), id)?;
         let Some(current) = c.secret_hash.as_deref() else {
             return Err(Error::Invalid(FieldErrors::single("grace", "Public apps have no secret.")));
         };
@@ -237,11 +238,8 @@ pub fn rotate_secret(
 }
 
 pub fn delete(conn: &mut DbConn, actor: &Actor, (team_id, role): (&str, Role), id: &str) -> Result<()> {
-    if role == Role::Viewer {
-        return Err(Error::Forbidden("Viewers cannot delete apps."));
-    }
     crate::store::transaction(conn, |conn| {
-        let c = app(conn, team_id, id)?;
+        let c = managed_app(conn, actor, (team_id, role), id)?;
         let revoked = OauthToken::revoke_for(conn, &c.id, None, now())?;
         OauthClient::delete(conn, &c.id)?;
         let e = Event::new("oauth.app_deleted")
@@ -496,6 +494,7 @@ fn issue(
     refresh: bool,
 ) -> Result<TokenResponse, OAuthError> {
     let Grant { user_id, team_id, scopes, grant_id } = g;
+    let scopes = &holder_scopes(conn, client, user_id, team_id, scopes)?;
     let at = now();
     let mut make = |kind: &str, prefix: &str, ttl: i64| -> Result<String, OAuthError> {
         let token = codec::generate(prefix).map_err(internal)?;
@@ -525,6 +524,25 @@ fn issue(
         refresh_token,
         scope: scopes.to_owned(),
     })
+}
+
+/// The scopes a token issued now may carry: those of `scopes` that its
+/// holder's current role allows (the user it acts for, or the member who
+/// registered a client_credentials app). A holder who left the team, or a
+/// role that allows none of them, gets no token.
+fn holder_scopes(
+    conn: &mut DbConn,
+    client: &OauthClient,
+    user_id: Option<&str>,
+    team_id: &str,
+    scopes: &str,
+) -> Result<String, OAuthError> {
+    let role = super::accounts::current_role(conn, team_id, user_id.or(client.created_by.as_deref()))?;
+    let effective = policy::effective_scopes(role, &scopes_of(scopes));
+    if effective.is_empty() {
+        return Err(oerr("invalid_grant", "The grant is no longer valid for this account."));
+    }
+    Ok(effective.join(" "))
 }
 
 fn s256(verifier: &str) -> String {
@@ -706,7 +724,15 @@ pub fn active_token(conn: &mut DbConn, hasher: &Keys, token: &str) -> Result<Opt
     if !live {
         return Ok(None);
     }
-    Ok(OauthClient::find(conn, &t.client_id)?.map(|c| (t, c)))
+    let Some(client) = OauthClient::find(conn, &t.client_id)? else { return Ok(None) };
+    // What the token may do now: its holder's current role decides.
+    let role = super::accounts::current_role(conn, &t.team_id, t.user_id.as_deref().or(client.created_by.as_deref()))?;
+    let effective = policy::effective_scopes(role, &scopes_of(&t.scopes));
+    if effective.is_empty() {
+        return Ok(None);
+    }
+    let t = OauthToken { scopes: effective.join(" "), ..t };
+    Ok(Some((t, client)))
 }
 
 // ---- Authorized apps ----

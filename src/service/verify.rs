@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
+use super::accounts::Role;
 use super::audit::{self, Actor, Event};
 use super::crypto::Keys;
 use super::keys::{self, codec};
+use super::policy;
 use super::ratelimit::{self, Limiter, Plan, RateState};
 use crate::store::models::{ApiKey, Team};
 use crate::store::{Db, DbConn, StoreError};
@@ -34,6 +36,13 @@ pub struct KeyRecord {
     pub team_id: Option<String>,
     pub team_name: Option<String>,
     pub created_by: Option<String>,
+    /// The member answerable for the credential (its creator, the user a
+    /// token acts for, or the registrant of a client_credentials app) and
+    /// their role in the team *now*; `None` for service keys.
+    pub holder: Option<String>,
+    pub role: Option<Role>,
+    /// What the credential may do now: its scopes that the holder's current
+    /// role still allows (policy::effective_scopes).
     pub scopes: Arc<[String]>,
     pub allowed: Vec<IpNet>,
     pub expires_at: Option<i64>,
@@ -86,10 +95,16 @@ fn team_plan(team: Option<&Team>, default_plan: Plan) -> Plan {
 }
 
 /// An OAuth access token, shaped like a key (kind `oauth`; its id is the token's).
+/// The holder's role is read here, where the credential is verified (and cached
+/// with it), so removal and demotion take effect within the cache's bound. A token whose holder is no longer a member of the team is unknown.
 fn load_access_token(conn: &mut DbConn, hash: &str, default_plan: Plan) -> Result<Option<KeyRecord>, StoreError> {
     use crate::store::models::{OauthClient, OauthToken};
     let Some(t) = OauthToken::find_by_hash(conn, hash)?.filter(|t| t.kind == "access") else { return Ok(None) };
     let Some(client) = OauthClient::find(conn, &t.client_id)? else { return Ok(None) };
+    // A user's token acts for the user; a client_credentials token for the
+    // member who registered the app.
+    let holder = t.user_id.clone().or_else(|| client.created_by.clone());
+    let Some(role) = super::accounts::current_role(conn, &t.team_id, holder.as_deref())? else { return Ok(None) };
     let team = Team::find(conn, &t.team_id)?;
     Ok(Some(KeyRecord {
         id: t.id,
@@ -100,26 +115,32 @@ fn load_access_token(conn: &mut DbConn, hash: &str, default_plan: Plan) -> Resul
         team_id: Some(t.team_id),
         team_name: team.map(|t| t.name),
         created_by: t.user_id,
-        scopes: super::oauth::scopes_of(&t.scopes).into(),
+        holder,
+        role: Some(role),
+        scopes: policy::effective_scopes(Some(role), &super::oauth::scopes_of(&t.scopes)).into(),
         allowed: Vec::new(),
         expires_at: Some(t.expires_at),
         revoked: t.revoked_at.is_some(),
     }))
 }
 
+/// An API key; a team key whose holder is no longer a member is unknown.
 fn load(conn: &mut DbConn, hash: &str, prefix: &str, default_plan: Plan) -> Result<Option<KeyRecord>, StoreError> {
     let Some(key) = ApiKey::find_by_hash(conn, hash)? else { return Ok(None) };
-    let team = match key.team_id.as_deref() {
-        Some(t) => Team::find(conn, t)?,
-        None => None,
+    let (team, role) = match key.team_id.as_deref() {
+        Some(t) => match super::accounts::current_role(conn, t, key.created_by.as_deref())? {
+            Some(role) => (Team::find(conn, t)?, Some(role)),
+            None => return Ok(None),
+        },
+        None => (None, None),
     };
-    // Service keys are the operator's own: no plan limits them.
-    let plan = match key.kind.as_str() {
-        "service" => ratelimit::plan("unlimited").unwrap_or(default_plan),
-        _ => team.as_ref().and_then(|t| t.plan.as_deref()).and_then(ratelimit::plan).unwrap_or(default_plan),
+    // Service keys are the operator's own: no plan limits them, no role caps them.
+    let (plan, scopes) = match key.kind.as_str() {
+        "service" => (ratelimit::plan("unlimited").unwrap_or(default_plan), keys::scopes_of(&key)),
+        _ => (team_plan(team.as_ref(), default_plan), policy::effective_scopes(role, &keys::scopes_of(&key))),
     };
     Ok(Some(KeyRecord {
-        scopes: keys::scopes_of(&key).into(),
+        scopes: scopes.into(),
         allowed: keys::allowed_ips_of(&key),
         prefix: codec::display(prefix, &key.key_prefix),
         id: key.id,
@@ -127,6 +148,8 @@ fn load(conn: &mut DbConn, hash: &str, prefix: &str, default_plan: Plan) -> Resu
         name: key.name,
         team_id: key.team_id,
         team_name: team.map(|t| t.name),
+        holder: key.created_by.clone(),
+        role,
         created_by: key.created_by,
         expires_at: key.expires_at,
         revoked: key.revoked_at.is_some(),

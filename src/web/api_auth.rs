@@ -67,6 +67,17 @@ impl ApiPrincipal {
         team.ok_or_else(|| AppError::Forbidden("This credential does not belong to a team.".into()))
     }
 
+    /// The caller's team, current role and scope ceiling, for the policy:
+    /// a credential acts with its holder's current role and never beyond its
+    /// own (effective) scopes; a session with its user's current role.
+    pub fn acting_as(&self) -> Result<(String, Role, Option<Vec<String>>), AppError> {
+        let team_id = self.team_id()?;
+        Ok(match &self.credential {
+            Credential::Session(ctx) => (team_id, ctx.team.as_ref().map_or(Role::Viewer, |(_, r)| *r), None),
+            Credential::ApiKey(k) => (team_id, k.role.unwrap_or(Role::Viewer), Some(k.scopes.to_vec())),
+        })
+    }
+
     pub fn kind(&self) -> &'static str {
         match &self.credential {
             Credential::ApiKey(k) if k.kind == "service" => "service_key",
@@ -121,7 +132,7 @@ async fn from_key(req: &HttpRequest, state: &State, presented: &str) -> Result<A
     let key = verify_key(req, state, presented).await?;
     let rate = req.extensions().get::<RateState>().copied();
     let actor = Actor {
-        user_id: key.created_by.clone(),
+        user_id: key.holder.clone(),
         label: format!("API key {} ({})", key.prefix, key.name),
         ..request_actor(req, state)
     };
@@ -164,26 +175,6 @@ impl FromRequest for ApiPrincipal {
                 None => from_session(&req, &state).await,
             }
         })
-    }
-}
-
-/// Role and scope ceiling of an API caller acting on its team's keys.
-pub async fn creator_role(state: &State, principal: &ApiPrincipal, team_id: &str) -> Result<Role, AppError> {
-    match &principal.credential {
-        Credential::Session(ctx) => Ok(ctx.team.as_ref().map_or(Role::Viewer, |(_, r)| *r)),
-        Credential::ApiKey(k) => {
-            let (team, user) = (team_id.to_owned(), k.created_by.clone());
-            let role = state
-                .db
-                .run(move |conn| match user {
-                    Some(u) => Ok::<_, crate::service::Error>(
-                        crate::store::models::Membership::find(conn, &team, &u)?.and_then(|m| Role::parse(&m.role)),
-                    ),
-                    None => Ok(None),
-                })
-                .await?;
-            Ok(role.unwrap_or(Role::Viewer))
-        }
     }
 }
 

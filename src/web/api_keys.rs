@@ -18,9 +18,9 @@ use super::auth::{CurrentUser, flash, id_param};
 use super::page::{Layout, redirect, render};
 use super::{State, format};
 use crate::error::AppError;
-use crate::service::FieldErrors;
 use crate::service::accounts::{self, Role};
 use crate::service::keys::{self, Creator, Expiry, KeyRequest, codec, scopes};
+use crate::service::{FieldErrors, policy};
 use crate::store::models::ApiKey;
 use crate::store::now;
 
@@ -138,13 +138,15 @@ pub fn row(key: &ApiKey, prefix: &str, emails: &HashMap<String, String>, me: &st
         (None, Some(_), _) => Some("Replaces a rolled key".into()),
         _ => None,
     };
-    let own = key.created_by.as_deref() == Some(me);
     KeyRow {
         id: key.id.clone(),
         name: key.name.clone(),
         prefix: codec::display(prefix, &key.key_prefix),
         scopes: keys::scopes_of(key),
-        created_by: key.created_by.as_ref().and_then(|id| emails.get(id)).cloned().unwrap_or_else(|| "—".into()),
+        created_by: match key.created_by.as_ref() {
+            Some(id) => emails.get(id).cloned().unwrap_or_else(|| "a former member".into()),
+            None => "—".into(),
+        },
         created_at: format::date(key.created_at),
         last_used: key.last_used_at.map_or_else(|| "Never".into(), |t| format::relative(t, at)),
         expires: key.expires_at.map_or_else(|| "Never".into(), format::datetime),
@@ -152,7 +154,11 @@ pub fn row(key: &ApiKey, prefix: &str, emails: &HashMap<String, String>, me: &st
         status_label: label(status),
         note,
         can_manage: matches!(status, "active" | "expiring_soon")
-            && (role.manages_members() || (role == Role::Developer && own)),
+            && policy::manage_key(
+                &policy::Caller { user_id: Some(me), role, ceiling: None },
+                key.created_by.as_deref(),
+            )
+            .is_ok(),
     }
 }
 
@@ -349,7 +355,7 @@ pub async fn roll(
         .db
         .run(move |conn| {
             let creator = Creator { actor: &actor, team_id: &team_id, role, ceiling: None };
-            let rolled = keys::roll(conn, &st.keys, &creator, &st.config.api_key_prefix, &old_id, grace)?;
+            let rolled = keys::roll(conn, &st.keys, &creator, super::api_keys_api::settings(&st), &old_id, grace)?;
             let old = keys::get(conn, &team_id, &old_id)?;
             Ok::<_, crate::service::Error>((rolled, old))
         })

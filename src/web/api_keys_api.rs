@@ -5,12 +5,13 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::api_auth::{ApiPrincipal, Credential, creator_role, key_json};
+use super::api_auth::{ApiPrincipal, Credential, key_json};
 use super::auth::id_param;
 use super::format;
 use super::{AppState, State};
 use crate::error::AppError;
 use crate::service::FieldErrors;
+use crate::service::accounts::Role;
 use crate::service::keys::{self, Creator, Expiry, KeyRequest, Settings};
 use crate::service::ratelimit::RateState;
 use crate::store::models::StatusFilter;
@@ -210,13 +211,8 @@ pub async fn create(
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, AppError> {
     principal.require("api_keys:write")?;
-    let team_id = principal.team_id()?;
-    let role = creator_role(&state, &principal, &team_id).await?;
+    let (team_id, role, ceiling) = principal.acting_as()?;
     let req = key_request(body.into_inner())?;
-    let ceiling = match &principal.credential {
-        Credential::ApiKey(k) => Some(k.scopes.to_vec()),
-        Credential::Session(_) => None,
-    };
     let st = state.clone();
     let actor = principal.actor.clone();
     let (key, secret) = state
@@ -246,14 +242,9 @@ pub struct RollBody {
     grace_seconds: Option<i64>,
 }
 
-async fn creator_parts(
-    state: &State,
-    principal: &ApiPrincipal,
-) -> Result<(String, crate::service::accounts::Role), AppError> {
+fn creator_parts(principal: &ApiPrincipal) -> Result<(String, Role, Option<Vec<String>>), AppError> {
     principal.require("api_keys:write")?;
-    let team_id = principal.team_id()?;
-    let role = creator_role(state, principal, &team_id).await?;
-    Ok((team_id, role))
+    principal.acting_as()
 }
 
 pub async fn roll(
@@ -262,15 +253,15 @@ pub async fn roll(
     path: web::Path<String>,
     body: Option<web::Json<RollBody>>,
 ) -> Result<HttpResponse, AppError> {
-    let (team_id, role) = creator_parts(&state, &principal).await?;
+    let (team_id, role, ceiling) = creator_parts(&principal)?;
     let id = id_param(path.into_inner())?;
     let grace = body.and_then(|b| b.grace_seconds).unwrap_or(0);
     let (st, actor, old_id) = (state.clone(), principal.actor.clone(), id.clone());
     let (key, secret) = state
         .db
         .run(move |conn| {
-            let creator = Creator { actor: &actor, team_id: &team_id, role, ceiling: None };
-            keys::roll(conn, &st.keys, &creator, &st.config.api_key_prefix, &old_id, grace)
+            let creator = Creator { actor: &actor, team_id: &team_id, role, ceiling: ceiling.as_deref() };
+            keys::roll(conn, &st.keys, &creator, settings(&st), &old_id, grace)
         })
         .await?;
     state.verifier.invalidate(&id);
@@ -283,13 +274,13 @@ pub async fn roll(
 }
 
 pub async fn revoke(state: State, principal: ApiPrincipal, path: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let (team_id, role) = creator_parts(&state, &principal).await?;
+    let (team_id, role, ceiling) = creator_parts(&principal)?;
     let id = id_param(path.into_inner())?;
     let (actor, key_id) = (principal.actor.clone(), id.clone());
     let key = state
         .db
         .run(move |conn| {
-            let creator = Creator { actor: &actor, team_id: &team_id, role, ceiling: None };
+            let creator = Creator { actor: &actor, team_id: &team_id, role, ceiling: ceiling.as_deref() };
             keys::revoke(conn, &creator, &key_id)
         })
         .await?;

@@ -209,7 +209,7 @@ pub async fn team_log(
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, AppError> {
     let (team, role) = user.team()?;
-    if !role.manages_members() {
+    if !crate::service::policy::may_read_audit(role) {
         return Err(AppError::Forbidden("Only owners and admins can read the audit log.".into()));
     }
     let ids = (team.id.clone(), team.name.clone());

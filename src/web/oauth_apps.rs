@@ -12,7 +12,7 @@ use crate::error::AppError;
 use crate::service::accounts::Role;
 use crate::service::keys::scopes;
 use crate::service::oauth::{self, AppInput};
-use crate::service::{Error, FieldErrors};
+use crate::service::{Error, FieldErrors, policy};
 use crate::store::models::OauthClient;
 
 pub struct AppView {
@@ -94,6 +94,12 @@ fn catalog(state: &State, role: Role, checked: &[String]) -> Vec<(String, bool)>
         .into_iter()
         .map(|s| (s.to_owned(), checked.iter().any(|c| c == s)))
         .collect()
+}
+
+/// Whether the signed-in user may change this app (the policy decides).
+fn may_manage(user: &CurrentUser, role: Role, app: &OauthClient) -> bool {
+    let caller = policy::Caller { user_id: Some(&user.ctx.user.id), role, ceiling: None };
+    policy::manage_app(&caller, app.created_by.as_deref(), &oauth::scopes_of(&app.allowed_scopes)).is_ok()
 }
 
 pub async fn index(state: State, user: CurrentUser) -> Result<HttpResponse, AppError> {
@@ -183,7 +189,7 @@ pub async fn show(state: State, user: CurrentUser, path: web::Path<String>) -> R
         form: view(&client),
         app: Some(v),
         secret: None,
-        can_edit: role != Role::Viewer,
+        can_edit: may_manage(&user, role, &client),
         errors: FieldErrors::default(),
     };
     render(StatusCode::OK, &page)

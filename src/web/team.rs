@@ -9,8 +9,8 @@ use super::auth::{CurrentUser, flash, id_param};
 use super::page::{Layout, redirect, render};
 use super::{State, format};
 use crate::error::AppError;
-use crate::service::accounts::{self, Role};
-use crate::service::{FieldErrors, audit, validate};
+use crate::service::accounts::{self, KeyDisposal, Role};
+use crate::service::{FieldErrors, audit, policy, validate};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -25,6 +25,13 @@ pub struct RoleForm {
     role: String,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct RemoveForm {
+    /// `revoke` (the default) or `transfer`: what happens to their working keys.
+    keys: String,
+}
+
 pub struct MemberRow {
     pub user_id: String,
     pub email: String,
@@ -33,6 +40,8 @@ pub struct MemberRow {
     pub is_self: bool,
     /// Whether the viewer may change or remove this member.
     pub editable: bool,
+    /// Working API keys this member is answerable for.
+    pub active_keys: usize,
 }
 
 pub struct InviteRow {
@@ -54,6 +63,7 @@ struct TeamPage {
     layout: Layout,
     team_name: String,
     can_manage: bool,
+    can_read_audit: bool,
     members: Vec<MemberRow>,
     invites: Vec<InviteRow>,
     events: Vec<EventRow>,
@@ -78,13 +88,15 @@ pub async fn home(user: CurrentUser) -> Result<HttpResponse, AppError> {
 async fn page(state: &State, user: &CurrentUser) -> Result<TeamPage, AppError> {
     let (team, role) = user.team()?;
     let team_id = team.id.clone();
+    let can_read_audit = policy::may_read_audit(role);
     let (members, invites, events) = state
         .db
         .run(move |conn| {
+            let events = if can_read_audit { audit::recent_for_team(conn, &team_id, 10)? } else { Vec::new() };
             Ok::<_, crate::service::Error>((
-                accounts::members(conn, &team_id)?,
+                accounts::members_with_keys(conn, &team_id)?,
                 accounts::pending_invites(conn, &team_id)?,
-                audit::recent_for_team(conn, &team_id, 10)?,
+                events,
             ))
         })
         .await?;
@@ -93,9 +105,11 @@ async fn page(state: &State, user: &CurrentUser) -> Result<TeamPage, AppError> {
         layout: Layout::new(user, "team")?,
         team_name: team.name.clone(),
         can_manage: role.manages_members(),
+        can_read_audit,
         members: members
             .into_iter()
-            .map(|(m, u)| MemberRow {
+            .map(|(m, u, active_keys)| MemberRow {
+                active_keys,
                 editable: Role::parse(&m.role).is_some_and(|r| role.may_assign(r)),
                 is_self: &u.id == me,
                 user_id: u.id,
@@ -200,18 +214,29 @@ pub async fn change_role(
     }
 }
 
-pub async fn remove_member(state: State, user: CurrentUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn remove_member(
+    state: State,
+    user: CurrentUser,
+    path: web::Path<String>,
+    form: web::Form<RemoveForm>,
+) -> Result<HttpResponse, AppError> {
     let (team, actor_role) = user.team()?;
+    let keys = match form.keys.as_str() {
+        "" => KeyDisposal::Revoke,
+        other => KeyDisposal::parse(other)
+            .ok_or_else(|| AppError::BadRequest("Choose revoke or transfer for their keys.".into()))?,
+    };
     let (team_id, actor, target) = (team.id.clone(), user.actor.clone(), id_param(path.into_inner())?);
     let removed_self = target == user.ctx.user.id;
-    let result = state.db.run(move |conn| accounts::remove_member(conn, &actor, (&team_id, actor_role), &target)).await;
+    let result =
+        state.db.run(move |conn| accounts::remove_member(conn, &actor, (&team_id, actor_role), &target, keys)).await;
     match result {
         Ok(()) if removed_self => {
             user.session.purge();
             Ok(redirect("/login"))
         }
         Ok(()) => {
-            flash(&user.session, "Member removed; their sessions have ended.");
+            flash(&user.session, "Member removed; their sessions, OAuth grants and invites have ended.");
             Ok(redirect("/settings/team"))
         }
         Err(e) => refused(&state, &user, e).await,

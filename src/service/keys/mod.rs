@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::service::accounts::Role;
 use crate::service::audit::{self, Actor, Event};
 use crate::service::crypto::{self, Keys};
+use crate::service::policy;
 use crate::service::{Error, FieldErrors, Result};
 use crate::store::models::{ApiKey, AuditEvent, EXPIRING_SOON_SECS, StatusFilter, Team};
 use crate::store::{DbConn, now};
@@ -117,7 +118,7 @@ fn validate(
     if description.chars().count() > MAX_DESCRIPTION || description.contains('\0') {
         errors.add("description", "Use at most 500 characters.");
     }
-    let scopes = scopes::check(&req.scopes, settings.catalog, creator.role, creator.ceiling)
+    let scopes = policy::grant_scopes(&caller(creator), settings.catalog, &req.scopes)
         .map_err(|m| errors.add("scopes", m))
         .unwrap_or_default();
     let max_days = Team::find(conn, creator.team_id)?.and_then(|t| t.max_key_lifetime_days);
@@ -208,15 +209,12 @@ pub fn get(conn: &mut DbConn, team_id: &str, id: &str) -> Result<ApiKey> {
     ApiKey::find(conn, id)?.filter(|k| k.team_id.as_deref() == Some(team_id)).ok_or(Error::NotFound)
 }
 
-/// Owners and admins manage every key; developers only their own.
+fn caller<'a>(creator: &'a Creator<'a>) -> policy::Caller<'a> {
+    policy::Caller { user_id: creator.actor.user_id.as_deref(), role: creator.role, ceiling: creator.ceiling }
+}
+
 fn may_manage(creator: &Creator<'_>, key: &ApiKey) -> Result<()> {
-    let own = key.created_by.is_some() && key.created_by == creator.actor.user_id;
-    match creator.role {
-        Role::Owner | Role::Admin => Ok(()),
-        Role::Developer if own => Ok(()),
-        Role::Developer => Err(Error::Forbidden("Developers can change only the keys they created.")),
-        Role::Viewer => Err(Error::Forbidden("Viewers cannot change API keys.")),
-    }
+    policy::manage_key(&caller(creator), key.created_by.as_deref())
 }
 
 pub fn revoke(conn: &mut DbConn, creator: &Creator<'_>, id: &str) -> Result<ApiKey> {
@@ -236,10 +234,11 @@ pub fn roll(
     conn: &mut DbConn,
     hasher: &Keys,
     creator: &Creator<'_>,
-    prefix: &str,
+    settings: Settings<'_>,
     id: &str,
     grace_secs: i64,
 ) -> Result<(ApiKey, String)> {
+    let prefix = settings.prefix;
     if !(0..=MAX_GRACE_SECS).contains(&grace_secs) {
         return Err(Error::Invalid(FieldErrors::single(
             "grace_seconds",
@@ -256,9 +255,14 @@ pub fn roll(
                 "Only an active key that was not rolled yet can be rolled.",
             )));
         }
+        // A roll copies a credential: the caller's ceiling and current role
+        // apply as to a new key, and so does the team's maximum lifetime.
+        policy::copy_scopes(&caller(creator), settings.catalog, &scopes_of(&old))?;
+        let max_days = Team::find(conn, creator.team_id)?.and_then(|t| t.max_key_lifetime_days);
         let secret = new_secret(prefix)?;
         let new = ApiKey {
             id: random_id()?,
+            expires_at: policy::cap_expiry(old.expires_at, max_days, at),
             key_hash: hasher.token_hash(&secret),
             key_prefix: secret[prefix.len() + 1..][..codec::DISPLAY_LEN].to_owned(),
             created_by: creator.actor.user_id.clone().or(old.created_by.clone()),

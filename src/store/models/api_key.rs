@@ -110,6 +110,25 @@ impl ApiKey {
         api_keys::table.filter(api_keys::key_prefix.eq(prefix)).select(ApiKey::as_select()).load(conn)
     }
 
+    /// The team's keys a member is answerable for that still work (not
+    /// revoked, not expired at `now`).
+    pub fn active_held_by(conn: &mut DbConn, team_id: &str, user_id: &str, now: i64) -> QueryResult<Vec<ApiKey>> {
+        api_keys::table
+            .filter(api_keys::team_id.eq(team_id))
+            .filter(api_keys::created_by.eq(user_id))
+            .filter(api_keys::revoked_at.is_null())
+            .filter(api_keys::expires_at.is_null().or(api_keys::expires_at.gt(now)))
+            .select(ApiKey::as_select())
+            .load(conn)
+    }
+
+    /// Makes `holder` answerable for a key, with `scopes` (never wider).
+    pub fn transfer(conn: &mut DbConn, id: &str, holder: Option<&str>, scopes: &str) -> QueryResult<usize> {
+        diesel::update(api_keys::table.find(id).filter(api_keys::revoked_at.is_null()))
+            .set((api_keys::created_by.eq(holder), api_keys::scopes.eq(scopes)))
+            .execute(conn)
+    }
+
     /// Revokes an active key; 0 rows means it was already revoked.
     pub fn revoke(conn: &mut DbConn, id: &str, by: &str, reason: Option<&str>, now: i64) -> QueryResult<usize> {
         diesel::update(api_keys::table.find(id).filter(api_keys::revoked_at.is_null()))

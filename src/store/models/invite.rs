@@ -51,4 +51,14 @@ impl Invite {
         )
         .execute(conn)
     }
+
+    /// The pending invites a member sent in a team.
+    pub fn pending_from(conn: &mut DbConn, team_id: &str, inviter: &str) -> QueryResult<Vec<Invite>> {
+        invites::table
+            .filter(invites::team_id.eq(team_id))
+            .filter(invites::invited_by.eq(inviter))
+            .filter(invites::accepted_at.is_null())
+            .select(Invite::as_select())
+            .load(conn)
+    }
 }

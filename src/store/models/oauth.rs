@@ -113,6 +113,15 @@ impl OauthClient {
             .execute(conn)
     }
 
+    /// Makes `to` answerable for the apps `from` registered in the team.
+    pub fn transfer(conn: &mut DbConn, team_id: &str, from: &str, to: Option<&str>) -> QueryResult<usize> {
+        diesel::update(
+            oauth_clients::table.filter(oauth_clients::team_id.eq(team_id)).filter(oauth_clients::created_by.eq(from)),
+        )
+        .set(oauth_clients::created_by.eq(to))
+        .execute(conn)
+    }
+
     pub fn delete(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
         diesel::delete(oauth_clients::table.find(id)).execute(conn)
     }
@@ -136,6 +145,17 @@ impl OauthConsent {
             .filter(oauth_consents::user_id.eq(user_id))
             .select((OauthConsent::as_select(), OauthClient::as_select()))
             .load(conn)
+    }
+
+    /// Forgets a user's consents to the team's apps (they left the team).
+    pub fn delete_for_member(conn: &mut DbConn, team_id: &str, user_id: &str) -> QueryResult<usize> {
+        let apps = oauth_clients::table.filter(oauth_clients::team_id.eq(team_id)).select(oauth_clients::id);
+        diesel::delete(
+            oauth_consents::table
+                .filter(oauth_consents::user_id.eq(user_id))
+                .filter(oauth_consents::client_id.eq_any(apps)),
+        )
+        .execute(conn)
     }
 
     pub fn delete(conn: &mut DbConn, user_id: &str, client_id: &str) -> QueryResult<usize> {
@@ -216,5 +236,17 @@ impl OauthToken {
             q = q.filter(oauth_tokens::user_id.eq(u));
         }
         q.set(oauth_tokens::revoked_at.eq(at)).execute(conn)
+    }
+
+    /// Revokes every token a user holds in a team (they left it).
+    pub fn revoke_for_member(conn: &mut DbConn, team_id: &str, user_id: &str, at: i64) -> QueryResult<usize> {
+        diesel::update(
+            oauth_tokens::table
+                .filter(oauth_tokens::team_id.eq(team_id))
+                .filter(oauth_tokens::user_id.eq(user_id))
+                .filter(oauth_tokens::revoked_at.is_null()),
+        )
+        .set(oauth_tokens::revoked_at.eq(at))
+        .execute(conn)
     }
 }
