@@ -68,7 +68,7 @@ async fn developer(app: &TestApp) -> TestApp {
     dev
 }
 
-fn member_id(html: &str, email: &str) -> String {
+pub fn member_id(html: &str, email: &str) -> String {
     let row = &html[html.find(&format!(r#"data-email="{email}""#)).unwrap()..];
     let marker = "/settings/team/members/";
     let start = row.find(marker).unwrap() + marker.len();

@@ -37,7 +37,7 @@ pub async fn call(app: &TestApp, path: &str, key: &str) -> reqwest::Response {
     app.other_client().client.get(app.url(path)).header("X-API-Key", key).send().await.unwrap()
 }
 
-async fn error_code(res: reqwest::Response) -> (StatusCode, Value) {
+pub async fn error_code(res: reqwest::Response) -> (StatusCode, Value) {
     let status = res.status();
     (status, res.json().await.unwrap())
 }

@@ -6,8 +6,8 @@
 mod helpers;
 mod webdriver;
 
-mod accounts;
-mod api_keys;
+pub mod accounts;
+pub mod api_keys;
 mod browser;
 mod login;
 pub mod oauth;

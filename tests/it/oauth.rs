@@ -77,7 +77,12 @@ fn param<'a>(params: &'a [(String, String)], k: &str) -> Option<&'a str> {
     params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
 }
 
-async fn code_for(app: &TestApp, c: &Client, scopes: &[&str], pkce: Option<PkceCodeChallenge>) -> (String, CsrfToken) {
+pub async fn code_for(
+    app: &TestApp,
+    c: &Client,
+    scopes: &[&str],
+    pkce: Option<PkceCodeChallenge>,
+) -> (String, CsrfToken) {
     let mut req = c.authorize_url(CsrfToken::new_random);
     for s in scopes {
         req = req.add_scope(Scope::new((*s).to_owned()));

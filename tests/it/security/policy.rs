@@ -1,0 +1,347 @@
+//! Authorization: every action decided by the one policy, tried as owner,
+//! admin, developer, viewer, a demoted member, a removed member, an API key
+//! and an OAuth access token. Ceilings hold on every path that copies a
+//! credential; membership and role are read where credentials are verified.
+
+use std::time::Duration;
+
+use oauth2::{Scope, TokenResponse};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::accounts::{member, member_id};
+use crate::api_keys::{call, create_key};
+use crate::both;
+use crate::helpers::TestApp;
+use crate::oauth::{REDIRECT, client, code_for, http, register};
+
+/// Longer than the verifier's cache (≤ 1 s), so a change is seen everywhere.
+async fn past_the_cache() {
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+}
+
+async fn with_key(app: &TestApp, method: reqwest::Method, path: &str, key: &str, body: Value) -> reqwest::Response {
+    let req = app.other_client().client.request(method, app.url(path)).header("X-API-Key", key);
+    req.json(&body).send().await.unwrap()
+}
+
+async fn roll_with_key(app: &TestApp, key: &str, id: &str) -> reqwest::Response {
+    with_key(app, reqwest::Method::POST, &format!("/api/v1/api-keys/{id}/roll"), key, json!({"grace_seconds": 0})).await
+}
+
+async fn roll_with_session(app: &TestApp, id: &str) -> reqwest::Response {
+    crate::api_keys::api_post(app, &format!("/api/v1/api-keys/{id}/roll"), &json!({"grace_seconds": 0})).await
+}
+
+async fn team_key_count(app: &TestApp) -> usize {
+    let list: Value = app.get("/api/v1/api-keys?limit=100").await.json().await.unwrap();
+    list["data"].as_array().unwrap().len()
+}
+
+async fn scopes_of(app: &TestApp, credential: &str) -> Vec<String> {
+    let res = call(app, "/api/v1/auth/test", credential).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    body["scopes"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect()
+}
+
+async fn a_roll_never_exceeds_the_callers_ceiling_nor_the_teams_lifetime(app: TestApp) {
+    app.owner_session().await;
+    let admin = create_key(&app, json!({"name": "admin", "scopes": ["admin"]})).await;
+    let writer_only = create_key(&app, json!({"name": "w", "scopes": ["api_keys:write"]})).await;
+    let writer_read = create_key(&app, json!({"name": "wr", "scopes": ["api_keys:write", "templates:read"]})).await;
+    let templates = create_key(&app, json!({"name": "t", "scopes": ["templates:write"]})).await;
+    let oauth_app = register(&app, "confidential", REDIRECT, &["api_keys:write"]).await;
+    let token = client(&app, &oauth_app, REDIRECT)
+        .exchange_client_credentials()
+        .add_scope(Scope::new("api_keys:write".into()))
+        .request_async(&http())
+        .await
+        .unwrap();
+    let before = team_key_count(&app).await;
+    let attempts = [
+        (writer_only["key"].as_str().unwrap(), admin["id"].as_str().unwrap()),
+        (writer_read["key"].as_str().unwrap(), admin["id"].as_str().unwrap()),
+        (writer_read["key"].as_str().unwrap(), templates["id"].as_str().unwrap()),
+        (token.access_token().secret().as_str(), admin["id"].as_str().unwrap()),
+        (token.access_token().secret().as_str(), templates["id"].as_str().unwrap()),
+    ];
+    for (credential, target) in attempts {
+        let res = roll_with_key(&app, credential, target).await;
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+        assert!(!text.contains(r#""key":"lk_"#), "no secret handed out: {text}");
+    }
+    assert_eq!(team_key_count(&app).await, before, "no key was created");
+    assert_eq!(call(&app, "/api/v1/auth/test", admin["key"].as_str().unwrap()).await.status(), StatusCode::OK);
+    // The legitimate case: a key may roll a key within its own scopes.
+    let res = roll_with_key(&app, writer_read["key"].as_str().unwrap(), writer_only["id"].as_str().unwrap()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // A never-expiring key rolled under a 30-day policy gets an expiry within 30 days.
+    let policy = app
+        .post_form(
+            "/settings/developer/api-keys",
+            "/settings/developer/api-keys/policy",
+            &[("max_lifetime_days", "30")],
+        )
+        .await;
+    assert_eq!(policy.status(), StatusCode::SEE_OTHER);
+    let res = roll_with_session(&app, admin["id"].as_str().unwrap()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let rolled: Value = res.json().await.unwrap();
+    let expires = rolled["data"]["expires_at"].as_str().expect("the new key expires");
+    let expires = time::OffsetDateTime::parse(expires, &time::format_description::well_known::Rfc3339).unwrap();
+    let limit = time::OffsetDateTime::now_utc() + time::Duration::days(30) + time::Duration::minutes(1);
+    assert!(expires <= limit, "{expires} is within the team's 30 days");
+}
+both!(a_roll_never_exceeds_the_callers_ceiling_nor_the_teams_lifetime);
+
+async fn a_demoted_member_keeps_only_what_the_new_role_allows(app: TestApp) {
+    app.owner_session().await;
+    let dev = member(&app, "dev@acme.test", "admin").await;
+    let dev_id = member_id(&app.get_html("/settings/team").await, "dev@acme.test");
+    let admin_key = create_key(&dev, json!({"name": "their admin key", "scopes": ["admin"]})).await;
+    let writer =
+        create_key(&dev, json!({"name": "their writer", "scopes": ["api_keys:write", "templates:write", "admin"]}))
+            .await;
+    let role = |r: &'static str| {
+        let (app, path) = (&app, format!("/settings/team/members/{dev_id}/role"));
+        async move { app.post_form("/settings/team", &path, &[("role", r)]).await.status() }
+    };
+    assert_eq!(role("developer").await, StatusCode::SEE_OTHER);
+    past_the_cache().await;
+    // Through the session and through their own keys: no admin key comes back.
+    assert_eq!(roll_with_session(&dev, admin_key["id"].as_str().unwrap()).await.status(), StatusCode::FORBIDDEN);
+    let writer_key = writer["key"].as_str().unwrap();
+    assert_eq!(scopes_of(&app, writer_key).await, ["api_keys:write", "templates:write"]);
+    assert_eq!(
+        roll_with_key(&app, writer_key, admin_key["id"].as_str().unwrap()).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(scopes_of(&app, admin_key["key"].as_str().unwrap()).await, Vec::<String>::new());
+    let created = with_key(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/api-keys",
+        writer_key,
+        json!({"name": "sneaky", "scopes": ["admin"]}),
+    )
+    .await;
+    assert_eq!(created.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Demoted to viewer: writes are gone wherever the key is checked.
+    assert_eq!(role("viewer").await, StatusCode::SEE_OTHER);
+    past_the_cache().await;
+    let verify = |scope: &'static str| {
+        let app = &app;
+        async move {
+            let url = app.url(&format!("/auth/verify?scope={scope}"));
+            app.other_client().client.get(url).header("X-API-Key", writer_key).send().await.unwrap().status()
+        }
+    };
+    assert_eq!(verify("templates:write").await, StatusCode::FORBIDDEN);
+    assert_eq!(scopes_of(&app, writer_key).await, Vec::<String>::new());
+    let listed = with_key(&app, reqwest::Method::GET, "/api/v1/api-keys", writer_key, json!({})).await;
+    assert_eq!(listed.status(), StatusCode::FORBIDDEN);
+}
+both!(a_demoted_member_keeps_only_what_the_new_role_allows);
+
+async fn developers_manage_only_the_apps_they_registered(app: TestApp) {
+    app.owner_session().await;
+    let owners = register(&app, "confidential", REDIRECT, &["admin"]).await;
+    let dev = member(&app, "dev@acme.test", "developer").await;
+    let viewer = member(&app, "viewer@acme.test", "viewer").await;
+    let page = format!("/settings/developer/oauth-apps/{}", owners.client_id);
+    for who in [&dev, &viewer] {
+        let attempts = [
+            (
+                page.clone(),
+                vec![
+                    ("name", "Acme Connector"),
+                    ("redirect_uris", "http://127.0.0.1:9/callback\nhttps://evil.example/cb"),
+                    ("scopes", "admin"),
+                ],
+            ),
+            (format!("{page}/rotate"), vec![("grace", "0")]),
+            (format!("{page}/delete"), vec![]),
+        ];
+        for (path, form) in attempts {
+            let res = who.post_form("/settings/team", &path, &form).await;
+            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path}");
+        }
+    }
+    // The owner's app is untouched: its secret still works, its redirect URIs are the same.
+    let token = client(&app, &owners, REDIRECT).exchange_client_credentials().request_async(&http()).await;
+    assert!(token.is_ok(), "the owner's secret still works");
+    let html = app.get_html(&page).await;
+    assert!(!html.contains("evil.example"));
+    // A developer manages the app they registered.
+    let mine = register(&dev, "confidential", REDIRECT, &["templates:read"]).await;
+    let res = dev
+        .post_form(
+            "/settings/team",
+            &format!("/settings/developer/oauth-apps/{}/rotate", mine.client_id),
+            &[("grace", "0")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+both!(developers_manage_only_the_apps_they_registered);
+
+async fn removal_and_demotion_reach_oauth_grants(app: TestApp) {
+    app.owner_session().await;
+    let oauth_app =
+        register(&app, "confidential", REDIRECT, &["templates:read", "templates:write", "api_keys:read"]).await;
+    let dev = member(&app, "dev@acme.test", "developer").await;
+    let c = client(&dev, &oauth_app, REDIRECT);
+    let (code, _) = code_for(&dev, &c, &["templates:write", "api_keys:read"], None).await;
+    let tokens = c.exchange_code(oauth2::AuthorizationCode::new(code)).request_async(&http()).await.unwrap();
+    let access = tokens.access_token().secret().clone();
+    let refresh = tokens.refresh_token().unwrap().clone();
+    let dev_id = member_id(&app.get_html("/settings/team").await, "dev@acme.test");
+
+    // Demotion narrows what the token does, at once and on refresh.
+    let res =
+        app.post_form("/settings/team", &format!("/settings/team/members/{dev_id}/role"), &[("role", "viewer")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    past_the_cache().await;
+    assert_eq!(scopes_of(&app, &access).await, ["api_keys:read"]);
+    let refreshed = c.exchange_refresh_token(&refresh).request_async(&http()).await.unwrap();
+    assert_eq!(refreshed.scopes().unwrap().iter().map(|s| s.as_str()).collect::<Vec<_>>(), ["api_keys:read"]);
+    let access = refreshed.access_token().secret().clone();
+    let refresh = refreshed.refresh_token().unwrap().clone();
+
+    // Removal ends every grant: access, refresh and introspection.
+    let res = app
+        .post_form("/settings/team", &format!("/settings/team/members/{dev_id}/remove"), &[("keys", "revoke")])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    past_the_cache().await;
+    assert_eq!(call(&app, "/api/v1/api-keys", &access).await.status(), StatusCode::UNAUTHORIZED);
+    assert!(c.exchange_refresh_token(&refresh).request_async(&http()).await.is_err());
+    let gateway = crate::helpers::service_key(&app, &["introspect"]);
+    for t in [access.as_str(), refresh.secret().as_str()] {
+        let info: Value = app
+            .other_client()
+            .client
+            .post(app.url("/oauth/introspect"))
+            .bearer_auth(&gateway)
+            .form(&[("token", t)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(info["active"], false, "{t}");
+    }
+}
+both!(removal_and_demotion_reach_oauth_grants);
+
+async fn a_removed_members_keys_are_revoked_or_answered_for(app: TestApp) {
+    app.owner_session().await;
+    let dev = member(&app, "dev@acme.test", "developer").await;
+    let other = member(&app, "other@acme.test", "developer").await;
+    let revoked = create_key(&dev, json!({"name": "dev key", "scopes": ["templates:write"]})).await;
+    let kept = create_key(&other, json!({"name": "other key", "scopes": ["templates:write"]})).await;
+    let page = app.get_html("/settings/team").await;
+    assert!(page.contains(r#"name="keys""#), "the removal dialog asks about their keys");
+    let (dev_id, other_id) = (member_id(&page, "dev@acme.test"), member_id(&page, "other@acme.test"));
+    let remove = |id: String, keys: &'static str| {
+        let app = &app;
+        async move {
+            let path = format!("/settings/team/members/{id}/remove");
+            app.post_form("/settings/team", &path, &[("keys", keys)]).await.status()
+        }
+    };
+    assert_eq!(remove(dev_id, "revoke").await, StatusCode::SEE_OTHER);
+    assert_eq!(remove(other_id, "transfer").await, StatusCode::SEE_OTHER);
+    past_the_cache().await;
+    assert_eq!(
+        call(&app, "/api/v1/auth/test", revoked["key"].as_str().unwrap()).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(scopes_of(&app, kept["key"].as_str().unwrap()).await, ["templates:write"]);
+    let key: Value = app.get(&format!("/api/v1/api-keys/{}", kept["id"].as_str().unwrap())).await.json().await.unwrap();
+    let owner_id = key["data"]["created_by"].as_str().unwrap().to_owned();
+    let list = app.get_html("/settings/developer/api-keys").await;
+    assert!(list.contains("owner@acme.test"), "the remover answers for the transferred key");
+    assert!(!owner_id.is_empty());
+}
+both!(a_removed_members_keys_are_revoked_or_answered_for);
+
+async fn admins_manage_developers_and_viewers_only(app: TestApp) {
+    app.owner_session().await;
+    let admin = member(&app, "admin1@acme.test", "admin").await;
+    member(&app, "admin2@acme.test", "admin").await;
+    member(&app, "dev@acme.test", "developer").await;
+    let page = app.get_html("/settings/team").await;
+    let (admin2, dev) = (member_id(&page, "admin2@acme.test"), member_id(&page, "dev@acme.test"));
+    let forbidden = [
+        (format!("/settings/team/members/{admin2}/role"), vec![("role", "developer")]),
+        (format!("/settings/team/members/{admin2}/role"), vec![("role", "viewer")]),
+        (format!("/settings/team/members/{admin2}/remove"), vec![("keys", "revoke")]),
+        (format!("/settings/team/members/{dev}/role"), vec![("role", "admin")]),
+        (format!("/settings/team/members/{dev}/role"), vec![("role", "owner")]),
+    ];
+    for (path, form) in forbidden {
+        let res = admin.post_form("/settings/team", &path, &form).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path} {form:?}");
+    }
+    for role in ["admin", "owner"] {
+        let res = admin
+            .post_form("/settings/team", "/settings/team/invites", &[("email", "new@acme.test"), ("role", role)])
+            .await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "inviting an {role}");
+        assert!(!res.text().await.unwrap().contains("/invite/"));
+    }
+    let after = app.get_html("/settings/team").await;
+    assert!(after.contains(r#"role-admin">admin</span>"#), "{after}");
+    // What admins may do still works.
+    let res =
+        admin.post_form("/settings/team", &format!("/settings/team/members/{dev}/role"), &[("role", "viewer")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+}
+both!(admins_manage_developers_and_viewers_only);
+
+async fn invites_do_not_outlive_their_inviters_rights(app: TestApp) {
+    app.owner_session().await;
+    let removed = member(&app, "admin1@acme.test", "admin").await;
+    let demoted = member(&app, "admin2@acme.test", "admin").await;
+    let link_removed = removed.invite("a@acme.test", "developer").await;
+    let link_demoted = demoted.invite("b@acme.test", "viewer").await;
+    let page = app.get_html("/settings/team").await;
+    let (r, d) = (member_id(&page, "admin1@acme.test"), member_id(&page, "admin2@acme.test"));
+    let res =
+        app.post_form("/settings/team", &format!("/settings/team/members/{r}/remove"), &[("keys", "revoke")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let res =
+        app.post_form("/settings/team", &format!("/settings/team/members/{d}/role"), &[("role", "developer")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    for (link, email) in [(link_removed, "a@acme.test"), (link_demoted, "b@acme.test")] {
+        let invitee = app.other_client();
+        assert_ne!(invitee.get(&link).await.status(), StatusCode::OK, "{link}");
+        let csrf = crate::helpers::csrf_from(&invitee.get_html("/login").await);
+        let res =
+            invitee.client.post(invitee.url(&link)).form(&[("password", "a fine password 123"), ("csrf_token", &csrf)]);
+        assert_ne!(res.send().await.unwrap().status(), StatusCode::SEE_OTHER);
+        assert_ne!(invitee.login(email, "a fine password 123").await.status(), StatusCode::SEE_OTHER);
+    }
+}
+both!(invites_do_not_outlive_their_inviters_rights);
+
+async fn only_owners_and_admins_see_the_teams_activity(app: TestApp) {
+    app.owner_session().await;
+    assert_ne!(app.other_client().login("owner@acme.test", "wrong password").await.status(), StatusCode::SEE_OTHER);
+    for role in ["developer", "viewer"] {
+        let m = member(&app, &format!("{role}@acme.test"), role).await;
+        let page = m.get_html("/settings/team").await;
+        assert!(!page.contains("Recent activity") && !page.contains("login.failed"), "{role}");
+        assert_eq!(m.get("/settings/team/audit").await.status(), StatusCode::FORBIDDEN);
+    }
+    let admin = member(&app, "admin@acme.test", "admin").await;
+    assert!(admin.get_html("/settings/team").await.contains("login.failed"));
+}
+both!(only_owners_and_admins_see_the_teams_activity);
