@@ -192,10 +192,10 @@ pub fn invite(
     if !actor_role.may_assign(role) {
         return Err(Error::Invalid(FieldErrors::single("role", "Only an owner can invite another owner.")));
     }
+    // Whether `email` already has an account is not checked here: the answer
+    // would tell the inviter about an account in another team. Accepting such
+    // an invite fails like an expired link (`accept_invite`).
     crate::store::transaction(conn, |conn| {
-        if User::find_by_email(conn, email)?.is_some() {
-            return Err(Error::Invalid(FieldErrors::single("email", "This person already has an account.")));
-        }
         let token = random(32)?;
         let at = now();
         let invite = Invite {

@@ -2,8 +2,10 @@
 //! a reason; take leaked-key reports from a scanning partner.
 //!
 //! Rules: a pasted whole key is looked up by its hash only; support never sees
-//! a secret and cannot create keys; leak reports never reveal which team owns
-//! a key; every revocation is audited under the key's team.
+//! a secret and cannot create keys; support acts on team keys only (the
+//! operator's service keys answer not found); leak reports never reveal which
+//! team owns a key; every revocation is audited under the key's team, where
+//! support reads as "Latchkey support", never as a person.
 
 use serde_json::json;
 
@@ -44,7 +46,7 @@ pub fn search(conn: &mut DbConn, hasher: &Keys, prefix: &str, raw: &str) -> Resu
     let mut out = SearchResults::default();
     if codec::parse(q).is_some() {
         out.whole_key = true;
-        out.keys = ApiKey::find_by_hash(conn, &hasher.token_hash(q))?.into_iter().collect();
+        out.keys = ApiKey::find_by_hash(conn, &hasher.token_hash(q))?.into_iter().filter(visible).collect();
         return Ok(out);
     }
     let display = q.trim_end_matches(['…', '.']);
@@ -52,14 +54,20 @@ pub fn search(conn: &mut DbConn, hasher: &Keys, prefix: &str, raw: &str) -> Resu
         && body.len() == codec::DISPLAY_LEN
         && body.bytes().all(|b| b.is_ascii_alphanumeric())
     {
-        out.keys = ApiKey::find_by_prefix(conn, body)?;
+        out.keys = ApiKey::find_by_prefix(conn, body)?.into_iter().filter(visible).collect();
     }
     out.teams = Team::search(conn, q, 20)?;
     out.users = User::search(conn, &q.to_lowercase(), 20)?;
     Ok(out)
 }
 
-/// Revokes any key with a reason the team will see.
+/// Whether support may see and act on a key: team keys only. The operator's
+/// service keys carry the SaaS's own verification; support cannot touch them.
+pub fn visible(key: &ApiKey) -> bool {
+    key.kind != "service" && key.team_id.is_some()
+}
+
+/// Revokes any team key with a reason the team will see.
 pub fn revoke_with_reason(conn: &mut DbConn, actor: &Actor, key_id: &str, reason: &str) -> Result<ApiKey> {
     let reason = reason.trim();
     if reason.is_empty() {
@@ -69,7 +77,7 @@ pub fn revoke_with_reason(conn: &mut DbConn, actor: &Actor, key_id: &str, reason
         return Err(Error::Invalid(FieldErrors::single("reason", "Use at most 500 characters.")));
     }
     crate::store::transaction(conn, |conn| {
-        let key = ApiKey::find(conn, key_id)?.ok_or(Error::NotFound)?;
+        let key = ApiKey::find(conn, key_id)?.filter(visible).ok_or(Error::NotFound)?;
         if ApiKey::revoke(conn, &key.id, "support", Some(reason), now())? != 1 {
             return Err(Error::Invalid(FieldErrors::single("reason", "This key was already revoked.")));
         }
@@ -78,7 +86,8 @@ pub fn revoke_with_reason(conn: &mut DbConn, actor: &Actor, key_id: &str, reason
         if let Some(t) = key.team_id.as_deref() {
             event = event.team(t);
         }
-        audit::record(conn, actor, event)?;
+        // The team reads "Latchkey support"; support's own views name the person (by actor id).
+        audit::record(conn, &Actor { label: audit::SUPPORT_LABEL.to_owned(), ..actor.clone() }, event)?;
         Ok(key)
     })
 }

@@ -26,9 +26,14 @@ fn checksum(head: &str) -> String {
 
 /// A new credential with the given prefix (`lk`, `lkat`, …).
 pub fn generate(prefix: &str) -> Result<String, getrandom::Error> {
-    let head = format!("{prefix}_{}", crypto::random_base62(RANDOM_LEN)?);
+    Ok(encode(prefix, &crypto::random_base62(RANDOM_LEN)?))
+}
+
+/// The credential for a given random part (`RANDOM_LEN` base62 characters).
+pub fn encode(prefix: &str, random: &str) -> String {
+    let head = format!("{prefix}_{random}");
     let sum = checksum(&head);
-    Ok(head + &sum)
+    head + &sum
 }
 
 /// A well-formed credential: its prefix and display prefix.

@@ -46,6 +46,8 @@ pub struct OauthCode {
     pub grant_id: String,
     pub expires_at: i64,
     pub used_at: Option<i64>,
+    /// The authorization request named its redirect URI (RFC 6749 §4.1.3).
+    pub redirect_uri_given: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -197,6 +199,13 @@ impl OauthToken {
         )
         .set(oauth_tokens::used_at.eq(at))
         .execute(conn)
+    }
+
+    /// Revokes one token; 0 rows means it was revoked already.
+    pub fn revoke(conn: &mut DbConn, id: &str, at: i64) -> QueryResult<usize> {
+        diesel::update(oauth_tokens::table.find(id).filter(oauth_tokens::revoked_at.is_null()))
+            .set(oauth_tokens::revoked_at.eq(at))
+            .execute(conn)
     }
 
     pub fn revoke_grant(conn: &mut DbConn, grant_id: &str, at: i64) -> QueryResult<usize> {
