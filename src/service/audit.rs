@@ -80,7 +80,9 @@ pub const SUPPORT_LABEL: &str = "Latchkey support";
 /// [`SUPPORT_LABEL`] event, from its actor id.
 pub fn name_support_staff(conn: &mut DbConn, events: &mut [AuditEvent]) -> Result<()> {
     for e in events.iter_mut().filter(|e| e.actor_label == SUPPORT_LABEL) {
-        if let Some(u) = e.actor_id.as_deref().map(|id| crate::store::models::User::find(conn, id)).transpose()?.flatten() {
+        if let Some(u) =
+            e.actor_id.as_deref().map(|id| crate::store::models::User::find(conn, id)).transpose()?.flatten()
+        {
             e.actor_label = format!("{SUPPORT_LABEL} ({})", u.email);
         }
     }

@@ -75,10 +75,12 @@ pub async fn accept(
     let hash = web::block(move || password::hash(&pw)).await.map_err(|e| AppError::Internal(e.to_string()))??;
     let (keys, actor) = (state.keys.clone(), request_actor(&req, &state));
     // An invite to an email that has an account by now fails like a used link.
-    state.db.run(move |conn| accounts::accept_invite(conn, &keys, &actor, &token, hash)).await.map_err(|e| match e {
-        crate::service::Error::NotFound => AppError::Forbidden(INVALID_LINK.into()),
-        other => other.into(),
-    })?;
+    state.db.run(move |conn| accounts::accept_invite(conn, &keys, &actor, &token, hash)).await.map_err(
+        |e| match e {
+            crate::service::Error::NotFound => AppError::Forbidden(INVALID_LINK.into()),
+            other => other.into(),
+        },
+    )?;
     flash(&session, &format!("Welcome to {}. Sign in with your new password.", view.team_name));
     Ok(redirect("/login"))
 }

@@ -382,12 +382,15 @@ pub async fn leaked_keys(
         .ok_or_else(|| AppError::Validation(FieldErrors::single("keys", "Send a list of candidate strings.")))?;
     let url = body.url.unwrap_or_default();
     let (hasher, prefix, actor) = (state.keys.clone(), state.config.api_key_prefix.clone(), principal.actor.clone());
-    let (outcomes, revoked) =
+    let report =
         state.db.run(move |conn| support::report_leaks(conn, &hasher, &actor, &prefix, &candidates, &url)).await?;
-    for id in &revoked {
+    for id in &report.revoked_keys {
         state.verifier.invalidate(id);
     }
-    let results: Vec<_> = outcomes.iter().map(|o: &Outcome| json!({"outcome": o})).collect();
+    if report.oauth_changed {
+        state.verifier.invalidate_all();
+    }
+    let results: Vec<_> = report.outcomes.iter().map(|o: &Outcome| json!({"outcome": o})).collect();
     Ok(HttpResponse::Ok().json(json!({"status": "success", "data": {"results": results}})))
 }
 
