@@ -783,7 +783,7 @@ fn same_successor(
     if t.revoked_at.is_some() {
         return Err(invalid());
     }
-    if !t.used_at.is_some_and(|u| at - u <= REFRESH_RETRY_GRACE) {
+    if t.used_at.is_none_or(|u| at - u > REFRESH_RETRY_GRACE) {
         return Err(reuse());
     }
     let next_refresh = OauthToken::find_by_hash(conn, &hasher.token_hash(&successor.refresh))?;
