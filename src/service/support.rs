@@ -157,13 +157,14 @@ pub fn report_leaks(
         for candidate in candidates {
             let c = candidate.trim();
             let hash = hasher.token_hash(c);
-            let outcome = match kind_of(prefix, c) {
+            let kind = kind_of(prefix, c);
+            let outcome = match kind {
                 None => Outcome::Malformed,
                 Some(Kind::ApiKey) => leaked_key(conn, actor, &hash, (url, at), &mut report.revoked_keys)?,
                 Some(Kind::AccessToken | Kind::RefreshToken) => leaked_token(conn, actor, &hash, (url, at))?,
                 Some(Kind::ClientSecret) => leaked_secret(conn, hasher, actor, &hash, (url, at))?,
             };
-            report.oauth_changed |= outcome == Outcome::Revoked && kind_of(prefix, c) != Some(Kind::ApiKey);
+            report.oauth_changed |= outcome == Outcome::Revoked && kind != Some(Kind::ApiKey);
             report.outcomes.push(outcome);
         }
         Ok(report)
