@@ -109,6 +109,26 @@ async fn a_refresh_retry_gets_the_same_successor_and_never_forks_the_grant(app: 
     assert!(c.exchange_refresh_token(&successor).request_async(&http()).await.is_err());
     assert_eq!(events(&app, "oauth.refresh_reuse").last().unwrap()["revoked"], "grant");
 
+    // Six racing requests with one token: one successor for all of them.
+    let (_, r1) = first_pair(&app, &a).await;
+    let racers: Vec<_> = (0..6)
+        .map(|_| {
+            let (app, a, r1) =
+                (app.other_client(), App { client_id: a.client_id.clone(), secret: a.secret.clone() }, r1.clone());
+            tokio::spawn(async move {
+                let res = refresh_raw(&app, &a, &r1).await;
+                assert_eq!(res.status(), StatusCode::OK);
+                let body: Value = res.json().await.unwrap();
+                (body["access_token"].as_str().unwrap().to_owned(), body["refresh_token"].as_str().unwrap().to_owned())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for r in racers {
+        answers.push(r.await.unwrap());
+    }
+    assert!(answers.iter().all(|p| *p == answers[0]), "{answers:?}");
+
     // After the grace, a replay revokes the grant.
     let (_, r1) = first_pair(&app, &a).await;
     let res = refresh_raw(&app, &a, &r1).await;
