@@ -80,6 +80,15 @@ mod tests {
         }
     }
 
+    #[test]
+    fn encoding_a_given_random_part_gives_a_parseable_credential() {
+        let random = "A".repeat(RANDOM_LEN);
+        let key = encode("lkrt", &random);
+        assert_eq!(key, encode("lkrt", &random), "deterministic");
+        assert_eq!(parse(&key).unwrap().prefix, "lkrt");
+        assert!(key.starts_with(&format!("lkrt_{random}")));
+    }
+
     /// Property: for many random keys, every single-character substitution at
     /// every position is refused (CRC-32 detects all single-symbol errors).
     #[test]
