@@ -214,10 +214,10 @@ pub fn invite(
     if policy::invite(actor_role, role).is_err() {
         return Err(Error::Invalid(FieldErrors::single("role", "Admins can invite developers and viewers only.")));
     }
+    // Whether `email` already has an account is not checked here: the answer
+    // would tell the inviter about an account in another team. Accepting such
+    // an invite fails like an expired link (`accept_invite`).
     crate::store::transaction(conn, |conn| {
-        if User::find_by_email(conn, email)?.is_some() {
-            return Err(Error::Invalid(FieldErrors::single("email", "This person already has an account.")));
-        }
         let token = random(32)?;
         let at = now();
         let invite = Invite {

@@ -72,6 +72,23 @@ pub fn record(conn: &mut DbConn, actor: &Actor, event: Event<'_>) -> Result<()> 
     Ok(())
 }
 
+/// How a support person's actions read in a team's history and log: the team
+/// sees the role, never the person (their email stays out of the stored label).
+pub const SUPPORT_LABEL: &str = "Latchkey support";
+
+/// For support's own views: names the support person behind each
+/// [`SUPPORT_LABEL`] event, from its actor id.
+pub fn name_support_staff(conn: &mut DbConn, events: &mut [AuditEvent]) -> Result<()> {
+    for e in events.iter_mut().filter(|e| e.actor_label == SUPPORT_LABEL) {
+        if let Some(u) =
+            e.actor_id.as_deref().map(|id| crate::store::models::User::find(conn, id)).transpose()?.flatten()
+        {
+            e.actor_label = format!("{SUPPORT_LABEL} ({})", u.email);
+        }
+    }
+    Ok(())
+}
+
 pub fn recent_for_team(conn: &mut DbConn, team_id: &str, limit: i64) -> Result<Vec<AuditEvent>> {
     Ok(AuditEvent::recent_for_team(conn, team_id, limit)?)
 }

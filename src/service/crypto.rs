@@ -37,6 +37,7 @@ pub struct Keys {
     cookie: [u8; 64],
     csrf: [u8; 32],
     totp: [u8; 32],
+    successor: [u8; 32],
 }
 
 impl Keys {
@@ -49,12 +50,31 @@ impl Keys {
             cookie,
             csrf: hmac(server_secret, b"latchkey/csrf"),
             totp: hmac(server_secret, b"latchkey/totp-aead"),
+            successor: hmac(server_secret, b"latchkey/refresh-successor"),
         }
     }
 
     /// The stored form of a token: hex HMAC-SHA256 under the token key.
     pub fn token_hash(&self, token: &str) -> String {
         hex::encode(hmac(&self.token, token.as_bytes()))
+    }
+
+    /// `len` base62 characters that only the server can compute from `input`
+    /// (HMAC-SHA256 in counter mode under a key of their own, without modulo
+    /// bias): a refresh token's successor, so that a retry gets the same one.
+    pub fn derived_base62(&self, input: &str, len: usize) -> String {
+        let mut out = String::with_capacity(len);
+        let mut counter: u32 = 0;
+        while out.len() < len {
+            let block = hmac(&self.successor, &[&counter.to_be_bytes()[..], input.as_bytes()].concat());
+            for b in block {
+                if b < 248 && out.len() < len {
+                    out.push(char::from(BASE62[usize::from(b % 62)]));
+                }
+            }
+            counter = counter.wrapping_add(1);
+        }
+        out
     }
 
     /// Master key for the session cookie (signing and encryption).
@@ -149,6 +169,20 @@ mod tests {
         assert_eq!(a.open(&sealed).unwrap(), b"totp secret");
         assert!(b.open(&sealed).is_err());
         assert_ne!(sealed, a.seal(b"totp secret").unwrap(), "fresh nonce each time");
+    }
+
+    #[test]
+    fn derived_values_are_deterministic_keyed_and_base62() {
+        let a = Keys::derive(b"a-secret-that-is-long-enough-0123456789");
+        let b = Keys::derive(b"another-secret-long-enough-0123456789ab");
+        let d = a.derived_base62("access:lkrt_x", 30);
+        assert_eq!(d.len(), 30);
+        assert!(d.bytes().all(|c| BASE62.contains(&c)));
+        assert_eq!(d, a.derived_base62("access:lkrt_x", 30));
+        assert_ne!(d, a.derived_base62("refresh:lkrt_x", 30));
+        assert_ne!(d, b.derived_base62("access:lkrt_x", 30));
+        assert_ne!(a.token_hash("access:lkrt_x"), hex::encode(d));
+        assert_eq!(a.derived_base62("y", 100).len(), 100);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! client or redirect URI is never redirected to; PKCE is S256 only, required
 //! for public clients, and a verifier without a challenge is refused; codes are
 //! single use, live 60 s, and their reuse revokes what they issued; refresh
-//! tokens rotate and the reuse of a rotated one revokes its whole grant;
+//! tokens rotate, a retry within a 2 s grace gets the same successor (never a
+//! second branch), and any other reuse of a rotated one revokes its whole grant;
+//! every issuance and revocation is audited in the same transaction;
 //! granted scopes never exceed the app's nor the user's role; secrets and
 //! tokens are stored only as keyed hashes. No HTTP types here.
 
@@ -25,7 +27,7 @@ pub const CODE_TTL: i64 = 60;
 pub const ACCESS_TTL: i64 = 3600;
 pub const REFRESH_TTL: i64 = 30 * 24 * 3600;
 /// A rotated refresh token presented again this soon is taken for a client's
-/// concurrent retry (it gets a fresh pair) rather than a theft.
+/// concurrent retry (it gets the same successor again) rather than a theft.
 pub const REFRESH_RETRY_GRACE: i64 = 2;
 
 fn internal(e: impl std::fmt::Display) -> Error {
@@ -273,6 +275,9 @@ pub struct ValidRequest {
     pub scopes: Vec<String>,
     pub state: Option<String>,
     pub code_challenge: Option<String>,
+    /// The request had no `redirect_uri`, so the token request may omit it too.
+    #[serde(default)]
+    pub redirect_uri_omitted: bool,
 }
 
 pub enum AuthorizeError {
@@ -338,6 +343,7 @@ pub fn validate_authorize(
         scopes: requested,
         state: p.state.clone(),
         code_challenge: p.code_challenge.clone(),
+        redirect_uri_omitted: p.redirect_uri.is_none(),
     };
     Ok((req, client))
 }
@@ -400,6 +406,7 @@ pub fn approve(
             grant_id: crypto::new_id("grant").map_err(internal)?,
             expires_at: at + CODE_TTL,
             used_at: None,
+            redirect_uri_given: !req.redirect_uri_omitted,
         }
         .insert(conn)?;
         Ok(code)
@@ -478,51 +485,127 @@ pub struct TokenResponse {
     pub scope: String,
 }
 
-/// Who a token acts for, with what, in which grant.
+/// Who a token acts for, with what, in which grant, by which grant type.
 struct Grant<'a> {
     user_id: Option<&'a str>,
     team_id: &'a str,
     scopes: &'a str,
     grant_id: &'a str,
+    grant_type: &'static str,
 }
 
+/// The pair a refresh yields. It is derived from the presented refresh token
+/// under a server key of its own, so that a retry within the grace gets the
+/// very same pair (the database holds only hashes) instead of a second branch
+/// of the grant; nobody without the server secret can compute it.
+struct Successor {
+    access: String,
+    refresh: String,
+}
+
+impl Successor {
+    fn of(hasher: &Keys, refresh_token: &str) -> Self {
+        let derive = |role: &str| hasher.derived_base62(&format!("{role}:{refresh_token}"), codec::RANDOM_LEN);
+        Self { access: codec::encode("lkat", &derive("access")), refresh: codec::encode("lkrt", &derive("refresh")) }
+    }
+}
+
+/// How the audit trail names a kind of token.
+pub fn credential_label(kind: &str) -> &'static str {
+    if kind == "refresh" { "refresh_token" } else { "access_token" }
+}
+
+fn app_actor(client: &OauthClient) -> Actor {
+    Actor { label: format!("OAuth app {}", client.name), ..Actor::default() }
+}
+
+/// Records a revocation of OAuth credentials: `revoked` is `access_token`,
+/// `refresh_token` or `grant`; `presented` the kind of token that caused it.
+pub fn audit_revoked(
+    conn: &mut DbConn,
+    actor: &Actor,
+    t: &OauthToken,
+    revoked: &str,
+    count: usize,
+    why: &str,
+) -> Result<()> {
+    let e = Event::new("oauth.token_revoked").team(&t.team_id).object("oauth_app", &t.client_id).details(json!({
+        "revoked": revoked,
+        "presented": credential_label(&t.kind),
+        "grant_id": t.grant_id,
+        "tokens_revoked": count,
+        "reason": why,
+    }));
+    audit::record(conn, actor, e)
+}
+
+fn insert_token(
+    conn: &mut DbConn,
+    hasher: &Keys,
+    client: &OauthClient,
+    g: &Grant<'_>,
+    (kind, token, at, ttl): (&str, &str, i64, i64),
+) -> Result<(), OAuthError> {
+    OauthToken {
+        id: crypto::new_id("tok").map_err(internal)?,
+        token_hash: hasher.token_hash(token),
+        kind: kind.to_owned(),
+        client_id: client.id.clone(),
+        user_id: g.user_id.map(str::to_owned),
+        team_id: g.team_id.to_owned(),
+        scopes: g.scopes.to_owned(),
+        grant_id: g.grant_id.to_owned(),
+        created_at: at,
+        expires_at: at + ttl,
+        revoked_at: None,
+        used_at: None,
+    }
+    .insert(conn)?;
+    Ok(())
+}
+
+/// Stores a new access token (and refresh token) and audits the issuance, in
+/// one transaction; a refresh passes its derived successor.
 fn issue(
     conn: &mut DbConn,
     hasher: &Keys,
     client: &OauthClient,
     g: Grant<'_>,
     refresh: bool,
+    successor: Option<Successor>,
 ) -> Result<TokenResponse, OAuthError> {
-    let Grant { user_id, team_id, scopes, grant_id } = g;
-    let scopes = &holder_scopes(conn, client, user_id, team_id, scopes)?;
-    let at = now();
-    let mut make = |kind: &str, prefix: &str, ttl: i64| -> Result<String, OAuthError> {
-        let token = codec::generate(prefix).map_err(internal)?;
-        OauthToken {
-            id: crypto::new_id("tok").map_err(internal)?,
-            token_hash: hasher.token_hash(&token),
-            kind: kind.to_owned(),
-            client_id: client.id.clone(),
-            user_id: user_id.map(str::to_owned),
-            team_id: team_id.to_owned(),
-            scopes: scopes.to_owned(),
-            grant_id: grant_id.to_owned(),
-            created_at: at,
-            expires_at: at + ttl,
-            revoked_at: None,
-            used_at: None,
+    // Whatever the grant says, a token carries only what its holder's
+    // current role allows.
+    let capped = holder_scopes(conn, client, g.user_id, g.team_id, g.scopes)?;
+    let g = Grant { scopes: &capped, ..g };
+    let (access_token, refresh_token) = match successor {
+        Some(s) => (s.access, Some(s.refresh)),
+        None => {
+            let refresh_token = if refresh { Some(codec::generate("lkrt").map_err(internal)?) } else { None };
+            (codec::generate("lkat").map_err(internal)?, refresh_token)
         }
-        .insert(conn)?;
-        Ok(token)
     };
-    let access_token = make("access", "lkat", ACCESS_TTL)?;
-    let refresh_token = if refresh { Some(make("refresh", "lkrt", REFRESH_TTL)?) } else { None };
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ACCESS_TTL,
-        refresh_token,
-        scope: scopes.to_owned(),
+    crate::store::transaction(conn, |conn| {
+        let at = now();
+        insert_token(conn, hasher, client, &g, ("access", &access_token, at, ACCESS_TTL))?;
+        if let Some(r) = &refresh_token {
+            insert_token(conn, hasher, client, &g, ("refresh", r, at, REFRESH_TTL))?;
+        }
+        let e = Event::new("oauth.token_issued").team(g.team_id).object("oauth_app", &client.id).details(json!({
+            "grant_type": g.grant_type,
+            "scopes": scopes_of(g.scopes),
+            "user_id": g.user_id,
+            "grant_id": g.grant_id,
+            "refresh_token": refresh_token.is_some(),
+        }));
+        audit::record(conn, &app_actor(client), e)?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: ACCESS_TTL,
+            refresh_token,
+            scope: g.scopes.to_owned(),
+        })
     })
 }
 
@@ -551,9 +634,26 @@ fn s256(verifier: &str) -> String {
 }
 
 fn audit_failure(conn: &mut DbConn, client: &OauthClient, action: &str, why: &str) -> Result<(), OAuthError> {
-    let actor = Actor { label: format!("OAuth app {}", client.name), ..Actor::default() };
     let e = Event::new(action).team(&client.team_id).object("oauth_app", &client.id).details(json!({"reason": why}));
-    Ok(audit::record(conn, &actor, e)?)
+    Ok(audit::record(conn, &app_actor(client), e)?)
+}
+
+/// A presented credential was used again: its whole grant ends, in one
+/// transaction with the event that says so.
+fn revoke_reused(
+    conn: &mut DbConn,
+    client: &OauthClient,
+    grant_id: &str,
+    (action, why): (&str, &str),
+) -> Result<(), OAuthError> {
+    crate::store::transaction(conn, |conn| {
+        let revoked = OauthToken::revoke_grant(conn, grant_id, now())?;
+        let e = Event::new(action)
+            .team(&client.team_id)
+            .object("oauth_app", &client.id)
+            .details(json!({"reason": why, "revoked": "grant", "grant_id": grant_id, "tokens_revoked": revoked}));
+        Ok(audit::record(conn, &app_actor(client), e)?)
+    })
 }
 
 pub fn exchange_code(
@@ -577,7 +677,12 @@ pub fn exchange_code(
         if c.expires_at <= now() {
             return Err(invalid("The code has expired."));
         }
-        if redirect_uri != Some(c.redirect_uri.as_str()) {
+        // RFC 6749 §4.1.3: required (and identical) only if the authorization request had one.
+        let redirect_ok = match redirect_uri {
+            Some(given) => given == c.redirect_uri,
+            None => !c.redirect_uri_given,
+        };
+        if !redirect_ok {
             return Err(invalid("The redirect_uri does not match the authorization request."));
         }
         match (c.code_challenge.as_deref(), verifier) {
@@ -589,22 +694,22 @@ pub fn exchange_code(
         if OauthCode::mark_used(conn, &hash, now())? != 1 {
             return Err(oerr("invalid_grant", "reuse"));
         }
-        let response = issue(
-            conn,
-            hasher,
-            client,
-            Grant { user_id: Some(&c.user_id), team_id: &c.team_id, scopes: &c.scopes, grant_id: &c.grant_id },
-            true,
-        )?;
-        Ok(response)
+        let g = Grant {
+            user_id: Some(&c.user_id),
+            team_id: &c.team_id,
+            scopes: &c.scopes,
+            grant_id: &c.grant_id,
+            grant_type: "authorization_code",
+        };
+        issue(conn, hasher, client, g, true, None)
     });
     match result {
         Err(e) if e.description == "reuse" => {
             // A second use of a code: revoke everything it issued.
             if let Some(c) = OauthCode::find(conn, &hash)? {
-                OauthToken::revoke_grant(conn, &c.grant_id, now())?;
+                let why = "authorization code used twice; its tokens were revoked";
+                revoke_reused(conn, client, &c.grant_id, ("oauth.code_reused", why))?;
             }
-            audit_failure(conn, client, "oauth.code_reused", "authorization code used twice; its tokens were revoked")?;
             Err(oerr("invalid_grant", "The code was already used."))
         }
         Err(e) if e.error == "invalid_grant" => {
@@ -615,6 +720,26 @@ pub fn exchange_code(
     }
 }
 
+fn narrowed(had: &str, scope: Option<&str>) -> Result<String, OAuthError> {
+    match scope.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => {
+            let had = scopes_of(had);
+            let asked = scopes_of(s);
+            if asked.iter().any(|a| !had.contains(a)) {
+                return Err(oerr("invalid_scope", "A refresh cannot widen the scopes."));
+            }
+            Ok(asked.join(" "))
+        }
+        None => Ok(had.to_owned()),
+    }
+}
+
+const REUSE: &str = "reuse";
+
+/// Rotates a refresh token. The first refresh stores the derived successor;
+/// a retry with the same token within [`REFRESH_RETRY_GRACE`] gets that same
+/// successor back (while it is unused); any other use of a rotated token is
+/// reuse, and revokes the whole grant.
 pub fn refresh(
     conn: &mut DbConn,
     hasher: &Keys,
@@ -623,49 +748,80 @@ pub fn refresh(
     scope: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     let invalid = || oerr("invalid_grant", "The refresh token is not valid.");
-    let t = OauthToken::find_by_hash(conn, &hasher.token_hash(token))?
-        .filter(|t| t.kind == "refresh")
-        .ok_or_else(invalid)?;
-    if t.client_id != client.id {
-        return Err(invalid());
-    }
-    let retry = t.used_at.is_some_and(|u| now() - u <= REFRESH_RETRY_GRACE) && t.revoked_at.is_none();
-    if t.used_at.is_some() && t.revoked_at.is_none() && !retry {
-        // A rotated refresh token came back: someone holds a copy. End the grant.
-        OauthToken::revoke_grant(conn, &t.grant_id, now())?;
-        audit_failure(
-            conn,
-            client,
-            "oauth.refresh_reuse",
-            "a rotated refresh token was reused; the grant was revoked",
-        )?;
-        return Err(invalid());
-    }
-    if t.revoked_at.is_some() || t.expires_at <= now() {
-        return Err(invalid());
-    }
-    let scopes = match scope.map(str::trim).filter(|s| !s.is_empty()) {
-        Some(s) => {
-            let had = scopes_of(&t.scopes);
-            let asked = scopes_of(s);
-            if asked.iter().any(|a| !had.contains(a)) {
-                return Err(oerr("invalid_scope", "A refresh cannot widen the scopes."));
-            }
-            asked.join(" ")
-        }
-        None => t.scopes.clone(),
-    };
-    crate::store::transaction(conn, |conn| {
-        if !retry && OauthToken::mark_used(conn, &t.id, now())? != 1 {
+    let hash = hasher.token_hash(token);
+    let result = crate::store::transaction(conn, |conn| {
+        let t = OauthToken::find_by_hash(conn, &hash)?
+            .filter(|t| t.kind == "refresh" && t.client_id == client.id)
+            .ok_or_else(invalid)?;
+        if t.revoked_at.is_some() {
             return Err(invalid());
         }
-        issue(
-            conn,
-            hasher,
-            client,
-            Grant { user_id: t.user_id.as_deref(), team_id: &t.team_id, scopes: &scopes, grant_id: &t.grant_id },
-            true,
-        )
+        if t.used_at.is_none() {
+            if t.expires_at <= now() {
+                return Err(invalid());
+            }
+            let scopes = narrowed(&t.scopes, scope)?;
+            if OauthToken::mark_used(conn, &t.id, now())? == 1 {
+                let g = Grant {
+                    user_id: t.user_id.as_deref(),
+                    team_id: &t.team_id,
+                    scopes: &scopes,
+                    grant_id: &t.grant_id,
+                    grant_type: "refresh_token",
+                };
+                return issue(conn, hasher, client, g, true, Some(Successor::of(hasher, token)));
+            }
+        }
+        // Rotated already (perhaps by a concurrent request that just committed).
+        same_successor(conn, hasher, &hash, Successor::of(hasher, token))
+    });
+    match result {
+        Err(e) if e.description == REUSE => {
+            // A rotated refresh token came back: someone holds a copy. End the grant.
+            if let Some(t) = OauthToken::find_by_hash(conn, &hash)? {
+                let why = "a rotated refresh token was reused; the grant was revoked";
+                revoke_reused(conn, client, &t.grant_id, ("oauth.refresh_reuse", why))?;
+            }
+            Err(invalid())
+        }
+        other => other,
+    }
+}
+
+/// The answer to a retry of a rotated refresh token: the successor it already
+/// got, if the retry comes within the grace and the successor is unused and
+/// live; otherwise reuse.
+fn same_successor(
+    conn: &mut DbConn,
+    hasher: &Keys,
+    hash: &str,
+    successor: Successor,
+) -> Result<TokenResponse, OAuthError> {
+    let invalid = || oerr("invalid_grant", "The refresh token is not valid.");
+    let reuse = || oerr("invalid_grant", REUSE);
+    let at = now();
+    let t = OauthToken::find_by_hash(conn, hash)?.ok_or_else(invalid)?;
+    if t.revoked_at.is_some() {
+        return Err(invalid());
+    }
+    if t.used_at.is_none_or(|u| at - u > REFRESH_RETRY_GRACE) {
+        return Err(reuse());
+    }
+    let next_refresh = OauthToken::find_by_hash(conn, &hasher.token_hash(&successor.refresh))?;
+    let next_access = OauthToken::find_by_hash(conn, &hasher.token_hash(&successor.access))?;
+    let (Some(r), Some(a)) = (next_refresh, next_access) else { return Err(reuse()) };
+    if r.grant_id != t.grant_id || a.grant_id != t.grant_id || r.used_at.is_some() {
+        return Err(reuse());
+    }
+    if r.revoked_at.is_some() || a.revoked_at.is_some() || r.expires_at <= at {
+        return Err(invalid());
+    }
+    Ok(TokenResponse {
+        access_token: successor.access,
+        token_type: "Bearer",
+        expires_in: (a.expires_at - at).max(0),
+        refresh_token: Some(successor.refresh),
+        scope: a.scopes,
     })
 }
 
@@ -691,13 +847,14 @@ pub fn client_credentials(
     };
     let grant = crypto::new_id("grant").map_err(internal)?;
     let scopes = scopes.join(" ");
-    issue(
-        conn,
-        hasher,
-        client,
-        Grant { user_id: None, team_id: &client.team_id, scopes: &scopes, grant_id: &grant },
-        false,
-    )
+    let g = Grant {
+        user_id: None,
+        team_id: &client.team_id,
+        scopes: &scopes,
+        grant_id: &grant,
+        grant_type: "client_credentials",
+    };
+    issue(conn, hasher, client, g, false, None)
 }
 
 /// RFC 7009: revokes a token of this client (a refresh token takes its grant).
@@ -713,7 +870,13 @@ pub fn revoke(
         return Ok(None);
     }
     // RFC 7009 §2.1 lets either kind take the rest of its grant with it.
-    OauthToken::revoke_grant(conn, &t.grant_id, now())?;
+    crate::store::transaction(conn, |conn| {
+        let revoked = OauthToken::revoke_grant(conn, &t.grant_id, now())?;
+        if revoked > 0 {
+            audit_revoked(conn, &app_actor(client), &t, "grant", revoked, "revoked by the client (RFC 7009)")?;
+        }
+        Ok::<_, OAuthError>(())
+    })?;
     Ok(Some(t.grant_id))
 }
 

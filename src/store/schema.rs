@@ -157,6 +157,7 @@ diesel::table! {
         grant_id -> Text,
         expires_at -> BigInt,
         used_at -> Nullable<BigInt>,
+        redirect_uri_given -> Bool,
     }
 }
 

@@ -13,7 +13,7 @@ use super::{State, format};
 use crate::error::AppError;
 use crate::service::FieldErrors;
 use crate::store::models::{AuditEvent, AuditFilter};
-use crate::store::{StoreError, now};
+use crate::store::now;
 
 const PAGE: i64 = 50;
 const CSV_MAX: i64 = 10_000;
@@ -162,8 +162,16 @@ pub async fn view(
     }
     let limit = if csv_wanted { CSV_MAX } else { PAGE + 1 };
     let tid = team_id.clone();
-    let mut events =
-        state.db.run(move |conn| AuditEvent::search(conn, &tid, &f, limit).map_err(StoreError::from)).await?;
+    let mut events = state
+        .db
+        .run(move |conn| {
+            let mut events = AuditEvent::search(conn, &tid, &f, limit).map_err(crate::service::Error::from)?;
+            if support {
+                crate::service::audit::name_support_staff(conn, &mut events)?;
+            }
+            Ok::<_, crate::service::Error>(events)
+        })
+        .await?;
     if csv_wanted {
         let name = format!("attachment; filename=\"audit-{}-{}.csv\"", team_id, format::date(now()));
         return Ok(HttpResponse::Ok()

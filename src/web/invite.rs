@@ -12,6 +12,8 @@ use super::{State, csrf};
 use crate::error::AppError;
 use crate::service::{FieldErrors, accounts, password, validate};
 
+const INVALID_LINK: &str = "This invite link is not valid: it may have expired or been used already.";
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct AcceptForm {
@@ -38,9 +40,7 @@ async fn page(state: &State, session: &Session, token: String) -> Result<InviteP
     let lookup = token.clone();
     let (invite, team) =
         state.db.run(move |conn| accounts::open_invite(conn, &keys, &lookup)).await.map_err(|e| match e {
-            crate::service::Error::NotFound => {
-                AppError::Forbidden("This invite link is not valid: it may have expired or been used already.".into())
-            }
+            crate::service::Error::NotFound => AppError::Forbidden(INVALID_LINK.into()),
             other => other.into(),
         })?;
     Ok(InvitePage {
@@ -74,7 +74,13 @@ pub async fn accept(
     let pw = form.into_inner().password;
     let hash = web::block(move || password::hash(&pw)).await.map_err(|e| AppError::Internal(e.to_string()))??;
     let (keys, actor) = (state.keys.clone(), request_actor(&req, &state));
-    state.db.run(move |conn| accounts::accept_invite(conn, &keys, &actor, &token, hash)).await?;
+    // An invite to an email that has an account by now fails like a used link.
+    state.db.run(move |conn| accounts::accept_invite(conn, &keys, &actor, &token, hash)).await.map_err(
+        |e| match e {
+            crate::service::Error::NotFound => AppError::Forbidden(INVALID_LINK.into()),
+            other => other.into(),
+        },
+    )?;
     flash(&session, &format!("Welcome to {}. Sign in with your new password.", view.team_name));
     Ok(redirect("/login"))
 }

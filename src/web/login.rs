@@ -61,6 +61,8 @@ impl LoginPage {
 }
 
 const NEUTRAL: &str = "Incorrect email or password.";
+/// What `login.failed` records when the email field held something else.
+const NOT_AN_EMAIL: &str = "(not an email)";
 
 pub async fn form(session: Session, query: web::Query<LoginQuery>) -> Result<HttpResponse, AppError> {
     let next = safe_next(query.next.as_deref());
@@ -106,7 +108,8 @@ pub async fn submit(
     let Some(user) = user.filter(|_| ok) else {
         state.login_by_account.record_failure(&email_key, at);
         state.login_by_ip.record_failure(&ip_key, at);
-        let attempted: String = email_key.chars().filter(|c| !c.is_control()).take(254).collect();
+        // Only a plausible email is kept: people type passwords into the email field.
+        let attempted = validate::email(&email_key).unwrap_or_else(|_| NOT_AN_EMAIL.to_owned());
         record(&state, Actor { label: attempted.clone(), ..actor }, "login.failed", None, json!({"email": attempted}))
             .await?;
         return render(StatusCode::UNAUTHORIZED, &LoginPage::new(&session, email, next, Some(NEUTRAL.into()))?);

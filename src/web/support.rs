@@ -161,10 +161,11 @@ async fn key_page(state: &State, user: &CurrentUser, id: String, errors: FieldEr
     let (key, team, creator, events, usage, from, to) = state
         .db
         .run(move |conn| {
-            let key = ApiKey::find(conn, &id)?.ok_or(Error::NotFound)?;
+            let key = ApiKey::find(conn, &id)?.filter(support::visible).ok_or(Error::NotFound)?;
             let team = key.team_id.as_deref().map(|t| Team::find(conn, t)).transpose()?.flatten();
             let creator = key.created_by.as_deref().map(|u| User::find(conn, u)).transpose()?.flatten();
-            let events = keys::history(conn, &key.id)?;
+            let mut events = keys::history(conn, &key.id)?;
+            crate::service::audit::name_support_staff(conn, &mut events)?;
             let usage = keys::usage(conn, &key.id, 30)?;
             let from = key.rolled_from.as_deref().map(|i| ApiKey::find(conn, i)).transpose()?.flatten();
             let to = key.replaced_by.as_deref().map(|i| ApiKey::find(conn, i)).transpose()?.flatten();
@@ -232,10 +233,7 @@ pub async fn revoke(
     form: web::Form<ReasonForm>,
 ) -> Result<HttpResponse, AppError> {
     let id = id_param(path.into_inner())?;
-    let actor = crate::service::audit::Actor {
-        label: format!("Latchkey support ({})", user.ctx.user.email),
-        ..user.actor.clone()
-    };
+    let actor = user.actor.clone();
     let (key_id, reason) = (id.clone(), form.reason.clone());
     match state.db.run(move |conn| support::revoke_with_reason(conn, &actor, &key_id, &reason)).await {
         Ok(_) => {
@@ -277,7 +275,8 @@ pub async fn team(
             let members = Membership::list(conn, &id)?;
             let keys = keys::list(conn, &id, crate::store::models::StatusFilter::All, None, 200)?;
             let apps = crate::service::oauth::apps(conn, &id)?;
-            let events = crate::service::audit::recent_for_team(conn, &id, 20)?;
+            let mut events = crate::service::audit::recent_for_team(conn, &id, 20)?;
+            crate::service::audit::name_support_staff(conn, &mut events)?;
             Ok::<_, Error>((team, members, keys, apps, events))
         })
         .await?;
@@ -340,7 +339,8 @@ pub async fn user(
             let team = Membership::of_user(conn, &id)?;
             let keys = ApiKey::created_by(conn, &id, 100)?;
             let authorized = crate::service::oauth::authorized_apps(conn, &id)?;
-            let events = AuditEvent::by_actor(conn, &id, 20)?;
+            let mut events = AuditEvent::by_actor(conn, &id, 20)?;
+            crate::service::audit::name_support_staff(conn, &mut events)?;
             Ok::<_, Error>((u, team, keys, authorized, events))
         })
         .await?;
@@ -382,12 +382,15 @@ pub async fn leaked_keys(
         .ok_or_else(|| AppError::Validation(FieldErrors::single("keys", "Send a list of candidate strings.")))?;
     let url = body.url.unwrap_or_default();
     let (hasher, prefix, actor) = (state.keys.clone(), state.config.api_key_prefix.clone(), principal.actor.clone());
-    let (outcomes, revoked) =
+    let report =
         state.db.run(move |conn| support::report_leaks(conn, &hasher, &actor, &prefix, &candidates, &url)).await?;
-    for id in &revoked {
+    for id in &report.revoked_keys {
         state.verifier.invalidate(id);
     }
-    let results: Vec<_> = outcomes.iter().map(|o: &Outcome| json!({"outcome": o})).collect();
+    if report.oauth_changed {
+        state.verifier.invalidate_all();
+    }
+    let results: Vec<_> = report.outcomes.iter().map(|o: &Outcome| json!({"outcome": o})).collect();
     Ok(HttpResponse::Ok().json(json!({"status": "success", "data": {"results": results}})))
 }
 

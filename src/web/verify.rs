@@ -75,6 +75,11 @@ pub async fn introspect(
     if let Some(exp) = key.expires_at {
         body["exp"] = json!(exp);
     }
+    // An extension member (RFC 7662 §2.2): the key works only from these
+    // ranges, which the resource server must enforce on the caller's address.
+    if !key.allowed.is_empty() {
+        body["allowed_ips"] = json!(key.allowed.iter().map(ToString::to_string).collect::<Vec<_>>());
+    }
     Ok(HttpResponse::Ok().insert_header((CACHE_CONTROL, "no-store")).json(body))
 }
 

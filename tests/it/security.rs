@@ -3,4 +3,5 @@
 //! one to fail, and the one legitimate variation (where there is one) to work.
 
 mod concurrency;
+mod oauth_protocol;
 mod policy;

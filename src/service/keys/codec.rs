@@ -26,9 +26,14 @@ fn checksum(head: &str) -> String {
 
 /// A new credential with the given prefix (`lk`, `lkat`, …).
 pub fn generate(prefix: &str) -> Result<String, getrandom::Error> {
-    let head = format!("{prefix}_{}", crypto::random_base62(RANDOM_LEN)?);
+    Ok(encode(prefix, &crypto::random_base62(RANDOM_LEN)?))
+}
+
+/// The credential for a given random part (`RANDOM_LEN` base62 characters).
+pub fn encode(prefix: &str, random: &str) -> String {
+    let head = format!("{prefix}_{random}");
     let sum = checksum(&head);
-    Ok(head + &sum)
+    head + &sum
 }
 
 /// A well-formed credential: its prefix and display prefix.
@@ -73,6 +78,15 @@ mod tests {
             assert_eq!(parsed.prefix, prefix);
             assert_eq!(parsed.display, key[..prefix.len() + 1 + DISPLAY_LEN]);
         }
+    }
+
+    #[test]
+    fn encoding_a_given_random_part_gives_a_parseable_credential() {
+        let random = "A".repeat(RANDOM_LEN);
+        let key = encode("lkrt", &random);
+        assert_eq!(key, encode("lkrt", &random), "deterministic");
+        assert_eq!(parse(&key).unwrap().prefix, "lkrt");
+        assert!(key.starts_with(&format!("lkrt_{random}")));
     }
 
     /// Property: for many random keys, every single-character substitution at

@@ -46,6 +46,8 @@ pub struct OauthCode {
     pub grant_id: String,
     pub expires_at: i64,
     pub used_at: Option<i64>,
+    /// The authorization request named its redirect URI (RFC 6749 §4.1.3).
+    pub redirect_uri_given: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -124,6 +126,31 @@ impl OauthClient {
 
     pub fn delete(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
         diesel::delete(oauth_clients::table.find(id)).execute(conn)
+    }
+
+    /// The app whose current or previous secret has this hash.
+    pub fn find_by_secret_hash(conn: &mut DbConn, hash: &str) -> QueryResult<Option<OauthClient>> {
+        oauth_clients::table
+            .filter(oauth_clients::secret_hash.eq(hash).or(oauth_clients::old_secret_hash.eq(hash)))
+            .select(OauthClient::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// Sets both secret hashes (a leaked one is replaced or cleared).
+    pub fn set_secrets(
+        conn: &mut DbConn,
+        id: &str,
+        current: Option<&str>,
+        (old, old_until): (Option<&str>, Option<i64>),
+    ) -> QueryResult<usize> {
+        diesel::update(oauth_clients::table.find(id))
+            .set((
+                oauth_clients::secret_hash.eq(current),
+                oauth_clients::old_secret_hash.eq(old),
+                oauth_clients::old_secret_expires_at.eq(old_until),
+            ))
+            .execute(conn)
     }
 }
 
@@ -219,12 +246,29 @@ impl OauthToken {
         .execute(conn)
     }
 
+    /// Revokes one token; 0 rows means it was revoked already.
+    pub fn revoke(conn: &mut DbConn, id: &str, at: i64) -> QueryResult<usize> {
+        diesel::update(oauth_tokens::table.find(id).filter(oauth_tokens::revoked_at.is_null()))
+            .set(oauth_tokens::revoked_at.eq(at))
+            .execute(conn)
+    }
+
     pub fn revoke_grant(conn: &mut DbConn, grant_id: &str, at: i64) -> QueryResult<usize> {
         diesel::update(
             oauth_tokens::table.filter(oauth_tokens::grant_id.eq(grant_id)).filter(oauth_tokens::revoked_at.is_null()),
         )
         .set(oauth_tokens::revoked_at.eq(at))
         .execute(conn)
+    }
+
+    /// Revokes the live tokens an app got for itself (client_credentials).
+    pub fn revoke_machine_tokens(conn: &mut DbConn, client_id: &str, at: i64) -> QueryResult<usize> {
+        diesel::update(oauth_tokens::table)
+            .filter(oauth_tokens::client_id.eq(client_id))
+            .filter(oauth_tokens::user_id.is_null())
+            .filter(oauth_tokens::revoked_at.is_null())
+            .set(oauth_tokens::revoked_at.eq(at))
+            .execute(conn)
     }
 
     pub fn revoke_for(conn: &mut DbConn, client_id: &str, user_id: Option<&str>, at: i64) -> QueryResult<usize> {
