@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::accounts::Role;
 use super::audit::{self, Actor, Event};
+use super::audit_gate::{Admission, AuditGate, PendingEvent};
 use super::crypto::{self, Keys};
 use super::keys::{codec, scopes};
 use super::{Error, FieldErrors, Result};
@@ -532,10 +533,22 @@ fn s256(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-fn audit_failure(conn: &mut DbConn, client: &OauthClient, action: &str, why: &str) -> Result<(), OAuthError> {
+/// Audits a failed token request: anyone holding a public client id can cause
+/// one, so at most one per app, action and minute is recorded, then a count.
+fn audit_failure(
+    conn: &mut DbConn,
+    gate: &AuditGate,
+    client: &OauthClient,
+    action: &str,
+    why: &str,
+) -> Result<(), OAuthError> {
     let actor = Actor { label: format!("OAuth app {}", client.name), ..Actor::default() };
-    let e = Event::new(action).team(&client.team_id).object("oauth_app", &client.id).details(json!({"reason": why}));
-    Ok(audit::record(conn, &actor, e)?)
+    let e = PendingEvent::new(action, actor).team(Some(&client.team_id)).object("oauth_app", &client.id);
+    let e = e.details(json!({"reason": why}));
+    if gate.admit(&format!("{action}:{}", client.id), &e, now()) == Admission::Record {
+        e.record(conn)?;
+    }
+    Ok(())
 }
 
 pub fn exchange_code(
@@ -545,6 +558,7 @@ pub fn exchange_code(
     code: &str,
     redirect_uri: Option<&str>,
     verifier: Option<&str>,
+    gate: &AuditGate,
 ) -> Result<TokenResponse, OAuthError> {
     let hash = hasher.token_hash(&format!("code:{code}"));
     let result = crate::store::transaction(conn, |conn| {
@@ -586,11 +600,12 @@ pub fn exchange_code(
             if let Some(c) = OauthCode::find(conn, &hash)? {
                 OauthToken::revoke_grant(conn, &c.grant_id, now())?;
             }
-            audit_failure(conn, client, "oauth.code_reused", "authorization code used twice; its tokens were revoked")?;
+            let why = "authorization code used twice; its tokens were revoked";
+            audit_failure(conn, gate, client, "oauth.code_reused", why)?;
             Err(oerr("invalid_grant", "The code was already used."))
         }
         Err(e) if e.error == "invalid_grant" => {
-            audit_failure(conn, client, "oauth.token_failed", &e.description)?;
+            audit_failure(conn, gate, client, "oauth.token_failed", &e.description)?;
             Err(e)
         }
         other => other,
@@ -603,6 +618,7 @@ pub fn refresh(
     client: &OauthClient,
     token: &str,
     scope: Option<&str>,
+    gate: &AuditGate,
 ) -> Result<TokenResponse, OAuthError> {
     let invalid = || oerr("invalid_grant", "The refresh token is not valid.");
     let t = OauthToken::find_by_hash(conn, &hasher.token_hash(token))?
@@ -617,6 +633,7 @@ pub fn refresh(
         OauthToken::revoke_grant(conn, &t.grant_id, now())?;
         audit_failure(
             conn,
+            gate,
             client,
             "oauth.refresh_reuse",
             "a rotated refresh token was reused; the grant was revoked",
