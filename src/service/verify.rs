@@ -314,3 +314,78 @@ fn limit_key(record: &KeyRecord) -> String {
         None => format!("key:{}", record.id),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, kind: &str, revoked: bool) -> Arc<KeyRecord> {
+        Arc::new(KeyRecord {
+            id: id.into(),
+            kind: kind.into(),
+            name: "n".into(),
+            prefix: if kind == "oauth" { "app_1".into() } else { "lk_abcdefgh".into() },
+            team_id: Some("team_1".into()),
+            team_name: None,
+            created_by: None,
+            scopes: Arc::from(Vec::new()),
+            allowed: Vec::new(),
+            expires_at: None,
+            revoked,
+            plan: ratelimit::PLANS[0],
+        })
+    }
+
+    fn verifier(cache_max: usize) -> Verifier {
+        let mut v = Verifier::new("lk", "free", Arc::new(AuditGate::default()));
+        v.cache = Mutex::new(Lru::new(cache_max));
+        v
+    }
+
+    #[test]
+    fn a_flood_of_unknown_keys_never_empties_the_cache() {
+        let v = verifier(100);
+        v.remember("in-use".into(), Some(record("key_1", "api", false)));
+        for i in 0..10_000 {
+            // Well-formed unknown keys are cached as "unknown".
+            v.remember(format!("unknown-{i}"), None);
+            if i % 25 == 0 {
+                let hit = v.cached("in-use").expect("still cached after the flood");
+                assert_eq!(hit.map(|r| r.id.clone()).as_deref(), Some("key_1"));
+            }
+        }
+        assert_eq!(v.cache.lock().unwrap().len(), 100, "bounded, not cleared");
+        assert!(v.cached("unknown-0").is_none(), "the least recently used went");
+    }
+
+    #[test]
+    fn refused_revoked_credentials_are_buffered_and_labelled_by_kind() {
+        let v = verifier(10);
+        for _ in 0..50 {
+            v.audit_refused(&record("key_1", "api", true), None, 100);
+            v.audit_refused(&record("tok_1", "oauth", true), None, 100);
+        }
+        let events = v.audit.take(None);
+        let find = |action: &str, repeated: bool| {
+            events.iter().filter(|e| e.action == action && e.details.get("repeated").is_some() == repeated).count()
+        };
+        assert_eq!(find("api_key.refused_revoked", false), 1);
+        assert_eq!(find("api_key.refused_revoked", true), 1, "one summary of the other 49");
+        assert_eq!(find("oauth.token_refused_revoked", false), 1);
+        let token = events.iter().find(|e| e.action == "oauth.token_refused_revoked").unwrap();
+        assert_eq!(token.object, Some(("oauth_app".to_owned(), "app_1".to_owned())));
+        assert_eq!(token.details["token_id"], "tok_1");
+        assert_eq!(events.len(), 4);
+    }
+
+    #[test]
+    fn every_credential_of_a_team_counts_against_one_allowance() {
+        let v = verifier(10);
+        let free = ratelimit::PLANS[0];
+        let creds = [record("key_1", "api", false), record("key_2", "api", false), record("tok_1", "oauth", false)];
+        let t0 = 1_000 * 3_600_000;
+        let admitted =
+            (0..30usize).filter(|&i| v.limiter.hit(&limit_key(&creds[i % 3]), free, t0 + i as i64).is_ok()).count();
+        assert_eq!(admitted as u64, free.per_minute);
+    }
+}
