@@ -93,7 +93,8 @@ pub trait RateCounter: Send + Sync {
     /// Counts one request for `key` at `now_ms`, or refuses it with the
     /// seconds to wait; counting and checking are one atomic step.
     fn hit(&self, key: &str, plan: Plan, now_ms: i64) -> Result<RateState, (RateState, i64)>;
-    /// Gives back one request counted at `now_ms` (it was not served).
+    /// Gives back one request counted at `now_ms` (the time of its `hit`:
+    /// it was not served).
     fn release(&self, key: &str, now_ms: i64);
 }
 
@@ -147,8 +148,11 @@ impl RateCounter for Limiter {
         let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get_mut(key) {
             for (w, len) in [(&mut c.hour, HOUR_MS), (&mut c.minute, MINUTE_MS)] {
-                if w.index == now_ms.div_euclid(len) {
+                let counted_in = now_ms.div_euclid(len);
+                if w.index == counted_in {
                     w.current = w.current.saturating_sub(1);
+                } else if w.index == counted_in + 1 {
+                    w.previous = w.previous.saturating_sub(1);
                 }
             }
         }

@@ -5,7 +5,9 @@
 //! with the check of the limit, so concurrent attempts cannot race past it; a
 //! failure keeps its reservation, a success gives it back (or clears the key,
 //! as the caller's policy says), and a request refused for another reason
-//! gives it back too. Per-address keys count an IPv6 client by its /64 (one
+//! gives it back too (the token endpoint, which guards no guessable secret,
+//! checks first and counts failures after: see [`Throttle::check`]).
+//! Per-address keys count an IPv6 client by its /64 (one
 //! host owns a whole /64) and an IPv4 client by its address. Counters live in
 //! process behind [`AttemptLog`], which a shared (Redis) store can implement;
 //! their memory is bounded by least-recently-used eviction, never cleared.
@@ -110,6 +112,22 @@ impl Throttle {
     /// The attempt did not fail (or was refused for another reason).
     pub fn release(&self, attempt: &Attempt) {
         self.log.release(attempt);
+    }
+
+    /// Whether `key` is below its limit, without reserving: for endpoints
+    /// that guard no guessable secret (the token endpoint: codes, tokens and
+    /// client secrets are 128 bits or more), where a client's concurrent
+    /// requests must not count as failures while in flight. Failures are
+    /// recorded afterwards with [`record_failure`](Self::record_failure).
+    pub fn check(&self, key: &str, now: i64) -> Result<(), i64> {
+        let attempt = self.reserve(key, now)?;
+        self.release(&attempt);
+        Ok(())
+    }
+
+    pub fn record_failure(&self, key: &str, now: i64) {
+        // At the limit already: nothing more to count.
+        let _kept = self.reserve(key, now);
     }
 
     /// Forgets every failure of `key` (a success that proves the secret).

@@ -17,7 +17,7 @@ use crate::error::AppError;
 use crate::service::crypto;
 use crate::service::oauth::{self, AuthorizeError, AuthorizeParams, ClientCredentials, OAuthError, ValidRequest};
 use crate::service::ratelimit::{self, RateCounter};
-use crate::service::throttle::{address_key, reserve_all};
+use crate::service::throttle::address_key;
 use crate::store::models::OauthClient;
 
 const PENDING: &str = "oauth_pending";
@@ -288,22 +288,24 @@ fn slow_down(retry_after: i64, description: &str) -> HttpResponse {
 
 /// `POST /oauth/token`.
 ///
-/// Failures are throttled per client and address and per address (reserved
-/// before the client is authenticated, kept when the request fails); tokens
-/// issued are limited per client ([`ratelimit::TOKEN_ISSUANCE`]).
+/// Failures are throttled per client and address and per address (checked
+/// before anything else, counted when a request fails: a client's concurrent
+/// requests are not failures while in flight); tokens issued are limited per
+/// client ([`ratelimit::TOKEN_ISSUANCE`]), reserved before the grant runs and
+/// given back when it fails.
 pub async fn token(state: State, req: HttpRequest, form: web::Form<Vec<(String, String)>>) -> HttpResponse {
     let form = form.into_inner();
     let creds = client_credentials(&req, &form);
     let address = address_key(client_ip(&req, &state));
     let by_client = format!("{}|{address}", creds.client_id.as_deref().unwrap_or_default());
     let throttles = [(&state.token_by_client, by_client.as_str()), (&state.token_by_ip, address.as_str())];
-    let attempts = match reserve_all(&throttles, crate::store::now()) {
-        Ok(attempts) => attempts,
-        Err(retry) => return slow_down(retry, "Too many failed token requests: wait before trying again."),
-    };
-    let not_a_failure = || {
-        for ((throttle, _), attempt) in throttles.iter().zip(&attempts) {
-            throttle.release(attempt);
+    let at = crate::store::now();
+    if let Err(retry) = throttles.iter().try_for_each(|(t, key)| t.check(key, at)) {
+        return slow_down(retry, "Too many failed token requests: wait before trying again.");
+    }
+    let failed = || {
+        for (throttle, key) in &throttles {
+            throttle.record_failure(key, at);
         }
     };
     let (keys, default_plan) = (state.keys.clone(), state.config.default_plan.clone());
@@ -318,8 +320,8 @@ pub async fn token(state: State, req: HttpRequest, form: web::Form<Vec<(String, 
     let (client, limit) = match authenticated {
         Ok(found) => found,
         Err(e) => {
-            if e.error == "server_error" {
-                not_a_failure();
+            if e.error != "server_error" {
+                failed();
             }
             return oauth_error(e);
         }
@@ -328,21 +330,17 @@ pub async fn token(state: State, req: HttpRequest, form: web::Form<Vec<(String, 
     if let Some(plan) = limit
         && let Err((_, retry)) = state.issuance.hit(&client.id, plan, at_ms)
     {
-        not_a_failure();
         return slow_down(retry, "This client was issued too many tokens: wait before asking for more.");
     }
     let result = grant(&state, client.clone(), &form).await;
     match result {
-        Ok(t) => {
-            not_a_failure();
-            oauth_json(StatusCode::OK, serde_json::to_value(t).unwrap_or_default())
-        }
+        Ok(t) => oauth_json(StatusCode::OK, serde_json::to_value(t).unwrap_or_default()),
         Err(e) => {
             if limit.is_some() {
                 state.issuance.release(&client.id, at_ms);
             }
-            if e.error == "server_error" {
-                not_a_failure();
+            if e.error != "server_error" {
+                failed();
             }
             if e.error == "invalid_grant" {
                 // A reused code or refresh token may have revoked a grant here.
