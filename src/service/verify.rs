@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,8 @@ pub enum Refusal {
 struct Cached {
     record: Option<Arc<KeyRecord>>,
     fetched: Instant,
+    /// The access-token generation when it was read (see `invalidate_tokens`).
+    tokens: u64,
 }
 
 #[derive(Default)]
@@ -85,6 +88,7 @@ pub struct Verifier {
     usage: Mutex<Usage>,
     limiter: Box<dyn RateCounter>,
     audit: Arc<AuditGate>,
+    token_generation: AtomicU64,
 }
 
 fn team_plan(team: Option<&Team>, default_plan: Plan) -> Plan {
@@ -150,19 +154,26 @@ impl Verifier {
             usage: Mutex::new(Usage::default()),
             limiter: Box::new(Limiter::default()),
             audit,
+            token_generation: AtomicU64::new(0),
         }
     }
 
     /// A fresh cached answer for a key hash (marking it used), if any.
     fn cached(&self, hash: &str) -> Option<Option<Arc<KeyRecord>>> {
+        let generation = self.token_generation.load(Ordering::Acquire);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.get_mut(hash).filter(|c| c.fetched.elapsed() < CACHE_TTL).map(|c| c.record.clone())
+        let fresh = |c: &&mut Cached| {
+            c.fetched.elapsed() < CACHE_TTL
+                && (c.tokens == generation || c.record.as_ref().is_none_or(|r| r.kind != "oauth"))
+        };
+        cache.get_mut(hash).filter(fresh).map(|c| c.record.clone())
     }
 
-    /// Caches an answer; when full, the least-recently-used entry makes room.
-    fn remember(&self, hash: String, record: Option<Arc<KeyRecord>>) {
+    /// Caches an answer read while the token generation was `tokens`; when
+    /// full, the least-recently-used entry makes room.
+    fn remember(&self, hash: String, record: Option<Arc<KeyRecord>>, tokens: u64) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.insert(hash, Cached { record, fetched: Instant::now() });
+        cache.insert(hash, Cached { record, fetched: Instant::now(), tokens });
     }
 
     /// The key behind a presented secret, from cache or database.
@@ -176,6 +187,7 @@ impl Verifier {
         if let Some(record) = self.cached(&hash) {
             return Ok(record);
         }
+        let generation = self.token_generation.load(Ordering::Acquire);
         let (prefix, plan, h) = (self.prefix.clone(), self.default_plan, hash.clone());
         let record = db
             .run(
@@ -186,7 +198,7 @@ impl Verifier {
             .await
             .map_err(|e| Refusal::Internal(e.to_string()))?
             .map(Arc::new);
-        self.remember(hash, record.clone());
+        self.remember(hash, record.clone(), generation);
         Ok(record)
     }
 
@@ -233,6 +245,13 @@ impl Verifier {
     /// Forgets everything cached (an OAuth grant was revoked here).
     pub fn invalidate_all(&self) {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Forgets every cached OAuth access token at once (a grant may have been
+    /// revoked here), in constant time and without touching cached API keys:
+    /// anyone can make the token endpoint fail, so this must stay cheap.
+    pub fn invalidate_tokens(&self) {
+        self.token_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Forgets cached "unknown" answers (a key was just created here).
@@ -345,10 +364,10 @@ mod tests {
     #[test]
     fn a_flood_of_unknown_keys_never_empties_the_cache() {
         let v = verifier(100);
-        v.remember("in-use".into(), Some(record("key_1", "api", false)));
+        v.remember("in-use".into(), Some(record("key_1", "api", false)), 0);
         for i in 0..10_000 {
             // Well-formed unknown keys are cached as "unknown".
-            v.remember(format!("unknown-{i}"), None);
+            v.remember(format!("unknown-{i}"), None, 0);
             if i % 25 == 0 {
                 let hit = v.cached("in-use").expect("still cached after the flood");
                 assert_eq!(hit.map(|r| r.id.clone()).as_deref(), Some("key_1"));
@@ -387,5 +406,17 @@ mod tests {
         let admitted =
             (0..30usize).filter(|&i| v.limiter.hit(&limit_key(&creds[i % 3]), free, t0 + i as i64).is_ok()).count();
         assert_eq!(admitted as u64, free.per_minute);
+    }
+
+    #[test]
+    fn invalidating_tokens_drops_cached_tokens_only() {
+        let v = verifier(10);
+        v.remember("key".into(), Some(record("key_1", "api", false)), 0);
+        v.remember("token".into(), Some(record("tok_1", "oauth", false)), 0);
+        v.invalidate_tokens();
+        assert!(v.cached("key").is_some(), "API keys stay cached");
+        assert!(v.cached("token").is_none(), "access tokens are read again");
+        v.remember("token".into(), Some(record("tok_1", "oauth", false)), 1);
+        assert!(v.cached("token").is_some());
     }
 }

@@ -344,7 +344,7 @@ pub async fn token(state: State, req: HttpRequest, form: web::Form<Vec<(String, 
             }
             if e.error == "invalid_grant" {
                 // A reused code or refresh token may have revoked a grant here.
-                state.verifier.invalidate_all();
+                state.verifier.invalidate_tokens();
             }
             oauth_error(e)
         }
@@ -402,8 +402,10 @@ pub async fn revoke(state: State, req: HttpRequest, form: web::Form<Vec<(String,
         })
         .await;
     match result {
-        Ok(_) => {
-            state.verifier.invalidate_all();
+        Ok(revoked) => {
+            if revoked.is_some() {
+                state.verifier.invalidate_tokens();
+            }
             HttpResponse::Ok().insert_header((CACHE_CONTROL, "no-store")).finish()
         }
         Err(e) => oauth_error(e),
