@@ -11,7 +11,7 @@
 //! bounded by least-recently-used eviction; an evicted subject's pending
 //! summary is kept for the next flush (bounded too).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 
 use serde_json::json;
@@ -96,6 +96,8 @@ pub const MAX_SUBJECTS: usize = 100_000;
 
 struct Inner {
     windows: Lru<String, Window>,
+    /// Subjects with repeated events not yet summarised.
+    repeating: HashSet<String>,
     outbox: VecDeque<PendingEvent>,
     dropped: u64,
 }
@@ -123,7 +125,8 @@ impl Inner {
 
 impl AuditGate {
     pub fn new(interval_secs: i64, max_subjects: usize) -> Self {
-        let inner = Inner { windows: Lru::new(max_subjects), outbox: VecDeque::new(), dropped: 0 };
+        let inner =
+            Inner { windows: Lru::new(max_subjects), repeating: HashSet::new(), outbox: VecDeque::new(), dropped: 0 };
         Self { interval: interval_secs.max(1), inner: Mutex::new(inner) }
     }
 
@@ -140,6 +143,7 @@ impl AuditGate {
         } else if now - w.started < interval {
             w.repeated += 1;
             w.last = now;
+            inner.repeating.insert(subject.to_owned());
             (Admission::Suppressed, None)
         } else {
             let ended = std::mem::replace(w, fresh());
@@ -163,17 +167,23 @@ impl AuditGate {
     /// Takes the buffered events and the summaries of intervals that ended
     /// before `now` (all of them when `now` is `None`: at shutdown).
     pub fn take(&self, now: Option<i64>) -> Vec<PendingEvent> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = &mut *guard;
         let interval = self.interval;
         let mut out: Vec<PendingEvent> = inner.outbox.drain(..).collect();
-        for (_, w) in inner.windows.iter_mut() {
-            if w.repeated > 0 && now.is_none_or(|n| n - w.started >= interval) {
-                out.push(w.summary(interval));
-                // The interval is summarised: the next event opens a new one.
-                w.repeated = 0;
-                w.started = i64::MIN / 2;
+        let windows = &mut inner.windows;
+        inner.repeating.retain(|subject| {
+            // Evicted subjects were summarised when they left.
+            let Some(w) = windows.peek_mut(subject).filter(|w| w.repeated > 0) else { return false };
+            if now.is_some_and(|n| n - w.started < interval) {
+                return true;
             }
-        }
+            out.push(w.summary(interval));
+            // The interval is summarised: the next event opens a new one.
+            w.repeated = 0;
+            w.started = i64::MIN / 2;
+            false
+        });
         let dropped = std::mem::take(&mut inner.dropped);
         if dropped > 0 {
             tracing::warn!(dropped, "audit events dropped: the buffer was full between flushes");

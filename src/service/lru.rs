@@ -61,6 +61,15 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         self.entries.get(key).map(|(v, _)| v)
     }
 
+    /// The value for `key` without marking it used.
+    pub fn peek_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.entries.get_mut(key).map(|(v, _)| v)
+    }
+
     /// Inserts or replaces `key` (marking it used); returns the entry evicted
     /// to make room, if any.
     pub fn insert(&mut self, key: K, value: V) -> Option<(K, V)> {
@@ -122,11 +131,6 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
             }
             kept
         });
-    }
-
-    /// Every entry, in no particular order, without marking any used.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
-        self.entries.iter_mut().map(|(k, (v, _))| (k, v))
     }
 
     /// Forgets everything (an explicit invalidation, never a way to make room).

@@ -106,7 +106,7 @@ impl Throttle {
     /// Reserves an attempt for `key`, or `Err(retry_after_secs)` when the key
     /// is at its limit at `now`.
     pub fn reserve(&self, key: &str, now: i64) -> Result<Attempt, i64> {
-        self.log.reserve(key, self.policy, now)
+        self.log.reserve(&bounded(key), self.policy, now)
     }
 
     /// The attempt did not fail (or was refused for another reason).
@@ -132,8 +132,18 @@ impl Throttle {
 
     /// Forgets every failure of `key` (a success that proves the secret).
     pub fn clear(&self, key: &str) {
-        self.log.clear(key);
+        self.log.clear(&bounded(key));
     }
+}
+
+/// Keys are whatever a client typed (an email, a client id): a long one is
+/// stored as its SHA-256, so the memory a key costs stays bounded.
+fn bounded(key: &str) -> std::borrow::Cow<'_, str> {
+    use sha2::{Digest, Sha256};
+    if key.len() <= 256 {
+        return key.into();
+    }
+    format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes()))).into()
 }
 
 /// Reserves on every throttle in order; if one refuses, gives back the ones
@@ -207,6 +217,16 @@ mod tests {
         let free = Throttle::new(Policy { max_failures: 1, window_secs: 60 });
         assert!(reserve_all(&[(&free, "acct"), (&other, "ip")], 11).is_err());
         assert!(free.reserve("acct", 12).is_ok(), "the refused request left no reservation behind");
+    }
+
+    #[test]
+    fn long_keys_are_stored_bounded_and_still_counted() {
+        let t = Throttle::new(Policy { max_failures: 1, window_secs: 60 });
+        let long = "x".repeat(60_000);
+        let attempt = t.reserve(&long, 1).unwrap();
+        assert!(attempt.key.len() < 100);
+        assert!(t.reserve(&long, 2).is_err());
+        assert!(t.reserve(&"x".repeat(59_999), 2).is_ok());
     }
 
     #[test]
