@@ -158,6 +158,12 @@ impl Verifier {
         }
     }
 
+    /// Counts the plans' limits in `limiter` (a shared store) instead of in process.
+    pub fn with_limiter(mut self, limiter: Box<dyn RateCounter>) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
     /// A fresh cached answer for a key hash (marking it used), if any.
     fn cached(&self, hash: &str) -> Option<Option<Arc<KeyRecord>>> {
         let generation = self.token_generation.load(Ordering::Acquire);

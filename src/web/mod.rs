@@ -31,7 +31,7 @@ use actix_web::web;
 use crate::config::Config;
 use crate::service::audit_gate::AuditGate;
 use crate::service::crypto::Keys;
-use crate::service::ratelimit::Limiter;
+use crate::service::ratelimit::{Limiter, RateCounter};
 use crate::service::throttle::{Policy, Throttle};
 use crate::service::verify::Verifier;
 use crate::store::Db;
@@ -50,7 +50,7 @@ pub struct AppState {
     pub token_by_client: Throttle,
     pub token_by_ip: Throttle,
     /// Tokens issued per OAuth client.
-    pub issuance: Limiter,
+    pub issuance: Box<dyn RateCounter>,
     /// Events an unauthenticated caller can cause, summarised.
     pub audit_gate: Arc<AuditGate>,
     pub verifier: Verifier,
@@ -66,7 +66,7 @@ impl AppState {
             audit_gate,
             token_by_client: Throttle::new(Policy { max_failures: 10, window_secs: 5 * 60 }),
             token_by_ip: Throttle::new(Policy { max_failures: 50, window_secs: 15 * 60 }),
-            issuance: Limiter::default(),
+            issuance: Box::new(Limiter::default()),
             config,
             db,
             keys,

@@ -16,7 +16,7 @@ use super::page::{Layout, render};
 use crate::error::AppError;
 use crate::service::crypto;
 use crate::service::oauth::{self, AuthorizeError, AuthorizeParams, ClientCredentials, OAuthError, ValidRequest};
-use crate::service::ratelimit::{self, RateCounter};
+use crate::service::ratelimit;
 use crate::service::throttle::address_key;
 use crate::store::models::OauthClient;
 
