@@ -99,6 +99,30 @@ async fn concurrent_wrong_passwords_are_checked_at_most_five_times(app: TestApp)
 }
 both!(concurrent_wrong_passwords_are_checked_at_most_five_times);
 
+async fn rotating_addresses_inside_one_ipv6_64_share_one_throttle(app: TestApp) {
+    app.setup_owner().await;
+    let mut browsers = Vec::new();
+    for _ in 0..40 {
+        browsers.push(login_browser(&app).await);
+    }
+    let emails: Vec<String> = (0..40).map(|i| format!("nobody{i}@acme.test")).collect();
+    // Every guess from another address of the same /64.
+    let guesses = browsers.iter().zip(&emails).enumerate().map(|(i, ((b, csrf), email))| {
+        let form = [("email", email.as_str()), ("password", "guess"), ("csrf_token", csrf.as_str())];
+        let from = format!("2001:db8:aa:bb:{:x}:{:x}::1", i * 7919 % 65_536, i);
+        b.client.post(b.url("/login")).header("X-Forwarded-For", from).form(&form).send()
+    });
+    let statuses: Vec<StatusCode> = join_all(guesses).await.into_iter().map(|r| r.unwrap().status()).collect();
+    assert_eq!(count(&statuses, StatusCode::UNAUTHORIZED), 30, "{statuses:?}");
+    assert_eq!(count(&statuses, StatusCode::TOO_MANY_REQUESTS), 10, "{statuses:?}");
+    // Another /64 is another client.
+    let (b, csrf) = login_browser(&app).await;
+    let form = [("email", "someone@acme.test"), ("password", "guess"), ("csrf_token", csrf.as_str())];
+    let other = b.client.post(b.url("/login")).header("X-Forwarded-For", "2001:db8:aa:bc::1").form(&form).send();
+    assert_eq!(other.await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+both_with!(rotating_addresses_inside_one_ipv6_64_share_one_throttle, super::FLUSHING_BEHIND_A_PROXY);
+
 /// Signs in with the password in a fresh browser; returns it at the TOTP step.
 async fn at_totp_step(app: &TestApp) -> (TestApp, String) {
     let (b, _) = login_browser(app).await;
