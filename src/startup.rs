@@ -62,7 +62,7 @@ impl Application {
     /// Buffered key usage is written once more after the last request.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
-        match self.state.verifier.flush(&self.state.db).await {
+        match self.state.verifier.flush_all(&self.state.db).await {
             Ok(n) => tracing::info!(keys = n, "flushed key usage at shutdown"),
             Err(e) => tracing::error!(error = %e, "flushing key usage at shutdown failed"),
         }

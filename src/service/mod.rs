@@ -3,8 +3,10 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod audit_gate;
 pub mod crypto;
 pub mod keys;
+pub mod lru;
 pub mod oauth;
 pub mod password;
 pub mod policy;

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::accounts::Role;
 use super::audit::{self, Actor, Event};
+use super::audit_gate::{Admission, AuditGate, PendingEvent};
 use super::crypto::{self, Keys};
 use super::keys::{codec, scopes};
 use super::policy;
@@ -633,26 +634,43 @@ fn s256(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-fn audit_failure(conn: &mut DbConn, client: &OauthClient, action: &str, why: &str) -> Result<(), OAuthError> {
-    let e = Event::new(action).team(&client.team_id).object("oauth_app", &client.id).details(json!({"reason": why}));
-    Ok(audit::record(conn, &app_actor(client), e)?)
+/// Audits a failed token request: anyone holding a public client id can cause
+/// one, so at most one per app, action and minute is recorded, then a count.
+fn audit_failure(
+    conn: &mut DbConn,
+    gate: &AuditGate,
+    client: &OauthClient,
+    action: &str,
+    why: &str,
+) -> Result<(), OAuthError> {
+    let e = PendingEvent::new(action, app_actor(client)).team(Some(&client.team_id)).object("oauth_app", &client.id);
+    let e = e.details(json!({"reason": why}));
+    if gate.admit(&format!("{action}:{}", client.id), &e, now()) == Admission::Record {
+        e.record(conn)?;
+    }
+    Ok(())
 }
 
 /// A presented credential was used again: its whole grant ends, in one
 /// transaction with the event that says so.
+/// (Replays can be repeated by whoever holds the copy: the event goes
+/// through the audit gate like other failures.)
 fn revoke_reused(
     conn: &mut DbConn,
+    gate: &AuditGate,
     client: &OauthClient,
     grant_id: &str,
     (action, why): (&str, &str),
 ) -> Result<(), OAuthError> {
     crate::store::transaction(conn, |conn| {
         let revoked = OauthToken::revoke_grant(conn, grant_id, now())?;
-        let e = Event::new(action)
-            .team(&client.team_id)
-            .object("oauth_app", &client.id)
-            .details(json!({"reason": why, "revoked": "grant", "grant_id": grant_id, "tokens_revoked": revoked}));
-        Ok(audit::record(conn, &app_actor(client), e)?)
+        let e =
+            PendingEvent::new(action, app_actor(client)).team(Some(&client.team_id)).object("oauth_app", &client.id);
+        let e = e.details(json!({"reason": why, "revoked": "grant", "grant_id": grant_id, "tokens_revoked": revoked}));
+        if gate.admit(&format!("{action}:{}", client.id), &e, now()) == Admission::Record {
+            e.record(conn)?;
+        }
+        Ok(())
     })
 }
 
@@ -663,6 +681,7 @@ pub fn exchange_code(
     code: &str,
     redirect_uri: Option<&str>,
     verifier: Option<&str>,
+    gate: &AuditGate,
 ) -> Result<TokenResponse, OAuthError> {
     let hash = hasher.token_hash(&format!("code:{code}"));
     let result = crate::store::transaction(conn, |conn| {
@@ -708,12 +727,12 @@ pub fn exchange_code(
             // A second use of a code: revoke everything it issued.
             if let Some(c) = OauthCode::find(conn, &hash)? {
                 let why = "authorization code used twice; its tokens were revoked";
-                revoke_reused(conn, client, &c.grant_id, ("oauth.code_reused", why))?;
+                revoke_reused(conn, gate, client, &c.grant_id, ("oauth.code_reused", why))?;
             }
             Err(oerr("invalid_grant", "The code was already used."))
         }
         Err(e) if e.error == "invalid_grant" => {
-            audit_failure(conn, client, "oauth.token_failed", &e.description)?;
+            audit_failure(conn, gate, client, "oauth.token_failed", &e.description)?;
             Err(e)
         }
         other => other,
@@ -746,6 +765,7 @@ pub fn refresh(
     client: &OauthClient,
     token: &str,
     scope: Option<&str>,
+    gate: &AuditGate,
 ) -> Result<TokenResponse, OAuthError> {
     let invalid = || oerr("invalid_grant", "The refresh token is not valid.");
     let hash = hasher.token_hash(token);
@@ -780,7 +800,7 @@ pub fn refresh(
             // A rotated refresh token came back: someone holds a copy. End the grant.
             if let Some(t) = OauthToken::find_by_hash(conn, &hash)? {
                 let why = "a rotated refresh token was reused; the grant was revoked";
-                revoke_reused(conn, client, &t.grant_id, ("oauth.refresh_reuse", why))?;
+                revoke_reused(conn, gate, client, &t.grant_id, ("oauth.refresh_reuse", why))?;
             }
             Err(invalid())
         }

@@ -1,9 +1,18 @@
-//! Per-credential rate limits: requests per hour with a per-minute burst,
-//! counted in process with a sliding-window counter (the previous window's
-//! count, weighted by how much of it still overlaps, plus the current one).
+//! Rate limits: requests per hour with a per-minute burst, counted with a
+//! sliding-window counter (the previous window's count, weighted by how much of
+//! it still overlaps, plus the current one).
+//!
+//! Rules: a team's plan limits all of its keys and access tokens together
+//! (the caller counts under the team, so a new credential never buys a new
+//! allowance); token issuance is limited per OAuth client ([`TOKEN_ISSUANCE`]).
+//! Counters live in process behind [`RateCounter`], which a shared (Redis)
+//! store can implement; their memory is bounded by least-recently-used
+//! eviction — an active team's counters are the most recently used, so a flood
+//! of others never resets them — and never cleared wholesale.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
+
+use super::lru::Lru;
 
 /// A team's plan (AImyChats' published limits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +32,24 @@ pub const PLANS: [Plan; 5] = [
     Plan { name: "unlimited", per_hour: 1_000_000_000_000, per_minute: 1_000_000_000_000 },
 ];
 
+/// Tokens one OAuth client may be issued at `/oauth/token` (every grant),
+/// unless its team is on the `unlimited` plan.
+pub const TOKEN_ISSUANCE: Plan = Plan { name: "token_issuance", per_hour: 1_000, per_minute: 60 };
+
 pub fn plan(name: &str) -> Option<Plan> {
     PLANS.iter().copied().find(|p| p.name == name)
+}
+
+/// The issuance limit of an OAuth client of `team_id`: [`TOKEN_ISSUANCE`],
+/// or none when the team's plan (else `default_plan`) is `unlimited`.
+pub fn issuance_limit(
+    conn: &mut crate::store::DbConn,
+    team_id: &str,
+    default_plan: &str,
+) -> Result<Option<Plan>, crate::store::StoreError> {
+    let team = crate::store::models::Team::find(conn, team_id)?;
+    let plan = team.and_then(|t| t.plan).unwrap_or_else(|| default_plan.to_owned());
+    Ok((plan != "unlimited").then_some(TOKEN_ISSUANCE))
 }
 
 /// What the `X-RateLimit-*` headers report (the hourly window).
@@ -63,26 +88,42 @@ struct Counters {
     minute: Window,
 }
 
-#[derive(Default)]
+/// Where request counts live: in process here; a shared store later.
+pub trait RateCounter: Send + Sync {
+    /// Counts one request for `key` at `now_ms`, or refuses it with the
+    /// seconds to wait; counting and checking are one atomic step.
+    fn hit(&self, key: &str, plan: Plan, now_ms: i64) -> Result<RateState, (RateState, i64)>;
+    /// Gives back one request counted at `now_ms` (the time of its `hit`:
+    /// it was not served).
+    fn release(&self, key: &str, now_ms: i64);
+}
+
+/// Keys kept at most; more than the teams (and clients) active in an hour.
+pub const MAX_KEYS: usize = 200_000;
+
 pub struct Limiter {
-    counters: Mutex<HashMap<String, Counters>>,
+    counters: Mutex<Lru<String, Counters>>,
+}
+
+impl Default for Limiter {
+    fn default() -> Self {
+        Self::with_capacity(MAX_KEYS)
+    }
 }
 
 const HOUR_MS: i64 = 3_600_000;
 const MINUTE_MS: i64 = 60_000;
 
 impl Limiter {
-    /// Counts one request for `key` at `now_ms`, or refuses it with the
-    /// seconds to wait.
-    pub fn hit(&self, key: &str, plan: Plan, now_ms: i64) -> Result<RateState, (RateState, i64)> {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self { counters: Mutex::new(Lru::new(capacity)) }
+    }
+}
+
+impl RateCounter for Limiter {
+    fn hit(&self, key: &str, plan: Plan, now_ms: i64) -> Result<RateState, (RateState, i64)> {
         let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 200_000 {
-            map.clear();
-        }
-        if !map.contains_key(key) {
-            map.insert(key.to_owned(), Counters::default());
-        }
-        let Some(c) = map.get_mut(key) else { return Ok(RateState { limit: plan.per_hour, remaining: 0, reset: 0 }) };
+        let (c, _) = map.get_or_insert_with(&key.to_owned(), Counters::default);
         let hour = c.hour.estimate(now_ms, HOUR_MS);
         let minute = c.minute.estimate(now_ms, MINUTE_MS);
         let reset = (c.hour.index + 1) * HOUR_MS / 1000;
@@ -101,6 +142,20 @@ impl Limiter {
         c.hour.current += 1;
         c.minute.current += 1;
         Ok(state(hour + 1.0))
+    }
+
+    fn release(&self, key: &str, now_ms: i64) {
+        let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get_mut(key) {
+            for (w, len) in [(&mut c.hour, HOUR_MS), (&mut c.minute, MINUTE_MS)] {
+                let counted_in = now_ms.div_euclid(len);
+                if w.index == counted_in {
+                    w.current = w.current.saturating_sub(1);
+                } else if w.index == counted_in + 1 {
+                    w.previous = w.previous.saturating_sub(1);
+                }
+            }
+        }
     }
 }
 
@@ -139,5 +194,33 @@ mod tests {
             }
         }
         assert_eq!(ok, 100);
+    }
+
+    #[test]
+    fn a_flood_of_other_keys_never_resets_an_active_team() {
+        let l = Limiter::with_capacity(100);
+        let free = plan("free").unwrap();
+        let t0 = 2_000 * HOUR_MS;
+        for i in 0..10 {
+            l.hit("team:busy", free, t0 + i).unwrap();
+        }
+        for i in 0..5_000 {
+            let _ = l.hit(&format!("team:other-{i}"), free, t0 + 20);
+            if i % 20 == 0 {
+                assert!(l.hit("team:busy", free, t0 + 20).is_err(), "still at its burst after {i} others");
+            }
+        }
+    }
+
+    #[test]
+    fn a_released_hit_is_given_back() {
+        let l = Limiter::default();
+        let t0 = 3_000 * HOUR_MS;
+        let tight = Plan { name: "t", per_hour: 10, per_minute: 2 };
+        l.hit("c", tight, t0).unwrap();
+        l.hit("c", tight, t0 + 1).unwrap();
+        assert!(l.hit("c", tight, t0 + 2).is_err());
+        l.release("c", t0 + 3);
+        assert!(l.hit("c", tight, t0 + 4).is_ok());
     }
 }

@@ -1,9 +1,23 @@
-//! Throttling of repeated failures (passwords, later TOTP codes), per account
-//! and per client address, over a sliding window. Counters live in process, as
-//! DESIGN.md allows for rate-limit counters.
+//! Throttling of repeated failures (passwords, TOTP codes, password re-checks,
+//! token requests), per account and per client address, over a sliding window.
+//!
+//! Rules: an attempt is *reserved* before the secret is checked, atomically
+//! with the check of the limit, so concurrent attempts cannot race past it; a
+//! failure keeps its reservation, a success gives it back (or clears the key,
+//! as the caller's policy says), and a request refused for another reason
+//! gives it back too (the token endpoint, which guards no guessable secret,
+//! checks first and counts failures after: see [`Throttle::check`]).
+//! Per-address keys count an IPv6 client by its /64 (one
+//! host owns a whole /64) and an IPv4 client by its address. Counters live in
+//! process behind [`AttemptLog`], which a shared (Redis) store can implement;
+//! their memory is bounded by least-recently-used eviction, never cleared.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::lru::Lru;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
@@ -11,50 +25,155 @@ pub struct Policy {
     pub window_secs: i64,
 }
 
-/// Failures per key within the window; a key at the limit is refused until its
-/// oldest failure leaves the window.
+/// One reserved attempt, to keep (a failure) or give back (anything else).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "an attempt is kept as a failure unless it is released"]
+pub struct Attempt {
+    pub key: String,
+    pub id: u64,
+}
+
+/// Where attempts are counted: in process here; a shared store later.
+pub trait AttemptLog: Send + Sync {
+    /// Atomically forgets attempts older than the window and, unless the key
+    /// already holds `max_failures`, records one at `now`. `Err` is the
+    /// seconds until the oldest attempt leaves the window.
+    fn reserve(&self, key: &str, policy: Policy, now: i64) -> Result<Attempt, i64>;
+    /// Gives back one reserved attempt.
+    fn release(&self, attempt: &Attempt);
+    /// Forgets every attempt of `key`.
+    fn clear(&self, key: &str);
+}
+
+/// Attempt times per key, in process.
+pub struct InProcess {
+    next_id: AtomicU64,
+    keys: Mutex<Lru<String, VecDeque<(i64, u64)>>>,
+}
+
+/// Keys kept at most (a spray of distinct keys evicts the quietest ones).
+pub const MAX_KEYS: usize = 100_000;
+
+impl InProcess {
+    pub fn new(capacity: usize) -> Self {
+        Self { next_id: AtomicU64::new(1), keys: Mutex::new(Lru::new(capacity)) }
+    }
+}
+
+impl AttemptLog for InProcess {
+    fn reserve(&self, key: &str, policy: Policy, now: i64) -> Result<Attempt, i64> {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let (times, _) = keys.get_or_insert_with(&key.to_owned(), VecDeque::new);
+        while times.front().is_some_and(|&(t, _)| t <= now - policy.window_secs) {
+            times.pop_front();
+        }
+        if times.len() >= policy.max_failures {
+            let oldest = times.front().map_or(now, |&(t, _)| t);
+            return Err((oldest + policy.window_secs - now).max(1));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        times.push_back((now, id));
+        Ok(Attempt { key: key.to_owned(), id })
+    }
+
+    fn release(&self, attempt: &Attempt) {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(times) = keys.get_mut(attempt.key.as_str()) {
+            times.retain(|&(_, id)| id != attempt.id);
+        }
+    }
+
+    fn clear(&self, key: &str) {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+/// A failure policy over an attempt log.
 pub struct Throttle {
     policy: Policy,
-    failures: Mutex<HashMap<String, VecDeque<i64>>>,
+    log: Box<dyn AttemptLog>,
 }
 
 impl Throttle {
     pub fn new(policy: Policy) -> Self {
-        Self { policy, failures: Mutex::new(HashMap::new()) }
+        Self::with_log(policy, Box::new(InProcess::new(MAX_KEYS)))
     }
 
-    /// `Err(retry_after_secs)` when the key is over its limit at `now`.
+    pub fn with_log(policy: Policy, log: Box<dyn AttemptLog>) -> Self {
+        Self { policy, log }
+    }
+
+    /// Reserves an attempt for `key`, or `Err(retry_after_secs)` when the key
+    /// is at its limit at `now`.
+    pub fn reserve(&self, key: &str, now: i64) -> Result<Attempt, i64> {
+        self.log.reserve(&bounded(key), self.policy, now)
+    }
+
+    /// The attempt did not fail (or was refused for another reason).
+    pub fn release(&self, attempt: &Attempt) {
+        self.log.release(attempt);
+    }
+
+    /// Whether `key` is below its limit, without reserving: for endpoints
+    /// that guard no guessable secret (the token endpoint: codes, tokens and
+    /// client secrets are 128 bits or more), where a client's concurrent
+    /// requests must not count as failures while in flight. Failures are
+    /// recorded afterwards with [`record_failure`](Self::record_failure).
     pub fn check(&self, key: &str, now: i64) -> Result<(), i64> {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(times) = map.get_mut(key) else { return Ok(()) };
-        prune(times, now - self.policy.window_secs);
-        if times.len() >= self.policy.max_failures {
-            let oldest = times.front().copied().unwrap_or(now);
-            return Err((oldest + self.policy.window_secs - now).max(1));
-        }
+        let attempt = self.reserve(key, now)?;
+        self.release(&attempt);
         Ok(())
     }
 
     pub fn record_failure(&self, key: &str, now: i64) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 100_000 {
-            // Bound memory under a spray of distinct keys: drop the quiet ones.
-            let cutoff = now - self.policy.window_secs;
-            map.retain(|_, t| t.back().is_some_and(|&last| last > cutoff));
-        }
-        let times = map.entry(key.to_owned()).or_default();
-        prune(times, now - self.policy.window_secs);
-        times.push_back(now);
+        // At the limit already: nothing more to count.
+        let _kept = self.reserve(key, now);
     }
 
+    /// Forgets every failure of `key` (a success that proves the secret).
     pub fn clear(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.log.clear(&bounded(key));
     }
 }
 
-fn prune(times: &mut VecDeque<i64>, cutoff: i64) {
-    while times.front().is_some_and(|&t| t <= cutoff) {
-        times.pop_front();
+/// Keys are whatever a client typed (an email, a client id): a long one is
+/// stored as its SHA-256, so the memory a key costs stays bounded.
+fn bounded(key: &str) -> std::borrow::Cow<'_, str> {
+    use sha2::{Digest, Sha256};
+    if key.len() <= 256 {
+        return key.into();
+    }
+    format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes()))).into()
+}
+
+/// Reserves on every throttle in order; if one refuses, gives back the ones
+/// already reserved, so a refused request changes no counter.
+pub fn reserve_all(throttles: &[(&Throttle, &str)], now: i64) -> Result<Vec<Attempt>, i64> {
+    let mut taken: Vec<Attempt> = Vec::with_capacity(throttles.len());
+    for (i, (throttle, key)) in throttles.iter().enumerate() {
+        match throttle.reserve(key, now) {
+            Ok(a) => taken.push(a),
+            Err(retry) => {
+                for (t, a) in throttles.iter().zip(&taken).take(i) {
+                    t.0.release(a);
+                }
+                return Err(retry);
+            }
+        }
+    }
+    Ok(taken)
+}
+
+/// The per-address throttle key: an IPv4 address (IPv4-mapped IPv6 counts as
+/// IPv4), or the /64 of an IPv6 address.
+pub fn address_key(ip: Option<IpAddr>) -> String {
+    match ip.map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        None => "unknown".to_owned(),
     }
 }
 
@@ -66,13 +185,72 @@ mod tests {
     fn locks_after_the_limit_and_unlocks_when_the_window_passes() {
         let t = Throttle::new(Policy { max_failures: 3, window_secs: 60 });
         for i in 0..3 {
-            assert!(t.check("k", 100 + i).is_ok());
-            t.record_failure("k", 100 + i);
+            let _failed = t.reserve("k", 100 + i).unwrap();
         }
-        assert_eq!(t.check("k", 110), Err(50));
-        assert!(t.check("other", 110).is_ok());
-        assert!(t.check("k", 161).is_ok());
+        assert_eq!(t.reserve("k", 110), Err(50));
+        assert!(t.reserve("other", 110).is_ok());
+        assert!(t.reserve("k", 161).is_ok());
         t.clear("k");
-        assert!(t.check("k", 110).is_ok());
+        assert!(t.reserve("k", 110).is_ok());
+    }
+
+    #[test]
+    fn concurrent_attempts_cannot_race_past_the_limit() {
+        let t = Throttle::new(Policy { max_failures: 5, window_secs: 900 });
+        let admitted = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..32).map(|_| s.spawn(|| t.reserve("victim@acme.test", 1_000).is_ok())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).filter(|ok| *ok).count()
+        });
+        assert_eq!(admitted, 5, "exactly the limit, however many arrive at once");
+    }
+
+    #[test]
+    fn a_success_gives_its_reservation_back_and_a_refusal_takes_none() {
+        let t = Throttle::new(Policy { max_failures: 2, window_secs: 60 });
+        let ok = t.reserve("k", 10).unwrap();
+        t.release(&ok);
+        let _f1 = t.reserve("k", 11).unwrap();
+        let _f2 = t.reserve("k", 12).unwrap();
+        assert!(t.reserve("k", 13).is_err());
+        let other = Throttle::new(Policy { max_failures: 1, window_secs: 60 });
+        let _blocked = other.reserve("ip", 10).unwrap();
+        let free = Throttle::new(Policy { max_failures: 1, window_secs: 60 });
+        assert!(reserve_all(&[(&free, "acct"), (&other, "ip")], 11).is_err());
+        assert!(free.reserve("acct", 12).is_ok(), "the refused request left no reservation behind");
+    }
+
+    #[test]
+    fn long_keys_are_stored_bounded_and_still_counted() {
+        let t = Throttle::new(Policy { max_failures: 1, window_secs: 60 });
+        let long = "x".repeat(60_000);
+        let attempt = t.reserve(&long, 1).unwrap();
+        assert!(attempt.key.len() < 100);
+        assert!(t.reserve(&long, 2).is_err());
+        assert!(t.reserve(&"x".repeat(59_999), 2).is_ok());
+    }
+
+    #[test]
+    fn addresses_count_ipv4_by_address_and_ipv6_by_64() {
+        let key = |s: &str| address_key(Some(s.parse().unwrap()));
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+        assert_ne!(key("203.0.113.7"), key("203.0.113.8"));
+        assert_eq!(key("::ffff:203.0.113.7"), key("203.0.113.7"));
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(address_key(None), "unknown");
+    }
+
+    #[test]
+    fn a_flood_of_other_keys_does_not_forget_an_active_one() {
+        let t = Throttle::with_log(Policy { max_failures: 2, window_secs: 900 }, Box::new(InProcess::new(50)));
+        let _a = t.reserve("victim", 1).unwrap();
+        let _b = t.reserve("victim", 2).unwrap();
+        for i in 0..1_000 {
+            let _ = t.reserve(&format!("spray-{i}"), 3);
+            if i % 10 == 0 {
+                assert!(t.reserve("victim", 3).is_err(), "still locked after {i} other keys");
+            }
+        }
     }
 }

@@ -4,22 +4,29 @@
 //! call; unknown, expired and revoked keys are indistinguishable to the caller;
 //! verified keys are cached for at most one second (so a revocation on another
 //! instance is effective within a second) and dropped at once when this
-//! instance changes them; nothing is written on the request path — usage is
-//! buffered and flushed in batches.
+//! instance changes them; nothing is written on the request path — usage and
+//! the audit of refused revoked credentials are buffered and flushed in
+//! batches, so a revoked key costs what an unknown one does. The plan's limits
+//! count per team (all its keys and access tokens together). The cache, like
+//! every map here, evicts its least-recently-used entries when full and is
+//! never cleared to make room.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
 use super::accounts::Role;
-use super::audit::{self, Actor, Event};
+use super::audit::Actor;
+use super::audit_gate::{AuditGate, PendingEvent};
 use super::crypto::Keys;
 use super::keys::{self, codec};
+use super::lru::Lru;
 use super::policy;
-use super::ratelimit::{self, Limiter, Plan, RateState};
+use super::ratelimit::{self, Limiter, Plan, RateCounter, RateState};
 use crate::store::models::{ApiKey, Team};
 use crate::store::{Db, DbConn, StoreError};
 
@@ -73,6 +80,8 @@ pub enum Refusal {
 struct Cached {
     record: Option<Arc<KeyRecord>>,
     fetched: Instant,
+    /// The access-token generation when it was read (see `invalidate_tokens`).
+    tokens: u64,
 }
 
 #[derive(Default)]
@@ -84,10 +93,11 @@ struct Usage {
 pub struct Verifier {
     prefix: String,
     default_plan: Plan,
-    cache: RwLock<HashMap<String, Cached>>,
+    cache: Mutex<Lru<String, Cached>>,
     usage: Mutex<Usage>,
-    limiter: Limiter,
-    refused_audited: Mutex<HashMap<String, i64>>,
+    limiter: Box<dyn RateCounter>,
+    audit: Arc<AuditGate>,
+    token_generation: AtomicU64,
 }
 
 fn team_plan(team: Option<&Team>, default_plan: Plan) -> Plan {
@@ -158,15 +168,41 @@ fn load(conn: &mut DbConn, hash: &str, prefix: &str, default_plan: Plan) -> Resu
 }
 
 impl Verifier {
-    pub fn new(prefix: &str, default_plan: &str) -> Self {
+    /// A verifier whose refused-credential audit goes through `audit`.
+    pub fn new(prefix: &str, default_plan: &str, audit: Arc<AuditGate>) -> Self {
         Self {
             prefix: prefix.to_owned(),
             default_plan: ratelimit::plan(default_plan).unwrap_or(ratelimit::PLANS[0]),
-            cache: RwLock::new(HashMap::new()),
+            cache: Mutex::new(Lru::new(CACHE_MAX)),
             usage: Mutex::new(Usage::default()),
-            limiter: Limiter::default(),
-            refused_audited: Mutex::new(HashMap::new()),
+            limiter: Box::new(Limiter::default()),
+            audit,
+            token_generation: AtomicU64::new(0),
         }
+    }
+
+    /// Counts the plans' limits in `limiter` (a shared store) instead of in process.
+    pub fn with_limiter(mut self, limiter: Box<dyn RateCounter>) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
+    /// A fresh cached answer for a key hash (marking it used), if any.
+    fn cached(&self, hash: &str) -> Option<Option<Arc<KeyRecord>>> {
+        let generation = self.token_generation.load(Ordering::Acquire);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = |c: &&mut Cached| {
+            c.fetched.elapsed() < CACHE_TTL
+                && (c.tokens == generation || c.record.as_ref().is_none_or(|r| r.kind != "oauth"))
+        };
+        cache.get_mut(hash).filter(fresh).map(|c| c.record.clone())
+    }
+
+    /// Caches an answer read while the token generation was `tokens`; when
+    /// full, the least-recently-used entry makes room.
+    fn remember(&self, hash: String, record: Option<Arc<KeyRecord>>, tokens: u64) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.insert(hash, Cached { record, fetched: Instant::now(), tokens });
     }
 
     /// The key behind a presented secret, from cache or database.
@@ -177,11 +213,10 @@ impl Verifier {
             return Ok(None);
         }
         let hash = hasher.token_hash(presented);
-        if let Some(c) = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(&hash)
-            && c.fetched.elapsed() < CACHE_TTL
-        {
-            return Ok(c.record.clone());
+        if let Some(record) = self.cached(&hash) {
+            return Ok(record);
         }
+        let generation = self.token_generation.load(Ordering::Acquire);
         let (prefix, plan, h) = (self.prefix.clone(), self.default_plan, hash.clone());
         let record = db
             .run(
@@ -192,11 +227,7 @@ impl Verifier {
             .await
             .map_err(|e| Refusal::Internal(e.to_string()))?
             .map(Arc::new);
-        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(hash, Cached { record: record.clone(), fetched: Instant::now() });
+        self.remember(hash, record.clone(), generation);
         Ok(record)
     }
 
@@ -212,7 +243,7 @@ impl Verifier {
         let record = self.lookup(db, hasher, presented).await?.ok_or(Refusal::Unauthorized)?;
         let now = now_ms / 1000;
         if record.revoked {
-            self.audit_refused(db, &record, client, now).await;
+            self.audit_refused(&record, client, now);
             return Err(Refusal::Unauthorized);
         }
         if record.expires_at.is_some_and(|e| e <= now) {
@@ -225,7 +256,7 @@ impl Verifier {
         }
         let rate = self
             .limiter
-            .hit(&record.id, record.plan, now_ms)
+            .hit(&limit_key(&record), record.plan, now_ms)
             .map_err(|(rate, retry_after)| Refusal::RateLimited { rate, retry_after })?;
         if record.kind != "oauth" {
             // Usage history is kept for keys; OAuth tokens are short-lived.
@@ -236,18 +267,25 @@ impl Verifier {
 
     /// Forgets a key at once (this instance changed it).
     pub fn invalidate(&self, key_id: &str) {
-        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.retain(|_, c| c.record.as_ref().is_none_or(|r| r.id != key_id));
     }
 
     /// Forgets everything cached (an OAuth grant was revoked here).
     pub fn invalidate_all(&self) {
-        self.cache.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Forgets every cached OAuth access token at once (a grant may have been
+    /// revoked here), in constant time and without touching cached API keys:
+    /// anyone can make the token endpoint fail, so this must stay cheap.
+    pub fn invalidate_tokens(&self) {
+        self.token_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Forgets cached "unknown" answers (a key was just created here).
     pub fn invalidate_unknown(&self) {
-        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.retain(|_, c| c.record.is_some());
     }
 
@@ -262,8 +300,22 @@ impl Verifier {
         *usage.per_day.entry((key_id.to_owned(), now / 86_400)).or_default() += 1;
     }
 
-    /// Writes buffered usage in one transaction; returns the keys touched.
+    /// Writes buffered usage in one transaction, then the buffered audit
+    /// events and the summaries of ended intervals; returns the keys touched.
     pub async fn flush(&self, db: &Db) -> Result<usize, StoreError> {
+        let n = self.flush_usage(db).await?;
+        self.audit.flush(db, Some(crate::store::now())).await?;
+        Ok(n)
+    }
+
+    /// At shutdown: usage, and every buffered audit event and summary.
+    pub async fn flush_all(&self, db: &Db) -> Result<usize, StoreError> {
+        let n = self.flush_usage(db).await?;
+        self.audit.flush(db, None).await?;
+        Ok(n)
+    }
+
+    async fn flush_usage(&self, db: &Db) -> Result<usize, StoreError> {
         let batch = std::mem::take(&mut *self.usage.lock().unwrap_or_else(|p| p.into_inner()));
         if batch.last_used.is_empty() {
             return Ok(0);
@@ -285,31 +337,117 @@ impl Verifier {
         Ok(n)
     }
 
-    /// Audits a refused use of a revoked key, at most once a minute per key.
-    async fn audit_refused(&self, db: &Db, record: &KeyRecord, client: Option<IpAddr>, now: i64) {
-        {
-            let mut seen = self.refused_audited.lock().unwrap_or_else(|p| p.into_inner());
-            if seen.get(&record.id).is_some_and(|&t| now - t < 60) {
-                return;
-            }
-            if seen.len() > 10_000 {
-                seen.clear();
-            }
-            seen.insert(record.id.clone(), now);
-        }
-        let (id, team) = (record.id.clone(), record.team_id.clone());
+    /// Audits a refused use of a revoked credential off the request path:
+    /// buffered for the next flush, at most once a minute per credential (then
+    /// a summary with the count). A key is labelled as a key; an OAuth access
+    /// token as a token of its app.
+    fn audit_refused(&self, record: &KeyRecord, client: Option<IpAddr>, now: i64) {
         let actor = Actor { label: "API client".into(), ip: client.map(|ip| ip.to_string()), ..Actor::default() };
-        let result = db
-            .run(move |conn| {
-                let mut event = Event::new("api_key.refused_revoked").object("api_key", &id);
-                if let Some(t) = team.as_deref() {
-                    event = event.team(t);
-                }
-                audit::record(conn, &actor, event)
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "auditing a refused key failed");
+        let event = if record.kind == "oauth" {
+            PendingEvent::new("oauth.token_refused_revoked", actor)
+                .object("oauth_app", &record.prefix)
+                .details(serde_json::json!({"token_id": record.id}))
+        } else {
+            PendingEvent::new("api_key.refused_revoked", actor).object("api_key", &record.id)
+        };
+        self.audit.buffer(&format!("refused:{}", record.id), event.team(record.team_id.as_deref()), now);
+    }
+}
+
+/// What the plan's limits count under: the team (all its keys and tokens),
+/// or the credential itself when it has no team (service keys).
+fn limit_key(record: &KeyRecord) -> String {
+    match record.team_id.as_deref() {
+        Some(team) => format!("team:{team}"),
+        None => format!("key:{}", record.id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, kind: &str, revoked: bool) -> Arc<KeyRecord> {
+        Arc::new(KeyRecord {
+            id: id.into(),
+            kind: kind.into(),
+            name: "n".into(),
+            prefix: if kind == "oauth" { "app_1".into() } else { "lk_abcdefgh".into() },
+            team_id: Some("team_1".into()),
+            team_name: None,
+            created_by: None,
+            holder: None,
+            role: None,
+            scopes: Arc::from(Vec::new()),
+            allowed: Vec::new(),
+            expires_at: None,
+            revoked,
+            plan: ratelimit::PLANS[0],
+        })
+    }
+
+    fn verifier(cache_max: usize) -> Verifier {
+        let mut v = Verifier::new("lk", "free", Arc::new(AuditGate::default()));
+        v.cache = Mutex::new(Lru::new(cache_max));
+        v
+    }
+
+    #[test]
+    fn a_flood_of_unknown_keys_never_empties_the_cache() {
+        let v = verifier(100);
+        v.remember("in-use".into(), Some(record("key_1", "api", false)), 0);
+        for i in 0..10_000 {
+            // Well-formed unknown keys are cached as "unknown".
+            v.remember(format!("unknown-{i}"), None, 0);
+            if i % 25 == 0 {
+                let hit = v.cached("in-use").expect("still cached after the flood");
+                assert_eq!(hit.map(|r| r.id.clone()).as_deref(), Some("key_1"));
+            }
         }
+        assert_eq!(v.cache.lock().unwrap().len(), 100, "bounded, not cleared");
+        assert!(v.cached("unknown-0").is_none(), "the least recently used went");
+    }
+
+    #[test]
+    fn refused_revoked_credentials_are_buffered_and_labelled_by_kind() {
+        let v = verifier(10);
+        for _ in 0..50 {
+            v.audit_refused(&record("key_1", "api", true), None, 100);
+            v.audit_refused(&record("tok_1", "oauth", true), None, 100);
+        }
+        let events = v.audit.take(None);
+        let find = |action: &str, repeated: bool| {
+            events.iter().filter(|e| e.action == action && e.details.get("repeated").is_some() == repeated).count()
+        };
+        assert_eq!(find("api_key.refused_revoked", false), 1);
+        assert_eq!(find("api_key.refused_revoked", true), 1, "one summary of the other 49");
+        assert_eq!(find("oauth.token_refused_revoked", false), 1);
+        let token = events.iter().find(|e| e.action == "oauth.token_refused_revoked").unwrap();
+        assert_eq!(token.object, Some(("oauth_app".to_owned(), "app_1".to_owned())));
+        assert_eq!(token.details["token_id"], "tok_1");
+        assert_eq!(events.len(), 4);
+    }
+
+    #[test]
+    fn every_credential_of_a_team_counts_against_one_allowance() {
+        let v = verifier(10);
+        let free = ratelimit::PLANS[0];
+        let creds = [record("key_1", "api", false), record("key_2", "api", false), record("tok_1", "oauth", false)];
+        let t0 = 1_000 * 3_600_000;
+        let admitted =
+            (0..30usize).filter(|&i| v.limiter.hit(&limit_key(&creds[i % 3]), free, t0 + i as i64).is_ok()).count();
+        assert_eq!(admitted as u64, free.per_minute);
+    }
+
+    #[test]
+    fn invalidating_tokens_drops_cached_tokens_only() {
+        let v = verifier(10);
+        v.remember("key".into(), Some(record("key_1", "api", false)), 0);
+        v.remember("token".into(), Some(record("tok_1", "oauth", false)), 0);
+        v.invalidate_tokens();
+        assert!(v.cached("key").is_some(), "API keys stay cached");
+        assert!(v.cached("token").is_none(), "access tokens are read again");
+        v.remember("token".into(), Some(record("tok_1", "oauth", false)), 1);
+        assert!(v.cached("token").is_some());
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! Rules: one neutral message for every failure; an unknown email costs the
 //! same argon2 work as a known one; failures are throttled per account and per
-//! client address (429 with the retry time); the session id is renewed and the
-//! CSRF token rotated at login; every outcome is audited.
+//! client address (429 with the retry time), the attempt reserved before the
+//! password is checked so concurrent guesses cannot race past the limit; the
+//! session id is renewed and the CSRF token rotated at login; every outcome is
+//! audited (failures for unknown accounts at most once a minute, then a count).
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
@@ -13,12 +15,14 @@ use askama::Template;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{CurrentUser, request_actor, safe_next, take_flash};
+use super::auth::{CurrentUser, client_ip, request_actor, safe_next, take_flash};
 use super::page::{redirect, render};
 use super::session_store::keys;
 use super::{State, csrf, format};
 use crate::error::AppError;
 use crate::service::audit::{self, Actor, Event};
+use crate::service::audit_gate::{Admission, PendingEvent};
+use crate::service::throttle::{address_key, reserve_all};
 use crate::service::{accounts, password, validate};
 use crate::store::now;
 
@@ -82,39 +86,42 @@ pub async fn submit(
     let next = safe_next(next.as_deref());
     let email_key = email.trim().to_lowercase();
     let actor = request_actor(&req, &state);
-    let ip_key = actor.ip.clone().unwrap_or_default();
+    let ip_key = address_key(client_ip(&req, &state));
     let at = now();
-    if let Err(retry) = state.login_by_account.check(&email_key, at).and(state.login_by_ip.check(&ip_key, at)) {
-        let message = format!("Too many failed attempts. Try again in {}.", format::duration(retry));
-        let mut res = render(StatusCode::TOO_MANY_REQUESTS, &LoginPage::new(&session, email, next, Some(message))?)?;
-        res.headers_mut().insert(RETRY_AFTER, retry.into());
-        return Ok(res);
-    }
-    let user = match validate::email(&email_key) {
-        Ok(lookup) => state.db.run(move |conn| accounts::user_by_email(conn, &lookup)).await?,
-        Err(_) => None,
-    };
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let ok = web::block(move || match stored {
-        Some(phc) => password::verify(&phc, &password),
-        None => {
-            password::verify_dummy(&password);
-            false
+    let throttles = [(&state.login_by_account, email_key.as_str()), (&state.login_by_ip, ip_key.as_str())];
+    let attempts = match reserve_all(&throttles, at) {
+        Ok(attempts) => attempts,
+        Err(retry) => {
+            let message = format!("Too many failed attempts. Try again in {}.", format::duration(retry));
+            let page = LoginPage::new(&session, email, next, Some(message))?;
+            let mut res = render(StatusCode::TOO_MANY_REQUESTS, &page)?;
+            res.headers_mut().insert(RETRY_AFTER, retry.into());
+            return Ok(res);
         }
-    })
-    .await
-    .map_err(|e| AppError::Internal(e.to_string()))?;
+    };
+    let checked = check_password(&state, &email_key, password).await;
+    let (user, ok) = checked.inspect_err(|_| {
+        for ((throttle, _), attempt) in throttles.iter().zip(&attempts) {
+            throttle.release(attempt);
+        }
+    })?;
 
+    let known = user.is_some();
     let Some(user) = user.filter(|_| ok) else {
-        state.login_by_account.record_failure(&email_key, at);
-        state.login_by_ip.record_failure(&ip_key, at);
+        // The reserved attempts stay: they were failures.
         // Only a plausible email is kept: people type passwords into the email field.
         let attempted = validate::email(&email_key).unwrap_or_else(|_| NOT_AN_EMAIL.to_owned());
-        record(&state, Actor { label: attempted.clone(), ..actor }, "login.failed", None, json!({"email": attempted}))
-            .await?;
+        let unknown = PendingEvent::new("login.failed", Actor { label: "unknown accounts".into(), ..Actor::default() });
+        if known || state.audit_gate.admit("login.failed:unknown", &unknown, at) == Admission::Record {
+            let actor = Actor { label: attempted.clone(), ..actor };
+            record(&state, actor, "login.failed", None, json!({"email": attempted})).await?;
+        }
         return render(StatusCode::UNAUTHORIZED, &LoginPage::new(&session, email, next, Some(NEUTRAL.into()))?);
     };
 
+    for ((throttle, _), attempt) in throttles.iter().zip(&attempts) {
+        throttle.release(attempt);
+    }
     state.login_by_account.clear(&email_key);
     if user.has_totp() {
         // Half signed in: only /login/totp accepts this state, for 5 minutes.
@@ -129,6 +136,30 @@ pub async fn submit(
     }
     complete(&state, &session, actor, &user.id, &user.email, "password").await?;
     Ok(super::page::redirect_full(&req, &next))
+}
+
+/// The account behind `email_key` and whether `password` is its password (an
+/// unknown account costs the same argon2 work).
+async fn check_password(
+    state: &State,
+    email_key: &str,
+    password: String,
+) -> Result<(Option<crate::store::models::User>, bool), AppError> {
+    let user = match validate::email(email_key) {
+        Ok(lookup) => state.db.run(move |conn| accounts::user_by_email(conn, &lookup)).await?,
+        Err(_) => None,
+    };
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = web::block(move || match stored {
+        Some(phc) => password::verify(&phc, &password),
+        None => {
+            password::verify_dummy(&password);
+            false
+        }
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok((user, ok))
 }
 
 /// Grants the session: new id, user, times, fresh CSRF token; audited.

@@ -1,6 +1,6 @@
 //! `/login/totp`: the second step for users with 2FA. The half-signed-in state
 //! lives 5 minutes and grants nothing but this page; failures are throttled per
-//! account like passwords.
+//! account like passwords, the attempt reserved before the code is checked.
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
@@ -71,14 +71,19 @@ pub async fn submit(
     let Some(user_id) = pending(&session) else { return Ok(expired(&session)) };
     let at = now();
     let throttle_key = format!("totp:{user_id}");
-    if let Err(retry) = state.login_by_account.check(&throttle_key, at) {
-        let message = format!("Too many wrong codes. Try again in {}.", format::duration(retry));
-        let mut res = page(&session, StatusCode::TOO_MANY_REQUESTS, Some(message))?;
-        res.headers_mut().insert(RETRY_AFTER, retry.into());
-        return Ok(res);
-    }
+    let attempt = match state.login_by_account.reserve(&throttle_key, at) {
+        Ok(attempt) => attempt,
+        Err(retry) => {
+            let message = format!("Too many wrong codes. Try again in {}.", format::duration(retry));
+            let mut res = page(&session, StatusCode::TOO_MANY_REQUESTS, Some(message))?;
+            res.headers_mut().insert(RETRY_AFTER, retry.into());
+            return Ok(res);
+        }
+    };
     let lookup = user_id.clone();
-    let Some(ctx) = state.db.run(move |conn| accounts::context(conn, &lookup)).await? else {
+    let found = state.db.run(move |conn| accounts::context(conn, &lookup)).await;
+    let Some(ctx) = found.inspect_err(|_| state.login_by_account.release(&attempt))? else {
+        state.login_by_account.release(&attempt);
         return Ok(expired(&session));
     };
     let actor = Actor { user_id: Some(user_id.clone()), label: ctx.user.email.clone(), ..request_actor(&req, &state) };
@@ -95,13 +100,17 @@ pub async fn submit(
             Ok(super::page::redirect_full(&req, &next))
         }
         Err(Error::Invalid(fields)) => {
+            state.login_by_account.release(&attempt);
             page(&session, StatusCode::UNPROCESSABLE_ENTITY, fields.get("code").map(str::to_owned))
         }
         Err(Error::Forbidden(message)) => {
-            state.login_by_account.record_failure(&throttle_key, at);
+            // The reserved attempt stays: a wrong code.
             record(&state, actor, "login.totp_failed", Some(user_id), json!({})).await?;
             page(&session, StatusCode::UNAUTHORIZED, Some(message.to_owned()))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => {
+            state.login_by_account.release(&attempt);
+            Err(e.into())
+        }
     }
 }

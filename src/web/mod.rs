@@ -24,12 +24,14 @@ pub mod support;
 pub mod team;
 pub mod verify;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use actix_web::web;
 
 use crate::config::Config;
+use crate::service::audit_gate::AuditGate;
 use crate::service::crypto::Keys;
+use crate::service::ratelimit::{Limiter, RateCounter};
 use crate::service::throttle::{Policy, Throttle};
 use crate::service::verify::Verifier;
 use crate::store::Db;
@@ -41,17 +43,30 @@ pub struct AppState {
     pub keys: Keys,
     /// The first-run token, while no user exists.
     pub setup_token: Mutex<Option<String>>,
+    /// Failed sign-ins per account (and TOTP codes, password re-checks per user).
     pub login_by_account: Throttle,
     pub login_by_ip: Throttle,
+    /// Failed `/oauth/token` requests per client and address, and per address.
+    pub token_by_client: Throttle,
+    pub token_by_ip: Throttle,
+    /// Tokens issued per OAuth client.
+    pub issuance: Box<dyn RateCounter>,
+    /// Events an unauthenticated caller can cause, summarised.
+    pub audit_gate: Arc<AuditGate>,
     pub verifier: Verifier,
 }
 
 impl AppState {
     pub fn new(config: Config, db: Db, setup_token: Option<String>) -> Self {
         let keys = Keys::derive(config.secret_bytes());
-        let verifier = Verifier::new(&config.api_key_prefix, &config.default_plan);
+        let audit_gate = Arc::new(AuditGate::default());
+        let verifier = Verifier::new(&config.api_key_prefix, &config.default_plan, audit_gate.clone());
         Self {
             verifier,
+            audit_gate,
+            token_by_client: Throttle::new(Policy { max_failures: 10, window_secs: 5 * 60 }),
+            token_by_ip: Throttle::new(Policy { max_failures: 50, window_secs: 15 * 60 }),
+            issuance: Box::new(Limiter::default()),
             config,
             db,
             keys,

@@ -11,11 +11,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::State;
-use super::auth::{CurrentUser, url_encode};
+use super::auth::{CurrentUser, client_ip, url_encode};
 use super::page::{Layout, render};
 use crate::error::AppError;
 use crate::service::crypto;
 use crate::service::oauth::{self, AuthorizeError, AuthorizeParams, ClientCredentials, OAuthError, ValidRequest};
+use crate::service::ratelimit;
+use crate::service::throttle::address_key;
 use crate::store::models::OauthClient;
 
 const PENDING: &str = "oauth_pending";
@@ -274,51 +276,114 @@ fn client_credentials(req: &HttpRequest, form: &[(String, String)]) -> ClientCre
     ClientCredentials { client_id: field("client_id"), client_secret: field("client_secret") }
 }
 
+/// 429 in RFC 6749 form (`slow_down`, as RFC 8628 names it) with `Retry-After`.
+fn slow_down(retry_after: i64, description: &str) -> HttpResponse {
+    let mut res = oauth_json(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({"error": "slow_down", "error_description": description, "retry_after": retry_after}),
+    );
+    res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, retry_after.into());
+    res
+}
+
 /// `POST /oauth/token`.
+///
+/// Failures are throttled per client and address and per address (checked
+/// before anything else, counted when a request fails: a client's concurrent
+/// requests are not failures while in flight); tokens issued are limited per
+/// client ([`ratelimit::TOKEN_ISSUANCE`]), reserved before the grant runs and
+/// given back when it fails.
 pub async fn token(state: State, req: HttpRequest, form: web::Form<Vec<(String, String)>>) -> HttpResponse {
     let form = form.into_inner();
     let creds = client_credentials(&req, &form);
-    let field = |k: &str| form.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
-    let grant = field("grant_type").unwrap_or_default();
-    let (code, redirect_uri, verifier, refresh, scope) =
-        (field("code"), field("redirect_uri"), field("code_verifier"), field("refresh_token"), field("scope"));
-    let keys = state.keys.clone();
-    let result = state
+    let address = address_key(client_ip(&req, &state));
+    let by_client = format!("{}|{address}", creds.client_id.as_deref().unwrap_or_default());
+    let throttles = [(&state.token_by_client, by_client.as_str()), (&state.token_by_ip, address.as_str())];
+    let at = crate::store::now();
+    if let Err(retry) = throttles.iter().try_for_each(|(t, key)| t.check(key, at)) {
+        return slow_down(retry, "Too many failed token requests: wait before trying again.");
+    }
+    let failed = || {
+        for (throttle, key) in &throttles {
+            throttle.record_failure(key, at);
+        }
+    };
+    let (keys, default_plan) = (state.keys.clone(), state.config.default_plan.clone());
+    let authenticated = state
         .db
         .run(move |conn| {
             let client = oauth::authenticate_client(conn, &keys, &creds)?;
-            match grant.as_str() {
-                "authorization_code" => {
-                    let code =
-                        code.ok_or(OAuthError { error: "invalid_request", description: "code is required.".into() })?;
-                    oauth::exchange_code(conn, &keys, &client, &code, redirect_uri.as_deref(), verifier.as_deref())
-                }
-                "refresh_token" => {
-                    let t = refresh.ok_or(OAuthError {
-                        error: "invalid_request",
-                        description: "refresh_token is required.".into(),
-                    })?;
-                    oauth::refresh(conn, &keys, &client, &t, scope.as_deref())
-                }
-                "client_credentials" => oauth::client_credentials(conn, &keys, &client, scope.as_deref()),
-                "" => Err(OAuthError { error: "invalid_request", description: "grant_type is required.".into() }),
-                _ => Err(OAuthError {
-                    error: "unsupported_grant_type",
-                    description: "Use authorization_code, refresh_token or client_credentials.".into(),
-                }),
-            }
+            let limit = ratelimit::issuance_limit(conn, &client.team_id, &default_plan)?;
+            Ok::<_, OAuthError>((client, limit))
         })
         .await;
+    let (client, limit) = match authenticated {
+        Ok(found) => found,
+        Err(e) => {
+            if e.error != "server_error" {
+                failed();
+            }
+            return oauth_error(e);
+        }
+    };
+    let at_ms = super::api_auth::now_ms();
+    if let Some(plan) = limit
+        && let Err((_, retry)) = state.issuance.hit(&client.id, plan, at_ms)
+    {
+        return slow_down(retry, "This client was issued too many tokens: wait before asking for more.");
+    }
+    let result = grant(&state, client.clone(), &form).await;
     match result {
         Ok(t) => oauth_json(StatusCode::OK, serde_json::to_value(t).unwrap_or_default()),
         Err(e) => {
+            if limit.is_some() {
+                state.issuance.release(&client.id, at_ms);
+            }
+            if e.error != "server_error" {
+                failed();
+            }
             if e.error == "invalid_grant" {
                 // A reused code or refresh token may have revoked a grant here.
-                state.verifier.invalidate_all();
+                state.verifier.invalidate_tokens();
             }
             oauth_error(e)
         }
     }
+}
+
+/// Runs the requested grant for an authenticated client.
+async fn grant(
+    state: &State,
+    client: crate::store::models::OauthClient,
+    form: &[(String, String)],
+) -> Result<oauth::TokenResponse, OAuthError> {
+    let field = |k: &str| form.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
+    let grant = field("grant_type").unwrap_or_default();
+    let (code, redirect_uri, verifier, refresh, scope) =
+        (field("code"), field("redirect_uri"), field("code_verifier"), field("refresh_token"), field("scope"));
+    let (keys, gate) = (state.keys.clone(), state.audit_gate.clone());
+    state
+        .db
+        .run(move |conn| match grant.as_str() {
+            "authorization_code" => {
+                let code =
+                    code.ok_or(OAuthError { error: "invalid_request", description: "code is required.".into() })?;
+                let (uri, verifier) = (redirect_uri.as_deref(), verifier.as_deref());
+                oauth::exchange_code(conn, &keys, &client, &code, uri, verifier, &gate)
+            }
+            "refresh_token" => {
+                let t = refresh
+                    .ok_or(OAuthError { error: "invalid_request", description: "refresh_token is required.".into() })?;
+                oauth::refresh(conn, &keys, &client, &t, scope.as_deref(), &gate)
+            }
+            "client_credentials" => oauth::client_credentials(conn, &keys, &client, scope.as_deref()),
+            "" => Err(OAuthError { error: "invalid_request", description: "grant_type is required.".into() }),
+            _ => Err(OAuthError {
+                error: "unsupported_grant_type",
+                description: "Use authorization_code, refresh_token or client_credentials.".into(),
+            }),
+        })
+        .await
 }
 
 /// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token existed.
@@ -337,8 +402,10 @@ pub async fn revoke(state: State, req: HttpRequest, form: web::Form<Vec<(String,
         })
         .await;
     match result {
-        Ok(_) => {
-            state.verifier.invalidate_all();
+        Ok(revoked) => {
+            if revoked.is_some() {
+                state.verifier.invalidate_tokens();
+            }
             HttpResponse::Ok().insert_header((CACHE_CONTROL, "no-store")).finish()
         }
         Err(e) => oauth_error(e),

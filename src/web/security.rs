@@ -3,7 +3,9 @@
 //!
 //! Rules: the TOTP secret is shown only while enrolment is unconfirmed and
 //! recovery codes only in the response that made them (`no-store`); turning
-//! 2FA off needs the password and a current code.
+//! 2FA off needs the password and a current code. Every password re-check
+//! here is throttled per user like sign-in: the attempt is reserved before the
+//! check, a wrong password (or code) keeps it, anything else gives it back.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -17,6 +19,7 @@ use super::session_store::keys;
 use super::{State, format};
 use crate::error::AppError;
 use crate::service::accounts::Role;
+use crate::service::throttle::Attempt;
 use crate::service::{Error, FieldErrors, password, security, totp, validate};
 use crate::store::now;
 
@@ -192,9 +195,54 @@ pub async fn totp_confirm(
     }
 }
 
-async fn password_ok(user: &CurrentUser, given: &str) -> Result<bool, AppError> {
+/// A password re-check: right (with its reserved attempt, to give back or
+/// keep), wrong, or refused by the throttle (seconds to wait).
+enum Recheck {
+    Right(Attempt),
+    Wrong,
+    Throttled(i64),
+}
+
+async fn recheck_password(state: &State, user: &CurrentUser, given: &str) -> Result<Recheck, AppError> {
+    let attempt = match state.login_by_account.reserve(&format!("password:{}", user.ctx.user.id), now()) {
+        Ok(attempt) => attempt,
+        Err(retry) => return Ok(Recheck::Throttled(retry)),
+    };
     let (phc, given) = (user.ctx.user.password_hash.clone(), given.to_owned());
-    web::block(move || password::verify(&phc, &given)).await.map_err(|e| AppError::Internal(e.to_string()))
+    let verified = web::block(move || password::verify(&phc, &given)).await;
+    match verified {
+        Ok(true) => Ok(Recheck::Right(attempt)),
+        Ok(false) => Ok(Recheck::Wrong),
+        Err(e) => {
+            state.login_by_account.release(&attempt);
+            Err(AppError::Internal(e.to_string()))
+        }
+    }
+}
+
+/// The page with one field error and `status` (422, or 429 with Retry-After).
+async fn refused(
+    state: &State,
+    user: &mut CurrentUser,
+    field: &str,
+    recheck: Recheck,
+    wrong: &str,
+) -> Result<HttpResponse, AppError> {
+    let mut view = fresh_page(state, user).await?;
+    let (status, message, retry) = match recheck {
+        Recheck::Throttled(retry) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many wrong passwords. Try again in {}.", format::duration(retry)),
+            Some(retry),
+        ),
+        _ => (StatusCode::UNPROCESSABLE_ENTITY, wrong.to_owned(), None),
+    };
+    view.errors = FieldErrors::single(field, message);
+    let mut res = render(status, &view)?;
+    if let Some(retry) = retry {
+        res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, retry.into());
+    }
+    Ok(res)
 }
 
 pub async fn totp_disable(
@@ -202,23 +250,29 @@ pub async fn totp_disable(
     mut user: CurrentUser,
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, AppError> {
-    if !password_ok(&user, &form.password).await? {
-        return with_errors(&state, &mut user, FieldErrors::single("disable_password", "Your password is not right."))
-            .await;
-    }
+    let attempt = match recheck_password(&state, &user, &form.password).await? {
+        Recheck::Right(attempt) => attempt,
+        other => return refused(&state, &mut user, "disable_password", other, "Your password is not right.").await,
+    };
     let (keys, actor, uid, code) =
         (state.keys.clone(), user.actor.clone(), user.ctx.user.id.clone(), form.code.clone());
     match state.db.run(move |conn| totp::disable(conn, &keys, &actor, &uid, &code)).await {
         Ok(()) => {
+            state.login_by_account.release(&attempt);
             flash(&user.session, "Two-factor authentication is off.");
             Ok(redirect("/settings/security"))
         }
         Err(Error::Invalid(f)) => {
+            state.login_by_account.release(&attempt);
             let message = f.get("code").unwrap_or("Enter a code.").to_owned();
             with_errors(&state, &mut user, FieldErrors::single("disable_code", message)).await
         }
+        // A wrong code keeps the attempt.
         Err(Error::Forbidden(m)) => with_errors(&state, &mut user, FieldErrors::single("disable_code", m)).await,
-        Err(e) => Err(e.into()),
+        Err(e) => {
+            state.login_by_account.release(&attempt);
+            Err(e.into())
+        }
     }
 }
 
@@ -227,13 +281,9 @@ pub async fn recovery_regenerate(
     mut user: CurrentUser,
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, AppError> {
-    if !password_ok(&user, &form.password).await? {
-        return with_errors(
-            &state,
-            &mut user,
-            FieldErrors::single("regenerate_password", "Your password is not right."),
-        )
-        .await;
+    match recheck_password(&state, &user, &form.password).await? {
+        Recheck::Right(attempt) => state.login_by_account.release(&attempt),
+        other => return refused(&state, &mut user, "regenerate_password", other, "Your password is not right.").await,
     }
     let (keys, actor, uid) = (state.keys.clone(), user.actor.clone(), user.ctx.user.id.clone());
     let codes = state.db.run(move |conn| totp::regenerate(conn, &keys, &actor, &uid)).await?;
@@ -254,13 +304,11 @@ pub async fn change_password(
     mut user: CurrentUser,
     form: web::Form<PasswordForm>,
 ) -> Result<HttpResponse, AppError> {
-    if !password_ok(&user, &form.current_password).await? {
-        return with_errors(
-            &state,
-            &mut user,
-            FieldErrors::single("current_password", "Your current password is not right."),
-        )
-        .await;
+    match recheck_password(&state, &user, &form.current_password).await? {
+        Recheck::Right(attempt) => state.login_by_account.release(&attempt),
+        other => {
+            return refused(&state, &mut user, "current_password", other, "Your current password is not right.").await;
+        }
     }
     if let Err(m) = validate::new_password(&form.new_password, &user.ctx.user.email) {
         return with_errors(&state, &mut user, FieldErrors::single("new_password", m)).await;

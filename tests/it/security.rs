@@ -3,5 +3,6 @@
 //! one to fail, and the one legitimate variation (where there is one) to work.
 
 mod concurrency;
+mod limits;
 mod oauth_protocol;
 mod policy;

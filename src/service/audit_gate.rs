@@ -1,0 +1,269 @@
+//! Audit events an unauthenticated caller can cause (failed token requests,
+//! refused revoked credentials, failed logins to unknown accounts), recorded
+//! at most once per subject and interval, then summarised.
+//!
+//! Rules: the first event of a subject in an interval is recorded (at once by
+//! the caller, or buffered here); later ones in the same interval are only
+//! counted, and one summary event with the count (`details.repeated`) is
+//! written after the interval ends — so a flood adds a bounded number of rows
+//! however fast it comes. Buffered events and summaries are written with the
+//! usage flush and at shutdown, never on the request path. Subjects are
+//! bounded by least-recently-used eviction; an evicted subject's pending
+//! summary is kept for the next flush (bounded too).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
+
+use serde_json::json;
+
+use super::audit::{self, Actor, Event};
+use super::lru::Lru;
+use crate::store::{Db, StoreError};
+
+/// An audit event that owns its parts (to be recorded later).
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    pub action: String,
+    pub team_id: Option<String>,
+    pub object: Option<(String, String)>,
+    pub details: serde_json::Value,
+    pub actor: Actor,
+}
+
+impl PendingEvent {
+    pub fn new(action: &str, actor: Actor) -> Self {
+        Self { action: action.to_owned(), team_id: None, object: None, details: json!({}), actor }
+    }
+
+    pub fn team(mut self, team_id: Option<&str>) -> Self {
+        self.team_id = team_id.map(str::to_owned);
+        self
+    }
+
+    pub fn object(mut self, kind: &str, id: &str) -> Self {
+        self.object = Some((kind.to_owned(), id.to_owned()));
+        self
+    }
+
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn record(&self, conn: &mut crate::store::DbConn) -> super::Result<()> {
+        let mut e = Event::new(&self.action).details(self.details.clone());
+        if let Some(t) = self.team_id.as_deref() {
+            e = e.team(t);
+        }
+        if let Some((kind, id)) = &self.object {
+            e = e.object(kind, id);
+        }
+        audit::record(conn, &self.actor, e)
+    }
+}
+
+/// Whether the caller should record the event now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The first of its subject in this interval: record it.
+    Record,
+    /// Counted into the subject's summary.
+    Suppressed,
+}
+
+struct Window {
+    started: i64,
+    last: i64,
+    repeated: u64,
+    /// What the summary says (the first event, without its details).
+    summary: PendingEvent,
+}
+
+impl Window {
+    fn summary(&self, interval: i64) -> PendingEvent {
+        let mut e = self.summary.clone();
+        e.actor.ip = None;
+        e.actor.user_agent = None;
+        e.details =
+            json!({"repeated": self.repeated, "from": self.started, "to": self.last, "interval_secs": interval});
+        e
+    }
+}
+
+/// The longest the outbox grows between flushes before new rows are dropped.
+const OUTBOX_MAX: usize = 10_000;
+pub const MAX_SUBJECTS: usize = 100_000;
+
+struct Inner {
+    windows: Lru<String, Window>,
+    /// Subjects with repeated events not yet summarised.
+    repeating: HashSet<String>,
+    outbox: VecDeque<PendingEvent>,
+    dropped: u64,
+}
+
+pub struct AuditGate {
+    interval: i64,
+    inner: Mutex<Inner>,
+}
+
+impl Default for AuditGate {
+    fn default() -> Self {
+        Self::new(60, MAX_SUBJECTS)
+    }
+}
+
+impl Inner {
+    fn push(&mut self, e: PendingEvent) {
+        if self.outbox.len() < OUTBOX_MAX {
+            self.outbox.push_back(e);
+        } else {
+            self.dropped += 1;
+        }
+    }
+}
+
+impl AuditGate {
+    pub fn new(interval_secs: i64, max_subjects: usize) -> Self {
+        let inner =
+            Inner { windows: Lru::new(max_subjects), repeating: HashSet::new(), outbox: VecDeque::new(), dropped: 0 };
+        Self { interval: interval_secs.max(1), inner: Mutex::new(inner) }
+    }
+
+    /// Counts an event about `subject` at `now`; says whether to record it.
+    pub fn admit(&self, subject: &str, event: &PendingEvent, now: i64) -> Admission {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = &mut *guard;
+        let interval = self.interval;
+        let fresh = || Window { started: now, last: now, repeated: 0, summary: event.clone() };
+        let existed = inner.windows.peek(subject).is_some();
+        let (w, evicted) = inner.windows.get_or_insert_with(&subject.to_owned(), fresh);
+        let (decision, ended) = if !existed {
+            (Admission::Record, None)
+        } else if now - w.started < interval {
+            w.repeated += 1;
+            w.last = now;
+            inner.repeating.insert(subject.to_owned());
+            (Admission::Suppressed, None)
+        } else {
+            let ended = std::mem::replace(w, fresh());
+            (Admission::Record, Some(ended).filter(|e| e.repeated > 0))
+        };
+        let pending = ended.into_iter().chain(evicted.map(|(_, w)| w).filter(|w| w.repeated > 0));
+        for w in pending.collect::<Vec<_>>() {
+            inner.push(w.summary(interval));
+        }
+        decision
+    }
+
+    /// Like [`admit`](Self::admit), but an admitted event is buffered for the
+    /// next flush instead of recorded by the caller.
+    pub fn buffer(&self, subject: &str, event: PendingEvent, now: i64) {
+        if self.admit(subject, &event, now) == Admission::Record {
+            self.inner.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+        }
+    }
+
+    /// Takes the buffered events and the summaries of intervals that ended
+    /// before `now` (all of them when `now` is `None`: at shutdown).
+    pub fn take(&self, now: Option<i64>) -> Vec<PendingEvent> {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = &mut *guard;
+        let interval = self.interval;
+        let mut out: Vec<PendingEvent> = inner.outbox.drain(..).collect();
+        let windows = &mut inner.windows;
+        inner.repeating.retain(|subject| {
+            // Evicted subjects were summarised when they left.
+            let Some(w) = windows.peek_mut(subject).filter(|w| w.repeated > 0) else { return false };
+            if now.is_some_and(|n| n - w.started < interval) {
+                return true;
+            }
+            out.push(w.summary(interval));
+            // The interval is summarised: the next event opens a new one.
+            w.repeated = 0;
+            w.started = i64::MIN / 2;
+            false
+        });
+        let dropped = std::mem::take(&mut inner.dropped);
+        if dropped > 0 {
+            tracing::warn!(dropped, "audit events dropped: the buffer was full between flushes");
+        }
+        out
+    }
+
+    /// Writes what [`take`](Self::take) returns, in one transaction.
+    pub async fn flush(&self, db: &Db, now: Option<i64>) -> Result<usize, StoreError> {
+        let events = self.take(now);
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let n = events.len();
+        db.run(move |conn| {
+            crate::store::transaction(conn, |conn| {
+                for e in &events {
+                    e.record(conn)?;
+                }
+                Ok::<_, super::Error>(())
+            })
+            .map_err(|e| match e {
+                super::Error::Store(e) => e,
+                other => StoreError::Task(other.to_string()),
+            })
+        })
+        .await?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> PendingEvent {
+        PendingEvent::new("oauth.token_failed", Actor::default()).team(Some("team_1")).object("oauth_app", "app_1")
+    }
+
+    #[test]
+    fn a_flood_is_one_event_then_one_summary_per_interval() {
+        let gate = AuditGate::new(60, 100);
+        let mut recorded = 0;
+        for i in 0..300 {
+            if gate.admit("app_1", &event(), 1_000 + i / 100) == Admission::Record {
+                recorded += 1;
+            }
+        }
+        assert_eq!(recorded, 1);
+        assert!(gate.take(Some(1_010)).is_empty(), "the interval is still open");
+        let summaries = gate.take(Some(1_060));
+        assert_eq!(summaries.len(), 1);
+        assert_eq!(summaries[0].details["repeated"], 299);
+        assert_eq!(summaries[0].action, "oauth.token_failed");
+        assert!(gate.take(Some(1_200)).is_empty(), "summarised once");
+        assert_eq!(gate.admit("app_1", &event(), 1_300), Admission::Record, "a new interval");
+    }
+
+    #[test]
+    fn buffered_events_wait_for_the_flush_and_shutdown_takes_everything() {
+        let gate = AuditGate::new(60, 100);
+        for _ in 0..5 {
+            gate.buffer("key_1", event(), 10);
+        }
+        let taken = gate.take(None);
+        assert_eq!(taken.len(), 2, "the first event and, at shutdown, the summary of the other four");
+        assert_eq!(taken[1].details["repeated"], 4);
+    }
+
+    #[test]
+    fn a_flood_of_subjects_keeps_an_active_one_and_its_count() {
+        let gate = AuditGate::new(60, 50);
+        assert_eq!(gate.admit("victim", &event(), 10), Admission::Record);
+        for i in 0..1_000 {
+            let _ = gate.admit(&format!("spray-{i}"), &event(), 10);
+            if i % 10 == 0 {
+                assert_eq!(gate.admit("victim", &event(), 10), Admission::Suppressed, "after {i} others");
+            }
+        }
+        let victim = gate.take(None).into_iter().filter(|e| e.details["repeated"] == 100).count();
+        assert_eq!(victim, 1);
+    }
+}
