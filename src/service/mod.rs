@@ -4,10 +4,13 @@
 pub mod accounts;
 pub mod audit;
 pub mod crypto;
+pub mod forwarded;
 pub mod keys;
 pub mod oauth;
 pub mod password;
 pub mod ratelimit;
+pub mod redirect_uri;
+pub mod safe_redirect;
 pub mod security;
 pub mod support;
 pub mod throttle;
