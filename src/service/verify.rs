@@ -195,8 +195,8 @@ impl Verifier {
         if record.expires_at.is_some_and(|e| e <= now) {
             return Err(Refusal::Unauthorized);
         }
-        let allowed =
-            record.allowed.is_empty() || client.is_some_and(|ip| record.allowed.iter().any(|n| n.contains(&ip)));
+        let allowed = record.allowed.is_empty()
+            || client.is_some_and(|ip| record.allowed.iter().any(|n| n.contains(&ip.to_canonical())));
         if !allowed {
             return Err(Refusal::AddressNotAllowed);
         }
