@@ -49,9 +49,8 @@ pub struct AppInput {
 
 fn validate_app(input: &AppInput, catalog: &[String], role: Role) -> Result<(Vec<String>, Vec<String>)> {
     let mut errors = FieldErrors::default();
-    let name = input.name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        errors.add("name", "Give the app a name of at most 100 characters.");
+    if let Err(m) = super::validate::name(&input.name, 100) {
+        errors.add("name", m);
     }
     let uris: Vec<String> =
         input.redirect_uris.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
@@ -69,9 +68,8 @@ fn validate_app(input: &AppInput, catalog: &[String], role: Role) -> Result<(Vec
     let granted =
         scopes::check(&input.scopes, catalog, role, None).map_err(|m| errors.add("scopes", m)).unwrap_or_default();
     for (field, value) in [("logo_url", &input.logo_url), ("homepage", &input.homepage)] {
-        let v = value.trim();
-        if !v.is_empty() && (!v.starts_with("https://") || v.len() > 500 || v.chars().any(|c| c.is_whitespace())) {
-            errors.add(field, "Use an https:// URL.");
+        if let Err(m) = super::validate::https_url(value) {
+            errors.add(field, m);
         }
     }
     errors.into_result()?;
@@ -239,6 +237,9 @@ pub fn validate_authorize(
     let page = |m: &str| AuthorizeError::Page(m.to_owned());
     let client_id =
         p.client_id.as_deref().filter(|c| !c.is_empty()).ok_or_else(|| page("The request names no client_id."))?;
+    if !super::validate::client_id(client_id) {
+        return Err(page("This app is not registered (unknown client_id)."));
+    }
     let client = OauthClient::find(conn, client_id)
         .map_err(|_| page("Something went wrong; try again."))?
         .ok_or_else(|| page("This app is not registered (unknown client_id)."))?;
@@ -403,6 +404,9 @@ pub fn authenticate_client(
 ) -> Result<OauthClient, OAuthError> {
     let invalid = || oerr("invalid_client", "Client authentication failed.");
     let id = creds.client_id.as_deref().ok_or_else(invalid)?;
+    if !super::validate::client_id(id) {
+        return Err(oerr("invalid_request", "The client_id is malformed."));
+    }
     let client = OauthClient::find(conn, id)?.ok_or_else(invalid)?;
     match (client.client_type.as_str(), creds.client_secret.as_deref()) {
         ("public", None) => Ok(client),

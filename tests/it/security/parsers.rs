@@ -263,3 +263,134 @@ async fn forwarded_addresses_cannot_escape_an_allow_list(app: TestApp) {
     assert_eq!(forwarded(&app, v6, &["2001:db8::5", "[2001:db9::1]:1"]).await, StatusCode::FORBIDDEN);
 }
 behind_proxy!(forwarded_addresses_cannot_escape_an_allow_list);
+
+/// Characters no text input may carry: NUL, a bidi override (names), CRLF.
+const HOSTILE: [&str; 3] = ["\0", "\u{202e}", "\r\n"];
+
+fn rows(app: &TestApp) -> [i64; 3] {
+    use diesel::prelude::*;
+    use latchkey::store::schema::{api_keys, invites, oauth_clients};
+    app.db()
+        .run_sync(|c| {
+            let n = |r: QueryResult<i64>| r.map_err(latchkey::store::StoreError::from);
+            Ok::<_, latchkey::store::StoreError>([
+                n(oauth_clients::table.count().get_result(c))?,
+                n(api_keys::table.count().get_result(c))?,
+                n(invites::table.count().get_result(c))?,
+            ])
+        })
+        .unwrap()
+}
+
+async fn oauth_client_ids_with_control_characters_are_refused(app: TestApp) {
+    app.owner_session().await;
+    let a = register(&app, "public", LOOPBACK, &["templates:read"]).await;
+    let anonymous = app.other_client();
+    for bad in HOSTILE.iter().map(|h| format!("{}{h}", a.client_id)).chain(["lkc_\0".to_owned(), "\0".to_owned()]) {
+        let res = app.get(&authorize_path(&enc(&bad), LOOPBACK)).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+        assert!(res.headers().get("location").is_none(), "{bad:?}");
+        for endpoint in ["/oauth/token", "/oauth/revoke"] {
+            let form = [("grant_type", "client_credentials"), ("client_id", bad.as_str()), ("token", "x")];
+            let res = anonymous.client.post(app.url(endpoint)).form(&form).send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{endpoint} {bad:?}");
+            let res = anonymous
+                .client
+                .post(app.url(endpoint))
+                .basic_auth(enc(&bad), Some("lkcs_x"))
+                .form(&[("grant_type", "client_credentials"), ("token", "x")])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{endpoint} basic {bad:?}");
+        }
+    }
+    // Introspection of a token with control characters: inactive, not an error.
+    let service = crate::helpers::service_key(&app, &["introspect"]);
+    for bad in HOSTILE.iter().map(|h| format!("lkat_{h}")) {
+        let res = anonymous
+            .client
+            .post(app.url("/oauth/introspect"))
+            .header("X-API-Key", &service)
+            .form(&[("token", bad.as_str()), ("client_id", "lkc_\0")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{bad:?}");
+        assert_eq!(res.json::<serde_json::Value>().await.unwrap()["active"], false);
+    }
+}
+both!(oauth_client_ids_with_control_characters_are_refused);
+
+async fn text_inputs_refuse_control_and_format_characters(app: TestApp) {
+    use serde_json::json;
+    // The first team's name, at setup.
+    let token = app.setup_token.clone().unwrap();
+    let page = format!("/setup?token={token}");
+    for h in HOSTILE {
+        let team = format!("Ac{h}me");
+        let form = [
+            ("token", token.as_str()),
+            ("team_name", team.as_str()),
+            ("email", crate::helpers::OWNER_EMAIL),
+            ("password", crate::helpers::OWNER_PASSWORD),
+        ];
+        let res = app.post_form(&page, "/setup", &form).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{h:?}");
+    }
+    app.owner_session().await;
+    let before = rows(&app);
+    for h in HOSTILE {
+        let name = format!("Acme{h}Connector");
+        let url = format!("https://acme.example/{h}logo.png");
+        for (field, value) in [("name", name.as_str()), ("logo_url", url.as_str()), ("homepage", url.as_str())] {
+            let mut form = vec![
+                ("name", "Acme"),
+                ("redirect_uris", LOOPBACK),
+                ("client_type", "public"),
+                ("scopes", "templates:read"),
+            ];
+            form.retain(|(k, _)| *k != field);
+            form.push((field, value));
+            let res =
+                app.post_form("/settings/developer/oauth-apps/new", "/settings/developer/oauth-apps", &form).await;
+            assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{field} {h:?}");
+        }
+        for body in [
+            json!({"name": format!("deploy{h}key"), "scopes": ["templates:read"]}),
+            json!({"name": "deploy", "description": format!("one{h}\u{1b}[31m"), "scopes": ["templates:read"]}),
+        ] {
+            let res = crate::api_keys::api_post(&app, "/api/v1/api-keys", &body).await;
+            assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        }
+        let email = format!("new{h}@acme.test");
+        let res =
+            app.post_form("/settings/team", "/settings/team/invites", &[("email", &email), ("role", "viewer")]).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{h:?}");
+        let audit = format!("/settings/team/audit?actor={}&action={}", enc(&format!("a{h}")), enc("x\0"));
+        assert_eq!(app.get(&audit).await.status(), StatusCode::UNPROCESSABLE_ENTITY, "{h:?}");
+    }
+    for email in ["\"><svg onload=alert(1)>@x.test", "<img src=x>@x.test", "a@x.test>", "\"a\"@x.test", "a@[127.0.0.1]"]
+    {
+        let res =
+            app.post_form("/settings/team", "/settings/team/invites", &[("email", email), ("role", "viewer")]).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{email}");
+    }
+    assert_eq!(rows(&app), before, "nothing stored");
+    // Support: the search field and a revocation's reason.
+    let key = crate::api_keys::create_key(&app, json!({"name": "k", "scopes": ["templates:read"]})).await;
+    let staff = crate::support::support_user(&app).await;
+    let id = key["id"].as_str().unwrap();
+    for h in HOSTILE.iter().filter(|h| **h != "\u{202e}") {
+        let res = staff.get(&format!("/support?q={}", enc(&format!("ac{h}me")))).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{h:?}");
+        let reason = format!("leaked{h}\u{1b}");
+        let res = staff
+            .post_form(&format!("/support/keys/{id}"), &format!("/support/keys/{id}/revoke"), &[("reason", &reason)])
+            .await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{h:?}");
+    }
+    let res = crate::api_keys::call(&app, "/api/v1/auth/test", key["key"].as_str().unwrap()).await;
+    assert_eq!(res.status(), StatusCode::OK, "the key was not revoked");
+}
+both!(text_inputs_refuse_control_and_format_characters);
