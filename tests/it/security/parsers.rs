@@ -261,6 +261,16 @@ async fn forwarded_addresses_cannot_escape_an_allow_list(app: TestApp) {
     assert_eq!(forwarded(&app, v6, &["2001:db8::5"]).await, StatusCode::OK);
     assert_eq!(forwarded(&app, v6, &["2001:db8::5, 198.51.100.9"]).await, StatusCode::FORBIDDEN);
     assert_eq!(forwarded(&app, v6, &["2001:db8::5", "[2001:db9::1]:1"]).await, StatusCode::FORBIDDEN);
+    // An allow-list written with the IPv4-mapped form is the same address.
+    let mapped = crate::api_keys::create_key(
+        &app,
+        json!({"name": "fenced mapped", "scopes": ["api_keys:read"], "allowed_ips": ["::ffff:203.0.113.7/128"]}),
+    )
+    .await;
+    let mapped = mapped["key"].as_str().unwrap();
+    assert_eq!(forwarded(&app, mapped, &["203.0.113.7"]).await, StatusCode::OK);
+    assert_eq!(forwarded(&app, mapped, &["::ffff:203.0.113.7"]).await, StatusCode::OK);
+    assert_eq!(forwarded(&app, mapped, &["203.0.113.7, 198.51.100.9"]).await, StatusCode::FORBIDDEN);
 }
 behind_proxy!(forwarded_addresses_cannot_escape_an_allow_list);
 
