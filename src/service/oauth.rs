@@ -240,6 +240,10 @@ pub fn validate_authorize(
     if !super::validate::client_id(client_id) {
         return Err(page("This app is not registered (unknown client_id)."));
     }
+    let texts = [&p.redirect_uri, &p.scope, &p.state, &p.code_challenge, &p.code_challenge_method, &p.response_type];
+    if texts.iter().any(|t| t.as_deref().is_some_and(|v| v.chars().any(char::is_control))) {
+        return Err(page("The request contains control characters."));
+    }
     let client = OauthClient::find(conn, client_id)
         .map_err(|_| page("Something went wrong; try again."))?
         .ok_or_else(|| page("This app is not registered (unknown client_id)."))?;

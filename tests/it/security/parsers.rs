@@ -315,6 +315,16 @@ async fn oauth_client_ids_with_control_characters_are_refused(app: TestApp) {
             assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{endpoint} basic {bad:?}");
         }
     }
+    // The other parameters of the authorization request: an error page too.
+    for h in HOSTILE.iter().filter(|h| **h != "\u{202e}") {
+        for param in ["state", "scope"] {
+            let path = authorize_path(&a.client_id, LOOPBACK).replace("state=s1", "") + "&";
+            let path = format!("{path}{param}={}", enc(&format!("a{h}b")));
+            let res = app.get(&path).await;
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{param} {h:?}");
+            assert!(res.headers().get("location").is_none(), "{param} {h:?}");
+        }
+    }
     // Introspection of a token with control characters: inactive, not an error.
     let service = crate::helpers::service_key(&app, &["introspect"]);
     for bad in HOSTILE.iter().map(|h| format!("lkat_{h}")) {
