@@ -20,6 +20,7 @@ use super::audit_gate::{Admission, AuditGate, PendingEvent};
 use super::crypto::{self, Keys};
 use super::keys::{codec, scopes};
 use super::policy;
+use super::redirect_uri;
 use super::{Error, FieldErrors, Result};
 use crate::store::models::{OauthClient, OauthCode, OauthConsent, OauthToken};
 use crate::store::{DbConn, now};
@@ -50,64 +51,10 @@ pub struct AppInput {
     pub homepage: String,
 }
 
-fn is_loopback_host(host: &str) -> bool {
-    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
-}
-
-/// Splits `scheme://host[:port]/rest` (no URL crate needed for our checks).
-fn split_uri(uri: &str) -> Option<(&str, &str, Option<&str>, &str)> {
-    let (scheme, rest) = uri.split_once("://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let (host, port) = match authority.rfind(':') {
-        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
-        _ => (authority, None),
-    };
-    Some((scheme, host, port, path))
-}
-
-/// One registered redirect URI: https, or http for loopback; no fragment, no wildcard.
-pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
-    let bad = |m: &str| Err(format!("{uri:?}: {m}"));
-    if uri.len() > 2000 || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return bad("not a valid URL");
-    }
-    if uri.contains('#') {
-        return bad("must not contain a fragment (#)");
-    }
-    if uri.contains('*') {
-        return bad("wildcards are not allowed");
-    }
-    let Some((scheme, host, port, _)) = split_uri(uri) else { return bad("not an absolute URL") };
-    if host.is_empty() || host.contains('@') || port.is_some_and(|p| p.parse::<u16>().is_err()) {
-        return bad("not a valid URL");
-    }
-    match scheme {
-        "https" => Ok(()),
-        "http" if is_loopback_host(host) => Ok(()),
-        "http" => bad("use https (http only for 127.0.0.1, [::1] or localhost)"),
-        _ => bad("use https"),
-    }
-}
-
-/// Exact match, except that a loopback http URI's port may differ (RFC 8252).
-pub fn redirect_matches(registered: &str, given: &str) -> bool {
-    if registered == given {
-        return true;
-    }
-    match (split_uri(registered), split_uri(given)) {
-        (Some(("http", rh, _, rp)), Some(("http", gh, _, gp))) => is_loopback_host(rh) && rh == gh && rp == gp,
-        _ => false,
-    }
-}
-
 fn validate_app(input: &AppInput, catalog: &[String], role: Role) -> Result<(Vec<String>, Vec<String>)> {
     let mut errors = FieldErrors::default();
-    let name = input.name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        errors.add("name", "Give the app a name of at most 100 characters.");
+    if let Err(m) = super::validate::name(&input.name, 100) {
+        errors.add("name", m);
     }
     let uris: Vec<String> =
         input.redirect_uris.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
@@ -115,8 +62,8 @@ fn validate_app(input: &AppInput, catalog: &[String], role: Role) -> Result<(Vec
         errors.add("redirect_uris", "Give between 1 and 20 redirect URIs, one per line.");
     }
     for u in &uris {
-        if let Err(m) = check_redirect_uri(u) {
-            errors.add("redirect_uris", m);
+        if let Err(m) = redirect_uri::check(u) {
+            errors.add("redirect_uris", format!("{u:?}: {m}"));
         }
     }
     if !matches!(input.client_type.as_str(), "confidential" | "public") {
@@ -125,9 +72,8 @@ fn validate_app(input: &AppInput, catalog: &[String], role: Role) -> Result<(Vec
     let granted =
         scopes::check(&input.scopes, catalog, role, None).map_err(|m| errors.add("scopes", m)).unwrap_or_default();
     for (field, value) in [("logo_url", &input.logo_url), ("homepage", &input.homepage)] {
-        let v = value.trim();
-        if !v.is_empty() && (!v.starts_with("https://") || v.len() > 500 || v.chars().any(|c| c.is_whitespace())) {
-            errors.add(field, "Use an https:// URL.");
+        if let Err(m) = super::validate::https_url(value) {
+            errors.add(field, m);
         }
     }
     errors.into_result()?;
@@ -295,12 +241,19 @@ pub fn validate_authorize(
     let page = |m: &str| AuthorizeError::Page(m.to_owned());
     let client_id =
         p.client_id.as_deref().filter(|c| !c.is_empty()).ok_or_else(|| page("The request names no client_id."))?;
+    if !super::validate::client_id(client_id) {
+        return Err(page("This app is not registered (unknown client_id)."));
+    }
+    let texts = [&p.redirect_uri, &p.scope, &p.state, &p.code_challenge, &p.code_challenge_method, &p.response_type];
+    if texts.iter().any(|t| t.as_deref().is_some_and(|v| v.chars().any(char::is_control))) {
+        return Err(page("The request contains control characters."));
+    }
     let client = OauthClient::find(conn, client_id)
         .map_err(|_| page("Something went wrong; try again."))?
         .ok_or_else(|| page("This app is not registered (unknown client_id)."))?;
     let registered: Vec<&str> = client.redirect_uris.lines().collect();
     let redirect_uri = match p.redirect_uri.as_deref() {
-        Some(given) if registered.iter().any(|r| redirect_matches(r, given)) => given.to_owned(),
+        Some(given) if registered.iter().any(|r| redirect_uri::matches(r, given)) => given.to_owned(),
         Some(_) => return Err(page("The redirect_uri is not one this app registered.")),
         None if registered.len() == 1 => registered[0].to_owned(),
         None => return Err(page("The request needs a redirect_uri.")),
@@ -461,6 +414,9 @@ pub fn authenticate_client(
 ) -> Result<OauthClient, OAuthError> {
     let invalid = || oerr("invalid_client", "Client authentication failed.");
     let id = creds.client_id.as_deref().ok_or_else(invalid)?;
+    if !super::validate::client_id(id) {
+        return Err(oerr("invalid_request", "The client_id is malformed."));
+    }
     let client = OauthClient::find(conn, id)?.ok_or_else(invalid)?;
     match (client.client_type.as_str(), creds.client_secret.as_deref()) {
         ("public", None) => Ok(client),
@@ -961,32 +917,6 @@ pub fn revoke_consent(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redirect_uris_follow_the_rules() {
-        assert!(check_redirect_uri("https://app.example.com/cb").is_ok());
-        assert!(check_redirect_uri("http://127.0.0.1:8000/cb").is_ok());
-        assert!(check_redirect_uri("http://localhost/cb").is_ok());
-        for bad in [
-            "http://app.example.com/cb",
-            "https://app.example.com/cb#x",
-            "https://*.example.com/cb",
-            "ftp://x/y",
-            "app.example.com",
-            "https://a b",
-        ] {
-            assert!(check_redirect_uri(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn matching_is_exact_but_loopback_ports_may_vary() {
-        assert!(redirect_matches("https://a.example/cb", "https://a.example/cb"));
-        assert!(!redirect_matches("https://a.example/cb", "https://a.example/cb/"));
-        assert!(!redirect_matches("https://a.example/cb", "https://a.example/cb?x=1"));
-        assert!(redirect_matches("http://127.0.0.1:1/cb", "http://127.0.0.1:5555/cb"));
-        assert!(!redirect_matches("http://127.0.0.1:1/cb", "http://127.0.0.1:5555/other"));
-    }
 
     #[test]
     fn s256_matches_rfc7636_appendix_b() {

@@ -74,8 +74,8 @@ pub fn revoke_with_reason(conn: &mut DbConn, actor: &Actor, key_id: &str, reason
     if reason.is_empty() {
         return Err(Error::Invalid(FieldErrors::single("reason", "Give the reason the team will read.")));
     }
-    if reason.chars().count() > MAX_REASON || reason.contains('\0') {
-        return Err(Error::Invalid(FieldErrors::single("reason", "Use at most 500 characters.")));
+    if let Err(m) = super::validate::text(reason, MAX_REASON) {
+        return Err(Error::Invalid(FieldErrors::single("reason", m)));
     }
     crate::store::transaction(conn, |conn| {
         let key = ApiKey::find(conn, key_id)?.filter(visible).ok_or(Error::NotFound)?;
@@ -147,8 +147,8 @@ pub fn report_leaks(
     if candidates.is_empty() || candidates.len() > MAX_LEAK_BATCH {
         errors.add("keys", "Send between 1 and 1000 candidate strings.");
     }
-    if url.chars().count() > 2000 || url.chars().any(char::is_control) {
-        errors.add("url", "Use at most 2000 characters, without control characters.");
+    if super::validate::search(url, 2000).is_err() {
+        errors.add("url", "Use at most 2000 characters.");
     }
     errors.into_result()?;
     crate::store::transaction(conn, |conn| {

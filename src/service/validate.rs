@@ -6,24 +6,132 @@ pub const PASSWORD_MIN: usize = 12;
 pub const PASSWORD_MAX: usize = 128;
 
 /// Lower-cased, trimmed email, or the reason it is not one.
+///
+/// A conservative addr-spec (RFC 5322 dot-atom, ASCII only): the local part of
+/// letters, digits and ``.!#$%&'*+/=?^_`{|}~-``, with no leading, trailing or
+/// double dot; the domain of letter-digit-hyphen labels with at least one dot.
+/// Quoted local parts, comments and address literals are refused.
 pub fn email(raw: &str) -> Result<String, &'static str> {
     let email = raw.trim().to_lowercase();
     if email.is_empty() {
         return Err("Enter an email address.");
     }
-    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("Enter a valid email address.");
-    }
     let Some((local, domain)) = email.split_once('@') else { return Err("Enter a valid email address.") };
-    let domain_ok = domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains("..")
-        && domain.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-');
-    if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
+    if email.len() > 254 || !local_part_ok(local) || !domain_ok(domain) {
         return Err("Enter a valid email address.");
     }
     Ok(email)
+}
+
+fn local_part_ok(local: &str) -> bool {
+    const SPECIALS: &str = ".!#$%&'*+/=?^_`{|}~-";
+    (1..=64).contains(&local.len())
+        && local.chars().all(|c| c.is_ascii_alphanumeric() || SPECIALS.contains(c))
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+}
+
+fn domain_ok(domain: &str) -> bool {
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    domain.len() <= 253 && domain.contains('.') && domain.split('.').all(label_ok)
+}
+
+/// Unicode format characters (general category Cf): bidirectional overrides
+/// and isolates, zero-width characters, the byte-order mark, tags. They change
+/// how a name is displayed without being seen, so names refuse them.
+pub fn is_format_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{AD}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61C}'
+            | '\u{6DD}'
+            | '\u{70F}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
+/// A name (of a key, an app, a team…): trimmed, 1 to `max` characters, with
+/// no control characters (NUL included) and no format characters.
+pub fn name(raw: &str, max: usize) -> Result<String, String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err("Enter a name.".into());
+    }
+    if name.chars().count() > max {
+        return Err(format!("Use at most {max} characters."));
+    }
+    if name.chars().any(|c| c.is_control() || is_format_char(c)) {
+        return Err("Remove the control and invisible formatting characters.".into());
+    }
+    Ok(name.to_owned())
+}
+
+/// Free text (a description, a reason): trimmed, at most `max` characters;
+/// line breaks are kept, every other control character (NUL included) is refused.
+pub fn text(raw: &str, max: usize) -> Result<String, String> {
+    let text = raw.trim();
+    if text.chars().count() > max {
+        return Err(format!("Use at most {max} characters."));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\r') {
+        return Err("Remove the control characters.".into());
+    }
+    Ok(text.to_owned())
+}
+
+/// A one-line search or filter field: trimmed, at most `max` characters, no control characters.
+pub fn search(raw: &str, max: usize) -> Result<String, String> {
+    let q = raw.trim();
+    if q.chars().count() > max || q.chars().any(char::is_control) {
+        return Err(format!("Use at most {max} characters, without control characters."));
+    }
+    Ok(q.to_owned())
+}
+
+/// An optional https URL (a logo, a homepage): empty, or an absolute https URL
+/// without user name or password, stored as the parser writes it.
+pub fn https_url(raw: &str) -> Result<String, &'static str> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(String::new());
+    }
+    let refused = "Use an https:// URL (at most 500 characters).";
+    if raw.len() > 500 || !raw.bytes().all(|b| b.is_ascii_graphic()) || raw.contains('\\') {
+        return Err(refused);
+    }
+    match url::Url::parse(raw) {
+        Ok(u) if u.scheme() == "https" && u.host().is_some() && u.username().is_empty() && u.password().is_none() => {
+            Ok(u.as_str().to_owned())
+        }
+        _ => Err(refused),
+    }
+}
+
+/// Whether an OAuth `client_id` is well-formed (checked before any lookup).
+pub fn client_id(raw: &str) -> bool {
+    (1..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Checks a new password against the rules; `email` is the account's.
@@ -41,20 +149,13 @@ pub fn new_password(password: &str, email: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A trimmed team name of 2–64 characters.
-pub fn team_name(raw: &str) -> Result<String, &'static str> {
-    let name = raw.trim();
-    let chars = name.chars().count();
-    if chars < 2 {
-        return Err("Use at least 2 characters.");
+/// A trimmed team name of 2–64 characters (a [`name`]).
+pub fn team_name(raw: &str) -> Result<String, String> {
+    let name = name(raw, 64)?;
+    if name.chars().count() < 2 {
+        return Err("Use at least 2 characters.".into());
     }
-    if chars > 64 {
-        return Err("Use at most 64 characters.");
-    }
-    if name.chars().any(char::is_control) {
-        return Err("Remove the control characters.");
-    }
-    Ok(name.to_owned())
+    Ok(name)
 }
 
 /// Validates the trio every account creation needs, collecting every error.
@@ -80,7 +181,36 @@ mod tests {
     #[test]
     fn emails() {
         assert_eq!(email("  Ann@Example.COM ").unwrap(), "ann@example.com");
-        for bad in ["", "ann", "ann@", "@x.com", "ann@x", "a b@x.com", "ann@x..com", "a@b@c.com", "ann@.com"] {
+        assert_eq!(email("o'brien+tag@mail.example.co").unwrap(), "o'brien+tag@mail.example.co");
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@x.com",
+            "ann@x",
+            "a b@x.com",
+            "ann@x..com",
+            "a@b@c.com",
+            "ann@.com",
+            "\"><svg onload=alert(1)>@x.test",
+            "<script>@x.test",
+            "ann@x.test>",
+            "\"ann\"@x.test",
+            ".ann@x.test",
+            "ann.@x.test",
+            "a..nn@x.test",
+            "ann@-x.test",
+            "ann@x-.test",
+            "ann@[127.0.0.1]",
+            "ann@x_y.test",
+            "ann\0@x.test",
+            "ann\r\n@x.test",
+            "ann@x.test\u{202e}",
+            "anné@x.test",
+            "ann(comment)@x.test",
+            "ann,bob@x.test",
+            "ann;bob@x.test",
+        ] {
             assert!(email(bad).is_err(), "{bad}");
         }
     }
@@ -98,5 +228,30 @@ mod tests {
         assert_eq!(team_name(" Acme ").unwrap(), "Acme");
         assert!(team_name("A").is_err());
         assert!(team_name(&"x".repeat(65)).is_err());
+        for bad in ["Ac\0me", "Ac\u{202e}me", "Ac\u{200b}me", "\u{feff}Acme", "Ac\u{2066}me", "Ac\r\nme"] {
+            assert!(team_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_texts_urls_and_client_ids() {
+        assert_eq!(name(" CI deploy ", 100).unwrap(), "CI deploy");
+        assert_eq!(name("Café 🚀", 100).unwrap(), "Café 🚀");
+        for bad in ["", "  ", "a\0b", "a\tb", "a\u{85}b", "evil\u{202e}txt.exe", "a\u{2069}", "a\u{e0041}"] {
+            assert!(name(bad, 100).is_err(), "{bad:?}");
+        }
+        assert!(name(&"x".repeat(101), 100).is_err());
+        assert_eq!(text("line one\nline two", 500).unwrap(), "line one\nline two");
+        assert!(text("a\0b", 500).is_err() && text("a\u{1b}[31m", 500).is_err());
+        assert_eq!(https_url("").unwrap(), "");
+        assert_eq!(https_url("https://a.example").unwrap(), "https://a.example/");
+        for bad in
+            ["http://a.example/", "javascript:alert(1)", "https://u@a.example/", "https://a.example/\0", "https://a b/"]
+        {
+            assert!(https_url(bad).is_err(), "{bad:?}");
+        }
+        assert!(client_id("lkc_abcDEF123"));
+        assert!(!client_id("lkc_\0") && !client_id("") && !client_id("lkc_\u{202e}") && !client_id(&"a".repeat(65)));
+        assert!(search("acme", 200).is_ok() && search("ac\0me", 200).is_err());
     }
 }

@@ -249,8 +249,7 @@ impl Verifier {
         if record.expires_at.is_some_and(|e| e <= now) {
             return Err(Refusal::Unauthorized);
         }
-        let allowed =
-            record.allowed.is_empty() || client.is_some_and(|ip| record.allowed.iter().any(|n| n.contains(&ip)));
+        let allowed = record.allowed.is_empty() || client.is_some_and(|ip| address_allowed(&record.allowed, ip));
         if !allowed {
             return Err(Refusal::AddressNotAllowed);
         }
@@ -450,4 +449,15 @@ mod tests {
         v.remember("token".into(), Some(record("tok_1", "oauth", false)), 1);
         assert!(v.cached("token").is_some());
     }
+}
+
+/// Whether `ip` is in one of the ranges, an IPv4 address and its IPv4-mapped
+/// IPv6 form (`::ffff:9.9.9.9`) being the same address.
+fn address_allowed(allowed: &[IpNet], ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    let mapped = match ip {
+        IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
+        v6 => v6,
+    };
+    allowed.iter().any(|n| n.contains(&ip) || n.contains(&mapped))
 }

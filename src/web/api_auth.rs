@@ -100,7 +100,8 @@ pub fn presented_credential(req: &HttpRequest) -> Option<String> {
 
 /// Whether the request came over TLS, as told by a trusted proxy.
 pub fn is_tls(req: &HttpRequest, state: &AppState) -> bool {
-    let trusted = req.peer_addr().is_some_and(|a| state.config.trusted_proxies.contains(&a.ip()));
+    let trusted =
+        req.peer_addr().is_some_and(|a| crate::service::forwarded::is_trusted(a.ip(), &state.config.trusted_proxies));
     trusted && req.headers().get("X-Forwarded-Proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 

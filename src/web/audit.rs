@@ -90,8 +90,8 @@ fn filter(q: &AuditQuery) -> Result<AuditFilter, FieldErrors> {
         }),
     };
     for (field, value) in [("actor", &q.actor), ("action", &q.action)] {
-        if value.chars().count() > 200 || value.contains('\0') {
-            errors.add(field, "Use at most 200 characters.");
+        if let Err(m) = crate::service::validate::search(value, 200) {
+            errors.add(field, m);
         }
     }
     if errors.is_empty() {

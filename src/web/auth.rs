@@ -84,26 +84,18 @@ pub fn request_actor(req: &HttpRequest, state: &AppState) -> Actor {
 }
 
 /// The client's address: the socket peer, or — when the peer is a trusted
-/// proxy — the nearest untrusted address in `X-Forwarded-For`.
+/// proxy — the nearest untrusted address in `X-Forwarded-For`; `None` when
+/// that cannot be read (see `service::forwarded`).
 pub fn client_ip(req: &HttpRequest, state: &AppState) -> Option<IpAddr> {
     let peer = req.peer_addr().map(|a| a.ip())?;
-    let trusted = &state.config.trusted_proxies;
-    if !trusted.contains(&peer) {
-        return Some(peer);
-    }
-    let forwarded = req.headers().get("X-Forwarded-For").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let hops: Vec<IpAddr> = forwarded.split(',').filter_map(|s| s.trim().parse().ok()).collect();
-    hops.into_iter().rev().find(|ip| !trusted.contains(ip)).or(Some(peer))
+    let lines: Vec<&[u8]> = req.headers().get_all("X-Forwarded-For").map(|v| v.as_bytes()).collect();
+    crate::service::forwarded::client_address(peer, &state.config.trusted_proxies, &lines)
 }
 
-/// Only same-site paths: `/x` but never `//host`, `/\host` or absolute URLs.
+/// Where to go after signing in: a safe same-origin path (see
+/// `service::safe_redirect`), else `/`. Every `next` goes through here.
 pub fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.contains(['\r', '\n']) => {
-            n.to_owned()
-        }
-        _ => "/".to_owned(),
-    }
+    next.and_then(crate::service::safe_redirect::local_path).unwrap_or("/").to_owned()
 }
 
 /// A public id from a URL path (`usr_…`, `inv_…`); anything else is simply not found.
@@ -137,7 +129,7 @@ mod tests {
     #[test]
     fn next_is_kept_on_site() {
         assert_eq!(safe_next(Some("/settings/team?x=1")), "/settings/team?x=1");
-        for bad in ["//evil.example", "/\\evil.example", "https://evil.example", "evil", ""] {
+        for bad in ["//evil.example", "/\\evil.example", "https://evil.example", "evil", "", "/\t/evil"] {
             assert_eq!(safe_next(Some(bad)), "/", "{bad}");
         }
         assert_eq!(safe_next(None), "/");

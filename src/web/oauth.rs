@@ -147,7 +147,7 @@ fn consent_page(
     let pending = json!({"nonce": nonce, "request": valid, "granted": granted, "at": crate::store::now()});
     user.session.insert(PENDING, pending).map_err(|e| AppError::Internal(e.to_string()))?;
     let token = format!("{nonce}.{}", state.keys.sign(&format!("consent:{}:{nonce}", user.ctx.user.id)));
-    let origin = redirect_origin(&valid.redirect_uri);
+    let origin = crate::service::redirect_uri::origin(&valid.redirect_uri).unwrap_or_default();
     let page = ConsentPage {
         layout: Layout::new(user, "security")?,
         app_name: client.name.clone(),
@@ -165,13 +165,6 @@ fn consent_page(
         res.headers_mut().insert(CONTENT_SECURITY_POLICY, v);
     }
     Ok(res)
-}
-
-fn redirect_origin(uri: &str) -> String {
-    match uri.split_once("://") {
-        Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or("")),
-        None => String::new(),
-    }
 }
 
 async fn finish(

@@ -5,4 +5,5 @@
 mod concurrency;
 mod limits;
 mod oauth_protocol;
+mod parsers;
 mod policy;

@@ -106,18 +106,14 @@ fn validate(
     at: i64,
 ) -> Result<Valid> {
     let mut errors = FieldErrors::default();
-    let name = req.name.trim().to_owned();
-    if name.is_empty() {
-        errors.add("name", "Give the key a name.");
-    } else if name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
-        errors.add("name", "Use at most 100 characters, without control characters.");
-    } else if ApiKey::active_name_taken(conn, creator.team_id, &name, at)? {
+    let name =
+        crate::service::validate::name(&req.name, MAX_NAME).map_err(|m| errors.add("name", m)).unwrap_or_default();
+    if !name.is_empty() && ApiKey::active_name_taken(conn, creator.team_id, &name, at)? {
         errors.add("name", "An active key of your team already has this name.");
     }
-    let description = req.description.trim().to_owned();
-    if description.chars().count() > MAX_DESCRIPTION || description.contains('\0') {
-        errors.add("description", "Use at most 500 characters.");
-    }
+    let description = crate::service::validate::text(&req.description, MAX_DESCRIPTION)
+        .map_err(|m| errors.add("description", m))
+        .unwrap_or_default();
     let scopes = policy::grant_scopes(&caller(creator), settings.catalog, &req.scopes)
         .map_err(|m| errors.add("scopes", m))
         .unwrap_or_default();
