@@ -362,6 +362,17 @@ fn limit_key(record: &KeyRecord) -> String {
     }
 }
 
+/// Whether `ip` is in one of the ranges, an IPv4 address and its IPv4-mapped
+/// IPv6 form (`::ffff:9.9.9.9`) being the same address.
+fn address_allowed(allowed: &[IpNet], ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    let mapped = match ip {
+        IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
+        v6 => v6,
+    };
+    allowed.iter().any(|n| n.contains(&ip) || n.contains(&mapped))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,15 +460,4 @@ mod tests {
         v.remember("token".into(), Some(record("tok_1", "oauth", false)), 1);
         assert!(v.cached("token").is_some());
     }
-}
-
-/// Whether `ip` is in one of the ranges, an IPv4 address and its IPv4-mapped
-/// IPv6 form (`::ffff:9.9.9.9`) being the same address.
-fn address_allowed(allowed: &[IpNet], ip: IpAddr) -> bool {
-    let ip = ip.to_canonical();
-    let mapped = match ip {
-        IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
-        v6 => v6,
-    };
-    allowed.iter().any(|n| n.contains(&ip) || n.contains(&mapped))
 }
