@@ -75,7 +75,7 @@ fn serve(listener: TcpListener, state: State) -> std::io::Result<Server> {
     let https = config.is_https();
     let key = Key::derive_from(state.keys.cookie_master());
     let idle = actix_web::cookie::time::Duration::minutes(config.session_idle_minutes);
-    let store = DbSessionStore::new(state.db.clone());
+    let store = DbSessionStore::new(state.db.clone(), state.keys.clone());
     let server = HttpServer::new(move || {
         let session = SessionMiddleware::builder(store.clone(), key.clone())
             .cookie_name("latchkey_session".into())

@@ -93,17 +93,9 @@ pub struct Db {
 impl Db {
     /// Opens the pool (creating the SQLite folder if needed) and applies migrations.
     pub fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
-        if let DatabaseUrl::Sqlite(path) = url
-            && let Some(parent) = path.parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Connection(format!("{}: {e}", parent.display())))?;
-        }
-        let manager = Manager { url: url.clone() };
         // Fail fast with the driver's own message rather than r2d2's 30 s timeout.
-        let mut first = manager.connect().map_err(|e| StoreError::Connection(e.to_string()))?;
-        run_migrations(&mut first)?;
+        drop(connect_once(url)?);
+        let manager = Manager { url: url.clone() };
         let size = match url {
             DatabaseUrl::Sqlite(_) => 8,
             DatabaseUrl::Postgres(_) => 16,
@@ -142,6 +134,23 @@ impl Db {
         let mut conn = self.pool.get().map_err(|e| StoreError::Connection(e.to_string()))?;
         f(&mut conn)
     }
+}
+
+/// One direct connection, migrations applied (creating the SQLite folder if
+/// needed). One-shot commands use it instead of a pool: no background thread
+/// is left opening a connection while the process exits (libpq's OpenSSL
+/// clean-up at exit would crash under it), and the connection is closed when
+/// the caller drops it.
+pub fn connect_once(url: &DatabaseUrl) -> Result<DbConn, StoreError> {
+    if let DatabaseUrl::Sqlite(path) = url
+        && let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::Connection(format!("{}: {e}", parent.display())))?;
+    }
+    let mut conn = Manager { url: url.clone() }.connect().map_err(|e| StoreError::Connection(e.to_string()))?;
+    run_migrations(&mut conn)?;
+    Ok(conn)
 }
 
 /// Applies the pending migrations of the connection's dialect.

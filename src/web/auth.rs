@@ -46,18 +46,7 @@ impl FromRequest for CurrentUser {
         Box::pin(async move {
             let state = req.app_data::<State>().ok_or_else(|| AppError::Internal("no state".into()))?.clone();
             let session = req.get_session();
-            let user_id = session.get::<String>(keys::USER_ID).ok().flatten().ok_or(AppError::LoginRequired)?;
-            let auth_at = session.get::<i64>(keys::AUTH_AT).ok().flatten().unwrap_or(0);
-            if now() - auth_at > state.config.session_absolute_hours * 3600 {
-                session.purge();
-                return Err(AppError::LoginRequired);
-            }
-            let uid = user_id.clone();
-            let ctx = state.db.run(move |conn| accounts::context(conn, &uid)).await?;
-            let Some(ctx) = ctx else {
-                session.purge();
-                return Err(AppError::LoginRequired);
-            };
+            let (user_id, ctx) = signed_in(&state, &session).await?.ok_or(AppError::LoginRequired)?;
             let policy = ctx.team.as_ref().is_some_and(|(t, _)| t.require_totp);
             let exempt = req.path().starts_with("/settings/security") || req.path() == "/logout";
             if policy && !ctx.user.has_totp() && !exempt {
@@ -66,6 +55,28 @@ impl FromRequest for CurrentUser {
             let actor = Actor { user_id: Some(user_id), label: ctx.user.email.clone(), ..request_actor(&req, &state) };
             Ok(CurrentUser { ctx, session, actor })
         })
+    }
+}
+
+/// The user a browser session is signed in as, for pages and the JSON API
+/// alike (one rule): the session must name a user who still exists, signed in
+/// less than `session_absolute_hours` ago. (The idle lifetime is the store's:
+/// a row not used for `session_idle_minutes` no longer loads, whatever the
+/// path.) A session past its lifetime, or whose user is gone, is ended.
+pub async fn signed_in(state: &AppState, session: &Session) -> Result<Option<(String, UserContext)>, AppError> {
+    let Some(user_id) = session.get::<String>(keys::USER_ID).ok().flatten() else { return Ok(None) };
+    let auth_at = session.get::<i64>(keys::AUTH_AT).ok().flatten().unwrap_or(0);
+    if now() - auth_at > state.config.session_absolute_hours * 3600 {
+        session.purge();
+        return Ok(None);
+    }
+    let uid = user_id.clone();
+    match state.db.run(move |conn| accounts::context(conn, &uid)).await? {
+        Some(ctx) => Ok(Some((user_id, ctx))),
+        None => {
+            session.purge();
+            Ok(None)
+        }
     }
 }
 
@@ -103,6 +114,16 @@ pub fn safe_next(next: Option<&str>) -> String {
             n.to_owned()
         }
         _ => "/".to_owned(),
+    }
+}
+
+/// Where a member whose team requires 2FA and who has none is sent: the
+/// enrolment page, which offers to continue to `next` (a same-site path) once
+/// 2FA is on. Never back to `/login` (that page sends signed-in users on).
+pub fn enrolment_path(next: Option<&str>) -> String {
+    match next.map(|n| safe_next(Some(n))).filter(|n| n != "/") {
+        Some(n) => format!("/settings/security?required=1&next={}", url_encode(&n)),
+        None => "/settings/security?required=1".to_owned(),
     }
 }
 

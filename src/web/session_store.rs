@@ -2,13 +2,30 @@
 //! sessions are shared by every instance on PostgreSQL and can be listed and
 //! ended. Rows are keyed by the SHA-256 of the cookie's session key: a copy of
 //! the table does not hand out live sessions.
+//!
+//! Rules: a session whose row is gone (signed out, ended from another tab,
+//! password changed, member removed, 2FA reset by the operator, expired) stays
+//! gone: `update` never re-creates a missing row, and `save` persists a
+//! signed-in state only when this very request signed the user in (the
+//! one-shot [`keys::ISSUED`] marker, which is never stored). A request that was
+//! already in flight when its session ended therefore answers with a cookie
+//! that authenticates nobody.
+//!
+//! Anonymous visitors write nothing to the database: a state that names no
+//! user (the CSRF token of the login, setup and invite forms, a flash message)
+//! travels in the session cookie itself — a key `anon.<expiry>.<state>.<tag>`,
+//! tagged with an HMAC under the server secret and, like every session cookie,
+//! encrypted by actix-session, HttpOnly, SameSite=Lax, Secure behind https.
+//! The row is created only when someone signs in.
 
 use std::collections::HashMap;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::service::crypto;
+use crate::service::crypto::{self, Keys};
 use crate::store::models::SessionRow;
 use crate::store::{Db, StoreError, now};
 
@@ -26,16 +43,53 @@ pub mod keys {
     pub const PENDING_USER_ID: &str = "pending_uid";
     pub const PENDING_AT: &str = "pending_at";
     pub const PENDING_NEXT: &str = "pending_next";
+    /// Where to continue once the 2FA enrolment a team requires is done.
+    pub const ENROLMENT_NEXT: &str = "enrolment_next";
+    /// Set by the request that signs a user in (or renews a live session):
+    /// only then may `save` persist a state that carries a user id. Stripped
+    /// before anything is stored.
+    pub const ISSUED: &str = "issued";
 }
 
 #[derive(Clone)]
 pub struct DbSessionStore {
     db: Db,
+    keys: Keys,
+}
+
+/// The prefix of a session key that carries an anonymous state itself.
+const ANONYMOUS: &str = "anon.";
+
+/// A state that names nobody, not even half-way through a sign-in.
+fn is_anonymous(state: &HashMap<String, String>) -> bool {
+    !state.contains_key(keys::USER_ID) && !state.contains_key(keys::PENDING_USER_ID)
 }
 
 impl DbSessionStore {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, keys: Keys) -> Self {
+        Self { db, keys }
+    }
+
+    /// A key holding an anonymous state, tagged and valid for `ttl`.
+    fn anonymous_key(&self, state: &HashMap<String, String>, ttl: &Duration) -> anyhow::Result<SessionKey> {
+        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(state)?);
+        let signed = format!("{}.{body}", now() + ttl.whole_seconds());
+        let tag = self.keys.sign(&format!("anonymous-session:{signed}"));
+        SessionKey::try_from(format!("{ANONYMOUS}{signed}.{tag}")).map_err(|e| anyhow::anyhow!("session key: {e}"))
+    }
+
+    /// The state of an anonymous key, if its tag is ours and it has not expired.
+    fn open_anonymous(&self, key: &str) -> Option<HashMap<String, String>> {
+        let (signed, tag) = key.strip_prefix(ANONYMOUS)?.rsplit_once('.')?;
+        if !crypto::ct_eq(&self.keys.sign(&format!("anonymous-session:{signed}")), tag) {
+            return None;
+        }
+        let (expires, body) = signed.split_once('.')?;
+        if expires.parse::<i64>().ok()? <= now() {
+            return None;
+        }
+        let state: HashMap<String, String> = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(body).ok()?).ok()?;
+        is_anonymous(&state).then_some(state)
     }
 }
 
@@ -58,6 +112,14 @@ fn row(id: String, state: &HashMap<String, String>, ttl: &Duration) -> Result<Se
     })
 }
 
+/// Whether a state to be saved may be persisted: an anonymous or half-signed-in
+/// state always; a signed-in one only when this request issued it. The marker
+/// is removed either way.
+fn may_persist(state: &mut HashMap<String, String>) -> bool {
+    let issued = state.remove(keys::ISSUED).is_some();
+    issued || !state.contains_key(keys::USER_ID)
+}
+
 fn new_key() -> Result<SessionKey, anyhow::Error> {
     let key = crypto::random_base62(64).map_err(|e| anyhow::anyhow!("random: {e}"))?;
     SessionKey::try_from(key).map_err(|e| anyhow::anyhow!("session key: {e}"))
@@ -65,6 +127,9 @@ fn new_key() -> Result<SessionKey, anyhow::Error> {
 
 impl SessionStore for DbSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
+        if session_key.as_ref().starts_with(ANONYMOUS) {
+            return Ok(self.open_anonymous(session_key.as_ref()));
+        }
         let id = crypto::sha256_hex(session_key.as_ref());
         let found = self.db.run(move |conn| SessionRow::find_live(conn, &id, now()).map_err(StoreError::from)).await;
         match found.map_err(|e| LoadError::Other(e.into()))? {
@@ -73,8 +138,19 @@ impl SessionStore for DbSessionStore {
         }
     }
 
-    async fn save(&self, state: HashMap<String, String>, ttl: &Duration) -> Result<SessionKey, SaveError> {
+    async fn save(&self, mut state: HashMap<String, String>, ttl: &Duration) -> Result<SessionKey, SaveError> {
+        if is_anonymous(&state) {
+            state.remove(keys::ISSUED);
+            return self.anonymous_key(&state, ttl).map_err(SaveError::Other);
+        }
         let key = new_key().map_err(SaveError::Other)?;
+        if !may_persist(&mut state) {
+            // A signed-in state whose row was deleted while the request ran
+            // (a renewal after the session ended): store nothing, so the
+            // cookie answered with authenticates nobody.
+            tracing::info!("not re-creating a session that ended while a request was in flight");
+            return Ok(key);
+        }
         let row = row(crypto::sha256_hex(key.as_ref()), &state, ttl).map_err(|e| SaveError::Serialization(e.into()))?;
         self.db
             .run(move |conn| row.insert(conn).map_err(StoreError::from))
@@ -86,9 +162,14 @@ impl SessionStore for DbSessionStore {
     async fn update(
         &self,
         session_key: SessionKey,
-        state: HashMap<String, String>,
+        mut state: HashMap<String, String>,
         ttl: &Duration,
     ) -> Result<SessionKey, UpdateError> {
+        if session_key.as_ref().starts_with(ANONYMOUS) {
+            // Nothing stored to update or to have been ended: a new key.
+            return self.save(state, ttl).await.map_err(|e| UpdateError::Other(anyhow::anyhow!("{e}")));
+        }
+        state.remove(keys::ISSUED);
         let row = row(crypto::sha256_hex(session_key.as_ref()), &state, ttl)
             .map_err(|e| UpdateError::Serialization(e.into()))?;
         let changed = self
@@ -96,14 +177,18 @@ impl SessionStore for DbSessionStore {
             .run(move |conn| SessionRow::update_state(conn, &row).map_err(StoreError::from))
             .await
             .map_err(|e| UpdateError::Other(e.into()))?;
-        if changed == 1 {
-            return Ok(session_key);
+        if changed != 1 {
+            // The row is gone (ended elsewhere while this request ran): it
+            // stays gone. The cookie keeps a key that loads nothing.
+            tracing::info!("session ended while a request was in flight; its state is dropped");
         }
-        // The row is gone (ended elsewhere or expired): start a new session.
-        self.save(state, ttl).await.map_err(|e| UpdateError::Other(anyhow::anyhow!("{e}")))
+        Ok(session_key)
     }
 
     async fn update_ttl(&self, session_key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
+        if session_key.as_ref().starts_with(ANONYMOUS) {
+            return Ok(());
+        }
         let id = crypto::sha256_hex(session_key.as_ref());
         let secs = ttl.whole_seconds();
         self.db
@@ -116,6 +201,9 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
+        if session_key.as_ref().starts_with(ANONYMOUS) {
+            return Ok(());
+        }
         let id = crypto::sha256_hex(session_key.as_ref());
         self.db.run(move |conn| SessionRow::delete(conn, &id).map_err(StoreError::from)).await?;
         Ok(())

@@ -80,6 +80,13 @@ impl User {
             .execute(conn)
     }
 
+    /// Replaces the sealed secret of an enabled 2FA (re-sealed with its context).
+    pub fn set_totp_secret(conn: &mut DbConn, id: &str, enc: &str) -> QueryResult<usize> {
+        diesel::update(users::table.find(id).filter(users::totp_secret_enc.is_not_null()))
+            .set(users::totp_secret_enc.eq(enc))
+            .execute(conn)
+    }
+
     pub fn disable_totp(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
         diesel::update(users::table.find(id))
             .set((
