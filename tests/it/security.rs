@@ -3,3 +3,4 @@
 //! one to fail, and the one legitimate variation (where there is one) to work.
 
 mod concurrency;
+mod sessions;
