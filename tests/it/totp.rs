@@ -239,7 +239,8 @@ async fn a_team_policy_sends_members_to_enrolment_first(app: TestApp) {
     for path in ["/settings/team", "/settings/developer/api-keys"] {
         let res = member.get(path).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "{path}");
-        assert_eq!(location(&res), "/settings/security?required=1");
+        let back = latchkey::web::auth::url_encode(path);
+        assert_eq!(location(&res), format!("/settings/security?required=1&next={back}"), "{path}");
     }
     assert!(member.get_html("/settings/security?required=1").await.contains("Your team requires two-factor"));
     let csrf = crate::helpers::csrf_from(&member.get_html("/settings/security").await);
