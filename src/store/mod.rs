@@ -153,13 +153,38 @@ pub fn connect_once(url: &DatabaseUrl) -> Result<DbConn, StoreError> {
     Ok(conn)
 }
 
-/// Applies the pending migrations of the connection's dialect.
+/// Applies the pending migrations of the connection's dialect. On PostgreSQL
+/// an up-to-date database is left alone without any DDL, so the server can run
+/// as a role that does not own its tables (the owner runs `latchkey migrate`).
 pub fn run_migrations(conn: &mut DbConn) -> Result<(), StoreError> {
     let result = match conn {
         DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
-        DbConn::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
+        DbConn::Pg(c) => match pg_up_to_date(c) {
+            true => Ok(()),
+            false => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
+        },
     };
     result.map_err(|e| StoreError::Migration(e.to_string()))
+}
+
+/// Whether every embedded PostgreSQL migration is recorded as applied (read
+/// only: diesel's own check first creates its bookkeeping table, which needs
+/// the CREATE privilege).
+fn pg_up_to_date(conn: &mut PgConnection) -> bool {
+    use diesel::migration::MigrationSource;
+    #[derive(QueryableByName)]
+    struct Applied {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        version: String,
+    }
+    let Ok(applied) = diesel::sql_query("SELECT version FROM __diesel_schema_migrations").load::<Applied>(conn) else {
+        return false;
+    };
+    let Ok(embedded) = MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES_MIGRATIONS) else { return false };
+    embedded.iter().all(|m| {
+        let version = m.name().version().to_string();
+        applied.iter().any(|a| a.version == version)
+    })
 }
 
 diesel::define_sql_function! {

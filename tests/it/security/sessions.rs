@@ -573,3 +573,90 @@ fn the_command_line_exits_cleanly_every_time_on_postgresql() {
     run(&["team", "set-plan", "--team", "Team 0", "--plan", "pro"], b"");
     run(&["service-key", "create", "--name", "verifier", "--scopes", "introspect"], b"");
 }
+
+/// Drops the test's database and roles, even when an assertion failed.
+struct Cluster {
+    admin: String,
+    db: String,
+    roles: [String; 2],
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        use diesel::connection::SimpleConnection;
+        if let Ok(mut c) = diesel::PgConnection::establish(&self.admin) {
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db));
+            for r in &self.roles {
+                let _ = c.batch_execute(&format!("DROP ROLE IF EXISTS {r}"));
+            }
+        }
+    }
+}
+
+/// As the README says: the owner migrates, the server runs as a role that does
+/// not own the tables — and that role cannot empty the audit log in any way.
+#[test]
+fn the_server_runs_as_a_role_that_cannot_empty_the_audit_log() {
+    use diesel::connection::SimpleConnection;
+    use latchkey::config::DatabaseUrl;
+    let Ok(admin) = std::env::var("LATCHKEY_TEST_DATABASE_URL") else {
+        crate::helpers::skipped("PostgreSQL tests: set LATCHKEY_TEST_DATABASE_URL");
+        return;
+    };
+    let tag = latchkey::service::crypto::random_base62(10).unwrap().to_lowercase();
+    let c = Cluster {
+        admin: admin.clone(),
+        db: format!("lk_roles_{tag}"),
+        roles: [format!("lk_owner_{tag}"), format!("lk_app_{tag}")],
+    };
+    let [owner, app_role] = &c.roles;
+    let mut root = diesel::PgConnection::establish(&admin).unwrap();
+    for sql in [
+        format!("CREATE ROLE {owner} LOGIN"),
+        format!("CREATE ROLE {app_role} LOGIN"),
+        format!("CREATE DATABASE {} OWNER {owner}", c.db),
+    ] {
+        root.batch_execute(&sql).unwrap();
+    }
+    let (scheme_user, rest) = admin.split_once('@').unwrap();
+    let host = rest.rsplit_once('/').unwrap().0;
+    let url_as = |role: &str| format!("{}://{role}@{host}/{}", scheme_user.split("://").next().unwrap(), c.db);
+    let root_url = format!("{scheme_user}@{host}/{}", c.db);
+    diesel::PgConnection::establish(&root_url)
+        .unwrap()
+        .batch_execute(&format!("ALTER SCHEMA public OWNER TO {owner}"))
+        .unwrap();
+    let Ok(mut as_owner) = latchkey::store::connect_once(&DatabaseUrl::parse(&url_as(owner)).unwrap()) else {
+        crate::helpers::skipped("the role test: new roles cannot connect without a password here");
+        return;
+    };
+    as_owner
+        .batch_execute(&format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app_role}; \
+             REVOKE UPDATE, DELETE, TRUNCATE ON audit_events FROM {app_role}; \
+             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {app_role};"
+        ))
+        .unwrap();
+    // The server's role starts (no DDL on an up-to-date database) and works.
+    let db = latchkey::store::Db::connect(&DatabaseUrl::parse(&url_as(app_role)).unwrap()).unwrap();
+    let hash = latchkey::service::password::hash("a server role password").unwrap();
+    db.run_sync(|conn| latchkey::service::accounts::create_user(conn, "role@acme.test", hash, false, Some("Roles")))
+        .unwrap();
+    let count =
+        || db.run_sync(|conn| audit_events::table.count().get_result::<i64>(conn).map_err(StoreError::from)).unwrap();
+    let before = count();
+    assert!(before > 0);
+    for sql in [
+        "TRUNCATE audit_events",
+        "DELETE FROM audit_events",
+        "UPDATE audit_events SET action = 'x'",
+        "DROP TRIGGER audit_events_no_truncate ON audit_events",
+        "ALTER TABLE audit_events DISABLE TRIGGER ALL",
+        "DROP TABLE audit_events",
+    ] {
+        let result = db.run_sync(|conn| conn.batch_execute(sql).map_err(StoreError::from));
+        assert!(result.is_err(), "{sql} succeeded as the server's role");
+        assert_eq!(count(), before, "{sql}");
+    }
+    drop(db);
+}
