@@ -69,28 +69,29 @@ impl DbSessionStore {
     pub fn new(db: Db, keys: Keys) -> Self {
         Self { db, keys }
     }
+}
 
-    /// A key holding an anonymous state, tagged and valid for `ttl`.
-    fn anonymous_key(&self, state: &HashMap<String, String>, ttl: &Duration) -> anyhow::Result<SessionKey> {
-        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(state)?);
-        let signed = format!("{}.{body}", now() + ttl.whole_seconds());
-        let tag = self.keys.sign(&format!("anonymous-session:{signed}"));
-        SessionKey::try_from(format!("{ANONYMOUS}{signed}.{tag}")).map_err(|e| anyhow::anyhow!("session key: {e}"))
-    }
+/// A key holding an anonymous state, tagged and valid for `ttl`.
+fn anonymous_key(keys: &Keys, state: &HashMap<String, String>, ttl: &Duration) -> anyhow::Result<SessionKey> {
+    let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(state)?);
+    let signed = format!("{}.{body}", now() + ttl.whole_seconds());
+    let tag = keys.sign(&format!("anonymous-session:{signed}"));
+    SessionKey::try_from(format!("{ANONYMOUS}{signed}.{tag}")).map_err(|e| anyhow::anyhow!("session key: {e}"))
+}
 
-    /// The state of an anonymous key, if its tag is ours and it has not expired.
-    fn open_anonymous(&self, key: &str) -> Option<HashMap<String, String>> {
-        let (signed, tag) = key.strip_prefix(ANONYMOUS)?.rsplit_once('.')?;
-        if !crypto::ct_eq(&self.keys.sign(&format!("anonymous-session:{signed}")), tag) {
-            return None;
-        }
-        let (expires, body) = signed.split_once('.')?;
-        if expires.parse::<i64>().ok()? <= now() {
-            return None;
-        }
-        let state: HashMap<String, String> = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(body).ok()?).ok()?;
-        is_anonymous(&state).then_some(state)
+/// The state of an anonymous key, if its tag is ours, it has not expired and
+/// it names nobody.
+fn open_anonymous(keys: &Keys, key: &str) -> Option<HashMap<String, String>> {
+    let (signed, tag) = key.strip_prefix(ANONYMOUS)?.rsplit_once('.')?;
+    if !crypto::ct_eq(&keys.sign(&format!("anonymous-session:{signed}")), tag) {
+        return None;
     }
+    let (expires, body) = signed.split_once('.')?;
+    if expires.parse::<i64>().ok()? <= now() {
+        return None;
+    }
+    let state: HashMap<String, String> = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(body).ok()?).ok()?;
+    is_anonymous(&state).then_some(state)
 }
 
 /// Session values are JSON; this reads a string one.
@@ -128,7 +129,7 @@ fn new_key() -> Result<SessionKey, anyhow::Error> {
 impl SessionStore for DbSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
         if session_key.as_ref().starts_with(ANONYMOUS) {
-            return Ok(self.open_anonymous(session_key.as_ref()));
+            return Ok(open_anonymous(&self.keys, session_key.as_ref()));
         }
         let id = crypto::sha256_hex(session_key.as_ref());
         let found = self.db.run(move |conn| SessionRow::find_live(conn, &id, now()).map_err(StoreError::from)).await;
@@ -141,7 +142,7 @@ impl SessionStore for DbSessionStore {
     async fn save(&self, mut state: HashMap<String, String>, ttl: &Duration) -> Result<SessionKey, SaveError> {
         if is_anonymous(&state) {
             state.remove(keys::ISSUED);
-            return self.anonymous_key(&state, ttl).map_err(SaveError::Other);
+            return anonymous_key(&self.keys, &state, ttl).map_err(SaveError::Other);
         }
         let key = new_key().map_err(SaveError::Other)?;
         if !may_persist(&mut state) {
@@ -207,5 +208,48 @@ impl SessionStore for DbSessionStore {
         let id = crypto::sha256_hex(session_key.as_ref());
         self.db.run(move |conn| SessionRow::delete(conn, &id).map_err(StoreError::from)).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::derive(b"a-secret-that-is-long-enough-0123456789")
+    }
+
+    fn state(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), serde_json::to_string(v).unwrap())).collect()
+    }
+
+    #[test]
+    fn an_anonymous_state_round_trips_and_refuses_tampering() {
+        let (k, anon) = (keys(), state(&[(keys::CSRF, "token")]));
+        let key = anonymous_key(&k, &anon, &Duration::minutes(5)).unwrap();
+        assert_eq!(open_anonymous(&k, key.as_ref()), Some(anon.clone()));
+        let other = Keys::derive(b"another-secret-long-enough-0123456789ab");
+        assert_eq!(open_anonymous(&other, key.as_ref()), None, "another server secret");
+        let expired = anonymous_key(&k, &anon, &Duration::seconds(-1)).unwrap();
+        assert_eq!(open_anonymous(&k, expired.as_ref()), None, "expired");
+        // A state naming a user, even with a valid tag, is not anonymous.
+        let forged = anonymous_key(&k, &state(&[(keys::USER_ID, "usr_1")]), &Duration::minutes(5)).unwrap();
+        assert_eq!(open_anonymous(&k, forged.as_ref()), None);
+        let (signed, tag) = key.as_ref().rsplit_once('.').unwrap();
+        let mut bad = tag.to_owned();
+        bad.replace_range(..1, if tag.starts_with('0') { "1" } else { "0" });
+        assert_eq!(open_anonymous(&k, &format!("{signed}.{bad}")), None, "tag");
+        let longer = key.as_ref().replacen("anon.", "anon.9", 1);
+        assert_eq!(open_anonymous(&k, &longer), None, "expiry changed");
+    }
+
+    #[test]
+    fn a_signed_in_state_persists_only_when_issued_and_never_keeps_the_marker() {
+        let mut signed_in = state(&[(keys::USER_ID, "usr_1")]);
+        assert!(!may_persist(&mut signed_in), "a renewal of an ended session");
+        signed_in.insert(keys::ISSUED.into(), "true".into());
+        assert!(may_persist(&mut signed_in));
+        assert!(!signed_in.contains_key(keys::ISSUED), "the marker is never stored");
+        assert!(may_persist(&mut state(&[(keys::PENDING_USER_ID, "usr_1")])));
     }
 }
