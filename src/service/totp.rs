@@ -270,6 +270,40 @@ pub fn remaining_codes(conn: &mut DbConn, user_id: &str) -> Result<i64> {
     Ok(RecoveryCode::remaining(conn, user_id)?)
 }
 
+/// Seals again, bound to their row's user and column, the secrets sealed
+/// before that binding existed (run at start, so that none stays movable);
+/// returns how many users were updated. A value that no longer opens is left
+/// as it is (and keeps failing).
+pub fn reseal_unbound(conn: &mut DbConn, keys: &Keys) -> Result<usize> {
+    crate::store::transaction(conn, |conn| {
+        let users = User::with_unbound_totp(conn)?;
+        let mut updated = 0;
+        for u in &users {
+            let reseal = |sealed: Option<&str>, column: &str| -> Result<Option<String>> {
+                let bound = context(&u.id, column);
+                match sealed.map(|s| keys.open(s, &bound)) {
+                    Some(Ok(opened)) if opened.legacy => {
+                        Ok(Some(keys.seal(&opened.plaintext, &bound).map_err(internal)?))
+                    }
+                    _ => Ok(None),
+                }
+            };
+            let (secret, pending) = (
+                reseal(u.totp_secret_enc.as_deref(), SECRET_COLUMN)?,
+                reseal(u.totp_pending_enc.as_deref(), PENDING_COLUMN)?,
+            );
+            if let Some(sealed) = &secret {
+                User::set_totp_secret(conn, &u.id, sealed)?;
+            }
+            if let Some(sealed) = &pending {
+                User::set_totp_pending(conn, &u.id, Some(sealed))?;
+            }
+            updated += usize::from(secret.is_some() || pending.is_some());
+        }
+        Ok(updated)
+    })
+}
+
 /// Operator command: turns a user's 2FA off (they lost every factor).
 pub fn operator_reset(conn: &mut DbConn, email: &str) -> Result<()> {
     crate::store::transaction(conn, |conn| {

@@ -660,3 +660,57 @@ fn the_server_runs_as_a_role_that_cannot_empty_the_audit_log() {
     }
     drop(db);
 }
+
+/// A TOTP secret sealed the way earlier versions did: AES-256-GCM under the
+/// TOTP key, no associated data, no version tag.
+fn legacy_seal(secret: &[u8]) -> String {
+    use aes_gcm::aead::{Aead, KeyInit};
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(crate::helpers::TEST_SECRET.as_bytes()).unwrap();
+    mac.update(b"latchkey/totp-aead");
+    let cipher = aes_gcm::Aes256Gcm::new_from_slice(&mac.finalize().into_bytes()).unwrap();
+    let nonce = [9u8; 12];
+    let sealed = cipher.encrypt(&nonce.into(), secret).unwrap();
+    [nonce.as_slice(), &sealed].concat().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn base32_decode(s: &str) -> Vec<u8> {
+    let (mut out, mut buffer, mut bits) = (Vec::new(), 0u64, 0u32);
+    for c in s.chars() {
+        buffer = (buffer << 5) | "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".find(c).unwrap() as u64;
+        bits += 5;
+        if bits >= 8 {
+            out.push((buffer >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    out
+}
+
+async fn secrets_sealed_by_earlier_versions_keep_working_and_get_bound(app: TestApp) {
+    const MEMBER: &str = "legacy@acme.test";
+    app.owner_session().await;
+    let (member, _) = developer(&app, MEMBER).await;
+    let (owner_key, _) = enrol_at(&app, OWNER_PASSWORD, 0).await;
+    let (member_key, _) = enrol_at(&member, DEV_PASSWORD, 0).await;
+    // Next use: a legacy value works once more and is sealed again, bound.
+    set_secret(&app, OWNER_EMAIL, Some(legacy_seal(&base32_decode(&owner_key))));
+    away_from_boundary().await;
+    let status = second_factor(&app, OWNER_EMAIL, OWNER_PASSWORD, &code_at_step(&owner_key, current_step())).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "a legacy secret still signs in");
+    let (resealed, _) = totp_columns(&app, OWNER_EMAIL);
+    assert!(resealed.unwrap().starts_with("v2:"), "sealed again, bound");
+    // At start: every legacy value is bound to its row's user, so a copy made
+    // afterwards does not open for anyone else.
+    set_secret(&app, MEMBER, Some(legacy_seal(&base32_decode(&member_key))));
+    let config = crate::helpers::test_config(&app.data_dir, &app.database_url, &[]);
+    drop(latchkey::startup::Application::build(config).await.unwrap());
+    let (bound, _) = totp_columns(&app, MEMBER);
+    let bound = bound.unwrap();
+    assert!(bound.starts_with("v2:"), "{bound}");
+    set_secret(&app, OWNER_EMAIL, Some(bound));
+    away_from_boundary().await;
+    let code = code_at_step(&member_key, current_step());
+    assert_eq!(second_factor(&app, OWNER_EMAIL, OWNER_PASSWORD, &code).await, StatusCode::UNAUTHORIZED);
+}
+both!(secrets_sealed_by_earlier_versions_keep_working_and_get_bound);
