@@ -15,8 +15,8 @@ use super::{AppState, State};
 use crate::error::AppError;
 use crate::service::accounts::{self, Role, UserContext};
 use crate::service::audit::Actor;
-use crate::store::models::Team;
-use crate::store::now;
+use crate::store::models::{SessionRow, Team};
+use crate::store::{StoreError, now};
 
 /// A signed-in user. Extracting it from a request without a valid session
 /// fails with `LoginRequired` (a redirect to `/login` for pages).
@@ -62,7 +62,11 @@ impl FromRequest for CurrentUser {
 /// alike (one rule): the session must name a user who still exists, signed in
 /// less than `session_absolute_hours` ago. (The idle lifetime is the store's:
 /// a row not used for `session_idle_minutes` no longer loads, whatever the
-/// path.) A session past its lifetime, or whose user is gone, is ended.
+/// path.) A session past its lifetime, or whose user is gone, is ended. The
+/// session's row must still exist *now* — after the request body arrived (see
+/// `csrf::verify`) — so a request held open on a slow body cannot act for a
+/// session that was ended meanwhile. (A state without a row was signed in by
+/// this very request.)
 pub async fn signed_in(state: &AppState, session: &Session) -> Result<Option<(String, UserContext)>, AppError> {
     let Some(user_id) = session.get::<String>(keys::USER_ID).ok().flatten() else { return Ok(None) };
     let auth_at = session.get::<i64>(keys::AUTH_AT).ok().flatten().unwrap_or(0);
@@ -70,8 +74,21 @@ pub async fn signed_in(state: &AppState, session: &Session) -> Result<Option<(St
         session.purge();
         return Ok(None);
     }
-    let uid = user_id.clone();
-    match state.db.run(move |conn| accounts::context(conn, &uid)).await? {
+    let (uid, row) = (user_id.clone(), session.get::<String>(keys::ROW).ok().flatten());
+    let found = state
+        .db
+        .run(move |conn| {
+            let live = match row {
+                Some(id) => SessionRow::find_live(conn, &id, now()).map_err(StoreError::from)?.is_some(),
+                None => true,
+            };
+            if !live {
+                return Ok(None);
+            }
+            accounts::context(conn, &uid)
+        })
+        .await?;
+    match found {
         Some(ctx) => Ok(Some((user_id, ctx))),
         None => {
             session.purge();

@@ -43,6 +43,9 @@ pub mod keys {
     pub const PENDING_USER_ID: &str = "pending_uid";
     pub const PENDING_AT: &str = "pending_at";
     pub const PENDING_NEXT: &str = "pending_next";
+    /// The row a state was loaded from (set by `load`, never stored): lets a
+    /// request check, once its body has arrived, that its session still lives.
+    pub const ROW: &str = "row";
     /// Where to continue once the 2FA enrolment a team requires is done.
     pub const ENROLMENT_NEXT: &str = "enrolment_next";
     /// Set by the request that signs a user in (or renews a live session):
@@ -135,11 +138,18 @@ impl SessionStore for DbSessionStore {
         let found = self.db.run(move |conn| SessionRow::find_live(conn, &id, now()).map_err(StoreError::from)).await;
         match found.map_err(|e| LoadError::Other(e.into()))? {
             None => Ok(None),
-            Some(row) => serde_json::from_str(&row.state).map(Some).map_err(|e| LoadError::Deserialization(e.into())),
+            Some(row) => {
+                let mut state: HashMap<String, String> =
+                    serde_json::from_str(&row.state).map_err(|e| LoadError::Deserialization(e.into()))?;
+                let id = serde_json::to_string(&row.id).map_err(|e| LoadError::Deserialization(e.into()))?;
+                state.insert(keys::ROW.to_owned(), id);
+                Ok(Some(state))
+            }
         }
     }
 
     async fn save(&self, mut state: HashMap<String, String>, ttl: &Duration) -> Result<SessionKey, SaveError> {
+        state.remove(keys::ROW);
         if is_anonymous(&state) {
             state.remove(keys::ISSUED);
             return anonymous_key(&self.keys, &state, ttl).map_err(SaveError::Other);
@@ -171,6 +181,7 @@ impl SessionStore for DbSessionStore {
             return self.save(state, ttl).await.map_err(|e| UpdateError::Other(anyhow::anyhow!("{e}")));
         }
         state.remove(keys::ISSUED);
+        state.remove(keys::ROW);
         let row = row(crypto::sha256_hex(session_key.as_ref()), &state, ttl)
             .map_err(|e| UpdateError::Serialization(e.into()))?;
         let changed = self

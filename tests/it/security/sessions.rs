@@ -55,11 +55,16 @@ struct InFlight {
 
 impl InFlight {
     async fn start(app: &TestApp, cookie: &str, path: &str, body: &str) -> InFlight {
+        Self::start_with(app, cookie, path, "Content-Type: application/x-www-form-urlencoded", body).await
+    }
+
+    /// `headers`: extra header lines (without the final CRLF).
+    async fn start_with(app: &TestApp, cookie: &str, path: &str, headers: &str, body: &str) -> InFlight {
         let host = app.address.trim_start_matches("http://");
         let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {SESSION}={cookie}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {SESSION}={cookie}\r\n{headers}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
         let (first, rest) = body.as_bytes().split_at(body.len() / 2);
@@ -182,6 +187,60 @@ async fn an_ended_session_never_comes_back_through_a_request_in_flight(app: Test
     }
 }
 both!(an_ended_session_never_comes_back_through_a_request_in_flight);
+
+fn key_count(app: &TestApp) -> i64 {
+    app.db()
+        .run_sync(|c| latchkey::store::schema::api_keys::table.count().get_result(c).map_err(StoreError::from))
+        .unwrap()
+}
+
+/// A request held open on a slow body does not act for its session once that
+/// session has ended: no key is minted, by the page form (token in the body
+/// or in the htmx header) or by the JSON API.
+async fn a_request_in_flight_cannot_act_after_its_session_ended(app: TestApp) {
+    app.owner_session().await;
+    for (i, variant) in ["form", "htmx header", "json api"].into_iter().enumerate() {
+        let email = format!("minter{i}@acme.test");
+        let (victim, cookie) = developer(&app, &email).await;
+        let csrf = csrf_from(&victim.get_html("/settings/developer/api-keys").await);
+        let flight = match variant {
+            "form" => {
+                let body = format!("name=late&preset=custom&scopes=templates%3Aread&csrf_token={csrf}");
+                InFlight::start(&app, &cookie, "/settings/developer/api-keys", &body).await
+            }
+            "htmx header" => {
+                let headers = format!(
+                    "Content-Type: application/x-www-form-urlencoded\r\nX-CSRF-Token: {csrf}\r\nHX-Request: true"
+                );
+                let body = "name=late&preset=custom&scopes=templates%3Aread";
+                InFlight::start_with(&app, &cookie, "/settings/developer/api-keys", &headers, body).await
+            }
+            _ => {
+                let headers = format!("Content-Type: application/json\r\nX-CSRF-Token: {csrf}");
+                let body = r#"{"name":"late","scopes":["templates:read"]}"#;
+                InFlight::start_with(&app, &cookie, "/api/v1/api-keys", &headers, body).await
+            }
+        };
+        end_session(&app, Ender::SignOutOthersElsewhere, &email, &cookie).await;
+        let (status, new_cookie) = flight.finish().await;
+        assert!(matches!(status, 200 | 303 | 401 | 403), "{variant}: {status}");
+        assert_ne!(status, 201, "{variant}");
+        assert_eq!(key_count(&app), 0, "{variant}: a key was minted for an ended session");
+        assert!(!authenticates(&app, &cookie).await, "{variant}");
+        if let Some(new_cookie) = new_cookie {
+            assert!(!authenticates(&app, &new_cookie).await, "{variant}");
+        }
+    }
+    // The same requests on a live session do mint keys (the attack is real).
+    let (live, cookie) = developer(&app, "live@acme.test").await;
+    let csrf = csrf_from(&live.get_html("/settings/developer/api-keys").await);
+    let headers = format!("Content-Type: application/json\r\nX-CSRF-Token: {csrf}");
+    let body = r#"{"name":"on time","scopes":["templates:read"]}"#;
+    let (status, _) = InFlight::start_with(&app, &cookie, "/api/v1/api-keys", &headers, body).await.finish().await;
+    assert_eq!(status, 201);
+    assert_eq!(key_count(&app), 1);
+}
+both!(a_request_in_flight_cannot_act_after_its_session_ended);
 
 /// A password change in flight renews its session — unless the session ended
 /// meanwhile: then it stays ended (no row re-created by the renewal).
