@@ -243,7 +243,8 @@ async fn a_request_in_flight_cannot_act_after_its_session_ended(app: TestApp) {
 both!(a_request_in_flight_cannot_act_after_its_session_ended);
 
 /// A password change in flight renews its session — unless the session ended
-/// meanwhile: then it stays ended (no row re-created by the renewal).
+/// meanwhile: then it stays ended (no row re-created by the renewal), and the
+/// change is not made.
 async fn a_renewal_in_flight_does_not_revive_an_ended_session(app: TestApp) {
     app.owner_session().await;
     let email = "renewer@acme.test";
@@ -261,9 +262,11 @@ async fn a_renewal_in_flight_does_not_revive_an_ended_session(app: TestApp) {
     if let Some(new_cookie) = new_cookie {
         assert!(!authenticates(&app, &new_cookie).await, "the renewed cookie must not work");
     }
-    // A password change on a live session still keeps that browser signed in.
-    let (keeper, _) = sign_in(&app, email, "another new password 7").await;
-    let form = [("current_password", "another new password 7"), ("new_password", "and a third password 9")];
+    // The ended session changed nothing (its password is the old one)…
+    assert_eq!(app.other_client().login(email, "another new password 7").await.status(), StatusCode::UNAUTHORIZED);
+    // …and a password change on a live session still keeps that browser signed in.
+    let (keeper, _) = sign_in(&app, email, DEV_PASSWORD).await;
+    let form = [("current_password", DEV_PASSWORD), ("new_password", "and a third password 9")];
     let res = keeper.post_form("/settings/security", "/settings/security/password", &form).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(keeper.get("/settings/security").await.status(), StatusCode::OK);
