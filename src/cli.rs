@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::service::{self, accounts, password, validate};
-use crate::store::Db;
+use crate::store::{self, DbConn};
 
 #[derive(Parser)]
 #[command(name = "latchkey", version, about = "Self-hosted developer portal: API keys, OAuth 2.0, TOTP login")]
@@ -76,18 +76,26 @@ pub enum UserCommand {
     },
 }
 
+/// Runs a one-shot command on one direct connection (no pool, no threads),
+/// closed before returning, so the process exits cleanly on every database.
 pub fn run(command: Command, config: &Config) -> anyhow::Result<()> {
-    let db = Db::connect(&config.database)?;
+    let mut conn = store::connect_once(&config.database)?;
+    let result = execute(command, config, &mut conn);
+    drop(conn);
+    result
+}
+
+fn execute(command: Command, config: &Config, conn: &mut DbConn) -> anyhow::Result<()> {
     match command {
         Command::Serve => anyhow::bail!("serve is not a one-shot command"),
         Command::Migrate => {
             println!("migrations applied");
             Ok(())
         }
-        Command::User(UserCommand::Create { email, support, team }) => create_user(&db, &email, support, team),
+        Command::User(UserCommand::Create { email, support, team }) => create_user(conn, &email, support, team),
         Command::User(UserCommand::ResetTotp { email }) => {
             let email = email.trim().to_lowercase();
-            db.run_sync(|conn| crate::service::totp::operator_reset(conn, &email)).map_err(|e| match e {
+            crate::service::totp::operator_reset(conn, &email).map_err(|e| match e {
                 service::Error::NotFound => anyhow::anyhow!("no user with the email {email}"),
                 other => anyhow::anyhow!(other),
             })?;
@@ -95,7 +103,7 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Team(TeamCommand::SetPlan { team, plan }) => {
-            let changed = db.run_sync(|conn| accounts::set_plan(conn, &team, &plan)).map_err(|e| match e {
+            let changed = accounts::set_plan(conn, &team, &plan).map_err(|e| match e {
                 service::Error::Invalid(f) => anyhow::anyhow!(describe(&f)),
                 other => anyhow::anyhow!(other),
             })?;
@@ -107,8 +115,7 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::ServiceKey(ServiceKeyCommand::Create { name, scopes }) => {
             let hasher = crate::service::crypto::Keys::derive(config.secret_bytes());
             let prefix = config.api_key_prefix.clone();
-            let (key, secret) = db
-                .run_sync(|conn| crate::service::keys::create_service_key(conn, &hasher, &prefix, &name, &scopes))
+            let (key, secret) = crate::service::keys::create_service_key(conn, &hasher, &prefix, &name, &scopes)
                 .map_err(|e| match e {
                     service::Error::Invalid(f) => anyhow::anyhow!(describe(&f)),
                     other => anyhow::anyhow!(other),
@@ -120,19 +127,17 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<()> {
     }
 }
 
-fn create_user(db: &Db, email: &str, support: bool, team: Option<String>) -> anyhow::Result<()> {
+fn create_user(conn: &mut DbConn, email: &str, support: bool, team: Option<String>) -> anyhow::Result<()> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     let pw = line.trim_end_matches(['\r', '\n']);
     let email = validate::account(email, pw).map_err(|e| anyhow::anyhow!(describe(&e)))?;
     let team = team.map(|t| validate::team_name(&t).map_err(|m| anyhow::anyhow!("team: {m}"))).transpose()?;
     let hash = password::hash(pw)?;
-    let user = db.run_sync(|conn| accounts::create_user(conn, &email, hash, support, team.as_deref())).map_err(
-        |e| match e {
-            service::Error::Invalid(f) => anyhow::anyhow!(describe(&f)),
-            other => anyhow::anyhow!(other),
-        },
-    )?;
+    let user = accounts::create_user(conn, &email, hash, support, team.as_deref()).map_err(|e| match e {
+        service::Error::Invalid(f) => anyhow::anyhow!(describe(&f)),
+        other => anyhow::anyhow!(other),
+    })?;
     println!("created user {} ({}){}", user.email, user.id, if support { " with the support role" } else { "" });
     Ok(())
 }

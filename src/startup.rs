@@ -43,6 +43,11 @@ impl Application {
             tracing::info!("no user exists yet: finish setup at {}/setup?token={token}", config.public_url);
         }
         let state = actix_web::web::Data::new(AppState::new(config, db, setup_token));
+        let keys = state.keys.clone();
+        let resealed = state.db.run(move |conn| crate::service::totp::reseal_unbound(conn, &keys)).await?;
+        if resealed > 0 {
+            tracing::info!(users = resealed, "bound the TOTP secrets of earlier versions to their users");
+        }
         let server = serve(listener, state.clone())?;
         spawn_session_sweeper(state.db.clone());
         spawn_usage_flusher(state.clone());
@@ -75,7 +80,7 @@ fn serve(listener: TcpListener, state: State) -> std::io::Result<Server> {
     let https = config.is_https();
     let key = Key::derive_from(state.keys.cookie_master());
     let idle = actix_web::cookie::time::Duration::minutes(config.session_idle_minutes);
-    let store = DbSessionStore::new(state.db.clone());
+    let store = DbSessionStore::new(state.db.clone(), state.keys.clone());
     let server = HttpServer::new(move || {
         let session = SessionMiddleware::builder(store.clone(), key.clone())
             .cookie_name("latchkey_session".into())

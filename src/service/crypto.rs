@@ -30,6 +30,16 @@ pub fn new_id(kind: &str) -> Result<String, getrandom::Error> {
     Ok(format!("{kind}_{}", random_base62(20)?))
 }
 
+/// The tag of values sealed with a context (associated data).
+const SEALED_V2: &str = "v2:";
+
+/// A value [`Keys::open`] decrypted.
+pub struct Opened {
+    pub plaintext: Vec<u8>,
+    /// Sealed without a context (before `v2`): seal it again on next use.
+    pub legacy: bool,
+}
+
 /// Keys derived from the server secret, one per purpose.
 #[derive(Clone)]
 pub struct Keys {
@@ -82,27 +92,39 @@ impl Keys {
         &self.cookie
     }
 
-    /// Encrypts with AES-256-GCM under the TOTP key: hex(nonce ‖ ciphertext).
-    pub fn seal(&self, plaintext: &[u8]) -> Result<String, String> {
-        use aes_gcm::aead::{Aead, KeyInit};
+    /// Encrypts with AES-256-GCM under the TOTP key, bound to `context` (the
+    /// owner and column, as associated data): `v2:` hex(nonce ‖ ciphertext).
+    /// A sealed value copied to another row or column no longer opens.
+    pub fn seal(&self, plaintext: &[u8], context: &str) -> Result<String, String> {
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
         let cipher = aes_gcm::Aes256Gcm::new_from_slice(&self.totp).map_err(|e| e.to_string())?;
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce).map_err(|e| e.to_string())?;
-        let sealed = cipher.encrypt(&nonce.into(), plaintext).map_err(|e| e.to_string())?;
-        Ok(hex::encode([nonce.as_slice(), &sealed].concat()))
+        let payload = Payload { msg: plaintext, aad: context.as_bytes() };
+        let sealed = cipher.encrypt(&nonce.into(), payload).map_err(|e| e.to_string())?;
+        Ok(format!("{SEALED_V2}{}", hex::encode([nonce.as_slice(), &sealed].concat())))
     }
 
-    /// Reverses [`Keys::seal`]; fails on tampering or a different server secret.
-    pub fn open(&self, sealed: &str) -> Result<Vec<u8>, String> {
-        use aes_gcm::aead::{Aead, KeyInit};
-        let bytes = hex::decode(sealed).map_err(|e| e.to_string())?;
+    /// Reverses [`Keys::seal`] for the same `context`; fails on tampering, another
+    /// context or a different server secret. Values sealed before contexts
+    /// existed (no `v2:` tag) open without one: [`Opened::legacy`] tells the
+    /// caller to seal them again.
+    pub fn open(&self, sealed: &str, context: &str) -> Result<Opened, String> {
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
+        let (hexed, aad, legacy) = match sealed.strip_prefix(SEALED_V2) {
+            Some(rest) => (rest, context.as_bytes(), false),
+            None => (sealed, &b""[..], true),
+        };
+        let bytes = hex::decode(hexed).map_err(|e| e.to_string())?;
         if bytes.len() < 12 + 16 {
             return Err("sealed value too short".into());
         }
         let cipher = aes_gcm::Aes256Gcm::new_from_slice(&self.totp).map_err(|e| e.to_string())?;
         let (nonce, ct) = bytes.split_at(12);
         let nonce: [u8; 12] = nonce.try_into().map_err(|_| "nonce".to_owned())?;
-        cipher.decrypt(&nonce.into(), ct).map_err(|_| "cannot decrypt".to_owned())
+        let plaintext =
+            cipher.decrypt(&nonce.into(), Payload { msg: ct, aad }).map_err(|_| "cannot decrypt".to_owned())?;
+        Ok(Opened { plaintext, legacy })
     }
 
     /// A keyed tag over `data` for signed, stateless tokens.
@@ -164,11 +186,26 @@ mod tests {
     fn sealed_values_open_only_with_the_same_secret() {
         let a = Keys::derive(b"a-secret-that-is-long-enough-0123456789");
         let b = Keys::derive(b"another-secret-long-enough-0123456789ab");
-        let sealed = a.seal(b"totp secret").unwrap();
+        let sealed = a.seal(b"totp secret", "user:1").unwrap();
         assert!(!sealed.contains(&hex::encode(b"totp secret")));
-        assert_eq!(a.open(&sealed).unwrap(), b"totp secret");
-        assert!(b.open(&sealed).is_err());
-        assert_ne!(sealed, a.seal(b"totp secret").unwrap(), "fresh nonce each time");
+        assert_eq!(a.open(&sealed, "user:1").unwrap().plaintext, b"totp secret");
+        assert!(!a.open(&sealed, "user:1").unwrap().legacy);
+        assert!(b.open(&sealed, "user:1").is_err());
+        assert!(a.open(&sealed, "user:2").is_err(), "bound to its context");
+        assert_ne!(sealed, a.seal(b"totp secret", "user:1").unwrap(), "fresh nonce each time");
+    }
+
+    #[test]
+    fn values_sealed_without_a_context_still_open_and_say_so() {
+        use aes_gcm::aead::{Aead, KeyInit};
+        let keys = Keys::derive(b"a-secret-that-is-long-enough-0123456789");
+        let cipher = aes_gcm::Aes256Gcm::new_from_slice(&keys.totp).unwrap();
+        let nonce = [7u8; 12];
+        let ct = cipher.encrypt(&nonce.into(), &b"old secret"[..]).unwrap();
+        let legacy = hex::encode([nonce.as_slice(), &ct].concat());
+        let opened = keys.open(&legacy, "user:1").unwrap();
+        assert!(opened.legacy && opened.plaintext == b"old secret");
+        assert!(keys.open(&format!("v2:{legacy}"), "user:1").is_err(), "a tag cannot be added to skip the context");
     }
 
     #[test]

@@ -74,16 +74,25 @@ pub fn revoke_other_sessions(conn: &mut DbConn, actor: &Actor, user_id: &str, cu
     })
 }
 
-/// Stores the new password hash and ends every session of the user (the
-/// caller renews its own session afterwards).
-pub fn change_password(conn: &mut DbConn, actor: &Actor, user_id: &str, new_hash: &str) -> Result<usize> {
+/// Stores the new password hash and ends every session of the user. Returns
+/// whether the caller's own session (`current_sid`) was still live: only then
+/// may the caller renew it; one that ended meanwhile stays ended.
+pub fn change_password(
+    conn: &mut DbConn,
+    actor: &Actor,
+    user_id: &str,
+    new_hash: &str,
+    current_sid: &str,
+) -> Result<bool> {
     crate::store::transaction(conn, |conn| {
         User::set_password(conn, user_id, new_hash)?;
+        let rows = SessionRow::list_for_user(conn, user_id, now())?;
+        let live = rows.iter().any(|r| sid_of(r).is_some_and(|s| s == current_sid));
         let ended = SessionRow::delete_for_user(conn, user_id)?;
         let mut team = None;
         let e = event(conn, "password.changed", user_id, &mut team)?.details(json!({"sessions_ended": ended}));
         audit::record(conn, actor, e)?;
-        Ok(ended)
+        Ok(live)
     })
 }
 

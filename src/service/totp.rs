@@ -2,7 +2,9 @@
 //! single-use recovery codes.
 //!
 //! Rules: the secret is stored only AEAD-encrypted under a key derived from the
-//! server secret; each time step is accepted once per user (a replayed or
+//! server secret, bound to its user and column (associated data), so a value
+//! copied to another row does not open — values sealed before that binding
+//! open once more and are sealed again, bound, on their next use; each time step is accepted once per user (a replayed or
 //! older code is refused); recovery codes are stored as keyed hashes and work
 //! once; every change is audited.
 
@@ -99,6 +101,15 @@ fn unix_now() -> u64 {
     now().max(0).unsigned_abs()
 }
 
+/// The stored columns that hold a sealed secret.
+const PENDING_COLUMN: &str = "totp_pending_enc";
+const SECRET_COLUMN: &str = "totp_secret_enc";
+
+/// The associated data that binds a sealed secret to its user and column.
+fn context(user_id: &str, column: &str) -> String {
+    format!("latchkey/users/{user_id}/{column}")
+}
+
 fn user(conn: &mut DbConn, user_id: &str) -> Result<User> {
     User::find(conn, user_id)?.ok_or(Error::NotFound)
 }
@@ -124,14 +135,15 @@ pub fn start(conn: &mut DbConn, keys: &Keys, user_id: &str) -> Result<String> {
     }
     let mut secret = [0u8; SECRET_BYTES];
     getrandom::fill(&mut secret).map_err(internal)?;
-    User::set_totp_pending(conn, user_id, Some(&keys.seal(&secret).map_err(internal)?))?;
+    let sealed = keys.seal(&secret, &context(user_id, PENDING_COLUMN)).map_err(internal)?;
+    User::set_totp_pending(conn, user_id, Some(&sealed))?;
     Ok(base32(&secret))
 }
 
 /// The manual key of an enrolment in progress.
 pub fn pending(keys: &Keys, u: &User) -> Option<String> {
     let sealed = u.totp_pending_enc.as_deref()?;
-    keys.open(sealed).ok().map(|s| base32(&s))
+    keys.open(sealed, &context(&u.id, PENDING_COLUMN)).ok().map(|s| base32(&s.plaintext))
 }
 
 fn new_recovery_codes(conn: &mut DbConn, keys: &Keys, user_id: &str) -> Result<Vec<String>> {
@@ -167,14 +179,21 @@ pub fn confirm(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw
                 "Start the set-up first: your enrolment expired or was finished.",
             ))
         })?;
-        let secret = keys.open(&sealed).map_err(internal)?;
+        let secret = keys
+            .open(&sealed, &context(user_id, PENDING_COLUMN))
+            .map_err(|e| {
+                tracing::warn!(user = user_id, error = %e, "a pending TOTP secret does not open for its user");
+                Error::Invalid(FieldErrors::single("code", "Start the set-up again: your enrolment cannot be read."))
+            })?
+            .plaintext;
         let step = matching_step(&secret, &code, unix_now())?.ok_or_else(|| {
             Error::Invalid(FieldErrors::single(
                 "code",
                 "That code is not right. Check your device's clock and try the next one.",
             ))
         })?;
-        User::enable_totp(conn, user_id, &sealed, now(), step as i64)?;
+        let enabled = keys.seal(&secret, &context(user_id, SECRET_COLUMN)).map_err(internal)?;
+        User::enable_totp(conn, user_id, &enabled, now(), step as i64)?;
         let codes = new_recovery_codes(conn, keys, user_id)?;
         record(conn, actor, user_id, "totp.enabled", json!({}))?;
         Ok(codes)
@@ -197,10 +216,19 @@ pub fn verify(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw:
         let sealed = u.totp_secret_enc.as_deref().ok_or(Error::Forbidden("Two-factor authentication is off."))?;
         match code {
             Code::Totp(code) => {
-                let secret = keys.open(sealed).map_err(internal)?;
-                let step = matching_step(&secret, &code, unix_now())?.ok_or_else(wrong)?;
+                let bound = context(user_id, SECRET_COLUMN);
+                // A value sealed for another user or column does not open: no code matches it.
+                let opened = keys.open(sealed, &bound).map_err(|e| {
+                    tracing::warn!(user = user_id, error = %e, "a TOTP secret does not open for its user");
+                    wrong()
+                })?;
+                let step = matching_step(&opened.plaintext, &code, unix_now())?.ok_or_else(wrong)?;
                 if User::claim_totp_step(conn, user_id, step as i64)? != 1 {
                     return Err(Error::Forbidden("That code was already used. Wait for the next one."));
+                }
+                if opened.legacy {
+                    let resealed = keys.seal(&opened.plaintext, &bound).map_err(internal)?;
+                    User::set_totp_secret(conn, user_id, &resealed)?;
                 }
                 Ok(Factor::Totp)
             }
@@ -240,6 +268,40 @@ pub fn regenerate(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str) 
 
 pub fn remaining_codes(conn: &mut DbConn, user_id: &str) -> Result<i64> {
     Ok(RecoveryCode::remaining(conn, user_id)?)
+}
+
+/// Seals again, bound to their row's user and column, the secrets sealed
+/// before that binding existed (run at start, so that none stays movable);
+/// returns how many users were updated. A value that no longer opens is left
+/// as it is (and keeps failing).
+pub fn reseal_unbound(conn: &mut DbConn, keys: &Keys) -> Result<usize> {
+    crate::store::transaction(conn, |conn| {
+        let users = User::with_unbound_totp(conn)?;
+        let mut updated = 0;
+        for u in &users {
+            let reseal = |sealed: Option<&str>, column: &str| -> Result<Option<String>> {
+                let bound = context(&u.id, column);
+                match sealed.map(|s| keys.open(s, &bound)) {
+                    Some(Ok(opened)) if opened.legacy => {
+                        Ok(Some(keys.seal(&opened.plaintext, &bound).map_err(internal)?))
+                    }
+                    _ => Ok(None),
+                }
+            };
+            let (secret, pending) = (
+                reseal(u.totp_secret_enc.as_deref(), SECRET_COLUMN)?,
+                reseal(u.totp_pending_enc.as_deref(), PENDING_COLUMN)?,
+            );
+            if let Some(sealed) = &secret {
+                User::set_totp_secret(conn, &u.id, sealed)?;
+            }
+            if let Some(sealed) = &pending {
+                User::set_totp_pending(conn, &u.id, Some(sealed))?;
+            }
+            updated += usize::from(secret.is_some() || pending.is_some());
+        }
+        Ok(updated)
+    })
 }
 
 /// Operator command: turns a user's 2FA off (they lost every factor).

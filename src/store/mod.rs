@@ -93,17 +93,9 @@ pub struct Db {
 impl Db {
     /// Opens the pool (creating the SQLite folder if needed) and applies migrations.
     pub fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
-        if let DatabaseUrl::Sqlite(path) = url
-            && let Some(parent) = path.parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Connection(format!("{}: {e}", parent.display())))?;
-        }
-        let manager = Manager { url: url.clone() };
         // Fail fast with the driver's own message rather than r2d2's 30 s timeout.
-        let mut first = manager.connect().map_err(|e| StoreError::Connection(e.to_string()))?;
-        run_migrations(&mut first)?;
+        drop(connect_once(url)?);
+        let manager = Manager { url: url.clone() };
         let size = match url {
             DatabaseUrl::Sqlite(_) => 8,
             DatabaseUrl::Postgres(_) => 16,
@@ -144,13 +136,55 @@ impl Db {
     }
 }
 
-/// Applies the pending migrations of the connection's dialect.
+/// One direct connection, migrations applied (creating the SQLite folder if
+/// needed). One-shot commands use it instead of a pool: no background thread
+/// is left opening a connection while the process exits (libpq's OpenSSL
+/// clean-up at exit would crash under it), and the connection is closed when
+/// the caller drops it.
+pub fn connect_once(url: &DatabaseUrl) -> Result<DbConn, StoreError> {
+    if let DatabaseUrl::Sqlite(path) = url
+        && let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::Connection(format!("{}: {e}", parent.display())))?;
+    }
+    let mut conn = Manager { url: url.clone() }.connect().map_err(|e| StoreError::Connection(e.to_string()))?;
+    run_migrations(&mut conn)?;
+    Ok(conn)
+}
+
+/// Applies the pending migrations of the connection's dialect. On PostgreSQL
+/// an up-to-date database is left alone without any DDL, so the server can run
+/// as a role that does not own its tables (the owner runs `latchkey migrate`).
 pub fn run_migrations(conn: &mut DbConn) -> Result<(), StoreError> {
     let result = match conn {
         DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
-        DbConn::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
+        DbConn::Pg(c) => match pg_up_to_date(c) {
+            true => Ok(()),
+            false => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
+        },
     };
     result.map_err(|e| StoreError::Migration(e.to_string()))
+}
+
+/// Whether every embedded PostgreSQL migration is recorded as applied (read
+/// only: diesel's own check first creates its bookkeeping table, which needs
+/// the CREATE privilege).
+fn pg_up_to_date(conn: &mut PgConnection) -> bool {
+    use diesel::migration::MigrationSource;
+    #[derive(QueryableByName)]
+    struct Applied {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        version: String,
+    }
+    let Ok(applied) = diesel::sql_query("SELECT version FROM __diesel_schema_migrations").load::<Applied>(conn) else {
+        return false;
+    };
+    let Ok(embedded) = MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES_MIGRATIONS) else { return false };
+    embedded.iter().all(|m| {
+        let version = m.name().version().to_string();
+        applied.iter().any(|a| a.version == version)
+    })
 }
 
 diesel::define_sql_function! {

@@ -22,7 +22,7 @@ use super::auth::{client_ip, request_actor};
 use super::session_store::keys;
 use super::{AppState, State, csrf};
 use crate::error::AppError;
-use crate::service::accounts::{self, Role, UserContext};
+use crate::service::accounts::{Role, UserContext};
 use crate::service::audit::Actor;
 use crate::service::keys::scopes;
 use crate::service::ratelimit::RateState;
@@ -142,15 +142,16 @@ async fn from_key(req: &HttpRequest, state: &State, presented: &str) -> Result<A
 
 async fn from_session(req: &HttpRequest, state: &State) -> Result<ApiPrincipal, AppError> {
     let session = req.get_session();
-    let uid = session.get::<String>(keys::USER_ID).ok().flatten().ok_or(AppError::Unauthorized)?;
+    if session.get::<String>(keys::USER_ID).ok().flatten().is_none() {
+        return Err(AppError::Unauthorized);
+    }
     let expected = session.get::<String>(keys::CSRF).ok().flatten().unwrap_or_default();
     let header = req.headers().get(csrf::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
     let safe = matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
     if !safe && (expected.is_empty() || !crypto::ct_eq(&expected, header)) {
         return Err(AppError::Forbidden("Session use of the API needs the X-CSRF-Token header.".into()));
     }
-    let lookup = uid.clone();
-    let ctx = state.db.run(move |conn| accounts::context(conn, &lookup)).await?.ok_or(AppError::Unauthorized)?;
+    let (uid, ctx) = super::auth::signed_in(state, &session).await?.ok_or(AppError::Unauthorized)?;
     if ctx.team.as_ref().is_some_and(|(t, _)| t.require_totp) && !ctx.user.has_totp() {
         return Err(AppError::Forbidden("Your team requires two-factor authentication: set it up first.".into()));
     }

@@ -15,8 +15,8 @@ use super::{AppState, State};
 use crate::error::AppError;
 use crate::service::accounts::{self, Role, UserContext};
 use crate::service::audit::Actor;
-use crate::store::models::Team;
-use crate::store::now;
+use crate::store::models::{SessionRow, Team};
+use crate::store::{StoreError, now};
 
 /// A signed-in user. Extracting it from a request without a valid session
 /// fails with `LoginRequired` (a redirect to `/login` for pages).
@@ -46,18 +46,7 @@ impl FromRequest for CurrentUser {
         Box::pin(async move {
             let state = req.app_data::<State>().ok_or_else(|| AppError::Internal("no state".into()))?.clone();
             let session = req.get_session();
-            let user_id = session.get::<String>(keys::USER_ID).ok().flatten().ok_or(AppError::LoginRequired)?;
-            let auth_at = session.get::<i64>(keys::AUTH_AT).ok().flatten().unwrap_or(0);
-            if now() - auth_at > state.config.session_absolute_hours * 3600 {
-                session.purge();
-                return Err(AppError::LoginRequired);
-            }
-            let uid = user_id.clone();
-            let ctx = state.db.run(move |conn| accounts::context(conn, &uid)).await?;
-            let Some(ctx) = ctx else {
-                session.purge();
-                return Err(AppError::LoginRequired);
-            };
+            let (user_id, ctx) = signed_in(&state, &session).await?.ok_or(AppError::LoginRequired)?;
             let policy = ctx.team.as_ref().is_some_and(|(t, _)| t.require_totp);
             let exempt = req.path().starts_with("/settings/security") || req.path() == "/logout";
             if policy && !ctx.user.has_totp() && !exempt {
@@ -66,6 +55,45 @@ impl FromRequest for CurrentUser {
             let actor = Actor { user_id: Some(user_id), label: ctx.user.email.clone(), ..request_actor(&req, &state) };
             Ok(CurrentUser { ctx, session, actor })
         })
+    }
+}
+
+/// The user a browser session is signed in as, for pages and the JSON API
+/// alike (one rule): the session must name a user who still exists, signed in
+/// less than `session_absolute_hours` ago. (The idle lifetime is the store's:
+/// a row not used for `session_idle_minutes` no longer loads, whatever the
+/// path.) A session past its lifetime, or whose user is gone, is ended. The
+/// session's row must still exist *now* — after the request body arrived (see
+/// `csrf::verify`) — so a request held open on a slow body cannot act for a
+/// session that was ended meanwhile. (A state without a row was signed in by
+/// this very request.)
+pub async fn signed_in(state: &AppState, session: &Session) -> Result<Option<(String, UserContext)>, AppError> {
+    let Some(user_id) = session.get::<String>(keys::USER_ID).ok().flatten() else { return Ok(None) };
+    let auth_at = session.get::<i64>(keys::AUTH_AT).ok().flatten().unwrap_or(0);
+    if now() - auth_at > state.config.session_absolute_hours * 3600 {
+        session.purge();
+        return Ok(None);
+    }
+    let (uid, row) = (user_id.clone(), session.get::<String>(keys::ROW).ok().flatten());
+    let found = state
+        .db
+        .run(move |conn| {
+            let live = match row {
+                Some(id) => SessionRow::find_live(conn, &id, now()).map_err(StoreError::from)?.is_some(),
+                None => true,
+            };
+            if !live {
+                return Ok(None);
+            }
+            accounts::context(conn, &uid)
+        })
+        .await?;
+    match found {
+        Some(ctx) => Ok(Some((user_id, ctx))),
+        None => {
+            session.purge();
+            Ok(None)
+        }
     }
 }
 
@@ -96,6 +124,16 @@ pub fn client_ip(req: &HttpRequest, state: &AppState) -> Option<IpAddr> {
 /// `service::safe_redirect`), else `/`. Every `next` goes through here.
 pub fn safe_next(next: Option<&str>) -> String {
     next.and_then(crate::service::safe_redirect::local_path).unwrap_or("/").to_owned()
+}
+
+/// Where a member whose team requires 2FA and who has none is sent: the
+/// enrolment page, which offers to continue to `next` (a same-site path) once
+/// 2FA is on. Never back to `/login` (that page sends signed-in users on).
+pub fn enrolment_path(next: Option<&str>) -> String {
+    match next.map(|n| safe_next(Some(n))).filter(|n| n != "/") {
+        Some(n) => format!("/settings/security?required=1&next={}", url_encode(&n)),
+        None => "/settings/security?required=1".to_owned(),
+    }
 }
 
 /// A public id from a URL path (`usr_…`, `inv_…`); anything else is simply not found.

@@ -41,38 +41,48 @@ pub async fn verify(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if safe || EXEMPT_PREFIXES.iter().any(|p| req.path().starts_with(p)) {
+    let exempt = EXEMPT_PREFIXES.iter().any(|p| req.path().starts_with(p));
+    let session_api = req.path().starts_with("/api/") && !has_credential(&req);
+    if safe || (exempt && !session_api) {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    }
+    // The whole body first: the handler then checks that the session still
+    // lives, so a request held open on a slow body cannot act for a session
+    // ended meanwhile.
+    let body = match req.extract::<Bytes>().await {
+        Ok(body) => body,
+        Err(e) => return Ok(req.error_response(e)),
+    };
+    req.set_payload(body.clone().into());
+    if exempt {
+        // Session use of the API checks its own CSRF header.
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     }
     let expected = req.get_session().get::<String>(keys::CSRF).ok().flatten();
     let header = req.headers().get(HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let presented = match header {
-        Some(h) => Some(h),
-        None => match form_field(&mut req).await {
-            Ok(field) => field,
-            Err(e) => return Ok(req.error_response(e)),
-        },
-    };
+    let presented = header.or_else(|| form_field(&req, &body));
     match (expected, presented) {
         (Some(e), Some(p)) if crypto::ct_eq(&e, &p) => next.call(req).await.map(ServiceResponse::map_into_boxed_body),
         _ => Ok(req.error_response(AppError::Csrf)),
     }
 }
 
-/// Reads the urlencoded body for the token, then puts the body back.
-async fn form_field(req: &mut ServiceRequest) -> Result<Option<String>, actix_web::Error> {
+/// Whether the request presents an API credential (not a session).
+fn has_credential(req: &ServiceRequest) -> bool {
+    req.headers().contains_key("X-API-Key") || req.headers().contains_key(actix_web::http::header::AUTHORIZATION)
+}
+
+/// The token in a urlencoded body.
+fn form_field(req: &ServiceRequest, body: &Bytes) -> Option<String> {
     let is_form = req
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !is_form {
-        return Ok(None);
+        return None;
     }
-    let body = req.extract::<Bytes>().await?;
-    let field = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
         .ok()
-        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == FIELD).map(|(_, v)| v));
-    req.set_payload(body.into());
-    Ok(field)
+        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == FIELD).map(|(_, v)| v))
 }

@@ -68,10 +68,19 @@ const NEUTRAL: &str = "Incorrect email or password.";
 /// What `login.failed` records when the email field held something else.
 const NOT_AN_EMAIL: &str = "(not an email)";
 
-pub async fn form(session: Session, query: web::Query<LoginQuery>) -> Result<HttpResponse, AppError> {
+pub async fn form(
+    session: Session,
+    user: Result<CurrentUser, AppError>,
+    query: web::Query<LoginQuery>,
+) -> Result<HttpResponse, AppError> {
     let next = safe_next(query.next.as_deref());
-    if session.get::<String>(keys::USER_ID).ok().flatten().is_some() {
-        return Ok(redirect(&next));
+    // The same check as every page: a signed-in user goes on; one whose team
+    // requires 2FA goes to enrolment (never back and forth with `next`).
+    match user {
+        Ok(_) => return Ok(redirect(&next)),
+        Err(AppError::TotpEnrolmentRequired) => return Ok(redirect(&super::auth::enrolment_path(Some(&next)))),
+        Err(AppError::LoginRequired) => {}
+        Err(e) => return Err(e),
     }
     render(StatusCode::OK, &LoginPage::new(&session, String::new(), next, None)?)
 }
@@ -182,9 +191,16 @@ pub async fn complete(
     insert(keys::USER_AGENT, json!(actor.user_agent))?;
     insert(keys::IP, json!(actor.ip))?;
     insert(keys::SID, json!(sid))?;
+    mark_issued(session)?;
     csrf::rotate(session)?;
     let actor = Actor { user_id: Some(user_id.to_owned()), label: email.to_owned(), ..actor };
     record(state, actor, "login.succeeded", Some(user_id.to_owned()), json!({"method": method})).await
+}
+
+/// Lets the session store persist this signed-in state: only the request that
+/// signs a user in (or renews a live session) may create a signed-in row.
+pub fn mark_issued(session: &Session) -> Result<(), AppError> {
+    session.insert(keys::ISSUED, true).map_err(|e| AppError::Internal(e.to_string()))
 }
 
 /// Audits a login event under the user's team (if they have one).

@@ -132,7 +132,10 @@ fn render(req: &HttpRequest, err: &AppError) -> HttpResponse {
         return login_redirect(req, wants);
     }
     if matches!(err, AppError::TotpEnrolmentRequired) && wants != Wants::Json {
-        let target = "/settings/security?required=1";
+        let here =
+            req.uri().path_and_query().map(|pq| pq.as_str()).filter(|_| req.method() == actix_web::http::Method::GET);
+        let target = super::auth::enrolment_path(here);
+        let target = target.as_str();
         if wants == Wants::Toast {
             return HttpResponse::Ok().insert_header(("HX-Redirect", target)).finish();
         }

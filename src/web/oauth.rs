@@ -88,9 +88,17 @@ fn authorize_error(state: &State, e: AuthorizeError) -> Result<HttpResponse, App
 pub async fn authorize(
     state: State,
     req: HttpRequest,
-    user: Option<CurrentUser>,
+    user: Result<CurrentUser, AppError>,
     query: web::Query<AuthorizeParams>,
 ) -> Result<HttpResponse, AppError> {
+    let user = match user {
+        Ok(u) => Some(u),
+        Err(AppError::LoginRequired) => None,
+        // Signed in but held back (2FA enrolment the team requires): that
+        // page, with a way back here — not the login page, which would
+        // send a signed-in user straight back.
+        Err(e) => return Err(e),
+    };
     let params = query.into_inner();
     let p = params.clone();
     let validated =

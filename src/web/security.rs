@@ -2,10 +2,11 @@
 //! change, sessions, and (for owners) the team's two-factor policy.
 //!
 //! Rules: the TOTP secret is shown only while enrolment is unconfirmed and
-//! recovery codes only in the response that made them (`no-store`); turning
-//! 2FA off needs the password and a current code. Every password re-check
-//! here is throttled per user like sign-in: the attempt is reserved before the
-//! check, a wrong password (or code) keeps it, anything else gives it back.
+//! recovery codes only in the response that made them (`no-store`); starting
+//! enrolment needs the password; turning 2FA off needs the password and a
+//! current code. Every password re-check here is throttled per user like
+//! sign-in: the attempt is reserved before the check, a wrong password (or
+//! code) keeps it, anything else gives it back.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -49,12 +50,15 @@ struct SecurityPage {
     is_owner: bool,
     team_requires: bool,
     errors: FieldErrors,
+    /// After a required enrolment: where the person was going.
+    continue_to: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct ShowQuery {
     required: Option<String>,
+    next: Option<String>,
 }
 
 fn current_sid(user: &CurrentUser) -> String {
@@ -130,12 +134,20 @@ async fn page(state: &State, user: &CurrentUser) -> Result<SecurityPage, AppErro
         is_owner: user.ctx.team.as_ref().is_some_and(|(_, r)| *r == Role::Owner),
         team_requires: user.ctx.team.as_ref().is_some_and(|(t, _)| t.require_totp),
         errors: FieldErrors::default(),
+        continue_to: None,
     })
 }
 
 pub async fn show(state: State, user: CurrentUser, query: web::Query<ShowQuery>) -> Result<HttpResponse, AppError> {
     let mut view = page(&state, &user).await?;
     view.required = query.required.is_some() && !view.totp_on;
+    if view.required
+        && let Some(next) = query.next.as_deref()
+    {
+        // Kept for after enrolment: the confirm page offers to continue there.
+        let next = super::auth::safe_next(Some(next));
+        user.session.insert(keys::ENROLMENT_NEXT, next).map_err(|e| AppError::Internal(e.to_string()))?;
+    }
     render(StatusCode::OK, &view)
 }
 
@@ -161,7 +173,16 @@ fn show_codes(view: &mut SecurityPage, codes: Vec<String>) {
     view.recovery_codes = Some(codes);
 }
 
-pub async fn totp_start(state: State, mut user: CurrentUser) -> Result<HttpResponse, AppError> {
+pub async fn totp_start(
+    state: State,
+    mut user: CurrentUser,
+    form: web::Form<CodeForm>,
+) -> Result<HttpResponse, AppError> {
+    // A stolen session must not bind the account to the thief's device.
+    match recheck_password(&state, &user, &form.password).await? {
+        Recheck::Right(attempt) => state.login_by_account.release(&attempt),
+        other => return refused(&state, &mut user, "start_password", other, "Your password is not right.").await,
+    }
     let (keys, uid) = (state.keys.clone(), user.ctx.user.id.clone());
     match state.db.run(move |conn| totp::start(conn, &keys, &uid)).await {
         Ok(_) => render(StatusCode::OK, &fresh_page(&state, &mut user).await?),
@@ -188,6 +209,7 @@ pub async fn totp_confirm(
         Ok(codes) => {
             let mut view = fresh_page(&state, &mut user).await?;
             show_codes(&mut view, codes);
+            view.continue_to = user.session.remove_as::<String>(keys::ENROLMENT_NEXT).and_then(Result::ok);
             render(StatusCode::OK, &view)
         }
         Err(Error::Invalid(f)) => with_errors(&state, &mut user, f).await,
@@ -315,10 +337,16 @@ pub async fn change_password(
     }
     let new = form.into_inner().new_password;
     let hash = web::block(move || password::hash(&new)).await.map_err(|e| AppError::Internal(e.to_string()))??;
-    let (actor, uid) = (user.actor.clone(), user.ctx.user.id.clone());
-    state.db.run(move |conn| security::change_password(conn, &actor, &uid, &hash)).await?;
+    let (actor, uid, sid) = (user.actor.clone(), user.ctx.user.id.clone(), current_sid(&user));
+    let live = state.db.run(move |conn| security::change_password(conn, &actor, &uid, &hash, &sid)).await?;
+    if !live {
+        // This session ended while the request ran: it stays ended.
+        user.session.purge();
+        return Ok(redirect("/login"));
+    }
     // Every session ended, this one included: keep this browser signed in under a new id.
     user.session.renew();
+    super::login::mark_issued(&user.session)?;
     flash(&user.session, "Password changed. Your other sessions have been signed out.");
     Ok(redirect("/settings/security"))
 }

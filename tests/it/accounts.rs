@@ -6,7 +6,7 @@ use crate::both;
 use crate::helpers::{OWNER_EMAIL, TestApp};
 
 const DEV_EMAIL: &str = "dev@acme.test";
-const DEV_PASSWORD: &str = "developer password 1";
+pub const DEV_PASSWORD: &str = "developer password 1";
 
 async fn invite_then_accept_then_sign_in_as_the_invitee(app: TestApp) {
     app.owner_session().await;

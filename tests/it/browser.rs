@@ -93,6 +93,7 @@ async fn a_person_enrols_in_two_factor_and_signs_in_with_a_code() {
 
     browser.click("a[href='/settings/security']").await;
     browser.wait_for_title("Security · Latchkey").await;
+    browser.fill("#start-password", OWNER_PASSWORD).await;
     browser.click("#start-totp").await;
     browser.wait_for_text("#two-factor", "Key for manual entry").await;
     let key = browser.text("#totp-secret").await;

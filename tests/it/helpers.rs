@@ -69,7 +69,7 @@ fn random_suffix() -> String {
 }
 
 /// A new PostgreSQL database on the server named by `LATCHKEY_TEST_DATABASE_URL`.
-fn fresh_postgres() -> Option<String> {
+pub fn fresh_postgres() -> Option<String> {
     let Ok(base) = std::env::var("LATCHKEY_TEST_DATABASE_URL") else {
         if in_ci() {
             panic!("LATCHKEY_TEST_DATABASE_URL is not set: PostgreSQL tests are mandatory in CI");

@@ -7,3 +7,4 @@ mod limits;
 mod oauth_protocol;
 mod parsers;
 mod policy;
+mod sessions;

@@ -48,9 +48,10 @@ pub async fn away_from_boundary() {
     }
 }
 
-/// Starts enrolment on the signed-in client; returns the manual key.
-pub async fn start_enrolment(app: &TestApp) -> String {
-    let res = app.post_form("/settings/security", "/settings/security/totp/start", &[]).await;
+/// Starts enrolment on the signed-in client (re-entering its `password`);
+/// returns the manual key.
+pub async fn start_enrolment(app: &TestApp, password: &str) -> String {
+    let res = app.post_form("/settings/security", "/settings/security/totp/start", &[("password", password)]).await;
     assert_eq!(res.status(), StatusCode::OK);
     let html = res.text().await.unwrap();
     assert!(html.contains(r#"src="data:image/svg+xml;base64,"#), "QR code drawn on the server");
@@ -58,9 +59,9 @@ pub async fn start_enrolment(app: &TestApp) -> String {
 }
 
 /// Enrols with the code of `step`; returns the manual key and the page.
-pub async fn enrol_at(app: &TestApp, step_offset: i64) -> (String, String) {
+pub async fn enrol_at(app: &TestApp, password: &str, step_offset: i64) -> (String, String) {
     away_from_boundary().await;
-    let key = start_enrolment(app).await;
+    let key = start_enrolment(app, password).await;
     let step = (current_step() as i64 + step_offset) as u64;
     let res = app
         .post_form("/settings/security", "/settings/security/totp/confirm", &[("code", &code_at_step(&key, step))])
@@ -82,7 +83,7 @@ async fn second_step(app: &TestApp, code: &str) -> reqwest::Response {
 
 async fn enrolment_needs_a_right_code_and_shows_recovery_codes_once(app: TestApp) {
     app.owner_session().await;
-    let key = start_enrolment(&app).await;
+    let key = start_enrolment(&app, OWNER_PASSWORD).await;
     assert_eq!(key.len(), 32, "160-bit secret in base32");
     let wrong = app.post_form("/settings/security", "/settings/security/totp/confirm", &[("code", "000000")]).await;
     assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -129,7 +130,7 @@ fn stored_totp(app: &TestApp) -> String {
 
 async fn login_needs_the_code_accepts_skew_of_one_step_and_refuses_replays(app: TestApp) {
     app.owner_session().await;
-    let (key, _) = enrol_at(&app, -1).await; // one step behind: accepted
+    let (key, _) = enrol_at(&app, OWNER_PASSWORD, -1).await; // one step behind: accepted
     password_step(&app).await;
     assert_eq!(app.get("/settings/team").await.status(), StatusCode::SEE_OTHER, "half signed in grants nothing");
     let now = current_step();
@@ -154,7 +155,7 @@ both!(login_needs_the_code_accepts_skew_of_one_step_and_refuses_replays);
 
 async fn a_recovery_code_works_once(app: TestApp) {
     app.owner_session().await;
-    let (_, page) = enrol_at(&app, 0).await;
+    let (_, page) = enrol_at(&app, OWNER_PASSWORD, 0).await;
     let list = &page[page.find(r#"id="recovery-codes""#).unwrap()..];
     let code = attr_after(list, "<code>").unwrap();
     password_step(&app).await;
@@ -172,7 +173,7 @@ both!(a_recovery_code_works_once);
 
 async fn bad_codes_get_clear_errors_and_failures_are_throttled(app: TestApp) {
     app.owner_session().await;
-    enrol_at(&app, 0).await;
+    enrol_at(&app, OWNER_PASSWORD, 0).await;
     password_step(&app).await;
     for (bad, message) in [
         ("12345", "exactly 6 digits"),
@@ -196,7 +197,7 @@ both!(bad_codes_get_clear_errors_and_failures_are_throttled);
 
 async fn turning_it_off_needs_the_password_and_a_code(app: TestApp) {
     app.owner_session().await;
-    let (key, _) = enrol_at(&app, -1).await;
+    let (key, _) = enrol_at(&app, OWNER_PASSWORD, -1).await;
     let code = code_at_step(&key, current_step() + 1);
     let res = app
         .post_form(
@@ -238,13 +239,14 @@ async fn a_team_policy_sends_members_to_enrolment_first(app: TestApp) {
     for path in ["/settings/team", "/settings/developer/api-keys"] {
         let res = member.get(path).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "{path}");
-        assert_eq!(location(&res), "/settings/security?required=1");
+        let back = latchkey::web::auth::url_encode(path);
+        assert_eq!(location(&res), format!("/settings/security?required=1&next={back}"), "{path}");
     }
     assert!(member.get_html("/settings/security?required=1").await.contains("Your team requires two-factor"));
     let csrf = crate::helpers::csrf_from(&member.get_html("/settings/security").await);
     let api = member.client.get(member.url("/api/v1/api-keys")).header("X-CSRF-Token", csrf).send().await.unwrap();
     assert_eq!(api.status(), StatusCode::FORBIDDEN, "no session API use before enrolment");
-    enrol_at(&member, 0).await;
+    enrol_at(&member, crate::accounts::DEV_PASSWORD, 0).await;
     assert_eq!(member.get("/settings/team").await.status(), StatusCode::OK);
     // Only an owner sets the policy.
     let res = member.post_form("/settings/security", "/settings/security/team-policy", &[]).await;

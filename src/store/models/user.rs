@@ -56,6 +56,15 @@ impl User {
         users::table.find(id).select(User::as_select()).first(conn).optional()
     }
 
+    /// Users holding a TOTP secret sealed before secrets were bound to their
+    /// user (no `v2:` tag).
+    pub fn with_unbound_totp(conn: &mut DbConn) -> QueryResult<Vec<User>> {
+        users::table
+            .filter(users::totp_secret_enc.not_like("v2:%").or(users::totp_pending_enc.not_like("v2:%")))
+            .select(User::as_select())
+            .load(conn)
+    }
+
     pub fn find_by_email(conn: &mut DbConn, email: &str) -> QueryResult<Option<User>> {
         users::table.filter(users::email.eq(email)).select(User::as_select()).first(conn).optional()
     }
@@ -77,6 +86,13 @@ impl User {
                 users::totp_enabled_at.eq(at),
                 users::totp_last_step.eq(step),
             ))
+            .execute(conn)
+    }
+
+    /// Replaces the sealed secret of an enabled 2FA (re-sealed with its context).
+    pub fn set_totp_secret(conn: &mut DbConn, id: &str, enc: &str) -> QueryResult<usize> {
+        diesel::update(users::table.find(id).filter(users::totp_secret_enc.is_not_null()))
+            .set(users::totp_secret_enc.eq(enc))
             .execute(conn)
     }
 

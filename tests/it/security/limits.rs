@@ -134,7 +134,7 @@ async fn at_totp_step(app: &TestApp) -> (TestApp, String) {
 
 async fn concurrent_wrong_totp_codes_are_checked_at_most_five_times(app: TestApp) {
     app.owner_session().await;
-    let (key, _) = enrol_at(&app, 0).await;
+    let (key, _) = enrol_at(&app, crate::helpers::OWNER_PASSWORD, 0).await;
     let mut browsers = Vec::new();
     for _ in 0..16 {
         browsers.push(at_totp_step(&app).await);
@@ -153,7 +153,7 @@ both!(concurrent_wrong_totp_codes_are_checked_at_most_five_times);
 
 async fn password_rechecks_on_the_security_page_are_throttled_together(app: TestApp) {
     app.owner_session().await;
-    enrol_at(&app, -1).await;
+    enrol_at(&app, crate::helpers::OWNER_PASSWORD, -1).await;
     let csrf = csrf_from(&app.get_html("/settings/security").await);
     // Every page that re-checks the password, guessed at once (6 each).
     let forms: Vec<(&str, Vec<(&str, &str)>)> = vec![

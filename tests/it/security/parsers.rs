@@ -157,7 +157,7 @@ async fn every_next_target_stays_on_site(app: TestApp) {
         .await;
     assert_eq!(location(&res), "/settings/team?tab=1");
     // After the TOTP step (a recovery code each time, as codes are single use).
-    let (_, page) = crate::totp::enrol_at(&app, 0).await;
+    let (_, page) = crate::totp::enrol_at(&app, crate::helpers::OWNER_PASSWORD, 0).await;
     let list = &page[page.find(r#"id="recovery-codes""#).unwrap()..];
     let codes: Vec<String> = list.split("<code>").skip(1).map(|c| c[..c.find('<').unwrap()].to_owned()).collect();
     assert!(codes.len() >= EVIL_NEXT.len());
