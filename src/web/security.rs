@@ -179,9 +179,8 @@ pub async fn totp_start(
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, AppError> {
     // A stolen session must not bind the account to the thief's device.
-    match recheck_password(&state, &user, &form.password).await? {
-        Recheck::Right(attempt) => state.login_by_account.release(&attempt),
-        other => return refused(&state, &mut user, "start_password", other, "Your password is not right.").await,
+    if let Some(refusal) = require_password(&state, &mut user, &form.password, "start_password").await? {
+        return Ok(refusal);
     }
     let (keys, uid) = (state.keys.clone(), user.ctx.user.id.clone());
     match state.db.run(move |conn| totp::start(conn, &keys, &uid)).await {
@@ -239,6 +238,23 @@ async fn recheck_password(state: &State, user: &CurrentUser, given: &str) -> Res
             state.login_by_account.release(&attempt);
             Err(AppError::Internal(e.to_string()))
         }
+    }
+}
+
+/// A password re-check that needs nothing after it: `None` when the password
+/// is right (its attempt given back), else the page that refuses it.
+async fn require_password(
+    state: &State,
+    user: &mut CurrentUser,
+    given: &str,
+    field: &str,
+) -> Result<Option<HttpResponse>, AppError> {
+    match recheck_password(state, user, given).await? {
+        Recheck::Right(attempt) => {
+            state.login_by_account.release(&attempt);
+            Ok(None)
+        }
+        other => Ok(Some(refused(state, user, field, other, "Your password is not right.").await?)),
     }
 }
 
@@ -303,9 +319,8 @@ pub async fn recovery_regenerate(
     mut user: CurrentUser,
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, AppError> {
-    match recheck_password(&state, &user, &form.password).await? {
-        Recheck::Right(attempt) => state.login_by_account.release(&attempt),
-        other => return refused(&state, &mut user, "regenerate_password", other, "Your password is not right.").await,
+    if let Some(refusal) = require_password(&state, &mut user, &form.password, "regenerate_password").await? {
+        return Ok(refusal);
     }
     let (keys, actor, uid) = (state.keys.clone(), user.actor.clone(), user.ctx.user.id.clone());
     let codes = state.db.run(move |conn| totp::regenerate(conn, &keys, &actor, &uid)).await?;
@@ -326,11 +341,8 @@ pub async fn change_password(
     mut user: CurrentUser,
     form: web::Form<PasswordForm>,
 ) -> Result<HttpResponse, AppError> {
-    match recheck_password(&state, &user, &form.current_password).await? {
-        Recheck::Right(attempt) => state.login_by_account.release(&attempt),
-        other => {
-            return refused(&state, &mut user, "current_password", other, "Your current password is not right.").await;
-        }
+    if let Some(refusal) = require_password(&state, &mut user, &form.current_password, "current_password").await? {
+        return Ok(refusal);
     }
     if let Err(m) = validate::new_password(&form.new_password, &user.ctx.user.email) {
         return with_errors(&state, &mut user, FieldErrors::single("new_password", m)).await;
