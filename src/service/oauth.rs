@@ -432,6 +432,29 @@ pub fn authenticate_client(
     }
 }
 
+/// Audits a failed authentication of a known confidential app (a wrong or
+/// missing secret): someone may be guessing it. Gated like other anonymous
+/// failures: one event per app and minute, then a count.
+pub fn audit_failed_client_auth(
+    conn: &mut DbConn,
+    gate: &AuditGate,
+    creds: &ClientCredentials,
+    ip: Option<String>,
+) -> Result<(), OAuthError> {
+    let Some(id) = creds.client_id.as_deref().filter(|id| super::validate::client_id(id)) else { return Ok(()) };
+    let Some(client) = OauthClient::find(conn, id)?.filter(|c| c.client_type == "confidential") else {
+        return Ok(());
+    };
+    let actor = Actor { ip, ..app_actor(&client) };
+    let action = "oauth.client_auth_failed";
+    let e = PendingEvent::new(action, actor).team(Some(&client.team_id)).object("oauth_app", &client.id);
+    let e = e.details(json!({"reason": "wrong or missing client secret"}));
+    if gate.admit(&format!("{action}:{}", client.id), &e, now()) == Admission::Record {
+        e.record(conn)?;
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TokenResponse {
     pub access_token: String,

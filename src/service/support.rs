@@ -147,9 +147,8 @@ pub fn report_leaks(
     if candidates.is_empty() || candidates.len() > MAX_LEAK_BATCH {
         errors.add("keys", "Send between 1 and 1000 candidate strings.");
     }
-    if super::validate::search(url, 2000).is_err() {
-        errors.add("url", "Use at most 2000 characters.");
-    }
+    let url = super::validate::source_url(url, 2000).map_err(|m| errors.add("url", m)).unwrap_or_default();
+    let url = url.as_str();
     errors.into_result()?;
     crate::store::transaction(conn, |conn| {
         let at = now();

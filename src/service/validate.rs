@@ -72,8 +72,15 @@ pub fn is_format_char(c: char) -> bool {
     )
 }
 
+/// Characters a text must not carry: control characters (NUL included),
+/// format characters, and the line and paragraph separators U+2028/U+2029.
+fn is_hidden(c: char) -> bool {
+    c.is_control() || is_format_char(c) || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
 /// A name (of a key, an app, a team…): trimmed, 1 to `max` characters, with
-/// no control characters (NUL included) and no format characters.
+/// no control characters (NUL included), no format characters and no line or
+/// paragraph separators.
 pub fn name(raw: &str, max: usize) -> Result<String, String> {
     let name = raw.trim();
     if name.is_empty() {
@@ -82,32 +89,51 @@ pub fn name(raw: &str, max: usize) -> Result<String, String> {
     if name.chars().count() > max {
         return Err(format!("Use at most {max} characters."));
     }
-    if name.chars().any(|c| c.is_control() || is_format_char(c)) {
+    if name.chars().any(is_hidden) {
         return Err("Remove the control and invisible formatting characters.".into());
     }
     Ok(name.to_owned())
 }
 
 /// Free text (a description, a reason): trimmed, at most `max` characters;
-/// line breaks are kept, every other control character (NUL included) is refused.
+/// line breaks are kept, every other control or format character (NUL,
+/// bidirectional overrides, zero-width characters…) is refused.
 pub fn text(raw: &str, max: usize) -> Result<String, String> {
     let text = raw.trim();
     if text.chars().count() > max {
         return Err(format!("Use at most {max} characters."));
     }
-    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\r') {
-        return Err("Remove the control characters.".into());
+    if text.chars().any(|c| c != '\n' && c != '\r' && is_hidden(c)) {
+        return Err("Remove the control and invisible formatting characters.".into());
     }
     Ok(text.to_owned())
 }
 
-/// A one-line search or filter field: trimmed, at most `max` characters, no control characters.
+/// A one-line search or filter field: trimmed, at most `max` characters, no
+/// control or format characters.
 pub fn search(raw: &str, max: usize) -> Result<String, String> {
     let q = raw.trim();
-    if q.chars().count() > max || q.chars().any(char::is_control) {
-        return Err(format!("Use at most {max} characters, without control characters."));
+    if q.chars().count() > max || q.chars().any(is_hidden) {
+        return Err(format!("Use at most {max} characters, without control or formatting characters."));
     }
     Ok(q.to_owned())
+}
+
+/// Where something was found (a leak report's `url`): empty, or an absolute
+/// http(s) URL of at most `max` characters, stored as the parser writes it.
+pub fn source_url(raw: &str, max: usize) -> Result<String, &'static str> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(String::new());
+    }
+    let refused = "Use an http:// or https:// URL of at most 2000 characters.";
+    if raw.chars().count() > max || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(refused);
+    }
+    match url::Url::parse(raw) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u.as_str().to_owned()),
+        _ => Err(refused),
+    }
 }
 
 /// An optional https URL (a logo, a homepage): empty, or an absolute https URL

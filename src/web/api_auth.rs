@@ -78,6 +78,15 @@ impl ApiPrincipal {
         })
     }
 
+    /// The ranges a credential caller is restricted to (a ceiling for the
+    /// keys it creates); `None` for sessions and unrestricted credentials.
+    pub fn address_ceiling(&self) -> Option<Vec<ipnet::IpNet>> {
+        match &self.credential {
+            Credential::ApiKey(k) if !k.allowed.is_empty() => Some(k.allowed.clone()),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match &self.credential {
             Credential::ApiKey(k) if k.kind == "service" => "service_key",

@@ -212,13 +212,20 @@ pub async fn create(
 ) -> Result<HttpResponse, AppError> {
     principal.require("api_keys:write")?;
     let (team_id, role, ceiling) = principal.acting_as()?;
+    let ip_ceiling = principal.address_ceiling();
     let req = key_request(body.into_inner())?;
     let st = state.clone();
     let actor = principal.actor.clone();
     let (key, secret) = state
         .db
         .run(move |conn| {
-            let creator = Creator { actor: &actor, team_id: &team_id, role, ceiling: ceiling.as_deref() };
+            let creator = Creator {
+                actor: &actor,
+                team_id: &team_id,
+                role,
+                ceiling: ceiling.as_deref(),
+                ip_ceiling: ip_ceiling.as_deref(),
+            };
             keys::create(conn, &st.keys, &creator, settings(&st), &req)
         })
         .await?;
@@ -237,9 +244,26 @@ pub async fn get(state: State, principal: ApiPrincipal, path: web::Path<String>)
     Ok(ok(key_json(&key, &state.config.api_key_prefix, now())))
 }
 
-#[derive(Deserialize)]
-pub struct RollBody {
-    grace_seconds: Option<i64>,
+/// The grace of a roll: no body (or no field) is 0; anything but a JSON
+/// integer is refused, never read as 0 (that would end the old key at once).
+fn grace_of(body: &[u8]) -> Result<i64, AppError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(0);
+    }
+    let body: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| AppError::BadRequest(format!("Malformed JSON: {e}")))?;
+    let serde_json::Value::Object(fields) = body else {
+        return Err(AppError::BadRequest("Send a JSON object, e.g. {\"grace_seconds\": 3600}.".into()));
+    };
+    match fields.get("grace_seconds") {
+        None => Ok(0),
+        Some(v) => v.as_i64().ok_or_else(|| {
+            AppError::Validation(FieldErrors::single(
+                "grace_seconds",
+                "Give the grace as a whole number of seconds between 0 and 604800.",
+            ))
+        }),
+    }
 }
 
 fn creator_parts(principal: &ApiPrincipal) -> Result<(String, Role, Option<Vec<String>>), AppError> {
@@ -251,16 +275,23 @@ pub async fn roll(
     state: State,
     principal: ApiPrincipal,
     path: web::Path<String>,
-    body: Option<web::Json<RollBody>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let (team_id, role, ceiling) = creator_parts(&principal)?;
+    let ip_ceiling = principal.address_ceiling();
     let id = id_param(path.into_inner())?;
-    let grace = body.and_then(|b| b.grace_seconds).unwrap_or(0);
+    let grace = grace_of(&body)?;
     let (st, actor, old_id) = (state.clone(), principal.actor.clone(), id.clone());
     let (key, secret) = state
         .db
         .run(move |conn| {
-            let creator = Creator { actor: &actor, team_id: &team_id, role, ceiling: ceiling.as_deref() };
+            let creator = Creator {
+                actor: &actor,
+                team_id: &team_id,
+                role,
+                ceiling: ceiling.as_deref(),
+                ip_ceiling: ip_ceiling.as_deref(),
+            };
             keys::roll(conn, &st.keys, &creator, settings(&st), &old_id, grace)
         })
         .await?;
@@ -280,7 +311,8 @@ pub async fn revoke(state: State, principal: ApiPrincipal, path: web::Path<Strin
     let key = state
         .db
         .run(move |conn| {
-            let creator = Creator { actor: &actor, team_id: &team_id, role, ceiling: ceiling.as_deref() };
+            let creator =
+                Creator { actor: &actor, team_id: &team_id, role, ceiling: ceiling.as_deref(), ip_ceiling: None };
             keys::revoke(conn, &creator, &key_id)
         })
         .await?;

@@ -58,6 +58,10 @@ pub async fn verify(
         // Session use of the API checks its own CSRF header.
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     }
+    if is_form(&req) && !form_is_utf8(&body) {
+        // Refused rather than stored with replacement characters.
+        return Ok(req.error_response(AppError::BadRequest("The form is not valid UTF-8.".into())));
+    }
     let expected = req.get_session().get::<String>(keys::CSRF).ok().flatten();
     let header = req.headers().get(HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let presented = header.or_else(|| form_field(&req, &body));
@@ -72,14 +76,22 @@ fn has_credential(req: &ServiceRequest) -> bool {
     req.headers().contains_key("X-API-Key") || req.headers().contains_key(actix_web::http::header::AUTHORIZATION)
 }
 
-/// The token in a urlencoded body.
-fn form_field(req: &ServiceRequest, body: &Bytes) -> Option<String> {
-    let is_form = req
-        .headers()
+fn is_form(req: &ServiceRequest) -> bool {
+    req.headers()
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+}
+
+/// Whether every name and value of a urlencoded body decodes to UTF-8 (the
+/// form parser would otherwise replace bad sequences silently).
+fn form_is_utf8(body: &[u8]) -> bool {
+    body.split(|b| *b == b'&').all(|pair| percent_encoding::percent_decode(pair).decode_utf8().is_ok())
+}
+
+/// The token in a urlencoded body.
+fn form_field(req: &ServiceRequest, body: &Bytes) -> Option<String> {
+    if !is_form(req) {
         return None;
     }
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)

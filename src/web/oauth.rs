@@ -292,8 +292,9 @@ fn slow_down(retry_after: i64, description: &str) -> HttpResponse {
 /// Failures are throttled per client and address and per address (checked
 /// before anything else, counted when a request fails: a client's concurrent
 /// requests are not failures while in flight); tokens issued are limited per
-/// client ([`ratelimit::TOKEN_ISSUANCE`]), reserved before the grant runs and
-/// given back when it fails.
+/// client and address ([`ratelimit::TOKEN_ISSUANCE`]), reserved before the
+/// grant runs and given back when it fails; a wrong secret of a known
+/// confidential app is audited (gated).
 pub async fn token(state: State, req: HttpRequest, form: web::Form<Vec<(String, String)>>) -> HttpResponse {
     let form = form.into_inner();
     let creds = client_credentials(&req, &form);
@@ -310,10 +311,17 @@ pub async fn token(state: State, req: HttpRequest, form: web::Form<Vec<(String, 
         }
     };
     let (keys, default_plan) = (state.keys.clone(), state.config.default_plan.clone());
+    let (gate, ip) = (state.audit_gate.clone(), client_ip(&req, &state).map(|ip| ip.to_string()));
     let authenticated = state
         .db
         .run(move |conn| {
-            let client = oauth::authenticate_client(conn, &keys, &creds)?;
+            let client = match oauth::authenticate_client(conn, &keys, &creds) {
+                Err(e) if e.error == "invalid_client" => {
+                    oauth::audit_failed_client_auth(conn, &gate, &creds, ip)?;
+                    return Err(e);
+                }
+                other => other?,
+            };
             let limit = ratelimit::issuance_limit(conn, &client.team_id, &default_plan)?;
             Ok::<_, OAuthError>((client, limit))
         })
@@ -327,9 +335,12 @@ pub async fn token(state: State, req: HttpRequest, form: web::Form<Vec<(String, 
             return oauth_error(e);
         }
     };
+    // Per client and address: one user of a public app cannot use up the
+    // allowance of everyone else (a server-side app calls from its own address).
     let at_ms = super::api_auth::now_ms();
+    let issuance_key = format!("{}|{address}", client.id);
     if let Some(plan) = limit
-        && let Err((_, retry)) = state.issuance.hit(&client.id, plan, at_ms)
+        && let Err((_, retry)) = state.issuance.hit(&issuance_key, plan, at_ms)
     {
         return slow_down(retry, "This client was issued too many tokens: wait before asking for more.");
     }
@@ -338,7 +349,7 @@ pub async fn token(state: State, req: HttpRequest, form: web::Form<Vec<(String, 
         Ok(t) => oauth_json(StatusCode::OK, serde_json::to_value(t).unwrap_or_default()),
         Err(e) => {
             if limit.is_some() {
-                state.issuance.release(&client.id, at_ms);
+                state.issuance.release(&issuance_key, at_ms);
             }
             if e.error != "server_error" {
                 failed();

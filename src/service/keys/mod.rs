@@ -50,6 +50,8 @@ pub struct Creator<'a> {
     pub role: Role,
     /// A key-authenticated client may not mint scopes beyond its own.
     pub ceiling: Option<&'a [String]>,
+    /// Nor, when it is restricted to addresses, keys usable from elsewhere.
+    pub ip_ceiling: Option<&'a [IpNet]>,
 }
 
 /// Settings the operator chose.
@@ -130,8 +132,21 @@ fn validate(
             None => errors.add("allowed_ips", format!("{:?} is not an IPv4/IPv6 address or CIDR range.", raw.trim())),
         }
     }
+    if let Err(m) = within_address_ceiling(creator, &allowed_ips) {
+        errors.add("allowed_ips", m);
+    }
     errors.into_result()?;
     Ok(Valid { name, description, scopes, expires_at, allowed_ips })
+}
+
+/// A caller restricted to addresses never hands out a key usable from elsewhere.
+fn within_address_ceiling(creator: &Creator<'_>, ranges: &[IpNet]) -> Result<(), String> {
+    let Some(ceiling) = creator.ip_ceiling.filter(|c| !c.is_empty()) else { return Ok(()) };
+    if !ranges.is_empty() && ranges.iter().all(|n| ceiling.iter().any(|c| c.contains(n))) {
+        return Ok(());
+    }
+    let list = ceiling.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    Err(format!("The key you used works only from {list}: the new key must be limited to those ranges too."))
 }
 
 fn expiry(e: Expiry, max_days: Option<i64>, at: i64) -> Result<Option<i64>, String> {
@@ -254,6 +269,8 @@ pub fn roll(
         // A roll copies a credential: the caller's ceiling and current role
         // apply as to a new key, and so does the team's maximum lifetime.
         policy::copy_scopes(&caller(creator), settings.catalog, &scopes_of(&old))?;
+        within_address_ceiling(creator, &allowed_ips_of(&old))
+            .map_err(|m| Error::Invalid(FieldErrors::single("allowed_ips", m)))?;
         let max_days = Team::find(conn, creator.team_id)?.and_then(|t| t.max_key_lifetime_days);
         let secret = new_secret(prefix)?;
         let new = ApiKey {
@@ -332,7 +349,9 @@ pub fn create_service_key(
             format!("{bad} is not a platform scope (introspect, leaks:report)."),
         )));
     }
-    if name.trim().is_empty() || scopes.is_empty() {
+    let name =
+        &crate::service::validate::name(name, MAX_NAME).map_err(|m| Error::Invalid(FieldErrors::single("name", m)))?;
+    if scopes.is_empty() {
         return Err(Error::Invalid(FieldErrors::single("name", "A service key needs a name and at least one scope.")));
     }
     crate::store::transaction(conn, |conn| {

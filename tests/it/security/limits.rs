@@ -372,3 +372,46 @@ async fn refused_revoked_credentials_are_audited_off_the_request_path_by_kind(ap
     assert!(!keys.iter().any(|e| e.object_id.as_deref().is_some_and(|o| o.starts_with("tok"))), "a token is not a key");
 }
 both_with!(refused_revoked_credentials_are_audited_off_the_request_path_by_kind, super::FLUSHING_BEHIND_A_PROXY);
+
+async fn one_address_cannot_use_up_a_clients_issuance_for_everyone(app: TestApp) {
+    app.owner_session().await;
+    let oauth_app = register(&app, "confidential", REDIRECT, &["templates:read"]).await;
+    let (id, secret) = (oauth_app.client_id.clone(), oauth_app.secret.clone().unwrap());
+    let http = new_client();
+    let from = |address: &'static str| {
+        let (http, app, id, secret) = (&http, &app, &id, &secret);
+        async move {
+            let req =
+                http.post(app.url("/oauth/token")).header("X-Forwarded-For", address).basic_auth(id, Some(secret));
+            req.form(&[("grant_type", "client_credentials")]).send().await.unwrap().status()
+        }
+    };
+    let limit = latchkey::service::ratelimit::TOKEN_ISSUANCE.per_minute as usize;
+    let statuses = join_all((0..limit + 5).map(|_| from("198.51.100.1"))).await;
+    assert_eq!(count(&statuses, StatusCode::OK), limit, "{statuses:?}");
+    // Another caller of the same app still gets tokens.
+    assert_eq!(from("203.0.113.9").await, StatusCode::OK);
+}
+both_with!(one_address_cannot_use_up_a_clients_issuance_for_everyone, super::FLUSHING_BEHIND_A_PROXY);
+
+async fn wrong_client_secrets_are_audited_once_a_minute_with_the_address(app: TestApp) {
+    app.owner_session().await;
+    let oauth_app = register(&app, "confidential", REDIRECT, &["templates:read"]).await;
+    let http = new_client();
+    for i in 0..30 {
+        let res = http
+            .post(app.url("/oauth/token"))
+            .header("X-Forwarded-For", format!("198.51.100.{i}"))
+            .basic_auth(&oauth_app.client_id, Some(format!("lkcs_wrong{i}")))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let rows = audit_rows(&app, "oauth.client_auth_failed");
+    assert_eq!(rows.len(), 1, "one event, then a count");
+    assert_eq!(rows[0].object_id.as_deref(), Some(oauth_app.client_id.as_str()));
+    assert_eq!(rows[0].ip.as_deref(), Some("198.51.100.0"));
+}
+both_with!(wrong_client_secrets_are_audited_once_a_minute_with_the_address, super::FLUSHING_BEHIND_A_PROXY);

@@ -416,3 +416,62 @@ async fn text_inputs_refuse_control_and_format_characters(app: TestApp) {
     assert_eq!(res.status(), StatusCode::OK, "the key was not revoked");
 }
 both!(text_inputs_refuse_control_and_format_characters);
+
+async fn a_roll_refuses_a_grace_that_is_not_a_whole_number(app: TestApp) {
+    use serde_json::json;
+    app.owner_session().await;
+    let key = crate::api_keys::create_key(&app, json!({"name": "k", "scopes": ["templates:read"]})).await;
+    let id = key["id"].as_str().unwrap();
+    let path = format!("/api/v1/api-keys/{id}/roll");
+    for grace in ["86400.0", "\"86400\"", "8.64e4", "1e400", "99999999999999999999999", "true", "null", "-1", "604801"]
+    {
+        let body = format!(r#"{{"grace_seconds": {grace}}}"#);
+        let csrf = crate::helpers::csrf_from(&app.get_html("/settings/team").await);
+        let res = app
+            .client
+            .post(app.url(&path))
+            .header("X-CSRF-Token", csrf)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(matches!(res.status().as_u16(), 400 | 422), "{grace}: {}", res.status());
+    }
+    // Nothing was rolled: the key still has no successor, and still works.
+    let now: serde_json::Value = app.get(&format!("/api/v1/api-keys/{id}")).await.json().await.unwrap();
+    assert!(now["data"]["replaced_by"].is_null(), "{now}");
+    let res = crate::api_keys::api_post(&app, &path, &json!({"grace_seconds": 3600})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+both!(a_roll_refuses_a_grace_that_is_not_a_whole_number);
+
+async fn free_text_refuses_invisible_formatting_and_forms_refuse_bad_utf8(app: TestApp) {
+    use serde_json::json;
+    app.owner_session().await;
+    for bad in ["\u{202E}gpj.exe", "a\u{200B}b", "x\u{2066}y", "\u{FEFF}z", "tag\u{E0041}"] {
+        let body = json!({"name": "k", "description": bad, "scopes": ["templates:read"]});
+        let res = crate::api_keys::api_post(&app, "/api/v1/api-keys", &body).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+        let body = json!({"name": format!("n{bad}\u{2028}"), "scopes": ["templates:read"]});
+        let res = crate::api_keys::api_post(&app, "/api/v1/api-keys", &body).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+    }
+    // A form whose bytes are not UTF-8 is refused, not stored with replacement characters.
+    let csrf = crate::helpers::csrf_from(&app.get_html("/settings/developer/api-keys").await);
+    for raw in ["a%ED%B3%BFb", "a%FFb", "%C0%AF"] {
+        let body = format!("name={raw}&scopes=templates%3Aread&csrf_token={csrf}");
+        let res = app
+            .client
+            .post(app.url("/settings/developer/api-keys"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{raw}");
+    }
+    let list: serde_json::Value = app.get("/api/v1/api-keys").await.json().await.unwrap();
+    assert_eq!(list["data"].as_array().unwrap().len(), 0, "nothing was stored: {list}");
+}
+both!(free_text_refuses_invisible_formatting_and_forms_refuse_bad_utf8);

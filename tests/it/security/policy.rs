@@ -345,3 +345,36 @@ async fn only_owners_and_admins_see_the_teams_activity(app: TestApp) {
     assert!(admin.get_html("/settings/team").await.contains("login.failed"));
 }
 both!(only_owners_and_admins_see_the_teams_activity);
+
+async fn a_key_locked_to_addresses_hands_out_no_key_usable_elsewhere(app: TestApp) {
+    app.owner_session().await;
+    let locked = create_key(
+        &app,
+        json!({"name": "locked", "scopes": ["api_keys:write", "api_keys:read"], "allowed_ips": ["127.0.0.1/32"]}),
+    )
+    .await;
+    let open = create_key(&app, json!({"name": "open", "scopes": ["api_keys:read"]})).await;
+    let locked_key = locked["key"].as_str().unwrap();
+    let before = team_key_count(&app).await;
+    for ranges in
+        [json!(null), json!([]), json!(["0.0.0.0/0"]), json!(["127.0.0.0/8"]), json!(["127.0.0.1/32", "9.9.9.9"])]
+    {
+        let mut body = json!({"name": "escape", "scopes": ["api_keys:read"]});
+        if !ranges.is_null() {
+            body["allowed_ips"] = ranges.clone();
+        }
+        let res = with_key(&app, reqwest::Method::POST, "/api/v1/api-keys", locked_key, body).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{ranges}");
+    }
+    // Rolling an unrestricted key would hand out an unrestricted secret.
+    assert_eq!(
+        roll_with_key(&app, locked_key, open["id"].as_str().unwrap()).await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(team_key_count(&app).await, before, "nothing was created");
+    // Within its own ranges it may.
+    let body = json!({"name": "inside", "scopes": ["api_keys:read"], "allowed_ips": ["127.0.0.1"]});
+    let res = with_key(&app, reqwest::Method::POST, "/api/v1/api-keys", locked_key, body).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+both!(a_key_locked_to_addresses_hands_out_no_key_usable_elsewhere);
