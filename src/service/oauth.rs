@@ -437,19 +437,18 @@ pub fn authenticate_client(
 /// failures: one event per app and minute, then a count.
 pub fn audit_failed_client_auth(
     conn: &mut DbConn,
-    gate: &AuditGate,
+    audit_ctx: AuditCtx<'_>,
     creds: &ClientCredentials,
-    ip: Option<String>,
 ) -> Result<(), OAuthError> {
     let Some(id) = creds.client_id.as_deref().filter(|id| super::validate::client_id(id)) else { return Ok(()) };
     let Some(client) = OauthClient::find(conn, id)?.filter(|c| c.client_type == "confidential") else {
         return Ok(());
     };
-    let actor = Actor { ip, ..app_actor(&client) };
+    let actor = app_actor(&client, audit_ctx.ip);
     let action = "oauth.client_auth_failed";
     let e = PendingEvent::new(action, actor).team(Some(&client.team_id)).object("oauth_app", &client.id);
     let e = e.details(json!({"reason": "wrong or missing client secret"}));
-    if gate.admit(&format!("{action}:{}", client.id), &e, now()) == Admission::Record {
+    if audit_ctx.gate.admit(&format!("{action}:{}", client.id), &e, now()) == Admission::Record {
         e.record(conn)?;
     }
     Ok(())
@@ -495,8 +494,16 @@ pub fn credential_label(kind: &str) -> &'static str {
     if kind == "refresh" { "refresh_token" } else { "access_token" }
 }
 
-fn app_actor(client: &OauthClient) -> Actor {
-    Actor { label: format!("OAuth app {}", client.name), ..Actor::default() }
+/// How the token and revocation endpoints audit: anonymous failures through
+/// the gate, and every event with the caller's address.
+#[derive(Clone, Copy)]
+pub struct AuditCtx<'a> {
+    pub gate: &'a AuditGate,
+    pub ip: Option<&'a str>,
+}
+
+fn app_actor(client: &OauthClient, ip: Option<&str>) -> Actor {
+    Actor { label: format!("OAuth app {}", client.name), ip: ip.map(str::to_owned), ..Actor::default() }
 }
 
 /// Records a revocation of OAuth credentials: `revoked` is `access_token`,
@@ -549,6 +556,7 @@ fn insert_token(
 fn issue(
     conn: &mut DbConn,
     hasher: &Keys,
+    audit_ctx: AuditCtx<'_>,
     client: &OauthClient,
     g: Grant<'_>,
     refresh: bool,
@@ -578,7 +586,7 @@ fn issue(
             "grant_id": g.grant_id,
             "refresh_token": refresh_token.is_some(),
         }));
-        audit::record(conn, &app_actor(client), e)?;
+        audit::record(conn, &app_actor(client, audit_ctx.ip), e)?;
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",
@@ -617,14 +625,16 @@ fn s256(verifier: &str) -> String {
 /// one, so at most one per app, action and minute is recorded, then a count.
 fn audit_failure(
     conn: &mut DbConn,
-    gate: &AuditGate,
+    audit_ctx: AuditCtx<'_>,
     client: &OauthClient,
     action: &str,
     why: &str,
 ) -> Result<(), OAuthError> {
-    let e = PendingEvent::new(action, app_actor(client)).team(Some(&client.team_id)).object("oauth_app", &client.id);
+    let e = PendingEvent::new(action, app_actor(client, audit_ctx.ip))
+        .team(Some(&client.team_id))
+        .object("oauth_app", &client.id);
     let e = e.details(json!({"reason": why}));
-    if gate.admit(&format!("{action}:{}", client.id), &e, now()) == Admission::Record {
+    if audit_ctx.gate.admit(&format!("{action}:{}", client.id), &e, now()) == Admission::Record {
         e.record(conn)?;
     }
     Ok(())
@@ -636,17 +646,18 @@ fn audit_failure(
 /// through the audit gate like other failures.)
 fn revoke_reused(
     conn: &mut DbConn,
-    gate: &AuditGate,
+    audit_ctx: AuditCtx<'_>,
     client: &OauthClient,
     grant_id: &str,
     (action, why): (&str, &str),
 ) -> Result<(), OAuthError> {
     crate::store::transaction(conn, |conn| {
         let revoked = OauthToken::revoke_grant(conn, grant_id, now())?;
-        let e =
-            PendingEvent::new(action, app_actor(client)).team(Some(&client.team_id)).object("oauth_app", &client.id);
+        let e = PendingEvent::new(action, app_actor(client, audit_ctx.ip))
+            .team(Some(&client.team_id))
+            .object("oauth_app", &client.id);
         let e = e.details(json!({"reason": why, "revoked": "grant", "grant_id": grant_id, "tokens_revoked": revoked}));
-        if gate.admit(&format!("{action}:{}", client.id), &e, now()) == Admission::Record {
+        if audit_ctx.gate.admit(&format!("{action}:{}", client.id), &e, now()) == Admission::Record {
             e.record(conn)?;
         }
         Ok(())
@@ -660,7 +671,7 @@ pub fn exchange_code(
     code: &str,
     redirect_uri: Option<&str>,
     verifier: Option<&str>,
-    gate: &AuditGate,
+    audit_ctx: AuditCtx<'_>,
 ) -> Result<TokenResponse, OAuthError> {
     let hash = hasher.token_hash(&format!("code:{code}"));
     let result = crate::store::transaction(conn, |conn| {
@@ -699,19 +710,19 @@ pub fn exchange_code(
             grant_id: &c.grant_id,
             grant_type: "authorization_code",
         };
-        issue(conn, hasher, client, g, true, None)
+        issue(conn, hasher, audit_ctx, client, g, true, None)
     });
     match result {
         Err(e) if e.description == "reuse" => {
             // A second use of a code: revoke everything it issued.
             if let Some(c) = OauthCode::find(conn, &hash)? {
                 let why = "authorization code used twice; its tokens were revoked";
-                revoke_reused(conn, gate, client, &c.grant_id, ("oauth.code_reused", why))?;
+                revoke_reused(conn, audit_ctx, client, &c.grant_id, ("oauth.code_reused", why))?;
             }
             Err(oerr("invalid_grant", "The code was already used."))
         }
         Err(e) if e.error == "invalid_grant" => {
-            audit_failure(conn, gate, client, "oauth.token_failed", &e.description)?;
+            audit_failure(conn, audit_ctx, client, "oauth.token_failed", &e.description)?;
             Err(e)
         }
         other => other,
@@ -744,7 +755,7 @@ pub fn refresh(
     client: &OauthClient,
     token: &str,
     scope: Option<&str>,
-    gate: &AuditGate,
+    audit_ctx: AuditCtx<'_>,
 ) -> Result<TokenResponse, OAuthError> {
     let invalid = || oerr("invalid_grant", "The refresh token is not valid.");
     let hash = hasher.token_hash(token);
@@ -768,7 +779,7 @@ pub fn refresh(
                     grant_id: &t.grant_id,
                     grant_type: "refresh_token",
                 };
-                return issue(conn, hasher, client, g, true, Some(Successor::of(hasher, token)));
+                return issue(conn, hasher, audit_ctx, client, g, true, Some(Successor::of(hasher, token)));
             }
         }
         // Rotated already (perhaps by a concurrent request that just committed).
@@ -779,7 +790,7 @@ pub fn refresh(
             // A rotated refresh token came back: someone holds a copy. End the grant.
             if let Some(t) = OauthToken::find_by_hash(conn, &hash)? {
                 let why = "a rotated refresh token was reused; the grant was revoked";
-                revoke_reused(conn, gate, client, &t.grant_id, ("oauth.refresh_reuse", why))?;
+                revoke_reused(conn, audit_ctx, client, &t.grant_id, ("oauth.refresh_reuse", why))?;
             }
             Err(invalid())
         }
@@ -827,6 +838,7 @@ fn same_successor(
 pub fn client_credentials(
     conn: &mut DbConn,
     hasher: &Keys,
+    audit_ctx: AuditCtx<'_>,
     client: &OauthClient,
     scope: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
@@ -853,7 +865,7 @@ pub fn client_credentials(
         grant_id: &grant,
         grant_type: "client_credentials",
     };
-    issue(conn, hasher, client, g, false, None)
+    issue(conn, hasher, audit_ctx, client, g, false, None)
 }
 
 /// RFC 7009: revokes a token of this client (a refresh token takes its grant).
@@ -861,6 +873,7 @@ pub fn client_credentials(
 pub fn revoke(
     conn: &mut DbConn,
     hasher: &Keys,
+    audit_ctx: AuditCtx<'_>,
     client: &OauthClient,
     token: &str,
 ) -> Result<Option<String>, OAuthError> {
@@ -872,7 +885,14 @@ pub fn revoke(
     crate::store::transaction(conn, |conn| {
         let revoked = OauthToken::revoke_grant(conn, &t.grant_id, now())?;
         if revoked > 0 {
-            audit_revoked(conn, &app_actor(client), &t, "grant", revoked, "revoked by the client (RFC 7009)")?;
+            audit_revoked(
+                conn,
+                &app_actor(client, audit_ctx.ip),
+                &t,
+                "grant",
+                revoked,
+                "revoked by the client (RFC 7009)",
+            )?;
         }
         Ok::<_, OAuthError>(())
     })?;

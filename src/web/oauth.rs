@@ -15,7 +15,9 @@ use super::auth::{CurrentUser, client_ip, url_encode};
 use super::page::{Layout, render};
 use crate::error::AppError;
 use crate::service::crypto;
-use crate::service::oauth::{self, AuthorizeError, AuthorizeParams, ClientCredentials, OAuthError, ValidRequest};
+use crate::service::oauth::{
+    self, AuditCtx, AuthorizeError, AuthorizeParams, ClientCredentials, OAuthError, ValidRequest,
+};
 use crate::service::ratelimit;
 use crate::service::throttle::address_key;
 use crate::store::models::OauthClient;
@@ -317,7 +319,7 @@ pub async fn token(state: State, req: HttpRequest, form: web::Form<Vec<(String, 
         .run(move |conn| {
             let client = match oauth::authenticate_client(conn, &keys, &creds) {
                 Err(e) if e.error == "invalid_client" => {
-                    oauth::audit_failed_client_auth(conn, &gate, &creds, ip)?;
+                    oauth::audit_failed_client_auth(conn, AuditCtx { gate: &gate, ip: ip.as_deref() }, &creds)?;
                     return Err(e);
                 }
                 other => other?,
@@ -344,7 +346,8 @@ pub async fn token(state: State, req: HttpRequest, form: web::Form<Vec<(String, 
     {
         return slow_down(retry, "This client was issued too many tokens: wait before asking for more.");
     }
-    let result = grant(&state, client.clone(), &form).await;
+    let ip = client_ip(&req, &state).map(|ip| ip.to_string());
+    let result = grant(&state, client.clone(), &form, ip).await;
     match result {
         Ok(t) => oauth_json(StatusCode::OK, serde_json::to_value(t).unwrap_or_default()),
         Err(e) => {
@@ -368,6 +371,7 @@ async fn grant(
     state: &State,
     client: crate::store::models::OauthClient,
     form: &[(String, String)],
+    ip: Option<String>,
 ) -> Result<oauth::TokenResponse, OAuthError> {
     let field = |k: &str| form.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
     let grant = field("grant_type").unwrap_or_default();
@@ -376,24 +380,29 @@ async fn grant(
     let (keys, gate) = (state.keys.clone(), state.audit_gate.clone());
     state
         .db
-        .run(move |conn| match grant.as_str() {
-            "authorization_code" => {
-                let code =
-                    code.ok_or(OAuthError { error: "invalid_request", description: "code is required.".into() })?;
-                let (uri, verifier) = (redirect_uri.as_deref(), verifier.as_deref());
-                oauth::exchange_code(conn, &keys, &client, &code, uri, verifier, &gate)
+        .run(move |conn| {
+            let audit = AuditCtx { gate: &gate, ip: ip.as_deref() };
+            match grant.as_str() {
+                "authorization_code" => {
+                    let code =
+                        code.ok_or(OAuthError { error: "invalid_request", description: "code is required.".into() })?;
+                    let (uri, verifier) = (redirect_uri.as_deref(), verifier.as_deref());
+                    oauth::exchange_code(conn, &keys, &client, &code, uri, verifier, audit)
+                }
+                "refresh_token" => {
+                    let t = refresh.ok_or(OAuthError {
+                        error: "invalid_request",
+                        description: "refresh_token is required.".into(),
+                    })?;
+                    oauth::refresh(conn, &keys, &client, &t, scope.as_deref(), audit)
+                }
+                "client_credentials" => oauth::client_credentials(conn, &keys, audit, &client, scope.as_deref()),
+                "" => Err(OAuthError { error: "invalid_request", description: "grant_type is required.".into() }),
+                _ => Err(OAuthError {
+                    error: "unsupported_grant_type",
+                    description: "Use authorization_code, refresh_token or client_credentials.".into(),
+                }),
             }
-            "refresh_token" => {
-                let t = refresh
-                    .ok_or(OAuthError { error: "invalid_request", description: "refresh_token is required.".into() })?;
-                oauth::refresh(conn, &keys, &client, &t, scope.as_deref(), &gate)
-            }
-            "client_credentials" => oauth::client_credentials(conn, &keys, &client, scope.as_deref()),
-            "" => Err(OAuthError { error: "invalid_request", description: "grant_type is required.".into() }),
-            _ => Err(OAuthError {
-                error: "unsupported_grant_type",
-                description: "Use authorization_code, refresh_token or client_credentials.".into(),
-            }),
         })
         .await
 }
@@ -403,14 +412,15 @@ pub async fn revoke(state: State, req: HttpRequest, form: web::Form<Vec<(String,
     let form = form.into_inner();
     let creds = client_credentials(&req, &form);
     let token = form.iter().find(|(f, _)| f == "token").map(|(_, v)| v.clone());
-    let keys = state.keys.clone();
+    let (keys, gate) = (state.keys.clone(), state.audit_gate.clone());
+    let ip = client_ip(&req, &state).map(|ip| ip.to_string());
     let result = state
         .db
         .run(move |conn| {
             let client = oauth::authenticate_client(conn, &keys, &creds)?;
             let token =
                 token.ok_or(OAuthError { error: "invalid_request", description: "token is required.".into() })?;
-            oauth::revoke(conn, &keys, &client, &token)
+            oauth::revoke(conn, &keys, AuditCtx { gate: &gate, ip: ip.as_deref() }, &client, &token)
         })
         .await;
     match result {

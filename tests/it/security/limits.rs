@@ -391,6 +391,10 @@ async fn one_address_cannot_use_up_a_clients_issuance_for_everyone(app: TestApp)
     assert_eq!(count(&statuses, StatusCode::OK), limit, "{statuses:?}");
     // Another caller of the same app still gets tokens.
     assert_eq!(from("203.0.113.9").await, StatusCode::OK);
+    // Every issuance says from where.
+    let issued = audit_rows(&app, "oauth.token_issued");
+    assert_eq!(issued.len(), limit + 1);
+    assert!(issued.iter().all(|e| matches!(e.ip.as_deref(), Some("198.51.100.1" | "203.0.113.9"))));
 }
 both_with!(one_address_cannot_use_up_a_clients_issuance_for_everyone, super::FLUSHING_BEHIND_A_PROXY);
 
