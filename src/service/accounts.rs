@@ -421,9 +421,10 @@ pub fn remove_member(
         let tokens = OauthToken::revoke_for_member(conn, team_id, user_id, at)?;
         OauthConsent::delete_for_member(conn, team_id, user_id)?;
         let invites = revoke_invites_beyond(conn, team_id, user_id, None)?;
+        let apps = disarm_apps(conn, team_id, user_id, at)?;
         let remover = actor.user_id.as_deref().filter(|u| *u != user_id);
         OauthClient::transfer(conn, team_id, user_id, remover)?;
-        let (revoked, transferred) = dispose_keys(conn, actor, (team_id, actor_role), user_id, keys, at)?;
+        let (revoked, transferred) = dispose_keys(conn, actor, (team_id, actor_role), (user_id, current), keys, at)?;
         audit::record(
             conn,
             actor,
@@ -434,24 +435,49 @@ pub fn remove_member(
                 "invites_revoked": invites,
                 "keys_revoked": revoked,
                 "keys_transferred": transferred,
+                "apps_disarmed": apps,
             })),
         )
     })
 }
 
+/// The apps a leaving member registered keep nothing they could still use:
+/// the secret they know stops working (the new answerable member rotates it),
+/// every token of the app is revoked, and every consent to it is forgotten, so
+/// no one is sent silently to redirect URIs the member chose. Returns how many.
+fn disarm_apps(conn: &mut DbConn, team_id: &str, user_id: &str, at: i64) -> Result<usize> {
+    let apps: Vec<OauthClient> = OauthClient::for_team(conn, team_id)?
+        .into_iter()
+        .filter(|c| c.created_by.as_deref() == Some(user_id))
+        .collect();
+    for app in &apps {
+        if app.secret_hash.is_some() {
+            // Not a hash any presented secret can have.
+            let unusable = format!("disabled:{}", random(32)?);
+            OauthClient::set_secrets(conn, &app.id, Some(&unusable), (None, None))?;
+        }
+        OauthToken::revoke_for(conn, &app.id, None, at)?;
+        OauthConsent::delete_for_client(conn, &app.id)?;
+    }
+    Ok(apps.len())
+}
+
 /// Revokes or transfers a leaving member's working keys; returns (revoked, transferred).
+/// A transferred key keeps at most what it could do before (the leaving
+/// member's current role) and what the remover's role allows.
 fn dispose_keys(
     conn: &mut DbConn,
     actor: &Actor,
     (team_id, actor_role): (&str, Role),
-    user_id: &str,
+    (user_id, their_role): (&str, Role),
     keys: KeyDisposal,
     at: i64,
 ) -> Result<(usize, usize)> {
     let remover = actor.user_id.as_deref().filter(|u| *u != user_id);
     let (mut revoked, mut transferred) = (0, 0);
     for key in ApiKey::active_held_by(conn, team_id, user_id, at)? {
-        let narrowed = policy::effective_scopes(Some(actor_role), &super::keys::scopes_of(&key));
+        let before = policy::effective_scopes(Some(their_role), &super::keys::scopes_of(&key));
+        let narrowed = policy::effective_scopes(Some(actor_role), &before);
         let event = Event::new("api_key.revoked").team(team_id).object("api_key", &key.id);
         if keys == KeyDisposal::Transfer && remover.is_some() && !narrowed.is_empty() {
             transferred += ApiKey::transfer(conn, &key.id, remover, &narrowed.join(" "))?;

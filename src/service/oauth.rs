@@ -22,7 +22,7 @@ use super::keys::{codec, scopes};
 use super::policy;
 use super::redirect_uri;
 use super::{Error, FieldErrors, Result};
-use crate::store::models::{OauthClient, OauthCode, OauthConsent, OauthToken};
+use crate::store::models::{OauthClient, OauthCode, OauthConsent, OauthToken, Team};
 use crate::store::{DbConn, now};
 
 pub const CODE_TTL: i64 = 60;
@@ -471,6 +471,9 @@ struct Grant<'a> {
     scopes: &'a str,
     grant_id: &'a str,
     grant_type: &'static str,
+    /// A refresh's predecessor expiry: under a team maximum lifetime, the
+    /// grant as a whole ends then (rotation never extends it).
+    not_after: Option<i64>,
 }
 
 /// The pair a refresh yields. It is derived from the presented refresh token
@@ -575,9 +578,10 @@ fn issue(
     };
     crate::store::transaction(conn, |conn| {
         let at = now();
-        insert_token(conn, hasher, client, &g, ("access", &access_token, at, ACCESS_TTL))?;
+        let (access_ttl, refresh_ttl) = lifetimes(conn, &g, at)?;
+        insert_token(conn, hasher, client, &g, ("access", &access_token, at, access_ttl))?;
         if let Some(r) = &refresh_token {
-            insert_token(conn, hasher, client, &g, ("refresh", r, at, REFRESH_TTL))?;
+            insert_token(conn, hasher, client, &g, ("refresh", r, at, refresh_ttl))?;
         }
         let e = Event::new("oauth.token_issued").team(g.team_id).object("oauth_app", &client.id).details(json!({
             "grant_type": g.grant_type,
@@ -590,11 +594,27 @@ fn issue(
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",
-            expires_in: ACCESS_TTL,
+            expires_in: access_ttl,
             refresh_token,
             scope: g.scopes.to_owned(),
         })
     })
+}
+
+/// Seconds the access and refresh tokens of an issuance live: never beyond
+/// the team's maximum key lifetime, and under one, never beyond the grant's
+/// first refresh token (a rotation does not extend the grant).
+fn lifetimes(conn: &mut DbConn, g: &Grant<'_>, at: i64) -> Result<(i64, i64), OAuthError> {
+    let max_days = Team::find(conn, g.team_id)?.and_then(|t| t.max_key_lifetime_days);
+    let end = |ttl: i64| {
+        let capped = policy::cap_expiry(Some(at + ttl), max_days, at).unwrap_or(at + ttl);
+        let capped = match (max_days, g.not_after) {
+            (Some(_), Some(limit)) => capped.min(limit),
+            _ => capped,
+        };
+        (capped - at).max(1)
+    };
+    Ok((end(ACCESS_TTL), end(REFRESH_TTL)))
 }
 
 /// The scopes a token issued now may carry: those of `scopes` that its
@@ -614,6 +634,11 @@ fn holder_scopes(
         return Err(oerr("invalid_grant", "The grant is no longer valid for this account."));
     }
     Ok(effective.join(" "))
+}
+
+/// RFC 7636 §4.1: 43 to 128 characters of `[A-Za-z0-9-._~]`.
+fn verifier_well_formed(v: &str) -> bool {
+    (43..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
 fn s256(verifier: &str) -> String {
@@ -694,6 +719,9 @@ pub fn exchange_code(
         if !redirect_ok {
             return Err(invalid("The redirect_uri does not match the authorization request."));
         }
+        if verifier.is_some_and(|v| !verifier_well_formed(v)) {
+            return Err(invalid("The code_verifier must be 43 to 128 unreserved characters (RFC 7636 §4.1)."));
+        }
         match (c.code_challenge.as_deref(), verifier) {
             (Some(challenge), Some(v)) if crypto::ct_eq(&s256(v), challenge) => {}
             (Some(_), _) => return Err(invalid("The code_verifier does not match the code_challenge.")),
@@ -709,6 +737,7 @@ pub fn exchange_code(
             scopes: &c.scopes,
             grant_id: &c.grant_id,
             grant_type: "authorization_code",
+            not_after: None,
         };
         issue(conn, hasher, audit_ctx, client, g, true, None)
     });
@@ -778,6 +807,7 @@ pub fn refresh(
                     scopes: &scopes,
                     grant_id: &t.grant_id,
                     grant_type: "refresh_token",
+                    not_after: Some(t.expires_at),
                 };
                 return issue(conn, hasher, audit_ctx, client, g, true, Some(Successor::of(hasher, token)));
             }
@@ -864,6 +894,7 @@ pub fn client_credentials(
         scopes: &scopes,
         grant_id: &grant,
         grant_type: "client_credentials",
+        not_after: None,
     };
     issue(conn, hasher, audit_ctx, client, g, false, None)
 }

@@ -78,6 +78,34 @@ impl ApiPrincipal {
         })
     }
 
+    /// The same principal, read again now that the request's body has arrived:
+    /// a key or token revoked (or its holder demoted or removed) while the
+    /// body was on its way no longer acts. Handlers that read a body and then
+    /// write call this first.
+    pub async fn revalidated(self, req: &HttpRequest, state: &AppState) -> Result<Self, AppError> {
+        let Credential::ApiKey(_) = &self.credential else { return Ok(self) };
+        let presented = presented_credential(req).ok_or(AppError::Unauthorized)?;
+        let fresh = state.verifier.lookup(&state.db, &state.keys, &presented).await.map_err(|e| match e {
+            Refusal::Internal(m) => AppError::Internal(m),
+            _ => AppError::Unauthorized,
+        })?;
+        let live = fresh.filter(|k| !k.revoked && k.expires_at.is_none_or(|e| e > crate::store::now()));
+        let key = live.ok_or(AppError::Unauthorized)?;
+        let actor = Actor { user_id: key.holder.clone(), ..self.actor };
+        Ok(Self { credential: Credential::ApiKey(key), actor, ..self })
+    }
+
+    /// When an API key caller stops working (a ceiling for the keys it
+    /// creates); `None` for sessions, keys that never expire, and OAuth access
+    /// tokens (short-lived by design: an app acting for its user may create
+    /// lasting keys, within the user's role and the team's maximum lifetime).
+    pub fn expiry_ceiling(&self) -> Option<i64> {
+        match &self.credential {
+            Credential::ApiKey(k) if k.kind != "oauth" => k.expires_at,
+            _ => None,
+        }
+    }
+
     /// The ranges a credential caller is restricted to (a ceiling for the
     /// keys it creates); `None` for sessions and unrestricted credentials.
     pub fn address_ceiling(&self) -> Option<Vec<ipnet::IpNet>> {

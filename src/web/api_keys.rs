@@ -321,7 +321,14 @@ pub async fn create(
             state
                 .db
                 .run(move |conn| {
-                    let creator = Creator { actor: &actor, team_id: &team_id, role, ceiling: None, ip_ceiling: None };
+                    let creator = Creator {
+                        actor: &actor,
+                        team_id: &team_id,
+                        role,
+                        ceiling: None,
+                        ip_ceiling: None,
+                        not_after: None,
+                    };
                     keys::create(conn, &st.keys, &creator, settings(&st), &req)
                 })
                 .await
@@ -354,7 +361,8 @@ pub async fn roll(
     let result = state
         .db
         .run(move |conn| {
-            let creator = Creator { actor: &actor, team_id: &team_id, role, ceiling: None, ip_ceiling: None };
+            let creator =
+                Creator { actor: &actor, team_id: &team_id, role, ceiling: None, ip_ceiling: None, not_after: None };
             let rolled = keys::roll(conn, &st.keys, &creator, super::api_keys_api::settings(&st), &old_id, grace)?;
             let old = keys::get(conn, &team_id, &old_id)?;
             Ok::<_, crate::service::Error>((rolled, old))
@@ -388,7 +396,8 @@ pub async fn revoke(
     let key = state
         .db
         .run(move |conn| {
-            let creator = Creator { actor: &actor, team_id: &team_id, role, ceiling: None, ip_ceiling: None };
+            let creator =
+                Creator { actor: &actor, team_id: &team_id, role, ceiling: None, ip_ceiling: None, not_after: None };
             keys::revoke(conn, &creator, &key_id)
         })
         .await?;

@@ -1,7 +1,7 @@
 //! The keys JSON API under `/api/v1` (DESIGN.md's table), and `auth/test`.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -207,12 +207,14 @@ pub fn settings(state: &AppState) -> Settings<'_> {
 
 pub async fn create(
     state: State,
+    req: HttpRequest,
     principal: ApiPrincipal,
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, AppError> {
+    let principal = principal.revalidated(&req, &state).await?;
     principal.require("api_keys:write")?;
     let (team_id, role, ceiling) = principal.acting_as()?;
-    let ip_ceiling = principal.address_ceiling();
+    let (ip_ceiling, not_after) = (principal.address_ceiling(), principal.expiry_ceiling());
     let req = key_request(body.into_inner())?;
     let st = state.clone();
     let actor = principal.actor.clone();
@@ -225,6 +227,7 @@ pub async fn create(
                 role,
                 ceiling: ceiling.as_deref(),
                 ip_ceiling: ip_ceiling.as_deref(),
+                not_after,
             };
             keys::create(conn, &st.keys, &creator, settings(&st), &req)
         })
@@ -273,12 +276,14 @@ fn creator_parts(principal: &ApiPrincipal) -> Result<(String, Role, Option<Vec<S
 
 pub async fn roll(
     state: State,
+    req: HttpRequest,
     principal: ApiPrincipal,
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
+    let principal = principal.revalidated(&req, &state).await?;
     let (team_id, role, ceiling) = creator_parts(&principal)?;
-    let ip_ceiling = principal.address_ceiling();
+    let (ip_ceiling, not_after) = (principal.address_ceiling(), principal.expiry_ceiling());
     let id = id_param(path.into_inner())?;
     let grace = grace_of(&body)?;
     let (st, actor, old_id) = (state.clone(), principal.actor.clone(), id.clone());
@@ -291,6 +296,7 @@ pub async fn roll(
                 role,
                 ceiling: ceiling.as_deref(),
                 ip_ceiling: ip_ceiling.as_deref(),
+                not_after,
             };
             keys::roll(conn, &st.keys, &creator, settings(&st), &old_id, grace)
         })
@@ -311,8 +317,14 @@ pub async fn revoke(state: State, principal: ApiPrincipal, path: web::Path<Strin
     let key = state
         .db
         .run(move |conn| {
-            let creator =
-                Creator { actor: &actor, team_id: &team_id, role, ceiling: ceiling.as_deref(), ip_ceiling: None };
+            let creator = Creator {
+                actor: &actor,
+                team_id: &team_id,
+                role,
+                ceiling: ceiling.as_deref(),
+                ip_ceiling: None,
+                not_after: None,
+            };
             keys::revoke(conn, &creator, &key_id)
         })
         .await?;

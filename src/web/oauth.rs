@@ -260,8 +260,24 @@ fn oauth_error(e: OAuthError) -> HttpResponse {
 }
 
 /// Client credentials from HTTP Basic (form-urlencoded parts) or the body.
-fn client_credentials(req: &HttpRequest, form: &[(String, String)]) -> ClientCredentials {
+/// The client's credentials from HTTP Basic or the form; both at once is
+/// refused (RFC 6749 §2.3: one authentication method per request).
+fn client_credentials(req: &HttpRequest, form: &[(String, String)]) -> Result<ClientCredentials, OAuthError> {
     let field = |k: &str| form.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
+    let basic = client_basic(req);
+    match basic {
+        Some(b) if field("client_secret").is_some() || field("client_id").is_some_and(|id| Some(id) != b.client_id) => {
+            Err(OAuthError {
+                error: "invalid_request",
+                description: "Authenticate the client one way: HTTP Basic or the form, not both.".into(),
+            })
+        }
+        Some(b) => Ok(b),
+        None => Ok(ClientCredentials { client_id: field("client_id"), client_secret: field("client_secret") }),
+    }
+}
+
+fn client_basic(req: &HttpRequest) -> Option<ClientCredentials> {
     if let Some(basic) =
         req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "))
         && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(basic.trim())
@@ -274,9 +290,9 @@ fn client_credentials(req: &HttpRequest, form: &[(String, String)]) -> ClientCre
                 .and_then(|mut v| v.pop())
                 .map(|(_, v)| v)
         };
-        return ClientCredentials { client_id: dec(id), client_secret: dec(secret) };
+        return Some(ClientCredentials { client_id: dec(id), client_secret: dec(secret) });
     }
-    ClientCredentials { client_id: field("client_id"), client_secret: field("client_secret") }
+    None
 }
 
 /// 429 in RFC 6749 form (`slow_down`, as RFC 8628 names it) with `Retry-After`.
@@ -299,7 +315,10 @@ fn slow_down(retry_after: i64, description: &str) -> HttpResponse {
 /// confidential app is audited (gated).
 pub async fn token(state: State, req: HttpRequest, form: web::Form<Vec<(String, String)>>) -> HttpResponse {
     let form = form.into_inner();
-    let creds = client_credentials(&req, &form);
+    let creds = match client_credentials(&req, &form) {
+        Ok(creds) => creds,
+        Err(e) => return oauth_error(e),
+    };
     let address = address_key(client_ip(&req, &state));
     let by_client = format!("{}|{address}", creds.client_id.as_deref().unwrap_or_default());
     let throttles = [(&state.token_by_client, by_client.as_str()), (&state.token_by_ip, address.as_str())];
@@ -410,7 +429,10 @@ async fn grant(
 /// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token existed.
 pub async fn revoke(state: State, req: HttpRequest, form: web::Form<Vec<(String, String)>>) -> HttpResponse {
     let form = form.into_inner();
-    let creds = client_credentials(&req, &form);
+    let creds = match client_credentials(&req, &form) {
+        Ok(creds) => creds,
+        Err(e) => return oauth_error(e),
+    };
     let token = form.iter().find(|(f, _)| f == "token").map(|(_, v)| v.clone());
     let (keys, gate) = (state.keys.clone(), state.audit_gate.clone());
     let ip = client_ip(&req, &state).map(|ip| ip.to_string());

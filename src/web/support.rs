@@ -368,9 +368,11 @@ pub struct LeakBody {
 /// `POST /api/v1/leaked-keys`, for a secret-scanning partner's service key.
 pub async fn leaked_keys(
     state: State,
+    req: HttpRequest,
     principal: ApiPrincipal,
     body: web::Json<LeakBody>,
 ) -> Result<HttpResponse, AppError> {
+    let principal = principal.revalidated(&req, &state).await?;
     if !matches!(&principal.credential, Credential::ApiKey(k) if k.kind == "service")
         || !scopes::satisfies(principal.scopes(), "leaks:report")
     {

@@ -205,6 +205,10 @@ pub async fn change_role(
     let (team_id, actor, target) = (team.id.clone(), user.actor.clone(), id_param(path.into_inner())?);
     let result =
         state.db.run(move |conn| accounts::change_role(conn, &actor, (&team_id, actor_role), &target, new_role)).await;
+    if result.is_ok() {
+        // What their keys and tokens may do changes at once here.
+        state.verifier.invalidate_all();
+    }
     match result {
         Ok(()) => {
             flash(&user.session, "Role updated.");
@@ -230,6 +234,10 @@ pub async fn remove_member(
     let removed_self = target == user.ctx.user.id;
     let result =
         state.db.run(move |conn| accounts::remove_member(conn, &actor, (&team_id, actor_role), &target, keys)).await;
+    if result.is_ok() {
+        // Their keys and tokens end at once here (elsewhere within the cache's bound).
+        state.verifier.invalidate_all();
+    }
     match result {
         Ok(()) if removed_self => {
             user.session.purge();

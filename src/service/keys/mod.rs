@@ -52,6 +52,8 @@ pub struct Creator<'a> {
     pub ceiling: Option<&'a [String]>,
     /// Nor, when it is restricted to addresses, keys usable from elsewhere.
     pub ip_ceiling: Option<&'a [IpNet]>,
+    /// Nor, when it expires, keys that outlive it.
+    pub not_after: Option<i64>,
 }
 
 /// Settings the operator chose.
@@ -135,6 +137,9 @@ fn validate(
     if let Err(m) = within_address_ceiling(creator, &allowed_ips) {
         errors.add("allowed_ips", m);
     }
+    if let Err(m) = within_lifetime_ceiling(creator, expires_at) {
+        errors.add("expires_at", m);
+    }
     errors.into_result()?;
     Ok(Valid { name, description, scopes, expires_at, allowed_ips })
 }
@@ -147,6 +152,19 @@ fn within_address_ceiling(creator: &Creator<'_>, ranges: &[IpNet]) -> Result<(),
     }
     let list = ceiling.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
     Err(format!("The key you used works only from {list}: the new key must be limited to those ranges too."))
+}
+
+/// A caller that expires never hands out a key that outlives it.
+fn within_lifetime_ceiling(creator: &Creator<'_>, expires_at: Option<i64>) -> Result<(), String> {
+    match (creator.not_after, expires_at) {
+        (Some(limit), None) => {
+            Err(format!("The key you used expires at {limit} (Unix time): the new key must expire by then too."))
+        }
+        (Some(limit), Some(e)) if e > limit => {
+            Err(format!("The key you used expires at {limit} (Unix time): the new key must expire by then too."))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn expiry(e: Expiry, max_days: Option<i64>, at: i64) -> Result<Option<i64>, String> {
@@ -272,6 +290,8 @@ pub fn roll(
         within_address_ceiling(creator, &allowed_ips_of(&old))
             .map_err(|m| Error::Invalid(FieldErrors::single("allowed_ips", m)))?;
         let max_days = Team::find(conn, creator.team_id)?.and_then(|t| t.max_key_lifetime_days);
+        within_lifetime_ceiling(creator, policy::cap_expiry(old.expires_at, max_days, at))
+            .map_err(|m| Error::Invalid(FieldErrors::single("expires_at", m)))?;
         let secret = new_secret(prefix)?;
         let new = ApiKey {
             id: random_id()?,

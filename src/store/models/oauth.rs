@@ -185,6 +185,11 @@ impl OauthConsent {
         .execute(conn)
     }
 
+    /// Forgets every consent to an app (its users must consent again).
+    pub fn delete_for_client(conn: &mut DbConn, client_id: &str) -> QueryResult<usize> {
+        diesel::delete(oauth_consents::table.filter(oauth_consents::client_id.eq(client_id))).execute(conn)
+    }
+
     pub fn delete(conn: &mut DbConn, user_id: &str, client_id: &str) -> QueryResult<usize> {
         diesel::delete(oauth_consents::table.find((user_id, client_id))).execute(conn)
     }

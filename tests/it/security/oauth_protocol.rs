@@ -517,3 +517,96 @@ async fn the_team_never_sees_the_support_persons_email(app: TestApp) {
     assert!(staff.get_html(&format!("/support/teams/{team_id}/audit")).await.contains(SUPPORT_EMAIL));
 }
 both!(the_team_never_sees_the_support_persons_email);
+
+fn introspect_exp(app: &TestApp, gateway: &str, token: &str) -> impl std::future::Future<Output = i64> {
+    let (client, url, gateway, token) =
+        (app.other_client().client, app.url("/oauth/introspect"), gateway.to_owned(), token.to_owned());
+    async move {
+        let info: Value =
+            client.post(url).bearer_auth(gateway).form(&[("token", token)]).send().await.unwrap().json().await.unwrap();
+        assert_eq!(info["active"], true, "{info}");
+        info["exp"].as_i64().unwrap()
+    }
+}
+
+async fn no_refresh_token_outlives_the_teams_maximum_lifetime(app: TestApp) {
+    app.owner_session().await;
+    let res = app
+        .post_form("/settings/developer/api-keys", "/settings/developer/api-keys/policy", &[("max_lifetime_days", "1")])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let a = register(&app, "confidential", REDIRECT, &["templates:read"]).await;
+    let c = client(&app, &a, REDIRECT);
+    let (code, _) = code_for(&app, &c, &["templates:read"], None).await;
+    let first = c.exchange_code(AuthorizationCode::new(code)).request_async(&http()).await.unwrap();
+    let gateway = service_key(&app, &["introspect"]);
+    let now = latchkey::store::now();
+    let first_exp = introspect_exp(&app, &gateway, first.refresh_token().unwrap().secret()).await;
+    assert!(first_exp <= now + 86_400 + 5, "{first_exp} is within a day");
+    // Rotation never extends the grant.
+    let second = c.exchange_refresh_token(first.refresh_token().unwrap()).request_async(&http()).await.unwrap();
+    assert!(introspect_exp(&app, &gateway, second.refresh_token().unwrap().secret()).await <= first_exp);
+    assert!(introspect_exp(&app, &gateway, second.access_token().secret()).await <= first_exp);
+}
+both!(no_refresh_token_outlives_the_teams_maximum_lifetime);
+
+async fn malformed_verifiers_and_double_client_authentication_are_refused(app: TestApp) {
+    use sha2::Digest;
+    app.owner_session().await;
+    let a = register(&app, "confidential", REDIRECT, &["templates:read"]).await;
+    let secret = a.secret.clone().unwrap();
+    for verifier in ["a", &"b".repeat(129), &format!("{}$%", "c".repeat(43))] {
+        use base64::Engine;
+        let challenge =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+        let url = format!(
+            "{}/oauth/authorize?response_type=code&client_id={}&redirect_uri={}&scope=templates:read&state=s\
+             &code_challenge={challenge}&code_challenge_method=S256",
+            app.address,
+            a.client_id,
+            latchkey::web::auth::url_encode(REDIRECT)
+        );
+        let code = param(&authorize(&app, &url, true).await, "code").unwrap().to_owned();
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+        ];
+        let res = app
+            .other_client()
+            .client
+            .post(app.url("/oauth/token"))
+            .basic_auth(&a.client_id, Some(&secret))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{verifier}");
+        assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    }
+    // One client authentication method per request (RFC 6749 §2.3).
+    let other = register(&app, "confidential", REDIRECT, &["templates:read"]).await;
+    for form in [
+        vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", other.client_id.as_str()),
+            ("client_secret", other.secret.as_deref().unwrap()),
+        ],
+        vec![("grant_type", "client_credentials"), ("client_secret", secret.as_str())],
+        vec![("grant_type", "client_credentials"), ("client_id", other.client_id.as_str())],
+    ] {
+        let res = app
+            .other_client()
+            .client
+            .post(app.url("/oauth/token"))
+            .basic_auth(&a.client_id, Some(&secret))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{form:?}");
+        assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_request");
+    }
+}
+both!(malformed_verifiers_and_double_client_authentication_are_refused);

@@ -378,3 +378,140 @@ async fn a_key_locked_to_addresses_hands_out_no_key_usable_elsewhere(app: TestAp
     assert_eq!(res.status(), StatusCode::CREATED);
 }
 both!(a_key_locked_to_addresses_hands_out_no_key_usable_elsewhere);
+
+fn consents_to(app: &TestApp, client_id: &str) -> i64 {
+    use diesel::prelude::*;
+    use latchkey::store::schema::oauth_consents;
+    let id = client_id.to_owned();
+    app.db()
+        .run_sync(move |c| {
+            oauth_consents::table
+                .filter(oauth_consents::client_id.eq(id))
+                .count()
+                .get_result::<i64>(c)
+                .map_err(latchkey::store::StoreError::from)
+        })
+        .unwrap()
+}
+
+async fn a_removed_member_keeps_nothing_through_the_apps_they_registered(app: TestApp) {
+    app.owner_session().await;
+    let admin = member(&app, "admin@acme.test", "admin").await;
+    let theirs = register(&admin, "confidential", REDIRECT, &["admin", "templates:read"]).await;
+    let c = client(&app, &theirs, REDIRECT);
+    let before = c.exchange_client_credentials().request_async(&http()).await.unwrap();
+    let before = before.access_token().secret().clone();
+    // The owner consented to their app: its next authorize link would not ask again.
+    let (code, _) = code_for(&app, &c, &["templates:read"], None).await;
+    c.exchange_code(oauth2::AuthorizationCode::new(code)).request_async(&http()).await.unwrap();
+    assert_eq!(consents_to(&app, &theirs.client_id), 1);
+    let id = member_id(&app.get_html("/settings/team").await, "admin@acme.test");
+    let res =
+        app.post_form("/settings/team", &format!("/settings/team/members/{id}/remove"), &[("keys", "revoke")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    // The secret they know no longer works, their tokens are dead, consent must be given again.
+    let again = c.exchange_client_credentials().add_scope(Scope::new("admin".into())).request_async(&http()).await;
+    assert!(format!("{again:?}").contains("invalid_client"), "{again:?}");
+    assert_eq!(call(&app, "/api/v1/auth/test", &before).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(consents_to(&app, &theirs.client_id), 0);
+    let (url, _) = c.authorize_url(oauth2::CsrfToken::new_random).add_scope(Scope::new("templates:read".into())).url();
+    let res = app.get(&url.as_str()[app.address.len()..]).await;
+    assert_eq!(res.status(), StatusCode::OK, "the consent screen, not a silent redirect");
+    // The remover answers for the app now, and can make it work again by rotating its secret.
+    let page = format!("/settings/developer/oauth-apps/{}", theirs.client_id);
+    assert_eq!(app.post_form(&page, &format!("{page}/rotate"), &[("grace", "0")]).await.status(), StatusCode::OK);
+}
+both!(a_removed_member_keeps_nothing_through_the_apps_they_registered);
+
+async fn a_transfer_never_gives_back_what_a_demotion_took(app: TestApp) {
+    app.owner_session().await;
+    let dev = member(&app, "dev@acme.test", "developer").await;
+    let key = create_key(&dev, json!({"name": "dev key", "scopes": ["templates:write", "templates:read"]})).await;
+    let id = member_id(&app.get_html("/settings/team").await, "dev@acme.test");
+    let res =
+        app.post_form("/settings/team", &format!("/settings/team/members/{id}/role"), &[("role", "viewer")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let res =
+        app.post_form("/settings/team", &format!("/settings/team/members/{id}/remove"), &[("keys", "transfer")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    past_the_cache().await;
+    assert_eq!(scopes_of(&app, key["key"].as_str().unwrap()).await, ["templates:read"]);
+}
+both!(a_transfer_never_gives_back_what_a_demotion_took);
+
+async fn an_expiring_key_hands_out_no_key_that_outlives_it(app: TestApp) {
+    app.owner_session().await;
+    let short = create_key(&app, json!({"name": "short", "scopes": ["api_keys:write"], "expires_in_days": 2})).await;
+    let long = create_key(&app, json!({"name": "long", "scopes": ["api_keys:write"]})).await;
+    let short_key = short["key"].as_str().unwrap();
+    for body in [
+        json!({"name": "forever", "scopes": ["api_keys:write"]}),
+        json!({"name": "later", "scopes": ["api_keys:write"], "expires_in_days": 30}),
+    ] {
+        let res = with_key(&app, reqwest::Method::POST, "/api/v1/api-keys", short_key, body).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    assert_eq!(
+        roll_with_key(&app, short_key, long["id"].as_str().unwrap()).await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let body = json!({"name": "sooner", "scopes": ["api_keys:write"], "expires_in_days": 1});
+    let res = with_key(&app, reqwest::Method::POST, "/api/v1/api-keys", short_key, body).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+both!(an_expiring_key_hands_out_no_key_that_outlives_it);
+
+/// A request whose credential is revoked while its body is still on the way.
+async fn slow_request_with(
+    app: &TestApp,
+    path: &str,
+    credential: &str,
+    body: &str,
+    revoke: impl std::future::Future<Output = ()>,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {credential}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body.as_bytes()[..3]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    revoke.await;
+    stream.write_all(&body.as_bytes()[3..]).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
+async fn a_key_revoked_while_its_request_is_in_flight_does_not_act(app: TestApp) {
+    app.owner_session().await;
+    let victim = create_key(&app, json!({"name": "victim", "scopes": ["templates:read"]})).await;
+    for path in ["/api/v1/api-keys".to_owned(), format!("/api/v1/api-keys/{}/roll", victim["id"].as_str().unwrap())] {
+        let writer = create_key(
+            &app,
+            json!({"name": format!("w{}", path.len()), "scopes": ["api_keys:write", "templates:read"]}),
+        )
+        .await;
+        let id = writer["id"].as_str().unwrap().to_owned();
+        let revoke = async {
+            let csrf = crate::helpers::csrf_from(&app.get_html("/settings/team").await);
+            let res = app
+                .client
+                .delete(app.url(&format!("/api/v1/api-keys/{id}")))
+                .header("X-CSRF-Token", csrf)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+        };
+        let body = r#"{"name":"minted in flight","scopes":["templates:read"],"grace_seconds":0}"#;
+        let answer = slow_request_with(&app, &path, writer["key"].as_str().unwrap(), body, revoke).await;
+        assert!(answer.starts_with("HTTP/1.1 401"), "{path}: {answer}");
+    }
+    let names: Value = app.get("/api/v1/api-keys?limit=100").await.json().await.unwrap();
+    assert!(!names.to_string().contains("minted in flight"));
+}
+both!(a_key_revoked_while_its_request_is_in_flight_does_not_act);
