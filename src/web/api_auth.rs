@@ -34,6 +34,30 @@ pub enum Credential {
     Session(Box<UserContext>),
 }
 
+/// An API caller as the policy sees it, owned so that it can travel to the
+/// blocking pool; [`Acting::creator`] lends it to the key service.
+pub struct Acting {
+    pub actor: Actor,
+    pub team_id: String,
+    pub role: Role,
+    pub ceiling: Option<Vec<String>>,
+    pub ip_ceiling: Option<Vec<ipnet::IpNet>>,
+    pub not_after: Option<i64>,
+}
+
+impl Acting {
+    pub fn creator(&self) -> key_service::Creator<'_> {
+        key_service::Creator {
+            actor: &self.actor,
+            team_id: &self.team_id,
+            role: self.role,
+            ceiling: self.ceiling.as_deref(),
+            ip_ceiling: self.ip_ceiling.as_deref(),
+            not_after: self.not_after,
+        }
+    }
+}
+
 pub struct ApiPrincipal {
     pub credential: Credential,
     /// Set for sessions (the role's scopes); keys carry their own.
@@ -67,14 +91,32 @@ impl ApiPrincipal {
         team.ok_or_else(|| AppError::Forbidden("This credential does not belong to a team.".into()))
     }
 
-    /// The caller's team, current role and scope ceiling, for the policy:
-    /// a credential acts with its holder's current role and never beyond its
-    /// own (effective) scopes; a session with its user's current role.
-    pub fn acting_as(&self) -> Result<(String, Role, Option<Vec<String>>), AppError> {
+    /// What the policy needs to know about this caller: its team, its
+    /// holder's current role, and — for a key or token — its ceilings (its own
+    /// effective scopes, address ranges and, for an API key, expiry).
+    pub fn acting(&self) -> Result<Acting, AppError> {
         let team_id = self.team_id()?;
+        let actor = self.actor.clone();
         Ok(match &self.credential {
-            Credential::Session(ctx) => (team_id, ctx.team.as_ref().map_or(Role::Viewer, |(_, r)| *r), None),
-            Credential::ApiKey(k) => (team_id, k.role.unwrap_or(Role::Viewer), Some(k.scopes.to_vec())),
+            Credential::Session(ctx) => Acting {
+                actor,
+                team_id,
+                role: ctx.team.as_ref().map_or(Role::Viewer, |(_, r)| *r),
+                ceiling: None,
+                ip_ceiling: None,
+                not_after: None,
+            },
+            Credential::ApiKey(k) => Acting {
+                actor,
+                team_id,
+                role: k.role.unwrap_or(Role::Viewer),
+                ceiling: Some(k.scopes.to_vec()),
+                ip_ceiling: (!k.allowed.is_empty()).then(|| k.allowed.clone()),
+                // Access tokens are short-lived by design: an app acting for its
+                // user may create lasting keys (within the role and the team's
+                // maximum lifetime); an expiring API key may not.
+                not_after: if k.kind == "oauth" { None } else { k.expires_at },
+            },
         })
     }
 
@@ -93,26 +135,6 @@ impl ApiPrincipal {
         let key = live.ok_or(AppError::Unauthorized)?;
         let actor = Actor { user_id: key.holder.clone(), ..self.actor };
         Ok(Self { credential: Credential::ApiKey(key), actor, ..self })
-    }
-
-    /// When an API key caller stops working (a ceiling for the keys it
-    /// creates); `None` for sessions, keys that never expire, and OAuth access
-    /// tokens (short-lived by design: an app acting for its user may create
-    /// lasting keys, within the user's role and the team's maximum lifetime).
-    pub fn expiry_ceiling(&self) -> Option<i64> {
-        match &self.credential {
-            Credential::ApiKey(k) if k.kind != "oauth" => k.expires_at,
-            _ => None,
-        }
-    }
-
-    /// The ranges a credential caller is restricted to (a ceiling for the
-    /// keys it creates); `None` for sessions and unrestricted credentials.
-    pub fn address_ceiling(&self) -> Option<Vec<ipnet::IpNet>> {
-        match &self.credential {
-            Credential::ApiKey(k) if !k.allowed.is_empty() => Some(k.allowed.clone()),
-            _ => None,
-        }
     }
 
     pub fn kind(&self) -> &'static str {

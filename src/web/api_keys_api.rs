@@ -5,14 +5,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::api_auth::{ApiPrincipal, Credential, key_json};
+use super::api_auth::{Acting, ApiPrincipal, Credential, key_json};
 use super::auth::id_param;
 use super::format;
 use super::{AppState, State};
 use crate::error::AppError;
 use crate::service::FieldErrors;
-use crate::service::accounts::Role;
-use crate::service::keys::{self, Creator, Expiry, KeyRequest, Settings};
+use crate::service::keys::{self, Expiry, KeyRequest, Settings};
 use crate::service::ratelimit::RateState;
 use crate::store::models::StatusFilter;
 use crate::store::now;
@@ -212,26 +211,11 @@ pub async fn create(
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, AppError> {
     let principal = principal.revalidated(&req, &state).await?;
-    principal.require("api_keys:write")?;
-    let (team_id, role, ceiling) = principal.acting_as()?;
-    let (ip_ceiling, not_after) = (principal.address_ceiling(), principal.expiry_ceiling());
+    let acting = writer(&principal)?;
     let req = key_request(body.into_inner())?;
     let st = state.clone();
-    let actor = principal.actor.clone();
-    let (key, secret) = state
-        .db
-        .run(move |conn| {
-            let creator = Creator {
-                actor: &actor,
-                team_id: &team_id,
-                role,
-                ceiling: ceiling.as_deref(),
-                ip_ceiling: ip_ceiling.as_deref(),
-                not_after,
-            };
-            keys::create(conn, &st.keys, &creator, settings(&st), &req)
-        })
-        .await?;
+    let (key, secret) =
+        state.db.run(move |conn| keys::create(conn, &st.keys, &acting.creator(), settings(&st), &req)).await?;
     state.verifier.invalidate_unknown();
     let mut data = key_json(&key, &state.config.api_key_prefix, now());
     data["key"] = json!(secret);
@@ -269,9 +253,10 @@ fn grace_of(body: &[u8]) -> Result<i64, AppError> {
     }
 }
 
-fn creator_parts(principal: &ApiPrincipal) -> Result<(String, Role, Option<Vec<String>>), AppError> {
+/// A caller that may change the team's keys (`api_keys:write`), as the policy sees it.
+fn writer(principal: &ApiPrincipal) -> Result<Acting, AppError> {
     principal.require("api_keys:write")?;
-    principal.acting_as()
+    principal.acting()
 }
 
 pub async fn roll(
@@ -282,25 +267,12 @@ pub async fn roll(
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let principal = principal.revalidated(&req, &state).await?;
-    let (team_id, role, ceiling) = creator_parts(&principal)?;
-    let (ip_ceiling, not_after) = (principal.address_ceiling(), principal.expiry_ceiling());
+    let acting = writer(&principal)?;
     let id = id_param(path.into_inner())?;
     let grace = grace_of(&body)?;
-    let (st, actor, old_id) = (state.clone(), principal.actor.clone(), id.clone());
-    let (key, secret) = state
-        .db
-        .run(move |conn| {
-            let creator = Creator {
-                actor: &actor,
-                team_id: &team_id,
-                role,
-                ceiling: ceiling.as_deref(),
-                ip_ceiling: ip_ceiling.as_deref(),
-                not_after,
-            };
-            keys::roll(conn, &st.keys, &creator, settings(&st), &old_id, grace)
-        })
-        .await?;
+    let (st, old_id) = (state.clone(), id.clone());
+    let (key, secret) =
+        state.db.run(move |conn| keys::roll(conn, &st.keys, &acting.creator(), settings(&st), &old_id, grace)).await?;
     state.verifier.invalidate(&id);
     state.verifier.invalidate_unknown();
     let mut data = key_json(&key, &state.config.api_key_prefix, now());
@@ -311,23 +283,10 @@ pub async fn roll(
 }
 
 pub async fn revoke(state: State, principal: ApiPrincipal, path: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let (team_id, role, ceiling) = creator_parts(&principal)?;
+    let acting = writer(&principal)?;
     let id = id_param(path.into_inner())?;
-    let (actor, key_id) = (principal.actor.clone(), id.clone());
-    let key = state
-        .db
-        .run(move |conn| {
-            let creator = Creator {
-                actor: &actor,
-                team_id: &team_id,
-                role,
-                ceiling: ceiling.as_deref(),
-                ip_ceiling: None,
-                not_after: None,
-            };
-            keys::revoke(conn, &creator, &key_id)
-        })
-        .await?;
+    let key_id = id.clone();
+    let key = state.db.run(move |conn| keys::revoke(conn, &acting.creator(), &key_id)).await?;
     state.verifier.invalidate(&id);
     Ok(ok(key_json(&key, &state.config.api_key_prefix, now())))
 }
