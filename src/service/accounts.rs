@@ -7,7 +7,9 @@
 
 use serde_json::json;
 
-use crate::store::models::{ApiKey, Invite, Membership, OauthClient, OauthConsent, OauthToken, SessionRow, Team, User};
+use crate::store::models::{
+    ApiKey, AuditEvent, Invite, Membership, OauthClient, OauthCode, OauthConsent, OauthToken, SessionRow, Team, User,
+};
 use crate::store::{DbConn, now};
 
 use super::audit::{self, Actor, Event};
@@ -363,15 +365,29 @@ pub fn change_role(
         )?;
         Membership::set_role(conn, team_id, user_id, new_role.as_str())?;
         // Their keys and tokens are capped to the new role where they are
-        // verified; invites they could no longer send are withdrawn.
+        // verified; invites they could no longer send are withdrawn; other
+        // members' apps whose secret or settings they touched are disarmed
+        // once they may no longer manage them.
         let invites = revoke_invites_beyond(conn, team_id, user_id, Some(new_role))?;
+        let mut lost: Vec<OauthClient> = Vec::new();
+        for app in apps_touched_by(conn, team_id, user_id)? {
+            let caller = policy::Caller { user_id: Some(user_id), role: new_role, ceiling: None };
+            let scopes = super::oauth::scopes_of(&app.allowed_scopes);
+            let theirs = app.created_by.as_deref() == Some(user_id);
+            if !theirs && policy::manage_app(&caller, app.created_by.as_deref(), &scopes).is_err() {
+                lost.push(app);
+            }
+        }
+        disarm_apps(conn, &lost, now())?;
         audit::record(
             conn,
             actor,
-            Event::new("member.role_changed")
-                .team(team_id)
-                .object("user", user_id)
-                .details(json!({"from": current.as_str(), "to": new_role.as_str(), "invites_revoked": invites})),
+            Event::new("member.role_changed").team(team_id).object("user", user_id).details(json!({
+                "from": current.as_str(),
+                "to": new_role.as_str(),
+                "invites_revoked": invites,
+                "apps_disarmed": lost.len(),
+            })),
         )
     })
 }
@@ -421,7 +437,8 @@ pub fn remove_member(
         let tokens = OauthToken::revoke_for_member(conn, team_id, user_id, at)?;
         OauthConsent::delete_for_member(conn, team_id, user_id)?;
         let invites = revoke_invites_beyond(conn, team_id, user_id, None)?;
-        let apps = disarm_apps(conn, team_id, user_id, at)?;
+        let touched = apps_touched_by(conn, team_id, user_id)?;
+        let apps = disarm_apps(conn, &touched, at)?;
         let remover = actor.user_id.as_deref().filter(|u| *u != user_id);
         OauthClient::transfer(conn, team_id, user_id, remover)?;
         let (revoked, transferred) = dispose_keys(conn, actor, (team_id, actor_role), (user_id, current), keys, at)?;
@@ -441,22 +458,30 @@ pub fn remove_member(
     })
 }
 
-/// The apps a leaving member registered keep nothing they could still use:
-/// the secret they know stops working (the new answerable member rotates it),
-/// every token of the app is revoked, and every consent to it is forgotten, so
-/// no one is sent silently to redirect URIs the member chose. Returns how many.
-fn disarm_apps(conn: &mut DbConn, team_id: &str, user_id: &str, at: i64) -> Result<usize> {
-    let apps: Vec<OauthClient> = OauthClient::for_team(conn, team_id)?
-        .into_iter()
-        .filter(|c| c.created_by.as_deref() == Some(user_id))
-        .collect();
-    for app in &apps {
+/// The team's apps a member may know a secret of or chose settings for: the
+/// apps they registered, and those whose secret they rotated or whose
+/// settings (redirect URIs) they changed, as the audit trail records.
+fn apps_touched_by(conn: &mut DbConn, team_id: &str, user_id: &str) -> Result<Vec<OauthClient>> {
+    const ACTIONS: [&str; 3] = ["oauth.app_registered", "oauth.app_updated", "oauth.secret_rotated"];
+    let touched = AuditEvent::objects_acted_on(conn, team_id, user_id, &ACTIONS)?;
+    let apps = OauthClient::for_team(conn, team_id)?;
+    Ok(apps.into_iter().filter(|c| c.created_by.as_deref() == Some(user_id) || touched.contains(&c.id)).collect())
+}
+
+/// Apps a member can no longer be trusted with keep nothing that member
+/// could still use: the secret they may know stops working (the answerable
+/// member rotates it), every token and unused code of the app is revoked, and
+/// every consent to it is forgotten, so no one is sent silently to redirect
+/// URIs the member chose. Returns how many apps.
+fn disarm_apps(conn: &mut DbConn, apps: &[OauthClient], at: i64) -> Result<usize> {
+    for app in apps {
         if app.secret_hash.is_some() {
             // Not a hash any presented secret can have.
             let unusable = format!("disabled:{}", random(32)?);
             OauthClient::set_secrets(conn, &app.id, Some(&unusable), (None, None))?;
         }
         OauthToken::revoke_for(conn, &app.id, None, at)?;
+        OauthCode::delete_unused_for_client(conn, &app.id)?;
         OauthConsent::delete_for_client(conn, &app.id)?;
     }
     Ok(apps.len())

@@ -104,6 +104,24 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         (&mut entry.0, evicted)
     }
 
+    /// Makes room for one more entry when full, evicting the least recently
+    /// used of the `scan` oldest entries that `evictable` lets go; `false`
+    /// when none of them may go (the caller then refuses rather than evict).
+    pub fn make_room(&mut self, scan: usize, evictable: impl Fn(&V) -> bool) -> bool {
+        if self.entries.len() < self.capacity {
+            return true;
+        }
+        let victim =
+            self.order.values().take(scan).find(|k| self.entries.get(*k).is_some_and(|(v, _)| evictable(v))).cloned();
+        match victim {
+            Some(k) => {
+                self.remove(&k);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn pop_oldest(&mut self) -> Option<(K, V)> {
         let (_, key) = self.order.pop_first()?;
         let (value, _) = self.entries.remove(&key)?;

@@ -54,6 +54,9 @@ pub struct InProcess {
 /// Keys kept at most (a spray of distinct keys evicts the quietest ones).
 pub const MAX_KEYS: usize = 100_000;
 
+/// How many of the oldest keys a full log looks at for one it may evict.
+const EVICTION_SCAN: usize = 64;
+
 impl InProcess {
     pub fn new(capacity: usize) -> Self {
         Self { next_id: AtomicU64::new(1), keys: Mutex::new(Lru::new(capacity)) }
@@ -63,7 +66,15 @@ impl InProcess {
 impl AttemptLog for InProcess {
     fn reserve(&self, key: &str, policy: Policy, now: i64) -> Result<Attempt, i64> {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        let (times, _) = keys.get_or_insert_with(&key.to_owned(), VecDeque::new);
+        let key = key.to_owned();
+        // A new key takes the place of an old one that locks nothing; a
+        // lockout is never pushed out by a flood of other keys. When every
+        // candidate is a lockout, the new key is refused (fail closed).
+        let live = |times: &VecDeque<(i64, u64)>| times.iter().filter(|&&(t, _)| t > now - policy.window_secs).count();
+        if keys.peek(&key).is_none() && !keys.make_room(EVICTION_SCAN, |times| live(times) < policy.max_failures) {
+            return Err(policy.window_secs);
+        }
+        let (times, _) = keys.get_or_insert_with(&key, VecDeque::new);
         while times.front().is_some_and(|&(t, _)| t <= now - policy.window_secs) {
             times.pop_front();
         }
@@ -73,13 +84,18 @@ impl AttemptLog for InProcess {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         times.push_back((now, id));
-        Ok(Attempt { key: key.to_owned(), id })
+        Ok(Attempt { key, id })
     }
 
     fn release(&self, attempt: &Attempt) {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(times) = keys.get_mut(attempt.key.as_str()) {
+        if let Some(times) = keys.peek_mut(attempt.key.as_str()) {
             times.retain(|&(_, id)| id != attempt.id);
+            // A key with nothing to remember takes no room (a refused or
+            // successful attempt leaves no entry behind).
+            if times.is_empty() {
+                keys.remove(attempt.key.as_str());
+            }
         }
     }
 
@@ -180,6 +196,22 @@ pub fn address_key(ip: Option<IpAddr>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_of_other_keys_never_pushes_out_a_lockout() {
+        let policy = Policy { max_failures: 2, window_secs: 900 };
+        let t = Throttle::with_log(policy, Box::new(InProcess::new(4)));
+        for _ in 0..2 {
+            let _failed = t.reserve("victim", 100).unwrap();
+        }
+        assert!(t.reserve("victim", 101).is_err());
+        // Checks that pass leave nothing behind; attempts that fail fill the log.
+        for i in 0..1000 {
+            let _ = t.check(&format!("passing{i}"), 102);
+            let _ = t.reserve(&format!("flood{i}"), 102);
+        }
+        assert!(t.reserve("victim", 103).is_err(), "the lockout survived the flood");
+    }
 
     #[test]
     fn locks_after_the_limit_and_unlocks_when_the_window_passes() {

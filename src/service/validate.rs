@@ -75,7 +75,25 @@ pub fn is_format_char(c: char) -> bool {
 /// Characters a text must not carry: control characters (NUL included),
 /// format characters, and the line and paragraph separators U+2028/U+2029.
 fn is_hidden(c: char) -> bool {
-    c.is_control() || is_format_char(c) || matches!(c, '\u{2028}' | '\u{2029}')
+    c.is_control() || is_format_char(c) || is_blank_filler(c) || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Characters that display as nothing or as a blank without being space:
+/// Hangul fillers, the combining grapheme joiner, the Braille blank, private
+/// use code points and noncharacters.
+fn is_blank_filler(c: char) -> bool {
+    let n = c as u32;
+    matches!(c, '\u{34F}' | '\u{115F}' | '\u{1160}' | '\u{2800}' | '\u{3164}' | '\u{FFA0}')
+        || (0xE000..=0xF8FF).contains(&n)
+        || n >= 0xF0000
+        || (0xFDD0..=0xFDEF).contains(&n)
+        || n & 0xFFFE == 0xFFFE
+}
+
+/// Variation selectors: harmless in text (emoji use them), but a name made
+/// of them looks like another name.
+fn is_variation_selector(c: char) -> bool {
+    matches!(c, '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}')
 }
 
 /// A name (of a key, an app, a team…): trimmed, 1 to `max` characters, with
@@ -89,7 +107,7 @@ pub fn name(raw: &str, max: usize) -> Result<String, String> {
     if name.chars().count() > max {
         return Err(format!("Use at most {max} characters."));
     }
-    if name.chars().any(is_hidden) {
+    if name.chars().any(|c| is_hidden(c) || is_variation_selector(c)) {
         return Err("Remove the control and invisible formatting characters.".into());
     }
     Ok(name.to_owned())

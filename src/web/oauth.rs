@@ -263,6 +263,12 @@ fn oauth_error(e: OAuthError) -> HttpResponse {
 /// The client's credentials from HTTP Basic or the form; both at once is
 /// refused (RFC 6749 §2.3: one authentication method per request).
 fn client_credentials(req: &HttpRequest, form: &[(String, String)]) -> Result<ClientCredentials, OAuthError> {
+    // RFC 6749 §3.1–3.2: a parameter appears at most once (no "first one wins").
+    if let Some((name, _)) =
+        form.iter().enumerate().find(|(i, (k, _))| form[..*i].iter().any(|(f, _)| f == k)).map(|(_, p)| p)
+    {
+        return Err(OAuthError { error: "invalid_request", description: format!("The parameter {name} is repeated.") });
+    }
     let field = |k: &str| form.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
     let basic = client_basic(req);
     match basic {
@@ -434,17 +440,37 @@ pub async fn revoke(state: State, req: HttpRequest, form: web::Form<Vec<(String,
         Err(e) => return oauth_error(e),
     };
     let token = form.iter().find(|(f, _)| f == "token").map(|(_, v)| v.clone());
+    // Client authentication here is throttled and audited as at the token endpoint.
+    let address = address_key(client_ip(&req, &state));
+    let by_client = format!("{}|{address}", creds.client_id.as_deref().unwrap_or_default());
+    let throttles = [(&state.token_by_client, by_client.as_str()), (&state.token_by_ip, address.as_str())];
+    let at = crate::store::now();
+    if let Err(retry) = throttles.iter().try_for_each(|(t, key)| t.check(key, at)) {
+        return slow_down(retry, "Too many failed requests: wait before trying again.");
+    }
     let (keys, gate) = (state.keys.clone(), state.audit_gate.clone());
     let ip = client_ip(&req, &state).map(|ip| ip.to_string());
     let result = state
         .db
         .run(move |conn| {
-            let client = oauth::authenticate_client(conn, &keys, &creds)?;
+            let audit = AuditCtx { gate: &gate, ip: ip.as_deref() };
+            let client = match oauth::authenticate_client(conn, &keys, &creds) {
+                Err(e) if e.error == "invalid_client" => {
+                    oauth::audit_failed_client_auth(conn, audit, &creds)?;
+                    return Err(e);
+                }
+                other => other?,
+            };
             let token =
                 token.ok_or(OAuthError { error: "invalid_request", description: "token is required.".into() })?;
-            oauth::revoke(conn, &keys, AuditCtx { gate: &gate, ip: ip.as_deref() }, &client, &token)
+            oauth::revoke(conn, &keys, audit, &client, &token)
         })
         .await;
+    if result.as_ref().is_err_and(|e| e.error == "invalid_client") {
+        for (throttle, key) in &throttles {
+            throttle.record_failure(key, at);
+        }
+    }
     match result {
         Ok(revoked) => {
             if revoked.is_some() {

@@ -124,4 +124,21 @@ impl AuditEvent {
             .select(AuditEvent::as_select())
             .load(conn)
     }
+
+    /// The objects a member acted on in a team with one of `actions`.
+    pub fn objects_acted_on(
+        conn: &mut DbConn,
+        team_id: &str,
+        actor_id: &str,
+        actions: &[&str],
+    ) -> QueryResult<Vec<String>> {
+        let ids: Vec<Option<String>> = audit_events::table
+            .filter(audit_events::team_id.eq(team_id))
+            .filter(audit_events::actor_id.eq(actor_id))
+            .filter(audit_events::action.eq_any(actions))
+            .select(audit_events::object_id)
+            .distinct()
+            .load(conn)?;
+        Ok(ids.into_iter().flatten().collect())
+    }
 }

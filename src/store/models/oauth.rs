@@ -218,6 +218,14 @@ impl OauthCode {
     }
 
     /// Marks the code used; 0 rows means it was used already.
+    /// Forgets an app's codes that were not exchanged yet.
+    pub fn delete_unused_for_client(conn: &mut DbConn, client_id: &str) -> QueryResult<usize> {
+        diesel::delete(
+            oauth_codes::table.filter(oauth_codes::client_id.eq(client_id)).filter(oauth_codes::used_at.is_null()),
+        )
+        .execute(conn)
+    }
+
     pub fn mark_used(conn: &mut DbConn, hash: &str, at: i64) -> QueryResult<usize> {
         diesel::update(oauth_codes::table.find(hash).filter(oauth_codes::used_at.is_null()))
             .set(oauth_codes::used_at.eq(at))

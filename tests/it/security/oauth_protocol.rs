@@ -610,3 +610,55 @@ async fn malformed_verifiers_and_double_client_authentication_are_refused(app: T
     }
 }
 both!(malformed_verifiers_and_double_client_authentication_are_refused);
+
+async fn revocation_endpoint_failures_are_throttled_and_audited_and_parameters_never_repeat(app: TestApp) {
+    app.owner_session().await;
+    let a = register(&app, "confidential", REDIRECT, &["templates:read"]).await;
+    let secret = a.secret.clone().unwrap();
+    let mut statuses = Vec::new();
+    for i in 0..15 {
+        let res = app
+            .other_client()
+            .client
+            .post(app.url("/oauth/revoke"))
+            .basic_auth(&a.client_id, Some(format!("lkcs_bad{i}")))
+            .form(&[("token", "lkat_whatever")])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status());
+    }
+    assert!(statuses[..10].iter().all(|s| *s == StatusCode::UNAUTHORIZED), "{statuses:?}");
+    assert!(statuses[10..].iter().all(|s| *s == StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    assert_eq!(events(&app, "oauth.client_auth_failed").len(), 1);
+    // Repeated parameters are refused, whichever value comes first.
+    let other = register(&app, "confidential", REDIRECT, &["templates:read"]).await;
+    let other_secret = other.secret.clone().unwrap();
+    for form in [
+        vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", other.client_id.as_str()),
+            ("client_secret", other_secret.as_str()),
+            ("client_secret", "wrong"),
+        ],
+        vec![
+            ("grant_type", "client_credentials"),
+            ("grant_type", "authorization_code"),
+            ("client_id", other.client_id.as_str()),
+            ("client_secret", other_secret.as_str()),
+        ],
+        vec![
+            ("grant_type", "client_credentials"),
+            ("scope", "templates:read"),
+            ("scope", "admin"),
+            ("client_id", other.client_id.as_str()),
+            ("client_secret", other_secret.as_str()),
+        ],
+    ] {
+        let res = app.other_client().client.post(app.url("/oauth/token")).form(&form).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{form:?}");
+        assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_request");
+    }
+    let _ = secret;
+}
+both!(revocation_endpoint_failures_are_throttled_and_audited_and_parameters_never_repeat);

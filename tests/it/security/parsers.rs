@@ -449,7 +449,17 @@ both!(a_roll_refuses_a_grace_that_is_not_a_whole_number);
 async fn free_text_refuses_invisible_formatting_and_forms_refuse_bad_utf8(app: TestApp) {
     use serde_json::json;
     app.owner_session().await;
-    for bad in ["\u{202E}gpj.exe", "a\u{200B}b", "x\u{2066}y", "\u{FEFF}z", "tag\u{E0041}"] {
+    for bad in [
+        "\u{202E}gpj.exe",
+        "a\u{200B}b",
+        "x\u{2066}y",
+        "\u{FEFF}z",
+        "tag\u{E0041}",
+        "\u{3164}",
+        "a\u{34F}b",
+        "p\u{E000}",
+        "n\u{FFFF}",
+    ] {
         let body = json!({"name": "k", "description": bad, "scopes": ["templates:read"]});
         let res = crate::api_keys::api_post(&app, "/api/v1/api-keys", &body).await;
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
@@ -457,6 +467,12 @@ async fn free_text_refuses_invisible_formatting_and_forms_refuse_bad_utf8(app: T
         let res = crate::api_keys::api_post(&app, "/api/v1/api-keys", &body).await;
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
     }
+    // Names also refuse variation selectors (text keeps them: emoji use them).
+    let body = json!({"name": "k\u{FE0F}", "scopes": ["templates:read"]});
+    assert_eq!(
+        crate::api_keys::api_post(&app, "/api/v1/api-keys", &body).await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     // A form whose bytes are not UTF-8 is refused, not stored with replacement characters.
     let csrf = crate::helpers::csrf_from(&app.get_html("/settings/developer/api-keys").await);
     for raw in ["a%ED%B3%BFb", "a%FFb", "%C0%AF"] {

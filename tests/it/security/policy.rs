@@ -515,3 +515,65 @@ async fn a_key_revoked_while_its_request_is_in_flight_does_not_act(app: TestApp)
     assert!(!names.to_string().contains("minted in flight"));
 }
 both!(a_key_revoked_while_its_request_is_in_flight_does_not_act);
+
+async fn what_an_admin_learned_of_others_apps_dies_with_their_rights(app: TestApp) {
+    app.owner_session().await;
+    let owners = register(&app, "confidential", REDIRECT, &["admin", "templates:read"]).await;
+    let page = format!("/settings/developer/oauth-apps/{}", owners.client_id);
+    for (email, change) in [("removed@acme.test", "remove"), ("demoted@acme.test", "viewer")] {
+        let admin = member(&app, email, "admin").await;
+        // The admin rotates the owner's app (learning its secret) and adds a redirect URI.
+        let res = admin.post_form(&page, &format!("{page}/rotate"), &[("grace", "0")]).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let secret = crate::helpers::attr_after(&res.text().await.unwrap(), r#"<code id="secret">"#).unwrap();
+        let theirs = "http://127.0.0.1:7777/cb";
+        let uris = format!("{REDIRECT}\n{theirs}");
+        let form = [
+            ("name", "Acme Connector"),
+            ("redirect_uris", uris.as_str()),
+            ("scopes", "admin"),
+            ("scopes", "templates:read"),
+        ];
+        assert_eq!(admin.post_form(&page, &page, &form).await.status(), StatusCode::SEE_OTHER, "{email}");
+        let learned = crate::oauth::App { client_id: owners.client_id.clone(), secret: Some(secret) };
+        let c = client(&app, &learned, theirs);
+        let before =
+            c.exchange_client_credentials().request_async(&http()).await.unwrap().access_token().secret().clone();
+        // The owner consents once (remembered), and a code is still unused at the change.
+        let (pending, _) = code_for(&app, &c, &["templates:read"], None).await;
+        assert_eq!(consents_to(&app, &owners.client_id), 1);
+        let id = member_id(&app.get_html("/settings/team").await, email);
+        let path = if change == "remove" {
+            format!("/settings/team/members/{id}/remove")
+        } else {
+            format!("/settings/team/members/{id}/role")
+        };
+        let form = if change == "remove" { [("keys", "revoke")] } else { [("role", "viewer")] };
+        assert_eq!(app.post_form("/settings/team", &path, &form).await.status(), StatusCode::SEE_OTHER);
+        let again = c.exchange_client_credentials().request_async(&http()).await;
+        assert!(format!("{again:?}").contains("invalid_client"), "{email}: {again:?}");
+        assert_eq!(call(&app, "/api/v1/auth/test", &before).await.status(), StatusCode::UNAUTHORIZED, "{email}");
+        assert_eq!(consents_to(&app, &owners.client_id), 0, "{email}: consent must be given again");
+        let unused = c.exchange_code(oauth2::AuthorizationCode::new(pending)).request_async(&http()).await;
+        assert!(unused.is_err(), "{email}: an unused code of the app died too");
+        // The owner restores the app by rotating its secret.
+        assert_eq!(app.post_form(&page, &format!("{page}/rotate"), &[("grace", "0")]).await.status(), StatusCode::OK);
+    }
+}
+both!(what_an_admin_learned_of_others_apps_dies_with_their_rights);
+
+async fn a_code_issued_to_a_removed_members_app_cannot_be_redeemed(app: TestApp) {
+    app.owner_session().await;
+    let dev = member(&app, "dev@acme.test", "developer").await;
+    let theirs = register(&dev, "public", REDIRECT, &["templates:read"]).await;
+    let c = client(&app, &theirs, REDIRECT);
+    let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
+    let (code, _) = code_for(&app, &c, &["templates:read"], Some(challenge)).await;
+    let id = member_id(&app.get_html("/settings/team").await, "dev@acme.test");
+    let path = format!("/settings/team/members/{id}/remove");
+    assert_eq!(app.post_form("/settings/team", &path, &[("keys", "revoke")]).await.status(), StatusCode::SEE_OTHER);
+    let res =
+        c.exchange_code(oauth2::AuthorizationCode::new(code)).set_pkce_verifier(verifier).request_async(&http()).await;
+    assert!(res.is_err(), "{res:?}");
+}
+both!(a_code_issued_to_a_removed_members_app_cannot_be_redeemed);
