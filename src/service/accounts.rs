@@ -365,16 +365,15 @@ pub fn change_role(
         )?;
         Membership::set_role(conn, team_id, user_id, new_role.as_str())?;
         // Their keys and tokens are capped to the new role where they are
-        // verified; invites they could no longer send are withdrawn; other
-        // members' apps whose secret or settings they touched are disarmed
-        // once they may no longer manage them.
+        // verified; invites they could no longer send are withdrawn; apps
+        // whose secret or settings they registered, rotated or edited are
+        // disarmed once they may no longer manage them.
         let invites = revoke_invites_beyond(conn, team_id, user_id, Some(new_role))?;
         let mut lost: Vec<OauthClient> = Vec::new();
         for app in apps_touched_by(conn, team_id, user_id)? {
             let caller = policy::Caller { user_id: Some(user_id), role: new_role, ceiling: None };
             let scopes = super::oauth::scopes_of(&app.allowed_scopes);
-            let theirs = app.created_by.as_deref() == Some(user_id);
-            if !theirs && policy::manage_app(&caller, app.created_by.as_deref(), &scopes).is_err() {
+            if policy::manage_app(&caller, app.created_by.as_deref(), &scopes).is_err() {
                 lost.push(app);
             }
         }
@@ -469,10 +468,11 @@ fn apps_touched_by(conn: &mut DbConn, team_id: &str, user_id: &str) -> Result<Ve
 }
 
 /// Apps a member can no longer be trusted with keep nothing that member
-/// could still use: the secret they may know stops working (the answerable
-/// member rotates it), every token and unused code of the app is revoked, and
-/// every consent to it is forgotten, so no one is sent silently to redirect
-/// URIs the member chose. Returns how many apps.
+/// could still use: the secret they may know stops working, the redirect URIs
+/// they may have chosen are forgotten (for a public app they are its only
+/// credential), every token and unused code of the app is revoked, and every
+/// consent to it is forgotten. A member who manages the app restores it by
+/// entering its redirect URIs again and rotating its secret. Returns how many.
 fn disarm_apps(conn: &mut DbConn, apps: &[OauthClient], at: i64) -> Result<usize> {
     for app in apps {
         if app.secret_hash.is_some() {
@@ -480,6 +480,7 @@ fn disarm_apps(conn: &mut DbConn, apps: &[OauthClient], at: i64) -> Result<usize
             let unusable = format!("disabled:{}", random(32)?);
             OauthClient::set_secrets(conn, &app.id, Some(&unusable), (None, None))?;
         }
+        OauthClient::clear_redirect_uris(conn, &app.id)?;
         OauthToken::revoke_for(conn, &app.id, None, at)?;
         OauthCode::delete_unused_for_client(conn, &app.id)?;
         OauthConsent::delete_for_client(conn, &app.id)?;

@@ -39,6 +39,8 @@ pub trait AttemptLog: Send + Sync {
     /// already holds `max_failures`, records one at `now`. `Err` is the
     /// seconds until the oldest attempt leaves the window.
     fn reserve(&self, key: &str, policy: Policy, now: i64) -> Result<Attempt, i64>;
+    /// `Err(retry_after)` when `key` is at its limit; stores nothing.
+    fn check(&self, key: &str, policy: Policy, now: i64) -> Result<(), i64>;
     /// Gives back one reserved attempt.
     fn release(&self, attempt: &Attempt);
     /// Forgets every attempt of `key`.
@@ -85,6 +87,16 @@ impl AttemptLog for InProcess {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         times.push_back((now, id));
         Ok(Attempt { key, id })
+    }
+
+    fn check(&self, key: &str, policy: Policy, now: i64) -> Result<(), i64> {
+        let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(times) = keys.peek(key) else { return Ok(()) };
+        let live: Vec<i64> = times.iter().map(|&(t, _)| t).filter(|&t| t > now - policy.window_secs).collect();
+        match live.first() {
+            Some(&oldest) if live.len() >= policy.max_failures => Err((oldest + policy.window_secs - now).max(1)),
+            _ => Ok(()),
+        }
     }
 
     fn release(&self, attempt: &Attempt) {
@@ -135,10 +147,11 @@ impl Throttle {
     /// client secrets are 128 bits or more), where a client's concurrent
     /// requests must not count as failures while in flight. Failures are
     /// recorded afterwards with [`record_failure`](Self::record_failure).
+    /// Whether `key` is locked now. A probe: a key with no failures is not
+    /// looked up in a way that could take room (a full log of lockouts never
+    /// refuses callers that have not failed).
     pub fn check(&self, key: &str, now: i64) -> Result<(), i64> {
-        let attempt = self.reserve(key, now)?;
-        self.release(&attempt);
-        Ok(())
+        self.log.check(&bounded(key), self.policy, now)
     }
 
     pub fn record_failure(&self, key: &str, now: i64) {
@@ -211,6 +224,13 @@ mod tests {
             let _ = t.reserve(&format!("flood{i}"), 102);
         }
         assert!(t.reserve("victim", 103).is_err(), "the lockout survived the flood");
+        // A log full of lockouts never refuses a caller that has not failed.
+        for i in 0..10 {
+            for _ in 0..2 {
+                let _ = t.reserve(&format!("locked{i}"), 104);
+            }
+        }
+        assert!(t.check("never-failed", 105).is_ok());
     }
 
     #[test]

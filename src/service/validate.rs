@@ -79,15 +79,25 @@ fn is_hidden(c: char) -> bool {
 }
 
 /// Characters that display as nothing or as a blank without being space:
-/// Hangul fillers, the combining grapheme joiner, the Braille blank, private
-/// use code points and noncharacters.
+/// Hangul fillers, the combining grapheme joiner, the Braille blank, the
+/// other default-ignorable code points, private use code points and
+/// noncharacters.
 fn is_blank_filler(c: char) -> bool {
     let n = c as u32;
     matches!(c, '\u{34F}' | '\u{115F}' | '\u{1160}' | '\u{2800}' | '\u{3164}' | '\u{FFA0}')
+        // The rest of Unicode's Default_Ignorable_Code_Point set.
+        || matches!(c, '\u{17B4}'..='\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{2065}' | '\u{FFF0}'..='\u{FFF8}')
+        || (0xE0000..=0xE0FFF).contains(&n)
         || (0xE000..=0xF8FF).contains(&n)
         || n >= 0xF0000
         || (0xFDD0..=0xFDEF).contains(&n)
         || n & 0xFFFE == 0xFFFE
+}
+
+/// Combining marks: a name must not start with one (it would attach to
+/// whatever is printed before it).
+fn is_combining(c: char) -> bool {
+    matches!(c, '\u{300}'..='\u{36F}' | '\u{1AB0}'..='\u{1AFF}' | '\u{1DC0}'..='\u{1DFF}' | '\u{20D0}'..='\u{20FF}' | '\u{FE20}'..='\u{FE2F}')
 }
 
 /// Variation selectors: harmless in text (emoji use them), but a name made
@@ -107,7 +117,7 @@ pub fn name(raw: &str, max: usize) -> Result<String, String> {
     if name.chars().count() > max {
         return Err(format!("Use at most {max} characters."));
     }
-    if name.chars().any(|c| is_hidden(c) || is_variation_selector(c)) {
+    if name.chars().any(|c| is_hidden(c) || is_variation_selector(c)) || name.chars().next().is_some_and(is_combining) {
         return Err("Remove the control and invisible formatting characters.".into());
     }
     Ok(name.to_owned())

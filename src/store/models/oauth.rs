@@ -115,6 +115,12 @@ impl OauthClient {
             .execute(conn)
     }
 
+    /// Forgets an app's redirect URIs: it sends no one anywhere until a
+    /// member who manages it enters them again.
+    pub fn clear_redirect_uris(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
+        diesel::update(oauth_clients::table.find(id)).set(oauth_clients::redirect_uris.eq("")).execute(conn)
+    }
+
     /// Makes `to` answerable for the apps `from` registered in the team.
     pub fn transfer(conn: &mut DbConn, team_id: &str, from: &str, to: Option<&str>) -> QueryResult<usize> {
         diesel::update(

@@ -459,6 +459,10 @@ async fn free_text_refuses_invisible_formatting_and_forms_refuse_bad_utf8(app: T
         "a\u{34F}b",
         "p\u{E000}",
         "n\u{FFFF}",
+        "k\u{17B4}",
+        "m\u{180B}",
+        "\u{2065}",
+        "e\u{E0080}",
     ] {
         let body = json!({"name": "k", "description": bad, "scopes": ["templates:read"]});
         let res = crate::api_keys::api_post(&app, "/api/v1/api-keys", &body).await;
@@ -467,12 +471,13 @@ async fn free_text_refuses_invisible_formatting_and_forms_refuse_bad_utf8(app: T
         let res = crate::api_keys::api_post(&app, "/api/v1/api-keys", &body).await;
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
     }
-    // Names also refuse variation selectors (text keeps them: emoji use them).
-    let body = json!({"name": "k\u{FE0F}", "scopes": ["templates:read"]});
-    assert_eq!(
-        crate::api_keys::api_post(&app, "/api/v1/api-keys", &body).await.status(),
-        StatusCode::UNPROCESSABLE_ENTITY
-    );
+    // Names also refuse variation selectors (text keeps them: emoji use them)
+    // and a leading combining mark.
+    for name in ["k\u{FE0F}", "\u{301}k", "\u{20DD}"] {
+        let body = json!({"name": name, "scopes": ["templates:read"]});
+        let res = crate::api_keys::api_post(&app, "/api/v1/api-keys", &body).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{name:?}");
+    }
     // A form whose bytes are not UTF-8 is refused, not stored with replacement characters.
     let csrf = crate::helpers::csrf_from(&app.get_html("/settings/developer/api-keys").await);
     for raw in ["a%ED%B3%BFb", "a%FFb", "%C0%AF"] {

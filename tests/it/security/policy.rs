@@ -414,12 +414,18 @@ async fn a_removed_member_keeps_nothing_through_the_apps_they_registered(app: Te
     assert!(format!("{again:?}").contains("invalid_client"), "{again:?}");
     assert_eq!(call(&app, "/api/v1/auth/test", &before).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(consents_to(&app, &theirs.client_id), 0);
+    // Its redirect URIs (their choice) are forgotten: it sends no one anywhere…
     let (url, _) = c.authorize_url(oauth2::CsrfToken::new_random).add_scope(Scope::new("templates:read".into())).url();
     let res = app.get(&url.as_str()[app.address.len()..]).await;
-    assert_eq!(res.status(), StatusCode::OK, "the consent screen, not a silent redirect");
-    // The remover answers for the app now, and can make it work again by rotating its secret.
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "an error page, never a redirect");
+    assert!(res.headers().get("location").is_none());
+    // …until the remover, who answers for the app now, enters them again and rotates its secret.
     let page = format!("/settings/developer/oauth-apps/{}", theirs.client_id);
+    let form = [("name", "Acme Connector"), ("redirect_uris", REDIRECT), ("scopes", "templates:read")];
+    assert_eq!(app.post_form(&page, &page, &form).await.status(), StatusCode::SEE_OTHER);
     assert_eq!(app.post_form(&page, &format!("{page}/rotate"), &[("grace", "0")]).await.status(), StatusCode::OK);
+    let res = app.get(&url.as_str()[app.address.len()..]).await;
+    assert_eq!(res.status(), StatusCode::OK, "the consent screen, not a silent redirect");
 }
 both!(a_removed_member_keeps_nothing_through_the_apps_they_registered);
 
@@ -577,3 +583,36 @@ async fn a_code_issued_to_a_removed_members_app_cannot_be_redeemed(app: TestApp)
     assert!(res.is_err(), "{res:?}");
 }
 both!(a_code_issued_to_a_removed_members_app_cannot_be_redeemed);
+
+async fn a_public_apps_redirect_uris_die_with_the_rights_of_who_chose_them(app: TestApp) {
+    app.owner_session().await;
+    let public = register(&app, "public", REDIRECT, &["templates:read"]).await;
+    let page = format!("/settings/developer/oauth-apps/{}", public.client_id);
+    let admin = member(&app, "admin@acme.test", "admin").await;
+    let evil = "https://evil.example/cb";
+    let uris = format!("{REDIRECT}\n{evil}");
+    let form = [("name", "Acme Connector"), ("redirect_uris", uris.as_str()), ("scopes", "templates:read")];
+    assert_eq!(admin.post_form(&page, &page, &form).await.status(), StatusCode::SEE_OTHER);
+    let id = member_id(&app.get_html("/settings/team").await, "admin@acme.test");
+    let path = format!("/settings/team/members/{id}/role");
+    assert_eq!(app.post_form("/settings/team", &path, &[("role", "viewer")]).await.status(), StatusCode::SEE_OTHER);
+    for target in [evil, REDIRECT] {
+        let url = format!(
+            "/oauth/authorize?response_type=code&client_id={}&redirect_uri={}&state=s&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+            public.client_id,
+            latchkey::web::auth::url_encode(target)
+        );
+        let res = app.get(&url).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{target}");
+        assert!(res.headers().get("location").is_none(), "{target}");
+    }
+    // A developer demoted to viewer loses the app they registered too.
+    let dev = member(&app, "dev@acme.test", "developer").await;
+    let mine = register(&dev, "confidential", REDIRECT, &["templates:read"]).await;
+    let id = member_id(&app.get_html("/settings/team").await, "dev@acme.test");
+    let path = format!("/settings/team/members/{id}/role");
+    assert_eq!(app.post_form("/settings/team", &path, &[("role", "viewer")]).await.status(), StatusCode::SEE_OTHER);
+    let res = client(&app, &mine, REDIRECT).exchange_client_credentials().request_async(&http()).await;
+    assert!(format!("{res:?}").contains("invalid_client"), "{res:?}");
+}
+both!(a_public_apps_redirect_uris_die_with_the_rights_of_who_chose_them);
