@@ -90,6 +90,18 @@ pub fn current_role(
     Ok(Membership::find(conn, team_id, user)?.and_then(|m| Role::parse(&m.role)))
 }
 
+/// [`current_role`] inside a write transaction, holding the membership until
+/// the transaction ends: a removal or demotion racing with a write that relies
+/// on this role waits for it (and then sees what it did), or wins and is seen.
+pub fn locked_role(
+    conn: &mut DbConn,
+    team_id: &str,
+    user: Option<&str>,
+) -> Result<Option<Role>, crate::store::StoreError> {
+    let Some(user) = user else { return Ok(None) };
+    Ok(Membership::find_for_share(conn, team_id, user)?.and_then(|m| Role::parse(&m.role)))
+}
+
 pub fn user_by_email(conn: &mut DbConn, email: &str) -> Result<Option<User>> {
     Ok(User::find_by_email(conn, email)?)
 }
@@ -475,12 +487,13 @@ fn apps_touched_by(conn: &mut DbConn, team_id: &str, user_id: &str) -> Result<Ve
 /// entering its redirect URIs again and rotating its secret. Returns how many.
 fn disarm_apps(conn: &mut DbConn, apps: &[OauthClient], at: i64) -> Result<usize> {
     for app in apps {
+        // First, so that the row is held: an issuance or edit in flight waits.
+        OauthClient::clear_redirect_uris(conn, &app.id)?;
         if app.secret_hash.is_some() {
             // Not a hash any presented secret can have.
             let unusable = format!("disabled:{}", random(32)?);
             OauthClient::set_secrets(conn, &app.id, Some(&unusable), (None, None))?;
         }
-        OauthClient::clear_redirect_uris(conn, &app.id)?;
         OauthToken::revoke_for(conn, &app.id, None, at)?;
         OauthCode::delete_unused_for_client(conn, &app.id)?;
         OauthConsent::delete_for_client(conn, &app.id)?;

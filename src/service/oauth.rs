@@ -125,6 +125,12 @@ pub fn app(conn: &mut DbConn, team_id: &str, id: &str) -> Result<OauthClient> {
 /// An app of the team that `actor` (with `role`) may manage, per the policy.
 fn managed_app(conn: &mut DbConn, actor: &Actor, (team_id, role): (&str, Role), id: &str) -> Result<OauthClient> {
     let c = app(conn, team_id, id)?;
+    // The role the request started with may be stale: read it again, held
+    // until this transaction ends, so a removal or demotion cannot cross it.
+    let role = match actor.user_id.as_deref() {
+        Some(u) => super::accounts::locked_role(conn, team_id, Some(u))?.ok_or(Error::NotFound)?.min(role),
+        None => role,
+    };
     let caller = policy::Caller { user_id: actor.user_id.as_deref(), role, ceiling: None };
     policy::manage_app(&caller, c.created_by.as_deref(), &scopes_of(&c.allowed_scopes))?;
     Ok(c)
@@ -577,6 +583,13 @@ fn issue(
         }
     };
     crate::store::transaction(conn, |conn| {
+        // The app as it is now, held until this issuance commits: if it was
+        // rotated or disarmed since the client authenticated, nothing is issued.
+        let unchanged = OauthClient::find_for_share(conn, &client.id)?
+            .is_some_and(|now| now.secret_hash == client.secret_hash && now.redirect_uris == client.redirect_uris);
+        if !unchanged {
+            return Err(oerr("invalid_grant", "The app changed while this request ran; try again."));
+        }
         let at = now();
         let (access_ttl, refresh_ttl) = lifetimes(conn, &g, at)?;
         insert_token(conn, hasher, client, &g, ("access", &access_token, at, access_ttl))?;

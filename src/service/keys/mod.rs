@@ -194,6 +194,10 @@ pub fn create(
         return Err(Error::Forbidden("Viewers cannot create API keys."));
     }
     crate::store::transaction(conn, |conn| {
+        let creator = &current(conn, creator)?;
+        if creator.role == Role::Viewer {
+            return Err(Error::Forbidden("Viewers cannot create API keys."));
+        }
         let at = now();
         let v = validate(conn, creator, settings, req, at)?;
         let secret = new_secret(settings.prefix)?;
@@ -242,12 +246,23 @@ fn caller<'a>(creator: &'a Creator<'a>) -> policy::Caller<'a> {
     policy::Caller { user_id: creator.actor.user_id.as_deref(), role: creator.role, ceiling: creator.ceiling }
 }
 
+/// The creator with their role read again inside the write transaction and
+/// held until it ends (a removal or demotion racing with this write waits for
+/// it, or wins and is seen); never more than the role the request started with.
+fn current<'a>(conn: &mut DbConn, creator: &Creator<'a>) -> Result<Creator<'a>> {
+    let Some(user) = creator.actor.user_id.as_deref() else { return Ok(creator.clone()) };
+    let role = crate::service::accounts::locked_role(conn, creator.team_id, Some(user))?;
+    let role = role.ok_or(Error::Forbidden("You are no longer a member of this team."))?;
+    Ok(Creator { role: role.min(creator.role), ..creator.clone() })
+}
+
 fn may_manage(creator: &Creator<'_>, key: &ApiKey) -> Result<()> {
     policy::manage_key(&caller(creator), key.created_by.as_deref())
 }
 
 pub fn revoke(conn: &mut DbConn, creator: &Creator<'_>, id: &str) -> Result<ApiKey> {
     crate::store::transaction(conn, |conn| {
+        let creator = &current(conn, creator)?;
         let key = get(conn, creator.team_id, id)?;
         may_manage(creator, &key)?;
         let at = now();
@@ -275,6 +290,7 @@ pub fn roll(
         )));
     }
     crate::store::transaction(conn, |conn| {
+        let creator = &current(conn, creator)?;
         let old = get(conn, creator.team_id, id)?;
         may_manage(creator, &old)?;
         let at = now();

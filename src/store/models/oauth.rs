@@ -75,6 +75,18 @@ impl OauthClient {
         diesel::insert_into(oauth_clients::table).values(self).execute(conn).map(|_| ())
     }
 
+    /// The app inside a write transaction, holding its row until it ends (a
+    /// share lock on PostgreSQL; SQLite's `BEGIN IMMEDIATE` serializes
+    /// writers), so that a concurrent disarm or rotation waits, or is seen.
+    pub fn find_for_share(conn: &mut DbConn, id: &str) -> QueryResult<Option<OauthClient>> {
+        match conn {
+            DbConn::Pg(pg) => {
+                oauth_clients::table.find(id).select(OauthClient::as_select()).for_share().first(pg).optional()
+            }
+            DbConn::Sqlite(_) => Self::find(conn, id),
+        }
+    }
+
     pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<OauthClient>> {
         oauth_clients::table.find(id).select(OauthClient::as_select()).first(conn).optional()
     }

@@ -84,6 +84,22 @@ impl Membership {
         memberships::table.find((team_id, user_id)).select(Membership::as_select()).first(conn).optional()
     }
 
+    /// [`Membership::find`] inside a write transaction, holding the row until
+    /// it ends, so that a removal or role change waits for the write that
+    /// relied on this role. Branches per backend: PostgreSQL takes a share
+    /// lock; SQLite's `BEGIN IMMEDIATE` already serializes every writer.
+    pub fn find_for_share(conn: &mut DbConn, team_id: &str, user_id: &str) -> QueryResult<Option<Membership>> {
+        match conn {
+            DbConn::Pg(pg) => memberships::table
+                .find((team_id, user_id))
+                .select(Membership::as_select())
+                .for_share()
+                .first(pg)
+                .optional(),
+            DbConn::Sqlite(_) => Self::find(conn, team_id, user_id),
+        }
+    }
+
     /// Members of a team with their accounts, owners first then by join date.
     pub fn list(conn: &mut DbConn, team_id: &str) -> QueryResult<Vec<(Membership, User)>> {
         memberships::table

@@ -616,3 +616,42 @@ async fn a_public_apps_redirect_uris_die_with_the_rights_of_who_chose_them(app: 
     assert!(format!("{res:?}").contains("invalid_client"), "{res:?}");
 }
 both!(a_public_apps_redirect_uris_die_with_the_rights_of_who_chose_them);
+
+async fn writes_racing_a_removal_never_outlive_it(app: TestApp) {
+    app.owner_session().await;
+    let owners = register(&app, "confidential", REDIRECT, &["templates:read"]).await;
+    let page = format!("/settings/developer/oauth-apps/{}", owners.client_id);
+    for round in 0..4 {
+        let email = format!("racer{round}@acme.test");
+        let admin = member(&app, &email, "admin").await;
+        let csrf = crate::helpers::csrf_from(&admin.get_html(&page).await);
+        let id = member_id(&app.get_html("/settings/team").await, &email);
+        let owner_csrf = crate::helpers::csrf_from(&app.get_html("/settings/team").await);
+        let rotations = (0..10).map(|_| {
+            let form = [("grace", "0".to_owned()), ("csrf_token", csrf.clone())];
+            admin.client.post(admin.url(&format!("{page}/rotate"))).form(&form).send()
+        });
+        let removal = app
+            .client
+            .post(app.url(&format!("/settings/team/members/{id}/remove")))
+            .form(&[("keys", "revoke"), ("csrf_token", owner_csrf.as_str())])
+            .send();
+        let (answers, removed) = tokio::join!(futures_util::future::join_all(rotations), removal);
+        assert_eq!(removed.unwrap().status(), StatusCode::SEE_OTHER);
+        for answer in answers {
+            let Ok(answer) = answer else { continue };
+            let Some(secret) = crate::helpers::attr_after(&answer.text().await.unwrap(), r#"<code id="secret">"#)
+            else {
+                continue;
+            };
+            let learned = crate::oauth::App { client_id: owners.client_id.clone(), secret: Some(secret) };
+            let res = client(&app, &learned, REDIRECT).exchange_client_credentials().request_async(&http()).await;
+            assert!(res.is_err(), "round {round}: a secret learned in the race still works");
+        }
+        // The owner restores the app for the next round.
+        let form = [("name", "Acme Connector"), ("redirect_uris", REDIRECT), ("scopes", "templates:read")];
+        assert_eq!(app.post_form(&page, &page, &form).await.status(), StatusCode::SEE_OTHER);
+        assert_eq!(app.post_form(&page, &format!("{page}/rotate"), &[("grace", "0")]).await.status(), StatusCode::OK);
+    }
+}
+both!(writes_racing_a_removal_never_outlive_it);
