@@ -200,13 +200,15 @@ pub fn members(conn: &mut DbConn, team_id: &str) -> Result<Vec<(Membership, User
 
 /// The team's members, each with the number of working keys they answer for.
 pub fn members_with_keys(conn: &mut DbConn, team_id: &str) -> Result<Vec<(Membership, User, usize)>> {
-    let at = now();
-    let mut out = Vec::new();
-    for (m, u) in Membership::list(conn, team_id)? {
-        let held = ApiKey::active_held_by(conn, team_id, &u.id, at)?.len();
-        out.push((m, u, held));
-    }
-    Ok(out)
+    let holders = ApiKey::active_holders(conn, team_id, now())?;
+    let held = |user: &str| holders.iter().filter(|h| h.as_deref() == Some(user)).count();
+    Ok(Membership::list(conn, team_id)?
+        .into_iter()
+        .map(|(m, u)| {
+            let n = held(&u.id);
+            (m, u, n)
+        })
+        .collect())
 }
 
 pub fn pending_invites(conn: &mut DbConn, team_id: &str) -> Result<Vec<Invite>> {

@@ -15,6 +15,12 @@ pub async fn create_key(app: &TestApp, body: Value) -> Value {
     json["data"].clone()
 }
 
+/// A session `DELETE` on the JSON API (with the CSRF header), e.g. a revoke.
+pub async fn api_delete(app: &TestApp, path: &str) -> reqwest::Response {
+    let csrf = csrf_from(&app.get_html("/settings/team").await);
+    app.client.delete(app.url(path)).header("X-CSRF-Token", csrf).send().await.unwrap()
+}
+
 pub async fn api_post(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
     let csrf = csrf_from(&app.get_html("/settings/team").await);
     app.client.post(app.url(path)).header("X-CSRF-Token", csrf).json(body).send().await.unwrap()
@@ -428,14 +434,7 @@ async fn lists_paginate_with_cursors_and_filter_by_status(app: TestApp) {
     names.sort();
     assert_eq!(names, ["one", "three", "two"]);
     let id = first["data"][0]["id"].as_str().unwrap();
-    let csrf = csrf_from(&app.get_html("/settings/team").await);
-    let res = app
-        .client
-        .delete(app.url(&format!("/api/v1/api-keys/{id}")))
-        .header("X-CSRF-Token", csrf)
-        .send()
-        .await
-        .unwrap();
+    let res = api_delete(&app, &format!("/api/v1/api-keys/{id}")).await;
     assert_eq!(res.status(), StatusCode::OK);
     let revoked: Value = app.get("/api/v1/api-keys?status=revoked").await.json().await.unwrap();
     assert_eq!(revoked["data"].as_array().unwrap().len(), 1);

@@ -122,6 +122,16 @@ impl ApiKey {
             .load(conn)
     }
 
+    /// Who answers for each working key of the team (one row per key).
+    pub fn active_holders(conn: &mut DbConn, team_id: &str, now: i64) -> QueryResult<Vec<Option<String>>> {
+        api_keys::table
+            .filter(api_keys::team_id.eq(team_id))
+            .filter(api_keys::revoked_at.is_null())
+            .filter(api_keys::expires_at.is_null().or(api_keys::expires_at.gt(now)))
+            .select(api_keys::created_by)
+            .load(conn)
+    }
+
     /// Makes `holder` answerable for a key, with `scopes` (never wider).
     pub fn transfer(conn: &mut DbConn, id: &str, holder: Option<&str>, scopes: &str) -> QueryResult<usize> {
         diesel::update(api_keys::table.find(id).filter(api_keys::revoked_at.is_null()))

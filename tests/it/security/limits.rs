@@ -334,14 +334,7 @@ async fn refused_revoked_credentials_are_audited_off_the_request_path_by_kind(ap
     app.owner_session().await;
     let key = create_key(&app, json!({"name": "gone", "scopes": ["templates:read"]})).await;
     let (id, secret) = (key["id"].as_str().unwrap().to_owned(), key["key"].as_str().unwrap().to_owned());
-    let csrf = csrf_from(&app.get_html("/settings/team").await);
-    let res = app
-        .client
-        .delete(app.url(&format!("/api/v1/api-keys/{id}")))
-        .header("X-CSRF-Token", csrf)
-        .send()
-        .await
-        .unwrap();
+    let res = crate::api_keys::api_delete(&app, &format!("/api/v1/api-keys/{id}")).await;
     assert!(res.status().is_success());
     let oauth_app = register(&app, "confidential", REDIRECT, &["templates:read"]).await;
     let client_secret = oauth_app.secret.clone().unwrap();

@@ -550,6 +550,12 @@ async fn no_refresh_token_outlives_the_teams_maximum_lifetime(app: TestApp) {
 }
 both!(no_refresh_token_outlives_the_teams_maximum_lifetime);
 
+/// A token request authenticated with HTTP Basic, carrying `form`.
+async fn token_with_basic(app: &TestApp, id: &str, secret: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    let req = app.other_client().client.post(app.url("/oauth/token")).basic_auth(id, Some(secret));
+    req.form(form).send().await.unwrap()
+}
+
 async fn malformed_verifiers_and_double_client_authentication_are_refused(app: TestApp) {
     use sha2::Digest;
     app.owner_session().await;
@@ -573,15 +579,7 @@ async fn malformed_verifiers_and_double_client_authentication_are_refused(app: T
             ("redirect_uri", REDIRECT),
             ("code_verifier", verifier),
         ];
-        let res = app
-            .other_client()
-            .client
-            .post(app.url("/oauth/token"))
-            .basic_auth(&a.client_id, Some(&secret))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
+        let res = token_with_basic(&app, &a.client_id, &secret, &form).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{verifier}");
         assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_grant");
     }
@@ -596,15 +594,7 @@ async fn malformed_verifiers_and_double_client_authentication_are_refused(app: T
         vec![("grant_type", "client_credentials"), ("client_secret", secret.as_str())],
         vec![("grant_type", "client_credentials"), ("client_id", other.client_id.as_str())],
     ] {
-        let res = app
-            .other_client()
-            .client
-            .post(app.url("/oauth/token"))
-            .basic_auth(&a.client_id, Some(&secret))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
+        let res = token_with_basic(&app, &a.client_id, &secret, &form).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{form:?}");
         assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_request");
     }

@@ -248,6 +248,7 @@ async fn a_removed_members_keys_are_revoked_or_answered_for(app: TestApp) {
     let kept = create_key(&other, json!({"name": "other key", "scopes": ["templates:write"]})).await;
     let page = app.get_html("/settings/team").await;
     assert!(page.contains(r#"name="keys""#), "the removal dialog asks about their keys");
+    assert!(page.contains("(1 working)"), "and says how many they answer for");
     let (dev_id, other_id) = (member_id(&page, "dev@acme.test"), member_id(&page, "other@acme.test"));
     let remove = |id: String, keys: &'static str| {
         let app = &app;
@@ -503,14 +504,7 @@ async fn a_key_revoked_while_its_request_is_in_flight_does_not_act(app: TestApp)
         .await;
         let id = writer["id"].as_str().unwrap().to_owned();
         let revoke = async {
-            let csrf = crate::helpers::csrf_from(&app.get_html("/settings/team").await);
-            let res = app
-                .client
-                .delete(app.url(&format!("/api/v1/api-keys/{id}")))
-                .header("X-CSRF-Token", csrf)
-                .send()
-                .await
-                .unwrap();
+            let res = crate::api_keys::api_delete(&app, &format!("/api/v1/api-keys/{id}")).await;
             assert_eq!(res.status(), StatusCode::OK);
         };
         let body = r#"{"name":"minted in flight","scopes":["templates:read"],"grace_seconds":0}"#;
