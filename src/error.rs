@@ -33,8 +33,8 @@ pub enum AppError {
     PayloadTooLarge,
     #[error("insecure connection")]
     InsecureConnection,
-    #[error("internal: {0}")]
-    Internal(String),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
 }
 
 impl AppError {
@@ -98,26 +98,41 @@ impl ResponseError for AppError {
     }
 }
 
+impl AppError {
+    /// An unexpected failure, with what was being done.
+    pub fn internal(cause: impl std::error::Error + Send + Sync + 'static, doing: &'static str) -> Self {
+        Self::Internal(anyhow::Error::new(cause).context(doing))
+    }
+
+    /// The whole cause chain, for the one log line of a failed request.
+    pub fn chain(&self) -> String {
+        match self {
+            Self::Internal(e) => format!("{e:#}"),
+            other => other.to_string(),
+        }
+    }
+}
+
 impl From<service::Error> for AppError {
     fn from(e: service::Error) -> Self {
         match e {
             service::Error::NotFound => Self::NotFound,
             service::Error::Forbidden(m) => Self::Forbidden(m.to_owned()),
             service::Error::Invalid(fields) => Self::Validation(fields),
-            service::Error::Store(e) => Self::Internal(e.to_string()),
-            service::Error::Internal(m) => Self::Internal(m),
+            service::Error::Store(e) => Self::Internal(e.into()),
+            service::Error::Internal(e) => Self::Internal(e),
         }
     }
 }
 
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
-        Self::Internal(e.to_string())
+        Self::Internal(e.into())
     }
 }
 
 impl From<askama::Error> for AppError {
     fn from(e: askama::Error) -> Self {
-        Self::Internal(format!("template: {e}"))
+        Self::Internal(anyhow::Error::new(e).context("rendering a template"))
     }
 }

@@ -58,6 +58,16 @@ impl Application {
         self.port
     }
 
+    /// The clock every service of this instance reads (tests move it).
+    pub fn clock(&self) -> crate::service::clock::Clock {
+        self.state.clock.clone()
+    }
+
+    /// The shared state, for tests that drive a service directly.
+    pub fn state(&self) -> State {
+        self.state.clone()
+    }
+
     /// The first-run token while no user exists (tests read it here; people read the log).
     pub fn setup_token(&self) -> Option<String> {
         self.state.setup_token.lock().ok().and_then(|t| t.clone())

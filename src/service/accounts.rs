@@ -5,6 +5,7 @@
 //! member's sessions end at once; every change is audited in the same
 //! transaction as the change itself.
 
+use crate::domain::AuditAction;
 use serde_json::json;
 
 use crate::store::models::{
@@ -19,36 +20,9 @@ use super::{Error, FieldErrors, Result};
 
 pub const INVITE_TTL_SECS: i64 = 7 * 24 * 3600;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Viewer,
-    Developer,
-    Admin,
-    Owner,
-}
+pub use crate::domain::Role;
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Developer, Role::Viewer];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "owner" => Some(Self::Owner),
-            "admin" => Some(Self::Admin),
-            "developer" => Some(Self::Developer),
-            "viewer" => Some(Self::Viewer),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Owner => "owner",
-            Self::Admin => "admin",
-            Self::Developer => "developer",
-            Self::Viewer => "viewer",
-        }
-    }
-
     pub fn manages_members(self) -> bool {
         super::policy::manages_members(self)
     }
@@ -60,11 +34,11 @@ impl Role {
 }
 
 fn random(len: usize) -> Result<String> {
-    crypto::random_base62(len).map_err(|e| Error::Internal(format!("random: {e}")))
+    crypto::random_base62(len).map_err(|e| Error::internal(e, "drawing random bytes"))
 }
 
 fn new_id(kind: &str) -> Result<String> {
-    crypto::new_id(kind).map_err(|e| Error::Internal(format!("random: {e}")))
+    crypto::new_id(kind).map_err(|e| Error::internal(e, "drawing random bytes"))
 }
 
 /// A signed-in user with their team, if any.
@@ -131,7 +105,7 @@ pub fn setup(conn: &mut DbConn, actor: &Actor, team_name: &str, email: &str, pas
         Membership { team_id: team.id.clone(), user_id: user.id.clone(), role: "owner".into(), created_at: at }
             .insert(conn)?;
         let actor = Actor { user_id: Some(user.id.clone()), label: user.email.clone(), ..actor.clone() };
-        audit::record(conn, &actor, Event::new("setup.completed").team(&team.id).object("team", &team.id))?;
+        audit::record(conn, &actor, Event::new(AuditAction::SetupCompleted).team(&team.id).object("team", &team.id))?;
         Ok(user)
     })
 }
@@ -166,7 +140,8 @@ pub fn create_user(
                 .insert(conn)?;
             team_id = Some(team.id);
         }
-        let mut event = Event::new("user.created").object("user", &user.id).details(json!({"support": is_support}));
+        let mut event =
+            Event::new(AuditAction::UserCreated).object("user", &user.id).details(json!({"support": is_support}));
         if let Some(t) = team_id.as_deref() {
             event = event.team(t);
         }
@@ -187,7 +162,8 @@ pub fn set_plan(conn: &mut DbConn, team_name: &str, plan: &str) -> Result<usize>
         }
         for id in &ids {
             Team::set_plan(conn, id, plan)?;
-            let event = Event::new("team.plan_changed").team(id).object("team", id).details(json!({"plan": plan}));
+            let event =
+                Event::new(AuditAction::TeamPlanChanged).team(id).object("team", id).details(json!({"plan": plan}));
             audit::record(conn, &Actor::operator(), event)?;
         }
         Ok(ids.len())
@@ -251,7 +227,7 @@ pub fn invite(
         audit::record(
             conn,
             actor,
-            Event::new("member.invited")
+            Event::new(AuditAction::MemberInvited)
                 .team(team_id)
                 .object("invite", &invite.id)
                 .details(json!({"email": email, "role": role.as_str()})),
@@ -299,7 +275,10 @@ pub fn accept_invite(
         audit::record(
             conn,
             &actor,
-            Event::new("invite.accepted").team(&team.id).object("user", &user.id).details(json!({"role": invite.role})),
+            Event::new(AuditAction::InviteAccepted)
+                .team(&team.id)
+                .object("user", &user.id)
+                .details(json!({"role": invite.role})),
         )?;
         Ok(user)
     })
@@ -318,7 +297,7 @@ pub fn revoke_invite(
         if Invite::revoke(conn, team_id, invite_id)? == 0 {
             return Err(Error::NotFound);
         }
-        audit::record(conn, actor, Event::new("invite.revoked").team(team_id).object("invite", invite_id))
+        audit::record(conn, actor, Event::new(AuditAction::InviteRevoked).team(team_id).object("invite", invite_id))
     })
 }
 
@@ -395,7 +374,7 @@ pub fn change_role(
         audit::record(
             conn,
             actor,
-            Event::new("member.role_changed").team(team_id).object("user", user_id).details(json!({
+            Event::new(AuditAction::MemberRoleChanged).team(team_id).object("user", user_id).details(json!({
                 "from": current.as_str(),
                 "to": new_role.as_str(),
                 "invites_revoked": invites,
@@ -458,7 +437,7 @@ pub fn remove_member(
         audit::record(
             conn,
             actor,
-            Event::new("member.removed").team(team_id).object("user", user_id).details(json!({
+            Event::new(AuditAction::MemberRemoved).team(team_id).object("user", user_id).details(json!({
                 "role": current.as_str(),
                 "sessions_ended": ended,
                 "oauth_tokens_revoked": tokens,
@@ -475,7 +454,8 @@ pub fn remove_member(
 /// apps they registered, and those whose secret they rotated or whose
 /// settings (redirect URIs) they changed, as the audit trail records.
 fn apps_touched_by(conn: &mut DbConn, team_id: &str, user_id: &str) -> Result<Vec<OauthClient>> {
-    const ACTIONS: [&str; 3] = ["oauth.app_registered", "oauth.app_updated", "oauth.secret_rotated"];
+    const ACTIONS: [AuditAction; 3] =
+        [AuditAction::OauthAppRegistered, AuditAction::OauthAppUpdated, AuditAction::OauthSecretRotated];
     let touched = AuditEvent::objects_acted_on(conn, team_id, user_id, &ACTIONS)?;
     let apps = OauthClient::for_team(conn, team_id)?;
     Ok(apps.into_iter().filter(|c| c.created_by.as_deref() == Some(user_id) || touched.contains(&c.id)).collect())
@@ -519,11 +499,11 @@ fn dispose_keys(
     for key in ApiKey::active_held_by(conn, team_id, user_id, at)? {
         let before = policy::effective_scopes(Some(their_role), &super::keys::scopes_of(&key));
         let narrowed = policy::effective_scopes(Some(actor_role), &before);
-        let event = Event::new("api_key.revoked").team(team_id).object("api_key", &key.id);
+        let event = Event::new(AuditAction::ApiKeyRevoked).team(team_id).object("api_key", &key.id);
         if keys == KeyDisposal::Transfer && remover.is_some() && !narrowed.is_empty() {
             transferred += ApiKey::transfer(conn, &key.id, remover, &narrowed.join(" "))?;
             let details = json!({"name": key.name, "from": user_id, "scopes": narrowed});
-            audit::record(conn, actor, Event { action: "api_key.transferred", details, ..event })?;
+            audit::record(conn, actor, Event { action: AuditAction::ApiKeyTransferred, details, ..event })?;
         } else if ApiKey::revoke(conn, &key.id, &actor.label, Some("member removed"), at)? == 1 {
             revoked += 1;
             audit::record(conn, actor, event.details(json!({"name": key.name, "reason": "member removed"})))?;

@@ -1,5 +1,6 @@
 //! The append-only audit trail: who did what, to which object, from where.
 
+use crate::domain::AuditAction;
 use crate::store::DbConn;
 use crate::store::models::{AuditEvent, NewAuditEvent};
 
@@ -23,14 +24,14 @@ impl Actor {
 
 /// One event about to be recorded.
 pub struct Event<'a> {
-    pub action: &'a str,
+    pub action: AuditAction,
     pub team_id: Option<&'a str>,
     pub object: Option<(&'a str, &'a str)>,
     pub details: serde_json::Value,
 }
 
 impl<'a> Event<'a> {
-    pub fn new(action: &'a str) -> Self {
+    pub fn new(action: AuditAction) -> Self {
         Self { action, team_id: None, object: None, details: serde_json::Value::Object(Default::default()) }
     }
 
@@ -61,7 +62,7 @@ pub fn record(conn: &mut DbConn, actor: &Actor, event: Event<'_>) -> Result<()> 
         team_id: event.team_id.map(str::to_owned),
         actor_id: actor.user_id.clone(),
         actor_label: clean(&actor.label, 254),
-        action: event.action.to_owned(),
+        action: event.action.as_str().to_owned(),
         object_type: event.object.map(|(k, _)| k.to_owned()),
         object_id: event.object.map(|(_, id)| id.to_owned()),
         ip: actor.ip.clone(),

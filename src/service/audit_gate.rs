@@ -11,6 +11,7 @@
 //! bounded by least-recently-used eviction; an evicted subject's pending
 //! summary is kept for the next flush (bounded too).
 
+use crate::domain::AuditAction;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 
@@ -23,7 +24,7 @@ use crate::store::{Db, StoreError};
 /// An audit event that owns its parts (to be recorded later).
 #[derive(Debug, Clone)]
 pub struct PendingEvent {
-    pub action: String,
+    pub action: AuditAction,
     pub team_id: Option<String>,
     pub object: Option<(String, String)>,
     pub details: serde_json::Value,
@@ -31,8 +32,8 @@ pub struct PendingEvent {
 }
 
 impl PendingEvent {
-    pub fn new(action: &str, actor: Actor) -> Self {
-        Self { action: action.to_owned(), team_id: None, object: None, details: json!({}), actor }
+    pub fn new(action: AuditAction, actor: Actor) -> Self {
+        Self { action, team_id: None, object: None, details: json!({}), actor }
     }
 
     pub fn team(mut self, team_id: Option<&str>) -> Self {
@@ -51,7 +52,7 @@ impl PendingEvent {
     }
 
     pub fn record(&self, conn: &mut crate::store::DbConn) -> super::Result<()> {
-        let mut e = Event::new(&self.action).details(self.details.clone());
+        let mut e = Event::new(self.action).details(self.details.clone());
         if let Some(t) = self.team_id.as_deref() {
             e = e.team(t);
         }
@@ -220,7 +221,9 @@ mod tests {
     use super::*;
 
     fn event() -> PendingEvent {
-        PendingEvent::new("oauth.token_failed", Actor::default()).team(Some("team_1")).object("oauth_app", "app_1")
+        PendingEvent::new(AuditAction::OauthTokenFailed, Actor::default())
+            .team(Some("team_1"))
+            .object("oauth_app", "app_1")
     }
 
     #[test]
@@ -237,7 +240,7 @@ mod tests {
         let summaries = gate.take(Some(1_060));
         assert_eq!(summaries.len(), 1);
         assert_eq!(summaries[0].details["repeated"], 299);
-        assert_eq!(summaries[0].action, "oauth.token_failed");
+        assert_eq!(summaries[0].action, AuditAction::OauthTokenFailed);
         assert!(gate.take(Some(1_200)).is_empty(), "summarised once");
         assert_eq!(gate.admit("app_1", &event(), 1_300), Admission::Record, "a new interval");
     }

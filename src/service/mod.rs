@@ -2,8 +2,10 @@
 //! takes a `&mut DbConn` (run on the blocking pool by the caller) or no database.
 
 pub mod accounts;
+pub mod attempts;
 pub mod audit;
 pub mod audit_gate;
+pub mod clock;
 pub mod crypto;
 pub mod forwarded;
 pub mod keys;
@@ -16,7 +18,6 @@ pub mod redirect_uri;
 pub mod safe_redirect;
 pub mod security;
 pub mod support;
-pub mod throttle;
 pub mod totp;
 pub mod validate;
 pub mod verify;
@@ -64,13 +65,20 @@ pub enum Error {
     Invalid(FieldErrors),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    Internal(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
 }
 
 impl From<diesel::result::Error> for Error {
     fn from(e: diesel::result::Error) -> Self {
         Self::Store(StoreError::Query(e))
+    }
+}
+
+impl Error {
+    /// An unexpected failure, with what was being done.
+    pub fn internal(cause: impl std::error::Error + Send + Sync + 'static, doing: &'static str) -> Self {
+        Self::Internal(anyhow::Error::new(cause).context(doing))
     }
 }
 

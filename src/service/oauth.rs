@@ -11,6 +11,7 @@
 //! granted scopes never exceed the app's nor the user's role; secrets and
 //! tokens are stored only as keyed hashes. No HTTP types here.
 
+use crate::domain::AuditAction;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -33,7 +34,7 @@ pub const REFRESH_TTL: i64 = 30 * 24 * 3600;
 pub const REFRESH_RETRY_GRACE: i64 = 2;
 
 fn internal(e: impl std::fmt::Display) -> Error {
-    Error::Internal(e.to_string())
+    Error::Internal(anyhow::Error::msg(e.to_string()))
 }
 
 pub fn scopes_of(s: &str) -> Vec<String> {
@@ -112,7 +113,7 @@ pub fn register(
             created_at: now(),
         };
         client.insert(conn)?;
-        let e = Event::new("oauth.app_registered").team(team_id).object("oauth_app", &client.id);
+        let e = Event::new(AuditAction::OauthAppRegistered).team(team_id).object("oauth_app", &client.id);
         audit::record(conn, actor, e.details(json!({"name": client.name, "type": client.client_type})))?;
         Ok((client, secret))
     })
@@ -159,7 +160,7 @@ pub fn update(
         c.logo_url = input.logo_url.trim().to_owned();
         c.homepage = input.homepage.trim().to_owned();
         OauthClient::update_settings(conn, &c)?;
-        audit::record(conn, actor, Event::new("oauth.app_updated").team(team_id).object("oauth_app", &c.id))?;
+        audit::record(conn, actor, Event::new(AuditAction::OauthAppUpdated).team(team_id).object("oauth_app", &c.id))?;
         Ok(c)
     })
 }
@@ -183,7 +184,7 @@ pub fn rotate_secret(
         let secret = codec::generate("lkcs").map_err(internal)?;
         let old = (grace > 0).then_some(current);
         OauthClient::rotate_secret(conn, id, &hasher.token_hash(&secret), old, now() + grace)?;
-        let e = Event::new("oauth.secret_rotated")
+        let e = Event::new(AuditAction::OauthSecretRotated)
             .team(team_id)
             .object("oauth_app", id)
             .details(json!({"grace_seconds": grace}));
@@ -197,7 +198,7 @@ pub fn delete(conn: &mut DbConn, actor: &Actor, (team_id, role): (&str, Role), i
         let c = managed_app(conn, actor, (team_id, role), id)?;
         let revoked = OauthToken::revoke_for(conn, &c.id, None, now())?;
         OauthClient::delete(conn, &c.id)?;
-        let e = Event::new("oauth.app_deleted")
+        let e = Event::new(AuditAction::OauthAppDeleted)
             .team(team_id)
             .object("oauth_app", id)
             .details(json!({"name": c.name, "tokens_revoked": revoked}));
@@ -348,7 +349,7 @@ pub fn approve(
                 created_at: at,
             }
             .save(conn)?;
-            let e = Event::new("oauth.consent_granted")
+            let e = Event::new(AuditAction::OauthConsentGranted)
                 .team(team_id)
                 .object("oauth_app", &req.client_id)
                 .details(json!({"scopes": granted}));
@@ -451,7 +452,7 @@ pub fn audit_failed_client_auth(
         return Ok(());
     };
     let actor = app_actor(&client, audit_ctx.ip);
-    let action = "oauth.client_auth_failed";
+    let action = AuditAction::OauthClientAuthFailed;
     let e = PendingEvent::new(action, actor).team(Some(&client.team_id)).object("oauth_app", &client.id);
     let e = e.details(json!({"reason": "wrong or missing client secret"}));
     if audit_ctx.gate.admit(&format!("{action}:{}", client.id), &e, now()) == Admission::Record {
@@ -525,13 +526,14 @@ pub fn audit_revoked(
     count: usize,
     why: &str,
 ) -> Result<()> {
-    let e = Event::new("oauth.token_revoked").team(&t.team_id).object("oauth_app", &t.client_id).details(json!({
-        "revoked": revoked,
-        "presented": credential_label(&t.kind),
-        "grant_id": t.grant_id,
-        "tokens_revoked": count,
-        "reason": why,
-    }));
+    let e =
+        Event::new(AuditAction::OauthTokenRevoked).team(&t.team_id).object("oauth_app", &t.client_id).details(json!({
+            "revoked": revoked,
+            "presented": credential_label(&t.kind),
+            "grant_id": t.grant_id,
+            "tokens_revoked": count,
+            "reason": why,
+        }));
     audit::record(conn, actor, e)
 }
 
@@ -596,13 +598,14 @@ fn issue(
         if let Some(r) = &refresh_token {
             insert_token(conn, hasher, client, &g, ("refresh", r, at, refresh_ttl))?;
         }
-        let e = Event::new("oauth.token_issued").team(g.team_id).object("oauth_app", &client.id).details(json!({
-            "grant_type": g.grant_type,
-            "scopes": scopes_of(g.scopes),
-            "user_id": g.user_id,
-            "grant_id": g.grant_id,
-            "refresh_token": refresh_token.is_some(),
-        }));
+        let e =
+            Event::new(AuditAction::OauthTokenIssued).team(g.team_id).object("oauth_app", &client.id).details(json!({
+                "grant_type": g.grant_type,
+                "scopes": scopes_of(g.scopes),
+                "user_id": g.user_id,
+                "grant_id": g.grant_id,
+                "refresh_token": refresh_token.is_some(),
+            }));
         audit::record(conn, &app_actor(client, audit_ctx.ip), e)?;
         Ok(TokenResponse {
             access_token,
@@ -665,7 +668,7 @@ fn audit_failure(
     conn: &mut DbConn,
     audit_ctx: AuditCtx<'_>,
     client: &OauthClient,
-    action: &str,
+    action: AuditAction,
     why: &str,
 ) -> Result<(), OAuthError> {
     let e = PendingEvent::new(action, app_actor(client, audit_ctx.ip))
@@ -687,7 +690,7 @@ fn revoke_reused(
     audit_ctx: AuditCtx<'_>,
     client: &OauthClient,
     grant_id: &str,
-    (action, why): (&str, &str),
+    (action, why): (AuditAction, &str),
 ) -> Result<(), OAuthError> {
     crate::store::transaction(conn, |conn| {
         let revoked = OauthToken::revoke_grant(conn, grant_id, now())?;
@@ -759,12 +762,12 @@ pub fn exchange_code(
             // A second use of a code: revoke everything it issued.
             if let Some(c) = OauthCode::find(conn, &hash)? {
                 let why = "authorization code used twice; its tokens were revoked";
-                revoke_reused(conn, audit_ctx, client, &c.grant_id, ("oauth.code_reused", why))?;
+                revoke_reused(conn, audit_ctx, client, &c.grant_id, (AuditAction::OauthCodeReused, why))?;
             }
             Err(oerr("invalid_grant", "The code was already used."))
         }
         Err(e) if e.error == "invalid_grant" => {
-            audit_failure(conn, audit_ctx, client, "oauth.token_failed", &e.description)?;
+            audit_failure(conn, audit_ctx, client, AuditAction::OauthTokenFailed, &e.description)?;
             Err(e)
         }
         other => other,
@@ -833,7 +836,7 @@ pub fn refresh(
             // A rotated refresh token came back: someone holds a copy. End the grant.
             if let Some(t) = OauthToken::find_by_hash(conn, &hash)? {
                 let why = "a rotated refresh token was reused; the grant was revoked";
-                revoke_reused(conn, audit_ctx, client, &t.grant_id, ("oauth.refresh_reuse", why))?;
+                revoke_reused(conn, audit_ctx, client, &t.grant_id, (AuditAction::OauthRefreshReuse, why))?;
             }
             Err(invalid())
         }
@@ -991,7 +994,7 @@ pub fn revoke_consent(
             return Err(Error::NotFound);
         }
         let revoked = OauthToken::revoke_for(conn, client_id, Some(user_id), now())?;
-        let mut e = Event::new("oauth.consent_revoked")
+        let mut e = Event::new(AuditAction::OauthConsentRevoked)
             .object("oauth_app", client_id)
             .details(json!({"tokens_revoked": revoked}));
         if let Some(t) = team_id {

@@ -15,7 +15,7 @@ pub fn hash(password: &str) -> Result<String> {
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
-        .map_err(|e| Error::Internal(format!("password hashing: {e}")))
+        .map_err(|e| Error::Internal(anyhow::anyhow!("hashing a password: {e}")))
 }
 
 /// Whether `password` matches `phc`; a malformed stored hash never matches.

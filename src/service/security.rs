@@ -4,6 +4,7 @@
 //! Rules: a password change ends every other session; only owners set the
 //! team policy; every change is audited.
 
+use crate::domain::AuditAction;
 use serde_json::json;
 
 use super::accounts::Role;
@@ -27,7 +28,12 @@ fn sid_of(row: &SessionRow) -> Option<String> {
     state.get("sid").and_then(|v| serde_json::from_str::<String>(v).ok())
 }
 
-fn event<'a>(conn: &mut DbConn, action: &'a str, user_id: &'a str, team: &'a mut Option<String>) -> Result<Event<'a>> {
+fn event<'a>(
+    conn: &mut DbConn,
+    action: AuditAction,
+    user_id: &'a str,
+    team: &'a mut Option<String>,
+) -> Result<Event<'a>> {
     *team = Membership::of_user(conn, user_id)?.map(|(_, t)| t.id);
     let e = Event::new(action).object("user", user_id);
     Ok(match team.as_deref() {
@@ -57,7 +63,7 @@ pub fn revoke_session(conn: &mut DbConn, actor: &Actor, user_id: &str, id: &str)
             return Err(Error::NotFound);
         }
         let mut team = None;
-        let e = event(conn, "session.revoked", user_id, &mut team)?.details(json!({"sessions": 1}));
+        let e = event(conn, AuditAction::SessionRevoked, user_id, &mut team)?.details(json!({"sessions": 1}));
         audit::record(conn, actor, e)
     })
 }
@@ -68,7 +74,8 @@ pub fn revoke_other_sessions(conn: &mut DbConn, actor: &Actor, user_id: &str, cu
         let keep = rows.iter().find(|r| sid_of(r).is_some_and(|s| s == current_sid)).map(|r| r.id.clone());
         let ended = SessionRow::delete_for_user_except(conn, user_id, keep.as_deref().unwrap_or(""))?;
         let mut team = None;
-        let e = event(conn, "session.revoked", user_id, &mut team)?.details(json!({"sessions": ended, "others": true}));
+        let e = event(conn, AuditAction::SessionRevoked, user_id, &mut team)?
+            .details(json!({"sessions": ended, "others": true}));
         audit::record(conn, actor, e)?;
         Ok(ended)
     })
@@ -90,7 +97,8 @@ pub fn change_password(
         let live = rows.iter().any(|r| sid_of(r).is_some_and(|s| s == current_sid));
         let ended = SessionRow::delete_for_user(conn, user_id)?;
         let mut team = None;
-        let e = event(conn, "password.changed", user_id, &mut team)?.details(json!({"sessions_ended": ended}));
+        let e =
+            event(conn, AuditAction::PasswordChanged, user_id, &mut team)?.details(json!({"sessions_ended": ended}));
         audit::record(conn, actor, e)?;
         Ok(live)
     })
@@ -107,7 +115,7 @@ pub fn set_team_policy(
     }
     crate::store::transaction(conn, |conn| {
         Team::set_require_totp(conn, team_id, require_totp)?;
-        let e = Event::new("team.totp_policy_changed").team(team_id).object("team", team_id);
+        let e = Event::new(AuditAction::TeamTotpPolicyChanged).team(team_id).object("team", team_id);
         audit::record(conn, actor, e.details(json!({"require_totp": require_totp})))
     })
 }

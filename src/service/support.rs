@@ -8,6 +8,7 @@
 //! owns one; every revocation is audited under the key's team, where
 //! support reads as "Latchkey support", never as a person.
 
+use crate::domain::AuditAction;
 use serde_json::json;
 
 use super::audit::{self, Actor, Event};
@@ -82,8 +83,9 @@ pub fn revoke_with_reason(conn: &mut DbConn, actor: &Actor, key_id: &str, reason
         if ApiKey::revoke(conn, &key.id, "support", Some(reason), now())? != 1 {
             return Err(Error::Invalid(FieldErrors::single("reason", "This key was already revoked.")));
         }
-        let mut event =
-            Event::new("api_key.revoked_by_support").object("api_key", &key.id).details(json!({"reason": reason}));
+        let mut event = Event::new(AuditAction::ApiKeyRevokedBySupport)
+            .object("api_key", &key.id)
+            .details(json!({"reason": reason}));
         if let Some(t) = key.team_id.as_deref() {
             event = event.team(t);
         }
@@ -183,7 +185,7 @@ fn leaked_key(
     {
         return Ok(Outcome::AlreadyInactive);
     }
-    let mut event = Event::new("api_key.leak_reported").object("api_key", &key.id).details(json!({"url": url}));
+    let mut event = Event::new(AuditAction::ApiKeyLeakReported).object("api_key", &key.id).details(json!({"url": url}));
     if let Some(t) = key.team_id.as_deref() {
         event = event.team(t);
     }
@@ -224,7 +226,7 @@ fn leaked_secret(
     let is_current = c.secret_hash.as_deref().is_some_and(|h| crypto::ct_eq(h, hash));
     let old_live = c.old_secret_expires_at.is_some_and(|t| t > at);
     if is_current {
-        let unknown = hasher.token_hash(&codec::generate("lkcs").map_err(|e| Error::Internal(e.to_string()))?);
+        let unknown = hasher.token_hash(&codec::generate("lkcs").map_err(|e| Error::Internal(anyhow::anyhow!("{e}")))?);
         let old = if old_live { (c.old_secret_hash.as_deref(), c.old_secret_expires_at) } else { (None, None) };
         OauthClient::set_secrets(conn, &c.id, Some(&unknown), old)?;
     } else {
@@ -234,7 +236,7 @@ fn leaked_secret(
         }
     }
     let tokens = OauthToken::revoke_machine_tokens(conn, &c.id, at)?;
-    let e = Event::new("oauth.secret_leaked").team(&c.team_id).object("oauth_app", &c.id).details(json!({
+    let e = Event::new(AuditAction::OauthSecretLeaked).team(&c.team_id).object("oauth_app", &c.id).details(json!({
         "url": url,
         "secret": if is_current { "current" } else { "previous" },
         "client_credentials_tokens_revoked": tokens,

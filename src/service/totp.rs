@@ -8,6 +8,7 @@
 //! older code is refused); recovery codes are stored as keyed hashes and work
 //! once; every change is audited.
 
+use crate::domain::AuditAction;
 use serde_json::json;
 use totp_rs::{Algorithm, Builder};
 
@@ -46,7 +47,7 @@ pub fn classify(raw: &str) -> Result<Code, &'static str> {
 }
 
 fn internal(e: impl std::fmt::Display) -> Error {
-    Error::Internal(e.to_string())
+    Error::Internal(anyhow::Error::msg(e.to_string()))
 }
 
 /// RFC 4648 base32 without padding, as authenticator apps expect.
@@ -118,7 +119,13 @@ fn team_of(conn: &mut DbConn, user_id: &str) -> Result<Option<String>> {
     Ok(Membership::of_user(conn, user_id)?.map(|(_, t)| t.id))
 }
 
-fn record(conn: &mut DbConn, actor: &Actor, user_id: &str, action: &str, details: serde_json::Value) -> Result<()> {
+fn record(
+    conn: &mut DbConn,
+    actor: &Actor,
+    user_id: &str,
+    action: AuditAction,
+    details: serde_json::Value,
+) -> Result<()> {
     let team = team_of(conn, user_id)?;
     let mut event = Event::new(action).object("user", user_id).details(details);
     if let Some(t) = team.as_deref() {
@@ -195,7 +202,7 @@ pub fn confirm(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw
         let enabled = keys.seal(&secret, &context(user_id, SECRET_COLUMN)).map_err(internal)?;
         User::enable_totp(conn, user_id, &enabled, now(), step as i64)?;
         let codes = new_recovery_codes(conn, keys, user_id)?;
-        record(conn, actor, user_id, "totp.enabled", json!({}))?;
+        record(conn, actor, user_id, AuditAction::TotpEnabled, json!({}))?;
         Ok(codes)
     })
 }
@@ -238,7 +245,7 @@ pub fn verify(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw:
                     return Err(wrong());
                 }
                 let left = RecoveryCode::remaining(conn, user_id)?;
-                record(conn, actor, user_id, "totp.recovery_code_used", json!({"remaining": left}))?;
+                record(conn, actor, user_id, AuditAction::TotpRecoveryCodeUsed, json!({"remaining": left}))?;
                 Ok(Factor::RecoveryCode)
             }
         }
@@ -251,7 +258,7 @@ pub fn disable(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw
         verify(conn, keys, actor, user_id, raw)?;
         User::disable_totp(conn, user_id)?;
         RecoveryCode::delete_for_user(conn, user_id)?;
-        record(conn, actor, user_id, "totp.disabled", json!({}))
+        record(conn, actor, user_id, AuditAction::TotpDisabled, json!({}))
     })
 }
 
@@ -261,7 +268,7 @@ pub fn regenerate(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str) 
             return Err(Error::Forbidden("Turn on two-factor authentication first."));
         }
         let codes = new_recovery_codes(conn, keys, user_id)?;
-        record(conn, actor, user_id, "totp.recovery_codes_regenerated", json!({}))?;
+        record(conn, actor, user_id, AuditAction::TotpRecoveryCodesRegenerated, json!({}))?;
         Ok(codes)
     })
 }
@@ -311,7 +318,7 @@ pub fn operator_reset(conn: &mut DbConn, email: &str) -> Result<()> {
         User::disable_totp(conn, &u.id)?;
         RecoveryCode::delete_for_user(conn, &u.id)?;
         SessionRow::delete_for_user(conn, &u.id)?;
-        record(conn, &Actor::operator(), &u.id, "totp.reset_by_operator", json!({}))
+        record(conn, &Actor::operator(), &u.id, AuditAction::TotpResetByOperator, json!({}))
     })
 }
 

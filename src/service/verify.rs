@@ -11,6 +11,7 @@
 //! every map here, evicts its least-recently-used entries when full and is
 //! never cleared to make room.
 
+use crate::domain::AuditAction;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,7 +65,7 @@ pub struct Verified {
     pub rate: RateState,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Refusal {
     /// Missing, malformed, unknown, expired or revoked: one answer for all.
     Unauthorized,
@@ -74,7 +75,7 @@ pub enum Refusal {
         rate: RateState,
         retry_after: i64,
     },
-    Internal(String),
+    Internal(anyhow::Error),
 }
 
 struct Cached {
@@ -225,7 +226,7 @@ impl Verifier {
                 },
             )
             .await
-            .map_err(|e| Refusal::Internal(e.to_string()))?
+            .map_err(|e: StoreError| Refusal::Internal(anyhow::Error::new(e).context("loading a credential")))?
             .map(Arc::new);
         self.remember(hash, record.clone(), generation);
         Ok(record)
@@ -343,11 +344,11 @@ impl Verifier {
     fn audit_refused(&self, record: &KeyRecord, client: Option<IpAddr>, now: i64) {
         let actor = Actor { label: "API client".into(), ip: client.map(|ip| ip.to_string()), ..Actor::default() };
         let event = if record.kind == "oauth" {
-            PendingEvent::new("oauth.token_refused_revoked", actor)
+            PendingEvent::new(AuditAction::OauthTokenRefusedRevoked, actor)
                 .object("oauth_app", &record.prefix)
                 .details(serde_json::json!({"token_id": record.id}))
         } else {
-            PendingEvent::new("api_key.refused_revoked", actor).object("api_key", &record.id)
+            PendingEvent::new(AuditAction::ApiKeyRefusedRevoked, actor).object("api_key", &record.id)
         };
         self.audit.buffer(&format!("refused:{}", record.id), event.team(record.team_id.as_deref()), now);
     }
@@ -426,13 +427,13 @@ mod tests {
             v.audit_refused(&record("tok_1", "oauth", true), None, 100);
         }
         let events = v.audit.take(None);
-        let find = |action: &str, repeated: bool| {
+        let find = |action: AuditAction, repeated: bool| {
             events.iter().filter(|e| e.action == action && e.details.get("repeated").is_some() == repeated).count()
         };
-        assert_eq!(find("api_key.refused_revoked", false), 1);
-        assert_eq!(find("api_key.refused_revoked", true), 1, "one summary of the other 49");
-        assert_eq!(find("oauth.token_refused_revoked", false), 1);
-        let token = events.iter().find(|e| e.action == "oauth.token_refused_revoked").unwrap();
+        assert_eq!(find(AuditAction::ApiKeyRefusedRevoked, false), 1);
+        assert_eq!(find(AuditAction::ApiKeyRefusedRevoked, true), 1, "one summary of the other 49");
+        assert_eq!(find(AuditAction::OauthTokenRefusedRevoked, false), 1);
+        let token = events.iter().find(|e| e.action == AuditAction::OauthTokenRefusedRevoked).unwrap();
         assert_eq!(token.object, Some(("oauth_app".to_owned(), "app_1".to_owned())));
         assert_eq!(token.details["token_id"], "tok_1");
         assert_eq!(events.len(), 4);

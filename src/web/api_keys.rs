@@ -402,7 +402,7 @@ pub async fn revoke(
         })
         .await?;
     state.verifier.invalidate(&id);
-    if req.headers().contains_key("HX-Request") && !req.headers().contains_key("HX-Boosted") {
+    if super::htmx::HxRequest::of(&req).wants_fragment() {
         let emails = emails(&state, &team.id).await?;
         let k = row(&key, &state.config.api_key_prefix, &emails, &user.ctx.user.id, role, now());
         return render(StatusCode::OK, &RowPartial { k, csrf: super::csrf::token(&user.session)? });

@@ -44,7 +44,10 @@ impl FromRequest for CurrentUser {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let state = req.app_data::<State>().ok_or_else(|| AppError::Internal("no state".into()))?.clone();
+            let state = req
+                .app_data::<State>()
+                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("the application state is not registered")))?
+                .clone();
             let session = req.get_session();
             let (user_id, ctx) = signed_in(&state, &session).await?.ok_or(AppError::LoginRequired)?;
             let policy = ctx.team.as_ref().is_some_and(|(t, _)| t.require_totp);
@@ -157,7 +160,9 @@ pub fn take_flash(session: &Session) -> Option<String> {
 }
 
 pub fn state(req: &HttpRequest) -> Result<State, AppError> {
-    req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| AppError::Internal("no state".into()))
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("the application state is not registered")))
 }
 
 #[cfg(test)]

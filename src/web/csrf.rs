@@ -31,8 +31,8 @@ pub fn token(session: &Session) -> Result<String, AppError> {
 
 /// A fresh token (at login, so a token seen before login is worthless after).
 pub fn rotate(session: &Session) -> Result<String, AppError> {
-    let t = crypto::random_base62(32).map_err(|e| AppError::Internal(format!("random: {e}")))?;
-    session.insert(keys::CSRF, &t).map_err(|e| AppError::Internal(format!("session: {e}")))?;
+    let t = crypto::random_base62(32).map_err(|e| AppError::internal(e, "drawing random bytes"))?;
+    session.insert(keys::CSRF, &t).map_err(|e| AppError::internal(e, "writing the session"))?;
     Ok(t)
 }
 

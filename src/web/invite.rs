@@ -72,7 +72,8 @@ pub async fn accept(
         return render(StatusCode::UNPROCESSABLE_ENTITY, &view);
     }
     let pw = form.into_inner().password;
-    let hash = web::block(move || password::hash(&pw)).await.map_err(|e| AppError::Internal(e.to_string()))??;
+    let hash =
+        web::block(move || password::hash(&pw)).await.map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))??;
     let (keys, actor) = (state.keys.clone(), request_actor(&req, &state));
     // An invite to an email that has an account by now fails like a used link.
     state.db.run(move |conn| accounts::accept_invite(conn, &keys, &actor, &token, hash)).await.map_err(

@@ -7,6 +7,7 @@
 //! session id is renewed and the CSRF token rotated at login; every outcome is
 //! audited (failures for unknown accounts at most once a minute, then a count).
 
+use crate::domain::AuditAction;
 use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::http::header::RETRY_AFTER;
@@ -20,9 +21,9 @@ use super::page::{redirect, render};
 use super::session_store::keys;
 use super::{State, csrf, format};
 use crate::error::AppError;
+use crate::service::attempts::{address_key, reserve_all};
 use crate::service::audit::{self, Actor, Event};
 use crate::service::audit_gate::{Admission, PendingEvent};
-use crate::service::throttle::{address_key, reserve_all};
 use crate::service::{accounts, password, validate};
 use crate::store::now;
 
@@ -120,10 +121,11 @@ pub async fn submit(
         // The reserved attempts stay: they were failures.
         // Only a plausible email is kept: people type passwords into the email field.
         let attempted = validate::email(&email_key).unwrap_or_else(|_| NOT_AN_EMAIL.to_owned());
-        let unknown = PendingEvent::new("login.failed", Actor { label: "unknown accounts".into(), ..Actor::default() });
+        let unknown =
+            PendingEvent::new(AuditAction::LoginFailed, Actor { label: "unknown accounts".into(), ..Actor::default() });
         if known || state.audit_gate.admit("login.failed:unknown", &unknown, at) == Admission::Record {
             let actor = Actor { label: attempted.clone(), ..actor };
-            record(&state, actor, "login.failed", None, json!({"email": attempted})).await?;
+            record(&state, actor, AuditAction::LoginFailed, None, json!({"email": attempted})).await?;
         }
         return render(StatusCode::UNAUTHORIZED, &LoginPage::new(&session, email, next, Some(NEUTRAL.into()))?);
     };
@@ -135,8 +137,9 @@ pub async fn submit(
     if user.has_totp() {
         // Half signed in: only /login/totp accepts this state, for 5 minutes.
         session.renew();
-        let insert =
-            |k: &str, v: serde_json::Value| session.insert(k, v).map_err(|e| AppError::Internal(e.to_string()));
+        let insert = |k: &str, v: serde_json::Value| {
+            session.insert(k, v).map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))
+        };
         insert(keys::PENDING_USER_ID, json!(user.id))?;
         insert(keys::PENDING_AT, json!(at))?;
         insert(keys::PENDING_NEXT, json!(next))?;
@@ -167,7 +170,7 @@ async fn check_password(
         }
     })
     .await
-    .map_err(|e| AppError::Internal(e.to_string()))?;
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
     Ok((user, ok))
 }
 
@@ -184,8 +187,9 @@ pub async fn complete(
     for k in [keys::PENDING_USER_ID, keys::PENDING_AT, keys::PENDING_NEXT] {
         session.remove(k);
     }
-    let sid = crate::service::crypto::random_base62(16).map_err(|e| AppError::Internal(e.to_string()))?;
-    let insert = |k: &str, v: serde_json::Value| session.insert(k, v).map_err(|e| AppError::Internal(e.to_string()));
+    let sid = crate::service::crypto::random_base62(16).map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
+    let insert =
+        |k: &str, v: serde_json::Value| session.insert(k, v).map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")));
     insert(keys::USER_ID, json!(user_id))?;
     insert(keys::AUTH_AT, json!(now()))?;
     insert(keys::USER_AGENT, json!(actor.user_agent))?;
@@ -194,20 +198,20 @@ pub async fn complete(
     mark_issued(session)?;
     csrf::rotate(session)?;
     let actor = Actor { user_id: Some(user_id.to_owned()), label: email.to_owned(), ..actor };
-    record(state, actor, "login.succeeded", Some(user_id.to_owned()), json!({"method": method})).await
+    record(state, actor, AuditAction::LoginSucceeded, Some(user_id.to_owned()), json!({"method": method})).await
 }
 
 /// Lets the session store persist this signed-in state: only the request that
 /// signs a user in (or renews a live session) may create a signed-in row.
 pub fn mark_issued(session: &Session) -> Result<(), AppError> {
-    session.insert(keys::ISSUED, true).map_err(|e| AppError::Internal(e.to_string()))
+    session.insert(keys::ISSUED, true).map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))
 }
 
 /// Audits a login event under the user's team (if they have one).
 pub async fn record(
     state: &State,
     actor: Actor,
-    action: &'static str,
+    action: AuditAction,
     user_id: Option<String>,
     details: serde_json::Value,
 ) -> Result<(), AppError> {
@@ -245,7 +249,7 @@ pub async fn logout(state: State, user: Option<CurrentUser>, session: Session) -
         state
             .db
             .run(move |conn| {
-                let mut event = Event::new("logout").object("user", &uid);
+                let mut event = Event::new(AuditAction::Logout).object("user", &uid);
                 if let Some(t) = team.as_deref() {
                     event = event.team(t);
                 }

@@ -2,6 +2,7 @@
 //! lives 5 minutes and grants nothing but this page; failures are throttled per
 //! account like passwords, the attempt reserved before the code is checked.
 
+use crate::domain::AuditAction;
 use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::http::header::RETRY_AFTER;
@@ -105,7 +106,7 @@ pub async fn submit(
         }
         Err(Error::Forbidden(message)) => {
             // The reserved attempt stays: a wrong code.
-            record(&state, actor, "login.totp_failed", Some(user_id), json!({})).await?;
+            record(&state, actor, AuditAction::LoginTotpFailed, Some(user_id), json!({})).await?;
             page(&session, StatusCode::UNAUTHORIZED, Some(message.to_owned()))
         }
         Err(e) => {

@@ -8,29 +8,58 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{DefaultHeaders, Next};
-use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
+use tracing::Instrument;
 
 use crate::error::AppError;
 
+/// Names one request in every log line it causes, in the `X-Request-Id`
+/// response header and on the error page, so a person can quote it.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    fn new() -> Self {
+        static FALLBACK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Self(
+            crate::service::crypto::random_base62(12)
+                .unwrap_or_else(|_| format!("seq{}", FALLBACK.fetch_add(1, std::sync::atomic::Ordering::Relaxed))),
+        )
+    }
+
+    pub fn of(req: &HttpRequest) -> Option<String> {
+        req.extensions().get::<RequestId>().map(|id| id.0.clone())
+    }
+}
+
 /// One log line per request: method, route pattern (never the raw path, which
 /// can hold a token), status and latency. No query strings, cookies or bodies.
+/// Every line logged while the request runs carries its request id.
 pub async fn request_log(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().clone();
-    let res = next.call(req).await?;
+    let id = RequestId::new();
+    let span = tracing::info_span!("request", id = %id.0);
+    req.extensions_mut().insert(id.clone());
+    let mut res = next.call(req).instrument(span.clone()).await?;
     let route = res.request().match_pattern().unwrap_or_else(|| "<unmatched>".into());
-    tracing::info!(
-        target: "latchkey::http",
-        method = %method,
-        route = %route,
-        status = res.status().as_u16(),
-        latency_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
-        "request"
-    );
+    span.in_scope(|| {
+        tracing::info!(
+            target: "latchkey::http",
+            method = %method,
+            route = %route,
+            status = res.status().as_u16(),
+            latency_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+            "request"
+        )
+    });
+    if let Ok(v) = HeaderValue::from_str(&id.0) {
+        res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), v);
+    }
     Ok(res)
 }
 
@@ -64,14 +93,12 @@ enum Wants {
 fn wants(req: &HttpRequest) -> Wants {
     let path = req.path();
     let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let htmx = req.headers().contains_key("HX-Request");
-    let boosted = req.headers().contains_key("HX-Boosted");
     if path.starts_with("/api/")
         || path == "/auth/verify"
         || (accept.contains("application/json") && !accept.contains("text/html"))
     {
         Wants::Json
-    } else if htmx && !boosted {
+    } else if super::htmx::HxRequest::of(req).wants_fragment() {
         Wants::Toast
     } else {
         Wants::Page
@@ -85,6 +112,7 @@ struct ErrorPage<'a> {
     title: &'a str,
     message: &'a str,
     asset_v: &'a str,
+    request_id: Option<String>,
 }
 
 #[derive(Template)]
@@ -118,14 +146,14 @@ fn generic(status: StatusCode, cause: &str) -> AppError {
         StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => AppError::NotFound,
         StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge,
         s if s.is_client_error() => AppError::BadRequest("The request could not be understood.".into()),
-        _ => AppError::Internal(cause.to_owned()),
+        _ => AppError::Internal(anyhow::Error::msg(cause.to_owned())),
     }
 }
 
 fn render(req: &HttpRequest, err: &AppError) -> HttpResponse {
     let status = err.status_code();
     if status.is_server_error() {
-        tracing::error!(error = %err, route = req.match_pattern().unwrap_or_default(), "request failed");
+        tracing::error!(error = %err.chain(), route = req.match_pattern().unwrap_or_default(), "request failed");
     }
     let wants = wants(req);
     if matches!(err, AppError::LoginRequired) && wants != Wants::Json {
@@ -145,7 +173,10 @@ fn render(req: &HttpRequest, err: &AppError) -> HttpResponse {
     let mut res = match wants {
         Wants::Json => HttpResponse::build(status).json(envelope(err, &message)),
         Wants::Toast => {
-            let body = Toast { kind: "error", message: &message }.render().unwrap_or_default();
+            let body = Toast { kind: "error", message: &message }.render().unwrap_or_else(|e| {
+                tracing::error!(error = %e, "rendering the error toast failed");
+                message.clone()
+            });
             HttpResponse::build(status)
                 .insert_header(("HX-Retarget", "#toasts"))
                 .insert_header(("HX-Reswap", "beforeend"))
@@ -154,9 +185,19 @@ fn render(req: &HttpRequest, err: &AppError) -> HttpResponse {
         }
         Wants::Page => {
             let title = status.canonical_reason().unwrap_or("Error");
-            let page =
-                ErrorPage { status: status.as_u16(), title, message: &message, asset_v: super::assets::version() };
-            HttpResponse::build(status).content_type("text/html; charset=utf-8").body(page.render().unwrap_or_default())
+            let request_id = RequestId::of(req).filter(|_| status.is_server_error());
+            let page = ErrorPage {
+                status: status.as_u16(),
+                title,
+                message: &message,
+                asset_v: super::assets::version(),
+                request_id,
+            };
+            let body = page.render().unwrap_or_else(|e| {
+                tracing::error!(error = %e, "rendering the error page failed");
+                format!("{} {title}: {message}", status.as_u16())
+            });
+            HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body)
         }
     };
     if let AppError::TooManyRequests { retry_after } = err

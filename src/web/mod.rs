@@ -10,6 +10,8 @@ pub mod auth;
 pub mod csrf;
 pub mod format;
 pub mod health;
+pub mod htmx;
+pub mod introspect;
 pub mod invite;
 pub mod login;
 pub mod login_totp;
@@ -22,17 +24,17 @@ pub mod session_store;
 pub mod setup;
 pub mod support;
 pub mod team;
-pub mod verify;
 
 use std::sync::{Arc, Mutex};
 
 use actix_web::web;
 
 use crate::config::Config;
+use crate::service::attempts::{Policy, Throttle};
 use crate::service::audit_gate::AuditGate;
+use crate::service::clock::Clock;
 use crate::service::crypto::Keys;
 use crate::service::ratelimit::{Limiter, RateCounter};
-use crate::service::throttle::{Policy, Throttle};
 use crate::service::verify::Verifier;
 use crate::store::Db;
 
@@ -54,6 +56,8 @@ pub struct AppState {
     /// Events an unauthenticated caller can cause, summarised.
     pub audit_gate: Arc<AuditGate>,
     pub verifier: Verifier,
+    /// The time every service sees (tests move it).
+    pub clock: Clock,
 }
 
 impl AppState {
@@ -62,6 +66,7 @@ impl AppState {
         let audit_gate = Arc::new(AuditGate::default());
         let verifier = Verifier::new(&config.api_key_prefix, &config.default_plan, audit_gate.clone());
         Self {
+            clock: Clock::system(),
             verifier,
             audit_gate,
             token_by_client: Throttle::new(Policy { max_failures: 10, window_secs: 5 * 60 }),
@@ -115,7 +120,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/developer/api-keys/{id}", web::get().to(api_keys::detail))
         .route("/settings/developer/api-keys/{id}/roll", web::post().to(api_keys::roll))
         .route("/settings/developer/api-keys/{id}/revoke", web::post().to(api_keys::revoke))
-        .route("/oauth/introspect", web::post().to(verify::introspect))
+        .route("/oauth/introspect", web::post().to(introspect::introspect))
         .service(web::resource("/oauth/authorize").get(oauth::authorize).post(oauth::decide))
         .route("/oauth/token", web::post().to(oauth::token))
         .route("/oauth/revoke", web::post().to(oauth::revoke))
@@ -126,7 +131,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/developer/oauth-apps/{id}/rotate", web::post().to(oauth_apps::rotate))
         .route("/settings/developer/oauth-apps/{id}/delete", web::post().to(oauth_apps::delete))
         .route("/settings/security/apps/{client_id}/revoke", web::post().to(security::revoke_app))
-        .route("/auth/verify", web::get().to(verify::forward_auth))
+        .route("/auth/verify", web::get().to(introspect::forward_auth))
         .service(
             web::scope("/api/v1")
                 .app_data(api_keys_api::json_config())

@@ -14,12 +14,12 @@ use super::State;
 use super::auth::{CurrentUser, client_ip, url_encode};
 use super::page::{Layout, render};
 use crate::error::AppError;
+use crate::service::attempts::address_key;
 use crate::service::crypto;
 use crate::service::oauth::{
     self, AuditCtx, AuthorizeError, AuthorizeParams, ClientCredentials, OAuthError, ValidRequest,
 };
 use crate::service::ratelimit;
-use crate::service::throttle::address_key;
 use crate::store::models::OauthClient;
 
 const PENDING: &str = "oauth_pending";
@@ -153,9 +153,9 @@ fn consent_page(
 ) -> Result<HttpResponse, AppError> {
     // A signed, single-use token: the pending request lives in the session
     // under a nonce, and the form must return the nonce with our signature.
-    let nonce = crypto::random_base62(24).map_err(|e| AppError::Internal(e.to_string()))?;
+    let nonce = crypto::random_base62(24).map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
     let pending = json!({"nonce": nonce, "request": valid, "granted": granted, "at": crate::store::now()});
-    user.session.insert(PENDING, pending).map_err(|e| AppError::Internal(e.to_string()))?;
+    user.session.insert(PENDING, pending).map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
     let token = format!("{nonce}.{}", state.keys.sign(&format!("consent:{}:{nonce}", user.ctx.user.id)));
     let origin = crate::service::redirect_uri::origin(&valid.redirect_uri).unwrap_or_default();
     let page = ConsentPage {
@@ -221,9 +221,9 @@ pub async fn decide(state: State, user: CurrentUser, form: web::Form<ConsentForm
         return error_page("This consent form has expired. Start again from the app.");
     }
     let valid: ValidRequest =
-        serde_json::from_value(pending["request"].clone()).map_err(|e| AppError::Internal(e.to_string()))?;
+        serde_json::from_value(pending["request"].clone()).map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
     let granted: Vec<String> =
-        serde_json::from_value(pending["granted"].clone()).map_err(|e| AppError::Internal(e.to_string()))?;
+        serde_json::from_value(pending["granted"].clone()).map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
     let Some((team, _)) = user.ctx.team.clone() else {
         return Err(AppError::Forbidden("You are not a member of any team.".into()));
     };

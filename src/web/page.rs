@@ -56,7 +56,7 @@ pub fn redirect(to: &str) -> HttpResponse {
 /// After signing in: a full page load, even when htmx submitted the form, so
 /// the next page (an OAuth consent screen, say) brings its own headers.
 pub fn redirect_full(req: &actix_web::HttpRequest, to: &str) -> HttpResponse {
-    if req.headers().contains_key("HX-Request") {
+    if super::htmx::HxRequest::of(req).is_htmx() {
         return HttpResponse::Ok().insert_header(("HX-Redirect", to.to_owned())).finish();
     }
     redirect(to)

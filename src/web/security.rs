@@ -20,7 +20,7 @@ use super::session_store::keys;
 use super::{State, format};
 use crate::error::AppError;
 use crate::service::accounts::Role;
-use crate::service::throttle::Attempt;
+use crate::service::attempts::Attempt;
 use crate::service::{Error, FieldErrors, password, security, totp, validate};
 use crate::store::now;
 
@@ -146,7 +146,7 @@ pub async fn show(state: State, user: CurrentUser, query: web::Query<ShowQuery>)
     {
         // Kept for after enrolment: the confirm page offers to continue there.
         let next = super::auth::safe_next(Some(next));
-        user.session.insert(keys::ENROLMENT_NEXT, next).map_err(|e| AppError::Internal(e.to_string()))?;
+        user.session.insert(keys::ENROLMENT_NEXT, next).map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
     }
     render(StatusCode::OK, &view)
 }
@@ -236,7 +236,7 @@ async fn recheck_password(state: &State, user: &CurrentUser, given: &str) -> Res
         Ok(false) => Ok(Recheck::Wrong),
         Err(e) => {
             state.login_by_account.release(&attempt);
-            Err(AppError::Internal(e.to_string()))
+            Err(AppError::Internal(anyhow::anyhow!("{e}")))
         }
     }
 }
@@ -348,7 +348,8 @@ pub async fn change_password(
         return with_errors(&state, &mut user, FieldErrors::single("new_password", m)).await;
     }
     let new = form.into_inner().new_password;
-    let hash = web::block(move || password::hash(&new)).await.map_err(|e| AppError::Internal(e.to_string()))??;
+    let hash =
+        web::block(move || password::hash(&new)).await.map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))??;
     let (actor, uid, sid) = (user.actor.clone(), user.ctx.user.id.clone(), current_sid(&user));
     let live = state.db.run(move |conn| security::change_password(conn, &actor, &uid, &hash, &sid)).await?;
     if !live {

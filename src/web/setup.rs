@@ -92,8 +92,9 @@ pub async fn submit(
         };
         return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
     };
-    let hash =
-        web::block(move || password::hash(&form.password)).await.map_err(|e| AppError::Internal(e.to_string()))??;
+    let hash = web::block(move || password::hash(&form.password))
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))??;
     let actor = request_actor(&req, &state);
     state.db.run(move |conn| accounts::setup(conn, &actor, &team_name, &email, hash)).await?;
     if let Ok(mut token) = state.setup_token.lock() {

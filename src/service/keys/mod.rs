@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod scopes;
 
+use crate::domain::AuditAction;
 use ipnet::IpNet;
 use serde_json::json;
 
@@ -64,11 +65,11 @@ pub struct Settings<'a> {
 }
 
 fn random_id() -> Result<String> {
-    crypto::new_id("key").map_err(|e| Error::Internal(format!("random: {e}")))
+    crypto::new_id("key").map_err(|e| Error::internal(e, "drawing random bytes"))
 }
 
 fn new_secret(prefix: &str) -> Result<String> {
-    codec::generate(prefix).map_err(|e| Error::Internal(format!("random: {e}")))
+    codec::generate(prefix).map_err(|e| Error::internal(e, "drawing random bytes"))
 }
 
 pub fn status(key: &ApiKey, at: i64) -> &'static str {
@@ -224,12 +225,12 @@ pub fn create(
         key.insert(conn)?;
         let details =
             json!({"name": key.name, "scopes": v.scopes, "expires_at": key.expires_at, "allowed_ips": key.allowed_ips});
-        audit::record(conn, creator.actor, key_event("api_key.created", &key).details(details))?;
+        audit::record(conn, creator.actor, key_event(AuditAction::ApiKeyCreated, &key).details(details))?;
         Ok((key, secret))
     })
 }
 
-fn key_event<'a>(action: &'a str, key: &'a ApiKey) -> Event<'a> {
+fn key_event<'a>(action: AuditAction, key: &'a ApiKey) -> Event<'a> {
     let event = Event::new(action).object("api_key", &key.id);
     match key.team_id.as_deref() {
         Some(t) => event.team(t),
@@ -267,7 +268,11 @@ pub fn revoke(conn: &mut DbConn, creator: &Creator<'_>, id: &str) -> Result<ApiK
         may_manage(creator, &key)?;
         let at = now();
         if ApiKey::revoke(conn, &key.id, &creator.actor.label, None, at)? == 1 {
-            audit::record(conn, creator.actor, key_event("api_key.revoked", &key).details(json!({"name": key.name})))?;
+            audit::record(
+                conn,
+                creator.actor,
+                key_event(AuditAction::ApiKeyRevoked, &key).details(json!({"name": key.name})),
+            )?;
         }
         get(conn, creator.team_id, id)
     })
@@ -330,7 +335,7 @@ pub fn roll(
             return Err(Error::Invalid(FieldErrors::single("key", "This key was rolled or revoked meanwhile.")));
         }
         let details = json!({"new_key_id": new.id, "grace_seconds": grace_secs, "old_expires_at": old_expires});
-        audit::record(conn, creator.actor, key_event("api_key.rolled", &old).details(details))?;
+        audit::record(conn, creator.actor, key_event(AuditAction::ApiKeyRolled, &old).details(details))?;
         Ok((new, secret))
     })
 }
@@ -366,7 +371,8 @@ pub fn set_max_lifetime(conn: &mut DbConn, actor: &Actor, team_id: &str, role: R
     }
     crate::store::transaction(conn, |conn| {
         Team::set_max_key_lifetime(conn, team_id, days)?;
-        let event = Event::new("team.key_policy_changed").team(team_id).details(json!({"max_key_lifetime_days": days}));
+        let event =
+            Event::new(AuditAction::TeamKeyPolicyChanged).team(team_id).details(json!({"max_key_lifetime_days": days}));
         audit::record(conn, actor, event)
     })
 }
@@ -417,7 +423,7 @@ pub fn create_service_key(
         audit::record(
             conn,
             &Actor::operator(),
-            key_event("service_key.created", &key).details(json!({"scopes": scopes})),
+            key_event(AuditAction::ServiceKeyCreated, &key).details(json!({"scopes": scopes})),
         )?;
         Ok((key, secret))
     })

@@ -130,8 +130,9 @@ impl AuditEvent {
         conn: &mut DbConn,
         team_id: &str,
         actor_id: &str,
-        actions: &[&str],
+        actions: &[crate::domain::AuditAction],
     ) -> QueryResult<Vec<String>> {
+        let actions: Vec<&str> = actions.iter().map(|a| a.as_str()).collect();
         let ids: Vec<Option<String>> = audit_events::table
             .filter(audit_events::team_id.eq(team_id))
             .filter(audit_events::actor_id.eq(actor_id))

@@ -1,0 +1,262 @@
+//! Kinds, statuses, roles, actions and codes: each stored or sent as TEXT and
+//! converted here, once.
+
+use std::fmt;
+
+/// A stored or received text that names no known value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind}: {value:?}")]
+pub struct UnknownValue {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+/// An enum whose values are fixed strings: `as_str`, `parse`, `Display`,
+/// `TryFrom<String>` (for diesel's `deserialize_as`) and `From<Self> for String`
+/// (for `serialize_as`).
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($text => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = UnknownValue;
+
+            fn try_from(s: String) -> Result<Self, UnknownValue> {
+                Self::parse(&s).ok_or(UnknownValue { kind: stringify!($name), value: s })
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.as_str().to_owned()
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+                Self::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown {}: {s}", stringify!($name))))
+            }
+        }
+    };
+}
+
+text_enum! {
+    /// A member's role in a team, strongest first (as lists show them).
+    Role {
+        Owner = "owner",
+        Admin = "admin",
+        Developer = "developer",
+        Viewer = "viewer",
+    }
+}
+
+impl Role {
+    fn rank(self) -> u8 {
+        match self {
+            Self::Viewer => 0,
+            Self::Developer => 1,
+            Self::Admin => 2,
+            Self::Owner => 3,
+        }
+    }
+}
+
+impl PartialOrd for Role {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Role {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+text_enum! {
+    /// Which credential an `api_keys` row is.
+    KeyKind {
+        /// A team's API key.
+        Team = "team",
+        /// An operator's service key (introspection, leak reports).
+        Service = "service",
+    }
+}
+
+text_enum! {
+    /// Where a key stands at a moment; computed, never stored.
+    KeyStatus {
+        Active = "active",
+        ExpiringSoon = "expiring_soon",
+        Expired = "expired",
+        Revoked = "revoked",
+    }
+}
+
+impl KeyStatus {
+    /// How people read it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Active => "Active",
+            Self::ExpiringSoon => "Expiring soon",
+            Self::Expired => "Expired",
+            Self::Revoked => "Revoked",
+        }
+    }
+
+    /// Whether the key still authenticates.
+    pub fn is_usable(self) -> bool {
+        matches!(self, Self::Active | Self::ExpiringSoon)
+    }
+}
+
+text_enum! {
+    /// RFC 6749 client types.
+    ClientType {
+        Confidential = "confidential",
+        Public = "public",
+    }
+}
+
+text_enum! {
+    /// Which OAuth token an `oauth_tokens` row is.
+    TokenKind {
+        Access = "access",
+        Refresh = "refresh",
+    }
+}
+
+impl TokenKind {
+    /// The RFC 7009 / 7662 `token_type_hint` and introspection `token_type`.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Self::Access => "access_token",
+            Self::Refresh => "refresh_token",
+        }
+    }
+}
+
+text_enum! {
+    /// The `error` of an OAuth error response (RFC 6749 §4.1.2.1, §5.2; RFC 8628 `slow_down`).
+    OAuthErrorCode {
+        InvalidRequest = "invalid_request",
+        InvalidClient = "invalid_client",
+        InvalidGrant = "invalid_grant",
+        UnauthorizedClient = "unauthorized_client",
+        UnsupportedGrantType = "unsupported_grant_type",
+        UnsupportedResponseType = "unsupported_response_type",
+        UnsupportedTokenType = "unsupported_token_type",
+        InvalidScope = "invalid_scope",
+        AccessDenied = "access_denied",
+        ServerError = "server_error",
+        TemporarilyUnavailable = "temporarily_unavailable",
+        SlowDown = "slow_down",
+    }
+}
+
+text_enum! {
+    /// What an audit event records.
+    AuditAction {
+        SetupCompleted = "setup.completed",
+        UserCreated = "user.created",
+        LoginSucceeded = "login.succeeded",
+        LoginFailed = "login.failed",
+        LoginTotpFailed = "login.totp_failed",
+        Logout = "logout",
+        PasswordChanged = "password.changed",
+        SessionRevoked = "session.revoked",
+        TotpEnabled = "totp.enabled",
+        TotpDisabled = "totp.disabled",
+        TotpResetByOperator = "totp.reset_by_operator",
+        TotpRecoveryCodeUsed = "totp.recovery_code_used",
+        TotpRecoveryCodesRegenerated = "totp.recovery_codes_regenerated",
+        TeamTotpPolicyChanged = "team.totp_policy_changed",
+        TeamPlanChanged = "team.plan_changed",
+        TeamKeyPolicyChanged = "team.key_policy_changed",
+        MemberInvited = "member.invited",
+        MemberRoleChanged = "member.role_changed",
+        MemberRemoved = "member.removed",
+        InviteAccepted = "invite.accepted",
+        InviteRevoked = "invite.revoked",
+        ApiKeyCreated = "api_key.created",
+        ApiKeyRolled = "api_key.rolled",
+        ApiKeyRevoked = "api_key.revoked",
+        ApiKeyRevokedBySupport = "api_key.revoked_by_support",
+        ApiKeyTransferred = "api_key.transferred",
+        ApiKeyLeakReported = "api_key.leak_reported",
+        ApiKeyRefusedRevoked = "api_key.refused_revoked",
+        ServiceKeyCreated = "service_key.created",
+        OauthAppRegistered = "oauth.app_registered",
+        OauthAppUpdated = "oauth.app_updated",
+        OauthAppDeleted = "oauth.app_deleted",
+        OauthSecretRotated = "oauth.secret_rotated",
+        OauthSecretLeaked = "oauth.secret_leaked",
+        OauthConsentGranted = "oauth.consent_granted",
+        OauthConsentRevoked = "oauth.consent_revoked",
+        OauthTokenIssued = "oauth.token_issued",
+        OauthTokenRevoked = "oauth.token_revoked",
+        OauthTokenFailed = "oauth.token_failed",
+        OauthTokenRefusedRevoked = "oauth.token_refused_revoked",
+        OauthClientAuthFailed = "oauth.client_auth_failed",
+        OauthCodeReused = "oauth.code_reused",
+        OauthRefreshReuse = "oauth.refresh_reuse",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_round_trips_through_its_text() {
+        for r in Role::ALL {
+            assert_eq!(Role::try_from(r.as_str().to_owned()), Ok(*r));
+        }
+        for a in AuditAction::ALL {
+            assert_eq!(AuditAction::parse(a.as_str()), Some(*a));
+        }
+        for c in OAuthErrorCode::ALL {
+            assert_eq!(OAuthErrorCode::parse(c.as_str()), Some(*c));
+        }
+        assert!(KeyStatus::try_from("paused".to_owned()).is_err());
+    }
+
+    #[test]
+    fn roles_order_from_viewer_to_owner() {
+        assert!(Role::Viewer < Role::Developer && Role::Developer < Role::Admin && Role::Admin < Role::Owner);
+    }
+}
