@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::api_keys_api::{cursor_of, parse_cursor, parse_filter, settings};
 use super::auth::{CurrentUser, flash, id_param};
-use super::page::{Layout, redirect, render};
+use super::page::{Layout, Nav, redirect, render};
 use super::{State, format};
 use crate::error::AppError;
 use crate::service::accounts::{self, Role};
@@ -214,7 +214,7 @@ async fn page(
     let at = now();
     let prefix = &state.config.api_key_prefix;
     Ok(KeysPage {
-        layout: Layout::new(user, "api-keys")?,
+        layout: Layout::new(user, Nav::ApiKeys)?,
         rows: rows.iter().map(|k| row(k, prefix, &emails, &user.ctx.user.id, role, at)).collect(),
         filter: query.status.clone().unwrap_or_else(|| "all".into()),
         filters: vec![
@@ -295,7 +295,7 @@ fn reveal(
     rolled_from: Option<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
     let page = RevealPage {
-        layout: Layout::new(user, "api-keys")?,
+        layout: Layout::new(user, Nav::ApiKeys)?,
         name: key.name.clone(),
         curl: format!("curl -H \"X-API-Key: {secret}\" {}/api/v1/auth/test", state.config.public_url),
         prefix: codec::display(&state.config.api_key_prefix, &key.key_prefix),
@@ -473,7 +473,7 @@ pub async fn detail(state: State, user: CurrentUser, path: web::Path<String>) ->
     let link = |k: &ApiKey| (k.id.clone(), codec::display(prefix, &k.key_prefix));
     let (bars, total, peak) = bars(&usage);
     let page = DetailPage {
-        layout: Layout::new(&user, "api-keys")?,
+        layout: Layout::new(&user, Nav::ApiKeys)?,
         k: row(&key, prefix, &emails, &user.ctx.user.id, role, now()),
         description: key.description.clone(),
         allowed_ips: keys::allowed_ips_of(&key).iter().map(ToString::to_string).collect(),

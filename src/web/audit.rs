@@ -8,7 +8,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::auth::CurrentUser;
-use super::page::{Layout, render};
+use super::page::{Layout, Nav, render};
 use super::{State, format};
 use crate::error::AppError;
 use crate::service::FieldErrors;
@@ -196,7 +196,7 @@ pub async fn view(
     );
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let page = AuditPage {
-        layout: Layout::new(user, if support { "support" } else { "audit" })?,
+        layout: Layout::new(user, if support { Nav::Support } else { Nav::Audit })?,
         team_name,
         base: base.to_owned(),
         lines: events.into_iter().map(|e| line(e, support)).collect(),

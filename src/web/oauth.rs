@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::State;
 use super::auth::{CurrentUser, client_ip, url_encode};
-use super::page::{Layout, render};
+use super::page::{Layout, Nav, render};
 use crate::error::AppError;
 use crate::service::attempts::address_key;
 use crate::service::crypto;
@@ -159,7 +159,7 @@ fn consent_page(
     let token = format!("{nonce}.{}", state.keys.sign(&format!("consent:{}:{nonce}", user.ctx.user.id)));
     let origin = crate::service::redirect_uri::origin(&valid.redirect_uri).unwrap_or_default();
     let page = ConsentPage {
-        layout: Layout::new(user, "security")?,
+        layout: Layout::new(user, Nav::Security)?,
         app_name: client.name.clone(),
         logo_url: client.logo_url.clone(),
         homepage: client.homepage.clone(),

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 
 use super::auth::{CurrentUser, flash, id_param};
-use super::page::{Layout, redirect, render};
+use super::page::{Layout, Nav, redirect, render};
 use super::{State, format};
 use crate::error::AppError;
 use crate::service::accounts::Role;
@@ -109,7 +109,7 @@ pub async fn index(state: State, user: CurrentUser) -> Result<HttpResponse, AppE
     render(
         StatusCode::OK,
         &ListPage {
-            layout: Layout::new(&user, "oauth-apps")?,
+            layout: Layout::new(&user, Nav::OauthApps)?,
             apps: apps.iter().map(view).collect(),
             can_edit: role != Role::Viewer,
         },
@@ -123,7 +123,7 @@ pub async fn new_form(state: State, user: CurrentUser) -> Result<HttpResponse, A
     }
     let form = form_view(&AppInput { client_type: "confidential".into(), ..AppInput::default() });
     let page = AppPage {
-        layout: Layout::new(&user, "oauth-apps")?,
+        layout: Layout::new(&user, Nav::OauthApps)?,
         app: None,
         form,
         catalog: catalog(&state, role, &[]),
@@ -147,7 +147,7 @@ pub async fn create(
         Ok((client, secret)) => {
             let v = view(&client);
             let page = AppPage {
-                layout: Layout::new(&user, "oauth-apps")?,
+                layout: Layout::new(&user, Nav::OauthApps)?,
                 catalog: catalog(&state, role, &v.scopes),
                 form: view(&client),
                 app: Some(v),
@@ -159,7 +159,7 @@ pub async fn create(
         }
         Err(Error::Invalid(errors)) => {
             let page = AppPage {
-                layout: Layout::new(&user, "oauth-apps")?,
+                layout: Layout::new(&user, Nav::OauthApps)?,
                 app: None,
                 catalog: catalog(&state, role, &input.scopes),
                 form: form_view(&input),
@@ -184,7 +184,7 @@ pub async fn show(state: State, user: CurrentUser, path: web::Path<String>) -> R
     let client = load(&state, &user, id_param(path.into_inner())?).await?;
     let v = view(&client);
     let page = AppPage {
-        layout: Layout::new(&user, "oauth-apps")?,
+        layout: Layout::new(&user, Nav::OauthApps)?,
         catalog: catalog(&state, role, &v.scopes),
         form: view(&client),
         app: Some(v),
@@ -215,7 +215,7 @@ pub async fn update(
             let mut form = form_view(&input);
             form.client_type = client.client_type.clone();
             let page = AppPage {
-                layout: Layout::new(&user, "oauth-apps")?,
+                layout: Layout::new(&user, Nav::OauthApps)?,
                 app: Some(view(&client)),
                 catalog: catalog(&state, role, &input.scopes),
                 form,
@@ -249,7 +249,7 @@ pub async fn rotate(
     let client = load(&state, &user, id).await?;
     let v = view(&client);
     let page = AppPage {
-        layout: Layout::new(&user, "oauth-apps")?,
+        layout: Layout::new(&user, Nav::OauthApps)?,
         catalog: catalog(&state, role, &v.scopes),
         form: view(&client),
         app: Some(v),

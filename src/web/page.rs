@@ -7,25 +7,37 @@ use askama::Template;
 
 use super::auth::{CurrentUser, take_flash};
 use super::csrf;
+use crate::domain::Role;
 use crate::error::AppError;
+
+/// The navigation entry a page belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nav {
+    Team,
+    Audit,
+    Security,
+    ApiKeys,
+    OauthApps,
+    Support,
+}
 
 /// Layout data for pages behind login (navigation, CSRF token, flash).
 pub struct Layout {
     pub csrf: String,
     pub email: String,
     pub team_name: String,
-    pub role: String,
+    pub role: Option<Role>,
     pub is_support: bool,
-    pub active: &'static str,
+    pub active: Nav,
     pub asset_v: &'static str,
     pub flash: Option<String>,
 }
 
 impl Layout {
-    pub fn new(user: &CurrentUser, active: &'static str) -> Result<Self, AppError> {
+    pub fn new(user: &CurrentUser, active: Nav) -> Result<Self, AppError> {
         let (team_name, role) = match &user.ctx.team {
-            Some((t, r)) => (t.name.clone(), r.as_str().to_owned()),
-            None => (String::new(), String::new()),
+            Some((t, r)) => (t.name.clone(), Some(*r)),
+            None => (String::new(), None),
         };
         Ok(Self {
             csrf: csrf::token(&user.session)?,
@@ -37,6 +49,18 @@ impl Layout {
             asset_v: super::assets::version(),
             flash: take_flash(&user.session),
         })
+    }
+}
+
+impl Layout {
+    /// The navigation's audit-log entry: team admins and owners.
+    pub fn shows_audit_log(&self) -> bool {
+        self.role.is_some_and(crate::service::policy::may_read_audit)
+    }
+
+    /// The `aria-current`/`active` marker for an entry.
+    pub fn is(&self, nav: Nav) -> bool {
+        self.active == nav
     }
 }
 

@@ -15,7 +15,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::auth::{CurrentUser, flash};
-use super::page::{Layout, redirect, render};
+use super::page::{Layout, Nav, redirect, render};
 use super::session_store::keys;
 use super::{State, format};
 use crate::error::AppError;
@@ -90,7 +90,7 @@ async fn page(state: &State, user: &CurrentUser) -> Result<SecurityPage, AppErro
     };
     let at = now();
     Ok(SecurityPage {
-        layout: Layout::new(user, "security")?,
+        layout: Layout::new(user, Nav::Security)?,
         required: false,
         totp_on: u.has_totp(),
         enabled_at: u.totp_enabled_at.map(format::datetime).unwrap_or_default(),

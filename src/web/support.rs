@@ -17,7 +17,7 @@ use super::api_auth::{ApiPrincipal, Credential};
 use super::api_keys::{KeyRow, UsageBar, bars, row};
 use super::audit::{AuditQuery, object_link};
 use super::auth::{CurrentUser, flash, id_param};
-use super::page::{Layout, redirect, render};
+use super::page::{Layout, Nav, redirect, render};
 use super::team::EventRow;
 use super::{State, format};
 use crate::error::AppError;
@@ -92,7 +92,7 @@ pub async fn search(
     query: web::Query<SearchQuery>,
 ) -> Result<HttpResponse, AppError> {
     let mut page = SearchPage {
-        layout: Layout::new(&user, "support")?,
+        layout: Layout::new(&user, Nav::Support)?,
         q: query.q.clone().unwrap_or_default(),
         searched: query.q.is_some(),
         whole_key: false,
@@ -179,7 +179,7 @@ async fn key_page(state: &State, user: &CurrentUser, id: String, errors: FieldEr
     let link = |k: &ApiKey| (k.id.clone(), codec::display(prefix, &k.key_prefix));
     let (bars, total, peak) = bars(&usage);
     Ok(KeyPage {
-        layout: Layout::new(user, "support")?,
+        layout: Layout::new(user, Nav::Support)?,
         active: matches!(k.status, "active" | "expiring_soon"),
         kind: key.kind.clone(),
         team: team.map(|t| (t.id, t.name)),
@@ -283,7 +283,7 @@ pub async fn team(
     let names = vec![(team.id.clone(), team.name.clone())];
     let at = now();
     let page = TeamPage {
-        layout: Layout::new(&user, "support")?,
+        layout: Layout::new(&user, Nav::Support)?,
         plan: team.plan.clone().unwrap_or_else(|| format!("{} (default)", state.config.default_plan)),
         require_totp: team.require_totp,
         members: members.into_iter().map(|(m, u)| (u.id, u.email, m.role)).collect(),
@@ -347,7 +347,7 @@ pub async fn user(
     let names: Vec<(String, String)> = team.iter().map(|(_, t)| (t.id.clone(), t.name.clone())).collect();
     let at = now();
     let page = UserPage {
-        layout: Layout::new(&viewer, "support")?,
+        layout: Layout::new(&viewer, Nav::Support)?,
         is_support: u.is_support,
         totp: u.has_totp(),
         team: team.map(|(m, t)| (t.id, t.name, m.role)),

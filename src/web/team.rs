@@ -6,7 +6,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::auth::{CurrentUser, flash, id_param};
-use super::page::{Layout, redirect, render};
+use super::page::{Layout, Nav, redirect, render};
 use super::{State, format};
 use crate::error::AppError;
 use crate::service::accounts::{self, KeyDisposal, Role};
@@ -102,7 +102,7 @@ async fn page(state: &State, user: &CurrentUser) -> Result<TeamPage, AppError> {
         .await?;
     let me = &user.ctx.user.id;
     Ok(TeamPage {
-        layout: Layout::new(user, "team")?,
+        layout: Layout::new(user, Nav::Team)?,
         team_name: team.name.clone(),
         can_manage: role.manages_members(),
         can_read_audit,
