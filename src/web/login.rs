@@ -162,15 +162,7 @@ async fn check_password(
         Err(_) => None,
     };
     let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let ok = web::block(move || match stored {
-        Some(phc) => password::verify(&phc, &password),
-        None => {
-            password::verify_dummy(&password);
-            false
-        }
-    })
-    .await
-    .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
+    let ok = password::check_off_executor(stored, password).await?;
     Ok((user, ok))
 }
 

@@ -230,13 +230,12 @@ async fn recheck_password(state: &State, user: &CurrentUser, given: &str) -> Res
         Err(retry) => return Ok(Recheck::Throttled(retry)),
     };
     let (phc, given) = (user.ctx.user.password_hash.clone(), given.to_owned());
-    let verified = web::block(move || password::verify(&phc, &given)).await;
-    match verified {
+    match password::check_off_executor(Some(phc), given).await {
         Ok(true) => Ok(Recheck::Right(attempt)),
         Ok(false) => Ok(Recheck::Wrong),
         Err(e) => {
             state.login_by_account.release(&attempt);
-            Err(AppError::Internal(anyhow::anyhow!("{e}")))
+            Err(e.into())
         }
     }
 }
