@@ -3,20 +3,25 @@
 //! Rules: only owners and admins manage members; only an owner grants or takes
 //! away the owner role; a team always keeps at least one owner; a removed
 //! member's sessions end at once; every change is audited in the same
-//! transaction as the change itself.
+//! transaction as the change itself. Pages reach these rules through
+//! [`AccountService`], which also makes the verifier forget cached roles after
+//! a role change or a removal.
 
-use crate::domain::AuditAction;
+use std::sync::{Mutex, PoisonError};
+
 use serde_json::json;
 
+use crate::domain::{AuditAction, InviteId, PlainSecret, TeamId, UserId};
 use crate::store::models::{
     ApiKey, AuditEvent, Invite, Membership, OauthClient, OauthCode, OauthConsent, OauthToken, SessionRow, Team, User,
 };
-use crate::store::{DbConn, now};
+use crate::store::{Db, DbConn, now};
 
 use super::audit::{self, Actor, Event};
+use super::clock::Clock;
 use super::crypto::{self, Keys};
-use super::policy;
-use super::{Error, FieldErrors, Result};
+use super::verify::Verifier;
+use super::{Error, FieldErrors, Result, password, policy, validate};
 
 pub const INVITE_TTL_SECS: i64 = 7 * 24 * 3600;
 
@@ -41,6 +46,182 @@ fn new_id(kind: &str) -> Result<String> {
     crypto::new_id(kind).map_err(|e| Error::internal(e, "drawing random bytes"))
 }
 
+/// The team and role of the member who acts.
+#[derive(Debug, Clone)]
+pub struct TeamRole {
+    pub team_id: TeamId,
+    pub role: Role,
+}
+
+const BAD_SETUP_LINK: &str = "This setup link is not valid. Use the full URL printed in the server log at start.";
+const INVALID_INVITE: &str = "This invite link is not valid: it may have expired or been used already.";
+
+/// What first-run setup was given.
+pub struct NewTeam {
+    pub token: String,
+    pub team_name: String,
+    pub email: String,
+    pub password: String,
+}
+
+/// What the team page shows.
+pub struct TeamOverview {
+    pub members: Vec<(Membership, User, usize)>,
+    pub invites: Vec<Invite>,
+    /// Recent activity, for those who may read the audit trail.
+    pub events: Vec<AuditEvent>,
+}
+
+/// An invite made: who, and the one-time token of its link (shown once).
+pub struct Invited {
+    pub email: String,
+    pub token: PlainSecret,
+}
+
+/// The outcome of accepting an invite with a password.
+pub enum Acceptance {
+    Joined {
+        team_name: String,
+    },
+    /// The password is not acceptable; the invite (to `role` in `team_name`,
+    /// for `email`) is still open.
+    Refused {
+        team_name: String,
+        email: String,
+        role: Role,
+        errors: FieldErrors,
+    },
+}
+
+/// Setup, invites and membership changes, each authorized, in one
+/// transaction, audited, and (for role changes and removals) followed by the
+/// verifier forgetting what it cached about roles.
+pub struct AccountService<'a> {
+    pub db: &'a Db,
+    pub keys: &'a Keys,
+    pub verifier: &'a Verifier,
+    pub clock: &'a Clock,
+    /// The first-run token, while no user exists.
+    pub setup_token: &'a Mutex<Option<String>>,
+}
+
+impl AccountService<'_> {
+    /// 404 once a user exists; 403 for a wrong token.
+    pub async fn check_setup_token(&self, presented: &str) -> Result<()> {
+        let open = self.db.run(setup_open).await?;
+        let expected = self.setup_token.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        match expected {
+            Some(t) if open && crypto::ct_eq(&t, presented) => Ok(()),
+            Some(_) if open => Err(Error::Forbidden(BAD_SETUP_LINK)),
+            _ => Err(Error::NotFound),
+        }
+    }
+
+    /// First run: the first team and its owner; the setup token is spent.
+    pub async fn setup(&self, actor: &Actor, form: &NewTeam) -> Result<()> {
+        self.check_setup_token(&form.token).await?;
+        let mut errors = FieldErrors::default();
+        let team_name = validate::team_name(&form.team_name).map_err(|m| errors.add("team_name", m)).ok();
+        let email = validate::account(&form.email, &form.password).map_err(|e| errors.0.extend(e.0)).ok();
+        let (Some(team_name), Some(email)) = (team_name, email) else { return Err(Error::Invalid(errors)) };
+        let hash = password::hash_off_executor(form.password.clone()).await?;
+        let (actor, at) = (actor.clone(), self.clock.now());
+        self.db.run(move |conn| setup(conn, &actor, &team_name, &email, hash, at)).await?;
+        *self.setup_token.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        tracing::info!("first-run setup completed; the setup page is now gone");
+        Ok(())
+    }
+
+    /// The open invite behind a link, with its team; any other link is refused alike.
+    pub async fn open_invite(&self, token: &str) -> Result<(Invite, Team)> {
+        if token.len() > 64 || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(Error::Forbidden("This invite link is not valid."));
+        }
+        let (keys, token, at) = (self.keys.clone(), token.to_owned(), self.clock.now());
+        self.db.run(move |conn| open_invite(conn, &keys, &token, at)).await.map_err(invalid_invite)
+    }
+
+    /// The invitee sets a password and joins. An invite to an email that has
+    /// an account by now fails like a used link.
+    pub async fn accept_invite(&self, actor: &Actor, token: &str, password: &str) -> Result<Acceptance> {
+        let (invite, team) = self.open_invite(token).await?;
+        if let Err(m) = validate::new_password(password, &invite.email) {
+            let errors = FieldErrors::single("password", m);
+            return Ok(Acceptance::Refused { team_name: team.name, email: invite.email, role: invite.role, errors });
+        }
+        let hash = password::hash_off_executor(password.to_owned()).await?;
+        let (keys, actor, token, at) = (self.keys.clone(), actor.clone(), token.to_owned(), self.clock.now());
+        self.db.run(move |conn| accept_invite(conn, &keys, &actor, &token, hash, at)).await.map_err(invalid_invite)?;
+        Ok(Acceptance::Joined { team_name: team.name })
+    }
+
+    pub async fn team_overview(&self, member: &TeamRole) -> Result<TeamOverview> {
+        let (team_id, at) = (member.team_id.clone(), self.clock.now());
+        let can_read_audit = policy::may_read_audit(member.role);
+        self.db
+            .run(move |conn| {
+                let t = team_id.as_str();
+                let events = if can_read_audit { audit::recent_for_team(conn, t, 10)? } else { Vec::new() };
+                let (members, invites) = (members_with_keys(conn, t, at)?, pending_invites(conn, t, at)?);
+                Ok(TeamOverview { members, invites, events })
+            })
+            .await
+    }
+
+    /// Invites `email` as `role` (both as typed in the form).
+    pub async fn invite(&self, actor: &Actor, member: &TeamRole, email: &str, role: &str) -> Result<Invited> {
+        if !policy::manages_members(member.role) {
+            return Err(Error::Forbidden("Only owners and admins can invite members."));
+        }
+        let mut errors = FieldErrors::default();
+        let email = validate::email(email).map_err(|m| errors.add("email", m)).ok();
+        let role = Role::parse(role);
+        if role.is_none() {
+            errors.add("role", "Choose a role.");
+        }
+        let (Some(email), Some(role)) = (email, role) else { return Err(Error::Invalid(errors)) };
+        let (keys, actor, member, at) = (self.keys.clone(), actor.clone(), member.clone(), self.clock.now());
+        let (invite, token) = self.db.run(move |conn| invite(conn, &keys, &actor, &member, &email, role, at)).await?;
+        Ok(Invited { email: invite.email, token })
+    }
+
+    pub async fn revoke_invite(&self, actor: &Actor, member: &TeamRole, id: &InviteId) -> Result<()> {
+        let (actor, member, id) = (actor.clone(), member.clone(), id.clone());
+        self.db.run(move |conn| revoke_invite(conn, &actor, &member, id.as_str())).await
+    }
+
+    /// Changes a member's role; what their keys and tokens may do changes at once.
+    pub async fn change_role(&self, actor: &Actor, member: &TeamRole, target: &UserId, role: Role) -> Result<()> {
+        let (actor, member, target, at) = (actor.clone(), member.clone(), target.clone(), self.clock.now());
+        self.db.run(move |conn| change_role(conn, &actor, &member, target.as_str(), role, at)).await?;
+        self.verifier.invalidate_all();
+        Ok(())
+    }
+
+    /// Removes a member; their keys and tokens end at once here (elsewhere
+    /// within the cache's bound).
+    pub async fn remove_member(
+        &self,
+        actor: &Actor,
+        member: &TeamRole,
+        target: &UserId,
+        keys: KeyDisposal,
+    ) -> Result<()> {
+        let (actor, member, target, at) = (actor.clone(), member.clone(), target.clone(), self.clock.now());
+        self.db.run(move |conn| remove_member(conn, &actor, &member, target.as_str(), keys, at)).await?;
+        self.verifier.invalidate_all();
+        Ok(())
+    }
+}
+
+/// A link that opens no invite is refused like an expired one.
+fn invalid_invite(e: Error) -> Error {
+    match e {
+        Error::NotFound => Error::Forbidden(INVALID_INVITE),
+        other => other,
+    }
+}
+
 /// A signed-in user with their team, if any.
 #[derive(Debug, Clone)]
 pub struct UserContext {
@@ -50,7 +231,7 @@ pub struct UserContext {
 
 pub fn context(conn: &mut DbConn, user_id: &str) -> Result<Option<UserContext>> {
     let Some(user) = User::find(conn, user_id)? else { return Ok(None) };
-    let team = Membership::of_user(conn, user_id)?.and_then(|(m, t)| Role::parse(&m.role).map(|role| (t, role)));
+    let team = Membership::of_user(conn, user_id)?.map(|(m, t)| (t, m.role));
     Ok(Some(UserContext { user, team }))
 }
 
@@ -61,7 +242,7 @@ pub fn current_role(
     user: Option<&str>,
 ) -> Result<Option<Role>, crate::store::StoreError> {
     let Some(user) = user else { return Ok(None) };
-    Ok(Membership::find(conn, team_id, user)?.and_then(|m| Role::parse(&m.role)))
+    Ok(Membership::find(conn, team_id, user)?.map(|m| m.role))
 }
 
 /// [`current_role`] inside a write transaction, holding the membership until
@@ -73,7 +254,7 @@ pub fn locked_role(
     user: Option<&str>,
 ) -> Result<Option<Role>, crate::store::StoreError> {
     let Some(user) = user else { return Ok(None) };
-    Ok(Membership::find_for_share(conn, team_id, user)?.and_then(|m| Role::parse(&m.role)))
+    Ok(Membership::find_for_share(conn, team_id, user)?.map(|m| m.role))
 }
 
 pub fn user_by_email(conn: &mut DbConn, email: &str) -> Result<Option<User>> {
@@ -85,12 +266,18 @@ pub fn setup_open(conn: &mut DbConn) -> Result<bool> {
 }
 
 /// First run: creates the first team and its owner. Refused once any user exists.
-pub fn setup(conn: &mut DbConn, actor: &Actor, team_name: &str, email: &str, password_hash: String) -> Result<User> {
+pub fn setup(
+    conn: &mut DbConn,
+    actor: &Actor,
+    team_name: &str,
+    email: &str,
+    password_hash: String,
+    at: i64,
+) -> Result<User> {
     crate::store::transaction(conn, |conn| {
         if User::any_exists(conn)? {
             return Err(Error::NotFound);
         }
-        let at = now();
         let team = Team {
             id: new_id("team")?,
             name: team_name.to_owned(),
@@ -102,7 +289,7 @@ pub fn setup(conn: &mut DbConn, actor: &Actor, team_name: &str, email: &str, pas
         let user = User::new(new_id("usr")?, email.to_owned(), password_hash, false, at);
         team.insert(conn)?;
         user.insert(conn)?;
-        Membership { team_id: team.id.clone(), user_id: user.id.clone(), role: "owner".into(), created_at: at }
+        Membership { team_id: team.id.clone(), user_id: user.id.clone(), role: Role::Owner, created_at: at }
             .insert(conn)?;
         let actor = Actor { user_id: Some(user.id.clone()), label: user.email.clone(), ..actor.clone() };
         audit::record(conn, &actor, Event::new(AuditAction::SetupCompleted).team(&team.id).object("team", &team.id))?;
@@ -136,7 +323,7 @@ pub fn create_user(
                 max_key_lifetime_days: None,
             };
             team.insert(conn)?;
-            Membership { team_id: team.id.clone(), user_id: user.id.clone(), role: "owner".into(), created_at: at }
+            Membership { team_id: team.id.clone(), user_id: user.id.clone(), role: Role::Owner, created_at: at }
                 .insert(conn)?;
             team_id = Some(team.id);
         }
@@ -175,8 +362,8 @@ pub fn members(conn: &mut DbConn, team_id: &str) -> Result<Vec<(Membership, User
 }
 
 /// The team's members, each with the number of working keys they answer for.
-pub fn members_with_keys(conn: &mut DbConn, team_id: &str) -> Result<Vec<(Membership, User, usize)>> {
-    let holders = ApiKey::active_holders(conn, team_id, now())?;
+pub fn members_with_keys(conn: &mut DbConn, team_id: &str, at: i64) -> Result<Vec<(Membership, User, usize)>> {
+    let holders = ApiKey::active_holders(conn, team_id, at)?;
     let held = |user: &str| holders.iter().filter(|h| h.as_deref() == Some(user)).count();
     Ok(Membership::list(conn, team_id)?
         .into_iter()
@@ -187,8 +374,8 @@ pub fn members_with_keys(conn: &mut DbConn, team_id: &str) -> Result<Vec<(Member
         .collect())
 }
 
-pub fn pending_invites(conn: &mut DbConn, team_id: &str) -> Result<Vec<Invite>> {
-    Ok(Invite::pending(conn, team_id, now())?)
+pub fn pending_invites(conn: &mut DbConn, team_id: &str, at: i64) -> Result<Vec<Invite>> {
+    Ok(Invite::pending(conn, team_id, at)?)
 }
 
 /// Invites `email` with `role`; returns the invite and its one-time token.
@@ -196,10 +383,12 @@ pub fn invite(
     conn: &mut DbConn,
     keys: &Keys,
     actor: &Actor,
-    (team_id, actor_role): (&str, Role),
+    member: &TeamRole,
     email: &str,
     role: Role,
-) -> Result<(Invite, String)> {
+    at: i64,
+) -> Result<(Invite, PlainSecret)> {
+    let (team_id, actor_role) = (member.team_id.as_str(), member.role);
     if !actor_role.manages_members() {
         return Err(Error::Forbidden("Only owners and admins can invite members."));
     }
@@ -210,14 +399,13 @@ pub fn invite(
     // would tell the inviter about an account in another team. Accepting such
     // an invite fails like an expired link (`accept_invite`).
     crate::store::transaction(conn, |conn| {
-        let token = random(32)?;
-        let at = now();
+        let token = PlainSecret::new(random(32)?);
         let invite = Invite {
             id: new_id("inv")?,
             team_id: team_id.to_owned(),
             email: email.to_owned(),
-            role: role.as_str().to_owned(),
-            token_hash: keys.token_hash(&token),
+            role,
+            token_hash: keys.token_hash(token.expose()),
             invited_by: actor.user_id.clone().unwrap_or_default(),
             created_at: at,
             expires_at: at + INVITE_TTL_SECS,
@@ -237,9 +425,9 @@ pub fn invite(
 }
 
 /// The pending, unexpired invite for a token, with its team.
-pub fn open_invite(conn: &mut DbConn, keys: &Keys, token: &str) -> Result<(Invite, Team)> {
+pub fn open_invite(conn: &mut DbConn, keys: &Keys, token: &str, at: i64) -> Result<(Invite, Team)> {
     let invite = Invite::find_by_token_hash(conn, &keys.token_hash(token))?.ok_or(Error::NotFound)?;
-    if invite.accepted_at.is_some() || invite.expires_at <= now() {
+    if invite.accepted_at.is_some() || invite.expires_at <= at {
         return Err(Error::NotFound);
     }
     let team = Team::find(conn, &invite.team_id)?.ok_or(Error::NotFound)?;
@@ -253,23 +441,22 @@ pub fn accept_invite(
     actor: &Actor,
     token: &str,
     password_hash: String,
+    at: i64,
 ) -> Result<User> {
     crate::store::transaction(conn, |conn| {
-        let (invite, team) = open_invite(conn, keys, token)?;
+        let (invite, team) = open_invite(conn, keys, token, at)?;
         // The inviter must still be allowed to give this role (they may have
         // been removed or demoted since).
         let inviter_role = current_role(conn, &team.id, Some(&invite.invited_by))?;
-        let invited_role = Role::parse(&invite.role).ok_or(Error::NotFound)?;
-        if inviter_role.is_none_or(|r| policy::invite(r, invited_role).is_err()) {
+        if inviter_role.is_none_or(|r| policy::invite(r, invite.role).is_err()) {
             return Err(Error::NotFound);
         }
-        let at = now();
         if Invite::mark_accepted(conn, &invite.id, at)? != 1 || User::find_by_email(conn, &invite.email)?.is_some() {
             return Err(Error::NotFound);
         }
         let user = User::new(new_id("usr")?, invite.email.clone(), password_hash, false, at);
         user.insert(conn)?;
-        Membership { team_id: team.id.clone(), user_id: user.id.clone(), role: invite.role.clone(), created_at: at }
+        Membership { team_id: team.id.clone(), user_id: user.id.clone(), role: invite.role, created_at: at }
             .insert(conn)?;
         let actor = Actor { user_id: Some(user.id.clone()), label: user.email.clone(), ..actor.clone() };
         audit::record(
@@ -278,19 +465,15 @@ pub fn accept_invite(
             Event::new(AuditAction::InviteAccepted)
                 .team(&team.id)
                 .object("user", &user.id)
-                .details(json!({"role": invite.role})),
+                .details(json!({"role": invite.role.as_str()})),
         )?;
         Ok(user)
     })
 }
 
-pub fn revoke_invite(
-    conn: &mut DbConn,
-    actor: &Actor,
-    (team_id, actor_role): (&str, Role),
-    invite_id: &str,
-) -> Result<()> {
-    if !actor_role.manages_members() {
+pub fn revoke_invite(conn: &mut DbConn, actor: &Actor, member: &TeamRole, invite_id: &str) -> Result<()> {
+    let team_id = member.team_id.as_str();
+    if !member.role.manages_members() {
         return Err(Error::Forbidden("Only owners and admins can manage invites."));
     }
     crate::store::transaction(conn, |conn| {
@@ -303,18 +486,12 @@ pub fn revoke_invite(
 
 /// Checks that `actor_role` may act on `target`'s current role (and give
 /// `new_role`), and loads it.
-fn target_role(
-    conn: &mut DbConn,
-    team_id: &str,
-    actor_role: Role,
-    user_id: &str,
-    new_role: Option<Role>,
-) -> Result<Role> {
-    if !actor_role.manages_members() {
+fn target_role(conn: &mut DbConn, member: &TeamRole, user_id: &str, new_role: Option<Role>) -> Result<Role> {
+    if !member.role.manages_members() {
         return Err(Error::Forbidden("Only owners and admins can manage members."));
     }
-    let current = current_role(conn, team_id, Some(user_id))?.ok_or(Error::NotFound)?;
-    policy::change_member(actor_role, current, new_role)?;
+    let current = current_role(conn, member.team_id.as_str(), Some(user_id))?.ok_or(Error::NotFound)?;
+    policy::change_member(member.role, current, new_role)?;
     Ok(current)
 }
 
@@ -323,7 +500,7 @@ fn target_role(
 fn revoke_invites_beyond(conn: &mut DbConn, team_id: &str, user_id: &str, role: Option<Role>) -> Result<usize> {
     let mut revoked = 0;
     for invite in Invite::pending_from(conn, team_id, user_id)? {
-        let allowed = role.zip(Role::parse(&invite.role)).is_some_and(|(r, i)| policy::invite(r, i).is_ok());
+        let allowed = role.is_some_and(|r| policy::invite(r, invite.role).is_ok());
         if !allowed {
             revoked += Invite::revoke(conn, team_id, &invite.id)?;
         }
@@ -341,12 +518,14 @@ fn ensure_not_last_owner(conn: &mut DbConn, team_id: &str, current: Role, messag
 pub fn change_role(
     conn: &mut DbConn,
     actor: &Actor,
-    (team_id, actor_role): (&str, Role),
+    member: &TeamRole,
     user_id: &str,
     new_role: Role,
+    at: i64,
 ) -> Result<()> {
+    let team_id = member.team_id.as_str();
     crate::store::transaction(conn, |conn| {
-        let current = target_role(conn, team_id, actor_role, user_id, Some(new_role))?;
+        let current = target_role(conn, member, user_id, Some(new_role))?;
         if current == new_role {
             return Ok(());
         }
@@ -356,7 +535,7 @@ pub fn change_role(
             current,
             "A team needs at least one owner: make someone else owner first.",
         )?;
-        Membership::set_role(conn, team_id, user_id, new_role.as_str())?;
+        Membership::set_role(conn, team_id, user_id, new_role)?;
         // Their keys and tokens are capped to the new role where they are
         // verified; invites they could no longer send are withdrawn; apps
         // whose secret or settings they registered, rotated or edited are
@@ -370,7 +549,7 @@ pub fn change_role(
                 lost.push(app);
             }
         }
-        disarm_apps(conn, &lost, now())?;
+        disarm_apps(conn, &lost, at)?;
         audit::record(
             conn,
             actor,
@@ -411,19 +590,20 @@ impl KeyDisposal {
 pub fn remove_member(
     conn: &mut DbConn,
     actor: &Actor,
-    (team_id, actor_role): (&str, Role),
+    member: &TeamRole,
     user_id: &str,
     keys: KeyDisposal,
+    at: i64,
 ) -> Result<()> {
+    let team_id = member.team_id.as_str();
     crate::store::transaction(conn, |conn| {
-        let current = target_role(conn, team_id, actor_role, user_id, None)?;
+        let current = target_role(conn, member, user_id, None)?;
         ensure_not_last_owner(
             conn,
             team_id,
             current,
             "A team needs at least one owner: the last owner cannot be removed.",
         )?;
-        let at = now();
         Membership::delete(conn, team_id, user_id)?;
         let ended = SessionRow::delete_for_user(conn, user_id)?;
         let tokens = OauthToken::revoke_for_member(conn, team_id, user_id, at)?;
@@ -433,7 +613,8 @@ pub fn remove_member(
         let apps = disarm_apps(conn, &touched, at)?;
         let remover = actor.user_id.as_deref().filter(|u| *u != user_id);
         OauthClient::transfer(conn, team_id, user_id, remover)?;
-        let (revoked, transferred) = dispose_keys(conn, actor, (team_id, actor_role), (user_id, current), keys, at)?;
+        let leaving = Leaving { user_id, role: current, keys };
+        let (revoked, transferred) = dispose_keys(conn, actor, member, &leaving, at)?;
         audit::record(
             conn,
             actor,
@@ -483,17 +664,25 @@ fn disarm_apps(conn: &mut DbConn, apps: &[OauthClient], at: i64) -> Result<usize
     Ok(apps.len())
 }
 
+/// A member on their way out: who, the role they held, what becomes of their keys.
+struct Leaving<'a> {
+    user_id: &'a str,
+    role: Role,
+    keys: KeyDisposal,
+}
+
 /// Revokes or transfers a leaving member's working keys; returns (revoked, transferred).
 /// A transferred key keeps at most what it could do before (the leaving
 /// member's current role) and what the remover's role allows.
 fn dispose_keys(
     conn: &mut DbConn,
     actor: &Actor,
-    (team_id, actor_role): (&str, Role),
-    (user_id, their_role): (&str, Role),
-    keys: KeyDisposal,
+    member: &TeamRole,
+    leaving: &Leaving<'_>,
     at: i64,
 ) -> Result<(usize, usize)> {
+    let (team_id, actor_role) = (member.team_id.as_str(), member.role);
+    let Leaving { user_id, role: their_role, keys } = *leaving;
     let remover = actor.user_id.as_deref().filter(|u| *u != user_id);
     let (mut revoked, mut transferred) = (0, 0);
     for key in ApiKey::active_held_by(conn, team_id, user_id, at)? {

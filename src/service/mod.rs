@@ -9,6 +9,7 @@ pub mod clock;
 pub mod crypto;
 pub mod forwarded;
 pub mod keys;
+pub mod login;
 pub mod lru;
 pub mod oauth;
 pub mod password;

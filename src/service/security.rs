@@ -1,20 +1,32 @@
-//! A user's own security: password change, their sessions, and the team's
+//! A user's own security: two-factor enrolment and recovery codes, password
+//! change, their sessions, the apps they authorized, and the team's
 //! two-factor policy.
 //!
-//! Rules: a password change ends every other session; only owners set the
-//! team policy; every change is audited.
+//! Rules: starting enrolment, new recovery codes and a password change need
+//! the password; turning 2FA off needs the password and a current code. Every
+//! password re-check is throttled per user like sign-in: the attempt is
+//! reserved before the check, a wrong password (or code) keeps it, anything
+//! else gives it back. A password change ends every session of the user; only
+//! owners set the team policy; every change is audited. The current session
+//! is told by its stored row's id (what the session store hands the page).
 
-use crate::domain::AuditAction;
 use serde_json::json;
 
-use super::accounts::Role;
+use super::accounts::{self, Role, TeamRole, UserContext};
+use super::attempts::{Attempt, Throttle};
 use super::audit::{self, Actor, Event};
-use super::{Error, Result};
-use crate::store::models::{Membership, SessionRow, Team, User};
-use crate::store::{DbConn, now};
+use super::clock::Clock;
+use super::crypto::Keys;
+use super::verify::Verifier;
+use super::{Error, FieldErrors, Result, oauth, password, totp, validate};
+use crate::domain::{AuditAction, ClientId, PlainSecret, SessionId, UserId};
+use crate::store::models::{Membership, OauthClient, OauthConsent, SessionRow, Team, User};
+use crate::store::{Db, DbConn};
+
+const WRONG_PASSWORD: &str = "Your password is not right.";
 
 pub struct SessionView {
-    pub id: String,
+    pub id: SessionId,
     pub user_agent: String,
     pub ip: String,
     pub created_at: i64,
@@ -22,10 +34,202 @@ pub struct SessionView {
     pub current: bool,
 }
 
-/// The `sid` stored in a session row's state (values are JSON strings).
-fn sid_of(row: &SessionRow) -> Option<String> {
-    let state: std::collections::HashMap<String, String> = serde_json::from_str(&row.state).ok()?;
-    state.get("sid").and_then(|v| serde_json::from_str::<String>(v).ok())
+/// Why a form on the security page was turned down (the page shows it).
+#[derive(Debug)]
+pub enum Refusal {
+    /// Field errors (422).
+    Invalid(FieldErrors),
+    /// Too many wrong passwords typed in `field`: wait `retry_after` seconds (429).
+    Throttled { field: &'static str, retry_after: i64 },
+}
+
+/// A change made, or the refusal the page shows.
+pub type Checked<T> = std::result::Result<T, Refusal>;
+
+/// What the security page shows.
+pub struct SecurityOverview {
+    /// The user as they are now (after the change just made).
+    pub ctx: UserContext,
+    pub remaining_codes: i64,
+    pub sessions: Vec<SessionView>,
+    pub apps: Vec<(OauthConsent, OauthClient)>,
+    /// What the team's members authorized (for those who manage members).
+    pub team_apps: Vec<(String, OauthConsent, OauthClient)>,
+    /// An enrolment in progress: the manual key and its QR code.
+    pub pending: Option<(String, String)>,
+}
+
+/// The security page's use cases, each authorized, audited, and throttled
+/// where a password is re-checked.
+pub struct SecurityService<'a> {
+    pub db: &'a Db,
+    pub keys: &'a Keys,
+    /// Password re-checks per user (shared with sign-in failures).
+    pub by_account: &'a Throttle,
+    pub verifier: &'a Verifier,
+    pub clock: &'a Clock,
+}
+
+impl SecurityService<'_> {
+    pub async fn overview(&self, user: &UserContext, current: Option<&SessionId>) -> Result<SecurityOverview> {
+        let (uid, current, at) = (user.user.id.clone(), current.cloned(), self.clock.now());
+        let fallback = user.clone();
+        let (ctx, remaining_codes, sessions, apps, team_apps) = self
+            .db
+            .run(move |conn| {
+                let ctx = accounts::context(conn, &uid)?.unwrap_or(fallback);
+                let team_apps = match &ctx.team {
+                    Some((t, r)) => oauth::team_authorized_apps(conn, &t.id, *r)?,
+                    None => Vec::new(),
+                };
+                let sessions = sessions(conn, &uid, current.as_ref(), at)?;
+                let (remaining, apps) = (totp::remaining_codes(conn, &uid)?, oauth::authorized_apps(conn, &uid)?);
+                Ok::<_, Error>((ctx, remaining, sessions, apps, team_apps))
+            })
+            .await?;
+        let u = &ctx.user;
+        let pending = match totp::pending(self.keys, u).filter(|_| !u.has_totp()) {
+            Some(key) => Some((key.clone(), totp::qr_data_url(&totp::otpauth_uri(&u.email, &key))?)),
+            None => None,
+        };
+        Ok(SecurityOverview { ctx, remaining_codes, sessions, apps, team_apps, pending })
+    }
+
+    /// Starts (or restarts) enrolment: a stolen session must not bind the
+    /// account to the thief's device, so the password comes first.
+    pub async fn start_totp(&self, user: &User, given: &str) -> Result<Checked<()>> {
+        if let Err(refusal) = self.require_password(user, given, "start_password").await? {
+            return Ok(Err(refusal));
+        }
+        let (keys, uid) = (self.keys.clone(), user.id.clone());
+        refused_if_invalid(self.db.run(move |conn| totp::start(conn, &keys, &uid)).await.map(|_| ()))
+    }
+
+    /// Confirms enrolment; returns the recovery codes (shown once).
+    pub async fn confirm_totp(&self, actor: &Actor, user_id: &UserId, code: &str) -> Result<Checked<Vec<PlainSecret>>> {
+        let (keys, actor, uid, code, at) =
+            (self.keys.clone(), actor.clone(), user_id.clone(), code.to_owned(), self.clock.now());
+        refused_if_invalid(self.db.run(move |conn| totp::confirm(conn, &keys, &actor, uid.as_str(), &code, at)).await)
+    }
+
+    /// Turns 2FA off with the password and a current code.
+    pub async fn disable_totp(&self, actor: &Actor, user: &User, given: &str, code: &str) -> Result<Checked<()>> {
+        let attempt = match self.recheck_password(user, given, "disable_password").await? {
+            Ok(attempt) => attempt,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let (keys, actor, uid, code, at) =
+            (self.keys.clone(), actor.clone(), user.id.clone(), code.to_owned(), self.clock.now());
+        let field = |m: &str| Ok(Err(Refusal::Invalid(FieldErrors::single("disable_code", m))));
+        match self.db.run(move |conn| totp::disable(conn, &keys, &actor, &uid, &code, at)).await {
+            Ok(()) => {
+                self.by_account.release(&attempt);
+                Ok(Ok(()))
+            }
+            Err(Error::Invalid(f)) => {
+                self.by_account.release(&attempt);
+                field(f.get("code").unwrap_or("Enter a code."))
+            }
+            // A wrong code keeps the attempt.
+            Err(Error::Forbidden(m)) => field(m),
+            Err(e) => {
+                self.by_account.release(&attempt);
+                Err(e)
+            }
+        }
+    }
+
+    /// New recovery codes (the old ones stop working), shown once.
+    pub async fn regenerate_codes(&self, actor: &Actor, user: &User, given: &str) -> Result<Checked<Vec<PlainSecret>>> {
+        if let Err(refusal) = self.require_password(user, given, "regenerate_password").await? {
+            return Ok(Err(refusal));
+        }
+        let (keys, actor, uid, at) = (self.keys.clone(), actor.clone(), user.id.clone(), self.clock.now());
+        self.db.run(move |conn| totp::regenerate(conn, &keys, &actor, &uid, at)).await.map(Ok)
+    }
+
+    /// Sets a new password and ends every session of the user. Returns
+    /// whether the caller's session (`current`) was still live: only then may
+    /// the caller keep its browser signed in.
+    pub async fn change_password(
+        &self,
+        actor: &Actor,
+        user: &User,
+        given: &str,
+        new: &str,
+        current: Option<&SessionId>,
+    ) -> Result<Checked<bool>> {
+        if let Err(refusal) = self.require_password(user, given, "current_password").await? {
+            return Ok(Err(refusal));
+        }
+        if let Err(m) = validate::new_password(new, &user.email) {
+            return Ok(Err(Refusal::Invalid(FieldErrors::single("new_password", m))));
+        }
+        let hash = password::hash_off_executor(new.to_owned()).await?;
+        let (actor, uid, current, at) = (actor.clone(), user.id.clone(), current.cloned(), self.clock.now());
+        self.db.run(move |conn| change_password(conn, &actor, &uid, &hash, current.as_ref(), at)).await.map(Ok)
+    }
+
+    pub async fn revoke_session(&self, actor: &Actor, user_id: &UserId, id: &SessionId) -> Result<()> {
+        let (actor, uid, id) = (actor.clone(), user_id.clone(), id.clone());
+        self.db.run(move |conn| revoke_session(conn, &actor, uid.as_str(), id.as_str())).await
+    }
+
+    /// Ends every other session of the user; returns how many.
+    pub async fn revoke_other_sessions(
+        &self,
+        actor: &Actor,
+        user_id: &UserId,
+        current: Option<&SessionId>,
+    ) -> Result<usize> {
+        let (actor, uid, current, at) = (actor.clone(), user_id.clone(), current.cloned(), self.clock.now());
+        self.db.run(move |conn| revoke_other_sessions(conn, &actor, uid.as_str(), current.as_ref(), at)).await
+    }
+
+    /// Withdraws the user's consent to an app; the app's tokens stop working at once.
+    pub async fn revoke_app(&self, actor: &Actor, user: &UserContext, client: &ClientId) -> Result<()> {
+        let (actor, uid, client) = (actor.clone(), user.user.id.clone(), client.clone());
+        let team = user.team.as_ref().map(|(t, _)| t.id.clone());
+        self.db.run(move |conn| oauth::revoke_consent(conn, &actor, &uid, team.as_deref(), client.as_str())).await?;
+        self.verifier.invalidate_all();
+        Ok(())
+    }
+
+    pub async fn set_team_policy(&self, actor: &Actor, member: &TeamRole, require_totp: bool) -> Result<()> {
+        let (actor, member) = (actor.clone(), member.clone());
+        self.db.run(move |conn| set_team_policy(conn, &actor, &member, require_totp)).await
+    }
+
+    /// A password re-check: the reserved attempt when right (to give back or
+    /// keep), else the refusal; an attempt is kept for a wrong password.
+    async fn recheck_password(&self, user: &User, given: &str, field: &'static str) -> Result<Checked<Attempt>> {
+        let attempt = match self.by_account.reserve(&format!("password:{}", user.id), self.clock.now()) {
+            Ok(attempt) => attempt,
+            Err(retry_after) => return Ok(Err(Refusal::Throttled { field, retry_after })),
+        };
+        match password::check_off_executor(Some(user.password_hash.clone()), given.to_owned()).await {
+            Ok(true) => Ok(Ok(attempt)),
+            Ok(false) => Ok(Err(Refusal::Invalid(FieldErrors::single(field, WRONG_PASSWORD)))),
+            Err(e) => {
+                self.by_account.release(&attempt);
+                Err(e)
+            }
+        }
+    }
+
+    /// A re-check that needs nothing after it: a right password gives its attempt back.
+    async fn require_password(&self, user: &User, given: &str, field: &'static str) -> Result<Checked<()>> {
+        Ok(self.recheck_password(user, given, field).await?.map(|attempt| self.by_account.release(&attempt)))
+    }
+}
+
+/// Field errors become the page's refusal; anything else stays an error.
+fn refused_if_invalid<T>(result: Result<T>) -> Result<Checked<T>> {
+    match result {
+        Ok(v) => Ok(Ok(v)),
+        Err(Error::Invalid(f)) => Ok(Err(Refusal::Invalid(f))),
+        Err(e) => Err(e),
+    }
 }
 
 fn event<'a>(
@@ -42,17 +246,17 @@ fn event<'a>(
     })
 }
 
-pub fn sessions(conn: &mut DbConn, user_id: &str, current_sid: &str) -> Result<Vec<SessionView>> {
-    let rows = SessionRow::list_for_user(conn, user_id, now())?;
+pub fn sessions(conn: &mut DbConn, user_id: &str, current: Option<&SessionId>, at: i64) -> Result<Vec<SessionView>> {
+    let rows = SessionRow::list_for_user(conn, user_id, at)?;
     Ok(rows
         .into_iter()
         .map(|r| SessionView {
-            current: sid_of(&r).is_some_and(|s| s == current_sid),
+            current: current.is_some_and(|c| c.as_str() == r.id),
             user_agent: r.user_agent.clone().unwrap_or_else(|| "Unknown device".into()),
             ip: r.ip.clone().unwrap_or_else(|| "—".into()),
             created_at: r.created_at,
             last_seen_at: r.last_seen_at,
-            id: r.id,
+            id: SessionId::from(r.id),
         })
         .collect())
 }
@@ -68,10 +272,21 @@ pub fn revoke_session(conn: &mut DbConn, actor: &Actor, user_id: &str, id: &str)
     })
 }
 
-pub fn revoke_other_sessions(conn: &mut DbConn, actor: &Actor, user_id: &str, current_sid: &str) -> Result<usize> {
+/// The id of the caller's session among the user's live ones, if it is one.
+fn live_current(conn: &mut DbConn, user_id: &str, current: Option<&SessionId>, at: i64) -> Result<Option<String>> {
+    let rows = SessionRow::list_for_user(conn, user_id, at)?;
+    Ok(current.and_then(|c| rows.into_iter().find(|r| r.id == c.as_str())).map(|r| r.id))
+}
+
+pub fn revoke_other_sessions(
+    conn: &mut DbConn,
+    actor: &Actor,
+    user_id: &str,
+    current: Option<&SessionId>,
+    at: i64,
+) -> Result<usize> {
     crate::store::transaction(conn, |conn| {
-        let rows = SessionRow::list_for_user(conn, user_id, now())?;
-        let keep = rows.iter().find(|r| sid_of(r).is_some_and(|s| s == current_sid)).map(|r| r.id.clone());
+        let keep = live_current(conn, user_id, current, at)?;
         let ended = SessionRow::delete_for_user_except(conn, user_id, keep.as_deref().unwrap_or(""))?;
         let mut team = None;
         let e = event(conn, AuditAction::SessionRevoked, user_id, &mut team)?
@@ -82,19 +297,19 @@ pub fn revoke_other_sessions(conn: &mut DbConn, actor: &Actor, user_id: &str, cu
 }
 
 /// Stores the new password hash and ends every session of the user. Returns
-/// whether the caller's own session (`current_sid`) was still live: only then
+/// whether the caller's own session (`current`) was still live: only then
 /// may the caller renew it; one that ended meanwhile stays ended.
 pub fn change_password(
     conn: &mut DbConn,
     actor: &Actor,
     user_id: &str,
     new_hash: &str,
-    current_sid: &str,
+    current: Option<&SessionId>,
+    at: i64,
 ) -> Result<bool> {
     crate::store::transaction(conn, |conn| {
         User::set_password(conn, user_id, new_hash)?;
-        let rows = SessionRow::list_for_user(conn, user_id, now())?;
-        let live = rows.iter().any(|r| sid_of(r).is_some_and(|s| s == current_sid));
+        let live = live_current(conn, user_id, current, at)?.is_some();
         let ended = SessionRow::delete_for_user(conn, user_id)?;
         let mut team = None;
         let e =
@@ -104,15 +319,11 @@ pub fn change_password(
     })
 }
 
-pub fn set_team_policy(
-    conn: &mut DbConn,
-    actor: &Actor,
-    (team_id, role): (&str, Role),
-    require_totp: bool,
-) -> Result<()> {
-    if role != Role::Owner {
+pub fn set_team_policy(conn: &mut DbConn, actor: &Actor, member: &TeamRole, require_totp: bool) -> Result<()> {
+    if member.role != Role::Owner {
         return Err(Error::Forbidden("Only an owner can change the team's two-factor policy."));
     }
+    let team_id = member.team_id.as_str();
     crate::store::transaction(conn, |conn| {
         Team::set_require_totp(conn, team_id, require_totp)?;
         let e = Event::new(AuditAction::TeamTotpPolicyChanged).team(team_id).object("team", team_id);

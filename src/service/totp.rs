@@ -8,15 +8,15 @@
 //! older code is refused); recovery codes are stored as keyed hashes and work
 //! once; every change is audited.
 
-use crate::domain::AuditAction;
 use serde_json::json;
 use totp_rs::{Algorithm, Builder};
 
 use super::audit::{self, Actor, Event};
 use super::crypto::{self, Keys};
 use super::{Error, FieldErrors, Result};
+use crate::domain::{AuditAction, PlainSecret};
+use crate::store::DbConn;
 use crate::store::models::{Membership, RecoveryCode, SessionRow, User};
-use crate::store::{DbConn, now};
 
 pub const ISSUER: &str = "Latchkey";
 pub const RECOVERY_CODES: usize = 10;
@@ -98,8 +98,9 @@ pub fn matching_step(secret: &[u8], code: &str, at: u64) -> Result<Option<u64>> 
     Ok(totp.check(code, at))
 }
 
-fn unix_now() -> u64 {
-    now().max(0).unsigned_abs()
+/// A time in Unix seconds as the TOTP library counts it.
+fn unix(at: i64) -> u64 {
+    at.max(0).unsigned_abs()
 }
 
 /// The stored columns that hold a sealed secret.
@@ -148,14 +149,20 @@ pub fn start(conn: &mut DbConn, keys: &Keys, user_id: &str) -> Result<String> {
 }
 
 /// The manual key of an enrolment in progress.
+/// One that no longer opens shows as none (confirming it asks to start again).
 pub fn pending(keys: &Keys, u: &User) -> Option<String> {
     let sealed = u.totp_pending_enc.as_deref()?;
-    keys.open(sealed, &context(&u.id, PENDING_COLUMN)).ok().map(|s| base32(&s.plaintext))
+    match keys.open(sealed, &context(&u.id, PENDING_COLUMN)) {
+        Ok(opened) => Some(base32(&opened.plaintext)),
+        Err(e) => {
+            tracing::warn!(user = %u.id, error = %e, "a pending TOTP secret does not open for its user");
+            None
+        }
+    }
 }
 
-fn new_recovery_codes(conn: &mut DbConn, keys: &Keys, user_id: &str) -> Result<Vec<String>> {
+fn new_recovery_codes(conn: &mut DbConn, keys: &Keys, user_id: &str, at: i64) -> Result<Vec<PlainSecret>> {
     RecoveryCode::delete_for_user(conn, user_id)?;
-    let at = now();
     let mut shown = Vec::with_capacity(RECOVERY_CODES);
     let mut rows = Vec::with_capacity(RECOVERY_CODES);
     for _ in 0..RECOVERY_CODES {
@@ -167,14 +174,21 @@ fn new_recovery_codes(conn: &mut DbConn, keys: &Keys, user_id: &str) -> Result<V
             created_at: at,
             used_at: None,
         });
-        shown.push(format!("{}-{}", &raw[..5], &raw[5..]));
+        shown.push(PlainSecret::new(format!("{}-{}", &raw[..5], &raw[5..])));
     }
     RecoveryCode::insert_all(conn, &rows)?;
     Ok(shown)
 }
 
 /// Confirms enrolment with a current code; returns the recovery codes (shown once).
-pub fn confirm(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw: &str) -> Result<Vec<String>> {
+pub fn confirm(
+    conn: &mut DbConn,
+    keys: &Keys,
+    actor: &Actor,
+    user_id: &str,
+    raw: &str,
+    at: i64,
+) -> Result<Vec<PlainSecret>> {
     let Code::Totp(code) = classify(raw).map_err(|m| Error::Invalid(FieldErrors::single("code", m)))? else {
         return Err(Error::Invalid(FieldErrors::single("code", "Enter the 6-digit code from your authenticator app.")));
     };
@@ -193,15 +207,15 @@ pub fn confirm(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw
                 Error::Invalid(FieldErrors::single("code", "Start the set-up again: your enrolment cannot be read."))
             })?
             .plaintext;
-        let step = matching_step(&secret, &code, unix_now())?.ok_or_else(|| {
+        let step = matching_step(&secret, &code, unix(at))?.ok_or_else(|| {
             Error::Invalid(FieldErrors::single(
                 "code",
                 "That code is not right. Check your device's clock and try the next one.",
             ))
         })?;
         let enabled = keys.seal(&secret, &context(user_id, SECRET_COLUMN)).map_err(internal)?;
-        User::enable_totp(conn, user_id, &enabled, now(), step as i64)?;
-        let codes = new_recovery_codes(conn, keys, user_id)?;
+        User::enable_totp(conn, user_id, &enabled, at, step as i64)?;
+        let codes = new_recovery_codes(conn, keys, user_id, at)?;
         record(conn, actor, user_id, AuditAction::TotpEnabled, json!({}))?;
         Ok(codes)
     })
@@ -215,7 +229,7 @@ pub enum Factor {
 }
 
 /// Checks a second factor; a used step or recovery code is refused.
-pub fn verify(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw: &str) -> Result<Factor> {
+pub fn verify(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw: &str, at: i64) -> Result<Factor> {
     let code = classify(raw).map_err(|m| Error::Invalid(FieldErrors::single("code", m)))?;
     let wrong = || Error::Forbidden("That code is not valid.");
     crate::store::transaction(conn, |conn| {
@@ -229,7 +243,7 @@ pub fn verify(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw:
                     tracing::warn!(user = user_id, error = %e, "a TOTP secret does not open for its user");
                     wrong()
                 })?;
-                let step = matching_step(&opened.plaintext, &code, unix_now())?.ok_or_else(wrong)?;
+                let step = matching_step(&opened.plaintext, &code, unix(at))?.ok_or_else(wrong)?;
                 if User::claim_totp_step(conn, user_id, step as i64)? != 1 {
                     return Err(Error::Forbidden("That code was already used. Wait for the next one."));
                 }
@@ -241,7 +255,7 @@ pub fn verify(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw:
             }
             Code::Recovery(normal) => {
                 let hash = keys.token_hash(&format!("recovery:{normal}"));
-                if RecoveryCode::consume(conn, user_id, &hash, now())? != 1 {
+                if RecoveryCode::consume(conn, user_id, &hash, at)? != 1 {
                     return Err(wrong());
                 }
                 let left = RecoveryCode::remaining(conn, user_id)?;
@@ -253,21 +267,21 @@ pub fn verify(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw:
 }
 
 /// Turns 2FA off; the caller has checked the password, this checks the code.
-pub fn disable(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw: &str) -> Result<()> {
+pub fn disable(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, raw: &str, at: i64) -> Result<()> {
     crate::store::transaction(conn, |conn| {
-        verify(conn, keys, actor, user_id, raw)?;
+        verify(conn, keys, actor, user_id, raw, at)?;
         User::disable_totp(conn, user_id)?;
         RecoveryCode::delete_for_user(conn, user_id)?;
         record(conn, actor, user_id, AuditAction::TotpDisabled, json!({}))
     })
 }
 
-pub fn regenerate(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str) -> Result<Vec<String>> {
+pub fn regenerate(conn: &mut DbConn, keys: &Keys, actor: &Actor, user_id: &str, at: i64) -> Result<Vec<PlainSecret>> {
     crate::store::transaction(conn, |conn| {
         if !user(conn, user_id)?.has_totp() {
             return Err(Error::Forbidden("Turn on two-factor authentication first."));
         }
-        let codes = new_recovery_codes(conn, keys, user_id)?;
+        let codes = new_recovery_codes(conn, keys, user_id, at)?;
         record(conn, actor, user_id, AuditAction::TotpRecoveryCodesRegenerated, json!({}))?;
         Ok(codes)
     })

@@ -1,6 +1,9 @@
 //! Who is asking: the signed-in user (with idle and absolute timeouts), the
 //! client address (trusting `X-Forwarded-For` only from configured proxies),
 //! and safe post-login redirects.
+//!
+//! Rules: a session's user is decided by `LoginService::session_user`, the
+//! one rule for pages and the JSON API alike; a session it refuses is ended.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -10,19 +13,35 @@ use actix_session::{Session, SessionExt};
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 
-use super::session_store::keys;
+use super::session::TypedSession;
 use super::{AppState, State};
+use crate::domain::UserId;
 use crate::error::AppError;
-use crate::service::accounts::{self, Role, UserContext};
+use crate::service::accounts::{Role, TeamRole, UserContext};
 use crate::service::audit::Actor;
-use crate::store::models::{SessionRow, Team};
-use crate::store::{StoreError, now};
+use crate::service::login::LoginService;
+use crate::store::models::Team;
+
+impl AppState {
+    /// Sign-in, its throttles and its audit trail.
+    pub fn login_service(&self) -> LoginService<'_> {
+        LoginService {
+            db: &self.db,
+            keys: &self.keys,
+            by_account: &self.login_by_account,
+            by_ip: &self.login_by_ip,
+            audit_gate: &self.audit_gate,
+            clock: &self.clock,
+            absolute_secs: self.config.session_absolute_hours * 3600,
+        }
+    }
+}
 
 /// A signed-in user. Extracting it from a request without a valid session
 /// fails with `LoginRequired` (a redirect to `/login` for pages).
 pub struct CurrentUser {
     pub ctx: UserContext,
-    pub session: Session,
+    pub session: TypedSession,
     pub actor: Actor,
 }
 
@@ -34,6 +53,16 @@ impl CurrentUser {
             .as_ref()
             .map(|(t, r)| (t, *r))
             .ok_or_else(|| AppError::Forbidden("You are not a member of any team.".into()))
+    }
+
+    /// The user's team and role as the services take them, or 403 without a team.
+    pub fn member(&self) -> Result<TeamRole, AppError> {
+        let (team, role) = self.team()?;
+        Ok(TeamRole { team_id: team.id.clone().into(), role })
+    }
+
+    pub fn user_id(&self) -> UserId {
+        UserId::from(self.ctx.user.id.clone())
     }
 }
 
@@ -48,14 +77,15 @@ impl FromRequest for CurrentUser {
                 .app_data::<State>()
                 .ok_or_else(|| AppError::Internal(anyhow::anyhow!("the application state is not registered")))?
                 .clone();
-            let session = req.get_session();
-            let (user_id, ctx) = signed_in(&state, &session).await?.ok_or(AppError::LoginRequired)?;
+            let session = TypedSession::new(req.get_session());
+            let (user_id, ctx) = session_user(&state, &session).await?.ok_or(AppError::LoginRequired)?;
             let policy = ctx.team.as_ref().is_some_and(|(t, _)| t.require_totp);
             let exempt = req.path().starts_with("/settings/security") || req.path() == "/logout";
             if policy && !ctx.user.has_totp() && !exempt {
                 return Err(AppError::TotpEnrolmentRequired);
             }
-            let actor = Actor { user_id: Some(user_id), label: ctx.user.email.clone(), ..request_actor(&req, &state) };
+            let actor =
+                Actor { user_id: Some(user_id.into()), label: ctx.user.email.clone(), ..request_actor(&req, &state) };
             Ok(CurrentUser { ctx, session, actor })
         })
     }
@@ -71,26 +101,14 @@ impl FromRequest for CurrentUser {
 /// session that was ended meanwhile. (A state without a row was signed in by
 /// this very request.)
 pub async fn signed_in(state: &AppState, session: &Session) -> Result<Option<(String, UserContext)>, AppError> {
-    let Some(user_id) = session.get::<String>(keys::USER_ID).ok().flatten() else { return Ok(None) };
-    let auth_at = session.get::<i64>(keys::AUTH_AT).ok().flatten().unwrap_or(0);
-    if now() - auth_at > state.config.session_absolute_hours * 3600 {
-        session.purge();
-        return Ok(None);
-    }
-    let (uid, row) = (user_id.clone(), session.get::<String>(keys::ROW).ok().flatten());
-    let found = state
-        .db
-        .run(move |conn| {
-            let live = match row {
-                Some(id) => SessionRow::find_live(conn, &id, now()).map_err(StoreError::from)?.is_some(),
-                None => true,
-            };
-            if !live {
-                return Ok(None);
-            }
-            accounts::context(conn, &uid)
-        })
-        .await?;
+    let found = session_user(state, &TypedSession::new(session.clone())).await?;
+    Ok(found.map(|(id, ctx)| (id.into(), ctx)))
+}
+
+async fn session_user(state: &AppState, session: &TypedSession) -> Result<Option<(UserId, UserContext)>, AppError> {
+    let Some(user_id) = session.user_id()? else { return Ok(None) };
+    let signed_in_at = session.signed_in_at()?.unwrap_or(0);
+    let found = state.login_service().session_user(&user_id, signed_in_at, session.row_id()?).await?;
     match found {
         Some(ctx) => Ok(Some((user_id, ctx))),
         None => {
@@ -150,13 +168,21 @@ pub fn url_encode(s: &str) -> String {
     serde_urlencoded::to_string([("v", s)]).map(|q| q[2..].to_owned()).unwrap_or_default()
 }
 
-/// A one-shot message for the next page (never a secret).
-pub fn flash(session: &Session, message: &str) {
-    let _ = session.insert(keys::FLASH, message);
+/// A one-shot message for the next page (never a secret). One that cannot be
+/// stored is logged; the change it reports is made all the same.
+pub fn flash(session: &TypedSession, message: &str) {
+    if let Err(e) = session.flash(message) {
+        tracing::error!(error = ?e, "storing a flash message");
+    }
 }
 
-pub fn take_flash(session: &Session) -> Option<String> {
-    session.remove_as::<String>(keys::FLASH).and_then(Result::ok)
+/// The one-shot message for this page, if any. One that cannot be read is
+/// logged and not shown: the page itself still renders.
+pub fn take_flash(session: &TypedSession) -> Option<String> {
+    session.take_flash().unwrap_or_else(|e| {
+        tracing::error!(error = ?e, "reading the flash message");
+        None
+    })
 }
 
 pub fn state(req: &HttpRequest) -> Result<State, AppError> {

@@ -6,14 +6,14 @@
 //! and `/api/` (credential-authenticated; session use there demands the header
 //! in the API's own extractor).
 
-use actix_session::{Session, SessionExt};
+use actix_session::SessionExt;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 
-use super::session_store::keys;
+use super::session::TypedSession;
 use crate::error::AppError;
 use crate::service::crypto;
 
@@ -22,17 +22,17 @@ pub const FIELD: &str = "csrf_token";
 const EXEMPT_PREFIXES: &[&str] = &["/api/", "/oauth/token", "/oauth/revoke", "/oauth/introspect"];
 
 /// The session's token, created on first use.
-pub fn token(session: &Session) -> Result<String, AppError> {
-    if let Ok(Some(t)) = session.get::<String>(keys::CSRF) {
-        return Ok(t);
+pub fn token(session: &TypedSession) -> Result<String, AppError> {
+    match session.csrf_token()? {
+        Some(t) => Ok(t),
+        None => rotate(session),
     }
-    rotate(session)
 }
 
 /// A fresh token (at login, so a token seen before login is worthless after).
-pub fn rotate(session: &Session) -> Result<String, AppError> {
+pub fn rotate(session: &TypedSession) -> Result<String, AppError> {
     let t = crypto::random_base62(32).map_err(|e| AppError::internal(e, "drawing random bytes"))?;
-    session.insert(keys::CSRF, &t).map_err(|e| AppError::internal(e, "writing the session"))?;
+    session.set_csrf_token(&t)?;
     Ok(t)
 }
 
@@ -58,16 +58,25 @@ pub async fn verify(
         // Session use of the API checks its own CSRF header.
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     }
-    if is_form(&req) && !form_is_utf8(&body) {
-        // Refused rather than stored with replacement characters.
-        return Ok(req.error_response(AppError::BadRequest("The form is not valid UTF-8.".into())));
+    match check(&req, &body) {
+        Ok(()) => next.call(req).await.map(ServiceResponse::map_into_boxed_body),
+        Err(e) => Ok(req.error_response(e)),
     }
-    let expected = req.get_session().get::<String>(keys::CSRF).ok().flatten();
+}
+
+/// A state-changing form or request: UTF-8 (a form), and carrying the
+/// session's token in the header or the form field.
+fn check(req: &ServiceRequest, body: &Bytes) -> Result<(), AppError> {
+    if is_form(req) && !form_is_utf8(body) {
+        // Refused rather than stored with replacement characters.
+        return Err(AppError::BadRequest("The form is not valid UTF-8.".into()));
+    }
+    let expected = TypedSession::new(req.get_session()).csrf_token()?;
     let header = req.headers().get(HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let presented = header.or_else(|| form_field(&req, &body));
+    let presented = header.or_else(|| form_field(req, body));
     match (expected, presented) {
-        (Some(e), Some(p)) if crypto::ct_eq(&e, &p) => next.call(req).await.map(ServiceResponse::map_into_boxed_body),
-        _ => Ok(req.error_response(AppError::Csrf)),
+        (Some(e), Some(p)) if crypto::ct_eq(&e, &p) => Ok(()),
+        _ => Err(AppError::Csrf),
     }
 }
 

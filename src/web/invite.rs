@@ -1,18 +1,19 @@
-//! `/invite/{token}`: the invitee sets a password and joins the team.
+//! `/invite/{token}`: the invitee sets a password and joins the team (the
+//! rules are `AccountService`'s).
 
-use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::auth::{flash, request_actor};
+use super::State;
+use super::auth::request_actor;
 use super::page::{redirect, render};
-use super::{State, csrf};
+use super::session::TypedSession;
+use crate::domain::Role;
 use crate::error::AppError;
-use crate::service::{FieldErrors, accounts, password, validate};
-
-const INVALID_LINK: &str = "This invite link is not valid: it may have expired or been used already.";
+use crate::service::FieldErrors;
+use crate::service::accounts::Acceptance;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -28,60 +29,46 @@ struct InvitePage {
     token: String,
     team_name: String,
     email: String,
-    role: String,
+    role: Role,
     errors: FieldErrors,
 }
 
-async fn page(state: &State, session: &Session, token: String) -> Result<InvitePage, AppError> {
-    if token.len() > 64 || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(AppError::Forbidden("This invite link is not valid.".into()));
+impl InvitePage {
+    fn new(
+        session: &TypedSession,
+        token: String,
+        (team_name, email, role): (String, String, Role),
+        errors: FieldErrors,
+    ) -> Result<Self, AppError> {
+        let (csrf, asset_v) = (super::csrf::token(session)?, super::assets::version());
+        Ok(Self { csrf, asset_v, token, team_name, email, role, errors })
     }
-    let keys = state.keys.clone();
-    let lookup = token.clone();
-    let (invite, team) =
-        state.db.run(move |conn| accounts::open_invite(conn, &keys, &lookup)).await.map_err(|e| match e {
-            crate::service::Error::NotFound => AppError::Forbidden(INVALID_LINK.into()),
-            other => other.into(),
-        })?;
-    Ok(InvitePage {
-        csrf: csrf::token(session)?,
-        asset_v: super::assets::version(),
-        token,
-        team_name: team.name,
-        email: invite.email,
-        role: invite.role,
-        errors: FieldErrors::default(),
-    })
 }
 
-pub async fn form(state: State, session: Session, path: web::Path<String>) -> Result<HttpResponse, AppError> {
-    render(StatusCode::OK, &page(&state, &session, path.into_inner()).await?)
+pub async fn form(state: State, session: TypedSession, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let token = path.into_inner();
+    let (invite, team) = state.account_service().open_invite(&token).await?;
+    let page = InvitePage::new(&session, token, (team.name, invite.email, invite.role), FieldErrors::default())?;
+    render(StatusCode::OK, &page)
 }
 
 pub async fn accept(
     state: State,
-    session: Session,
+    session: TypedSession,
     req: HttpRequest,
     path: web::Path<String>,
     form: web::Form<AcceptForm>,
 ) -> Result<HttpResponse, AppError> {
     let token = path.into_inner();
-    let mut view = page(&state, &session, token.clone()).await?;
-    if let Err(m) = validate::new_password(&form.password, &view.email) {
-        view.errors.add("password", m);
-        return render(StatusCode::UNPROCESSABLE_ENTITY, &view);
+    let actor = request_actor(&req, &state);
+    match state.account_service().accept_invite(&actor, &token, &form.password).await? {
+        Acceptance::Joined { team_name } => {
+            session.flash(&format!("Welcome to {team_name}. Sign in with your new password."))?;
+            Ok(redirect("/login"))
+        }
+        Acceptance::Refused { team_name, email, role, errors } => {
+            let page = InvitePage::new(&session, token, (team_name, email, role), errors)?;
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
     }
-    let pw = form.into_inner().password;
-    let hash =
-        web::block(move || password::hash(&pw)).await.map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))??;
-    let (keys, actor) = (state.keys.clone(), request_actor(&req, &state));
-    // An invite to an email that has an account by now fails like a used link.
-    state.db.run(move |conn| accounts::accept_invite(conn, &keys, &actor, &token, hash)).await.map_err(
-        |e| match e {
-            crate::service::Error::NotFound => AppError::Forbidden(INVALID_LINK.into()),
-            other => other.into(),
-        },
-    )?;
-    flash(&session, &format!("Welcome to {}. Sign in with your new password.", view.team_name));
-    Ok(redirect("/login"))
 }

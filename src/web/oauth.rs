@@ -210,7 +210,7 @@ pub struct ConsentForm {
 
 /// `POST /oauth/authorize`: the consent form's answer.
 pub async fn decide(state: State, user: CurrentUser, form: web::Form<ConsentForm>) -> Result<HttpResponse, AppError> {
-    let pending: Option<serde_json::Value> = user.session.remove_as(PENDING).and_then(Result::ok);
+    let pending: Option<serde_json::Value> = user.session.take(PENDING).ok().flatten();
     let (nonce, sig) = form.consent_token.split_once('.').unwrap_or(("", ""));
     let expected = state.keys.sign(&format!("consent:{}:{nonce}", user.ctx.user.id));
     let valid_token = !nonce.is_empty() && crypto::ct_eq(&expected, sig);

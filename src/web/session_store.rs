@@ -29,7 +29,7 @@ use crate::service::crypto::{self, Keys};
 use crate::store::models::SessionRow;
 use crate::store::{Db, StoreError, now};
 
-/// Session-state keys written by the web layer.
+/// Session-state keys; read and written through `web::session::TypedSession`.
 pub mod keys {
     pub const USER_ID: &str = "uid";
     pub const AUTH_AT: &str = "auth_at";
@@ -37,14 +37,13 @@ pub mod keys {
     pub const FLASH: &str = "flash";
     pub const USER_AGENT: &str = "ua";
     pub const IP: &str = "ip";
-    /// A random id of this sign-in, to tell the current session in lists.
-    pub const SID: &str = "sid";
     /// Password accepted, second factor pending.
     pub const PENDING_USER_ID: &str = "pending_uid";
     pub const PENDING_AT: &str = "pending_at";
     pub const PENDING_NEXT: &str = "pending_next";
     /// The row a state was loaded from (set by `load`, never stored): lets a
-    /// request check, once its body has arrived, that its session still lives.
+    /// request check, once its body has arrived, that its session still lives,
+    /// and tells the current session in the user's list of sessions.
     pub const ROW: &str = "row";
     /// Where to continue once the 2FA enrolment a team requires is done.
     pub const ENROLMENT_NEXT: &str = "enrolment_next";

@@ -1,17 +1,32 @@
 //! First run: `/setup?token=…` creates the first team and its owner. The token
-//! is printed to the log at start; the page is gone once any user exists.
+//! is printed to the log at start; the page is gone once any user exists (the
+//! rules are `AccountService`'s).
 
-use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::auth::{flash, request_actor};
+use super::auth::request_actor;
 use super::page::{redirect, render};
-use super::{State, csrf};
+use super::session::TypedSession;
+use super::{AppState, State, csrf};
 use crate::error::AppError;
-use crate::service::{FieldErrors, accounts, crypto, password, validate};
+use crate::service::accounts::{AccountService, NewTeam};
+use crate::service::{Error, FieldErrors};
+
+impl AppState {
+    /// Setup, invites and membership changes.
+    pub fn account_service(&self) -> AccountService<'_> {
+        AccountService {
+            db: &self.db,
+            keys: &self.keys,
+            verifier: &self.verifier,
+            clock: &self.clock,
+            setup_token: &self.setup_token,
+        }
+    }
+}
 
 #[derive(Deserialize)]
 pub struct TokenQuery {
@@ -39,68 +54,44 @@ struct SetupPage {
     errors: FieldErrors,
 }
 
-/// 404 once a user exists; 403 for a wrong token.
-async fn check_token(state: &State, presented: &str) -> Result<(), AppError> {
-    let open = state.db.run(accounts::setup_open).await?;
-    let expected = state.setup_token.lock().map(|t| t.clone()).unwrap_or(None);
-    match expected {
-        Some(t) if open => {
-            if crypto::ct_eq(&t, presented) {
-                Ok(())
-            } else {
-                Err(AppError::Forbidden(
-                    "This setup link is not valid. Use the full URL printed in the server log at start.".into(),
-                ))
-            }
-        }
-        _ => Err(AppError::NotFound),
+impl SetupPage {
+    fn new(session: &TypedSession, form: NewTeam, errors: FieldErrors) -> Result<Self, AppError> {
+        let NewTeam { token, team_name, email, .. } = form;
+        Ok(Self { csrf: csrf::token(session)?, asset_v: super::assets::version(), token, team_name, email, errors })
     }
 }
 
-pub async fn form(state: State, session: Session, query: web::Query<TokenQuery>) -> Result<HttpResponse, AppError> {
-    check_token(&state, &query.token).await?;
-    let page = SetupPage {
-        csrf: csrf::token(&session)?,
-        asset_v: super::assets::version(),
-        token: query.token.clone(),
+pub async fn form(
+    state: State,
+    session: TypedSession,
+    query: web::Query<TokenQuery>,
+) -> Result<HttpResponse, AppError> {
+    state.account_service().check_setup_token(&query.token).await?;
+    let blank = NewTeam {
+        token: query.into_inner().token,
         team_name: String::new(),
         email: String::new(),
-        errors: FieldErrors::default(),
+        password: String::new(),
     };
-    render(StatusCode::OK, &page)
+    render(StatusCode::OK, &SetupPage::new(&session, blank, FieldErrors::default())?)
 }
 
 pub async fn submit(
     state: State,
-    session: Session,
+    session: TypedSession,
     req: HttpRequest,
     form: web::Form<SetupForm>,
 ) -> Result<HttpResponse, AppError> {
-    let form = form.into_inner();
-    check_token(&state, &form.token).await?;
-    let mut errors = FieldErrors::default();
-    let team_name = validate::team_name(&form.team_name).map_err(|m| errors.add("team_name", m)).ok();
-    let email = validate::account(&form.email, &form.password).map_err(|e| errors.0.extend(e.0)).ok();
-    let (Some(team_name), Some(email)) = (team_name, email) else {
-        let page = SetupPage {
-            csrf: csrf::token(&session)?,
-            asset_v: super::assets::version(),
-            token: form.token,
-            team_name: form.team_name,
-            email: form.email,
-            errors,
-        };
-        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
-    };
-    let hash = web::block(move || password::hash(&form.password))
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))??;
-    let actor = request_actor(&req, &state);
-    state.db.run(move |conn| accounts::setup(conn, &actor, &team_name, &email, hash)).await?;
-    if let Ok(mut token) = state.setup_token.lock() {
-        *token = None;
+    let SetupForm { token, team_name, email, password } = form.into_inner();
+    let form = NewTeam { token, team_name, email, password };
+    match state.account_service().setup(&request_actor(&req, &state), &form).await {
+        Ok(()) => {
+            session.flash("Your team is ready. Sign in with the email and password you chose.")?;
+            Ok(redirect("/login"))
+        }
+        Err(Error::Invalid(errors)) => {
+            render(StatusCode::UNPROCESSABLE_ENTITY, &SetupPage::new(&session, form, errors)?)
+        }
+        Err(e) => Err(e.into()),
     }
-    tracing::info!("first-run setup completed; the setup page is now gone");
-    flash(&session, "Your team is ready. Sign in with the email and password you chose.");
-    Ok(redirect("/login"))
 }

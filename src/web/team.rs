@@ -1,16 +1,18 @@
 //! `/settings/team`: members and roles, invites, role changes and removals.
+//! Who may do what, and what a change ends, are `AccountService`'s rules.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::auth::{CurrentUser, flash, id_param};
+use super::auth::{CurrentUser, id_param};
 use super::page::{Layout, Nav, redirect, render};
 use super::{State, format};
+use crate::domain::{InviteId, PlainSecret, UserId};
 use crate::error::AppError;
-use crate::service::accounts::{self, KeyDisposal, Role};
-use crate::service::{FieldErrors, audit, policy, validate};
+use crate::service::accounts::{Invited, KeyDisposal, Role};
+use crate::service::{Error, FieldErrors, policy};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -35,7 +37,7 @@ pub struct RemoveForm {
 pub struct MemberRow {
     pub user_id: String,
     pub email: String,
-    pub role: String,
+    pub role: Role,
     pub joined: String,
     pub is_self: bool,
     /// Whether the viewer may change or remove this member.
@@ -47,7 +49,7 @@ pub struct MemberRow {
 pub struct InviteRow {
     pub id: String,
     pub email: String,
-    pub role: String,
+    pub role: Role,
     pub expires: String,
 }
 
@@ -70,7 +72,8 @@ struct TeamPage {
     assignable: Vec<&'static str>,
     invite_email: String,
     invite_role: String,
-    invite_link: Option<String>,
+    /// The link of the invite just made (shown once).
+    invite_link: Option<PlainSecret>,
     errors: FieldErrors,
 }
 
@@ -87,30 +90,19 @@ pub async fn home(user: CurrentUser) -> Result<HttpResponse, AppError> {
 
 async fn page(state: &State, user: &CurrentUser) -> Result<TeamPage, AppError> {
     let (team, role) = user.team()?;
-    let team_id = team.id.clone();
-    let can_read_audit = policy::may_read_audit(role);
-    let (members, invites, events) = state
-        .db
-        .run(move |conn| {
-            let events = if can_read_audit { audit::recent_for_team(conn, &team_id, 10)? } else { Vec::new() };
-            Ok::<_, crate::service::Error>((
-                accounts::members_with_keys(conn, &team_id)?,
-                accounts::pending_invites(conn, &team_id)?,
-                events,
-            ))
-        })
-        .await?;
+    let overview = state.account_service().team_overview(&user.member()?).await?;
     let me = &user.ctx.user.id;
     Ok(TeamPage {
         layout: Layout::new(user, Nav::Team)?,
         team_name: team.name.clone(),
         can_manage: role.manages_members(),
-        can_read_audit,
-        members: members
+        can_read_audit: policy::may_read_audit(role),
+        members: overview
+            .members
             .into_iter()
             .map(|(m, u, active_keys)| MemberRow {
                 active_keys,
-                editable: Role::parse(&m.role).is_some_and(|r| role.may_assign(r)),
+                editable: role.may_assign(m.role),
                 is_self: &u.id == me,
                 user_id: u.id,
                 email: u.email,
@@ -118,11 +110,13 @@ async fn page(state: &State, user: &CurrentUser) -> Result<TeamPage, AppError> {
                 joined: format::date(m.created_at),
             })
             .collect(),
-        invites: invites
+        invites: overview
+            .invites
             .into_iter()
             .map(|i| InviteRow { id: i.id, email: i.email, role: i.role, expires: format::datetime(i.expires_at) })
             .collect(),
-        events: events
+        events: overview
+            .events
             .into_iter()
             .map(|e| EventRow { when: format::datetime(e.created_at), actor: e.actor_label, action: e.action })
             .collect(),
@@ -139,35 +133,18 @@ pub async fn show(state: State, user: CurrentUser) -> Result<HttpResponse, AppEr
 }
 
 pub async fn invite(state: State, user: CurrentUser, form: web::Form<InviteForm>) -> Result<HttpResponse, AppError> {
-    let (team, actor_role) = user.team()?;
-    if !actor_role.manages_members() {
-        return Err(AppError::Forbidden("Only owners and admins can invite members.".into()));
-    }
-    let form = form.into_inner();
-    let mut errors = FieldErrors::default();
-    let email = validate::email(&form.email).map_err(|m| errors.add("email", m)).ok();
-    let role = Role::parse(&form.role);
-    if role.is_none() {
-        errors.add("role", "Choose a role.");
-    }
-    let result = match (email, role) {
-        (Some(email), Some(role)) => {
-            let (team_id, keys, actor) = (team.id.clone(), state.keys.clone(), user.actor.clone());
-            state.db.run(move |conn| accounts::invite(conn, &keys, &actor, (&team_id, actor_role), &email, role)).await
-        }
-        _ => Err(crate::service::Error::Invalid(errors)),
-    };
+    let InviteForm { email, role } = form.into_inner();
+    let invited = state.account_service().invite(&user.actor, &user.member()?, &email, &role).await;
     let mut view = page(&state, &user).await?;
-    match result {
-        Ok((_, token)) => {
-            view.invite_link = Some(format!("{}/invite/{token}", state.config.public_url));
-            view.invite_email = form.email.trim().to_lowercase();
+    match invited {
+        Ok(Invited { email, token }) => {
+            let link = format!("{}/invite/{}", state.config.public_url, token.expose());
+            view.invite_link = Some(PlainSecret::new(link));
+            view.invite_email = email;
             render(StatusCode::OK, &view)
         }
-        Err(crate::service::Error::Invalid(errors)) => {
-            view.errors = errors;
-            view.invite_email = form.email;
-            view.invite_role = form.role;
+        Err(Error::Invalid(errors)) => {
+            (view.errors, view.invite_email, view.invite_role) = (errors, email, role);
             render(StatusCode::UNPROCESSABLE_ENTITY, &view)
         }
         Err(e) => Err(e.into()),
@@ -175,22 +152,32 @@ pub async fn invite(state: State, user: CurrentUser, form: web::Form<InviteForm>
 }
 
 pub async fn revoke_invite(state: State, user: CurrentUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let (team, role) = user.team()?;
-    let (team_id, actor, id) = (team.id.clone(), user.actor.clone(), id_param(path.into_inner())?);
-    state.db.run(move |conn| accounts::revoke_invite(conn, &actor, (&team_id, role), &id)).await?;
-    flash(&user.session, "Invite revoked.");
+    let member = user.member()?;
+    let id = InviteId::from(id_param(path.into_inner())?);
+    state.account_service().revoke_invite(&user.actor, &member, &id).await?;
+    user.session.flash("Invite revoked.")?;
     Ok(redirect("/settings/team"))
 }
 
-/// Re-renders the team page with a rule's message, or passes other errors on.
-async fn refused(state: &State, user: &CurrentUser, e: crate::service::Error) -> Result<HttpResponse, AppError> {
-    match e {
-        crate::service::Error::Invalid(errors) => {
+/// After a change: back to the team page with `message`, or the page again
+/// with a rule's message (other errors pass on).
+async fn done(
+    state: &State,
+    user: &CurrentUser,
+    result: Result<(), Error>,
+    message: &str,
+) -> Result<HttpResponse, AppError> {
+    match result {
+        Ok(()) => {
+            user.session.flash(message)?;
+            Ok(redirect("/settings/team"))
+        }
+        Err(Error::Invalid(errors)) => {
             let mut view = page(state, user).await?;
             view.errors = errors;
             render(StatusCode::UNPROCESSABLE_ENTITY, &view)
         }
-        other => Err(other.into()),
+        Err(other) => Err(other.into()),
     }
 }
 
@@ -200,22 +187,11 @@ pub async fn change_role(
     path: web::Path<String>,
     form: web::Form<RoleForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (team, actor_role) = user.team()?;
+    let member = user.member()?;
     let new_role = Role::parse(&form.role).ok_or_else(|| AppError::BadRequest("Choose a valid role.".into()))?;
-    let (team_id, actor, target) = (team.id.clone(), user.actor.clone(), id_param(path.into_inner())?);
-    let result =
-        state.db.run(move |conn| accounts::change_role(conn, &actor, (&team_id, actor_role), &target, new_role)).await;
-    if result.is_ok() {
-        // What their keys and tokens may do changes at once here.
-        state.verifier.invalidate_all();
-    }
-    match result {
-        Ok(()) => {
-            flash(&user.session, "Role updated.");
-            Ok(redirect("/settings/team"))
-        }
-        Err(e) => refused(&state, &user, e).await,
-    }
+    let target = UserId::from(id_param(path.into_inner())?);
+    let result = state.account_service().change_role(&user.actor, &member, &target, new_role).await;
+    done(&state, &user, result, "Role updated.").await
 }
 
 pub async fn remove_member(
@@ -224,29 +200,17 @@ pub async fn remove_member(
     path: web::Path<String>,
     form: web::Form<RemoveForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (team, actor_role) = user.team()?;
+    let member = user.member()?;
     let keys = match form.keys.as_str() {
         "" => KeyDisposal::Revoke,
         other => KeyDisposal::parse(other)
             .ok_or_else(|| AppError::BadRequest("Choose revoke or transfer for their keys.".into()))?,
     };
-    let (team_id, actor, target) = (team.id.clone(), user.actor.clone(), id_param(path.into_inner())?);
-    let removed_self = target == user.ctx.user.id;
-    let result =
-        state.db.run(move |conn| accounts::remove_member(conn, &actor, (&team_id, actor_role), &target, keys)).await;
-    if result.is_ok() {
-        // Their keys and tokens end at once here (elsewhere within the cache's bound).
-        state.verifier.invalidate_all();
+    let target = UserId::from(id_param(path.into_inner())?);
+    let result = state.account_service().remove_member(&user.actor, &member, &target, keys).await;
+    if result.is_ok() && target.as_str() == user.ctx.user.id {
+        user.session.purge();
+        return Ok(redirect("/login"));
     }
-    match result {
-        Ok(()) if removed_self => {
-            user.session.purge();
-            Ok(redirect("/login"))
-        }
-        Ok(()) => {
-            flash(&user.session, "Member removed; their sessions, OAuth grants and invites have ended.");
-            Ok(redirect("/settings/team"))
-        }
-        Err(e) => refused(&state, &user, e).await,
-    }
+    done(&state, &user, result, "Member removed; their sessions, OAuth grants and invites have ended.").await
 }

@@ -1,5 +1,6 @@
 use diesel::prelude::*;
 
+use crate::domain::Role;
 use crate::store::DbConn;
 use crate::store::schema::invites;
 
@@ -9,7 +10,8 @@ pub struct Invite {
     pub id: String,
     pub team_id: String,
     pub email: String,
-    pub role: String,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub role: Role,
     pub token_hash: String,
     pub invited_by: String,
     pub created_at: i64,
@@ -20,7 +22,7 @@ pub struct Invite {
 /// Database methods
 impl Invite {
     pub fn insert(&self, conn: &mut DbConn) -> QueryResult<()> {
-        diesel::insert_into(invites::table).values(self).execute(conn).map(|_| ())
+        diesel::insert_into(invites::table).values(self.clone()).execute(conn).map(|_| ())
     }
 
     pub fn find_by_token_hash(conn: &mut DbConn, hash: &str) -> QueryResult<Option<Invite>> {

@@ -4,6 +4,7 @@ use crate::store::DbConn;
 use crate::store::schema::{memberships, teams, users};
 
 use super::User;
+use crate::domain::Role;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = teams)]
@@ -21,7 +22,8 @@ pub struct Team {
 pub struct Membership {
     pub team_id: String,
     pub user_id: String,
-    pub role: String,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub role: Role,
     pub created_at: i64,
 }
 
@@ -66,7 +68,7 @@ impl Team {
 /// Database methods
 impl Membership {
     pub fn insert(&self, conn: &mut DbConn) -> QueryResult<()> {
-        diesel::insert_into(memberships::table).values(self).execute(conn).map(|_| ())
+        diesel::insert_into(memberships::table).values(self.clone()).execute(conn).map(|_| ())
     }
 
     /// The user's team membership (the oldest, if there were ever several).
@@ -113,13 +115,15 @@ impl Membership {
     pub fn count_owners(conn: &mut DbConn, team_id: &str) -> QueryResult<i64> {
         memberships::table
             .filter(memberships::team_id.eq(team_id))
-            .filter(memberships::role.eq("owner"))
+            .filter(memberships::role.eq(Role::Owner.as_str()))
             .count()
             .get_result(conn)
     }
 
-    pub fn set_role(conn: &mut DbConn, team_id: &str, user_id: &str, role: &str) -> QueryResult<usize> {
-        diesel::update(memberships::table.find((team_id, user_id))).set(memberships::role.eq(role)).execute(conn)
+    pub fn set_role(conn: &mut DbConn, team_id: &str, user_id: &str, role: Role) -> QueryResult<usize> {
+        diesel::update(memberships::table.find((team_id, user_id)))
+            .set(memberships::role.eq(role.as_str()))
+            .execute(conn)
     }
 
     pub fn delete(conn: &mut DbConn, team_id: &str, user_id: &str) -> QueryResult<usize> {
