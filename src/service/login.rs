@@ -139,7 +139,7 @@ impl LoginService<'_> {
         let actor = Actor { user_id: Some(user_id.to_string()), label: ctx.user.email.clone(), ..actor.clone() };
         let (keys, a, uid) = (self.keys.clone(), actor.clone(), user_id.clone());
         let checked = self.db.run(move |conn| totp::verify(conn, &keys, &a, uid.as_str(), &code, at)).await;
-        self.after_second_factor(&actor, &ctx.user, checked, (&throttle_key, &attempt)).await
+        self.after_second_factor(&actor, &ctx.user, checked, &throttle_key, &attempt).await
     }
 
     async fn after_second_factor(
@@ -147,7 +147,8 @@ impl LoginService<'_> {
         actor: &Actor,
         user: &User,
         checked: Result<Factor>,
-        (throttle_key, attempt): (&str, &Attempt),
+        throttle_key: &str,
+        attempt: &Attempt,
     ) -> Result<SecondFactorOutcome> {
         match checked {
             Ok(factor) => {

@@ -27,7 +27,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::service::crypto::{self, Keys};
 use crate::store::models::SessionRow;
-use crate::store::{Db, StoreError, now};
+use crate::store::{Db, now};
 
 /// Session-state keys; read and written through `web::session::TypedSession`.
 pub mod keys {
@@ -134,8 +134,7 @@ impl SessionStore for DbSessionStore {
             return Ok(open_anonymous(&self.keys, session_key.as_ref()));
         }
         let id = crypto::sha256_hex(session_key.as_ref());
-        let found = self.db.run(move |conn| SessionRow::find_live(conn, &id, now()).map_err(StoreError::from)).await;
-        match found.map_err(|e| LoadError::Other(e.into()))? {
+        match SessionRow::load_live(&self.db, id, now()).await.map_err(|e| LoadError::Other(e.into()))? {
             None => Ok(None),
             Some(row) => {
                 let mut state: HashMap<String, String> =
@@ -162,10 +161,7 @@ impl SessionStore for DbSessionStore {
             return Ok(key);
         }
         let row = row(crypto::sha256_hex(key.as_ref()), &state, ttl).map_err(|e| SaveError::Serialization(e.into()))?;
-        self.db
-            .run(move |conn| row.insert(conn).map_err(StoreError::from))
-            .await
-            .map_err(|e| SaveError::Other(e.into()))?;
+        row.store(&self.db).await.map_err(|e| SaveError::Other(e.into()))?;
         Ok(key)
     }
 
@@ -183,11 +179,7 @@ impl SessionStore for DbSessionStore {
         state.remove(keys::ROW);
         let row = row(crypto::sha256_hex(session_key.as_ref()), &state, ttl)
             .map_err(|e| UpdateError::Serialization(e.into()))?;
-        let changed = self
-            .db
-            .run(move |conn| SessionRow::update_state(conn, &row).map_err(StoreError::from))
-            .await
-            .map_err(|e| UpdateError::Other(e.into()))?;
+        let changed = row.store_state(&self.db).await.map_err(|e| UpdateError::Other(e.into()))?;
         if changed != 1 {
             // The row is gone (ended elsewhere while this request ran): it
             // stays gone. The cookie keeps a key that loads nothing.
@@ -201,13 +193,8 @@ impl SessionStore for DbSessionStore {
             return Ok(());
         }
         let id = crypto::sha256_hex(session_key.as_ref());
-        let secs = ttl.whole_seconds();
-        self.db
-            .run(move |conn| {
-                let at = now();
-                SessionRow::touch(conn, &id, at, at + secs).map_err(StoreError::from)
-            })
-            .await?;
+        let at = now();
+        SessionRow::keep_alive(&self.db, id, at, at + ttl.whole_seconds()).await?;
         Ok(())
     }
 
@@ -216,7 +203,7 @@ impl SessionStore for DbSessionStore {
             return Ok(());
         }
         let id = crypto::sha256_hex(session_key.as_ref());
-        self.db.run(move |conn| SessionRow::delete(conn, &id).map_err(StoreError::from)).await?;
+        SessionRow::end(&self.db, id).await?;
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 use diesel::prelude::*;
 
-use crate::store::DbConn;
 use crate::store::schema::sessions;
+use crate::store::{Db, DbConn, StoreError};
 
 /// A server-side session; `id` is the SHA-256 of the cookie's session key.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -82,5 +82,30 @@ impl SessionRow {
 
     pub fn delete_expired(conn: &mut DbConn, now: i64) -> QueryResult<usize> {
         diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)
+    }
+}
+
+/// The session store's access (actix-session's storage backend): each call
+/// one query on the blocking pool.
+impl SessionRow {
+    pub async fn load_live(db: &Db, id: String, now: i64) -> Result<Option<SessionRow>, StoreError> {
+        db.run(move |conn| Self::find_live(conn, &id, now).map_err(StoreError::from)).await
+    }
+
+    pub async fn store(self, db: &Db) -> Result<(), StoreError> {
+        db.run(move |conn| self.insert(conn).map_err(StoreError::from)).await
+    }
+
+    /// [`SessionRow::update_state`]; never re-creates a row that is gone.
+    pub async fn store_state(self, db: &Db) -> Result<usize, StoreError> {
+        db.run(move |conn| Self::update_state(conn, &self).map_err(StoreError::from)).await
+    }
+
+    pub async fn keep_alive(db: &Db, id: String, now: i64, expires_at: i64) -> Result<usize, StoreError> {
+        db.run(move |conn| Self::touch(conn, &id, now, expires_at).map_err(StoreError::from)).await
+    }
+
+    pub async fn end(db: &Db, id: String) -> Result<usize, StoreError> {
+        db.run(move |conn| Self::delete(conn, &id).map_err(StoreError::from)).await
     }
 }
