@@ -110,7 +110,9 @@ fn team_plan(team: Option<&Team>, default_plan: Plan) -> Plan {
 /// with it), so removal and demotion take effect within the cache's bound. A token whose holder is no longer a member of the team is unknown.
 fn load_access_token(conn: &mut DbConn, hash: &str, default_plan: Plan) -> Result<Option<KeyRecord>, StoreError> {
     use crate::store::models::{OauthClient, OauthToken};
-    let Some(t) = OauthToken::find_by_hash(conn, hash)?.filter(|t| t.kind == "access") else { return Ok(None) };
+    let Some(t) = OauthToken::find_by_hash(conn, hash)?.filter(|t| t.kind == crate::domain::TokenKind::Access) else {
+        return Ok(None);
+    };
     let Some(client) = OauthClient::find(conn, &t.client_id)? else { return Ok(None) };
     // A user's token acts for the user; a client_credentials token for the
     // member who registered the app.

@@ -288,7 +288,7 @@ pub async fn team(
         require_totp: team.require_totp,
         members: members.into_iter().map(|(m, u)| (u.id, u.email, m.role)).collect(),
         keys: keys.iter().map(|k| key_hit(k, &state.config.api_key_prefix, &names, at)).collect(),
-        apps: apps.into_iter().map(|a| (a.id, a.name, a.client_type)).collect(),
+        apps: apps.into_iter().map(|a| (a.id, a.name, a.client_type.to_string())).collect(),
         events: linked(events),
         team_id: team.id,
         team_name: team.name,
