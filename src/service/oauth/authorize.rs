@@ -221,3 +221,29 @@ impl AuthorizeService<'_> {
         format!("{redirect_uri}{sep}{}", query.finish())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ClientId;
+
+    #[test]
+    fn a_pending_consent_keeps_the_stored_shape() {
+        let request = ValidRequest {
+            client_id: ClientId::from("lkc_abc"),
+            redirect_uri: "https://app.example/cb".into(),
+            scopes: vec!["templates:read".into()],
+            state: Some("xyz".into()),
+            code_challenge: None,
+            redirect_uri_omitted: false,
+        };
+        let pending = PendingConsent { nonce: "n0nce".into(), request, granted: vec!["templates:read".into()], at: 7 };
+        let stored = serde_json::to_value(&pending).unwrap();
+        assert_eq!(stored["nonce"], "n0nce");
+        assert_eq!(stored["request"]["client_id"], "lkc_abc");
+        assert_eq!(stored["granted"][0], "templates:read");
+        assert_eq!(stored["at"], 7);
+        let back: PendingConsent = serde_json::from_value(stored).unwrap();
+        assert_eq!(back.request.client_id.as_str(), "lkc_abc");
+    }
+}
