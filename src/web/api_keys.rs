@@ -7,8 +7,6 @@
 //! swaps a revoked row in place (the list page includes the same row partial).
 //! Each handler parses, calls one [`KeyService`] method and renders.
 
-use std::collections::HashMap;
-
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -22,9 +20,7 @@ use super::{AppState, State, format};
 use crate::domain::{KeyId, KeyStatus, PlainSecret, TeamId};
 use crate::error::AppError;
 use crate::service::accounts::Role;
-use crate::service::keys::{
-    self, Detail, Draft, Expiry, KeyCaller, KeyRequest, KeyService, ListQuery, Settings, codec, scopes,
-};
+use crate::service::keys::{self, Detail, KeyCaller, KeyService, ListQuery, Settings, codec};
 use crate::service::{self as services, FieldErrors, policy};
 use crate::store::models::ApiKey;
 
@@ -36,49 +32,13 @@ impl AppState {
     }
 }
 
+mod form;
+mod rows;
+
+use form::{CreateForm, ScopeGroup, groups, key_request, parse_form};
+pub use rows::{KeyRow, UsageBar, bars, row};
+
 const PAGE_SIZE: i64 = 25;
-
-pub struct KeyRow {
-    pub id: String,
-    pub name: String,
-    pub prefix: String,
-    pub scopes: Vec<String>,
-    pub created_by: String,
-    pub created_at: String,
-    pub last_used: String,
-    pub expires: String,
-    pub status: KeyStatus,
-    pub note: Option<String>,
-    pub can_manage: bool,
-}
-
-impl KeyRow {
-    pub fn is_expiring_soon(&self) -> bool {
-        self.status == KeyStatus::ExpiringSoon
-    }
-}
-
-pub struct ScopeOption {
-    pub value: String,
-    pub action: String,
-    pub checked: bool,
-}
-
-pub struct ScopeGroup {
-    pub resource: String,
-    pub options: Vec<ScopeOption>,
-}
-
-#[derive(Default)]
-pub struct CreateForm {
-    pub name: String,
-    pub description: String,
-    pub preset: String,
-    pub scopes: Vec<String>,
-    pub expires_in_days: String,
-    pub expires_at: String,
-    pub allowed_ips: String,
-}
 
 #[derive(Template)]
 #[template(path = "pages/api_keys.html")]
@@ -121,13 +81,6 @@ struct RowPartial {
     csrf: String,
 }
 
-pub struct UsageBar {
-    pub x: i64,
-    pub y: i64,
-    pub height: i64,
-    pub label: String,
-}
-
 #[derive(Template)]
 #[template(path = "pages/api_key_detail.html")]
 struct DetailPage {
@@ -142,57 +95,6 @@ struct DetailPage {
     total: i64,
     peak: i64,
     events: Vec<super::team::EventRow>,
-}
-
-pub fn row(key: &ApiKey, prefix: &str, emails: &HashMap<String, String>, me: &str, role: Role, at: i64) -> KeyRow {
-    let status = keys::status(key, at);
-    let note = match (&key.replaced_by, &key.rolled_from, &key.revoked_reason) {
-        (_, _, Some(_)) => crate::service::support::revocation_note(key),
-        (Some(_), _, _) if status != KeyStatus::Expired => {
-            Some(format!("Rolled; keeps working until {}", key.expires_at.map(format::datetime).unwrap_or_default()))
-        }
-        (Some(_), _, _) => Some("Rolled; replaced by a newer key".into()),
-        (None, Some(_), _) => Some("Replaces a rolled key".into()),
-        _ => None,
-    };
-    KeyRow {
-        id: key.id.clone(),
-        name: key.name.clone(),
-        prefix: codec::display(prefix, &key.key_prefix),
-        scopes: scopes::scopes_of(&key.scopes),
-        created_by: match key.created_by.as_ref() {
-            Some(id) => emails.get(id).cloned().unwrap_or_else(|| "a former member".into()),
-            None => "—".into(),
-        },
-        created_at: format::date(key.created_at),
-        last_used: key.last_used_at.map_or_else(|| "Never".into(), |t| format::relative(t, at)),
-        expires: key.expires_at.map_or_else(|| "Never".into(), format::datetime),
-        status,
-        note,
-        can_manage: status.is_usable()
-            && policy::manage_key(
-                &policy::Caller { user_id: Some(me), role, ceiling: None },
-                key.created_by.as_deref(),
-            )
-            .is_ok(),
-    }
-}
-
-fn groups(catalog: &[String], role: Role, checked: &[String]) -> Vec<ScopeGroup> {
-    let mut out: Vec<ScopeGroup> = Vec::new();
-    for scope in scopes::grantable(catalog, role) {
-        let (resource, action) = scope.split_once(':').unwrap_or((scope, "all"));
-        let option = ScopeOption {
-            value: scope.to_owned(),
-            action: action.to_owned(),
-            checked: checked.iter().any(|c| c == scope),
-        };
-        match out.iter_mut().find(|g| g.resource == resource) {
-            Some(g) => g.options.push(option),
-            None => out.push(ScopeGroup { resource: resource.to_owned(), options: vec![option] }),
-        }
-    }
-    out
 }
 
 /// The signed-in member as the key service sees them.
@@ -263,57 +165,6 @@ async fn page(
 pub async fn index(state: State, user: CurrentUser, query: web::Query<IndexQuery>) -> Result<HttpResponse, AppError> {
     let form = CreateForm { expires_in_days: "90".into(), preset: "custom".into(), ..CreateForm::default() };
     render(StatusCode::OK, &page(&state, &user, &query, form, FieldErrors::default()).await?)
-}
-
-fn parse_form(pairs: Vec<(String, String)>) -> CreateForm {
-    let mut form = CreateForm::default();
-    for (k, v) in pairs {
-        match k.as_str() {
-            "name" => form.name = v,
-            "description" => form.description = v,
-            "preset" => form.preset = v,
-            "scopes" => form.scopes.push(v),
-            "expires_in_days" => form.expires_in_days = v,
-            "expires_at" => form.expires_at = v,
-            "allowed_ips" => form.allowed_ips = v,
-            _ => {}
-        }
-    }
-    form
-}
-
-/// The form's expiry: a date (or time) if given, else a number of days.
-fn expiry(form: &CreateForm) -> Result<Expiry, FieldErrors> {
-    if !form.expires_at.trim().is_empty() {
-        let at = format::parse_date_end_of_day(&form.expires_at).or_else(|| format::parse_rfc3339(&form.expires_at));
-        return Ok(Expiry::At(at.ok_or_else(|| FieldErrors::single("expires_at", "Use a date like 2027-01-31."))?));
-    }
-    Ok(match form.expires_in_days.trim() {
-        "" | "never" => Expiry::Never,
-        d => Expiry::InDays(d.parse().map_err(|_| FieldErrors::single("expires_at", "Choose an expiry."))?),
-    })
-}
-
-/// The form as a service request; presets expand to the role's scopes.
-fn key_request(form: &CreateForm, catalog: &[String], role: Role) -> Draft {
-    let grantable = scopes::grantable(catalog, role);
-    let scopes: Vec<String> = match form.preset.as_str() {
-        "read_only" => grantable.iter().filter(|s| s.ends_with(":read")).map(|s| (*s).to_owned()).collect(),
-        "full" => grantable.iter().map(|s| (*s).to_owned()).collect(),
-        _ => form.scopes.clone(),
-    };
-    Ok(KeyRequest {
-        name: form.name.clone(),
-        description: form.description.clone(),
-        scopes,
-        expiry: expiry(form)?,
-        allowed_ips: form
-            .allowed_ips
-            .split([',', '\n'])
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect(),
-    })
 }
 
 fn reveal(
@@ -400,25 +251,6 @@ pub async fn policy(state: State, user: CurrentUser, form: web::Form<PolicyForm>
     state.key_service().set_policy(&caller, days).await.map_err(bad_request)?;
     flash(&user.session, "Key policy saved.");
     Ok(redirect("/settings/developer/api-keys"))
-}
-
-pub fn bars(usage: &[(i64, i64)]) -> (Vec<UsageBar>, i64, i64) {
-    let peak = usage.iter().map(|(_, c)| *c).max().unwrap_or(0);
-    let total = usage.iter().map(|(_, c)| *c).sum();
-    let bars = usage
-        .iter()
-        .enumerate()
-        .map(|(i, (day, count))| {
-            let height = if peak == 0 { 0 } else { (count * 100 + peak - 1) / peak };
-            UsageBar {
-                x: i as i64 * 20,
-                y: 110 - height,
-                height,
-                label: format!("{}: {count} requests", format::date(day * 86_400)),
-            }
-        })
-        .collect();
-    (bars, total, peak)
 }
 
 fn detail_page(state: &State, user: &CurrentUser, role: Role, d: Detail, at: i64) -> Result<DetailPage, AppError> {
