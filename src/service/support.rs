@@ -66,7 +66,7 @@ pub fn search(conn: &mut DbConn, hasher: &Keys, prefix: &str, raw: &str) -> Resu
 /// Whether support may see and act on a key: team keys only. The operator's
 /// service keys carry the SaaS's own verification; support cannot touch them.
 pub fn visible(key: &ApiKey) -> bool {
-    key.kind != "service" && key.team_id.is_some()
+    key.kind != crate::domain::KeyKind::Service && key.team_id.is_some()
 }
 
 /// Revokes any team key with a reason the team will see.

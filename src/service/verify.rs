@@ -149,15 +149,15 @@ fn load(conn: &mut DbConn, hash: &str, prefix: &str, default_plan: Plan) -> Resu
     };
     // Service keys are the operator's own: no plan limits them, no role caps them.
     let (plan, scopes) = match key.kind.as_str() {
-        "service" => (ratelimit::plan("unlimited").unwrap_or(default_plan), keys::scopes_of(&key)),
-        _ => (team_plan(team.as_ref(), default_plan), policy::effective_scopes(role, &keys::scopes_of(&key))),
+        "service" => (ratelimit::plan("unlimited").unwrap_or(default_plan), keys::scopes_of(&key.scopes)),
+        _ => (team_plan(team.as_ref(), default_plan), policy::effective_scopes(role, &keys::scopes_of(&key.scopes))),
     };
     Ok(Some(KeyRecord {
         scopes: scopes.into(),
         allowed: keys::allowed_ips_of(&key),
         prefix: codec::display(prefix, &key.key_prefix),
         id: key.id,
-        kind: key.kind,
+        kind: key.kind.into(),
         name: key.name,
         team_id: key.team_id,
         team_name: team.map(|t| t.name),
