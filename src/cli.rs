@@ -121,7 +121,7 @@ fn execute(command: Command, config: &Config, conn: &mut DbConn) -> anyhow::Resu
                     other => anyhow::anyhow!(other),
                 })?;
             eprintln!("created service key {} ({}) with scopes {}; it is shown once:", key.name, key.id, key.scopes);
-            println!("{secret}");
+            println!("{}", secret.expose());
             Ok(())
         }
     }

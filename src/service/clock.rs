@@ -23,6 +23,15 @@ impl Clock {
         crate::store::now() + self.offset.load(Ordering::Relaxed)
     }
 
+    /// Now, in Unix milliseconds (for the rate limiters' sliding windows).
+    pub fn now_ms(&self) -> i64 {
+        let system = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        system + self.offset.load(Ordering::Relaxed) * 1000
+    }
+
     /// Moves this clock (and every service sharing it) forward.
     pub fn advance(&self, secs: i64) {
         self.offset.fetch_add(secs, Ordering::Relaxed);

@@ -85,6 +85,14 @@ pub fn manage_key(caller: &Caller<'_>, key_holder: Option<&str>) -> Result<()> {
     }
 }
 
+/// Creating an API key: anyone but a viewer (scopes are checked apart).
+pub fn create_key(role: Role) -> Result<()> {
+    if role == Role::Viewer {
+        return Err(Error::Forbidden("Viewers cannot create API keys."));
+    }
+    Ok(())
+}
+
 /// Copying a credential (a roll): the copy's scopes must be ones the caller
 /// could grant now; refused, never silently narrowed.
 pub fn copy_scopes(caller: &Caller<'_>, catalog: &[String], scopes_of_old: &[String]) -> Result<()> {

@@ -66,7 +66,7 @@ pub fn search(conn: &mut DbConn, hasher: &Keys, prefix: &str, raw: &str) -> Resu
 /// Whether support may see and act on a key: team keys only. The operator's
 /// service keys carry the SaaS's own verification; support cannot touch them.
 pub fn visible(key: &ApiKey) -> bool {
-    key.kind != "service" && key.team_id.is_some()
+    key.kind != crate::domain::KeyKind::Service && key.team_id.is_some()
 }
 
 /// Revokes any team key with a reason the team will see.
@@ -198,7 +198,7 @@ fn leaked_key(
 /// (even a rotated one: its successors descend from what leaked).
 fn leaked_token(conn: &mut DbConn, actor: &Actor, hash: &str, (url, at): (&str, i64)) -> Result<Outcome> {
     let Some(t) = OauthToken::find_by_hash(conn, hash)? else { return Ok(Outcome::NotFound) };
-    let (revoked, count) = if t.kind == "refresh" {
+    let (revoked, count) = if t.kind == crate::domain::TokenKind::Refresh {
         let dead = t.revoked_at.is_some() || (t.used_at.is_none() && t.expires_at <= at);
         ("grant", if dead { 0 } else { OauthToken::revoke_grant(conn, &t.grant_id, at)? })
     } else {

@@ -110,7 +110,9 @@ fn team_plan(team: Option<&Team>, default_plan: Plan) -> Plan {
 /// with it), so removal and demotion take effect within the cache's bound. A token whose holder is no longer a member of the team is unknown.
 fn load_access_token(conn: &mut DbConn, hash: &str, default_plan: Plan) -> Result<Option<KeyRecord>, StoreError> {
     use crate::store::models::{OauthClient, OauthToken};
-    let Some(t) = OauthToken::find_by_hash(conn, hash)?.filter(|t| t.kind == "access") else { return Ok(None) };
+    let Some(t) = OauthToken::find_by_hash(conn, hash)?.filter(|t| t.kind == crate::domain::TokenKind::Access) else {
+        return Ok(None);
+    };
     let Some(client) = OauthClient::find(conn, &t.client_id)? else { return Ok(None) };
     // A user's token acts for the user; a client_credentials token for the
     // member who registered the app.
@@ -147,15 +149,15 @@ fn load(conn: &mut DbConn, hash: &str, prefix: &str, default_plan: Plan) -> Resu
     };
     // Service keys are the operator's own: no plan limits them, no role caps them.
     let (plan, scopes) = match key.kind.as_str() {
-        "service" => (ratelimit::plan("unlimited").unwrap_or(default_plan), keys::scopes_of(&key)),
-        _ => (team_plan(team.as_ref(), default_plan), policy::effective_scopes(role, &keys::scopes_of(&key))),
+        "service" => (ratelimit::plan("unlimited").unwrap_or(default_plan), keys::scopes_of(&key.scopes)),
+        _ => (team_plan(team.as_ref(), default_plan), policy::effective_scopes(role, &keys::scopes_of(&key.scopes))),
     };
     Ok(Some(KeyRecord {
         scopes: scopes.into(),
         allowed: keys::allowed_ips_of(&key),
         prefix: codec::display(prefix, &key.key_prefix),
         id: key.id,
-        kind: key.kind,
+        kind: key.kind.into(),
         name: key.name,
         team_id: key.team_id,
         team_name: team.map(|t| t.name),

@@ -270,7 +270,7 @@ pub fn key_json(key: &crate::store::models::ApiKey, prefix: &str, now: i64) -> s
         "name": key.name,
         "description": key.description,
         "prefix": key_service::codec::display(prefix, &key.key_prefix),
-        "scopes": key_service::scopes_of(key),
+        "scopes": key_service::scopes_of(&key.scopes),
         "allowed_ips": key_service::allowed_ips_of(key).iter().map(ToString::to_string).collect::<Vec<_>>(),
         "status": key_service::status(key, now),
         "created_at": rfc3339(key.created_at),

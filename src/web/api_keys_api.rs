@@ -1,20 +1,25 @@
 //! The keys JSON API under `/api/v1` (DESIGN.md's table), and `auth/test`.
+//!
+//! Rules: each handler checks the credential's scope, parses, calls one
+//! `KeyService` method and answers with the JSON envelope; a secret appears
+//! only in the answer to the request that made it (`Cache-Control: no-store`).
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::api_auth::{Acting, ApiPrincipal, Credential, key_json};
-use super::auth::id_param;
+use super::api_keys::key_id;
 use super::format;
 use super::{AppState, State};
+use crate::domain::{KeyStatus, PlainSecret, TeamId};
 use crate::error::AppError;
 use crate::service::FieldErrors;
-use crate::service::keys::{self, Expiry, KeyRequest, Settings};
+use crate::service::keys::{Cursor, Expiry, KeyCaller, KeyRequest, ListQuery};
 use crate::service::ratelimit::RateState;
-use crate::store::models::StatusFilter;
-use crate::store::now;
+use crate::store::models::{ApiKey, StatusFilter};
 
 pub fn ok(data: serde_json::Value) -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "success", "data": data}))
@@ -71,8 +76,18 @@ struct AuthTestEnvelope<'a> {
 
 /// `GET /api/v1/auth/test`: who is calling, with what scopes and limits.
 pub async fn auth_test(principal: ApiPrincipal) -> HttpResponse {
-    let principal_ref = &principal;
-    let who = match &principal_ref.credential {
+    let body = AuthTest {
+        authenticated: true,
+        principal: who(&principal.credential),
+        scopes: principal.scopes(),
+        rate_limit: principal.rate,
+    };
+    HttpResponse::Ok().json(AuthTestEnvelope { status: "success", data: &body, top: &body })
+}
+
+/// Who the credential is, as `auth/test` shows it.
+fn who(credential: &Credential) -> Who<'_> {
+    match credential {
         Credential::ApiKey(k) if k.kind == "service" => {
             Who::ServiceKey { key_id: &k.id, name: &k.name, prefix: &k.prefix }
         }
@@ -97,73 +112,61 @@ pub async fn auth_test(principal: ApiPrincipal) -> HttpResponse {
             team_id: ctx.team.as_ref().map(|(t, _)| t.id.as_str()),
             team: ctx.team.as_ref().map(|(t, _)| t.name.as_str()),
         },
-    };
-    let body = AuthTest {
-        authenticated: true,
-        principal: who,
-        scopes: principal_ref.scopes(),
-        rate_limit: principal_ref.rate,
-    };
-    HttpResponse::Ok().json(AuthTestEnvelope { status: "success", data: &body, top: &body })
+    }
 }
 
 #[derive(Deserialize)]
-pub struct ListQuery {
+pub struct ListParams {
     limit: Option<i64>,
     cursor: Option<String>,
     status: Option<String>,
 }
 
+/// The `status` filter of a list: a key status, `expiring` for short, or all.
 pub fn parse_filter(s: Option<&str>) -> Result<StatusFilter, AppError> {
-    Ok(match s.unwrap_or("all") {
-        "" | "all" => StatusFilter::All,
-        "active" => StatusFilter::Active,
-        "expiring_soon" | "expiring" => StatusFilter::ExpiringSoon,
-        "expired" => StatusFilter::Expired,
-        "revoked" => StatusFilter::Revoked,
-        _ => {
-            return Err(AppError::Validation(FieldErrors::single(
+    match s.unwrap_or("all") {
+        "" | "all" => Ok(StatusFilter::All),
+        "expiring" => Ok(StatusFilter::ExpiringSoon),
+        other => KeyStatus::parse(other).map(StatusFilter::from).ok_or_else(|| {
+            AppError::Validation(FieldErrors::single(
                 "status",
                 "Use all, active, expiring (or expiring_soon), expired or revoked.",
-            )));
-        }
-    })
+            ))
+        }),
+    }
 }
 
 /// Cursors are `created_at.id` of the last row of the previous page.
-pub fn parse_cursor(c: Option<&str>) -> Result<Option<(i64, String)>, AppError> {
+pub fn parse_cursor(c: Option<&str>) -> Result<Option<Cursor>, AppError> {
     let Some(c) = c.filter(|c| !c.is_empty()) else { return Ok(None) };
     let bad = || AppError::Validation(FieldErrors::single("cursor", "This cursor is not valid."));
-    let (at, id) = c.split_once('.').ok_or_else(bad)?;
-    Ok(Some((at.parse().map_err(|_| bad())?, id_param(id.to_owned()).map_err(|_| bad())?)))
+    Cursor::parse(c).map(Some).ok_or_else(bad)
 }
 
-pub fn cursor_of(key: &crate::store::models::ApiKey) -> String {
-    format!("{}.{}", key.created_at, key.id)
+/// The page size the caller asked for: 1 to 100, 50 if not said.
+fn limit_of(query: &ListParams) -> Result<i64, AppError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(AppError::Validation(FieldErrors::single("limit", "Use a limit between 1 and 100.")));
+    }
+    Ok(limit)
 }
 
 pub async fn list(
     state: State,
     principal: ApiPrincipal,
-    query: web::Query<ListQuery>,
+    query: web::Query<ListParams>,
 ) -> Result<HttpResponse, AppError> {
     principal.require("api_keys:read")?;
-    let team_id = principal.team_id()?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(AppError::Validation(FieldErrors::single("limit", "Use a limit between 1 and 100.")));
-    }
+    let team_id = TeamId::from(principal.team_id()?);
+    let limit = limit_of(&query)?;
     let filter = parse_filter(query.status.as_deref())?;
     let after = parse_cursor(query.cursor.as_deref())?;
-    let mut rows = state.db.run(move |conn| keys::list(conn, &team_id, filter, after, limit + 1)).await?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(cursor_of)
-    } else {
-        None
-    };
-    let at = now();
-    let data: Vec<_> = rows.iter().map(|k| key_json(k, &state.config.api_key_prefix, at)).collect();
+    let service = state.key_service();
+    let listing = service.list(&team_id, ListQuery { filter, after, limit }).await?;
+    let at = service.now();
+    let data: Vec<_> = listing.keys.iter().map(|k| key_json(k, &state.config.api_key_prefix, at)).collect();
+    let next = listing.next.map(|c| c.to_string());
     Ok(HttpResponse::Ok().json(json!({"status": "success", "data": data, "next_cursor": next})))
 }
 
@@ -200,8 +203,13 @@ fn key_request(body: CreateBody) -> Result<KeyRequest, AppError> {
     })
 }
 
-pub fn settings(state: &AppState) -> Settings<'_> {
-    Settings { prefix: &state.config.api_key_prefix, catalog: &state.config.scopes }
+/// The answer that shows a new key's secret, once.
+fn revealed(status: StatusCode, state: &AppState, key: &ApiKey, secret: &PlainSecret) -> HttpResponse {
+    let mut data = key_json(key, &state.config.api_key_prefix, state.key_service().now());
+    data["key"] = json!(secret.expose());
+    HttpResponse::build(status)
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .json(json!({"status": "success", "data": data}))
 }
 
 pub async fn create(
@@ -211,24 +219,18 @@ pub async fn create(
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, AppError> {
     let principal = principal.revalidated(&req, &state).await?;
-    let acting = writer(&principal)?;
-    let req = key_request(body.into_inner())?;
-    let st = state.clone();
-    let (key, secret) =
-        state.db.run(move |conn| keys::create(conn, &st.keys, &acting.creator(), settings(&st), &req)).await?;
-    state.verifier.invalidate_unknown();
-    let mut data = key_json(&key, &state.config.api_key_prefix, now());
-    data["key"] = json!(secret);
-    Ok(HttpResponse::build(StatusCode::CREATED)
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(json!({"status": "success", "data": data})))
+    let caller = writer(&principal)?;
+    let request = key_request(body.into_inner())?;
+    let created = state.key_service().create(&caller, Ok(request)).await?;
+    Ok(revealed(StatusCode::CREATED, &state, &created.key, &created.secret))
 }
 
 pub async fn get(state: State, principal: ApiPrincipal, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     principal.require("api_keys:read")?;
-    let (team_id, id) = (principal.team_id()?, id_param(path.into_inner())?);
-    let key = state.db.run(move |conn| keys::get(conn, &team_id, &id)).await?;
-    Ok(ok(key_json(&key, &state.config.api_key_prefix, now())))
+    let (team_id, id) = (TeamId::from(principal.team_id()?), key_id(path.into_inner())?);
+    let service = state.key_service();
+    let key = service.get(&team_id, &id).await?;
+    Ok(ok(key_json(&key, &state.config.api_key_prefix, service.now())))
 }
 
 /// The grace of a roll: no body (or no field) is 0; anything but a JSON
@@ -253,10 +255,23 @@ fn grace_of(body: &[u8]) -> Result<i64, AppError> {
     }
 }
 
+impl From<Acting> for KeyCaller {
+    fn from(a: Acting) -> Self {
+        Self {
+            actor: a.actor,
+            team_id: TeamId::from(a.team_id),
+            role: a.role,
+            ceiling: a.ceiling,
+            ip_ceiling: a.ip_ceiling,
+            not_after: a.not_after,
+        }
+    }
+}
+
 /// A caller that may change the team's keys (`api_keys:write`), as the policy sees it.
-fn writer(principal: &ApiPrincipal) -> Result<Acting, AppError> {
+fn writer(principal: &ApiPrincipal) -> Result<KeyCaller, AppError> {
     principal.require("api_keys:write")?;
-    principal.acting()
+    principal.acting().map(KeyCaller::from)
 }
 
 pub async fn roll(
@@ -267,28 +282,19 @@ pub async fn roll(
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let principal = principal.revalidated(&req, &state).await?;
-    let acting = writer(&principal)?;
-    let id = id_param(path.into_inner())?;
+    let caller = writer(&principal)?;
+    let id = key_id(path.into_inner())?;
     let grace = grace_of(&body)?;
-    let (st, old_id) = (state.clone(), id.clone());
-    let (key, secret) =
-        state.db.run(move |conn| keys::roll(conn, &st.keys, &acting.creator(), settings(&st), &old_id, grace)).await?;
-    state.verifier.invalidate(&id);
-    state.verifier.invalidate_unknown();
-    let mut data = key_json(&key, &state.config.api_key_prefix, now());
-    data["key"] = json!(secret);
-    Ok(HttpResponse::Ok()
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(json!({"status": "success", "data": data})))
+    let rolled = state.key_service().roll(&caller, &id, grace).await?;
+    Ok(revealed(StatusCode::OK, &state, &rolled.key, &rolled.secret))
 }
 
 pub async fn revoke(state: State, principal: ApiPrincipal, path: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let acting = writer(&principal)?;
-    let id = id_param(path.into_inner())?;
-    let key_id = id.clone();
-    let key = state.db.run(move |conn| keys::revoke(conn, &acting.creator(), &key_id)).await?;
-    state.verifier.invalidate(&id);
-    Ok(ok(key_json(&key, &state.config.api_key_prefix, now())))
+    let caller = writer(&principal)?;
+    let id = key_id(path.into_inner())?;
+    let service = state.key_service();
+    let key = service.revoke(&caller, &id).await?;
+    Ok(ok(key_json(&key, &state.config.api_key_prefix, service.now())))
 }
 
 /// JSON bodies: 64 KiB at most; malformed ones get the 400 envelope.

@@ -46,7 +46,7 @@ pub async fn introspect(
         let Some((t, client)) = found else { return Ok(inactive()) };
         let body = json!({
             "active": true,
-            "token_type": if t.kind == "access" { "access_token" } else { "refresh_token" },
+            "token_type": t.kind.hint(),
             "scope": t.scopes,
             "client_id": client.id,
             "sub": t.user_id,

@@ -1,5 +1,8 @@
 //! Settings → Developer → OAuth Apps: register, edit, rotate the secret,
 //! delete. A confidential app's secret is shown once, like an API key.
+//!
+//! Rules: each handler calls one method of [`AppService`]; who may do what is
+//! the service's (the policy's) answer, which the pages only reflect.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -7,18 +10,31 @@ use askama::Template;
 
 use super::auth::{CurrentUser, flash, id_param};
 use super::page::{Layout, Nav, redirect, render};
-use super::{State, format};
+use super::{AppState, State, format};
+use crate::domain::{ClientId, ClientType, PlainSecret, Role, TeamId};
 use crate::error::AppError;
-use crate::service::accounts::Role;
-use crate::service::keys::scopes;
-use crate::service::oauth::{self, AppInput};
-use crate::service::{Error, FieldErrors, policy};
+use crate::service::oauth::{self, AppInput, AppService, Member, Submitted};
+use crate::service::{Error, FieldErrors};
 use crate::store::models::OauthClient;
+
+impl AppState {
+    pub fn oauth_app_service(&self) -> AppService<'_> {
+        AppService {
+            db: &self.db,
+            keys: &self.keys,
+            verifier: &self.verifier,
+            clock: &self.clock,
+            catalog: &self.config.scopes,
+        }
+    }
+}
 
 pub struct AppView {
     pub id: String,
     pub name: String,
+    /// As shown: `confidential` or `public` (empty on a form without one).
     pub client_type: String,
+    pub public: bool,
     pub redirect_uris: String,
     pub scopes: Vec<String>,
     pub logo_url: String,
@@ -30,7 +46,8 @@ fn view(c: &OauthClient) -> AppView {
     AppView {
         id: c.id.clone(),
         name: c.name.clone(),
-        client_type: c.client_type.clone(),
+        client_type: c.client_type.to_string(),
+        public: c.client_type == ClientType::Public,
         redirect_uris: c.redirect_uris.clone(),
         scopes: oauth::scopes_of(&c.allowed_scopes),
         logo_url: c.logo_url.clone(),
@@ -55,9 +72,30 @@ struct AppPage {
     app: Option<AppView>,
     form: AppView,
     catalog: Vec<(String, bool)>,
-    secret: Option<String>,
+    secret: Option<PlainSecret>,
     can_edit: bool,
     errors: FieldErrors,
+}
+
+impl AppPage {
+    /// An app's page (or the empty registration form) for `user`.
+    fn new(
+        state: &State,
+        user: &CurrentUser,
+        role: Role,
+        app: Option<AppView>,
+        form: AppView,
+    ) -> Result<Self, AppError> {
+        let grantable = state.oauth_app_service().grantable(role);
+        let catalog = grantable.into_iter().map(|s| (s.clone(), form.scopes.contains(&s))).collect();
+        let layout = Layout::new(user, Nav::OauthApps)?;
+        Ok(Self { layout, app, form, catalog, secret: None, can_edit: true, errors: FieldErrors::default() })
+    }
+
+    /// The page of a saved app.
+    fn of(state: &State, user: &CurrentUser, role: Role, app: &OauthClient) -> Result<Self, AppError> {
+        Self::new(state, user, role, Some(view(app)), view(app))
+    }
 }
 
 fn parse(pairs: Vec<(String, String)>) -> AppInput {
@@ -66,7 +104,7 @@ fn parse(pairs: Vec<(String, String)>) -> AppInput {
         match k.as_str() {
             "name" => input.name = v,
             "redirect_uris" => input.redirect_uris = v,
-            "client_type" => input.client_type = v,
+            "client_type" => input.client_type = ClientType::parse(&v),
             "scopes" => input.scopes.push(v),
             "logo_url" => input.logo_url = v,
             "homepage" => input.homepage = v,
@@ -80,7 +118,8 @@ fn form_view(input: &AppInput) -> AppView {
     AppView {
         id: String::new(),
         name: input.name.clone(),
-        client_type: input.client_type.clone(),
+        client_type: input.client_type.map(|t| t.to_string()).unwrap_or_default(),
+        public: input.client_type == Some(ClientType::Public),
         redirect_uris: input.redirect_uris.clone(),
         scopes: input.scopes.clone(),
         logo_url: input.logo_url.clone(),
@@ -89,49 +128,43 @@ fn form_view(input: &AppInput) -> AppView {
     }
 }
 
-fn catalog(state: &State, role: Role, checked: &[String]) -> Vec<(String, bool)> {
-    scopes::grantable(&state.config.scopes, role)
-        .into_iter()
-        .map(|s| (s.to_owned(), checked.iter().any(|c| c == s)))
-        .collect()
+/// The signed-in user as a member of their team (403 without one).
+fn member(user: &CurrentUser) -> Result<Member<'_>, AppError> {
+    let (team, role) = user.team()?;
+    Ok(Member { actor: &user.actor, team_id: TeamId::from(team.id.as_str()), role })
 }
 
-/// Whether the signed-in user may change this app (the policy decides).
-fn may_manage(user: &CurrentUser, role: Role, app: &OauthClient) -> bool {
-    let caller = policy::Caller { user_id: Some(&user.ctx.user.id), role, ceiling: None };
-    policy::manage_app(&caller, app.created_by.as_deref(), &oauth::scopes_of(&app.allowed_scopes)).is_ok()
+/// A form that did not validate, again, with its errors (422).
+fn invalid(
+    state: &State,
+    user: &CurrentUser,
+    m: &Member<'_>,
+    (input, errors): (AppInput, FieldErrors),
+    app: Option<OauthClient>,
+) -> Result<HttpResponse, AppError> {
+    let mut form = form_view(&input);
+    if let Some(app) = &app {
+        (form.client_type, form.public) = (app.client_type.to_string(), app.client_type == ClientType::Public);
+    }
+    let page = AppPage { errors, ..AppPage::new(state, user, m.role, app.as_ref().map(view), form)? };
+    render(StatusCode::UNPROCESSABLE_ENTITY, &page)
 }
 
 pub async fn index(state: State, user: CurrentUser) -> Result<HttpResponse, AppError> {
-    let (team, role) = user.team()?;
-    let tid = team.id.clone();
-    let apps = state.db.run(move |conn| oauth::apps(conn, &tid)).await?;
-    render(
-        StatusCode::OK,
-        &ListPage {
-            layout: Layout::new(&user, Nav::OauthApps)?,
-            apps: apps.iter().map(view).collect(),
-            can_edit: role != Role::Viewer,
-        },
-    )
+    let list = state.oauth_app_service().list(&member(&user)?).await?;
+    let page = ListPage {
+        layout: Layout::new(&user, Nav::OauthApps)?,
+        apps: list.apps.iter().map(view).collect(),
+        can_edit: list.can_register,
+    };
+    render(StatusCode::OK, &page)
 }
 
 pub async fn new_form(state: State, user: CurrentUser) -> Result<HttpResponse, AppError> {
-    let (_, role) = user.team()?;
-    if role == Role::Viewer {
-        return Err(AppError::Forbidden("Viewers cannot register apps.".into()));
-    }
-    let form = form_view(&AppInput { client_type: "confidential".into(), ..AppInput::default() });
-    let page = AppPage {
-        layout: Layout::new(&user, Nav::OauthApps)?,
-        app: None,
-        form,
-        catalog: catalog(&state, role, &[]),
-        secret: None,
-        can_edit: true,
-        errors: FieldErrors::default(),
-    };
-    render(StatusCode::OK, &page)
+    let m = member(&user)?;
+    state.oauth_app_service().may_register(&m)?;
+    let form = form_view(&AppInput { client_type: Some(ClientType::Confidential), ..AppInput::default() });
+    render(StatusCode::OK, &AppPage::new(&state, &user, m.role, None, form)?)
 }
 
 pub async fn create(
@@ -139,60 +172,20 @@ pub async fn create(
     user: CurrentUser,
     body: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
-    let (team, role) = user.team()?;
-    let input = parse(body.into_inner());
-    let (st, actor, tid, inp) = (state.clone(), user.actor.clone(), team.id.clone(), input.clone());
-    match state.db.run(move |conn| oauth::register(conn, &st.keys, &actor, (&tid, role), &st.config.scopes, &inp)).await
-    {
-        Ok((client, secret)) => {
-            let v = view(&client);
-            let page = AppPage {
-                layout: Layout::new(&user, Nav::OauthApps)?,
-                catalog: catalog(&state, role, &v.scopes),
-                form: view(&client),
-                app: Some(v),
-                secret,
-                can_edit: true,
-                errors: FieldErrors::default(),
-            };
-            render(StatusCode::OK, &page)
+    let (m, input) = (member(&user)?, parse(body.into_inner()));
+    match state.oauth_app_service().register(&m, input.clone()).await? {
+        Submitted::Saved { app, secret } => {
+            render(StatusCode::OK, &AppPage { secret, ..AppPage::of(&state, &user, m.role, &app)? })
         }
-        Err(Error::Invalid(errors)) => {
-            let page = AppPage {
-                layout: Layout::new(&user, Nav::OauthApps)?,
-                app: None,
-                catalog: catalog(&state, role, &input.scopes),
-                form: form_view(&input),
-                secret: None,
-                can_edit: true,
-                errors,
-            };
-            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
-        }
-        Err(e) => Err(e.into()),
+        Submitted::Invalid { errors, app } => invalid(&state, &user, &m, (input, errors), app),
     }
 }
 
-async fn load(state: &State, user: &CurrentUser, id: String) -> Result<OauthClient, AppError> {
-    let (team, _) = user.team()?;
-    let tid = team.id.clone();
-    Ok(state.db.run(move |conn| oauth::app(conn, &tid, &id)).await?)
-}
-
 pub async fn show(state: State, user: CurrentUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let (_, role) = user.team()?;
-    let client = load(&state, &user, id_param(path.into_inner())?).await?;
-    let v = view(&client);
-    let page = AppPage {
-        layout: Layout::new(&user, Nav::OauthApps)?,
-        catalog: catalog(&state, role, &v.scopes),
-        form: view(&client),
-        app: Some(v),
-        secret: None,
-        can_edit: may_manage(&user, role, &client),
-        errors: FieldErrors::default(),
-    };
-    render(StatusCode::OK, &page)
+    let m = member(&user)?;
+    let id = ClientId::from(id_param(path.into_inner())?);
+    let shown = state.oauth_app_service().show(&m, id).await?;
+    render(StatusCode::OK, &AppPage { can_edit: shown.can_manage, ..AppPage::of(&state, &user, m.role, &shown.app)? })
 }
 
 pub async fn update(
@@ -201,31 +194,13 @@ pub async fn update(
     path: web::Path<String>,
     body: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
-    let (team, role) = user.team()?;
-    let id = id_param(path.into_inner())?;
-    let input = parse(body.into_inner());
-    let (st, actor, tid, inp, cid) = (state.clone(), user.actor.clone(), team.id.clone(), input.clone(), id.clone());
-    match state.db.run(move |conn| oauth::update(conn, &actor, (&tid, role), &st.config.scopes, &cid, &inp)).await {
-        Ok(_) => {
+    let (m, id, input) = (member(&user)?, id_param(path.into_inner())?, parse(body.into_inner()));
+    match state.oauth_app_service().update(&m, ClientId::from(id.as_str()), input.clone()).await? {
+        Submitted::Saved { .. } => {
             flash(&user.session, "App saved.");
             Ok(redirect(&format!("/settings/developer/oauth-apps/{id}")))
         }
-        Err(Error::Invalid(errors)) => {
-            let client = load(&state, &user, id).await?;
-            let mut form = form_view(&input);
-            form.client_type = client.client_type.clone();
-            let page = AppPage {
-                layout: Layout::new(&user, Nav::OauthApps)?,
-                app: Some(view(&client)),
-                catalog: catalog(&state, role, &input.scopes),
-                form,
-                secret: None,
-                can_edit: true,
-                errors,
-            };
-            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
-        }
-        Err(e) => Err(e.into()),
+        Submitted::Invalid { errors, app } => invalid(&state, &user, &m, (input, errors), app),
     }
 }
 
@@ -235,37 +210,18 @@ pub async fn rotate(
     path: web::Path<String>,
     form: web::Form<super::page::GraceForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (team, role) = user.team()?;
-    let id = id_param(path.into_inner())?;
-    let (keys, actor, tid, cid, grace) =
-        (state.keys.clone(), user.actor.clone(), team.id.clone(), id.clone(), form.grace);
-    let secret =
-        state.db.run(move |conn| oauth::rotate_secret(conn, &keys, &actor, (&tid, role), &cid, grace)).await.map_err(
-            |e| match e {
-                Error::Invalid(f) => AppError::BadRequest(f.0.values().next().cloned().unwrap_or_default()),
-                other => other.into(),
-            },
-        )?;
-    let client = load(&state, &user, id).await?;
-    let v = view(&client);
-    let page = AppPage {
-        layout: Layout::new(&user, Nav::OauthApps)?,
-        catalog: catalog(&state, role, &v.scopes),
-        form: view(&client),
-        app: Some(v),
-        secret: Some(secret),
-        can_edit: true,
-        errors: FieldErrors::default(),
-    };
+    let (m, id) = (member(&user)?, ClientId::from(id_param(path.into_inner())?));
+    let rotated = state.oauth_app_service().rotate(&m, id, form.grace).await.map_err(|e| match e {
+        Error::Invalid(f) => AppError::BadRequest(f.0.values().next().cloned().unwrap_or_default()),
+        other => other.into(),
+    })?;
+    let page = AppPage { secret: Some(rotated.secret), ..AppPage::of(&state, &user, m.role, &rotated.app)? };
     render(StatusCode::OK, &page)
 }
 
 pub async fn delete(state: State, user: CurrentUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let (team, role) = user.team()?;
-    let id = id_param(path.into_inner())?;
-    let (actor, tid) = (user.actor.clone(), team.id.clone());
-    state.db.run(move |conn| oauth::delete(conn, &actor, (&tid, role), &id)).await?;
-    state.verifier.invalidate_all();
+    let id = ClientId::from(id_param(path.into_inner())?);
+    state.oauth_app_service().delete(&member(&user)?, id).await?;
     flash(&user.session, "App deleted; every token it held was revoked.");
     Ok(redirect("/settings/developer/oauth-apps"))
 }

@@ -82,7 +82,7 @@ fn key_hit(k: &ApiKey, prefix: &str, team_names: &[(String, String)], at: i64) -
             Some(t) => team_names.iter().find(|(id, _)| id == t).map(|(_, n)| n.clone()).unwrap_or_default(),
             None => "(service key)".into(),
         },
-        status: keys::status(k, at),
+        status: keys::status(k, at).as_str(),
     }
 }
 
@@ -166,7 +166,7 @@ async fn key_page(state: &State, user: &CurrentUser, id: String, errors: FieldEr
             let creator = key.created_by.as_deref().map(|u| User::find(conn, u)).transpose()?.flatten();
             let mut events = keys::history(conn, &key.id)?;
             crate::service::audit::name_support_staff(conn, &mut events)?;
-            let usage = keys::usage(conn, &key.id, 30)?;
+            let usage = keys::usage(conn, &key.id, 30, now())?;
             let from = key.rolled_from.as_deref().map(|i| ApiKey::find(conn, i)).transpose()?.flatten();
             let to = key.replaced_by.as_deref().map(|i| ApiKey::find(conn, i)).transpose()?.flatten();
             Ok::<_, Error>((key, team, creator, events, usage, from, to))
@@ -180,8 +180,8 @@ async fn key_page(state: &State, user: &CurrentUser, id: String, errors: FieldEr
     let (bars, total, peak) = bars(&usage);
     Ok(KeyPage {
         layout: Layout::new(user, Nav::Support)?,
-        active: matches!(k.status, "active" | "expiring_soon"),
-        kind: key.kind.clone(),
+        active: k.status.is_usable(),
+        kind: key.kind.to_string(),
         team: team.map(|t| (t.id, t.name)),
         allowed_ips: keys::allowed_ips_of(&key).iter().map(ToString::to_string).collect(),
         rolled_from: from.as_ref().map(link),
@@ -273,7 +273,7 @@ pub async fn team(
         .run(move |conn| {
             let team = Team::find(conn, &id)?.ok_or(Error::NotFound)?;
             let members = Membership::list(conn, &id)?;
-            let keys = keys::list(conn, &id, crate::store::models::StatusFilter::All, None, 200)?;
+            let keys = keys::list(conn, &id, crate::store::models::StatusFilter::All, None, 200, now())?;
             let apps = crate::service::oauth::apps(conn, &id)?;
             let mut events = crate::service::audit::recent_for_team(conn, &id, 20)?;
             crate::service::audit::name_support_staff(conn, &mut events)?;
@@ -288,7 +288,7 @@ pub async fn team(
         require_totp: team.require_totp,
         members: members.into_iter().map(|(m, u)| (u.id, u.email, String::from(m.role))).collect(),
         keys: keys.iter().map(|k| key_hit(k, &state.config.api_key_prefix, &names, at)).collect(),
-        apps: apps.into_iter().map(|a| (a.id, a.name, a.client_type)).collect(),
+        apps: apps.into_iter().map(|a| (a.id, a.name, a.client_type.to_string())).collect(),
         events: linked(events),
         team_id: team.id,
         team_name: team.name,

@@ -92,7 +92,12 @@ pub const TEST_SECRET: &str = "test-secret-0123456789-abcdefghijklmnop";
 pub fn service_key(app: &TestApp, scopes: &[&str]) -> String {
     let hasher = latchkey::service::crypto::Keys::derive(TEST_SECRET.as_bytes());
     let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
-    app.db().run_sync(|c| latchkey::service::keys::create_service_key(c, &hasher, "lk", "partner", &scopes)).unwrap().1
+    app.db()
+        .run_sync(|c| latchkey::service::keys::create_service_key(c, &hasher, "lk", "partner", &scopes))
+        .unwrap()
+        .1
+        .expose()
+        .to_owned()
 }
 
 pub fn test_config(data_dir: &std::path::Path, database_url: &str, extra: &[(&str, &str)]) -> Config {

@@ -327,7 +327,7 @@ fn dispose_keys(
     let remover = actor.user_id.as_deref().filter(|u| *u != user_id);
     let (mut revoked, mut transferred) = (0, 0);
     for key in ApiKey::active_held_by(conn, team_id, user_id, at)? {
-        let before = policy::effective_scopes(Some(their_role), &crate::service::keys::scopes_of(&key));
+        let before = policy::effective_scopes(Some(their_role), &crate::service::keys::scopes_of(&key.scopes));
         let narrowed = policy::effective_scopes(Some(actor_role), &before);
         let event = Event::new(AuditAction::ApiKeyRevoked).team(team_id).object("api_key", &key.id);
         if keys == KeyDisposal::Transfer && remover.is_some() && !narrowed.is_empty() {

@@ -1,29 +1,42 @@
-//! API keys: create, list, roll, revoke.
+//! API keys: create, list, roll, revoke. [`KeyService`] is the facade the
+//! web layer calls; the functions here are its synchronous internals (and
+//! what support and the operator's commands share).
 //!
-//! Rules: the secret exists only in the value returned by `create`/`roll`
-//! (never stored, logged or audited); a key never carries a scope its
-//! creator's role does not allow; viewers change nothing; developers manage
-//! only their own keys; every change is audited in the same transaction.
+//! Rules: the secret exists only in the [`PlainSecret`] returned by
+//! `create`/`roll` (never stored, logged or audited); a key never carries a
+//! scope its creator's role does not allow; viewers change nothing;
+//! developers manage only their own keys; every change is audited in the same
+//! transaction; the time is the one the caller passes (the facade's clock).
 
+mod check;
 pub mod codec;
 pub mod scopes;
+mod service;
 
-use crate::domain::AuditAction;
 use ipnet::IpNet;
 use serde_json::json;
+
+pub use scopes::scopes_of;
+pub use service::{
+    Created, Cursor, Detail, Draft, Emails, KeyCaller, KeyService, ListQuery, Listing, Overview, Rolled,
+};
+
+use crate::domain::{AuditAction, KeyKind, KeyStatus, PlainSecret, SecretHash};
 
 use crate::service::accounts::Role;
 use crate::service::audit::{self, Actor, Event};
 use crate::service::crypto::{self, Keys};
 use crate::service::policy;
 use crate::service::{Error, FieldErrors, Result};
-use crate::store::models::{ApiKey, AuditEvent, EXPIRING_SOON_SECS, StatusFilter, Team};
+use crate::store::models::{ApiKey, AuditEvent, StatusFilter, Team};
 use crate::store::{DbConn, now};
 
 pub const MAX_NAME: usize = 100;
 pub const MAX_DESCRIPTION: usize = 500;
 pub const MAX_ALLOWED_IPS: usize = 50;
 pub const MAX_GRACE_SECS: i64 = 7 * 24 * 3600;
+/// The object type of a key's audit events.
+const AUDIT_OBJECT: &str = "api_key";
 
 /// When a new key stops working.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,21 +81,61 @@ fn random_id() -> Result<String> {
     crypto::new_id("key").map_err(|e| Error::internal(e, "drawing random bytes"))
 }
 
-fn new_secret(prefix: &str) -> Result<String> {
-    codec::generate(prefix).map_err(|e| Error::internal(e, "drawing random bytes"))
+/// A new secret, its keyed hash and the part of it people see.
+struct Issued {
+    secret: PlainSecret,
+    hash: SecretHash,
+    key_prefix: String,
 }
 
-pub fn status(key: &ApiKey, at: i64) -> &'static str {
-    match (key.revoked_at, key.expires_at) {
-        (Some(_), _) => "revoked",
-        (None, Some(exp)) if exp <= at => "expired",
-        (None, Some(exp)) if exp <= at + EXPIRING_SOON_SECS => "expiring_soon",
-        _ => "active",
-    }
+fn issue(hasher: &Keys, prefix: &str) -> Result<Issued> {
+    let secret = PlainSecret::new(codec::generate(prefix).map_err(|e| Error::internal(e, "drawing random bytes"))?);
+    let hash = SecretHash::from_stored(hasher.token_hash(secret.expose()));
+    let key_prefix = secret.expose()[prefix.len() + 1..][..codec::DISPLAY_LEN].to_owned();
+    Ok(Issued { secret, hash, key_prefix })
 }
 
-pub fn scopes_of(key: &ApiKey) -> Vec<String> {
-    key.scopes.split_whitespace().map(str::to_owned).collect()
+/// What a new key is, apart from its id, secret and history.
+struct KeyFields {
+    kind: KeyKind,
+    team_id: Option<String>,
+    created_by: Option<String>,
+    name: String,
+    description: String,
+    /// Space-separated.
+    scopes: String,
+    /// Comma-separated.
+    allowed_ips: String,
+    expires_at: Option<i64>,
+}
+
+/// A key made at `at` with a fresh secret: never used, revoked or rolled.
+fn new_key(issued: &Issued, at: i64, f: KeyFields) -> Result<ApiKey> {
+    Ok(ApiKey {
+        id: random_id()?,
+        kind: f.kind,
+        team_id: f.team_id,
+        created_by: f.created_by,
+        name: f.name,
+        description: f.description,
+        key_hash: issued.hash.as_str().to_owned(),
+        key_prefix: issued.key_prefix.clone(),
+        scopes: f.scopes,
+        allowed_ips: f.allowed_ips,
+        created_at: at,
+        expires_at: f.expires_at,
+        revoked_at: None,
+        revoked_by: None,
+        revoked_reason: None,
+        last_used_at: None,
+        rolled_from: None,
+        replaced_by: None,
+    })
+}
+
+/// Where the key stands at `at` (see [`ApiKey::status`]).
+pub fn status(key: &ApiKey, at: i64) -> KeyStatus {
+    key.status(at)
 }
 
 pub fn allowed_ips_of(key: &ApiKey) -> Vec<IpNet> {
@@ -95,143 +148,48 @@ pub fn parse_cidr(raw: &str) -> Option<IpNet> {
     raw.parse::<IpNet>().ok().map(|n| n.trunc()).or_else(|| raw.parse::<std::net::IpAddr>().ok().map(IpNet::from))
 }
 
-struct Valid {
-    name: String,
-    description: String,
-    scopes: Vec<String>,
-    expires_at: Option<i64>,
-    allowed_ips: Vec<IpNet>,
+fn may_create(creator: &Creator<'_>) -> Result<()> {
+    policy::create_key(creator.role)
 }
 
-fn validate(
-    conn: &mut DbConn,
-    creator: &Creator<'_>,
-    settings: Settings<'_>,
-    req: &KeyRequest,
-    at: i64,
-) -> Result<Valid> {
-    let mut errors = FieldErrors::default();
-    let name =
-        crate::service::validate::name(&req.name, MAX_NAME).map_err(|m| errors.add("name", m)).unwrap_or_default();
-    if !name.is_empty() && ApiKey::active_name_taken(conn, creator.team_id, &name, at)? {
-        errors.add("name", "An active key of your team already has this name.");
-    }
-    let description = crate::service::validate::text(&req.description, MAX_DESCRIPTION)
-        .map_err(|m| errors.add("description", m))
-        .unwrap_or_default();
-    let scopes = policy::grant_scopes(&caller(creator), settings.catalog, &req.scopes)
-        .map_err(|m| errors.add("scopes", m))
-        .unwrap_or_default();
-    let max_days = Team::find(conn, creator.team_id)?.and_then(|t| t.max_key_lifetime_days);
-    let expires_at = expiry(req.expiry, max_days, at).map_err(|m| errors.add("expires_at", m)).unwrap_or_default();
-    let mut allowed_ips = Vec::new();
-    if req.allowed_ips.len() > MAX_ALLOWED_IPS {
-        errors.add("allowed_ips", "Use at most 50 addresses or ranges.");
-    }
-    for raw in req.allowed_ips.iter().filter(|s| !s.trim().is_empty()) {
-        match parse_cidr(raw) {
-            Some(net) if !allowed_ips.contains(&net) => allowed_ips.push(net),
-            Some(_) => {}
-            None => errors.add("allowed_ips", format!("{:?} is not an IPv4/IPv6 address or CIDR range.", raw.trim())),
-        }
-    }
-    if let Err(m) = within_address_ceiling(creator, &allowed_ips) {
-        errors.add("allowed_ips", m);
-    }
-    if let Err(m) = within_lifetime_ceiling(creator, expires_at) {
-        errors.add("expires_at", m);
-    }
-    errors.into_result()?;
-    Ok(Valid { name, description, scopes, expires_at, allowed_ips })
-}
-
-/// A caller restricted to addresses never hands out a key usable from elsewhere.
-fn within_address_ceiling(creator: &Creator<'_>, ranges: &[IpNet]) -> Result<(), String> {
-    let Some(ceiling) = creator.ip_ceiling.filter(|c| !c.is_empty()) else { return Ok(()) };
-    if !ranges.is_empty() && ranges.iter().all(|n| ceiling.iter().any(|c| c.contains(n))) {
-        return Ok(());
-    }
-    let list = ceiling.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-    Err(format!("The key you used works only from {list}: the new key must be limited to those ranges too."))
-}
-
-/// A caller that expires never hands out a key that outlives it.
-fn within_lifetime_ceiling(creator: &Creator<'_>, expires_at: Option<i64>) -> Result<(), String> {
-    match (creator.not_after, expires_at) {
-        (Some(limit), None) => {
-            Err(format!("The key you used expires at {limit} (Unix time): the new key must expire by then too."))
-        }
-        (Some(limit), Some(e)) if e > limit => {
-            Err(format!("The key you used expires at {limit} (Unix time): the new key must expire by then too."))
-        }
-        _ => Ok(()),
-    }
-}
-
-fn expiry(e: Expiry, max_days: Option<i64>, at: i64) -> Result<Option<i64>, String> {
-    let exp = match e {
-        Expiry::Never => None,
-        Expiry::InDays(d) if (1..=3650).contains(&d) => Some(at + d * 86_400),
-        Expiry::InDays(_) => return Err("Choose between 1 and 3650 days.".into()),
-        Expiry::At(t) if t > at => Some(t),
-        Expiry::At(_) => return Err("The expiry must be in the future.".into()),
-    };
-    match (max_days, exp) {
-        (Some(max), None) => Err(format!("Your team requires keys to expire within {max} days.")),
-        (Some(max), Some(t)) if t > at + max * 86_400 => Err(format!("Your team allows at most {max} days.")),
-        _ => Ok(exp),
-    }
-}
-
-/// Creates a key; returns it with its secret (shown once, never stored).
+/// Creates a key at `at`; returns it with its secret (shown once, never stored).
 pub fn create(
     conn: &mut DbConn,
     hasher: &Keys,
     creator: &Creator<'_>,
     settings: Settings<'_>,
     req: &KeyRequest,
-) -> Result<(ApiKey, String)> {
-    if creator.role == Role::Viewer {
-        return Err(Error::Forbidden("Viewers cannot create API keys."));
-    }
+    at: i64,
+) -> Result<(ApiKey, PlainSecret)> {
+    may_create(creator)?;
     crate::store::transaction(conn, |conn| {
         let creator = &current(conn, creator)?;
-        if creator.role == Role::Viewer {
-            return Err(Error::Forbidden("Viewers cannot create API keys."));
-        }
-        let at = now();
-        let v = validate(conn, creator, settings, req, at)?;
-        let secret = new_secret(settings.prefix)?;
-        let key = ApiKey {
-            id: random_id()?,
-            kind: "team".into(),
+        may_create(creator)?;
+        let v = check::validate(conn, creator, settings, req, at)?;
+        let issued = issue(hasher, settings.prefix)?;
+        let fields = KeyFields {
+            kind: KeyKind::Team,
             team_id: Some(creator.team_id.to_owned()),
             created_by: creator.actor.user_id.clone(),
             name: v.name,
             description: v.description,
-            key_hash: hasher.token_hash(&secret),
-            key_prefix: secret[settings.prefix.len() + 1..][..codec::DISPLAY_LEN].to_owned(),
             scopes: v.scopes.join(" "),
             allowed_ips: v.allowed_ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
-            created_at: at,
             expires_at: v.expires_at,
-            revoked_at: None,
-            revoked_by: None,
-            revoked_reason: None,
-            last_used_at: None,
-            rolled_from: None,
-            replaced_by: None,
         };
+        let key = new_key(&issued, at, fields)?;
         key.insert(conn)?;
-        let details =
-            json!({"name": key.name, "scopes": v.scopes, "expires_at": key.expires_at, "allowed_ips": key.allowed_ips});
+        let details = json!({
+            "name": key.name, "scopes": scopes::scopes_of(&key.scopes), "expires_at": key.expires_at,
+            "allowed_ips": key.allowed_ips,
+        });
         audit::record(conn, creator.actor, key_event(AuditAction::ApiKeyCreated, &key).details(details))?;
-        Ok((key, secret))
+        Ok((key, issued.secret))
     })
 }
 
 fn key_event<'a>(action: AuditAction, key: &'a ApiKey) -> Event<'a> {
-    let event = Event::new(action).object("api_key", &key.id);
+    let event = Event::new(action).object(AUDIT_OBJECT, &key.id);
     match key.team_id.as_deref() {
         Some(t) => event.team(t),
         None => event,
@@ -261,12 +219,12 @@ fn may_manage(creator: &Creator<'_>, key: &ApiKey) -> Result<()> {
     policy::manage_key(&caller(creator), key.created_by.as_deref())
 }
 
-pub fn revoke(conn: &mut DbConn, creator: &Creator<'_>, id: &str) -> Result<ApiKey> {
+/// Revokes a key of the creator's team at `at`; returns it as it is now.
+pub fn revoke(conn: &mut DbConn, creator: &Creator<'_>, id: &str, at: i64) -> Result<ApiKey> {
     crate::store::transaction(conn, |conn| {
         let creator = &current(conn, creator)?;
         let key = get(conn, creator.team_id, id)?;
         may_manage(creator, &key)?;
-        let at = now();
         if ApiKey::revoke(conn, &key.id, &creator.actor.label, None, at)? == 1 {
             audit::record(
                 conn,
@@ -278,7 +236,8 @@ pub fn revoke(conn: &mut DbConn, creator: &Creator<'_>, id: &str) -> Result<ApiK
     })
 }
 
-/// A new key with the same settings; the old one expires after `grace_secs`.
+/// A new key with the same settings, made at `at`; the old one expires
+/// after `grace_secs`.
 pub fn roll(
     conn: &mut DbConn,
     hasher: &Keys,
@@ -286,8 +245,8 @@ pub fn roll(
     settings: Settings<'_>,
     id: &str,
     grace_secs: i64,
-) -> Result<(ApiKey, String)> {
-    let prefix = settings.prefix;
+    at: i64,
+) -> Result<(ApiKey, PlainSecret)> {
     if !(0..=MAX_GRACE_SECS).contains(&grace_secs) {
         return Err(Error::Invalid(FieldErrors::single(
             "grace_seconds",
@@ -297,38 +256,19 @@ pub fn roll(
     crate::store::transaction(conn, |conn| {
         let creator = &current(conn, creator)?;
         let old = get(conn, creator.team_id, id)?;
-        may_manage(creator, &old)?;
-        let at = now();
-        if status(&old, at) == "revoked" || status(&old, at) == "expired" || old.replaced_by.is_some() {
-            return Err(Error::Invalid(FieldErrors::single(
-                "key",
-                "Only an active key that was not rolled yet can be rolled.",
-            )));
-        }
-        // A roll copies a credential: the caller's ceiling and current role
-        // apply as to a new key, and so does the team's maximum lifetime.
-        policy::copy_scopes(&caller(creator), settings.catalog, &scopes_of(&old))?;
-        within_address_ceiling(creator, &allowed_ips_of(&old))
-            .map_err(|m| Error::Invalid(FieldErrors::single("allowed_ips", m)))?;
-        let max_days = Team::find(conn, creator.team_id)?.and_then(|t| t.max_key_lifetime_days);
-        within_lifetime_ceiling(creator, policy::cap_expiry(old.expires_at, max_days, at))
-            .map_err(|m| Error::Invalid(FieldErrors::single("expires_at", m)))?;
-        let secret = new_secret(prefix)?;
-        let new = ApiKey {
-            id: random_id()?,
-            expires_at: policy::cap_expiry(old.expires_at, max_days, at),
-            key_hash: hasher.token_hash(&secret),
-            key_prefix: secret[prefix.len() + 1..][..codec::DISPLAY_LEN].to_owned(),
+        let expires_at = check::may_roll(conn, creator, settings, &old, at)?;
+        let issued = issue(hasher, settings.prefix)?;
+        let copy = KeyFields {
+            kind: old.kind,
+            team_id: old.team_id.clone(),
             created_by: creator.actor.user_id.clone().or(old.created_by.clone()),
-            created_at: at,
-            revoked_at: None,
-            revoked_by: None,
-            revoked_reason: None,
-            last_used_at: None,
-            rolled_from: Some(old.id.clone()),
-            replaced_by: None,
-            ..old.clone()
+            name: old.name.clone(),
+            description: old.description.clone(),
+            scopes: old.scopes.clone(),
+            allowed_ips: old.allowed_ips.clone(),
+            expires_at,
         };
+        let new = ApiKey { rolled_from: Some(old.id.clone()), ..new_key(&issued, at, copy)? };
         new.insert(conn)?;
         let old_expires = old.expires_at.map_or(at + grace_secs, |e| e.min(at + grace_secs));
         if ApiKey::mark_rolled(conn, &old.id, &new.id, old_expires)? != 1 {
@@ -336,34 +276,36 @@ pub fn roll(
         }
         let details = json!({"new_key_id": new.id, "grace_seconds": grace_secs, "old_expires_at": old_expires});
         audit::record(conn, creator.actor, key_event(AuditAction::ApiKeyRolled, &old).details(details))?;
-        Ok((new, secret))
+        Ok((new, issued.secret))
     })
 }
 
+/// A page of the team's keys, with statuses as they are at `at`.
 pub fn list(
     conn: &mut DbConn,
     team_id: &str,
     filter: StatusFilter,
     after: Option<(i64, String)>,
     limit: i64,
+    at: i64,
 ) -> Result<Vec<ApiKey>> {
-    Ok(ApiKey::list_for_team(conn, team_id, filter, after, limit, now())?)
+    Ok(ApiKey::list_for_team(conn, team_id, filter, after, limit, at)?)
 }
 
 pub fn history(conn: &mut DbConn, key_id: &str) -> Result<Vec<AuditEvent>> {
-    Ok(AuditEvent::for_object(conn, "api_key", key_id, 100)?)
+    Ok(AuditEvent::for_object(conn, AUDIT_OBJECT, key_id, 100)?)
 }
 
-/// Requests per day for the last `days` days, oldest first, zeros included.
-pub fn usage(conn: &mut DbConn, key_id: &str, days: i64) -> Result<Vec<(i64, i64)>> {
-    let today = now() / 86_400;
+/// Requests per day for the last `days` days up to `at`, oldest first, zeros included.
+pub fn usage(conn: &mut DbConn, key_id: &str, days: i64, at: i64) -> Result<Vec<(i64, i64)>> {
+    let today = at / 86_400;
     let from = today - days + 1;
     let rows = ApiKey::usage_since(conn, key_id, from)?;
     Ok((from..=today).map(|d| (d, rows.iter().filter(|(day, _)| *day == d).map(|(_, c)| c).sum())).collect())
 }
 
 pub fn set_max_lifetime(conn: &mut DbConn, actor: &Actor, team_id: &str, role: Role, days: Option<i64>) -> Result<()> {
-    if !role.manages_members() {
+    if !policy::manages_members(role) {
         return Err(Error::Forbidden("Only owners and admins can set the key policy."));
     }
     if days.is_some_and(|d| !(1..=3650).contains(&d)) {
@@ -384,7 +326,7 @@ pub fn create_service_key(
     prefix: &str,
     name: &str,
     scopes: &[String],
-) -> Result<(ApiKey, String)> {
+) -> Result<(ApiKey, PlainSecret)> {
     if let Some(bad) = scopes.iter().find(|s| !scopes::PLATFORM.contains(&s.as_str())) {
         return Err(Error::Invalid(FieldErrors::single(
             "scopes",
@@ -397,34 +339,24 @@ pub fn create_service_key(
         return Err(Error::Invalid(FieldErrors::single("name", "A service key needs a name and at least one scope.")));
     }
     crate::store::transaction(conn, |conn| {
-        let secret = new_secret(prefix)?;
-        let at = now();
-        let key = ApiKey {
-            id: random_id()?,
-            kind: "service".into(),
+        let issued = issue(hasher, prefix)?;
+        let fields = KeyFields {
+            kind: KeyKind::Service,
             team_id: None,
             created_by: None,
             name: name.trim().to_owned(),
             description: String::new(),
-            key_hash: hasher.token_hash(&secret),
-            key_prefix: secret[prefix.len() + 1..][..codec::DISPLAY_LEN].to_owned(),
             scopes: scopes.join(" "),
             allowed_ips: String::new(),
-            created_at: at,
             expires_at: None,
-            revoked_at: None,
-            revoked_by: None,
-            revoked_reason: None,
-            last_used_at: None,
-            rolled_from: None,
-            replaced_by: None,
         };
+        let key = new_key(&issued, now(), fields)?;
         key.insert(conn)?;
         audit::record(
             conn,
             &Actor::operator(),
             key_event(AuditAction::ServiceKeyCreated, &key).details(json!({"scopes": scopes})),
         )?;
-        Ok((key, secret))
+        Ok((key, issued.secret))
     })
 }

@@ -5,6 +5,11 @@ use crate::service::accounts::Role;
 /// Scopes of the operator's service keys; never granted to team keys.
 pub const PLATFORM: &[&str] = &["introspect", "leaks:report"];
 
+/// The scopes of a stored space-separated list (a key's, an app's, a grant's).
+pub fn scopes_of(list: &str) -> Vec<String> {
+    list.split_whitespace().map(str::to_owned).collect()
+}
+
 /// Whether a role may put `scope` on a key.
 pub fn role_allows(role: Role, scope: &str) -> bool {
     match role {

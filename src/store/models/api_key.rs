@@ -1,15 +1,17 @@
 use diesel::prelude::*;
 
+use crate::domain::{KeyKind, KeyStatus};
 use crate::store::DbConn;
 use crate::store::schema::{api_key_usage, api_keys};
 
-/// An API key (`kind` = "team") or an operator's service key (`kind` = "service").
-/// Only the keyed hash of the secret is stored.
+/// A team's API key ([`KeyKind::Team`]) or an operator's service key
+/// ([`KeyKind::Service`]). Only the keyed hash of the secret is stored.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = api_keys)]
 pub struct ApiKey {
     pub id: String,
-    pub kind: String,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub kind: KeyKind,
     pub team_id: Option<String>,
     pub created_by: Option<String>,
     pub name: String,
@@ -40,13 +42,38 @@ pub enum StatusFilter {
     Revoked,
 }
 
+impl From<KeyStatus> for StatusFilter {
+    /// The keys in that status.
+    fn from(status: KeyStatus) -> Self {
+        match status {
+            KeyStatus::Active => Self::Active,
+            KeyStatus::ExpiringSoon => Self::ExpiringSoon,
+            KeyStatus::Expired => Self::Expired,
+            KeyStatus::Revoked => Self::Revoked,
+        }
+    }
+}
+
 /// Keys expiring within this many seconds are "expiring soon".
 pub const EXPIRING_SOON_SECS: i64 = 7 * 24 * 3600;
+
+impl ApiKey {
+    /// Where the key stands at `at`: revoked, expired, expiring within
+    /// [`EXPIRING_SOON_SECS`], or active. The one place a key's status is computed.
+    pub fn status(&self, at: i64) -> KeyStatus {
+        match (self.revoked_at, self.expires_at) {
+            (Some(_), _) => KeyStatus::Revoked,
+            (None, Some(exp)) if exp <= at => KeyStatus::Expired,
+            (None, Some(exp)) if exp <= at + EXPIRING_SOON_SECS => KeyStatus::ExpiringSoon,
+            _ => KeyStatus::Active,
+        }
+    }
+}
 
 /// Database methods
 impl ApiKey {
     pub fn insert(&self, conn: &mut DbConn) -> QueryResult<()> {
-        diesel::insert_into(api_keys::table).values(self).execute(conn).map(|_| ())
+        diesel::insert_into(api_keys::table).values(self.clone()).execute(conn).map(|_| ())
     }
 
     pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<ApiKey>> {

@@ -1,5 +1,12 @@
+//! The OAuth server's rows: apps (clients), consents, codes and tokens.
+//!
+//! Rules: secrets, codes and tokens are stored only as keyed hashes; a
+//! client's type and a token's kind are stored as TEXT and read as their
+//! `domain` enums (a row naming an unknown one fails to load).
+
 use diesel::prelude::*;
 
+use crate::domain::{ClientType, TokenKind};
 use crate::store::DbConn;
 use crate::store::schema::{oauth_clients, oauth_codes, oauth_consents, oauth_tokens};
 
@@ -10,8 +17,8 @@ pub struct OauthClient {
     pub team_id: String,
     pub created_by: Option<String>,
     pub name: String,
-    /// `confidential` or `public`.
-    pub client_type: String,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub client_type: ClientType,
     /// One per line.
     pub redirect_uris: String,
     /// Space-separated.
@@ -55,8 +62,8 @@ pub struct OauthCode {
 pub struct OauthToken {
     pub id: String,
     pub token_hash: String,
-    /// `access` or `refresh`.
-    pub kind: String,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub kind: TokenKind,
     pub client_id: String,
     pub user_id: Option<String>,
     pub team_id: String,
@@ -72,7 +79,7 @@ pub struct OauthToken {
 /// Database methods
 impl OauthClient {
     pub fn insert(&self, conn: &mut DbConn) -> QueryResult<()> {
-        diesel::insert_into(oauth_clients::table).values(self).execute(conn).map(|_| ())
+        diesel::insert_into(oauth_clients::table).values(self.clone()).execute(conn).map(|_| ())
     }
 
     /// The app inside a write transaction, holding its row until it ends (a
@@ -235,7 +242,6 @@ impl OauthCode {
         oauth_codes::table.find(hash).select(OauthCode::as_select()).first(conn).optional()
     }
 
-    /// Marks the code used; 0 rows means it was used already.
     /// Forgets an app's codes that were not exchanged yet.
     pub fn delete_unused_for_client(conn: &mut DbConn, client_id: &str) -> QueryResult<usize> {
         diesel::delete(
@@ -244,6 +250,7 @@ impl OauthCode {
         .execute(conn)
     }
 
+    /// Marks the code used; 0 rows means it was used already.
     pub fn mark_used(conn: &mut DbConn, hash: &str, at: i64) -> QueryResult<usize> {
         diesel::update(oauth_codes::table.find(hash).filter(oauth_codes::used_at.is_null()))
             .set(oauth_codes::used_at.eq(at))
@@ -254,7 +261,7 @@ impl OauthCode {
 /// Database methods
 impl OauthToken {
     pub fn insert(&self, conn: &mut DbConn) -> QueryResult<()> {
-        diesel::insert_into(oauth_tokens::table).values(self).execute(conn).map(|_| ())
+        diesel::insert_into(oauth_tokens::table).values(self.clone()).execute(conn).map(|_| ())
     }
 
     pub fn find_by_hash(conn: &mut DbConn, hash: &str) -> QueryResult<Option<OauthToken>> {

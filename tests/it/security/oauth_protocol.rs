@@ -443,6 +443,7 @@ async fn support_cannot_find_or_revoke_the_operators_service_keys(app: TestApp) 
         .db()
         .run_sync(|c| latchkey::service::keys::create_service_key(c, &hasher, "lk", "gateway", &scopes))
         .unwrap();
+    let secret = secret.expose().to_owned();
     let staff = support_user(&app).await;
     let display = format!("lk_{}", service.key_prefix);
     for q in [secret.as_str(), display.as_str(), &format!("{display}…")] {

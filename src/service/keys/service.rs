@@ -1,0 +1,295 @@
+//! [`KeyService`]: one async method per use case of a team's API keys — list,
+//! detail, create, roll, revoke, and the team's key policy — for the pages and
+//! the JSON API alike.
+//!
+//! Rules: a method authorizes through `service::policy` (in the internals it
+//! calls), runs its transaction on the blocking pool, records its audit event
+//! in that transaction, and then makes this instance's verifier forget what
+//! the change made stale; the time is the facade's clock; a new secret leaves
+//! only as a [`PlainSecret`]; no HTTP type appears here.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use ipnet::IpNet;
+
+use super::{Creator, KeyRequest, Settings};
+use crate::domain::{KeyId, PlainSecret, Role, TeamId};
+use crate::service::audit::Actor;
+use crate::service::clock::Clock;
+use crate::service::crypto::Keys;
+use crate::service::verify::Verifier;
+use crate::service::{FieldErrors, Result, accounts};
+use crate::store::Db;
+use crate::store::models::{ApiKey, AuditEvent, StatusFilter};
+
+/// Days of usage a key's detail shows.
+const USAGE_DAYS: i64 = 30;
+
+/// The team's API keys, as one use case per method.
+pub struct KeyService<'a> {
+    db: &'a Db,
+    hasher: &'a Keys,
+    verifier: &'a Verifier,
+    settings: Settings<'a>,
+    clock: &'a Clock,
+}
+
+/// Who acts on a team's keys, as the policy sees them, owned so that it can
+/// travel to the blocking pool; [`KeyCaller::creator`] lends it to the internals.
+#[derive(Debug, Clone)]
+pub struct KeyCaller {
+    pub actor: Actor,
+    pub team_id: TeamId,
+    /// The role the request started with (re-read, never raised, when writing).
+    pub role: Role,
+    /// A credential-authenticated caller may not mint scopes beyond its own,
+    pub ceiling: Option<Vec<String>>,
+    /// nor keys usable from other addresses,
+    pub ip_ceiling: Option<Vec<IpNet>>,
+    /// nor keys that outlive it.
+    pub not_after: Option<i64>,
+}
+
+impl KeyCaller {
+    /// A signed-in member using the pages: their role, no ceilings.
+    pub fn member(actor: Actor, team_id: TeamId, role: Role) -> Self {
+        Self { actor, team_id, role, ceiling: None, ip_ceiling: None, not_after: None }
+    }
+
+    pub fn creator(&self) -> Creator<'_> {
+        Creator {
+            actor: &self.actor,
+            team_id: self.team_id.as_str(),
+            role: self.role,
+            ceiling: self.ceiling.as_deref(),
+            ip_ceiling: self.ip_ceiling.as_deref(),
+            not_after: self.not_after,
+        }
+    }
+}
+
+/// Where a page of keys starts: after the key made at `created_at` with `id`
+/// (the last one of the previous page). Written `created_at.id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: i64,
+    pub id: KeyId,
+}
+
+impl Cursor {
+    /// `None` for anything that is not `created_at.id` with a well-formed id.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (at, id) = s.split_once('.')?;
+        let id_ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        id_ok.then_some(())?;
+        Some(Self { created_at: at.parse().ok()?, id: KeyId::from(id) })
+    }
+
+    fn of(key: &ApiKey) -> Self {
+        Self { created_at: key.created_at, id: KeyId::from(key.id.as_str()) }
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.created_at, self.id)
+    }
+}
+
+/// Which page of the team's keys to show.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub filter: StatusFilter,
+    pub after: Option<Cursor>,
+    pub limit: i64,
+}
+
+/// A page of keys, newest first, and where the next one starts.
+#[derive(Debug)]
+pub struct Listing {
+    pub keys: Vec<ApiKey>,
+    pub next: Option<Cursor>,
+}
+
+/// Member id → email, to name who created each key.
+pub type Emails = HashMap<String, String>;
+
+/// A page of keys for the team's key list, with the members who made them.
+#[derive(Debug)]
+pub struct Overview {
+    pub listing: Listing,
+    pub emails: Emails,
+}
+
+/// One key with its lineage, its requests per day and its history.
+#[derive(Debug)]
+pub struct Detail {
+    pub key: ApiKey,
+    pub rolled_from: Option<ApiKey>,
+    pub replaced_by: Option<ApiKey>,
+    /// `(unix day, requests)` for the last 30 days, oldest first.
+    pub usage: Vec<(i64, i64)>,
+    pub events: Vec<AuditEvent>,
+    pub emails: Emails,
+}
+
+/// A new key and its secret, to be shown once.
+#[derive(Debug)]
+pub struct Created {
+    pub key: ApiKey,
+    pub secret: PlainSecret,
+}
+
+/// The key a roll made, its secret (shown once) and the old key as it is now.
+#[derive(Debug)]
+pub struct Rolled {
+    pub key: ApiKey,
+    pub secret: PlainSecret,
+    pub old: ApiKey,
+}
+
+/// A request as read from a form or a body; a field that could not be read
+/// is refused after the authorization, as if the service had found it.
+pub type Draft = std::result::Result<KeyRequest, FieldErrors>;
+
+/// The settings, owned, for the blocking pool.
+struct OwnedSettings {
+    prefix: String,
+    catalog: Vec<String>,
+}
+
+impl OwnedSettings {
+    fn lend(&self) -> Settings<'_> {
+        Settings { prefix: &self.prefix, catalog: &self.catalog }
+    }
+}
+
+impl<'a> KeyService<'a> {
+    pub fn new(db: &'a Db, hasher: &'a Keys, verifier: &'a Verifier, settings: Settings<'a>, clock: &'a Clock) -> Self {
+        Self { db, hasher, verifier, settings, clock }
+    }
+
+    /// The time the statuses this service reports are read at.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    fn owned_settings(&self) -> OwnedSettings {
+        OwnedSettings { prefix: self.settings.prefix.to_owned(), catalog: self.settings.catalog.to_vec() }
+    }
+
+    /// A page of the team's keys.
+    pub async fn list(&self, team_id: &TeamId, query: ListQuery) -> Result<Listing> {
+        let (team_id, at) = (team_id.clone(), self.now());
+        self.db
+            .run(move |conn| {
+                let after = query.after.map(|c| (c.created_at, c.id.into_inner()));
+                let mut keys = super::list(conn, team_id.as_str(), query.filter, after, query.limit + 1, at)?;
+                let limit = usize::try_from(query.limit).unwrap_or(0);
+                let next = if keys.len() > limit {
+                    keys.truncate(limit);
+                    keys.last().map(Cursor::of)
+                } else {
+                    None
+                };
+                Ok(Listing { keys, next })
+            })
+            .await
+    }
+
+    /// A page of the team's keys with the members who made them (the key list page).
+    pub async fn overview(&self, team_id: &TeamId, query: ListQuery) -> Result<Overview> {
+        let listing = self.list(team_id, query).await?;
+        Ok(Overview { listing, emails: self.emails(team_id).await? })
+    }
+
+    /// The team's members' emails by id.
+    pub async fn emails(&self, team_id: &TeamId) -> Result<Emails> {
+        let team_id = team_id.clone();
+        let members = self.db.run(move |conn| accounts::members(conn, team_id.as_str())).await?;
+        Ok(members.into_iter().map(|(_, u)| (u.id, u.email)).collect())
+    }
+
+    /// One key of the team (keys of other teams do not exist here).
+    pub async fn get(&self, team_id: &TeamId, id: &KeyId) -> Result<ApiKey> {
+        let (team_id, id) = (team_id.clone(), id.clone());
+        self.db.run(move |conn| super::get(conn, team_id.as_str(), id.as_str())).await
+    }
+
+    /// One key of the team with its lineage, usage and history.
+    pub async fn detail(&self, team_id: &TeamId, id: &KeyId) -> Result<Detail> {
+        let (team, id, at) = (team_id.clone(), id.clone(), self.now());
+        let mut detail: Detail = self
+            .db
+            .run(move |conn| -> Result<Detail> {
+                let team = team.as_str();
+                let key = super::get(conn, team, id.as_str())?;
+                let events = super::history(conn, &key.id)?;
+                let usage = super::usage(conn, &key.id, USAGE_DAYS, at)?;
+                let rolled_from = key.rolled_from.as_deref().map(|i| super::get(conn, team, i)).transpose()?;
+                let replaced_by = key.replaced_by.as_deref().map(|i| super::get(conn, team, i)).transpose()?;
+                Ok(Detail { key, rolled_from, replaced_by, usage, events, emails: Emails::new() })
+            })
+            .await?;
+        detail.emails = self.emails(team_id).await?;
+        Ok(detail)
+    }
+
+    /// Creates a key; the verifier forgets the secrets it knew as unknown.
+    pub async fn create(&self, caller: &KeyCaller, draft: Draft) -> Result<Created> {
+        let (caller, hasher, settings, at) = (caller.clone(), self.hasher.clone(), self.owned_settings(), self.now());
+        let (key, secret) = self
+            .db
+            .run(move |conn| {
+                let creator = caller.creator();
+                super::may_create(&creator)?;
+                let req = draft.map_err(crate::service::Error::Invalid)?;
+                super::create(conn, &hasher, &creator, settings.lend(), &req, at)
+            })
+            .await?;
+        self.verifier.invalidate_unknown();
+        Ok(Created { key, secret })
+    }
+
+    /// Rolls a key: a copy with a new secret; the old one keeps working for
+    /// `grace_secs`. The verifier forgets the old key whatever the outcome.
+    pub async fn roll(&self, caller: &KeyCaller, id: &KeyId, grace_secs: i64) -> Result<Rolled> {
+        let (caller, hasher, settings, at) = (caller.clone(), self.hasher.clone(), self.owned_settings(), self.now());
+        let old_id = id.clone();
+        let rolled = self
+            .db
+            .run(move |conn| {
+                let creator = caller.creator();
+                let (key, secret) =
+                    super::roll(conn, &hasher, &creator, settings.lend(), old_id.as_str(), grace_secs, at)?;
+                let old = super::get(conn, creator.team_id, old_id.as_str())?;
+                Ok(Rolled { key, secret, old })
+            })
+            .await;
+        self.verifier.invalidate(id.as_str());
+        if rolled.is_ok() {
+            self.verifier.invalidate_unknown();
+        }
+        rolled
+    }
+
+    /// Revokes a key at once; returns it as it is now.
+    pub async fn revoke(&self, caller: &KeyCaller, id: &KeyId) -> Result<ApiKey> {
+        let (caller, key_id, at) = (caller.clone(), id.clone(), self.now());
+        let key = self.db.run(move |conn| super::revoke(conn, &caller.creator(), key_id.as_str(), at)).await?;
+        self.verifier.invalidate(id.as_str());
+        Ok(key)
+    }
+
+    /// Sets the team's maximum key lifetime (`None`: no limit).
+    pub async fn set_policy(&self, caller: &KeyCaller, max_lifetime_days: Option<i64>) -> Result<()> {
+        let caller = caller.clone();
+        self.db
+            .run(move |conn| {
+                let team = caller.team_id.as_str();
+                super::set_max_lifetime(conn, &caller.actor, team, caller.role, max_lifetime_days)
+            })
+            .await
+    }
+}

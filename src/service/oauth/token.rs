@@ -1,0 +1,237 @@
+//! The token endpoint (RFC 6749 §3.2): client authentication, the failure
+//! throttles, the issuance limit, and the grants.
+//!
+//! Rules: failures are throttled per client and address and per address
+//! (checked before anything else, counted when a request fails: a client's
+//! concurrent requests are not failures while in flight); tokens issued are
+//! limited per client and address ([`ratelimit::TOKEN_ISSUANCE`]), reserved
+//! before the grant runs and given back when it fails; a failed grant may have
+//! revoked a replayed grant, so the verifier forgets its cached tokens; only
+//! confidential apps use `client_credentials`, within the app's scopes.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::client::{AuditCtx, ClientCredentials, Failures, authenticate_audited, field};
+use super::code::{CodeExchange, exchange_code};
+use super::issue::{Grant, issue};
+use super::refresh::{Refresh, refresh};
+use super::{OAuthError, TokenError, scopes_of};
+use crate::domain::{ClientType, OAuthErrorCode};
+use crate::service::attempts::{Throttle, address_key};
+use crate::service::audit_gate::AuditGate;
+use crate::service::clock::Clock;
+use crate::service::crypto::{self, Keys};
+use crate::service::ratelimit::{self, Plan, RateCounter};
+use crate::service::verify::Verifier;
+use crate::service::{Error, Result};
+use crate::store::models::OauthClient;
+use crate::store::{Db, DbConn};
+
+pub use super::issue::TokenResponse;
+
+/// The token and revocation endpoints, over what the application shares.
+pub struct TokenService<'a> {
+    pub db: &'a Db,
+    pub keys: &'a Keys,
+    pub verifier: &'a Verifier,
+    /// Failed requests per client and address, and per address.
+    pub throttles: (&'a Throttle, &'a Throttle),
+    /// Tokens issued per client and address.
+    pub issuance: &'a dyn RateCounter,
+    pub audit_gate: &'a Arc<AuditGate>,
+    pub clock: &'a Clock,
+    /// The plan of a team that has none.
+    pub default_plan: &'a str,
+}
+
+/// A request to the token or revocation endpoint, as it came.
+pub struct TokenCall {
+    /// The client's credentials from HTTP Basic, if it sent them.
+    pub basic: Option<ClientCredentials>,
+    pub form: Vec<(String, String)>,
+    pub ip: Option<IpAddr>,
+}
+
+/// The grants this server knows (`grant_type`).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "authorization_code" => Some(Self::AuthorizationCode),
+            "refresh_token" => Some(Self::RefreshToken),
+            "client_credentials" => Some(Self::ClientCredentials),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
+/// What is needed inside the blocking call, owned.
+#[derive(Clone)]
+pub(super) struct Owned {
+    pub keys: Keys,
+    pub gate: Arc<AuditGate>,
+    pub clock: Clock,
+    pub ip: Option<String>,
+}
+
+impl Owned {
+    pub fn audit(&self) -> AuditCtx<'_> {
+        AuditCtx { gate: &self.gate, ip: self.ip.as_deref(), clock: &self.clock }
+    }
+}
+
+impl TokenService<'_> {
+    pub(super) fn owned(&self, ip: Option<IpAddr>) -> Owned {
+        Owned {
+            keys: self.keys.clone(),
+            gate: self.audit_gate.clone(),
+            clock: self.clock.clone(),
+            ip: ip.map(|ip| ip.to_string()),
+        }
+    }
+
+    pub(super) fn failures(&self, creds: &ClientCredentials, ip: Option<IpAddr>) -> Failures<'_> {
+        Failures::new(self.throttles, creds.client_id.as_deref(), &address_key(ip), self.clock.now())
+    }
+
+    /// `POST /oauth/token`: a token for an authenticated client, by any grant.
+    pub async fn token(&self, call: TokenCall) -> Result<TokenResponse, TokenError> {
+        let creds = ClientCredentials::of_request(call.basic, &call.form)?;
+        let failures = self.failures(&creds, call.ip);
+        failures.check().map_err(|retry_after| TokenError::SlowDown {
+            retry_after,
+            description: "Too many failed token requests: wait before trying again.",
+        })?;
+        let (client, limit) = self.authenticate(creds, call.ip).await.inspect_err(|e| failed(&failures, e))?;
+        // Per client and address: one user of a public app cannot use up the
+        // allowance of everyone else (a server-side app calls from its own address).
+        let (at_ms, issuance_key) = (self.clock.now_ms(), format!("{}|{}", client.id, address_key(call.ip)));
+        if let Some(plan) = limit
+            && let Err((_, retry_after)) = self.issuance.hit(&issuance_key, plan, at_ms)
+        {
+            let description = "This client was issued too many tokens: wait before asking for more.";
+            return Err(TokenError::SlowDown { retry_after, description });
+        }
+        let owned = self.owned(call.ip);
+        let result = self.db.run(move |conn| run_grant(conn, &owned, &client, &call.form)).await;
+        result.map_err(|e| {
+            if limit.is_some() {
+                self.issuance.release(&issuance_key, at_ms);
+            }
+            failed(&failures, &e);
+            if e.error == OAuthErrorCode::InvalidGrant {
+                // A reused code or refresh token may have revoked a grant here.
+                self.verifier.invalidate_tokens();
+            }
+            e.into()
+        })
+    }
+
+    /// The client (auditing a wrong secret) and its issuance limit.
+    async fn authenticate(
+        &self,
+        creds: ClientCredentials,
+        ip: Option<IpAddr>,
+    ) -> Result<(OauthClient, Option<Plan>), OAuthError> {
+        let (owned, default_plan) = (self.owned(ip), self.default_plan.to_owned());
+        self.db
+            .run(move |conn| {
+                let client = authenticate_audited(conn, &owned.keys, &creds, owned.audit())?;
+                let limit = ratelimit::issuance_limit(conn, &client.team_id, &default_plan)?;
+                Ok((client, limit))
+            })
+            .await
+    }
+}
+
+/// Counts a failed request against the throttles (not our own failures).
+pub(super) fn failed(failures: &Failures<'_>, e: &OAuthError) {
+    if e.error != OAuthErrorCode::ServerError {
+        failures.record();
+    }
+}
+
+/// Runs the requested grant for an authenticated client.
+fn run_grant(
+    conn: &mut DbConn,
+    owned: &Owned,
+    client: &OauthClient,
+    form: &[(String, String)],
+) -> Result<TokenResponse, OAuthError> {
+    let required =
+        |name: &str| field(form, name).ok_or_else(|| OAuthError::invalid_request(format!("{name} is required.")));
+    let (keys, audit) = (&owned.keys, owned.audit());
+    let grant_type = field(form, "grant_type").unwrap_or_default();
+    match GrantType::parse(&grant_type) {
+        Some(GrantType::AuthorizationCode) => {
+            let x = CodeExchange {
+                code: required("code")?,
+                redirect_uri: field(form, "redirect_uri"),
+                verifier: field(form, "code_verifier"),
+            };
+            exchange_code(conn, keys, audit, client, &x)
+        }
+        Some(GrantType::RefreshToken) => {
+            let r = Refresh { token: required("refresh_token")?, scope: field(form, "scope") };
+            refresh(conn, keys, audit, client, &r)
+        }
+        Some(GrantType::ClientCredentials) => client_credentials(conn, keys, audit, client, field(form, "scope")),
+        None if grant_type.is_empty() => Err(OAuthError::invalid_request("grant_type is required.")),
+        None => Err(OAuthError::new(
+            OAuthErrorCode::UnsupportedGrantType,
+            "Use authorization_code, refresh_token or client_credentials.",
+        )),
+    }
+}
+
+/// The `client_credentials` grant (RFC 6749 §4.4): an app acting for itself.
+fn client_credentials(
+    conn: &mut DbConn,
+    hasher: &Keys,
+    audit_ctx: AuditCtx<'_>,
+    client: &OauthClient,
+    scope: Option<String>,
+) -> Result<TokenResponse, OAuthError> {
+    if client.client_type != ClientType::Confidential {
+        return Err(OAuthError::new(
+            OAuthErrorCode::UnauthorizedClient,
+            "Only confidential apps may use client_credentials.",
+        ));
+    }
+    let scopes = requested_scopes(client, scope.as_deref())?.join(" ");
+    let grant = crypto::new_id("grant").map_err(|e| Error::internal(e, "generating a grant id"))?;
+    let g = Grant {
+        user_id: None,
+        team_id: &client.team_id,
+        scopes: &scopes,
+        grant_id: &grant,
+        grant_type: GrantType::ClientCredentials,
+        not_after: None,
+    };
+    issue(conn, hasher, audit_ctx, client, (g, false), None)
+}
+
+/// The scopes an app asks for itself: within its own, all of them by default.
+fn requested_scopes(client: &OauthClient, scope: Option<&str>) -> Result<Vec<String>, OAuthError> {
+    let allowed = scopes_of(&client.allowed_scopes);
+    let Some(asked) = scope.map(str::trim).filter(|s| !s.is_empty()).map(scopes_of) else { return Ok(allowed) };
+    if asked.iter().any(|a| !allowed.contains(a)) {
+        return Err(OAuthError::new(OAuthErrorCode::InvalidScope, "The app may not request one of these scopes."));
+    }
+    Ok(asked)
+}
