@@ -3,7 +3,9 @@
 //! Rules: every test gets a database of its own, already migrated: a copy of
 //! a SQLite file migrated once per run, or a PostgreSQL database cloned from a
 //! template migrated once per run. A test reads and writes its database
-//! through the server's own pool ([`TestApp::db`]).
+//! through the server's own pool ([`TestApp::db`]). Background work the
+//! server does on a timer (usage and audit flushes, the credential cache's
+//! expiry) has a hook here that does it now, so no test sleeps for it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +14,7 @@ use std::sync::OnceLock;
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
 use latchkey::config::Config;
-use latchkey::startup::Application;
+use latchkey::startup::{Application, UsageFlusher};
 use latchkey::web::State;
 use reqwest::{Client, Response, StatusCode};
 
@@ -54,6 +56,7 @@ pub struct TestApp {
     pub database_url: String,
     pub data_dir: PathBuf,
     state: State,
+    flusher: UsageFlusher,
 }
 
 /// Says loudly, once per kind and past the test harness's output capture, that
@@ -192,9 +195,9 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<
     let config = test_config(&data_dir, &database_url, extra);
     let app = Application::build(config).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
-    let (setup_token, state) = (app.setup_token(), app.state());
+    let (setup_token, state, flusher) = (app.setup_token(), app.state(), app.usage_flusher());
     tokio::spawn(app.run_until_stopped());
-    Some(TestApp { address, setup_token, client: new_client(), database_url, data_dir, state })
+    Some(TestApp { address, setup_token, client: new_client(), database_url, data_dir, state, flusher })
 }
 
 pub fn new_client() -> Client {
@@ -282,6 +285,7 @@ impl TestApp {
             database_url: self.database_url.clone(),
             data_dir: self.data_dir.clone(),
             state: self.state.clone(),
+            flusher: self.flusher.clone(),
         }
     }
 
@@ -289,5 +293,17 @@ impl TestApp {
     /// arrange what is stored).
     pub fn db(&self) -> latchkey::store::Db {
         self.state.db.clone()
+    }
+
+    /// Writes the buffered key usage and audit events now, as the server's
+    /// periodic flush does (and after any flush already under way).
+    pub async fn flush_usage(&self) {
+        self.flusher.flush().await.unwrap();
+    }
+
+    /// Forgets every verified credential the server holds in its cache, as
+    /// the cache's one-second bound does: the next request reads the database.
+    pub fn forget_cached_credentials(&self) {
+        self.state.verifier.invalidate_all();
     }
 }
