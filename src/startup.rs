@@ -16,6 +16,7 @@ use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer};
+use anyhow::Context;
 
 use crate::config::Config;
 use crate::error::AppError;
@@ -36,10 +37,10 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let db = Db::connect(&config.database)?;
         let setup_token = match db.run(accounts::setup_open).await? {
-            true => Some(crypto::random_base62(32).map_err(|e| anyhow::anyhow!("random: {e}"))?),
+            true => Some(crypto::random_base62(32).context("drawing the setup token")?),
             false => None,
         };
-        let listener = TcpListener::bind(&config.bind).map_err(|e| anyhow::anyhow!("binding {}: {e}", config.bind))?;
+        let listener = TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
         let port = listener.local_addr()?.port();
         let mut config = config;
         if config.public_url.ends_with(":0") {
