@@ -303,7 +303,7 @@ fn load_or_create_secret(data_dir: &Path) -> Result<SecretString, ConfigError> {
     }
     std::fs::create_dir_all(data_dir).map_err(io_err)?;
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| io_err(std::io::Error::other(e.to_string())))?;
+    getrandom::fill(&mut bytes).map_err(|e| io_err(std::io::Error::other(e)))?;
     let secret = hex::encode(bytes);
     let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io_err)?;
     file.write_all(secret.as_bytes()).map_err(io_err)?;

@@ -1,7 +1,13 @@
 //! Builds the application from a configuration: database, state, middleware,
 //! routes and the listener. Tests bind port 0 through the same path.
+//!
+//! Rules: background work (the usage flush, the session sweep) runs on its
+//! own timer and logs a failure with its whole cause chain, then tries again
+//! on the next tick; flushes never overlap, so one that returns has written
+//! everything buffered before it began.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_session::SessionMiddleware;
@@ -10,6 +16,7 @@ use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer};
+use anyhow::Context;
 
 use crate::config::Config;
 use crate::error::AppError;
@@ -23,16 +30,17 @@ pub struct Application {
     port: u16,
     server: Server,
     state: State,
+    flusher: UsageFlusher,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let db = Db::connect(&config.database)?;
         let setup_token = match db.run(accounts::setup_open).await? {
-            true => Some(crypto::random_base62(32).map_err(|e| anyhow::anyhow!("random: {e}"))?),
+            true => Some(crypto::random_base62(32).context("drawing the setup token")?),
             false => None,
         };
-        let listener = TcpListener::bind(&config.bind).map_err(|e| anyhow::anyhow!("binding {}: {e}", config.bind))?;
+        let listener = TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
         let port = listener.local_addr()?.port();
         let mut config = config;
         if config.public_url.ends_with(":0") {
@@ -50,8 +58,9 @@ impl Application {
         }
         let server = serve(listener, state.clone())?;
         spawn_session_sweeper(state.db.clone());
-        spawn_usage_flusher(state.clone());
-        Ok(Self { port, server, state })
+        let flusher = UsageFlusher::new(state.clone());
+        spawn_usage_flusher(flusher.clone(), state.config.usage_flush_seconds);
+        Ok(Self { port, server, state, flusher })
     }
 
     pub fn port(&self) -> u16 {
@@ -68,6 +77,12 @@ impl Application {
         self.state.clone()
     }
 
+    /// What writes buffered key usage and audit events (tests flush now
+    /// instead of waiting for the timer).
+    pub fn usage_flusher(&self) -> UsageFlusher {
+        self.flusher.clone()
+    }
+
     /// The first-run token while no user exists (tests read it here; people read the log).
     pub fn setup_token(&self) -> Option<String> {
         self.state.setup_token.lock().ok().and_then(|t| t.clone())
@@ -77,9 +92,9 @@ impl Application {
     /// Buffered key usage is written once more after the last request.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
-        match self.state.verifier.flush_all(&self.state.db).await {
+        match self.flusher.flush_all().await {
             Ok(n) => tracing::info!(keys = n, "flushed key usage at shutdown"),
-            Err(e) => tracing::error!(error = %e, "flushing key usage at shutdown failed"),
+            Err(e) => tracing::error!(error = %chain(e), "flushing key usage at shutdown failed"),
         }
         served
     }
@@ -125,15 +140,46 @@ fn web_form_config() -> actix_web::web::FormConfig {
     actix_web::web::FormConfig::default().limit(64 * 1024)
 }
 
+/// Writes buffered key usage and audit events, one flush at a time.
+#[derive(Clone)]
+pub struct UsageFlusher {
+    state: State,
+    one_at_a_time: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl UsageFlusher {
+    fn new(state: State) -> Self {
+        Self { state, one_at_a_time: Arc::default() }
+    }
+
+    /// Usage, the buffered audit events and the summaries of ended intervals;
+    /// returns the keys touched.
+    pub async fn flush(&self) -> Result<usize, StoreError> {
+        let _running = self.one_at_a_time.lock().await;
+        self.state.verifier.flush(&self.state.db).await
+    }
+
+    /// At shutdown: usage, and every buffered audit event and summary.
+    async fn flush_all(&self) -> Result<usize, StoreError> {
+        let _running = self.one_at_a_time.lock().await;
+        self.state.verifier.flush_all(&self.state.db).await
+    }
+}
+
+/// An error and its causes on one line, for the log.
+fn chain(e: impl std::error::Error + Send + Sync + 'static) -> String {
+    format!("{:#}", anyhow::Error::new(e))
+}
+
 /// Writes buffered key usage every few seconds.
-fn spawn_usage_flusher(state: State) {
-    let every = Duration::from_secs(state.config.usage_flush_seconds.unsigned_abs());
+fn spawn_usage_flusher(flusher: UsageFlusher, every_secs: i64) {
+    let every = Duration::from_secs(every_secs.unsigned_abs());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            if let Err(e) = state.verifier.flush(&state.db).await {
-                tracing::warn!(error = %e, "flushing key usage failed");
+            if let Err(e) = flusher.flush().await {
+                tracing::warn!(error = %chain(e), "flushing key usage failed");
             }
         }
     });
@@ -147,7 +193,7 @@ fn spawn_session_sweeper(db: Db) {
             tick.tick().await;
             let swept = db.run(|conn| SessionRow::delete_expired(conn, now()).map_err(StoreError::from)).await;
             if let Err(e) = swept {
-                tracing::warn!(error = %e, "sweeping expired sessions failed");
+                tracing::warn!(error = %chain(e), "sweeping expired sessions failed");
             }
         }
     });

@@ -34,16 +34,24 @@ pub enum DbConn {
     Pg(PgConnection),
 }
 
+/// A storage failure. Its message already names the driver's error, so that
+/// error is not also given as its source (a logged chain would say it twice).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
-    Query(#[from] diesel::result::Error),
+    Query(diesel::result::Error),
     #[error("database connection: {0}")]
     Connection(String),
     #[error("migrations: {0}")]
     Migration(String),
     #[error("database task stopped: {0}")]
     Task(String),
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Query(e)
+    }
 }
 
 /// Connects the right variant for a URL; SQLite gets its pragmas here.

@@ -1,5 +1,10 @@
 //! Cross-cutting middleware: the request log, security headers, and the
 //! rendering of errors as a page, an htmx toast or the JSON envelope.
+//!
+//! Rules: every error response is rendered here, once, with a body (never an
+//! empty one); a server error is logged here, once, with its whole cause
+//! chain, inside the request's span (so with its request id); the request id
+//! is on every response and on the page of a server error.
 
 use std::time::Instant;
 
@@ -45,37 +50,54 @@ pub async fn request_log(
     let id = RequestId::new();
     let span = tracing::info_span!("request", id = %id.0);
     req.extensions_mut().insert(id.clone());
-    let mut res = next.call(req).instrument(span.clone()).await?;
-    let route = res.request().match_pattern().unwrap_or_else(|| "<unmatched>".into());
-    span.in_scope(|| {
-        tracing::info!(
-            target: "latchkey::http",
-            method = %method,
-            route = %route,
-            status = res.status().as_u16(),
-            latency_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
-            "request"
-        )
-    });
-    if let Ok(v) = HeaderValue::from_str(&id.0) {
-        res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), v);
-    }
+    let log = |route: &str, status: StatusCode| {
+        span.in_scope(|| {
+            tracing::info!(
+                target: "latchkey::http",
+                method = %method,
+                route = %route,
+                status = status.as_u16(),
+                latency_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+                "request"
+            )
+        })
+    };
+    let mut res = match next.call(req).instrument(span.clone()).await {
+        Ok(res) => res,
+        Err(e) => {
+            // Raised before routing ended (see `render_errors`): already rendered.
+            log("<unmatched>", e.as_response_error().status_code());
+            return Err(e);
+        }
+    };
+    log(&res.request().match_pattern().unwrap_or_else(|| "<unmatched>".into()), res.status());
+    set_request_id(res.headers_mut(), &id.0);
     Ok(res)
+}
+
+fn set_request_id(headers: &mut header::HeaderMap, id: &str) {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        headers.insert(header::HeaderName::from_static("x-request-id"), v);
+    }
 }
 
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
      object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// The headers of [`security_headers`] but HSTS.
+const SECURITY_HEADERS: [(header::HeaderName, &str); 7] = [
+    (header::CONTENT_SECURITY_POLICY, CSP),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
+    (header::HeaderName::from_static("permissions-policy"), "camera=(), microphone=(), geolocation=()"),
+    (header::CACHE_CONTROL, "no-store"),
+];
+
 /// Headers on every response; a handler may set its own `Cache-Control`.
 pub fn security_headers(https: bool) -> DefaultHeaders {
-    let mut headers = DefaultHeaders::new()
-        .add((header::CONTENT_SECURITY_POLICY, CSP))
-        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .add((header::X_FRAME_OPTIONS, "DENY"))
-        .add((header::REFERRER_POLICY, "no-referrer"))
-        .add(("Cross-Origin-Opener-Policy", "same-origin"))
-        .add(("Permissions-Policy", "camera=(), microphone=(), geolocation=()"))
-        .add((header::CACHE_CONTROL, "no-store"));
+    let mut headers = SECURITY_HEADERS.into_iter().fold(DefaultHeaders::new(), |h, pair| h.add(pair));
     if https {
         headers = headers.add((header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains"));
     }
@@ -88,6 +110,27 @@ enum Wants {
     Json,
     Toast,
     Page,
+}
+
+/// What rendering an error needs from its request.
+struct Asked {
+    wants: Wants,
+    /// The path and query of a GET, to come back to after signing in.
+    here: Option<String>,
+    request_id: Option<String>,
+    route: String,
+}
+
+impl Asked {
+    fn of(req: &HttpRequest) -> Self {
+        let here = req.uri().path_and_query().map(|pq| pq.as_str().to_owned());
+        Self {
+            wants: wants(req),
+            here: here.filter(|_| req.method() == actix_web::http::Method::GET),
+            request_id: RequestId::of(req),
+            route: req.match_pattern().unwrap_or_default(),
+        }
+    }
 }
 
 fn wants(req: &HttpRequest) -> Wants {
@@ -123,21 +166,45 @@ struct Toast<'a> {
 }
 
 /// Replaces any error response with the rendering the request asked for.
-/// (An `Err` from a middleware further in keeps actix's plain rendering: the
-/// request cannot be cloned before routing, so inner layers answer with
-/// `ServiceRequest::error_response` instead of `Err`.)
+///
+/// An `Err` from a layer further in (the session store failing, say) comes
+/// back without its request, which cannot be cloned before routing; it is
+/// rendered from what was read of the request beforehand, with the request
+/// id and the security headers set here, since the outer layers pass an
+/// `Err` through untouched. Our own layers answer with
+/// `ServiceRequest::error_response` instead of `Err`.
 pub async fn render_errors(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let res = next.call(req).await?;
-    let Some(err) = res.response().error() else { return Ok(res.map_into_boxed_body()) };
-    let rendered = match err.as_error::<AppError>() {
-        Some(app) => render(res.request(), app),
-        None => render(res.request(), &generic(err.as_response_error().status_code(), &err.to_string())),
+    let before = Asked::of(req.request());
+    let res = match next.call(req).await {
+        Ok(res) => res,
+        Err(e) => return Err(rendered_without_request(&before, e)),
     };
+    let Some(err) = res.response().error() else { return Ok(res.map_into_boxed_body()) };
+    let rendered = render_any(&Asked::of(res.request()), err);
     let (http_req, _) = res.into_parts();
     Ok(ServiceResponse::new(http_req, rendered))
+}
+
+/// Renders an `Err` that came back instead of a response.
+fn rendered_without_request(asked: &Asked, e: actix_web::Error) -> actix_web::Error {
+    let mut res = render_any(asked, &e);
+    for (name, value) in SECURITY_HEADERS {
+        res.headers_mut().insert(name, HeaderValue::from_static(value));
+    }
+    if let Some(id) = &asked.request_id {
+        set_request_id(res.headers_mut(), id);
+    }
+    actix_web::error::InternalError::from_response(e, res).into()
+}
+
+fn render_any(asked: &Asked, err: &actix_web::Error) -> HttpResponse {
+    match err.as_error::<AppError>() {
+        Some(app) => render(asked, app),
+        None => render(asked, &generic(err.as_response_error().status_code(), &err.to_string())),
+    }
 }
 
 /// Maps framework errors (bad form bodies, oversized payloads) onto ours.
@@ -150,19 +217,17 @@ fn generic(status: StatusCode, cause: &str) -> AppError {
     }
 }
 
-fn render(req: &HttpRequest, err: &AppError) -> HttpResponse {
+fn render(asked: &Asked, err: &AppError) -> HttpResponse {
     let status = err.status_code();
     if status.is_server_error() {
-        tracing::error!(error = %err.chain(), route = req.match_pattern().unwrap_or_default(), "request failed");
+        tracing::error!(error = %err.chain(), route = asked.route, "request failed");
     }
-    let wants = wants(req);
+    let wants = asked.wants;
     if matches!(err, AppError::LoginRequired) && wants != Wants::Json {
-        return login_redirect(req, wants);
+        return login_redirect(asked);
     }
     if matches!(err, AppError::TotpEnrolmentRequired) && wants != Wants::Json {
-        let here =
-            req.uri().path_and_query().map(|pq| pq.as_str()).filter(|_| req.method() == actix_web::http::Method::GET);
-        let target = super::auth::enrolment_path(here);
+        let target = super::auth::enrolment_path(asked.here.as_deref());
         let target = target.as_str();
         if wants == Wants::Toast {
             return HttpResponse::Ok().insert_header(("HX-Redirect", target)).finish();
@@ -185,7 +250,8 @@ fn render(req: &HttpRequest, err: &AppError) -> HttpResponse {
         }
         Wants::Page => {
             let title = status.canonical_reason().unwrap_or("Error");
-            let request_id = RequestId::of(req).filter(|_| status.is_server_error());
+            let request_id = asked.request_id.clone().filter(|_| status.is_server_error());
+            let reference = request_id.as_deref().map(|id| format!(" (reference: {id})")).unwrap_or_default();
             let page = ErrorPage {
                 status: status.as_u16(),
                 title,
@@ -195,7 +261,7 @@ fn render(req: &HttpRequest, err: &AppError) -> HttpResponse {
             };
             let body = page.render().unwrap_or_else(|e| {
                 tracing::error!(error = %e, "rendering the error page failed");
-                format!("{} {title}: {message}", status.as_u16())
+                format!("{} {title}: {message}{reference}", status.as_u16())
             });
             HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body)
         }
@@ -218,13 +284,10 @@ fn envelope(err: &AppError, message: &str) -> serde_json::Value {
     serde_json::json!({"status": "error", "error": error})
 }
 
-fn login_redirect(req: &HttpRequest, wants: Wants) -> HttpResponse {
-    let here = match req.uri().path_and_query() {
-        Some(pq) if req.method() == actix_web::http::Method::GET => pq.as_str().to_owned(),
-        _ => "/".to_owned(),
-    };
-    let target = format!("/login?next={}", super::auth::url_encode(&here));
-    if wants == Wants::Toast {
+fn login_redirect(asked: &Asked) -> HttpResponse {
+    let here = asked.here.as_deref().unwrap_or("/");
+    let target = format!("/login?next={}", super::auth::url_encode(here));
+    if asked.wants == Wants::Toast {
         return HttpResponse::Ok().insert_header(("HX-Redirect", target)).finish();
     }
     HttpResponse::SeeOther().insert_header((header::LOCATION, target)).finish()

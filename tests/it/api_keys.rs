@@ -150,7 +150,7 @@ async fn a_revoked_key_fails_on_the_very_next_request(app: TestApp) {
         if app.get_html(&format!("/settings/developer/api-keys/{id}")).await.contains("api_key.refused_revoked") {
             return;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        app.flush_usage().await;
     }
     panic!("api_key.refused_revoked was not flushed");
 }

@@ -1,12 +1,21 @@
 //! `spawn_app`, a cookie-jar client with redirects off, and page helpers.
+//!
+//! Rules: every test gets a database of its own, already migrated: a copy of
+//! a SQLite file migrated once per run, or a PostgreSQL database cloned from a
+//! template migrated once per run. A test reads and writes its database
+//! through the server's own pool ([`TestApp::db`]). Background work the
+//! server does on a timer (usage and audit flushes, the credential cache's
+//! expiry) has a hook here that does it now, so no test sleeps for it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
 use latchkey::config::Config;
-use latchkey::startup::Application;
+use latchkey::startup::{Application, UsageFlusher};
+use latchkey::web::State;
 use reqwest::{Client, Response, StatusCode};
 
 pub const OWNER_EMAIL: &str = "owner@acme.test";
@@ -46,6 +55,8 @@ pub struct TestApp {
     pub client: Client,
     pub database_url: String,
     pub data_dir: PathBuf,
+    state: State,
+    flusher: UsageFlusher,
 }
 
 /// Says loudly, once per kind and past the test harness's output capture, that
@@ -68,7 +79,8 @@ fn random_suffix() -> String {
     latchkey::service::crypto::random_base62(12).unwrap().to_lowercase()
 }
 
-/// A new PostgreSQL database on the server named by `LATCHKEY_TEST_DATABASE_URL`.
+/// A new PostgreSQL database on the server named by `LATCHKEY_TEST_DATABASE_URL`,
+/// migrated (a clone of this run's template).
 pub fn fresh_postgres() -> Option<String> {
     let Ok(base) = std::env::var("LATCHKEY_TEST_DATABASE_URL") else {
         if in_ci() {
@@ -77,12 +89,72 @@ pub fn fresh_postgres() -> Option<String> {
         skipped("PostgreSQL tests: set LATCHKEY_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run them");
         return None;
     };
+    let template = postgres_template(&base);
     let name = format!("latchkey_test_{}", random_suffix());
-    let mut admin = diesel::PgConnection::establish(&base)
-        .unwrap_or_else(|e| panic!("connecting to LATCHKEY_TEST_DATABASE_URL: {e}"));
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    admin_connection(&base).batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}")).unwrap();
+    Some(database_url_named(&base, &name))
+}
+
+fn admin_connection(base: &str) -> diesel::PgConnection {
+    diesel::PgConnection::establish(base).unwrap_or_else(|e| panic!("connecting to LATCHKEY_TEST_DATABASE_URL: {e}"))
+}
+
+fn database_url_named(base: &str, name: &str) -> String {
     let (prefix, _) = base.rsplit_once('/').expect("database URL ends with /dbname");
-    Some(format!("{prefix}/{name}"))
+    format!("{prefix}/{name}")
+}
+
+/// This run's migrated PostgreSQL template (named per run, so runs side by
+/// side never clone a template another run is still migrating).
+fn postgres_template(base: &str) -> &'static str {
+    static TEMPLATE: OnceLock<String> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let name = format!("latchkey_template_{}", random_suffix());
+        admin_connection(base).batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let url = latchkey::config::DatabaseUrl::parse(&database_url_named(base, &name)).unwrap();
+        // Migrated, then closed: a template with a session open cannot be cloned.
+        drop(latchkey::store::connect_once(&url).unwrap());
+        name
+    })
+}
+
+/// This run's migrated SQLite file, in rollback-journal mode so that the one
+/// file holds everything (the server turns WAL on again in each copy).
+fn sqlite_template() -> &'static Path {
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("latchkey-template-{}", random_suffix())).join("template.db");
+        let url = latchkey::config::DatabaseUrl::Sqlite(path.clone());
+        let mut conn = latchkey::store::connect_once(&url).unwrap();
+        conn.batch_execute("PRAGMA journal_mode = DELETE").unwrap();
+        drop(conn);
+        path
+    })
+}
+
+/// A new migrated SQLite file in `data_dir`.
+fn fresh_sqlite(data_dir: &Path) -> String {
+    let path = data_dir.join("latchkey.db");
+    std::fs::copy(sqlite_template(), &path).unwrap();
+    format!("sqlite://{}", path.display())
+}
+
+/// The server's log: with `TEST_LOG` set, written to stdout as it happens;
+/// otherwise captured with the output of the test that started the server
+/// (the harness captures the threads a test starts, the server's workers and
+/// its blocking pool included) and printed only if that test fails.
+/// `LATCHKEY_LOG` filters it as it does the server's.
+fn init_test_log() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let log = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+        let _ = match std::env::var_os("TEST_LOG").is_some_and(|v| !v.is_empty()) {
+            true => log.with_writer(std::io::stdout).try_init(),
+            false => log.with_ansi(false).with_test_writer().try_init(),
+        };
+    });
 }
 
 /// The server secret every test app uses.
@@ -118,18 +190,19 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 }
 
 pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<TestApp> {
+    init_test_log();
     let data_dir = std::env::temp_dir().join(format!("latchkey-test-{}", random_suffix()));
     std::fs::create_dir_all(&data_dir).unwrap();
     let database_url = match backend {
-        Backend::Sqlite => format!("sqlite://{}", data_dir.join("latchkey.db").display()),
+        Backend::Sqlite => fresh_sqlite(&data_dir),
         Backend::Postgres => fresh_postgres()?,
     };
     let config = test_config(&data_dir, &database_url, extra);
     let app = Application::build(config).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
-    let setup_token = app.setup_token();
+    let (setup_token, state, flusher) = (app.setup_token(), app.state(), app.usage_flusher());
     tokio::spawn(app.run_until_stopped());
-    Some(TestApp { address, setup_token, client: new_client(), database_url, data_dir })
+    Some(TestApp { address, setup_token, client: new_client(), database_url, data_dir, state, flusher })
 }
 
 pub fn new_client() -> Client {
@@ -216,12 +289,26 @@ impl TestApp {
             client: new_client(),
             database_url: self.database_url.clone(),
             data_dir: self.data_dir.clone(),
+            state: self.state.clone(),
+            flusher: self.flusher.clone(),
         }
     }
 
-    /// Runs a query against the test's database (to check what is stored).
+    /// The test's database, through the server's own pool (to check or
+    /// arrange what is stored).
     pub fn db(&self) -> latchkey::store::Db {
-        let url = latchkey::config::DatabaseUrl::parse(&self.database_url).unwrap();
-        latchkey::store::Db::connect(&url).unwrap()
+        self.state.db.clone()
+    }
+
+    /// Writes the buffered key usage and audit events now, as the server's
+    /// periodic flush does (and after any flush already under way).
+    pub async fn flush_usage(&self) {
+        self.flusher.flush().await.unwrap();
+    }
+
+    /// Forgets every verified credential the server holds in its cache, as
+    /// the cache's one-second bound does: the next request reads the database.
+    pub fn forget_cached_credentials(&self) {
+        self.state.verifier.invalidate_all();
     }
 }

@@ -62,6 +62,29 @@ async fn errors_render_as_pages_toasts_or_json_by_what_was_asked(app: TestApp) {
 }
 both!(errors_render_as_pages_toasts_or_json_by_what_was_asked);
 
+/// A failure the server did not expect is a 500 page that names the request,
+/// as the `X-Request-Id` header does, and keeps its cause for the log: when a
+/// handler fails, and when the session store fails before any handler runs.
+async fn an_internal_error_shows_its_request_id_and_not_its_cause(app: TestApp) {
+    use diesel::connection::SimpleConnection;
+    app.owner_session().await;
+    for (table, path) in [("api_keys", "/settings/developer/api-keys"), ("sessions", "/settings/team")] {
+        let sql = format!("ALTER TABLE {table} RENAME TO {table}_gone");
+        app.db().run_sync(|c| c.batch_execute(&sql).map_err(latchkey::store::StoreError::from)).unwrap();
+        let res = app.get(path).await;
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR, "{table}");
+        assert!(res.headers().contains_key("content-security-policy"), "{table}");
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let page = res.text().await.unwrap();
+        assert!(page.contains("<h1>Internal Server Error</h1>"), "{table}: {page}");
+        assert!(page.contains(&format!("<code>{id}</code>")), "{table}: {page}");
+        for cause in [table, "_gone", "no such table", "does not exist", "database", "relation"] {
+            assert!(!page.contains(cause), "{table}: the page says {cause:?}");
+        }
+    }
+}
+both!(an_internal_error_shows_its_request_id_and_not_its_cause);
+
 async fn health_and_readiness_probes_answer(app: TestApp) {
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
     assert_eq!(app.get("/readyz").await.text().await.unwrap(), "ready");

@@ -320,7 +320,7 @@ async fn anonymous_token_floods_add_only_a_handful_of_audit_rows(app: TestApp) {
         async move { failing_token_request(http, app, exchange, &from).await }
     });
     assert_eq!(count(&join_all(replays).await, StatusCode::BAD_REQUEST), 50);
-    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
+    app.flush_usage().await;
     let failed = audit_rows(&app, "oauth.token_failed").len();
     let reused = audit_rows(&app, "oauth.code_reused").len();
     assert!(failed <= 2, "610 failed requests, {failed} oauth.token_failed rows");
@@ -353,7 +353,7 @@ async fn refused_revoked_credentials_are_audited_off_the_request_path_by_kind(ap
         let verify = new_client().get(app.url("/auth/verify")).bearer_auth(&secret).send().await.unwrap();
         assert_eq!(verify.status(), StatusCode::UNAUTHORIZED);
     }
-    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
+    app.flush_usage().await;
     let keys = audit_rows(&app, "api_key.refused_revoked");
     assert_eq!(keys.len(), 1, "50 refusals of the key, one row until the minute's summary");
     assert_eq!(keys[0].object_id.as_deref(), Some(id.as_str()));

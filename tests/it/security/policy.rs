@@ -15,9 +15,9 @@ use crate::both;
 use crate::helpers::TestApp;
 use crate::oauth::{REDIRECT, client, code_for, http, register};
 
-/// Longer than the verifier's cache (≤ 1 s), so a change is seen everywhere.
-async fn past_the_cache() {
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+/// As if the verifier's cache (≤ 1 s) had expired, so a change is seen everywhere.
+fn past_the_cache(app: &TestApp) {
+    app.forget_cached_credentials();
 }
 
 async fn with_key(app: &TestApp, method: reqwest::Method, path: &str, key: &str, body: Value) -> reqwest::Response {
@@ -111,7 +111,7 @@ async fn a_demoted_member_keeps_only_what_the_new_role_allows(app: TestApp) {
         async move { app.post_form("/settings/team", &path, &[("role", r)]).await.status() }
     };
     assert_eq!(role("developer").await, StatusCode::SEE_OTHER);
-    past_the_cache().await;
+    past_the_cache(&app);
     // Through the session and through their own keys: no admin key comes back.
     assert_eq!(roll_with_session(&dev, admin_key["id"].as_str().unwrap()).await.status(), StatusCode::FORBIDDEN);
     let writer_key = writer["key"].as_str().unwrap();
@@ -133,7 +133,7 @@ async fn a_demoted_member_keeps_only_what_the_new_role_allows(app: TestApp) {
 
     // Demoted to viewer: writes are gone wherever the key is checked.
     assert_eq!(role("viewer").await, StatusCode::SEE_OTHER);
-    past_the_cache().await;
+    past_the_cache(&app);
     let verify = |scope: &'static str| {
         let app = &app;
         async move {
@@ -206,7 +206,7 @@ async fn removal_and_demotion_reach_oauth_grants(app: TestApp) {
     let res =
         app.post_form("/settings/team", &format!("/settings/team/members/{dev_id}/role"), &[("role", "viewer")]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    past_the_cache().await;
+    past_the_cache(&app);
     assert_eq!(scopes_of(&app, &access).await, ["api_keys:read"]);
     let refreshed = c.exchange_refresh_token(&refresh).request_async(&http()).await.unwrap();
     assert_eq!(refreshed.scopes().unwrap().iter().map(|s| s.as_str()).collect::<Vec<_>>(), ["api_keys:read"]);
@@ -218,7 +218,7 @@ async fn removal_and_demotion_reach_oauth_grants(app: TestApp) {
         .post_form("/settings/team", &format!("/settings/team/members/{dev_id}/remove"), &[("keys", "revoke")])
         .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    past_the_cache().await;
+    past_the_cache(&app);
     assert_eq!(call(&app, "/api/v1/api-keys", &access).await.status(), StatusCode::UNAUTHORIZED);
     assert!(c.exchange_refresh_token(&refresh).request_async(&http()).await.is_err());
     let gateway = crate::helpers::service_key(&app, &["introspect"]);
@@ -259,7 +259,7 @@ async fn a_removed_members_keys_are_revoked_or_answered_for(app: TestApp) {
     };
     assert_eq!(remove(dev_id, "revoke").await, StatusCode::SEE_OTHER);
     assert_eq!(remove(other_id, "transfer").await, StatusCode::SEE_OTHER);
-    past_the_cache().await;
+    past_the_cache(&app);
     assert_eq!(
         call(&app, "/api/v1/auth/test", revoked["key"].as_str().unwrap()).await.status(),
         StatusCode::UNAUTHORIZED
@@ -441,7 +441,7 @@ async fn a_transfer_never_gives_back_what_a_demotion_took(app: TestApp) {
     let res =
         app.post_form("/settings/team", &format!("/settings/team/members/{id}/remove"), &[("keys", "transfer")]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    past_the_cache().await;
+    past_the_cache(&app);
     assert_eq!(scopes_of(&app, key["key"].as_str().unwrap()).await, ["templates:read"]);
 }
 both!(a_transfer_never_gives_back_what_a_demotion_took);
