@@ -138,10 +138,17 @@ impl Keys {
     }
 }
 
-/// HMAC-SHA256 (RFC 2104).
-#[expect(clippy::expect_used, reason = "HMAC takes a key of any length: `new_from_slice` never fails")]
+/// HMAC-SHA256 (RFC 2104) through the `hmac` crate. The key is brought to the
+/// block size first as RFC 2104 §2 does (hashed when longer, zero-padded), so
+/// the crate's infallible fixed-size constructor applies to any key.
 fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    let mut block = hmac::digest::Key::<Hmac<Sha256>>::default();
+    if key.len() > block.len() {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let mac = <Hmac<Sha256> as hmac::digest::KeyInit>::new(&block);
     mac.chain_update(data).finalize().into_bytes().into()
 }
 
