@@ -306,6 +306,12 @@ impl TestApp {
         self.flusher.flush().await.unwrap();
     }
 
+    /// The clock every service of this server reads: advance it instead of
+    /// sleeping past an expiry, a grace period or a window.
+    pub fn clock(&self) -> latchkey::service::clock::Clock {
+        self.state.clock.clone()
+    }
+
     /// Forgets every verified credential the server holds in its cache, as
     /// the cache's one-second bound does: the next request reads the database.
     pub fn forget_cached_credentials(&self) {

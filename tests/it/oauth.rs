@@ -171,7 +171,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_grant(app: TestApp) {
     // A retry within the grace gets the same pair again; later reuse revokes the whole grant.
     let retry = c.exchange_refresh_token(&r1).request_async(&http()).await.unwrap();
     assert_eq!(retry.refresh_token().unwrap().secret(), r2.secret());
-    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    app.clock().advance(3);
     let err = c.exchange_refresh_token(&r1).request_async(&http()).await.unwrap_err();
     assert!(format!("{err:?}").contains("invalid_grant"), "{err:?}");
     assert_eq!(auth_test(&app, second.access_token().secret()).await.status(), StatusCode::UNAUTHORIZED);

@@ -134,7 +134,7 @@ async fn a_refresh_retry_gets_the_same_successor_and_never_forks_the_grant(app: 
     let res = refresh_raw(&app, &a, &r1).await;
     assert_eq!(res.status(), StatusCode::OK);
     let live: Value = res.json().await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    app.clock().advance(3);
     assert_eq!(refresh_raw(&app, &a, &r1).await.status(), StatusCode::BAD_REQUEST);
     assert_eq!(auth_test(&app, live["access_token"].as_str().unwrap()).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(refresh_raw(&app, &a, live["refresh_token"].as_str().unwrap()).await.status(), StatusCode::BAD_REQUEST);
