@@ -117,6 +117,16 @@ text_enum! {
     }
 }
 
+impl KeyKind {
+    /// The introspection `token_type` of such a key.
+    pub fn token_type(self) -> &'static str {
+        match self {
+            Self::Team => "api_key",
+            Self::Service => "service_key",
+        }
+    }
+}
+
 text_enum! {
     /// Where a key stands at a moment; computed, never stored.
     KeyStatus {
@@ -167,6 +177,19 @@ impl TokenKind {
             Self::Access => "access_token",
             Self::Refresh => "refresh_token",
         }
+    }
+
+    /// The prefix of such a token's secret (`lkat_…`, `lkrt_…`).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Access => "lkat",
+            Self::Refresh => "lkrt",
+        }
+    }
+
+    /// The kind a presented secret's prefix names, if it is a token's.
+    pub fn of_prefix(prefix: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.prefix() == prefix)
     }
 }
 

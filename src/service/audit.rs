@@ -22,6 +22,40 @@ impl Actor {
     }
 }
 
+/// What an audit event is about (its `object_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    ApiKey,
+    OauthApp,
+    User,
+    Team,
+    Invite,
+}
+
+impl ObjectKind {
+    pub const ALL: [ObjectKind; 5] = [Self::ApiKey, Self::OauthApp, Self::User, Self::Team, Self::Invite];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api_key",
+            Self::OauthApp => "oauth_app",
+            Self::User => "user",
+            Self::Team => "team",
+            Self::Invite => "invite",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl From<ObjectKind> for &'static str {
+    fn from(kind: ObjectKind) -> Self {
+        kind.as_str()
+    }
+}
+
 /// One event about to be recorded.
 pub struct Event<'a> {
     pub action: AuditAction,
@@ -40,8 +74,9 @@ impl<'a> Event<'a> {
         self
     }
 
-    pub fn object(mut self, kind: &'a str, id: &'a str) -> Self {
-        self.object = Some((kind, id));
+    /// The object, by its kind ([`ObjectKind`], or its text) and id.
+    pub fn object(mut self, kind: impl Into<&'static str>, id: &'a str) -> Self {
+        self.object = Some((kind.into(), id));
         self
     }
 

@@ -26,7 +26,7 @@ use crate::store::{Db, StoreError};
 pub struct PendingEvent {
     pub action: AuditAction,
     pub team_id: Option<String>,
-    pub object: Option<(String, String)>,
+    pub object: Option<(&'static str, String)>,
     pub details: serde_json::Value,
     pub actor: Actor,
 }
@@ -41,8 +41,9 @@ impl PendingEvent {
         self
     }
 
-    pub fn object(mut self, kind: &str, id: &str) -> Self {
-        self.object = Some((kind.to_owned(), id.to_owned()));
+    /// The object, by its kind ([`ObjectKind`](super::audit::ObjectKind), or its text) and id.
+    pub fn object(mut self, kind: impl Into<&'static str>, id: &str) -> Self {
+        self.object = Some((kind.into(), id.to_owned()));
         self
     }
 
@@ -57,7 +58,7 @@ impl PendingEvent {
             e = e.team(t);
         }
         if let Some((kind, id)) = &self.object {
-            e = e.object(kind, id);
+            e = e.object(*kind, id);
         }
         audit::record(conn, &self.actor, e)
     }

@@ -18,6 +18,12 @@ pub fn may_read_audit(role: Role) -> bool {
     role >= Role::Admin
 }
 
+/// Whether a credential may call a platform endpoint (introspection, leak
+/// reports): only an operator's service key holding the endpoint's scope.
+pub fn may_call_platform(is_service_key: bool, granted: &[String], scope: &str) -> bool {
+    is_service_key && scopes::satisfies(granted, scope)
+}
+
 /// Whether `role` may invite, change or remove members at all.
 pub fn manages_members(role: Role) -> bool {
     role >= Role::Admin

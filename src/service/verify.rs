@@ -11,7 +11,6 @@
 //! every map here, evicts its least-recently-used entries when full and is
 //! never cleared to make room.
 
-use crate::domain::AuditAction;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,48 +19,24 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
-use super::accounts::Role;
-use super::audit::Actor;
+use super::audit::{Actor, ObjectKind};
 use super::audit_gate::{AuditGate, PendingEvent};
 use super::crypto::Keys;
-use super::keys::{self, codec};
+use super::keys::codec;
 use super::lru::Lru;
-use super::policy;
+use super::principal::{self, Principal};
 use super::ratelimit::{self, Limiter, Plan, RateCounter, RateState};
-use crate::store::models::{ApiKey, Team};
-use crate::store::{Db, DbConn, StoreError};
+use crate::domain::{AuditAction, TokenKind};
+use crate::store::models::ApiKey;
+use crate::store::{Db, StoreError};
 
 const CACHE_TTL: Duration = Duration::from_secs(1);
 const CACHE_MAX: usize = 100_000;
 
-/// What the database says about a key, as cached.
-#[derive(Debug, Clone)]
-pub struct KeyRecord {
-    pub id: String,
-    pub kind: String,
-    pub name: String,
-    pub prefix: String,
-    pub team_id: Option<String>,
-    pub team_name: Option<String>,
-    pub created_by: Option<String>,
-    /// The member answerable for the credential (its creator, the user a
-    /// token acts for, or the registrant of a client_credentials app) and
-    /// their role in the team *now*; `None` for service keys.
-    pub holder: Option<String>,
-    pub role: Option<Role>,
-    /// What the credential may do now: its scopes that the holder's current
-    /// role still allows (policy::effective_scopes).
-    pub scopes: Arc<[String]>,
-    pub allowed: Vec<IpNet>,
-    pub expires_at: Option<i64>,
-    pub revoked: bool,
-    pub plan: Plan,
-}
-
 /// A verified credential.
 #[derive(Debug, Clone)]
 pub struct Verified {
-    pub key: Arc<KeyRecord>,
+    pub key: Arc<Principal>,
     pub rate: RateState,
 }
 
@@ -71,6 +46,8 @@ pub enum Refusal {
     Unauthorized,
     /// Valid key, but the client address is outside its allowed ranges.
     AddressNotAllowed,
+    /// Valid, but without the scope the request needs.
+    MissingScope(String),
     RateLimited {
         rate: RateState,
         retry_after: i64,
@@ -79,7 +56,7 @@ pub enum Refusal {
 }
 
 struct Cached {
-    record: Option<Arc<KeyRecord>>,
+    record: Option<Arc<Principal>>,
     fetched: Instant,
     /// The access-token generation when it was read (see `invalidate_tokens`).
     tokens: u64,
@@ -99,75 +76,6 @@ pub struct Verifier {
     limiter: Box<dyn RateCounter>,
     audit: Arc<AuditGate>,
     token_generation: AtomicU64,
-}
-
-fn team_plan(team: Option<&Team>, default_plan: Plan) -> Plan {
-    team.and_then(|t| t.plan.as_deref()).and_then(ratelimit::plan).unwrap_or(default_plan)
-}
-
-/// An OAuth access token, shaped like a key (kind `oauth`; its id is the token's).
-/// The holder's role is read here, where the credential is verified (and cached
-/// with it), so removal and demotion take effect within the cache's bound. A token whose holder is no longer a member of the team is unknown.
-fn load_access_token(conn: &mut DbConn, hash: &str, default_plan: Plan) -> Result<Option<KeyRecord>, StoreError> {
-    use crate::store::models::{OauthClient, OauthToken};
-    let Some(t) = OauthToken::find_by_hash(conn, hash)?.filter(|t| t.kind == crate::domain::TokenKind::Access) else {
-        return Ok(None);
-    };
-    let Some(client) = OauthClient::find(conn, &t.client_id)? else { return Ok(None) };
-    // A user's token acts for the user; a client_credentials token for the
-    // member who registered the app.
-    let holder = t.user_id.clone().or_else(|| client.created_by.clone());
-    let Some(role) = super::accounts::current_role(conn, &t.team_id, holder.as_deref())? else { return Ok(None) };
-    let team = Team::find(conn, &t.team_id)?;
-    Ok(Some(KeyRecord {
-        id: t.id,
-        kind: "oauth".into(),
-        name: client.name,
-        prefix: client.id,
-        plan: team_plan(team.as_ref(), default_plan),
-        team_id: Some(t.team_id),
-        team_name: team.map(|t| t.name),
-        created_by: t.user_id,
-        holder,
-        role: Some(role),
-        scopes: policy::effective_scopes(Some(role), &super::oauth::scopes_of(&t.scopes)).into(),
-        allowed: Vec::new(),
-        expires_at: Some(t.expires_at),
-        revoked: t.revoked_at.is_some(),
-    }))
-}
-
-/// An API key; a team key whose holder is no longer a member is unknown.
-fn load(conn: &mut DbConn, hash: &str, prefix: &str, default_plan: Plan) -> Result<Option<KeyRecord>, StoreError> {
-    let Some(key) = ApiKey::find_by_hash(conn, hash)? else { return Ok(None) };
-    let (team, role) = match key.team_id.as_deref() {
-        Some(t) => match super::accounts::current_role(conn, t, key.created_by.as_deref())? {
-            Some(role) => (Team::find(conn, t)?, Some(role)),
-            None => return Ok(None),
-        },
-        None => (None, None),
-    };
-    // Service keys are the operator's own: no plan limits them, no role caps them.
-    let (plan, scopes) = match key.kind.as_str() {
-        "service" => (ratelimit::plan("unlimited").unwrap_or(default_plan), keys::scopes_of(&key.scopes)),
-        _ => (team_plan(team.as_ref(), default_plan), policy::effective_scopes(role, &keys::scopes_of(&key.scopes))),
-    };
-    Ok(Some(KeyRecord {
-        scopes: scopes.into(),
-        allowed: keys::allowed_ips_of(&key),
-        prefix: codec::display(prefix, &key.key_prefix),
-        id: key.id,
-        kind: key.kind.into(),
-        name: key.name,
-        team_id: key.team_id,
-        team_name: team.map(|t| t.name),
-        holder: key.created_by.clone(),
-        role,
-        created_by: key.created_by,
-        expires_at: key.expires_at,
-        revoked: key.revoked_at.is_some(),
-        plan,
-    }))
 }
 
 impl Verifier {
@@ -191,27 +99,27 @@ impl Verifier {
     }
 
     /// A fresh cached answer for a key hash (marking it used), if any.
-    fn cached(&self, hash: &str) -> Option<Option<Arc<KeyRecord>>> {
+    fn cached(&self, hash: &str) -> Option<Option<Arc<Principal>>> {
         let generation = self.token_generation.load(Ordering::Acquire);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let fresh = |c: &&mut Cached| {
             c.fetched.elapsed() < CACHE_TTL
-                && (c.tokens == generation || c.record.as_ref().is_none_or(|r| r.kind != "oauth"))
+                && (c.tokens == generation || c.record.as_ref().is_none_or(|r| !r.is_access_token()))
         };
         cache.get_mut(hash).filter(fresh).map(|c| c.record.clone())
     }
 
     /// Caches an answer read while the token generation was `tokens`; when
     /// full, the least-recently-used entry makes room.
-    fn remember(&self, hash: String, record: Option<Arc<KeyRecord>>, tokens: u64) {
+    fn remember(&self, hash: String, record: Option<Arc<Principal>>, tokens: u64) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.insert(hash, Cached { record, fetched: Instant::now(), tokens });
     }
 
     /// The key behind a presented secret, from cache or database.
-    pub async fn lookup(&self, db: &Db, hasher: &Keys, presented: &str) -> Result<Option<Arc<KeyRecord>>, Refusal> {
+    pub async fn lookup(&self, db: &Db, hasher: &Keys, presented: &str) -> Result<Option<Arc<Principal>>, Refusal> {
         let Some(parsed) = codec::parse(presented) else { return Ok(None) };
-        let access_token = parsed.prefix == "lkat";
+        let access_token = parsed.prefix == TokenKind::Access.prefix();
         if parsed.prefix != self.prefix && !access_token {
             return Ok(None);
         }
@@ -222,11 +130,13 @@ impl Verifier {
         let generation = self.token_generation.load(Ordering::Acquire);
         let (prefix, plan, h) = (self.prefix.clone(), self.default_plan, hash.clone());
         let record = db
-            .run(
-                move |conn| {
-                    if access_token { load_access_token(conn, &h, plan) } else { load(conn, &h, &prefix, plan) }
-                },
-            )
+            .run(move |conn| {
+                if access_token {
+                    principal::load_access_token(conn, &h, plan)
+                } else {
+                    principal::load_key(conn, &h, &prefix, plan)
+                }
+            })
             .await
             .map_err(|e: StoreError| Refusal::Internal(anyhow::Error::new(e).context("loading a credential")))?
             .map(Arc::new);
@@ -234,7 +144,9 @@ impl Verifier {
         Ok(record)
     }
 
-    /// Verifies a presented key for a request from `client`.
+    /// Verifies a presented key for a request from `client` at `now_ms` (the
+    /// service clock's Unix milliseconds: the expiry is compared in seconds,
+    /// the rate windows count in milliseconds).
     pub async fn verify(
         &self,
         db: &Db,
@@ -244,25 +156,25 @@ impl Verifier {
         now_ms: i64,
     ) -> Result<Verified, Refusal> {
         let record = self.lookup(db, hasher, presented).await?.ok_or(Refusal::Unauthorized)?;
-        let now = now_ms / 1000;
-        if record.revoked {
-            self.audit_refused(&record, client, now);
+        let at = now_ms.div_euclid(1000);
+        if record.is_revoked() {
+            self.audit_refused(&record, client, at);
             return Err(Refusal::Unauthorized);
         }
-        if record.expires_at.is_some_and(|e| e <= now) {
+        if !record.is_usable(at) {
             return Err(Refusal::Unauthorized);
         }
-        let allowed = record.allowed.is_empty() || client.is_some_and(|ip| address_allowed(&record.allowed, ip));
-        if !allowed {
+        let allowed = record.allowed_ips();
+        if !allowed.is_empty() && !client.is_some_and(|ip| address_allowed(allowed, ip)) {
             return Err(Refusal::AddressNotAllowed);
         }
         let rate = self
             .limiter
-            .hit(&limit_key(&record), record.plan, now_ms)
+            .hit(&limit_key(&record), record.grant().plan, now_ms)
             .map_err(|(rate, retry_after)| Refusal::RateLimited { rate, retry_after })?;
-        if record.kind != "oauth" {
-            // Usage history is kept for keys; OAuth tokens are short-lived.
-            self.record_use(&record.id, now);
+        // Usage history is kept for keys; OAuth tokens are short-lived.
+        if let Some(id) = record.key_id() {
+            self.record_use(id.as_str(), at);
         }
         Ok(Verified { key: record, rate })
     }
@@ -270,7 +182,7 @@ impl Verifier {
     /// Forgets a key at once (this instance changed it).
     pub fn invalidate(&self, key_id: &str) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.retain(|_, c| c.record.as_ref().is_none_or(|r| r.id != key_id));
+        cache.retain(|_, c| c.record.as_ref().is_none_or(|r| r.id() != key_id));
     }
 
     /// Forgets everything cached (an OAuth grant was revoked here).
@@ -343,25 +255,27 @@ impl Verifier {
     /// buffered for the next flush, at most once a minute per credential (then
     /// a summary with the count). A key is labelled as a key; an OAuth access
     /// token as a token of its app.
-    fn audit_refused(&self, record: &KeyRecord, client: Option<IpAddr>, now: i64) {
+    fn audit_refused(&self, record: &Principal, client: Option<IpAddr>, now: i64) {
         let actor = Actor { label: "API client".into(), ip: client.map(|ip| ip.to_string()), ..Actor::default() };
-        let event = if record.kind == "oauth" {
-            PendingEvent::new(AuditAction::OauthTokenRefusedRevoked, actor)
-                .object("oauth_app", &record.prefix)
-                .details(serde_json::json!({"token_id": record.id}))
-        } else {
-            PendingEvent::new(AuditAction::ApiKeyRefusedRevoked, actor).object("api_key", &record.id)
+        let event = match record {
+            Principal::AccessToken { id, client_id, .. } => {
+                PendingEvent::new(AuditAction::OauthTokenRefusedRevoked, actor)
+                    .object(ObjectKind::OauthApp, client_id.as_str())
+                    .details(serde_json::json!({"token_id": id}))
+            }
+            _ => PendingEvent::new(AuditAction::ApiKeyRefusedRevoked, actor).object(ObjectKind::ApiKey, record.id()),
         };
-        self.audit.buffer(&format!("refused:{}", record.id), event.team(record.team_id.as_deref()), now);
+        let team = record.team_id().map(|t| t.as_str());
+        self.audit.buffer(&format!("refused:{}", record.id()), event.team(team), now);
     }
 }
 
 /// What the plan's limits count under: the team (all its keys and tokens),
 /// or the credential itself when it has no team (service keys).
-fn limit_key(record: &KeyRecord) -> String {
-    match record.team_id.as_deref() {
+fn limit_key(record: &Principal) -> String {
+    match record.team_id() {
         Some(team) => format!("team:{team}"),
-        None => format!("key:{}", record.id),
+        None => format!("key:{}", record.id()),
     }
 }
 
@@ -380,15 +294,10 @@ fn address_allowed(allowed: &[IpNet], ip: IpAddr) -> bool {
 mod tests {
     use super::*;
 
-    fn record(id: &str, kind: &str, revoked: bool) -> Arc<KeyRecord> {
-        Arc::new(KeyRecord {
-            id: id.into(),
-            kind: kind.into(),
-            name: "n".into(),
-            prefix: if kind == "oauth" { "app_1".into() } else { "lk_abcdefgh".into() },
+    fn record(id: &str, kind: &str, revoked: bool) -> Arc<Principal> {
+        let grant = principal::Grant {
             team_id: Some("team_1".into()),
             team_name: None,
-            created_by: None,
             holder: None,
             role: None,
             scopes: Arc::from(Vec::new()),
@@ -396,6 +305,11 @@ mod tests {
             expires_at: None,
             revoked,
             plan: ratelimit::PLANS[0],
+        };
+        Arc::new(if kind == "oauth" {
+            Principal::AccessToken { id: id.into(), client_id: "app_1".into(), app: "n".into(), user_id: None, grant }
+        } else {
+            Principal::ApiKey { id: id.into(), name: "n".into(), prefix: "lk_abcdefgh".into(), grant }
         })
     }
 
@@ -414,7 +328,7 @@ mod tests {
             v.remember(format!("unknown-{i}"), None, 0);
             if i % 25 == 0 {
                 let hit = v.cached("in-use").expect("still cached after the flood");
-                assert_eq!(hit.map(|r| r.id.clone()).as_deref(), Some("key_1"));
+                assert_eq!(hit.as_deref().map(Principal::id), Some("key_1"));
             }
         }
         assert_eq!(v.cache.lock().unwrap().len(), 100, "bounded, not cleared");
@@ -436,7 +350,7 @@ mod tests {
         assert_eq!(find(AuditAction::ApiKeyRefusedRevoked, true), 1, "one summary of the other 49");
         assert_eq!(find(AuditAction::OauthTokenRefusedRevoked, false), 1);
         let token = events.iter().find(|e| e.action == AuditAction::OauthTokenRefusedRevoked).unwrap();
-        assert_eq!(token.object, Some(("oauth_app".to_owned(), "app_1".to_owned())));
+        assert_eq!(token.object, Some(("oauth_app", "app_1".to_owned())));
         assert_eq!(token.details["token_id"], "tok_1");
         assert_eq!(events.len(), 4);
     }

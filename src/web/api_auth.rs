@@ -24,13 +24,23 @@ use super::{AppState, State, csrf};
 use crate::error::AppError;
 use crate::service::accounts::{Role, UserContext};
 use crate::service::audit::Actor;
+use crate::service::credentials::CredentialService;
 use crate::service::keys::scopes;
+use crate::service::principal::Principal;
 use crate::service::ratelimit::RateState;
-use crate::service::verify::{KeyRecord, Refusal};
+use crate::service::verify::Refusal;
 use crate::service::{crypto, keys as key_service};
 
+impl AppState {
+    /// Verification, revalidation and introspection of presented credentials.
+    pub fn credentials(&self) -> CredentialService<'_> {
+        CredentialService { db: &self.db, hasher: &self.keys, verifier: &self.verifier, clock: &self.clock }
+    }
+}
+
 pub enum Credential {
-    ApiKey(Arc<KeyRecord>),
+    /// An API key, a service key or an OAuth access token.
+    ApiKey(Arc<Principal>),
     Session(Box<UserContext>),
 }
 
@@ -69,7 +79,7 @@ pub struct ApiPrincipal {
 impl ApiPrincipal {
     pub fn scopes(&self) -> &[String] {
         match &self.credential {
-            Credential::ApiKey(k) => &k.scopes,
+            Credential::ApiKey(k) => k.scopes(),
             Credential::Session(_) => &self.session_scopes,
         }
     }
@@ -85,7 +95,7 @@ impl ApiPrincipal {
     /// The team the credential acts for (service keys have none).
     pub fn team_id(&self) -> Result<String, AppError> {
         let team = match &self.credential {
-            Credential::ApiKey(k) => k.team_id.clone(),
+            Credential::ApiKey(k) => k.team_id().map(|t| t.as_str().to_owned()),
             Credential::Session(ctx) => ctx.team.as_ref().map(|(t, _)| t.id.clone()),
         };
         team.ok_or_else(|| AppError::Forbidden("This credential does not belong to a team.".into()))
@@ -109,13 +119,13 @@ impl ApiPrincipal {
             Credential::ApiKey(k) => Acting {
                 actor,
                 team_id,
-                role: k.role.unwrap_or(Role::Viewer),
-                ceiling: Some(k.scopes.to_vec()),
-                ip_ceiling: (!k.allowed.is_empty()).then(|| k.allowed.clone()),
+                role: k.role().unwrap_or(Role::Viewer),
+                ceiling: Some(k.scopes().to_vec()),
+                ip_ceiling: (!k.allowed_ips().is_empty()).then(|| k.allowed_ips().to_vec()),
                 // Access tokens are short-lived by design: an app acting for its
                 // user may create lasting keys (within the role and the team's
                 // maximum lifetime); an expiring API key may not.
-                not_after: if k.kind == "oauth" { None } else { k.expires_at },
+                not_after: if k.is_access_token() { None } else { k.expires_at() },
             },
         })
     }
@@ -127,23 +137,12 @@ impl ApiPrincipal {
     pub async fn revalidated(self, req: &HttpRequest, state: &AppState) -> Result<Self, AppError> {
         let Credential::ApiKey(_) = &self.credential else { return Ok(self) };
         let presented = presented_credential(req).ok_or(AppError::Unauthorized)?;
-        let fresh = state.verifier.lookup(&state.db, &state.keys, &presented).await.map_err(|e| match e {
-            Refusal::Internal(m) => AppError::Internal(m),
+        let key = state.credentials().revalidate(&presented).await.map_err(|e| match e {
+            Refusal::Internal(cause) => AppError::Internal(cause),
             _ => AppError::Unauthorized,
         })?;
-        let live = fresh.filter(|k| !k.revoked && k.expires_at.is_none_or(|e| e > crate::store::now()));
-        let key = live.ok_or(AppError::Unauthorized)?;
-        let actor = Actor { user_id: key.holder.clone(), ..self.actor };
+        let actor = Actor { user_id: key.holder().map(|h| h.as_str().to_owned()), ..self.actor };
         Ok(Self { credential: Credential::ApiKey(key), actor, ..self })
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match &self.credential {
-            Credential::ApiKey(k) if k.kind == "service" => "service_key",
-            Credential::ApiKey(k) if k.kind == "oauth" => "access_token",
-            Credential::ApiKey(_) => "api_key",
-            Credential::Session(_) => "session",
-        }
     }
 }
 
@@ -164,38 +163,41 @@ pub fn is_tls(req: &HttpRequest, state: &AppState) -> bool {
     trusted && req.headers().get("X-Forwarded-Proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+/// With `require_https`, refuses a request that did not arrive over TLS.
+pub fn require_tls(req: &HttpRequest, state: &AppState) -> Result<(), AppError> {
+    if state.config.require_https && !is_tls(req, state) {
+        return Err(AppError::InsecureConnection);
+    }
+    Ok(())
+}
+
+/// The answer to a refused credential; a rate refusal leaves its state in
+/// the extensions for the headers, an internal one keeps its cause.
+pub fn refused(req: &HttpRequest, refusal: Refusal) -> AppError {
+    match refusal {
+        Refusal::Unauthorized => AppError::Unauthorized,
+        Refusal::AddressNotAllowed => AppError::Forbidden("This key may not be used from your address.".into()),
+        Refusal::MissingScope(scope) => AppError::Forbidden(format!("This credential lacks the scope {scope}.")),
+        Refusal::RateLimited { rate, retry_after } => {
+            req.extensions_mut().insert(rate);
+            AppError::TooManyRequests { retry_after }
+        }
+        Refusal::Internal(cause) => AppError::Internal(cause),
+    }
 }
 
 /// Verifies an API key for this request; rate state goes to the extensions.
-pub async fn verify_key(req: &HttpRequest, state: &AppState, presented: &str) -> Result<Arc<KeyRecord>, AppError> {
-    let client = client_ip(req, state);
-    match state.verifier.verify(&state.db, &state.keys, presented, client, now_ms()).await {
-        Ok(v) => {
-            req.extensions_mut().insert(v.rate);
-            Ok(v.key)
-        }
-        Err(Refusal::Unauthorized) => Err(AppError::Unauthorized),
-        Err(Refusal::AddressNotAllowed) => {
-            Err(AppError::Forbidden("This key may not be used from your address.".into()))
-        }
-        Err(Refusal::RateLimited { rate, retry_after }) => {
-            req.extensions_mut().insert(rate);
-            Err(AppError::TooManyRequests { retry_after })
-        }
-        Err(Refusal::Internal(e)) => Err(AppError::Internal(e)),
-    }
+pub async fn verify_key(req: &HttpRequest, state: &AppState, presented: &str) -> Result<Arc<Principal>, AppError> {
+    let verified = state.credentials().verify(presented, client_ip(req, state)).await.map_err(|r| refused(req, r))?;
+    req.extensions_mut().insert(verified.rate);
+    Ok(verified.key)
 }
 
 async fn from_key(req: &HttpRequest, state: &State, presented: &str) -> Result<ApiPrincipal, AppError> {
     let key = verify_key(req, state, presented).await?;
     let rate = req.extensions().get::<RateState>().copied();
-    let actor = Actor {
-        user_id: key.holder.clone(),
-        label: format!("API key {} ({})", key.prefix, key.name),
-        ..request_actor(req, state)
-    };
+    let actor =
+        Actor { user_id: key.holder().map(|h| h.as_str().to_owned()), label: key.label(), ..request_actor(req, state) };
     Ok(ApiPrincipal { session_scopes: Vec::new(), credential: Credential::ApiKey(key), rate, actor })
 }
 
@@ -228,9 +230,7 @@ impl FromRequest for ApiPrincipal {
         let req = req.clone();
         Box::pin(async move {
             let state = super::auth::state(&req)?;
-            if state.config.require_https && !is_tls(&req, &state) {
-                return Err(AppError::InsecureConnection);
-            }
+            require_tls(&req, &state)?;
             match presented_credential(&req) {
                 Some(key) => from_key(&req, &state, &key).await,
                 None => from_session(&req, &state).await,

@@ -18,6 +18,7 @@ use crate::domain::{KeyStatus, PlainSecret, TeamId};
 use crate::error::AppError;
 use crate::service::FieldErrors;
 use crate::service::keys::{Cursor, Expiry, KeyCaller, KeyRequest, ListQuery};
+use crate::service::principal::Principal;
 use crate::service::ratelimit::RateState;
 use crate::store::models::{ApiKey, StatusFilter};
 
@@ -88,23 +89,23 @@ pub async fn auth_test(principal: ApiPrincipal) -> HttpResponse {
 /// Who the credential is, as `auth/test` shows it.
 fn who(credential: &Credential) -> Who<'_> {
     match credential {
-        Credential::ApiKey(k) if k.kind == "service" => {
-            Who::ServiceKey { key_id: &k.id, name: &k.name, prefix: &k.prefix }
-        }
-        Credential::ApiKey(k) if k.kind == "oauth" => Who::AccessToken {
-            token_id: &k.id,
-            app: &k.name,
-            client_id: &k.prefix,
-            user_id: k.created_by.as_deref(),
-            team_id: k.team_id.as_deref(),
-            team: k.team_name.as_deref(),
-        },
-        Credential::ApiKey(k) => Who::ApiKey {
-            key_id: &k.id,
-            name: &k.name,
-            prefix: &k.prefix,
-            team_id: k.team_id.as_deref(),
-            team: k.team_name.as_deref(),
+        Credential::ApiKey(k) => match &**k {
+            Principal::ServiceKey { id, name, prefix, .. } => Who::ServiceKey { key_id: id.as_str(), name, prefix },
+            Principal::AccessToken { id, client_id, app, user_id, .. } => Who::AccessToken {
+                token_id: id.as_str(),
+                app,
+                client_id: client_id.as_str(),
+                user_id: user_id.as_ref().map(|u| u.as_str()),
+                team_id: k.team_id().map(|t| t.as_str()),
+                team: k.team_name(),
+            },
+            Principal::ApiKey { id, name, prefix, .. } => Who::ApiKey {
+                key_id: id.as_str(),
+                name,
+                prefix,
+                team_id: k.team_id().map(|t| t.as_str()),
+                team: k.team_name(),
+            },
         },
         Credential::Session(ctx) => Who::Session {
             user_id: &ctx.user.id,

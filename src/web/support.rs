@@ -373,7 +373,7 @@ pub async fn leaked_keys(
     body: web::Json<LeakBody>,
 ) -> Result<HttpResponse, AppError> {
     let principal = principal.revalidated(&req, &state).await?;
-    if !matches!(&principal.credential, Credential::ApiKey(k) if k.kind == "service")
+    if !matches!(&principal.credential, Credential::ApiKey(k) if k.is_service_key())
         || !scopes::satisfies(principal.scopes(), "leaks:report")
     {
         return Err(AppError::Forbidden("This credential lacks the scope leaks:report.".into()));
