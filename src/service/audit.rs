@@ -1,10 +1,17 @@
-//! The append-only audit trail: who did what, to which object, from where.
+//! The append-only audit trail: who did what, to which object, from where;
+//! and the team's log as owners, admins and support read it.
+//!
+//! Rules: events are only appended; the team's log is for owners and admins
+//! (`policy::may_read_audit`) and for support, whose own actions the team
+//! reads as [`SUPPORT_LABEL`] and support's views name by person; a filter
+//! with errors matches nothing.
 
-use crate::domain::AuditAction;
-use crate::store::DbConn;
-use crate::store::models::{AuditEvent, NewAuditEvent};
-
-use super::Result;
+use super::accounts::Role;
+use super::clock::Clock;
+use super::{Error, FieldErrors, Result, policy};
+use crate::domain::{AuditAction, TeamId};
+use crate::store::models::{AuditEvent, AuditFilter, NewAuditEvent, Team};
+use crate::store::{Db, DbConn};
 
 /// Who acted and from where; built by the web layer from the request.
 #[derive(Debug, Clone, Default)]
@@ -97,14 +104,14 @@ pub fn record(conn: &mut DbConn, actor: &Actor, event: Event<'_>) -> Result<()> 
         team_id: event.team_id.map(str::to_owned),
         actor_id: actor.user_id.clone(),
         actor_label: clean(&actor.label, 254),
-        action: event.action.as_str().to_owned(),
+        action: event.action,
         object_type: event.object.map(|(k, _)| k.to_owned()),
         object_id: event.object.map(|(_, id)| id.to_owned()),
         ip: actor.ip.clone(),
         user_agent: actor.user_agent.as_deref().map(|ua| clean(ua, 300)),
         details: event.details.to_string(),
     };
-    AuditEvent::append(conn, &row)?;
+    AuditEvent::append(conn, row)?;
     Ok(())
 }
 
@@ -127,4 +134,96 @@ pub fn name_support_staff(conn: &mut DbConn, events: &mut [AuditEvent]) -> Resul
 
 pub fn recent_for_team(conn: &mut DbConn, team_id: &str, limit: i64) -> Result<Vec<AuditEvent>> {
     Ok(AuditEvent::recent_for_team(conn, team_id, limit)?)
+}
+
+/// Events a page of the log shows.
+pub const PAGE: i64 = 50;
+/// Events a CSV export holds at most.
+pub const CSV_MAX: i64 = 10_000;
+
+/// Who reads a team's log: a member (owners and admins may), or support
+/// (through the console, which only support reaches), about a team by id.
+pub enum LogReader<'a> {
+    Member { team: &'a Team, role: Role },
+    Support { team_id: &'a TeamId },
+}
+
+/// A page of the log, or an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Page,
+    Csv,
+}
+
+/// What the log shows: the team, its matching events (newest first), the
+/// cursor of the next page, and the filter's errors (then nothing matches).
+pub struct TeamLog {
+    pub team_id: String,
+    pub team_name: String,
+    pub events: Vec<AuditEvent>,
+    pub next: Option<i64>,
+    pub errors: FieldErrors,
+    /// When it was read (the export's date).
+    pub at: i64,
+}
+
+/// The team audit log: reading, filtering, exporting.
+pub struct AuditService<'a> {
+    pub db: &'a Db,
+    pub clock: &'a Clock,
+}
+
+impl AuditService<'_> {
+    /// The team's events matching `filter`; a filter with errors shows a page
+    /// of nothing with the errors, and refuses an export.
+    pub async fn team_log(
+        &self,
+        reader: LogReader<'_>,
+        filter: std::result::Result<AuditFilter, FieldErrors>,
+        format: LogFormat,
+    ) -> Result<TeamLog> {
+        let (team_id, team_name, support) = self.readable(reader).await?;
+        let (filter, errors) = match filter {
+            Ok(f) => (Some(f), FieldErrors::default()),
+            Err(errors) if format == LogFormat::Csv => return Err(Error::Invalid(errors)),
+            Err(errors) => (None, errors),
+        };
+        let limit = if format == LogFormat::Csv { CSV_MAX } else { PAGE + 1 };
+        let tid = team_id.clone();
+        let mut events = self
+            .db
+            .run(move |conn| {
+                let Some(f) = filter else { return Ok(Vec::new()) };
+                let mut events = AuditEvent::search(conn, &tid, &f, limit)?;
+                if support {
+                    name_support_staff(conn, &mut events)?;
+                }
+                Ok::<_, Error>(events)
+            })
+            .await?;
+        let mut next = None;
+        if format == LogFormat::Page && events.len() as i64 > PAGE {
+            events.truncate(PAGE as usize);
+            next = events.last().map(|e| e.id);
+        }
+        Ok(TeamLog { team_id, team_name, events, next, errors, at: self.clock.now() })
+    }
+
+    /// The team a reader may read: (id, name, read by support).
+    async fn readable(&self, reader: LogReader<'_>) -> Result<(String, String, bool)> {
+        match reader {
+            LogReader::Member { team, role } => {
+                if !policy::may_read_audit(role) {
+                    return Err(Error::Forbidden("Only owners and admins can read the audit log."));
+                }
+                Ok((team.id.clone(), team.name.clone(), false))
+            }
+            LogReader::Support { team_id } => {
+                let id = team_id.as_str().to_owned();
+                let team = self.db.run(move |conn| Ok::<_, Error>(Team::find(conn, &id)?)).await?;
+                let team = team.ok_or(Error::NotFound)?;
+                Ok((team.id, team.name, true))
+            }
+        }
+    }
 }

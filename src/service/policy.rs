@@ -18,6 +18,12 @@ pub fn may_read_audit(role: Role) -> bool {
     role >= Role::Admin
 }
 
+/// Whether a person may use the support console: the platform role
+/// `support` only (everyone else is told it does not exist).
+pub fn may_use_support_console(is_support: bool) -> bool {
+    is_support
+}
+
 /// Whether a credential may call a platform endpoint (introspection, leak
 /// reports): only an operator's service key holding the endpoint's scope.
 pub fn may_call_platform(is_service_key: bool, granted: &[String], scope: &str) -> bool {

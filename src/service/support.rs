@@ -1,26 +1,42 @@
-//! The support console's rules: find keys, teams and users; revoke a key with
-//! a reason; take leaked-key reports from a scanning partner.
+//! The support console: find keys, teams and users; read a key's history;
+//! revoke a key with a reason; take leaked-credential reports from a
+//! scanning partner ([`leaks`]).
 //!
-//! Rules: a pasted whole key is looked up by its hash only; support never sees
-//! a secret and cannot create keys; support acts on team keys only (the
-//! operator's service keys answer not found); leak reports recognise every
-//! Latchkey credential kind by prefix and checksum and never reveal which team
-//! owns one; every revocation is audited under the key's team, where
-//! support reads as "Latchkey support", never as a person.
+//! Rules: only the platform role `support` uses the console and only a
+//! service key holding `leaks:report` reports leaks (`service::policy`); a
+//! pasted whole key is looked up by its hash only; support never sees a
+//! secret and cannot create keys; support acts on team keys only (the
+//! operator's service keys answer not found); every revocation is audited
+//! under the key's team, where support reads as "Latchkey support", never as
+//! a person, and the verifier forgets the revoked credential at once.
 
-use crate::domain::AuditAction;
+mod leaks;
+
 use serde_json::json;
 
-use super::audit::{self, Actor, Event};
-use super::crypto::{self, Keys};
-use super::keys::codec;
-use super::{Error, FieldErrors, Result, oauth};
-use crate::store::models::{ApiKey, OauthClient, OauthToken, Team, User};
-use crate::store::{DbConn, now};
+pub use leaks::{LeakReport, MAX_LEAK_BATCH, Outcome};
+
+use super::audit::{self, Actor, Event, ObjectKind};
+use super::clock::Clock;
+use super::crypto::Keys;
+use super::keys::{self, codec};
+use super::principal::Principal;
+use super::verify::Verifier;
+use super::{Error, FieldErrors, Result, oauth, policy};
+use crate::domain::{AuditAction, KeyId, KeyKind, KeyStatus, TeamId, UserId};
+use crate::store::models::{ApiKey, AuditEvent, Membership, StatusFilter, Team, User};
+use crate::store::{Db, DbConn};
 
 pub const MAX_QUERY: usize = 200;
 pub const MAX_REASON: usize = 500;
-pub const MAX_LEAK_BATCH: usize = 1000;
+
+/// Who revoked a key, as stored, when it was not a member: support (with a
+/// reason) or a leak report (automatically).
+pub const REVOKED_BY_SUPPORT: &str = "support";
+pub const REVOKED_BY_LEAK_REPORT: &str = "leak-report";
+
+/// The scope a service key needs to report leaks.
+pub const LEAKS_SCOPE: &str = "leaks:report";
 
 #[derive(Default)]
 pub struct SearchResults {
@@ -66,11 +82,11 @@ pub fn search(conn: &mut DbConn, hasher: &Keys, prefix: &str, raw: &str) -> Resu
 /// Whether support may see and act on a key: team keys only. The operator's
 /// service keys carry the SaaS's own verification; support cannot touch them.
 pub fn visible(key: &ApiKey) -> bool {
-    key.kind != crate::domain::KeyKind::Service && key.team_id.is_some()
+    key.kind != KeyKind::Service && key.team_id.is_some()
 }
 
 /// Revokes any team key with a reason the team will see.
-pub fn revoke_with_reason(conn: &mut DbConn, actor: &Actor, key_id: &str, reason: &str) -> Result<ApiKey> {
+pub fn revoke_with_reason(conn: &mut DbConn, actor: &Actor, key_id: &str, reason: &str, at: i64) -> Result<ApiKey> {
     let reason = reason.trim();
     if reason.is_empty() {
         return Err(Error::Invalid(FieldErrors::single("reason", "Give the reason the team will read.")));
@@ -80,11 +96,11 @@ pub fn revoke_with_reason(conn: &mut DbConn, actor: &Actor, key_id: &str, reason
     }
     crate::store::transaction(conn, |conn| {
         let key = ApiKey::find(conn, key_id)?.filter(visible).ok_or(Error::NotFound)?;
-        if ApiKey::revoke(conn, &key.id, "support", Some(reason), now())? != 1 {
+        if ApiKey::revoke(conn, &key.id, REVOKED_BY_SUPPORT, Some(reason), at)? != 1 {
             return Err(Error::Invalid(FieldErrors::single("reason", "This key was already revoked.")));
         }
         let mut event = Event::new(AuditAction::ApiKeyRevokedBySupport)
-            .object("api_key", &key.id)
+            .object(ObjectKind::ApiKey, &key.id)
             .details(json!({"reason": reason}));
         if let Some(t) = key.team_id.as_deref() {
             event = event.team(t);
@@ -95,162 +111,238 @@ pub fn revoke_with_reason(conn: &mut DbConn, actor: &Actor, key_id: &str, reason
     })
 }
 
-/// What happened to one reported candidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Revoked,
-    AlreadyInactive,
-    NotFound,
-    Malformed,
-}
-
-/// What a leak report did: per-candidate outcomes in input order, the ids of
-/// API keys revoked, and whether any OAuth credential changed (for the caches).
-#[derive(Debug, Default)]
-pub struct LeakReport {
-    pub outcomes: Vec<Outcome>,
-    pub revoked_keys: Vec<String>,
-    pub oauth_changed: bool,
-}
-
-/// The kinds of Latchkey credential, told apart by prefix once the checksum holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    ApiKey,
-    AccessToken,
-    RefreshToken,
-    ClientSecret,
-}
-
-fn kind_of(prefix: &str, candidate: &str) -> Option<Kind> {
-    let parsed = codec::parse(candidate)?;
-    match parsed.prefix {
-        p if p == prefix => Some(Kind::ApiKey),
-        "lkat" => Some(Kind::AccessToken),
-        "lkrt" => Some(Kind::RefreshToken),
-        "lkcs" => Some(Kind::ClientSecret),
-        _ => None,
-    }
-}
-
-/// Revokes every real active credential among the candidates, whatever its
-/// kind: an API key as such, an access token, a refresh token with its grant,
-/// a client secret by replacing it (the app stops authenticating with it).
-pub fn report_leaks(
-    conn: &mut DbConn,
-    hasher: &Keys,
-    actor: &Actor,
-    prefix: &str,
-    candidates: &[String],
-    url: &str,
-) -> Result<LeakReport> {
-    let mut errors = FieldErrors::default();
-    if candidates.is_empty() || candidates.len() > MAX_LEAK_BATCH {
-        errors.add("keys", "Send between 1 and 1000 candidate strings.");
-    }
-    let url = super::validate::source_url(url, 2000).map_err(|m| errors.add("url", m)).unwrap_or_default();
-    let url = url.as_str();
-    errors.into_result()?;
-    crate::store::transaction(conn, |conn| {
-        let at = now();
-        let mut report = LeakReport { outcomes: Vec::with_capacity(candidates.len()), ..LeakReport::default() };
-        for candidate in candidates {
-            let c = candidate.trim();
-            let hash = hasher.token_hash(c);
-            let kind = kind_of(prefix, c);
-            let outcome = match kind {
-                None => Outcome::Malformed,
-                Some(Kind::ApiKey) => leaked_key(conn, actor, &hash, (url, at), &mut report.revoked_keys)?,
-                Some(Kind::AccessToken | Kind::RefreshToken) => leaked_token(conn, actor, &hash, (url, at))?,
-                Some(Kind::ClientSecret) => leaked_secret(conn, hasher, actor, &hash, (url, at))?,
-            };
-            report.oauth_changed |= outcome == Outcome::Revoked && kind != Some(Kind::ApiKey);
-            report.outcomes.push(outcome);
-        }
-        Ok(report)
-    })
-}
-
-fn leaked_key(
-    conn: &mut DbConn,
-    actor: &Actor,
-    hash: &str,
-    (url, at): (&str, i64),
-    revoked: &mut Vec<String>,
-) -> Result<Outcome> {
-    let Some(key) = ApiKey::find_by_hash(conn, hash)? else { return Ok(Outcome::NotFound) };
-    let inactive = key.revoked_at.is_some() || key.expires_at.is_some_and(|e| e <= at);
-    if inactive || ApiKey::revoke(conn, &key.id, "leak-report", Some(&format!("reported as leaked at {url}")), at)? != 1
-    {
-        return Ok(Outcome::AlreadyInactive);
-    }
-    let mut event = Event::new(AuditAction::ApiKeyLeakReported).object("api_key", &key.id).details(json!({"url": url}));
-    if let Some(t) = key.team_id.as_deref() {
-        event = event.team(t);
-    }
-    audit::record(conn, actor, event)?;
-    revoked.push(key.id);
-    Ok(Outcome::Revoked)
-}
-
-/// An access token is revoked alone; a refresh token takes its whole grant
-/// (even a rotated one: its successors descend from what leaked).
-fn leaked_token(conn: &mut DbConn, actor: &Actor, hash: &str, (url, at): (&str, i64)) -> Result<Outcome> {
-    let Some(t) = OauthToken::find_by_hash(conn, hash)? else { return Ok(Outcome::NotFound) };
-    let (revoked, count) = if t.kind == crate::domain::TokenKind::Refresh {
-        let dead = t.revoked_at.is_some() || (t.used_at.is_none() && t.expires_at <= at);
-        ("grant", if dead { 0 } else { OauthToken::revoke_grant(conn, &t.grant_id, at)? })
-    } else {
-        let dead = t.revoked_at.is_some() || t.expires_at <= at;
-        ("access_token", if dead { 0 } else { OauthToken::revoke(conn, &t.id, at)? })
-    };
-    if count == 0 {
-        return Ok(Outcome::AlreadyInactive);
-    }
-    oauth::audit_revoked(conn, actor, &t, revoked, count, &format!("reported as leaked at {url}"))?;
-    Ok(Outcome::Revoked)
-}
-
-/// A leaked current secret is replaced by one nobody knows (an admin rotates
-/// to get a working one); a leaked previous secret is cleared. Tokens the app
-/// got for itself with client_credentials are revoked too.
-fn leaked_secret(
-    conn: &mut DbConn,
-    hasher: &Keys,
-    actor: &Actor,
-    hash: &str,
-    (url, at): (&str, i64),
-) -> Result<Outcome> {
-    let Some(c) = OauthClient::find_by_secret_hash(conn, hash)? else { return Ok(Outcome::NotFound) };
-    let is_current = c.secret_hash.as_deref().is_some_and(|h| crypto::ct_eq(h, hash));
-    let old_live = c.old_secret_expires_at.is_some_and(|t| t > at);
-    if is_current {
-        let unknown = hasher.token_hash(&codec::generate("lkcs").map_err(|e| Error::Internal(anyhow::anyhow!("{e}")))?);
-        let old = if old_live { (c.old_secret_hash.as_deref(), c.old_secret_expires_at) } else { (None, None) };
-        OauthClient::set_secrets(conn, &c.id, Some(&unknown), old)?;
-    } else {
-        OauthClient::set_secrets(conn, &c.id, c.secret_hash.as_deref(), (None, None))?;
-        if !old_live {
-            return Ok(Outcome::AlreadyInactive);
-        }
-    }
-    let tokens = OauthToken::revoke_machine_tokens(conn, &c.id, at)?;
-    let e = Event::new(AuditAction::OauthSecretLeaked).team(&c.team_id).object("oauth_app", &c.id).details(json!({
-        "url": url,
-        "secret": if is_current { "current" } else { "previous" },
-        "client_credentials_tokens_revoked": tokens,
-    }));
-    audit::record(conn, actor, e)?;
-    Ok(Outcome::Revoked)
-}
-
 /// How a revocation reads on the team's key list.
 pub fn revocation_note(key: &ApiKey) -> Option<String> {
     let reason = key.revoked_reason.as_deref()?;
     Some(match key.revoked_by.as_deref() {
-        Some("support") => format!("Revoked by Latchkey support: {reason}"),
-        Some("leak-report") => format!("Revoked automatically: {reason}"),
+        Some(REVOKED_BY_SUPPORT) => format!("Revoked by Latchkey support: {reason}"),
+        Some(REVOKED_BY_LEAK_REPORT) => format!("Revoked automatically: {reason}"),
         _ => format!("Revoked: {reason}"),
     })
+}
+
+/// A key as support lists it.
+pub struct KeyHit {
+    pub id: String,
+    pub prefix: String,
+    pub name: String,
+    /// Its team's name ("(service key)" for none; empty when not at hand).
+    pub team: String,
+    pub status: KeyStatus,
+}
+
+/// What a search found; the pasted key itself is never part of it.
+pub struct Found {
+    pub keys: Vec<KeyHit>,
+    pub teams: Vec<(String, String)>,
+    pub users: Vec<(String, String)>,
+    pub whole_key: bool,
+}
+
+/// A key with everything its support page shows.
+pub struct KeyDossier {
+    pub key: ApiKey,
+    pub status: KeyStatus,
+    pub team: Option<Team>,
+    pub creator: Option<User>,
+    pub events: Vec<AuditEvent>,
+    pub usage: Vec<(i64, i64)>,
+    /// The key it replaces and the key that replaced it: (id, display prefix).
+    pub rolled_from: Option<(String, String)>,
+    pub replaced_by: Option<(String, String)>,
+    pub at: i64,
+}
+
+pub struct TeamDossier {
+    pub team: Team,
+    /// (user id, email, role)
+    pub members: Vec<(String, String, String)>,
+    pub keys: Vec<KeyHit>,
+    /// (client id, name, client type)
+    pub apps: Vec<(String, String, String)>,
+    pub events: Vec<AuditEvent>,
+}
+
+pub struct UserDossier {
+    pub user: User,
+    /// (team id, team name, role)
+    pub team: Option<(String, String, String)>,
+    pub keys: Vec<KeyHit>,
+    /// (app name, scopes)
+    pub authorized: Vec<(String, String)>,
+    pub events: Vec<AuditEvent>,
+}
+
+/// The support console's use cases, for a signed-in support person.
+pub struct SupportService<'a> {
+    pub db: &'a Db,
+    pub hasher: &'a Keys,
+    pub verifier: &'a Verifier,
+    pub clock: &'a Clock,
+    /// The API key prefix (`lk`).
+    pub prefix: &'a str,
+}
+
+fn key_hit(k: &ApiKey, prefix: &str, team_names: &[(String, String)], at: i64) -> KeyHit {
+    KeyHit {
+        id: k.id.clone(),
+        prefix: codec::display(prefix, &k.key_prefix),
+        name: k.name.clone(),
+        team: match &k.team_id {
+            Some(t) => team_names.iter().find(|(id, _)| id == t).map(|(_, n)| n.clone()).unwrap_or_default(),
+            None => "(service key)".into(),
+        },
+        status: k.status(at),
+    }
+}
+
+fn link(k: ApiKey, prefix: &str) -> (String, String) {
+    let display = codec::display(prefix, &k.key_prefix);
+    (k.id, display)
+}
+
+impl SupportService<'_> {
+    /// Keys by prefix or whole key, teams by name, people by email.
+    pub async fn search(&self, q: &str) -> Result<Found> {
+        let (hasher, prefix, q) = (self.hasher.clone(), self.prefix.to_owned(), q.to_owned());
+        let (found, names) = self
+            .db
+            .run(move |conn| {
+                let found = search(conn, &hasher, &prefix, &q)?;
+                let mut names = Vec::new();
+                for k in &found.keys {
+                    if let Some(t) = k.team_id.as_deref().map(|t| Team::find(conn, t)).transpose()?.flatten() {
+                        names.push((t.id, t.name));
+                    }
+                }
+                Ok::<_, Error>((found, names))
+            })
+            .await?;
+        let at = self.clock.now();
+        Ok(Found {
+            keys: found.keys.iter().map(|k| key_hit(k, self.prefix, &names, at)).collect(),
+            teams: found.teams.into_iter().map(|t| (t.id, t.name)).collect(),
+            users: found.users.into_iter().map(|u| (u.id, u.email)).collect(),
+            whole_key: found.whole_key,
+        })
+    }
+
+    /// A team key with its team, creator, history (naming support staff),
+    /// 30 days of usage and the keys it was rolled from and into.
+    pub async fn key(&self, id: &KeyId) -> Result<KeyDossier> {
+        let (id, prefix, at) = (id.as_str().to_owned(), self.prefix.to_owned(), self.clock.now());
+        self.db
+            .run(move |conn| {
+                let key = ApiKey::find(conn, &id)?.filter(visible).ok_or(Error::NotFound)?;
+                let find_key = |conn: &mut DbConn, id: Option<&str>| {
+                    Ok::<_, Error>(id.map(|i| ApiKey::find(conn, i)).transpose()?.flatten().map(|k| link(k, &prefix)))
+                };
+                let mut events = keys::history(conn, &key.id)?;
+                audit::name_support_staff(conn, &mut events)?;
+                Ok(KeyDossier {
+                    team: key.team_id.as_deref().map(|t| Team::find(conn, t)).transpose()?.flatten(),
+                    creator: key.created_by.as_deref().map(|u| User::find(conn, u)).transpose()?.flatten(),
+                    usage: keys::usage(conn, &key.id, 30, at)?,
+                    rolled_from: find_key(conn, key.rolled_from.as_deref())?,
+                    replaced_by: find_key(conn, key.replaced_by.as_deref())?,
+                    status: key.status(at),
+                    events,
+                    key,
+                    at,
+                })
+            })
+            .await
+    }
+
+    /// Revokes a team key with a reason the team will read; the verifier
+    /// forgets it at once.
+    pub async fn revoke(&self, staff: &Actor, id: &KeyId, reason: &str) -> Result<()> {
+        let (actor, key_id, reason, at) = (staff.clone(), id.clone(), reason.to_owned(), self.clock.now());
+        self.db.run(move |conn| revoke_with_reason(conn, &actor, key_id.as_str(), &reason, at)).await?;
+        self.verifier.invalidate(id.as_str());
+        Ok(())
+    }
+
+    /// A team with its members, keys, apps and recent activity.
+    pub async fn team(&self, id: &TeamId) -> Result<TeamDossier> {
+        let (id, at) = (id.as_str().to_owned(), self.clock.now());
+        let (team, members, keys, apps, events) = self
+            .db
+            .run(move |conn| {
+                let team = Team::find(conn, &id)?.ok_or(Error::NotFound)?;
+                let members = Membership::list(conn, &id)?;
+                let keys = keys::list(conn, &id, StatusFilter::All, None, 200, at)?;
+                let apps = oauth::apps(conn, &id)?;
+                let mut events = audit::recent_for_team(conn, &id, 20)?;
+                audit::name_support_staff(conn, &mut events)?;
+                Ok::<_, Error>((team, members, keys, apps, events))
+            })
+            .await?;
+        let names = [(team.id.clone(), team.name.clone())];
+        Ok(TeamDossier {
+            members: members.into_iter().map(|(m, u)| (u.id, u.email, String::from(m.role))).collect(),
+            keys: keys.iter().map(|k| key_hit(k, self.prefix, &names, at)).collect(),
+            apps: apps.into_iter().map(|a| (a.id, a.name, a.client_type.to_string())).collect(),
+            team,
+            events,
+        })
+    }
+
+    /// A person with their team, the keys they created, the apps they
+    /// authorized and what they did lately.
+    pub async fn user(&self, id: &UserId) -> Result<UserDossier> {
+        let id = id.as_str().to_owned();
+        let (user, team, keys, authorized, events) = self
+            .db
+            .run(move |conn| {
+                let u = User::find(conn, &id)?.ok_or(Error::NotFound)?;
+                let team = Membership::of_user(conn, &id)?;
+                let keys = ApiKey::created_by(conn, &id, 100)?;
+                let authorized = oauth::authorized_apps(conn, &id)?;
+                let mut events = AuditEvent::by_actor(conn, &id, 20)?;
+                audit::name_support_staff(conn, &mut events)?;
+                Ok::<_, Error>((u, team, keys, authorized, events))
+            })
+            .await?;
+        let names: Vec<(String, String)> = team.iter().map(|(_, t)| (t.id.clone(), t.name.clone())).collect();
+        let at = self.clock.now();
+        Ok(UserDossier {
+            team: team.map(|(m, t)| (t.id, t.name, String::from(m.role))),
+            keys: keys.iter().map(|k| key_hit(k, self.prefix, &names, at)).collect(),
+            authorized: authorized.into_iter().map(|(c, a)| (a.name, c.scopes)).collect(),
+            user,
+            events,
+        })
+    }
+
+    /// A scanning partner's report (`caller` is the credential it came with,
+    /// none for a browser session): revokes every real active credential
+    /// among the candidates; the verifier forgets what changed.
+    pub async fn report_leaks(
+        &self,
+        caller: Option<&Principal>,
+        actor: &Actor,
+        candidates: Option<Vec<String>>,
+        url: Option<String>,
+    ) -> Result<LeakReport> {
+        let allowed = caller.is_some_and(|c| policy::may_call_platform(c.is_service_key(), c.scopes(), LEAKS_SCOPE));
+        if !allowed {
+            return Err(Error::Forbidden("This credential lacks the scope leaks:report."));
+        }
+        let candidates = candidates
+            .ok_or_else(|| Error::Invalid(FieldErrors::single("keys", "Send a list of candidate strings.")))?;
+        let (hasher, actor, prefix) = (self.hasher.clone(), actor.clone(), self.prefix.to_owned());
+        let (url, at) = (url.unwrap_or_default(), self.clock.now());
+        let report = self
+            .db
+            .run(move |conn| leaks::report_leaks(conn, &hasher, &actor, (&prefix, at), &candidates, &url))
+            .await?;
+        for id in &report.revoked_keys {
+            self.verifier.invalidate(id);
+        }
+        if report.oauth_changed {
+            self.verifier.invalidate_all();
+        }
+        Ok(report)
+    }
 }

@@ -1,5 +1,9 @@
 //! The team audit log (`/settings/team/audit`, and the same view for support
 //! at `/support/teams/{id}/audit`): filters, cursor pages, CSV export.
+//!
+//! Rules: who may read which log is `service::audit`'s; here the filter form
+//! is parsed and the log rendered as a page or as CSV (cells quoted and
+//! defused against spreadsheet formulas).
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
@@ -9,14 +13,18 @@ use serde::Deserialize;
 
 use super::auth::CurrentUser;
 use super::page::{Layout, Nav, render};
-use super::{State, format};
+use super::{AppState, State, format};
 use crate::error::AppError;
 use crate::service::FieldErrors;
-use crate::store::models::{AuditEvent, AuditFilter};
-use crate::store::now;
+use crate::service::audit::{AuditService, LogFormat, LogReader, ObjectKind, TeamLog};
+use crate::store::models::{ActionFilter, AuditEvent, AuditFilter};
 
-const PAGE: i64 = 50;
-const CSV_MAX: i64 = 10_000;
+impl AppState {
+    /// The team audit log's reading and export.
+    pub fn audit_service(&self) -> AuditService<'_> {
+        AuditService { db: &self.db, clock: &self.clock }
+    }
+}
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -58,11 +66,11 @@ struct AuditPage {
 
 /// Where an object's page is, for the viewer (`support` or the team).
 pub fn object_link(kind: Option<&str>, id: Option<&str>, support: bool) -> Option<String> {
-    match (kind?, id?, support) {
-        ("api_key", id, false) => Some(format!("/settings/developer/api-keys/{id}")),
-        ("api_key", id, true) => Some(format!("/support/keys/{id}")),
-        ("user", id, true) => Some(format!("/support/users/{id}")),
-        ("team", id, true) => Some(format!("/support/teams/{id}")),
+    match (ObjectKind::parse(kind?)?, id?, support) {
+        (ObjectKind::ApiKey, id, false) => Some(format!("/settings/developer/api-keys/{id}")),
+        (ObjectKind::ApiKey, id, true) => Some(format!("/support/keys/{id}")),
+        (ObjectKind::User, id, true) => Some(format!("/support/users/{id}")),
+        (ObjectKind::Team, id, true) => Some(format!("/support/teams/{id}")),
         _ => None,
     }
 }
@@ -95,7 +103,8 @@ fn filter(q: &AuditQuery) -> Result<AuditFilter, FieldErrors> {
         }
     }
     if errors.is_empty() {
-        Ok(AuditFilter { actor: text(&q.actor), action: text(&q.action), from, to, before_id })
+        let action = text(&q.action).map(|a| ActionFilter::parse(&a));
+        Ok(AuditFilter { actor: text(&q.actor), action, from, to, before_id })
     } else {
         Err(errors)
     }
@@ -147,45 +156,33 @@ fn csv(events: &[AuditEvent]) -> String {
 pub async fn view(
     state: &State,
     user: &CurrentUser,
-    (team_id, team_name): (String, String),
+    reader: LogReader<'_>,
     base: &str,
     query: &AuditQuery,
-    support: bool,
 ) -> Result<HttpResponse, AppError> {
-    let (f, errors) = match filter(query) {
-        Ok(f) => (f, FieldErrors::default()),
-        Err(e) => (AuditFilter { before_id: Some(0), ..AuditFilter::default() }, e),
-    };
-    let csv_wanted = query.format == "csv";
-    if csv_wanted && !errors.is_empty() {
-        return Err(AppError::Validation(errors));
+    let support = matches!(reader, LogReader::Support { .. });
+    let format = if query.format == "csv" { LogFormat::Csv } else { LogFormat::Page };
+    let log = state.audit_service().team_log(reader, filter(query), format).await?;
+    if format == LogFormat::Csv {
+        return Ok(csv_response(&log));
     }
-    let limit = if csv_wanted { CSV_MAX } else { PAGE + 1 };
-    let tid = team_id.clone();
-    let mut events = state
-        .db
-        .run(move |conn| {
-            let mut events = AuditEvent::search(conn, &tid, &f, limit).map_err(crate::service::Error::from)?;
-            if support {
-                crate::service::audit::name_support_staff(conn, &mut events)?;
-            }
-            Ok::<_, crate::service::Error>(events)
-        })
-        .await?;
-    if csv_wanted {
-        let name = format!("attachment; filename=\"audit-{}-{}.csv\"", team_id, format::date(now()));
-        return Ok(HttpResponse::Ok()
-            .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
-            .insert_header((CONTENT_DISPOSITION, name))
-            .insert_header((CACHE_CONTROL, "no-store"))
-            .body(csv(&events)));
-    }
-    let next = if events.len() as i64 > PAGE {
-        events.truncate(PAGE as usize);
-        events.last().map(|e| e.id.to_string())
-    } else {
-        None
-    };
+    let status = if log.errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    render(
+        status,
+        &page(Layout::new(user, if support { Nav::Support } else { Nav::Audit })?, log, base, query, support),
+    )
+}
+
+fn csv_response(log: &TeamLog) -> HttpResponse {
+    let name = format!("attachment; filename=\"audit-{}-{}.csv\"", log.team_id, format::date(log.at));
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
+        .insert_header((CONTENT_DISPOSITION, name))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .body(csv(&log.events))
+}
+
+fn page(layout: Layout, log: TeamLog, base: &str, query: &AuditQuery, support: bool) -> AuditPage {
     let keep = |s: &str| super::auth::url_encode(s);
     let filters = format!(
         "actor={}&action={}&from={}&to={}",
@@ -194,21 +191,19 @@ pub async fn view(
         keep(&query.from),
         keep(&query.to)
     );
-    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    let page = AuditPage {
-        layout: Layout::new(user, if support { Nav::Support } else { Nav::Audit })?,
-        team_name,
+    AuditPage {
+        layout,
+        team_name: log.team_name,
         base: base.to_owned(),
-        lines: events.into_iter().map(|e| line(e, support)).collect(),
+        lines: log.events.into_iter().map(|e| line(e, support)).collect(),
         actor: query.actor.clone(),
         action: query.action.clone(),
         from: query.from.clone(),
         to: query.to.clone(),
-        next: next.map(|c| format!("{base}?{filters}&cursor={c}")),
+        next: log.next.map(|c| format!("{base}?{filters}&cursor={c}")),
         csv: format!("{base}?{filters}&format=csv"),
-        errors,
-    };
-    render(status, &page)
+        errors: log.errors,
+    }
 }
 
 pub async fn team_log(
@@ -217,11 +212,7 @@ pub async fn team_log(
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, AppError> {
     let (team, role) = user.team()?;
-    if !crate::service::policy::may_read_audit(role) {
-        return Err(AppError::Forbidden("Only owners and admins can read the audit log.".into()));
-    }
-    let ids = (team.id.clone(), team.name.clone());
-    view(&state, &user, ids, "/settings/team/audit", &query, false).await
+    view(&state, &user, LogReader::Member { team, role }, "/settings/team/audit", &query).await
 }
 
 #[cfg(test)]

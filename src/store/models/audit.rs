@@ -1,5 +1,8 @@
+//! Audit events: the append-only rows and the team log's search.
+
 use diesel::prelude::*;
 
+use crate::domain::AuditAction;
 use crate::store::DbConn;
 use crate::store::schema::audit_events;
 
@@ -19,14 +22,15 @@ pub struct AuditEvent {
     pub details: String,
 }
 
-#[derive(Debug, Clone, Default, Insertable)]
+#[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = audit_events)]
 pub struct NewAuditEvent {
     pub created_at: i64,
     pub team_id: Option<String>,
     pub actor_id: Option<String>,
     pub actor_label: String,
-    pub action: String,
+    #[diesel(serialize_as = String)]
+    pub action: AuditAction,
     pub object_type: Option<String>,
     pub object_id: Option<String>,
     pub ip: Option<String>,
@@ -37,7 +41,7 @@ pub struct NewAuditEvent {
 /// Database methods. There is no update or delete: events are append-only
 /// (and the database's triggers refuse both).
 impl AuditEvent {
-    pub fn append(conn: &mut DbConn, event: &NewAuditEvent) -> QueryResult<()> {
+    pub fn append(conn: &mut DbConn, event: NewAuditEvent) -> QueryResult<()> {
         diesel::insert_into(audit_events::table).values(event).execute(conn).map(|_| ())
     }
 
@@ -75,13 +79,34 @@ impl AuditEvent {
     }
 }
 
+/// Which actions the team audit log shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionFilter {
+    /// Exactly this action.
+    Is(AuditAction),
+    /// Every action starting with this text, which ends in `.` (`api_key.`).
+    Prefix(String),
+    /// An action that does not exist: nothing matches.
+    Unknown,
+}
+
+impl ActionFilter {
+    /// A filter as typed: a prefix when it ends in `.`, else an exact action.
+    pub fn parse(text: &str) -> Self {
+        if text.ends_with('.') {
+            Self::Prefix(text.to_owned())
+        } else {
+            AuditAction::parse(text).map_or(Self::Unknown, Self::Is)
+        }
+    }
+}
+
 /// Filters of the team audit log.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     /// Substring of the actor's label (email).
     pub actor: Option<String>,
-    /// Exact action, or a prefix ending in `.` (`api_key.`).
-    pub action: Option<String>,
+    pub action: Option<ActionFilter>,
     pub from: Option<i64>,
     pub to: Option<i64>,
     /// Cursor: only events with a smaller id.
@@ -96,12 +121,13 @@ impl AuditEvent {
             let pattern = format!("%{}%", crate::store::like_escape(&actor.to_lowercase()));
             q = q.filter(crate::store::lower(audit_events::actor_label).like(pattern).escape('\\'));
         }
-        if let Some(action) = &f.action {
-            q = if action.ends_with('.') {
-                q.filter(audit_events::action.like(format!("{}%", crate::store::like_escape(action))).escape('\\'))
-            } else {
-                q.filter(audit_events::action.eq(action.clone()))
-            };
+        match &f.action {
+            Some(ActionFilter::Is(action)) => q = q.filter(audit_events::action.eq(action.as_str())),
+            Some(ActionFilter::Prefix(p)) => {
+                q = q.filter(audit_events::action.like(format!("{}%", crate::store::like_escape(p))).escape('\\'));
+            }
+            Some(ActionFilter::Unknown) => return Ok(Vec::new()),
+            None => {}
         }
         if let Some(from) = f.from {
             q = q.filter(audit_events::created_at.ge(from));
@@ -130,7 +156,7 @@ impl AuditEvent {
         conn: &mut DbConn,
         team_id: &str,
         actor_id: &str,
-        actions: &[crate::domain::AuditAction],
+        actions: &[AuditAction],
     ) -> QueryResult<Vec<String>> {
         let actions: Vec<&str> = actions.iter().map(|a| a.as_str()).collect();
         let ids: Vec<Option<String>> = audit_events::table

@@ -10,7 +10,7 @@ mod team;
 mod user;
 
 pub use api_key::{ApiKey, EXPIRING_SOON_SECS, StatusFilter};
-pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
+pub use audit::{ActionFilter, AuditEvent, AuditFilter, NewAuditEvent};
 pub use invite::Invite;
 pub use oauth::{OauthClient, OauthCode, OauthConsent, OauthToken};
 pub use recovery::RecoveryCode;
