@@ -9,6 +9,7 @@ pub mod clock;
 pub mod credentials;
 pub mod crypto;
 pub mod forwarded;
+pub mod health;
 pub mod keys;
 pub mod login;
 pub mod lru;

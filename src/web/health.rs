@@ -1,10 +1,13 @@
 //! Liveness and readiness probes.
+//!
+//! Rules: liveness never touches the database; readiness is
+//! `service::health`'s, and a failure is logged with its cause and answered
+//! 503 in plain text.
 
 use actix_web::HttpResponse;
-use diesel::connection::SimpleConnection;
 
 use super::State;
-use crate::store::StoreError;
+use crate::service::health;
 
 /// The process is up.
 pub async fn healthz() -> HttpResponse {
@@ -13,8 +16,7 @@ pub async fn healthz() -> HttpResponse {
 
 /// The database answers.
 pub async fn readyz(state: State) -> HttpResponse {
-    let result = state.db.run(|conn| conn.batch_execute("SELECT 1").map_err(StoreError::from)).await;
-    match result {
+    match health::database_answers(&state.db).await {
         Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready"),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
