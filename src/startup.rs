@@ -154,13 +154,13 @@ impl UsageFlusher {
 
     /// Usage, the buffered audit events and the summaries of ended intervals;
     /// returns the keys touched.
-    pub async fn flush(&self) -> Result<usize, StoreError> {
+    pub async fn flush(&self) -> crate::service::Result<usize> {
         let _running = self.one_at_a_time.lock().await;
         self.state.verifier.flush(&self.state.db).await
     }
 
     /// At shutdown: usage, and every buffered audit event and summary.
-    async fn flush_all(&self) -> Result<usize, StoreError> {
+    async fn flush_all(&self) -> crate::service::Result<usize> {
         let _running = self.one_at_a_time.lock().await;
         self.state.verifier.flush_all(&self.state.db).await
     }

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::audit::{self, Actor, Event};
 use super::lru::Lru;
-use crate::store::{Db, StoreError};
+use crate::store::Db;
 
 /// An audit event that owns its parts (to be recorded later).
 #[derive(Debug, Clone)]
@@ -194,7 +194,7 @@ impl AuditGate {
     }
 
     /// Writes what [`take`](Self::take) returns, in one transaction.
-    pub async fn flush(&self, db: &Db, now: Option<i64>) -> Result<usize, StoreError> {
+    pub async fn flush(&self, db: &Db, now: Option<i64>) -> super::Result<usize> {
         let events = self.take(now);
         if events.is_empty() {
             return Ok(0);
@@ -206,10 +206,6 @@ impl AuditGate {
                     e.record(conn)?;
                 }
                 Ok::<_, super::Error>(())
-            })
-            .map_err(|e| match e {
-                super::Error::Store(e) => e,
-                other => StoreError::Task(other.to_string()),
             })
         })
         .await?;

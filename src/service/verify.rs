@@ -9,7 +9,9 @@
 //! batches, so a revoked key costs what an unknown one does. The plan's limits
 //! count per team (all its keys and access tokens together). The cache, like
 //! every map here, evicts its least-recently-used entries when full and is
-//! never cleared to make room.
+//! never cleared to make room. Expiries and the rate windows read the time
+//! the caller passes (the service clock's); the cache's freshness runs on the
+//! machine's monotonic clock.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -216,14 +218,14 @@ impl Verifier {
 
     /// Writes buffered usage in one transaction, then the buffered audit
     /// events and the summaries of ended intervals; returns the keys touched.
-    pub async fn flush(&self, db: &Db) -> Result<usize, StoreError> {
+    pub async fn flush(&self, db: &Db) -> super::Result<usize> {
         let n = self.flush_usage(db).await?;
         self.audit.flush(db, Some(crate::store::now())).await?;
         Ok(n)
     }
 
     /// At shutdown: usage, and every buffered audit event and summary.
-    pub async fn flush_all(&self, db: &Db) -> Result<usize, StoreError> {
+    pub async fn flush_all(&self, db: &Db) -> super::Result<usize> {
         let n = self.flush_usage(db).await?;
         self.audit.flush(db, None).await?;
         Ok(n)
