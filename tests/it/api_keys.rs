@@ -566,3 +566,26 @@ async fn require_https_refuses_plain_http_unless_a_trusted_proxy_says_tls() {
         .unwrap();
     assert_eq!(tls.status(), StatusCode::CREATED);
 }
+
+async fn a_database_failure_during_introspection_is_an_internal_error(app: TestApp) {
+    let gateway = service_key(&app, &["introspect"]);
+    let unknown = latchkey::service::keys::codec::generate("lk").unwrap();
+    app.db()
+        .run_sync(|c| {
+            use diesel::connection::SimpleConnection;
+            c.batch_execute("ALTER TABLE api_keys RENAME TO api_keys_unavailable")
+                .map_err(latchkey::store::StoreError::from)
+        })
+        .unwrap();
+    let res = app
+        .other_client()
+        .client
+        .post(app.url("/oauth/introspect"))
+        .bearer_auth(gateway)
+        .form(&[("token", unknown)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR, "not 401, not inactive");
+}
+both!(a_database_failure_during_introspection_is_an_internal_error);
