@@ -204,7 +204,7 @@ pub fn load_key(
     let service = key.kind == KeyKind::Service;
     // Service keys are the operator's own: no plan limits them, no role caps them.
     let (plan, scopes) = if service {
-        (ratelimit::plan("unlimited").unwrap_or(default_plan), keys::scopes_of(&key.scopes))
+        (ratelimit::UNLIMITED, keys::scopes_of(&key.scopes))
     } else {
         (team_plan(team.as_ref(), default_plan), policy::effective_scopes(role, &keys::scopes_of(&key.scopes)))
     };

@@ -22,14 +22,16 @@ pub struct Plan {
     pub per_minute: u64,
 }
 
-/// The four published plans, plus `unlimited` for the operator's own
-/// services and load tests (no practical limit).
+/// For the operator's own services and load tests: no practical limit.
+pub const UNLIMITED: Plan = Plan { name: "unlimited", per_hour: 1_000_000_000_000, per_minute: 1_000_000_000_000 };
+
+/// The four published plans, plus [`UNLIMITED`].
 pub const PLANS: [Plan; 5] = [
     Plan { name: "free", per_hour: 100, per_minute: 10 },
     Plan { name: "starter", per_hour: 500, per_minute: 50 },
     Plan { name: "standard", per_hour: 2_000, per_minute: 100 },
     Plan { name: "pro", per_hour: 10_000, per_minute: 500 },
-    Plan { name: "unlimited", per_hour: 1_000_000_000_000, per_minute: 1_000_000_000_000 },
+    UNLIMITED,
 ];
 
 /// Tokens one OAuth client may be issued at `/oauth/token` (every grant),
@@ -49,7 +51,7 @@ pub fn issuance_limit(
 ) -> Result<Option<Plan>, crate::store::StoreError> {
     let team = crate::store::models::Team::find(conn, team_id)?;
     let plan = team.and_then(|t| t.plan).unwrap_or_else(|| default_plan.to_owned());
-    Ok((plan != "unlimited").then_some(TOKEN_ISSUANCE))
+    Ok((plan != UNLIMITED.name).then_some(TOKEN_ISSUANCE))
 }
 
 /// What the `X-RateLimit-*` headers report (the hourly window).
