@@ -11,7 +11,6 @@
 //! bounded by least-recently-used eviction; an evicted subject's pending
 //! summary is kept for the next flush (bounded too).
 
-use crate::domain::AuditAction;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 
@@ -19,6 +18,7 @@ use serde_json::json;
 
 use super::audit::{self, Actor, Event};
 use super::lru::Lru;
+use crate::domain::AuditAction;
 use crate::store::Db;
 
 /// An audit event that owns its parts (to be recorded later).

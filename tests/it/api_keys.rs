@@ -224,11 +224,11 @@ both!(rolling_keeps_the_old_key_for_the_grace_period);
 
 async fn expiry_is_honoured(app: TestApp) {
     app.owner_session().await;
-    let soon = latchkey::web::format::rfc3339(latchkey::store::now() + 2);
+    let soon = latchkey::web::format::rfc3339(app.clock().now() + 2);
     let key = create_key(&app, json!({"name": "short", "scopes": ["templates:read"], "expires_at": soon})).await;
     let secret = key["key"].as_str().unwrap();
     assert_eq!(call(&app, "/api/v1/auth/test", secret).await.status(), StatusCode::OK);
-    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    app.clock().advance(3);
     assert_eq!(call(&app, "/api/v1/auth/test", secret).await.status(), StatusCode::UNAUTHORIZED);
     let past = api_post(
         &app,

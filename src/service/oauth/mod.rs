@@ -54,12 +54,8 @@ pub const REFRESH_TTL: i64 = 30 * 24 * 3600;
 /// concurrent retry (it gets the same successor again) rather than a theft.
 pub const REFRESH_RETRY_GRACE: i64 = 2;
 
-/// The scopes of a space-separated list.
-// Same as `service::keys::scopes_of` (which reads an `ApiKey`): one of them
-// is to go when the two modules meet.
-pub fn scopes_of(s: &str) -> Vec<String> {
-    s.split_whitespace().map(str::to_owned).collect()
-}
+/// The scopes of a space-separated list (one definition, shared with keys).
+pub use crate::service::keys::scopes::scopes_of;
 
 /// How the audit trail names an app acting for itself.
 fn app_actor(client: &OauthClient, ip: Option<&str>) -> Actor {
