@@ -138,8 +138,22 @@ pub fn status(key: &ApiKey, at: i64) -> KeyStatus {
     key.status(at)
 }
 
+/// The address ranges a key may be used from (none: anywhere). A stored range
+/// that does not parse (only a damaged row holds one) fails closed: it stands
+/// for the unspecified addresses, which no client has, so it never widens the
+/// key to every address.
 pub fn allowed_ips_of(key: &ApiKey) -> Vec<IpNet> {
-    key.allowed_ips.split(',').filter_map(|s| s.trim().parse().ok()).collect()
+    let mut out = Vec::new();
+    for raw in key.allowed_ips.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match raw.parse() {
+            Ok(net) => out.push(net),
+            Err(_) => {
+                tracing::error!(key = %key.id, "a stored allowed address range does not parse; it matches no client");
+                out.extend(["0.0.0.0/32", "::/128"].iter().filter_map(|n| n.parse::<IpNet>().ok()));
+            }
+        }
+    }
+    out
 }
 
 /// Parses a CIDR or a bare address (as a /32 or /128).

@@ -496,3 +496,31 @@ async fn free_text_refuses_invisible_formatting_and_forms_refuse_bad_utf8(app: T
     assert_eq!(list["data"].as_array().unwrap().len(), 0, "nothing was stored: {list}");
 }
 both!(free_text_refuses_invisible_formatting_and_forms_refuse_bad_utf8);
+
+/// A damaged allowed-address list (a range that no longer parses) must not
+/// widen the key to every address: it fails closed.
+async fn a_damaged_address_list_never_opens_a_key_to_every_address(app: TestApp) {
+    use diesel::prelude::*;
+    use latchkey::store::StoreError;
+    use latchkey::store::schema::api_keys;
+
+    app.owner_session().await;
+    let key = crate::api_keys::create_key(
+        &app,
+        serde_json::json!({"name": "pinned", "scopes": ["templates:read"], "allowed_ips": ["203.0.113.0/24"]}),
+    )
+    .await;
+    let id = key["id"].as_str().unwrap().to_owned();
+    app.db()
+        .run_sync(move |c| {
+            diesel::update(api_keys::table.find(id))
+                .set(api_keys::allowed_ips.eq("203.0.113.0/33"))
+                .execute(c)
+                .map_err(StoreError::from)
+        })
+        .unwrap();
+    app.forget_cached_credentials();
+    let res = crate::api_keys::call(&app, "/api/v1/auth/test", key["key"].as_str().unwrap()).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "from 127.0.0.1, outside every parseable range");
+}
+both!(a_damaged_address_list_never_opens_a_key_to_every_address);
