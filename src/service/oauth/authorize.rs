@@ -106,7 +106,7 @@ impl AuthorizeService<'_> {
         let (uid, cid, wanted) = (visitor.user_id.clone(), client.id.clone(), granted.clone());
         let remembered = self.db.run(move |conn| request::consented(conn, uid.as_str(), &cid, &wanted)).await?;
         if remembered {
-            return self.code_back(visitor, &team.id, valid, granted, false).await;
+            return self.code_back(visitor, &team.id, valid, granted, None).await;
         }
         self.prompt(visitor, client, team, valid, granted)
     }
@@ -135,7 +135,7 @@ impl AuthorizeService<'_> {
             let description = "The user denied the request.";
             return self.error_back(&pending.request, OAuthErrorCode::AccessDenied, description);
         }
-        self.code_back(visitor, &team.id, pending.request, pending.granted, true).await
+        self.code_back(visitor, &team.id, pending.request, pending.granted, Some(&pending.nonce)).await
     }
 
     /// The consent page's data, with a signed, single-use token: the pending
@@ -175,18 +175,27 @@ impl AuthorizeService<'_> {
         team_id: &TeamId,
         valid: ValidRequest,
         granted: Vec<String>,
-        remember: bool,
+        consent_nonce: Option<&str>,
     ) -> Result<Authorization> {
         let (keys, actor, uid, tid) =
             (self.keys.clone(), visitor.actor.clone(), visitor.user_id.clone(), team_id.clone());
         let (req, at) = (valid.clone(), self.clock.now());
+        // One grant per consent form, whichever submission of it arrives first.
+        let form_grant = consent_nonce.map(|n| {
+            format!("grant_{}", self.sign(&visitor.user_id, &format!("code:{n}")).chars().take(32).collect::<String>())
+        });
         let code = self
             .db
             .run(move |conn| {
                 let who = Approval { actor: &actor, user_id: uid.as_str(), team_id: tid.as_str(), at };
-                request::approve(conn, &keys, &who, (&req, &granted), remember)
+                request::approve(conn, &keys, &who, (&req, &granted), form_grant.as_deref())
             })
             .await?;
+        let Some(code) = code else {
+            return Ok(Authorization::Refused(
+                "This consent form has expired or was already used. Start again from the app.",
+            ));
+        };
         let mut params = vec![("code", code.as_str())];
         params.extend(valid.state.as_deref().map(|s| ("state", s)));
         Ok(Authorization::Redirect(self.location(&valid.redirect_uri, params)))

@@ -160,20 +160,30 @@ pub(super) struct Approval<'a> {
     pub at: i64,
 }
 
-/// Records consent (if `remember`, adding to what the user granted the app
-/// before) and issues a code for the request.
+/// Issues a code for the request. For an approved consent form (`form_grant`:
+/// the grant id derived from the form's nonce) it also records the consent,
+/// adding to what the user granted the app before — once: a form approved
+/// again (say, by concurrent submissions) finds its grant taken and gets
+/// `None`, and the unique index on the grant id settles a race on PostgreSQL.
 pub(super) fn approve(
     conn: &mut DbConn,
     hasher: &Keys,
     who: &Approval<'_>,
     (req, granted): (&ValidRequest, &[String]),
-    remember: bool,
-) -> Result<String> {
-    crate::store::transaction(conn, |conn| {
-        if remember {
+    form_grant: Option<&str>,
+) -> Result<Option<String>> {
+    let result = crate::store::transaction(conn, |conn| {
+        if let Some(grant) = form_grant {
+            if OauthCode::grant_taken(conn, grant)? {
+                return Ok(None);
+            }
             remember_consent(conn, who, req.client_id.as_str(), granted)?;
         }
         let code = crypto::random_base62(43).map_err(|e| Error::internal(e, "generating a code"))?;
+        let grant_id = match form_grant {
+            Some(grant) => grant.to_owned(),
+            None => crypto::new_id("grant").map_err(|e| Error::internal(e, "generating a grant id"))?,
+        };
         OauthCode {
             code_hash: hasher.token_hash(&format!("code:{code}")),
             client_id: req.client_id.as_str().to_owned(),
@@ -182,14 +192,21 @@ pub(super) fn approve(
             redirect_uri: req.redirect_uri.clone(),
             scopes: granted.join(" "),
             code_challenge: req.code_challenge.clone(),
-            grant_id: crypto::new_id("grant").map_err(|e| Error::internal(e, "generating a grant id"))?,
+            grant_id,
             expires_at: who.at + CODE_TTL,
             used_at: None,
             redirect_uri_given: !req.redirect_uri_omitted,
         }
         .insert(conn)?;
-        Ok(code)
-    })
+        Ok(Some(code))
+    });
+    match result {
+        Err(Error::Store(crate::store::StoreError::Query(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )))) if form_grant.is_some() => Ok(None),
+        other => other,
+    }
 }
 
 fn remember_consent(conn: &mut DbConn, who: &Approval<'_>, client_id: &str, granted: &[String]) -> Result<()> {

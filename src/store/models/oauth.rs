@@ -238,6 +238,12 @@ impl OauthCode {
         diesel::insert_into(oauth_codes::table).values(self).execute(conn).map(|_| ())
     }
 
+    /// Whether a code of this grant was issued already.
+    pub fn grant_taken(conn: &mut DbConn, grant_id: &str) -> QueryResult<bool> {
+        diesel::select(diesel::dsl::exists(oauth_codes::table.filter(oauth_codes::grant_id.eq(grant_id))))
+            .get_result(conn)
+    }
+
     pub fn find(conn: &mut DbConn, hash: &str) -> QueryResult<Option<OauthCode>> {
         oauth_codes::table.find(hash).select(OauthCode::as_select()).first(conn).optional()
     }

@@ -89,3 +89,35 @@ async fn sixteen_concurrent_writers_of_every_kind_never_fail(app: TestApp) {
     assert!(failures.is_empty(), "{} failed: {failures:#?}", failures.len());
 }
 both!(sixteen_concurrent_writers_of_every_kind_never_fail);
+
+/// One consent form approved by ten concurrent submissions (same session,
+/// same token) issues one code: the others find the form already used.
+async fn a_consent_form_submitted_concurrently_issues_one_code(app: TestApp) {
+    use oauth2::{CsrfToken, PkceCodeChallenge, Scope};
+
+    use crate::helpers::{attr_after, csrf_from};
+
+    app.owner_session().await;
+    let a = register(&app, "confidential", REDIRECT, &["templates:read"]).await;
+    let (challenge, _verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _) = crate::oauth::client(&app, &a, REDIRECT)
+        .authorize_url(CsrfToken::new_random)
+        .add_scope(Scope::new("templates:read".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let html = app.get_html(&url.as_str()[app.address.len()..]).await;
+    let form = [
+        ("csrf_token", csrf_from(&html)),
+        ("consent_token", attr_after(&html, r#"name="consent_token" value=""#).unwrap()),
+        ("decision", "approve".to_owned()),
+    ];
+    let submissions = (0..10).map(|_| app.client.post(app.url("/oauth/authorize")).form(&form).send());
+    let answers = futures_util::future::join_all(submissions).await;
+    let codes = answers
+        .iter()
+        .map(|r| r.as_ref().unwrap())
+        .filter(|r| r.headers().get("location").is_some_and(|l| l.to_str().unwrap().contains("code=")))
+        .count();
+    assert_eq!(codes, 1, "{:?}", answers.iter().map(|r| r.as_ref().unwrap().status()).collect::<Vec<_>>());
+}
+both!(a_consent_form_submitted_concurrently_issues_one_code);
