@@ -99,9 +99,14 @@ fn admin_connection(base: &str) -> diesel::PgConnection {
     diesel::PgConnection::establish(base).unwrap_or_else(|e| panic!("connecting to LATCHKEY_TEST_DATABASE_URL: {e}"))
 }
 
+/// The URL of database `name` on the server of `base`. Without TLS unless the
+/// base asks for it: the test process exits while pools may still be opening
+/// connections in the background, and libpq's TLS setup would then race
+/// OpenSSL's exit-time cleanup (a crash at exit, about one run in five).
 fn database_url_named(base: &str, name: &str) -> String {
-    let (prefix, _) = base.rsplit_once('/').expect("database URL ends with /dbname");
-    format!("{prefix}/{name}")
+    let (url, query) = base.split_once('?').map_or((base, None), |(u, q)| (u, Some(q)));
+    let (prefix, _) = url.rsplit_once('/').expect("database URL ends with /dbname");
+    format!("{prefix}/{name}?{}", query.unwrap_or("sslmode=disable"))
 }
 
 /// This run's migrated PostgreSQL template (named per run, so runs side by
