@@ -81,10 +81,10 @@ impl CredentialService<'_> {
     }
 
     async fn introspect_token(&self, token: &str) -> Result<Introspection, Refusal> {
-        let (hasher, token) = (self.hasher.clone(), token.to_owned());
+        let (hasher, token, at) = (self.hasher.clone(), token.to_owned(), self.clock.now());
         let found = self
             .db
-            .run(move |conn| oauth::active_token(conn, &hasher, &token))
+            .run(move |conn| oauth::active_token(conn, &hasher, &token, at))
             .await
             .map_err(|e| Refusal::Internal(anyhow::Error::new(e).context("introspecting an OAuth token")))?;
         let Some((t, client)) = found else { return Ok(Introspection::Inactive) };

@@ -18,6 +18,16 @@ pub fn may_read_audit(role: Role) -> bool {
     role >= Role::Admin
 }
 
+/// Whether `role` may change the team's security settings (the two-factor
+/// requirement): owners only.
+pub fn set_team_security(role: Role) -> Result<()> {
+    if role == Role::Owner {
+        Ok(())
+    } else {
+        Err(Error::Forbidden("Only an owner can change the team's two-factor policy."))
+    }
+}
+
 /// Whether a person may use the support console: the platform role
 /// `support` only (everyone else is told it does not exist).
 pub fn may_use_support_console(is_support: bool) -> bool {

@@ -12,13 +12,13 @@
 
 use serde_json::json;
 
-use super::accounts::{self, Role, TeamRole, UserContext};
+use super::accounts::{self, TeamRole, UserContext};
 use super::attempts::{Attempt, Throttle};
 use super::audit::{self, Actor, Event};
 use super::clock::Clock;
 use super::crypto::Keys;
 use super::verify::Verifier;
-use super::{Error, FieldErrors, Result, oauth, password, totp, validate};
+use super::{Error, FieldErrors, Result, oauth, password, policy, totp, validate};
 use crate::domain::{AuditAction, ClientId, PlainSecret, SessionId, UserId};
 use crate::store::models::{Membership, OauthClient, OauthConsent, SessionRow, Team, User};
 use crate::store::{Db, DbConn};
@@ -188,9 +188,11 @@ impl SecurityService<'_> {
 
     /// Withdraws the user's consent to an app; the app's tokens stop working at once.
     pub async fn revoke_app(&self, actor: &Actor, user: &UserContext, client: &ClientId) -> Result<()> {
-        let (actor, uid, client) = (actor.clone(), user.user.id.clone(), client.clone());
+        let (actor, uid, client, at) = (actor.clone(), user.user.id.clone(), client.clone(), self.clock.now());
         let team = user.team.as_ref().map(|(t, _)| t.id.clone());
-        self.db.run(move |conn| oauth::revoke_consent(conn, &actor, &uid, team.as_deref(), client.as_str())).await?;
+        self.db
+            .run(move |conn| oauth::revoke_consent(conn, &actor, &uid, team.as_deref(), client.as_str(), at))
+            .await?;
         self.verifier.invalidate_all();
         Ok(())
     }
@@ -320,9 +322,7 @@ pub fn change_password(
 }
 
 pub fn set_team_policy(conn: &mut DbConn, actor: &Actor, member: &TeamRole, require_totp: bool) -> Result<()> {
-    if member.role != Role::Owner {
-        return Err(Error::Forbidden("Only an owner can change the team's two-factor policy."));
-    }
+    policy::set_team_security(member.role)?;
     let team_id = member.team_id.as_str();
     crate::store::transaction(conn, |conn| {
         Team::set_require_totp(conn, team_id, require_totp)?;

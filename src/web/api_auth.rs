@@ -19,7 +19,6 @@ use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 
 use super::auth::{client_ip, request_actor};
-use super::session_store::keys;
 use super::{AppState, State, csrf};
 use crate::error::AppError;
 use crate::service::accounts::{Role, UserContext};
@@ -203,10 +202,11 @@ async fn from_key(req: &HttpRequest, state: &State, presented: &str) -> Result<A
 
 async fn from_session(req: &HttpRequest, state: &State) -> Result<ApiPrincipal, AppError> {
     let session = req.get_session();
-    if session.get::<String>(keys::USER_ID).ok().flatten().is_none() {
+    let typed = super::session::TypedSession::new(session.clone());
+    if typed.user_id()?.is_none() {
         return Err(AppError::Unauthorized);
     }
-    let expected = session.get::<String>(keys::CSRF).ok().flatten().unwrap_or_default();
+    let expected = typed.csrf_token()?.unwrap_or_default();
     let header = req.headers().get(csrf::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
     let safe = matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
     if !safe && (expected.is_empty() || !crypto::ct_eq(&expected, header)) {

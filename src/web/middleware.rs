@@ -50,18 +50,7 @@ pub async fn request_log(
     let id = RequestId::new();
     let span = tracing::info_span!("request", id = %id.0);
     req.extensions_mut().insert(id.clone());
-    let log = |route: &str, status: StatusCode| {
-        span.in_scope(|| {
-            tracing::info!(
-                target: "latchkey::http",
-                method = %method,
-                route = %route,
-                status = status.as_u16(),
-                latency_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
-                "request"
-            )
-        })
-    };
+    let log = |route: &str, status: StatusCode| span.in_scope(|| log_line(&method, route, status, started));
     let mut res = match next.call(req).instrument(span.clone()).await {
         Ok(res) => res,
         Err(e) => {
@@ -73,6 +62,17 @@ pub async fn request_log(
     log(&res.request().match_pattern().unwrap_or_else(|| "<unmatched>".into()), res.status());
     set_request_id(res.headers_mut(), &id.0);
     Ok(res)
+}
+
+fn log_line(method: &actix_web::http::Method, route: &str, status: StatusCode, started: Instant) {
+    tracing::info!(
+        target: "latchkey::http",
+        method = %method,
+        route = %route,
+        status = status.as_u16(),
+        latency_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+        "request"
+    );
 }
 
 fn set_request_id(headers: &mut header::HeaderMap, id: &str) {

@@ -71,7 +71,7 @@ struct ConsentPage {
 
 /// Plain words for a scope.
 fn describe(scope: &str) -> String {
-    if scope == "admin" {
+    if scope == crate::service::keys::scopes::ADMIN {
         return "Full access to everything in your team".into();
     }
     let (resource, action) = scope.split_once(':').unwrap_or((scope, ""));

@@ -2,6 +2,9 @@
 
 use crate::service::accounts::Role;
 
+/// The scope that implies every team scope; only admins and owners grant it.
+pub const ADMIN: &str = "admin";
+
 /// Scopes of the operator's service keys; never granted to team keys.
 pub const PLATFORM: &[&str] = &["introspect", "leaks:report"];
 
@@ -14,7 +17,7 @@ pub fn scopes_of(list: &str) -> Vec<String> {
 pub fn role_allows(role: Role, scope: &str) -> bool {
     match role {
         Role::Owner | Role::Admin => true,
-        Role::Developer => scope != "admin",
+        Role::Developer => scope != ADMIN,
         Role::Viewer => scope.ends_with(":read"),
     }
 }
@@ -26,7 +29,7 @@ pub fn grantable(catalog: &[String], role: Role) -> Vec<&str> {
 
 /// Whether `granted` satisfies `needed` (`admin` implies every team scope).
 pub fn satisfies(granted: &[String], needed: &str) -> bool {
-    granted.iter().any(|g| g == needed || (g == "admin" && !PLATFORM.contains(&needed)))
+    granted.iter().any(|g| g == needed || (g == ADMIN && !PLATFORM.contains(&needed)))
 }
 
 /// Validates requested scopes: known, allowed for the role, within the ceiling.

@@ -9,8 +9,8 @@ use serde_json::json;
 use crate::domain::{AuditAction, Role};
 use crate::service::audit::{self, Actor, Event};
 use crate::service::{Error, Result, policy};
+use crate::store::DbConn;
 use crate::store::models::{OauthClient, OauthConsent, OauthToken};
-use crate::store::{DbConn, now};
 
 pub fn authorized_apps(conn: &mut DbConn, user_id: &str) -> Result<Vec<(OauthConsent, OauthClient)>> {
     Ok(OauthConsent::for_user(conn, user_id)?)
@@ -34,12 +34,13 @@ pub fn revoke_consent(
     user_id: &str,
     team_id: Option<&str>,
     client_id: &str,
+    at: i64,
 ) -> Result<()> {
     crate::store::transaction(conn, |conn| {
         if OauthConsent::delete(conn, user_id, client_id)? == 0 {
             return Err(Error::NotFound);
         }
-        let revoked = OauthToken::revoke_for(conn, client_id, Some(user_id), now())?;
+        let revoked = OauthToken::revoke_for(conn, client_id, Some(user_id), at)?;
         let mut e = Event::new(AuditAction::OauthConsentRevoked)
             .object("oauth_app", client_id)
             .details(json!({"tokens_revoked": revoked}));

@@ -8,13 +8,18 @@ use super::scopes_of;
 use crate::domain::TokenKind;
 use crate::service::crypto::Keys;
 use crate::service::{Result, policy};
+use crate::store::DbConn;
 use crate::store::models::{OauthClient, OauthToken};
-use crate::store::{DbConn, now};
 
 /// An active token and its app, with the scopes it holds now.
-pub fn active_token(conn: &mut DbConn, hasher: &Keys, token: &str) -> Result<Option<(OauthToken, OauthClient)>> {
+pub fn active_token(
+    conn: &mut DbConn,
+    hasher: &Keys,
+    token: &str,
+    at: i64,
+) -> Result<Option<(OauthToken, OauthClient)>> {
     let Some(t) = OauthToken::find_by_hash(conn, &hasher.token_hash(token))? else { return Ok(None) };
-    let live = t.revoked_at.is_none() && t.expires_at > now() && (t.kind == TokenKind::Access || t.used_at.is_none());
+    let live = t.revoked_at.is_none() && t.expires_at > at && (t.kind == TokenKind::Access || t.used_at.is_none());
     if !live {
         return Ok(None);
     }
