@@ -1,11 +1,15 @@
-//! Operator commands: `migrate`, `user create`, later `user reset-totp` and
-//! `service-key create`. Passwords come from standard input, never arguments.
+//! Operator commands: `migrate`, `user create`, `user reset-totp`,
+//! `service-key create`, `team set-plan` and `backup`. Passwords come from
+//! standard input, never arguments. A command that refuses before doing
+//! anything fails with [`Refused`] (exit code 2, as a configuration error).
 
 use std::io::BufRead;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Config, DatabaseUrl};
 use crate::service::{self, accounts, password, validate};
 use crate::store::{self, DbConn};
 
@@ -31,6 +35,27 @@ pub enum Command {
     /// Manage the operator's service keys.
     #[command(subcommand, name = "service-key")]
     ServiceKey(ServiceKeyCommand),
+    /// Write a consistent snapshot of the SQLite database to a new file,
+    /// while the server keeps serving (on PostgreSQL, use pg_dump).
+    Backup {
+        /// The snapshot file to create; an existing file is never overwritten.
+        #[arg(long)]
+        to: PathBuf,
+    },
+}
+
+/// A command refused before changing anything (the process exits with 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// The exit code for a command's error: 2 when it refused before changing
+/// anything, 1 when it failed.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    match error.downcast_ref::<Refused>() {
+        Some(_) => 2,
+        None => 1,
+    }
 }
 
 #[derive(Subcommand)]
@@ -79,6 +104,9 @@ pub enum UserCommand {
 /// Runs a one-shot command on one direct connection (no pool, no threads),
 /// closed before returning, so the process exits cleanly on every database.
 pub fn run(command: Command, config: &Config) -> anyhow::Result<()> {
+    if let Command::Backup { to } = &command {
+        return backup(&config.database, to);
+    }
     let mut conn = store::connect_once(&config.database)?;
     let result = execute(command, config, &mut conn);
     drop(conn);
@@ -88,6 +116,7 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<()> {
 fn execute(command: Command, config: &Config, conn: &mut DbConn) -> anyhow::Result<()> {
     match command {
         Command::Serve => anyhow::bail!("serve is not a one-shot command"),
+        Command::Backup { .. } => anyhow::bail!("backup opens its own connection"),
         Command::Migrate => {
             println!("migrations applied");
             Ok(())
@@ -140,6 +169,75 @@ fn create_user(conn: &mut DbConn, email: &str, support: bool, team: Option<Strin
     })?;
     println!("created user {} ({}){}", user.email, user.id, if support { " with the support role" } else { "" });
     Ok(())
+}
+
+/// `latchkey backup --to FILE`: checks everything it can before writing,
+/// claims the new file (so an existing one is refused and left as it is),
+/// writes the snapshot into it, and removes it again if that fails.
+fn backup(database: &DatabaseUrl, to: &Path) -> anyhow::Result<()> {
+    let source = match database {
+        DatabaseUrl::Sqlite(path) => path,
+        DatabaseUrl::Postgres(_) => {
+            return Err(Refused(
+                "backup writes SQLite snapshots, and this configuration uses PostgreSQL: back it up with \
+                 pg_dump instead (for example `pg_dump --format=custom --file=latchkey.dump \"$DATABASE_URL\"`, \
+                 restored with pg_restore)"
+                    .into(),
+            )
+            .into());
+        }
+    };
+    if !source.is_file() {
+        return Err(Refused(format!(
+            "no SQLite database at {}: nothing to back up (check DATABASE_URL or LATCHKEY_DATA_DIR)",
+            source.display()
+        ))
+        .into());
+    }
+    let target = std::path::absolute(to).with_context(|| format!("resolving the snapshot path {}", to.display()))?;
+    let Some(target_text) = target.to_str() else {
+        return Err(Refused(format!("the snapshot path {} is not valid UTF-8", target.display())).into());
+    };
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating the folder {} for the snapshot", parent.display()))?;
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&target) {
+        Ok(file) => drop(file),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Refused(format!(
+                "{} already exists: a backup never overwrites a file, choose a new name",
+                target.display()
+            ))
+            .into());
+        }
+        Err(e) => return Err(e).with_context(|| format!("creating the snapshot file {}", target.display())),
+    }
+    match write_snapshot(database, target_text, &target) {
+        Ok(size) => {
+            println!("snapshot of {} written to {} ({size} bytes)", source.display(), target.display());
+            Ok(())
+        }
+        Err(e) => {
+            if let Err(cleanup) = std::fs::remove_file(&target) {
+                eprintln!("latchkey: could not remove the incomplete snapshot {}: {cleanup}", target.display());
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Fills the empty file at `path` with the snapshot and syncs it to disk;
+/// returns its size.
+fn write_snapshot(database: &DatabaseUrl, target: &str, path: &Path) -> anyhow::Result<u64> {
+    let mut conn = store::connect_once(database).context("opening the database")?;
+    let DbConn::Sqlite(sqlite) = &mut conn else { anyhow::bail!("backup needs a SQLite database") };
+    store::sqlite_snapshot(sqlite, target).with_context(|| format!("writing the snapshot {target}"))?;
+    drop(conn);
+    let file = std::fs::File::open(path).with_context(|| format!("opening the snapshot {target}"))?;
+    file.sync_all().with_context(|| format!("syncing the snapshot {target} to disk"))?;
+    let size = file.metadata().with_context(|| format!("reading the size of the snapshot {target}"))?.len();
+    Ok(size)
 }
 
 fn describe(errors: &service::FieldErrors) -> String {

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("latchkey: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(latchkey::cli::exit_code(&e))
         }
     }
 }

@@ -195,6 +195,15 @@ fn pg_up_to_date(conn: &mut PgConnection) -> bool {
     })
 }
 
+/// Writes a consistent snapshot of the database to `target`, a file that
+/// does not exist yet or is empty (`VACUUM INTO`: one read transaction, so
+/// under WAL the server's writers carry on meanwhile). The file name is bound
+/// as a parameter, never spliced into the SQL.
+pub fn sqlite_snapshot(conn: &mut SqliteConnection, target: &str) -> Result<(), StoreError> {
+    diesel::sql_query("VACUUM INTO ?").bind::<diesel::sql_types::Text, _>(target).execute(conn)?;
+    Ok(())
+}
+
 diesel::define_sql_function! {
     /// SQL `lower()`, the same in SQLite and PostgreSQL.
     fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;

@@ -202,12 +202,19 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<
         Backend::Sqlite => fresh_sqlite(&data_dir),
         Backend::Postgres => fresh_postgres()?,
     };
-    let config = test_config(&data_dir, &database_url, extra);
+    Some(serve(&data_dir, &database_url, extra).await)
+}
+
+/// A server on an existing database (e.g. a restored backup), with the test
+/// secret unless `extra` names another.
+pub async fn serve(data_dir: &Path, database_url: &str, extra: &[(&str, &str)]) -> TestApp {
+    let config = test_config(data_dir, database_url, extra);
     let app = Application::build(config).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     let (setup_token, state, flusher) = (app.setup_token(), app.state(), app.usage_flusher());
     tokio::spawn(app.run_until_stopped());
-    Some(TestApp { address, setup_token, client: new_client(), database_url, data_dir, state, flusher })
+    let (database_url, data_dir) = (database_url.to_owned(), data_dir.to_owned());
+    TestApp { address, setup_token, client: new_client(), database_url, data_dir, state, flusher }
 }
 
 pub fn new_client() -> Client {

@@ -312,3 +312,101 @@ fn the_operator_can_reset_a_users_two_factor() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no user with the email"));
 }
+
+/// `latchkey backup --to FILE` as the operator runs it, on the database at `database_url`.
+fn backup_command(database_url: &str, to: &std::path::Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LATCHKEY_") || k == "DATABASE_URL") {
+        cmd.env_remove(k);
+    }
+    cmd.env("DATABASE_URL", database_url).env("LATCHKEY_SECRET", crate::helpers::TEST_SECRET);
+    cmd.arg("backup").arg("--to").arg(to);
+    cmd
+}
+
+/// A snapshot taken while the server writes is a database another server,
+/// given the same secret, serves as it was: the key verifies, the owner signs
+/// in, the audit log holds the key's creation. A second backup to the same
+/// file is refused and leaves it as it was.
+#[tokio::test]
+async fn a_backup_taken_while_serving_restores_keys_and_the_audit_log() {
+    use crate::api_keys::{call, create_key};
+    use serde_json::json;
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    app.owner_session().await;
+    let key = create_key(&app, json!({"name": "backed up", "scopes": ["templates:read"]})).await;
+    let secret = key["key"].as_str().unwrap().to_owned();
+    assert_eq!(call(&app, "/api/v1/auth/test", &secret).await.status(), StatusCode::OK);
+
+    // The folder does not exist yet: the command creates it.
+    let snapshot = app.data_dir.join("backups").join("snap.db");
+    let backup = backup_command(&app.database_url, &snapshot).output();
+    tokio::pin!(backup);
+    let mut written_meanwhile = 0;
+    let out = loop {
+        tokio::select! {
+            out = &mut backup => break out.unwrap(),
+            _ = create_key(&app, json!({"name": format!("meanwhile {written_meanwhile}"), "scopes": ["templates:read"]})) => {
+                written_meanwhile += 1;
+            }
+        }
+    };
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let size = std::fs::metadata(&snapshot).unwrap().len();
+    assert!(stdout.contains(&format!("written to {} ({size} bytes)", snapshot.display())), "{stdout}");
+    eprintln!("{written_meanwhile} key(s) created while the backup ran");
+    assert_eq!(call(&app, "/api/v1/auth/test", &secret).await.status(), StatusCode::OK, "still serving");
+
+    let restored_dir = app.data_dir.join("restored");
+    std::fs::create_dir_all(&restored_dir).unwrap();
+    let restored_db = restored_dir.join("latchkey.db");
+    std::fs::copy(&snapshot, &restored_db).unwrap();
+    let restored_url = format!("sqlite://{}", restored_db.display());
+    let restored = crate::helpers::serve(&restored_dir, &restored_url, &[]).await;
+    assert!(restored.setup_token.is_none(), "the restored server has its users");
+    let res = call(&restored, "/api/v1/auth/test", &secret).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["data"]["principal"]["key_id"], key["id"]);
+    let login = restored.login(crate::helpers::OWNER_EMAIL, crate::helpers::OWNER_PASSWORD).await;
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let audit = restored.get_html("/settings/team/audit?action=api_key.created").await;
+    assert!(audit.contains("api_key.created") && audit.contains("backed up"), "{audit}");
+
+    // Another secret derives other key hashes: the same key is unknown there.
+    let other_secret = [("LATCHKEY_SECRET", "another-secret-0123456789-abcdefghijkl")];
+    let elsewhere = crate::helpers::serve(&restored_dir, &restored_url, &other_secret).await;
+    assert_eq!(call(&elsewhere, "/api/v1/auth/test", &secret).await.status(), StatusCode::UNAUTHORIZED);
+
+    let before = std::fs::read(&snapshot).unwrap();
+    let again = backup_command(&app.database_url, &snapshot).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("already exists"), "{stderr}");
+    assert_eq!(std::fs::read(&snapshot).unwrap(), before, "the existing file is left as it was");
+
+    // A quote in the file name is a file name, not SQL.
+    let quoted = app.data_dir.join("backups").join("o'clock \"snap\"; DROP TABLE users.db");
+    let out = backup_command(&app.database_url, &quoted).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read(&quoted).unwrap().starts_with(b"SQLite format 3\0"));
+}
+
+#[tokio::test]
+async fn backup_refuses_a_missing_database_and_postgresql() {
+    let dir = std::env::temp_dir().join(format!("latchkey-backup-{}", std::process::id()));
+    let missing = format!("sqlite://{}", dir.join("nothing-here.db").display());
+    let out = backup_command(&missing, &dir.join("snap.db")).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no SQLite database at"), "{stderr}");
+    assert!(!dir.join("nothing-here.db").exists() && !dir.join("snap.db").exists(), "nothing is created");
+
+    let Some(postgres) = crate::helpers::fresh_postgres() else { return };
+    let out = backup_command(&postgres, &dir.join("snap.db")).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("pg_dump"), "{stderr}");
+    assert!(!dir.join("snap.db").exists(), "nothing is written");
+}
