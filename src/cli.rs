@@ -230,7 +230,7 @@ fn backup(database: &DatabaseUrl, to: &Path) -> anyhow::Result<()> {
 /// Fills the empty file at `path` with the snapshot and syncs it to disk;
 /// returns its size.
 fn write_snapshot(database: &DatabaseUrl, target: &str, path: &Path) -> anyhow::Result<u64> {
-    let mut conn = store::connect_once(database).context("opening the database")?;
+    let mut conn = store::connect_as_is(database).context("opening the database")?;
     let DbConn::Sqlite(sqlite) = &mut conn else { anyhow::bail!("backup needs a SQLite database") };
     store::sqlite_snapshot(sqlite, target).with_context(|| format!("writing the snapshot {target}"))?;
     drop(conn);

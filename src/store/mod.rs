@@ -161,6 +161,13 @@ pub fn connect_once(url: &DatabaseUrl) -> Result<DbConn, StoreError> {
     Ok(conn)
 }
 
+/// One connection to the database exactly as it is: no folder created, no
+/// migration applied (a backup taken by a newer binary must not migrate the
+/// database under the server that is using it).
+pub fn connect_as_is(url: &DatabaseUrl) -> Result<DbConn, StoreError> {
+    Manager { url: url.clone() }.connect().map_err(|e| StoreError::Connection(e.to_string()))
+}
+
 /// Applies the pending migrations of the connection's dialect. On PostgreSQL
 /// an up-to-date database is left alone without any DDL, so the server can run
 /// as a role that does not own its tables (the owner runs `latchkey migrate`).
