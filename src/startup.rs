@@ -4,7 +4,9 @@
 //! Rules: background work (the usage flush, the session sweep) runs on its
 //! own timer and logs a failure with its whole cause chain, then tries again
 //! on the next tick; flushes never overlap, so one that returns has written
-//! everything buffered before it began.
+//! everything buffered before it began, and one that fails keeps what it took
+//! for the next. At shutdown the flush is tried a few times with a short
+//! backoff; if it still fails, an error names the counts left unwritten.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -92,10 +94,7 @@ impl Application {
     /// Buffered key usage is written once more after the last request.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
-        match self.flusher.flush_all().await {
-            Ok(n) => tracing::info!(keys = n, "flushed key usage at shutdown"),
-            Err(e) => tracing::error!(error = %chain(e), "flushing key usage at shutdown failed"),
-        }
+        self.flusher.flush_all().await;
         served
     }
 }
@@ -140,6 +139,11 @@ fn web_form_config() -> actix_web::web::FormConfig {
     actix_web::web::FormConfig::default().limit(64 * 1024)
 }
 
+/// How often the shutdown flush is tried, and the wait before the first retry
+/// (doubled after each): about 1.5 s in all before giving up.
+const SHUTDOWN_FLUSH_TRIES: u32 = 4;
+const SHUTDOWN_FLUSH_BACKOFF: Duration = Duration::from_millis(200);
+
 /// Writes buffered key usage and audit events, one flush at a time.
 #[derive(Clone)]
 pub struct UsageFlusher {
@@ -159,10 +163,41 @@ impl UsageFlusher {
         self.state.verifier.flush(&self.state.db).await
     }
 
-    /// At shutdown: usage, and every buffered audit event and summary.
-    async fn flush_all(&self) -> crate::service::Result<usize> {
+    /// At shutdown: usage, and every buffered audit event and summary, tried
+    /// up to `SHUTDOWN_FLUSH_TRIES` times; logs the outcome, and on giving up
+    /// the requests, keys and audit events left unwritten.
+    async fn flush_all(&self) {
         let _running = self.one_at_a_time.lock().await;
-        self.state.verifier.flush_all(&self.state.db).await
+        let verifier = &self.state.verifier;
+        let mut backoff = SHUTDOWN_FLUSH_BACKOFF;
+        for attempt in 1..=SHUTDOWN_FLUSH_TRIES {
+            match verifier.flush_all(&self.state.db).await {
+                Ok(n) => {
+                    tracing::info!(keys = n, "flushed key usage at shutdown");
+                    return;
+                }
+                Err(e) if attempt < SHUTDOWN_FLUSH_TRIES => {
+                    tracing::warn!(attempt, error = %chain(e), "flushing key usage at shutdown failed; trying again");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                Err(e) => {
+                    let left = verifier.unwritten();
+                    tracing::error!(
+                        requests = left.requests,
+                        keys = left.keys,
+                        audit_events = left.audit_events,
+                        attempts = SHUTDOWN_FLUSH_TRIES,
+                        error = %chain(e),
+                        "flushing key usage at shutdown failed; {} request counts of {} keys and {} audit events \
+                         were not written",
+                        left.requests,
+                        left.keys,
+                        left.audit_events,
+                    );
+                }
+            }
+        }
     }
 }
 

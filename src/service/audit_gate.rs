@@ -9,10 +9,13 @@
 //! however fast it comes. Buffered events and summaries are written with the
 //! usage flush and at shutdown, never on the request path. Subjects are
 //! bounded by least-recently-used eviction; an evicted subject's pending
-//! summary is kept for the next flush (bounded too).
+//! summary is kept for the next flush (bounded too). A flush that fails puts
+//! what it took back, ahead of what was buffered since, for the next flush;
+//! the buffer keeps its bound then too, and what does not fit (the newest) is
+//! dropped with a warning, never silently.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
@@ -193,22 +196,57 @@ impl AuditGate {
         out
     }
 
-    /// Writes what [`take`](Self::take) returns, in one transaction.
+    /// Puts back events a failed flush took, ahead of those buffered since;
+    /// past the buffer's bound the newest are dropped, with a warning.
+    fn restore(&self, events: Vec<PendingEvent>) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let since = std::mem::take(&mut guard.outbox);
+        let mut dropped = 0u64;
+        for e in events.into_iter().chain(since) {
+            if guard.outbox.len() < OUTBOX_MAX {
+                guard.outbox.push_back(e);
+            } else {
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            tracing::warn!(dropped, "audit events dropped: more were left by a failed flush than the buffer holds");
+        }
+    }
+
+    /// Buffered events and summaries not yet written (an open interval's
+    /// summary counts as one).
+    pub fn pending(&self) -> usize {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.outbox.len() + inner.repeating.len()
+    }
+
+    /// Writes what [`take`](Self::take) returns, in one transaction; if that
+    /// fails, the events go back into the buffer for the next flush.
     pub async fn flush(&self, db: &Db, now: Option<i64>) -> super::Result<usize> {
         let events = self.take(now);
         if events.is_empty() {
             return Ok(0);
         }
         let n = events.len();
-        db.run(move |conn| {
-            crate::store::transaction(conn, |conn| {
-                for e in &events {
-                    e.record(conn)?;
-                }
-                Ok::<_, super::Error>(())
+        let events = Arc::new(events);
+        let writing = events.clone();
+        let written = db
+            .run(move |conn| {
+                crate::store::transaction(conn, |conn| {
+                    for e in writing.iter() {
+                        e.record(conn)?;
+                    }
+                    Ok::<_, super::Error>(())
+                })
             })
-        })
-        .await?;
+            .await;
+        if let Err(e) = written {
+            // The task has ended, so this is the only handle left (a clone otherwise).
+            self.restore(Arc::try_unwrap(events).unwrap_or_else(|shared| (*shared).clone()));
+            let doing = format!("recording {n} audit events (kept for the next flush)");
+            return Err(anyhow::Error::new(e).context(doing).into());
+        }
         Ok(n)
     }
 }
@@ -251,6 +289,22 @@ mod tests {
         let taken = gate.take(None);
         assert_eq!(taken.len(), 2, "the first event and, at shutdown, the summary of the other four");
         assert_eq!(taken[1].details["repeated"], 4);
+    }
+
+    #[test]
+    fn events_a_failed_flush_took_go_back_first_and_stay_bounded() {
+        let gate = AuditGate::new(60, 100);
+        gate.buffer("key_1", event(), 10);
+        let taken = gate.take(None);
+        assert_eq!(gate.pending(), 0);
+        gate.buffer("key_2", event().object("api_key", "key_2"), 10);
+        gate.restore(taken);
+        let again = gate.take(None);
+        assert_eq!(again.len(), 2);
+        assert_eq!(again[0].object, Some(("oauth_app", "app_1".to_owned())), "the older event first");
+        let full = vec![event(); OUTBOX_MAX + 5];
+        gate.restore(full);
+        assert_eq!(gate.pending(), OUTBOX_MAX, "bounded; the excess is dropped with a warning");
     }
 
     #[test]

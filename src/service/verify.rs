@@ -6,7 +6,15 @@
 //! instance is effective within a second) and dropped at once when this
 //! instance changes them; nothing is written on the request path — usage and
 //! the audit of refused revoked credentials are buffered and flushed in
-//! batches, so a revoked key costs what an unknown one does. The plan's limits
+//! batches, so a revoked key costs what an unknown one does. A flush that
+//! fails loses nothing: its batch goes back into the buffer (its counts added
+//! to those that arrived meanwhile, the later last-used time kept) and the
+//! next flush writes it; a flush whose commit fails after the database applied
+//! it may therefore count twice, never zero times. The usage buffer has no
+//! cap of its own and drops nothing: it holds one entry per key used and per
+//! key and day, and every key in it was read from the database to be verified,
+//! so it is bounded by the keys that exist (a merged-back batch adds no
+//! entries for keys already buffered). The plan's limits
 //! count per team (all its keys and access tokens together). The cache, like
 //! every map here, evicts its least-recently-used entries when full and is
 //! never cleared to make room. Expiries and the rate windows read the time
@@ -64,10 +72,40 @@ struct Cached {
     tokens: u64,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Usage {
     last_used: HashMap<String, i64>,
     per_day: HashMap<(String, i64), i64>,
+}
+
+impl Usage {
+    /// Takes back a batch that was not written: its counts add to those
+    /// buffered since, and the later of the two last-used times is kept.
+    fn merge(&mut self, unwritten: Usage) {
+        for (id, at) in unwritten.last_used {
+            let latest = self.last_used.entry(id).or_insert(at);
+            *latest = (*latest).max(at);
+        }
+        for (key_day, count) in unwritten.per_day {
+            *self.per_day.entry(key_day).or_default() += count;
+        }
+    }
+
+    fn requests(&self) -> i64 {
+        self.per_day.values().sum()
+    }
+}
+
+/// What is buffered and not yet written (after a failed shutdown flush: what
+/// was lost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unwritten {
+    /// Verified requests not yet counted in the usage table.
+    pub requests: i64,
+    /// The keys they were made with.
+    pub keys: usize,
+    /// Audit events and summaries not yet recorded.
+    pub audit_events: usize,
 }
 
 pub struct Verifier {
@@ -224,33 +262,54 @@ impl Verifier {
         Ok(n)
     }
 
-    /// At shutdown: usage, and every buffered audit event and summary.
+    /// At shutdown: usage, and every buffered audit event and summary. One
+    /// attempt; what it could not write stays buffered (the caller retries).
     pub async fn flush_all(&self, db: &Db) -> super::Result<usize> {
         let n = self.flush_usage(db).await?;
         self.audit.flush(db, None).await?;
         Ok(n)
     }
 
-    async fn flush_usage(&self, db: &Db) -> Result<usize, StoreError> {
+    /// What is buffered and not yet written.
+    pub fn unwritten(&self) -> Unwritten {
+        let usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        Unwritten { requests: usage.requests(), keys: usage.last_used.len(), audit_events: self.audit.pending() }
+    }
+
+    /// Writes the buffered usage in one transaction; if that fails, the batch
+    /// goes back into the buffer for the next flush.
+    async fn flush_usage(&self, db: &Db) -> super::Result<usize> {
         let batch = std::mem::take(&mut *self.usage.lock().unwrap_or_else(|p| p.into_inner()));
         if batch.last_used.is_empty() {
             return Ok(0);
         }
-        let n = batch.last_used.len();
-        db.run(move |conn| {
-            crate::store::transaction(conn, |conn| {
-                for (id, at) in &batch.last_used {
-                    ApiKey::set_last_used(conn, id, *at)?;
-                }
-                for ((id, day), count) in &batch.per_day {
-                    ApiKey::add_usage(conn, id, *day, *count)?;
-                }
-                Ok::<_, diesel::result::Error>(())
+        let (n, requests) = (batch.last_used.len(), batch.requests());
+        let batch = Arc::new(batch);
+        let writing = batch.clone();
+        let written = db
+            .run(move |conn| {
+                crate::store::transaction(conn, |conn| {
+                    for (id, at) in &writing.last_used {
+                        ApiKey::set_last_used(conn, id, *at)?;
+                    }
+                    for ((id, day), count) in &writing.per_day {
+                        ApiKey::add_usage(conn, id, *day, *count)?;
+                    }
+                    Ok::<_, diesel::result::Error>(())
+                })
+                .map_err(StoreError::from)
             })
-            .map_err(StoreError::from)
-        })
-        .await?;
-        Ok(n)
+            .await;
+        match written {
+            Ok(()) => Ok(n),
+            Err(e) => {
+                // The task has ended, so this is the only handle left (a clone otherwise).
+                let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+                self.usage.lock().unwrap_or_else(|p| p.into_inner()).merge(batch);
+                let doing = format!("writing the usage of {n} keys ({requests} requests, kept for the next flush)");
+                Err(anyhow::Error::new(e).context(doing).into())
+            }
+        }
     }
 
     /// Audits a refused use of a revoked credential off the request path:
@@ -366,6 +425,35 @@ mod tests {
         let admitted =
             (0..30usize).filter(|&i| v.limiter.hit(&limit_key(&creds[i % 3]), free, t0 + i as i64).is_ok()).count();
         assert_eq!(admitted as u64, free.per_minute);
+    }
+
+    #[test]
+    fn an_unwritten_batch_merges_back_into_what_arrived_meanwhile() {
+        let v = verifier(10);
+        let day = 20_000 * 86_400;
+        for at in [day + 10, day + 20, day + 86_400 + 5] {
+            v.record_use("key_1", at);
+        }
+        v.record_use("key_2", day + 30);
+        let unwritten = std::mem::take(&mut *v.usage.lock().unwrap());
+        assert_eq!(v.unwritten().requests, 0, "taken by the flush");
+        // Meanwhile: key_1 again (later), and a key the batch does not have.
+        v.record_use("key_1", day + 86_400 + 50);
+        v.record_use("key_3", day + 40);
+        v.usage.lock().unwrap().merge(unwritten);
+        let usage = v.usage.lock().unwrap().clone();
+        assert_eq!(usage.last_used["key_1"], day + 86_400 + 50, "the later time is kept");
+        assert_eq!(usage.last_used["key_2"], day + 30);
+        assert_eq!(usage.last_used["key_3"], day + 40);
+        assert_eq!(usage.per_day[&("key_1".to_owned(), 20_000)], 2);
+        assert_eq!(usage.per_day[&("key_1".to_owned(), 20_001)], 2, "counts add up");
+        assert_eq!(usage.per_day.len(), 4);
+        assert_eq!(v.unwritten(), Unwritten { requests: 6, keys: 3, audit_events: 0 });
+        // An older batch does not move a later time back.
+        let mut older = Usage::default();
+        older.last_used.insert("key_1".into(), day);
+        v.usage.lock().unwrap().merge(older);
+        assert_eq!(v.usage.lock().unwrap().last_used["key_1"], day + 86_400 + 50);
     }
 
     #[test]

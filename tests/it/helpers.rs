@@ -318,6 +318,11 @@ impl TestApp {
         self.flusher.flush().await.unwrap();
     }
 
+    /// Like [`flush_usage`](Self::flush_usage), for a flush that may fail.
+    pub async fn try_flush_usage(&self) -> latchkey::service::Result<usize> {
+        self.flusher.flush().await
+    }
+
     /// The clock every service of this server reads: advance it instead of
     /// sleeping past an expiry, a grace period or a window.
     pub fn clock(&self) -> latchkey::service::clock::Clock {

@@ -2,6 +2,7 @@
 
 use reqwest::StatusCode;
 
+use crate::api_keys::{call, create_key};
 use crate::both;
 use crate::helpers::{Backend, TestApp, spawn_app};
 
@@ -84,6 +85,49 @@ async fn an_internal_error_shows_its_request_id_and_not_its_cause(app: TestApp) 
     }
 }
 both!(an_internal_error_shows_its_request_id_and_not_its_cause);
+
+/// A usage flush that fails (here: its table is gone) loses no count: the
+/// batch is kept and written, with what came since, by the next flush.
+async fn a_failed_usage_flush_keeps_its_counts_for_the_next(app: TestApp) {
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+    use latchkey::store::StoreError;
+    use latchkey::store::schema::{api_key_usage, api_keys};
+    let (first, then) = (5, 4); // within the free plan's burst of 10
+    app.owner_session().await;
+    let key = create_key(&app, serde_json::json!({"name": "counted", "scopes": ["templates:read"]})).await;
+    let (id, secret) = (key["id"].as_str().unwrap().to_owned(), key["key"].as_str().unwrap().to_owned());
+    let rename = |from: &str, to: &str| {
+        let sql = format!("ALTER TABLE {from} RENAME TO {to}");
+        app.db().run_sync(|c| c.batch_execute(&sql).map_err(StoreError::from)).unwrap();
+    };
+    rename("api_key_usage", "api_key_usage_gone");
+    for _ in 0..first {
+        assert_eq!(call(&app, "/api/v1/auth/test", &secret).await.status(), StatusCode::OK);
+    }
+    let failed = app.try_flush_usage().await.expect_err("the usage table is gone");
+    let cause = format!("{:#}", anyhow::Error::new(failed));
+    assert!(cause.contains(&format!("{first} requests, kept for the next flush")), "{cause}");
+    rename("api_key_usage_gone", "api_key_usage");
+    for _ in 0..then {
+        assert_eq!(call(&app, "/api/v1/auth/test", &secret).await.status(), StatusCode::OK);
+    }
+    app.flush_usage().await;
+    let (counts, last_used) = app
+        .db()
+        .run_sync(|c| {
+            let counts = api_key_usage::table
+                .filter(api_key_usage::key_id.eq(&id))
+                .select(api_key_usage::count)
+                .load::<i64>(c)?;
+            let last = api_keys::table.find(&id).select(api_keys::last_used_at).first::<Option<i64>>(c)?;
+            Ok::<_, StoreError>((counts, last))
+        })
+        .unwrap();
+    assert_eq!(counts.iter().sum::<i64>(), first + then, "every verified call counted once: {counts:?}");
+    assert!(last_used.is_some(), "last used is set");
+}
+both!(a_failed_usage_flush_keeps_its_counts_for_the_next);
 
 async fn health_and_readiness_probes_answer(app: TestApp) {
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
