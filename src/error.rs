@@ -49,6 +49,7 @@ impl AppError {
             Self::TooManyRequests { .. } => "rate_limit_exceeded",
             Self::PayloadTooLarge => "payload_too_large",
             Self::InsecureConnection => "insecure_connection",
+            Self::Internal(_) if self.is_unavailable() => "unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -71,6 +72,9 @@ impl AppError {
             }
             Self::PayloadTooLarge => "The request body is too large.".into(),
             Self::InsecureConnection => "This API must be called over HTTPS.".into(),
+            Self::Internal(_) if self.is_unavailable() => {
+                "The service is briefly unavailable. Please try again in a few seconds.".into()
+            }
             Self::Internal(_) => "Something went wrong on our side. Please try again.".into(),
         }
     }
@@ -88,6 +92,7 @@ impl ResponseError for AppError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Internal(_) if self.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -102,6 +107,17 @@ impl AppError {
     /// An unexpected failure, with what was being done.
     pub fn internal(cause: impl std::error::Error + Send + Sync + 'static, doing: &'static str) -> Self {
         Self::Internal(anyhow::Error::new(cause).context(doing))
+    }
+
+    /// Whether the failure is the database being out of reach (no connection
+    /// could be had, or it closed under the query): DESIGN.md answers that
+    /// with `503 unavailable` and a `Retry-After`, never a 500.
+    pub fn is_unavailable(&self) -> bool {
+        let Self::Internal(e) = self else { return false };
+        e.chain().any(|cause| {
+            cause.downcast_ref::<StoreError>().is_some_and(StoreError::is_unavailable)
+                || matches!(cause.downcast_ref::<service::Error>(), Some(service::Error::Store(s)) if s.is_unavailable())
+        })
     }
 
     /// The whole cause chain, for the one log line of a failed request.

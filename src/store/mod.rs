@@ -54,6 +54,21 @@ impl From<diesel::result::Error> for StoreError {
     }
 }
 
+impl StoreError {
+    /// The database cannot be reached (no connection within the pool's
+    /// timeout, or the connection closed under the query), as opposed to a
+    /// query that failed.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Connection(_) => true,
+            Self::Query(diesel::result::Error::DatabaseError(kind, _)) => {
+                matches!(kind, diesel::result::DatabaseErrorKind::ClosedConnection)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Connects the right variant for a URL; SQLite gets its pragmas here.
 pub struct Manager {
     url: DatabaseUrl,

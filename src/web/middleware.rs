@@ -271,6 +271,9 @@ fn render(asked: &Asked, err: &AppError) -> HttpResponse {
     {
         res.headers_mut().insert(header::RETRY_AFTER, v);
     }
+    if err.is_unavailable() {
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
     res
 }
 

@@ -454,3 +454,37 @@ async fn backup_refuses_a_missing_database_and_postgresql() {
     assert!(stderr.contains("pg_dump"), "{stderr}");
     assert!(!dir.join("snap.db").exists(), "nothing is written");
 }
+
+/// PostgreSQL out of reach: requests get `503 unavailable` with `Retry-After`
+/// (never a 500) once the pool gives up, and the same instance serves again
+/// as soon as the database is back, without a restart.
+#[tokio::test]
+async fn an_unreachable_database_answers_503_and_the_server_recovers_by_itself() {
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+
+    let Some(app) = spawn_app(Backend::Postgres).await else { return };
+    app.owner_session().await;
+    let key = create_key(&app, serde_json::json!({"name": "outage", "scopes": ["templates:read"]})).await;
+    let secret = key["key"].as_str().unwrap();
+    assert_eq!(call(&app, "/api/v1/auth/test", secret).await.status(), StatusCode::OK);
+
+    let base = std::env::var("LATCHKEY_TEST_DATABASE_URL").unwrap();
+    let name = app.database_url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+    let mut admin = diesel::PgConnection::establish(&base).unwrap();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+        ))
+        .unwrap();
+    app.forget_cached_credentials();
+    let res = call(&app, "/api/v1/auth/test", secret).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers().get("retry-after").unwrap(), "5");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+
+    admin.batch_execute(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true")).unwrap();
+    assert_eq!(call(&app, "/api/v1/auth/test", secret).await.status(), StatusCode::OK);
+}
