@@ -113,11 +113,7 @@ impl AppError {
     /// could be had, or it closed under the query): DESIGN.md answers that
     /// with `503 unavailable` and a `Retry-After`, never a 500.
     pub fn is_unavailable(&self) -> bool {
-        let Self::Internal(e) = self else { return false };
-        e.chain().any(|cause| {
-            cause.downcast_ref::<StoreError>().is_some_and(StoreError::is_unavailable)
-                || matches!(cause.downcast_ref::<service::Error>(), Some(service::Error::Store(s)) if s.is_unavailable())
-        })
+        matches!(self, Self::Internal(e) if service::database_unreachable(e))
     }
 
     /// The whole cause chain, for the one log line of a failed request.

@@ -86,4 +86,13 @@ impl Error {
     }
 }
 
+/// Whether a failure comes from the database being out of reach (anywhere in
+/// its cause chain): answered with 503 and a `Retry-After`, never a 500.
+pub fn database_unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.downcast_ref::<StoreError>().is_some_and(StoreError::is_unavailable)
+            || matches!(cause.downcast_ref::<Error>(), Some(Error::Store(s)) if s.is_unavailable())
+    })
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -111,6 +111,10 @@ pub type Pool = r2d2::Pool<Manager>;
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// Whether the last attempt to get a connection failed (cleared by the
+    /// next that succeeds): errors raised outside our code (the session
+    /// middleware's) are answered 503 rather than 500 while it is set.
+    unreachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Db {
@@ -129,7 +133,7 @@ impl Db {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|e| StoreError::Connection(e.to_string()))?;
-        Ok(Self { pool })
+        Ok(Self { pool, unreachable: Default::default() })
     }
 
     /// Runs `f` with a pooled connection on the blocking pool.
@@ -139,9 +143,9 @@ impl Db {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let pool = self.pool.clone();
+        let (pool, unreachable) = (self.pool.clone(), self.unreachable.clone());
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(|e| StoreError::Connection(e.to_string()))?;
+            let mut conn = checkout(&pool, &unreachable)?;
             f(&mut conn)
         })
         .await
@@ -154,9 +158,24 @@ impl Db {
         F: FnOnce(&mut DbConn) -> Result<T, E>,
         E: From<StoreError>,
     {
-        let mut conn = self.pool.get().map_err(|e| StoreError::Connection(e.to_string()))?;
+        let mut conn = checkout(&self.pool, &self.unreachable)?;
         f(&mut conn)
     }
+
+    /// Whether the database could not be reached at the last attempt.
+    pub fn is_unreachable(&self) -> bool {
+        self.unreachable.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A pooled connection, noting whether the database answered.
+fn checkout(
+    pool: &Pool,
+    unreachable: &std::sync::atomic::AtomicBool,
+) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
+    let conn = pool.get().map_err(|e| StoreError::Connection(e.to_string()));
+    unreachable.store(conn.is_err(), std::sync::atomic::Ordering::Relaxed);
+    conn
 }
 
 /// One direct connection, migrations applied (creating the SQLite folder if

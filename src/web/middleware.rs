@@ -178,19 +178,21 @@ pub async fn render_errors(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let before = Asked::of(req.request());
+    let state = req.app_data::<super::State>().cloned();
+    let db_down = move || state.as_ref().is_some_and(|s| s.db.is_unreachable());
     let res = match next.call(req).await {
         Ok(res) => res,
-        Err(e) => return Err(rendered_without_request(&before, e)),
+        Err(e) => return Err(rendered_without_request(&before, e, db_down())),
     };
     let Some(err) = res.response().error() else { return Ok(res.map_into_boxed_body()) };
-    let rendered = render_any(&Asked::of(res.request()), err);
+    let rendered = render_any(&Asked::of(res.request()), err, db_down());
     let (http_req, _) = res.into_parts();
     Ok(ServiceResponse::new(http_req, rendered))
 }
 
 /// Renders an `Err` that came back instead of a response.
-fn rendered_without_request(asked: &Asked, e: actix_web::Error) -> actix_web::Error {
-    let mut res = render_any(asked, &e);
+fn rendered_without_request(asked: &Asked, e: actix_web::Error, db_down: bool) -> actix_web::Error {
+    let mut res = render_any(asked, &e, db_down);
     for (name, value) in SECURITY_HEADERS {
         res.headers_mut().insert(name, HeaderValue::from_static(value));
     }
@@ -200,19 +202,23 @@ fn rendered_without_request(asked: &Asked, e: actix_web::Error) -> actix_web::Er
     actix_web::error::InternalError::from_response(e, res).into()
 }
 
-fn render_any(asked: &Asked, err: &actix_web::Error) -> HttpResponse {
+/// `db_down`: the database could not be reached at the last attempt, so a
+/// framework 500 (the session middleware failing to load or save) is the
+/// database being away: 503.
+fn render_any(asked: &Asked, err: &actix_web::Error, db_down: bool) -> HttpResponse {
     match err.as_error::<AppError>() {
         Some(app) => render(asked, app),
-        None => render(asked, &generic(err.as_response_error().status_code(), &err.to_string())),
+        None => render(asked, &generic(err.as_response_error().status_code(), &err.to_string(), db_down)),
     }
 }
 
 /// Maps framework errors (bad form bodies, oversized payloads) onto ours.
-fn generic(status: StatusCode, cause: &str) -> AppError {
+fn generic(status: StatusCode, cause: &str, db_down: bool) -> AppError {
     match status {
         StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => AppError::NotFound,
         StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge,
         s if s.is_client_error() => AppError::BadRequest("The request could not be understood.".into()),
+        _ if db_down => AppError::Internal(crate::store::StoreError::Connection(cause.to_owned()).into()),
         _ => AppError::Internal(anyhow::Error::msg(cause.to_owned())),
     }
 }

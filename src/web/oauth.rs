@@ -217,9 +217,13 @@ fn oauth_error(e: TokenError) -> HttpResponse {
     let status = match e.error {
         OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
         OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        OAuthErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     };
     let mut res = oauth_json(status, json!({"error": e.error, "error_description": e.description}));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        res.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("5"));
+    }
     if status == StatusCode::UNAUTHORIZED {
         res.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\""));
     }

@@ -468,6 +468,12 @@ async fn an_unreachable_database_answers_503_and_the_server_recovers_by_itself()
     let key = create_key(&app, serde_json::json!({"name": "outage", "scopes": ["templates:read"]})).await;
     let secret = key["key"].as_str().unwrap();
     assert_eq!(call(&app, "/api/v1/auth/test", secret).await.status(), StatusCode::OK);
+    let oauth_app = crate::oauth::register(&app, "confidential", crate::oauth::REDIRECT, &["templates:read"]).await;
+    let grant = [
+        ("grant_type", "client_credentials"),
+        ("client_id", oauth_app.client_id.as_str()),
+        ("client_secret", oauth_app.secret.as_deref().unwrap()),
+    ];
 
     let base = std::env::var("LATCHKEY_TEST_DATABASE_URL").unwrap();
     let name = app.database_url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
@@ -484,7 +490,19 @@ async fn an_unreachable_database_answers_503_and_the_server_recovers_by_itself()
     assert_eq!(res.headers().get("retry-after").unwrap(), "5");
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    // A page of a signed-in person (whose session cannot be read) is a 503 too.
+    assert_eq!(app.get("/settings/developer/api-keys").await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // The token endpoint (an app, no cookie) answers in its RFC 6749 form, still 503.
+    let machine = app.other_client().client;
+    let token = machine.post(app.url("/oauth/token")).form(&grant).send().await.unwrap();
+    assert_eq!(token.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(token.headers().get("retry-after").unwrap(), "5");
+    let body: serde_json::Value = token.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
 
     admin.batch_execute(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true")).unwrap();
     assert_eq!(call(&app, "/api/v1/auth/test", secret).await.status(), StatusCode::OK);
+    let token = machine.post(app.url("/oauth/token")).form(&grant).send().await.unwrap();
+    assert_eq!(token.status(), StatusCode::OK);
+    assert_eq!(app.get("/settings/developer/api-keys").await.status(), StatusCode::OK);
 }

@@ -13,7 +13,8 @@ use crate::service::Error;
 pub struct OAuthError {
     pub error: OAuthErrorCode,
     pub description: String,
-    /// Why a `server_error` happened (for the log).
+    /// Why a `server_error` (or `temporarily_unavailable`: the database out of
+    /// reach) happened, for the log.
     cause: Option<anyhow::Error>,
 }
 
@@ -46,7 +47,12 @@ impl From<Error> for OAuthError {
             Error::Internal(cause) => cause,
             other => anyhow::Error::new(other),
         };
-        Self { cause: Some(cause), ..Self::new(OAuthErrorCode::ServerError, "Something went wrong.") }
+        let refusal = if crate::service::database_unreachable(&cause) {
+            Self::new(OAuthErrorCode::TemporarilyUnavailable, "The service is briefly unavailable; try again shortly.")
+        } else {
+            Self::new(OAuthErrorCode::ServerError, "Something went wrong.")
+        };
+        Self { cause: Some(cause), ..refusal }
     }
 }
 
