@@ -138,6 +138,7 @@ fn wants(req: &HttpRequest) -> Wants {
     let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     if path.starts_with("/api/")
         || path == "/auth/verify"
+        || path == "/oauth/introspect"
         || (accept.contains("application/json") && !accept.contains("text/html"))
     {
         Wants::Json

@@ -464,6 +464,12 @@ async fn introspection_needs_a_service_key_and_reports_keys(app: TestApp) {
     let key = create_key(&app, json!({"name": "introspected", "scopes": ["templates:read", "messages:send"]})).await;
     let secret = key["key"].as_str().unwrap();
     let gateway = service_key(&app, &["introspect"]);
+    // A caller that is not a service key is refused in the JSON envelope,
+    // whatever its Accept header: callers of this endpoint are servers.
+    let refused =
+        app.other_client().client.post(app.url("/oauth/introspect")).form(&[("token", secret)]).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.json::<serde_json::Value>().await.unwrap()["error"]["code"], "unauthorized");
     let ask = |caller: String, token: String| {
         let app = app.other_client();
         async move {
