@@ -19,7 +19,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("DATABASE_URL", "sqlite://PATH or postgres://…"),
     ("LATCHKEY_PUBLIC_URL", "issuer and base of every absolute URL"),
     ("LATCHKEY_SECRET", "server secret (at least 32 characters)"),
-    ("REDIS_URL", "Redis for rate-limit counters"),
+    ("REDIS_URL", "Redis shared by every instance: limits, throttles, instant revocation"),
+    ("LATCHKEY_REDIS_PREFIX", "prefix of every Redis key and channel of this deployment"),
     ("LATCHKEY_REQUIRE_HTTPS", "refuse plain-HTTP API requests"),
     ("LATCHKEY_TRUSTED_PROXIES", "comma-separated proxy addresses"),
     ("LATCHKEY_API_KEY_PREFIX", "prefix of API keys"),
@@ -79,6 +80,8 @@ pub struct Config {
     pub public_url: String,
     pub secret: SecretString,
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel (several deployments may share one Redis).
+    pub redis_prefix: String,
     pub require_https: bool,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub api_key_prefix: String,
@@ -181,6 +184,22 @@ impl Config {
             return Err(invalid("LATCHKEY_DEFAULT_PLAN", "must be one of free, starter, standard, pro, unlimited"));
         }
         let usage_flush_seconds = parse_int("LATCHKEY_USAGE_FLUSH_SECONDS", get("LATCHKEY_USAGE_FLUSH_SECONDS"), 5)?;
+        let redis_url = get("REDIS_URL").filter(|u| !u.trim().is_empty());
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("redis+unix://"))
+        {
+            return Err(invalid(
+                "REDIS_URL",
+                "must start with redis:// or redis+unix:// (TLS to Redis is not built in: use a local tunnel)",
+            ));
+        }
+        let redis_prefix = get("LATCHKEY_REDIS_PREFIX").unwrap_or_else(|| "latchkey:".into());
+        if redis_prefix.is_empty()
+            || redis_prefix.len() > 64
+            || redis_prefix.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid("LATCHKEY_REDIS_PREFIX", "must be 1 to 64 characters without spaces"));
+        }
         Ok(Self {
             scopes,
             default_plan,
@@ -190,7 +209,8 @@ impl Config {
             database,
             public_url,
             secret,
-            redis_url: get("REDIS_URL"),
+            redis_url,
+            redis_prefix,
             require_https,
             trusted_proxies,
             api_key_prefix,

@@ -22,6 +22,7 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::error::AppError;
+use crate::service::cluster::Redis;
 use crate::service::{accounts, crypto};
 use crate::store::models::SessionRow;
 use crate::store::{Db, StoreError, now};
@@ -52,7 +53,11 @@ impl Application {
         if let Some(token) = &setup_token {
             tracing::info!("no user exists yet: finish setup at {}/setup?token={token}", config.public_url);
         }
-        let state = actix_web::web::Data::new(AppState::new(config, db, setup_token));
+        let redis = match &config.redis_url {
+            Some(url) => Arc::new(Redis::connect(url, &config.redis_prefix)?),
+            None => Arc::new(Redis::off()),
+        };
+        let state = actix_web::web::Data::new(AppState::new(config, db, setup_token, redis));
         let keys = state.keys.clone();
         let resealed = state.db.run(move |conn| crate::service::totp::reseal_unbound(conn, &keys)).await?;
         if resealed > 0 {

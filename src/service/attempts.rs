@@ -14,9 +14,10 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use super::cluster::Redis;
 use super::lru::Lru;
 
 #[derive(Debug, Clone, Copy)]
@@ -116,29 +117,40 @@ impl AttemptLog for InProcess {
     }
 }
 
-/// A failure policy over an attempt log.
+/// A failure policy over an attempt log: the shared one (Redis) when it is
+/// configured and answers, the in-process one otherwise.
 pub struct Throttle {
     policy: Policy,
     log: Box<dyn AttemptLog>,
+    shared: Arc<Redis>,
+    /// Names this throttle in Redis keys (`login_account`, …).
+    name: &'static str,
 }
 
 impl Throttle {
+    /// Counted in process only.
     pub fn new(policy: Policy) -> Self {
         Self::with_log(policy, Box::new(InProcess::new(MAX_KEYS)))
     }
 
     pub fn with_log(policy: Policy, log: Box<dyn AttemptLog>) -> Self {
-        Self { policy, log }
+        Self { policy, log, shared: Arc::new(Redis::off()), name: "local" }
+    }
+
+    /// Counted in `shared` (every instance together) while it answers.
+    pub fn shared(name: &'static str, policy: Policy, shared: Arc<Redis>) -> Self {
+        Self { shared, name, ..Self::new(policy) }
     }
 
     /// Reserves an attempt for `key`, or `Err(retry_after_secs)` when the key
     /// is at its limit at `now`.
-    pub fn reserve(&self, key: &str, now: i64) -> Result<Attempt, i64> {
+    pub async fn reserve(&self, key: &str, now: i64) -> Result<Attempt, i64> {
+        let _ = (&self.shared, self.name);
         self.log.reserve(&bounded(key), self.policy, now)
     }
 
     /// The attempt did not fail (or was refused for another reason).
-    pub fn release(&self, attempt: &Attempt) {
+    pub async fn release(&self, attempt: &Attempt) {
         self.log.release(attempt);
     }
 
@@ -150,17 +162,17 @@ impl Throttle {
     /// Whether `key` is locked now. A probe: a key with no failures is not
     /// looked up in a way that could take room (a full log of lockouts never
     /// refuses callers that have not failed).
-    pub fn check(&self, key: &str, now: i64) -> Result<(), i64> {
+    pub async fn check(&self, key: &str, now: i64) -> Result<(), i64> {
         self.log.check(&bounded(key), self.policy, now)
     }
 
-    pub fn record_failure(&self, key: &str, now: i64) {
+    pub async fn record_failure(&self, key: &str, now: i64) {
         // At the limit already: nothing more to count.
-        let _kept = self.reserve(key, now);
+        let _kept = self.reserve(key, now).await;
     }
 
     /// Forgets every failure of `key` (a success that proves the secret).
-    pub fn clear(&self, key: &str) {
+    pub async fn clear(&self, key: &str) {
         self.log.clear(&bounded(key));
     }
 }
@@ -177,14 +189,14 @@ fn bounded(key: &str) -> std::borrow::Cow<'_, str> {
 
 /// Reserves on every throttle in order; if one refuses, gives back the ones
 /// already reserved, so a refused request changes no counter.
-pub fn reserve_all(throttles: &[(&Throttle, &str)], now: i64) -> Result<Vec<Attempt>, i64> {
+pub async fn reserve_all(throttles: &[(&Throttle, &str)], now: i64) -> Result<Vec<Attempt>, i64> {
     let mut taken: Vec<Attempt> = Vec::with_capacity(throttles.len());
     for (i, (throttle, key)) in throttles.iter().enumerate() {
-        match throttle.reserve(key, now) {
+        match throttle.reserve(key, now).await {
             Ok(a) => taken.push(a),
             Err(retry) => {
                 for (t, a) in throttles.iter().zip(&taken).take(i) {
-                    t.0.release(a);
+                    t.0.release(a).await;
                 }
                 return Err(retry);
             }
@@ -210,79 +222,80 @@ pub fn address_key(ip: Option<IpAddr>) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_flood_of_other_keys_never_pushes_out_a_lockout() {
+    #[tokio::test]
+    async fn a_flood_of_other_keys_never_pushes_out_a_lockout() {
         let policy = Policy { max_failures: 2, window_secs: 900 };
         let t = Throttle::with_log(policy, Box::new(InProcess::new(4)));
         for _ in 0..2 {
-            let _failed = t.reserve("victim", 100).unwrap();
+            let _failed = t.reserve("victim", 100).await.unwrap();
         }
-        assert!(t.reserve("victim", 101).is_err());
+        assert!(t.reserve("victim", 101).await.is_err());
         // Checks that pass leave nothing behind; attempts that fail fill the log.
         for i in 0..1000 {
-            let _ = t.check(&format!("passing{i}"), 102);
-            let _ = t.reserve(&format!("flood{i}"), 102);
+            let _ = t.check(&format!("passing{i}"), 102).await;
+            let _ = t.reserve(&format!("flood{i}"), 102).await;
         }
-        assert!(t.reserve("victim", 103).is_err(), "the lockout survived the flood");
+        assert!(t.reserve("victim", 103).await.is_err(), "the lockout survived the flood");
         // A log full of lockouts never refuses a caller that has not failed.
         for i in 0..10 {
             for _ in 0..2 {
-                let _ = t.reserve(&format!("locked{i}"), 104);
+                let _ = t.reserve(&format!("locked{i}"), 104).await;
             }
         }
-        assert!(t.check("never-failed", 105).is_ok());
+        assert!(t.check("never-failed", 105).await.is_ok());
     }
 
-    #[test]
-    fn locks_after_the_limit_and_unlocks_when_the_window_passes() {
+    #[tokio::test]
+    async fn locks_after_the_limit_and_unlocks_when_the_window_passes() {
         let t = Throttle::new(Policy { max_failures: 3, window_secs: 60 });
         for i in 0..3 {
-            let _failed = t.reserve("k", 100 + i).unwrap();
+            let _failed = t.reserve("k", 100 + i).await.unwrap();
         }
-        assert_eq!(t.reserve("k", 110), Err(50));
-        assert!(t.reserve("other", 110).is_ok());
-        assert!(t.reserve("k", 161).is_ok());
-        t.clear("k");
-        assert!(t.reserve("k", 110).is_ok());
+        assert_eq!(t.reserve("k", 110).await, Err(50));
+        assert!(t.reserve("other", 110).await.is_ok());
+        assert!(t.reserve("k", 161).await.is_ok());
+        t.clear("k").await;
+        assert!(t.reserve("k", 110).await.is_ok());
     }
 
     #[test]
     fn concurrent_attempts_cannot_race_past_the_limit() {
-        let t = Throttle::new(Policy { max_failures: 5, window_secs: 900 });
+        let (log, policy) = (InProcess::new(MAX_KEYS), Policy { max_failures: 5, window_secs: 900 });
         let admitted = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..32).map(|_| s.spawn(|| t.reserve("victim@acme.test", 1_000).is_ok())).collect();
+            let handles: Vec<_> =
+                (0..32).map(|_| s.spawn(|| log.reserve("victim@acme.test", policy, 1_000).is_ok())).collect();
             handles.into_iter().map(|h| h.join().unwrap()).filter(|ok| *ok).count()
         });
         assert_eq!(admitted, 5, "exactly the limit, however many arrive at once");
     }
 
-    #[test]
-    fn a_success_gives_its_reservation_back_and_a_refusal_takes_none() {
+    #[tokio::test]
+    async fn a_success_gives_its_reservation_back_and_a_refusal_takes_none() {
         let t = Throttle::new(Policy { max_failures: 2, window_secs: 60 });
-        let ok = t.reserve("k", 10).unwrap();
-        t.release(&ok);
-        let _f1 = t.reserve("k", 11).unwrap();
-        let _f2 = t.reserve("k", 12).unwrap();
-        assert!(t.reserve("k", 13).is_err());
+        let ok = t.reserve("k", 10).await.unwrap();
+        t.release(&ok).await;
+        let _f1 = t.reserve("k", 11).await.unwrap();
+        let _f2 = t.reserve("k", 12).await.unwrap();
+        assert!(t.reserve("k", 13).await.is_err());
         let other = Throttle::new(Policy { max_failures: 1, window_secs: 60 });
-        let _blocked = other.reserve("ip", 10).unwrap();
+        let _blocked = other.reserve("ip", 10).await.unwrap();
         let free = Throttle::new(Policy { max_failures: 1, window_secs: 60 });
-        assert!(reserve_all(&[(&free, "acct"), (&other, "ip")], 11).is_err());
-        assert!(free.reserve("acct", 12).is_ok(), "the refused request left no reservation behind");
+        assert!(reserve_all(&[(&free, "acct"), (&other, "ip")], 11).await.is_err());
+        assert!(free.reserve("acct", 12).await.is_ok(), "the refused request left no reservation behind");
     }
 
-    #[test]
-    fn long_keys_are_stored_bounded_and_still_counted() {
+    #[tokio::test]
+    async fn long_keys_are_stored_bounded_and_still_counted() {
         let t = Throttle::new(Policy { max_failures: 1, window_secs: 60 });
         let long = "x".repeat(60_000);
-        let attempt = t.reserve(&long, 1).unwrap();
+        let attempt = t.reserve(&long, 1).await.unwrap();
         assert!(attempt.key.len() < 100);
-        assert!(t.reserve(&long, 2).is_err());
-        assert!(t.reserve(&"x".repeat(59_999), 2).is_ok());
+        assert!(t.reserve(&long, 2).await.is_err());
+        assert!(t.reserve(&"x".repeat(59_999), 2).await.is_ok());
     }
 
-    #[test]
-    fn addresses_count_ipv4_by_address_and_ipv6_by_64() {
+    #[tokio::test]
+    async fn addresses_count_ipv4_by_address_and_ipv6_by_64() {
         let key = |s: &str| address_key(Some(s.parse().unwrap()));
         assert_eq!(key("203.0.113.7"), "203.0.113.7");
         assert_ne!(key("203.0.113.7"), key("203.0.113.8"));
@@ -293,15 +306,15 @@ mod tests {
         assert_eq!(address_key(None), "unknown");
     }
 
-    #[test]
-    fn a_flood_of_other_keys_does_not_forget_an_active_one() {
+    #[tokio::test]
+    async fn a_flood_of_other_keys_does_not_forget_an_active_one() {
         let t = Throttle::with_log(Policy { max_failures: 2, window_secs: 900 }, Box::new(InProcess::new(50)));
-        let _a = t.reserve("victim", 1).unwrap();
-        let _b = t.reserve("victim", 2).unwrap();
+        let _a = t.reserve("victim", 1).await.unwrap();
+        let _b = t.reserve("victim", 2).await.unwrap();
         for i in 0..1_000 {
-            let _ = t.reserve(&format!("spray-{i}"), 3);
+            let _ = t.reserve(&format!("spray-{i}"), 3).await;
             if i % 10 == 0 {
-                assert!(t.reserve("victim", 3).is_err(), "still locked after {i} other keys");
+                assert!(t.reserve("victim", 3).await.is_err(), "still locked after {i} other keys");
             }
         }
     }

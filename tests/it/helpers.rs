@@ -205,6 +205,37 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<
     Some(serve(&data_dir, &database_url, extra).await)
 }
 
+/// The Redis of `LATCHKEY_TEST_REDIS_URL` and a prefix no other test uses, or
+/// `None` (skipped loudly; mandatory in CI).
+pub fn fresh_redis() -> Option<(String, String)> {
+    let Ok(url) = std::env::var("LATCHKEY_TEST_REDIS_URL") else {
+        if in_ci() {
+            panic!("LATCHKEY_TEST_REDIS_URL is not set: Redis tests are mandatory in CI");
+        }
+        skipped("Redis tests: set LATCHKEY_TEST_REDIS_URL=redis://127.0.0.1:6379/0 to run them");
+        return None;
+    };
+    Some((url, format!("latchkey-test-{}:", random_suffix())))
+}
+
+/// `n` instances of the server on one fresh PostgreSQL database, sharing one
+/// fresh Redis prefix (`None` when PostgreSQL or Redis is not configured).
+/// Each has its own caches, counters and workers, as separate processes would.
+pub async fn spawn_instances(n: usize, extra: &[(&str, &str)]) -> Option<Vec<TestApp>> {
+    init_test_log();
+    let database_url = fresh_postgres()?;
+    let (redis_url, prefix) = fresh_redis()?;
+    let mut settings = vec![("REDIS_URL", redis_url.as_str()), ("LATCHKEY_REDIS_PREFIX", prefix.as_str())];
+    settings.extend_from_slice(extra);
+    let mut apps = Vec::with_capacity(n);
+    for _ in 0..n {
+        let data_dir = std::env::temp_dir().join(format!("latchkey-test-{}", random_suffix()));
+        std::fs::create_dir_all(&data_dir).unwrap();
+        apps.push(serve(&data_dir, &database_url, &settings).await);
+    }
+    Some(apps)
+}
+
 /// A server on an existing database (e.g. a restored backup), with the test
 /// secret unless `extra` names another.
 pub async fn serve(data_dir: &Path, database_url: &str, extra: &[(&str, &str)]) -> TestApp {

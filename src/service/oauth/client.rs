@@ -153,13 +153,16 @@ impl<'a> Failures<'a> {
     }
 
     /// `Err(retry_after)` when the client or the address is locked out.
-    pub fn check(&self) -> Result<(), i64> {
-        self.throttles.iter().try_for_each(|(t, key)| t.check(key, self.at))
+    pub async fn check(&self) -> Result<(), i64> {
+        for (throttle, key) in &self.throttles {
+            throttle.check(key, self.at).await?;
+        }
+        Ok(())
     }
 
-    pub fn record(&self) {
+    pub async fn record(&self) {
         for (throttle, key) in &self.throttles {
-            throttle.record_failure(key, self.at);
+            throttle.record_failure(key, self.at).await;
         }
     }
 }

@@ -25,14 +25,14 @@ impl TokenService<'_> {
         let creds = ClientCredentials::of_request(call.basic, &call.form)?;
         let token = field(&call.form, "token");
         let failures = self.failures(&creds, call.ip);
-        failures.check().map_err(|retry_after| TokenError::SlowDown {
+        failures.check().await.map_err(|retry_after| TokenError::SlowDown {
             retry_after,
             description: "Too many failed requests: wait before trying again.",
         })?;
         let owned = self.owned(call.ip);
         let result = self.db.run(move |conn| revoke_for_client(conn, &owned, &creds, token)).await;
         if result.as_ref().is_err_and(|e| e.error == OAuthErrorCode::InvalidClient) {
-            failures.record();
+            failures.record().await;
         }
         if result?.is_some() {
             self.verifier.invalidate_tokens();

@@ -22,7 +22,7 @@ use crate::service::attempts::{Throttle, address_key};
 use crate::service::audit_gate::AuditGate;
 use crate::service::clock::Clock;
 use crate::service::crypto::{self, Keys};
-use crate::service::ratelimit::{self, Plan, RateCounter};
+use crate::service::ratelimit::{self, Limits, Plan};
 use crate::service::verify::Verifier;
 use crate::service::{Error, Result};
 use crate::store::models::OauthClient;
@@ -38,7 +38,7 @@ pub struct TokenService<'a> {
     /// Failed requests per client and address, and per address.
     pub throttles: (&'a Throttle, &'a Throttle),
     /// Tokens issued per client and address.
-    pub issuance: &'a dyn RateCounter,
+    pub issuance: &'a Limits,
     pub audit_gate: &'a Arc<AuditGate>,
     pub clock: &'a Clock,
     /// The plan of a team that has none.
@@ -113,33 +113,42 @@ impl TokenService<'_> {
     pub async fn token(&self, call: TokenCall) -> Result<TokenResponse, TokenError> {
         let creds = ClientCredentials::of_request(call.basic, &call.form)?;
         let failures = self.failures(&creds, call.ip);
-        failures.check().map_err(|retry_after| TokenError::SlowDown {
+        failures.check().await.map_err(|retry_after| TokenError::SlowDown {
             retry_after,
             description: "Too many failed token requests: wait before trying again.",
         })?;
-        let (client, limit) = self.authenticate(creds, call.ip).await.inspect_err(|e| failed(&failures, e))?;
+        let (client, limit) = match self.authenticate(creds, call.ip).await {
+            Ok(found) => found,
+            Err(e) => {
+                failed(&failures, &e).await;
+                return Err(e.into());
+            }
+        };
         // Per client and address: one user of a public app cannot use up the
         // allowance of everyone else (a server-side app calls from its own address).
         let (at_ms, issuance_key) = (self.clock.now_ms(), format!("{}|{}", client.id, address_key(call.ip)));
         if let Some(plan) = limit
-            && let Err((_, retry_after)) = self.issuance.hit(&issuance_key, plan, at_ms)
+            && let Err((_, retry_after)) = self.issuance.hit(&issuance_key, plan, at_ms).await
         {
             let description = "This client was issued too many tokens: wait before asking for more.";
             return Err(TokenError::SlowDown { retry_after, description });
         }
         let owned = self.owned(call.ip);
         let result = self.db.run(move |conn| run_grant(conn, &owned, &client, &call.form)).await;
-        result.map_err(|e| {
-            if limit.is_some() {
-                self.issuance.release(&issuance_key, at_ms);
+        match result {
+            Ok(issued) => Ok(issued),
+            Err(e) => {
+                if limit.is_some() {
+                    self.issuance.release(&issuance_key, at_ms).await;
+                }
+                failed(&failures, &e).await;
+                if e.error == OAuthErrorCode::InvalidGrant {
+                    // A reused code or refresh token may have revoked a grant here.
+                    self.verifier.invalidate_tokens();
+                }
+                Err(e.into())
             }
-            failed(&failures, &e);
-            if e.error == OAuthErrorCode::InvalidGrant {
-                // A reused code or refresh token may have revoked a grant here.
-                self.verifier.invalidate_tokens();
-            }
-            e.into()
-        })
+        }
     }
 
     /// The client (auditing a wrong secret) and its issuance limit.
@@ -160,9 +169,9 @@ impl TokenService<'_> {
 }
 
 /// Counts a failed request against the throttles (not our own failures).
-pub(super) fn failed(failures: &Failures<'_>, e: &OAuthError) {
+pub(super) async fn failed(failures: &Failures<'_>, e: &OAuthError) {
     if e.error != OAuthErrorCode::ServerError {
-        failures.record();
+        failures.record().await;
     }
 }
 
