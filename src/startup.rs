@@ -65,6 +65,10 @@ impl Application {
         }
         let server = serve(listener, state.clone())?;
         spawn_session_sweeper(state.db.clone());
+        let (db, verifier, redis) = (state.db.clone(), state.verifier.clone(), state.redis.clone());
+        tokio::spawn(crate::service::changes::follow(db, verifier.clone()));
+        tokio::spawn(crate::service::changes::publish(redis.clone(), verifier.clone()));
+        tokio::spawn(crate::service::changes::listen(redis, verifier));
         let flusher = UsageFlusher::new(state.clone());
         spawn_usage_flusher(flusher.clone(), state.config.usage_flush_seconds);
         Ok(Self { port, server, state, flusher })

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod attempts;
 pub mod audit;
 pub mod audit_gate;
+pub mod changes;
 pub mod clock;
 pub mod cluster;
 pub mod credentials;

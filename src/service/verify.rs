@@ -1,10 +1,17 @@
 //! Verification of a presented credential on every API request.
 //!
 //! Rules: a malformed key (shape or checksum) is refused before any database
-//! call; unknown, expired and revoked keys are indistinguishable to the caller;
-//! verified keys are cached for at most one second (so a revocation on another
-//! instance is effective within a second) and dropped at once when this
-//! instance changes them; nothing is written on the request path — usage and
+//! call; unknown, expired and revoked keys are indistinguishable to the caller.
+//! Verified credentials are cached and a change is effective on every instance
+//! within one second whatever happens: an entry is served past one second
+//! only while the change feed (`service::changes`) has been read successfully
+//! within the last second, *and* by a read that began after the entry was
+//! cached (so a read that raced with a change cannot outlive the next poll);
+//! otherwise it is read again. A change made here drops the entry at once and
+//! tells the other instances (which then read the feed at once); "unknown"
+//! answers live one second. While the database is unreachable, an entry known
+//! correct within [`STALE_WINDOW`] is served rather than failing the request.
+//! Nothing is written on the request path — usage and
 //! the audit of refused revoked credentials are buffered and flushed in
 //! batches, so a revoked key costs what an unknown one does. A flush that
 //! fails loses nothing: its batch goes back into the buffer (its counts added
@@ -40,7 +47,13 @@ use crate::domain::{AuditAction, TokenKind};
 use crate::store::models::ApiKey;
 use crate::store::{Db, StoreError};
 
+/// How long a cached answer is trusted without the change feed.
 const CACHE_TTL: Duration = Duration::from_secs(1);
+/// How long a cached credential is kept at most, the feed notwithstanding.
+const CACHE_MAX_AGE: Duration = Duration::from_secs(300);
+/// While the database is unreachable: how old the last proof that a cached
+/// credential is still right may be for it to be served.
+pub const STALE_WINDOW: Duration = Duration::from_secs(30);
 const CACHE_MAX: usize = 100_000;
 
 /// A verified credential.
@@ -67,9 +80,20 @@ pub enum Refusal {
 
 struct Cached {
     record: Option<Arc<Principal>>,
-    fetched: Instant,
+    /// When the database read began (the answer is as of then or later).
+    read_at: Instant,
+    /// When it entered the cache (a feed read that began later covers it).
+    cached_at: Instant,
     /// The access-token generation when it was read (see `invalidate_tokens`).
     tokens: u64,
+}
+
+/// What the cache holds for a hash.
+enum Hit {
+    Fresh(Option<Arc<Principal>>),
+    /// Past its bound, but known right within [`STALE_WINDOW`].
+    Stale(Arc<Principal>),
+    Miss,
 }
 
 #[derive(Default, Clone)]
@@ -116,6 +140,15 @@ pub struct Verifier {
     limiter: Limits,
     audit: Arc<AuditGate>,
     token_generation: AtomicU64,
+    /// The origin of `synced`.
+    epoch: Instant,
+    /// When the last successful read of the change feed began (nanoseconds
+    /// after `epoch`; 0: never).
+    synced: AtomicU64,
+    /// A change was made here (the publisher tells the other instances).
+    changed_here: tokio::sync::Notify,
+    /// Another instance announced a change (the feed follower reads now).
+    changed_elsewhere: tokio::sync::Notify,
 }
 
 impl Verifier {
@@ -129,25 +162,99 @@ impl Verifier {
             limiter,
             audit,
             token_generation: AtomicU64::new(0),
+            epoch: Instant::now(),
+            synced: AtomicU64::new(0),
+            changed_here: tokio::sync::Notify::new(),
+            changed_elsewhere: tokio::sync::Notify::new(),
         }
     }
 
-    /// A fresh cached answer for a key hash (marking it used), if any.
-    fn cached(&self, hash: &str) -> Option<Option<Arc<Principal>>> {
-        let generation = self.token_generation.load(Ordering::Acquire);
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh = |c: &&mut Cached| {
-            c.fetched.elapsed() < CACHE_TTL
-                && (c.tokens == generation || c.record.as_ref().is_none_or(|r| !r.is_access_token()))
-        };
-        cache.get_mut(hash).filter(fresh).map(|c| c.record.clone())
+    /// When the last successful feed read began, if one did.
+    fn synced_at(&self) -> Option<Instant> {
+        match self.synced.load(Ordering::Acquire) {
+            0 => None,
+            nanos => Some(self.epoch + Duration::from_nanos(nanos)),
+        }
     }
 
-    /// Caches an answer read while the token generation was `tokens`; when
-    /// full, the least-recently-used entry makes room.
-    fn remember(&self, hash: String, record: Option<Arc<Principal>>, tokens: u64) {
+    /// A feed read that began at `started` succeeded: every change committed
+    /// before then has been applied to the cache.
+    pub fn synced_from(&self, started: Instant) {
+        let nanos = u64::try_from(started.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
+        self.synced.fetch_max(nanos.max(1), Ordering::AcqRel);
+    }
+
+    /// What the cache holds for a key hash (marking it used).
+    fn cached(&self, hash: &str) -> Hit {
+        let generation = self.token_generation.load(Ordering::Acquire);
+        let (now, synced) = (Instant::now(), self.synced_at());
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.insert(hash, Cached { record, fetched: Instant::now(), tokens });
+        let Some(c) = cache.get_mut(hash) else { return Hit::Miss };
+        if c.tokens != generation && c.record.as_ref().is_some_and(|r| r.is_access_token()) {
+            return Hit::Miss;
+        }
+        let young = now.saturating_duration_since(c.read_at) < CACHE_TTL;
+        let Some(record) = c.record.clone() else {
+            return if young { Hit::Fresh(None) } else { Hit::Miss };
+        };
+        // The last moment this entry was known right: its read, or the start
+        // of a feed read that covered it.
+        let covered = synced.filter(|s| *s >= c.cached_at);
+        let known_right = covered.map_or(c.read_at, |s| s.max(c.read_at));
+        let since = now.saturating_duration_since(known_right);
+        if since < CACHE_TTL && now.saturating_duration_since(c.read_at) < CACHE_MAX_AGE {
+            Hit::Fresh(Some(record))
+        } else if since < STALE_WINDOW {
+            Hit::Stale(record)
+        } else {
+            Hit::Miss
+        }
+    }
+
+    /// Caches an answer whose read began at `read_at`, while the token
+    /// generation was `tokens`; when full, the least-recently-used entry
+    /// makes room.
+    fn remember(&self, hash: String, record: Option<Arc<Principal>>, read_at: Instant, tokens: u64) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.insert(hash, Cached { record, read_at, cached_at: Instant::now(), tokens });
+    }
+
+    /// Drops what the change feed names: keys and tokens by id, every
+    /// credential of a team, held by a user (a membership changed), or issued
+    /// to an OAuth app.
+    pub fn forget_changes(&self, changes: &[crate::store::models::Change]) {
+        if changes.is_empty() {
+            return;
+        }
+        let named = |kind: &str| -> std::collections::HashSet<&str> {
+            changes.iter().filter(|c| c.kind == kind).map(|c| c.object_id.as_str()).collect()
+        };
+        let (ids, teams, users, clients) = (named("key"), named("team"), named("user"), named("client"));
+        let tokens = named("token");
+        let hit = |r: &Principal| {
+            ids.contains(r.id())
+                || tokens.contains(r.id())
+                || r.team_id().is_some_and(|t| teams.contains(t.as_str()))
+                || r.holder().is_some_and(|u| users.contains(u.as_str()))
+                || matches!(r, Principal::AccessToken { client_id, .. } if clients.contains(client_id.as_str()))
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|_, c| c.record.as_deref().is_none_or(|r| !hit(r)));
+    }
+
+    /// Waits until this instance changes a credential (for the publisher).
+    pub async fn changed_here(&self) {
+        self.changed_here.notified().await;
+    }
+
+    /// Another instance announced a change: the feed follower reads at once.
+    pub fn announce_changed_elsewhere(&self) {
+        self.changed_elsewhere.notify_one();
+    }
+
+    /// Waits for an announced change, at most `wait`.
+    pub async fn changed_elsewhere(&self, wait: Duration) {
+        let _ = tokio::time::timeout(wait, self.changed_elsewhere.notified()).await;
     }
 
     /// The key behind a presented secret, from cache or database.
@@ -158,10 +265,14 @@ impl Verifier {
             return Ok(None);
         }
         let hash = hasher.token_hash(presented);
-        if let Some(record) = self.cached(&hash) {
-            return Ok(record);
-        }
-        let generation = self.token_generation.load(Ordering::Acquire);
+        let stale = match self.cached(&hash) {
+            Hit::Fresh(record) => return Ok(record),
+            // The database is out of reach: do not wait for it.
+            Hit::Stale(record) if db.is_unreachable() => return Ok(Some(record)),
+            Hit::Stale(record) => Some(record),
+            Hit::Miss => None,
+        };
+        let (generation, read_at) = (self.token_generation.load(Ordering::Acquire), Instant::now());
         let (prefix, plan, h) = (self.prefix.clone(), self.default_plan, hash.clone());
         let record = db
             .run(move |conn| {
@@ -171,10 +282,13 @@ impl Verifier {
                     principal::load_key(conn, &h, &prefix, plan)
                 }
             })
-            .await
-            .map_err(|e: StoreError| Refusal::Internal(anyhow::Error::new(e).context("loading a credential")))?
-            .map(Arc::new);
-        self.remember(hash, record.clone(), generation);
+            .await;
+        let record = match record {
+            Ok(record) => record.map(Arc::new),
+            Err(e) if e.is_unavailable() && stale.is_some() => return Ok(stale),
+            Err(e) => return Err(Refusal::Internal(anyhow::Error::new(e).context("loading a credential"))),
+        };
+        self.remember(hash, record.clone(), read_at, generation);
         Ok(record)
     }
 
@@ -214,15 +328,18 @@ impl Verifier {
         Ok(Verified { key: record, rate })
     }
 
-    /// Forgets a key at once (this instance changed it).
+    /// Forgets a key at once (this instance changed it) and tells the others.
     pub fn invalidate(&self, key_id: &str) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.retain(|_, c| c.record.as_ref().is_none_or(|r| r.id() != key_id));
+        self.changed_here.notify_one();
     }
 
-    /// Forgets everything cached (an OAuth grant was revoked here).
+    /// Forgets everything cached (an OAuth grant was revoked here) and tells
+    /// the others.
     pub fn invalidate_all(&self) {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.changed_here.notify_one();
     }
 
     /// Forgets every cached OAuth access token at once (a grant may have been
@@ -230,6 +347,7 @@ impl Verifier {
     /// anyone can make the token endpoint fail, so this must stay cheap.
     pub fn invalidate_tokens(&self) {
         self.token_generation.fetch_add(1, Ordering::AcqRel);
+        self.changed_here.notify_one();
     }
 
     /// Forgets cached "unknown" answers (a key was just created here).
@@ -354,7 +472,7 @@ mod tests {
         let grant = principal::Grant {
             team_id: Some("team_1".into()),
             team_name: None,
-            holder: None,
+            holder: Some("user_1".into()),
             role: None,
             scopes: Arc::from(Vec::new()),
             allowed: Vec::new(),
@@ -369,6 +487,18 @@ mod tests {
         })
     }
 
+    /// A fresh answer, if the cache holds one.
+    fn fresh(v: &Verifier, hash: &str) -> Option<Option<Arc<Principal>>> {
+        match v.cached(hash) {
+            Hit::Fresh(record) => Some(record),
+            _ => None,
+        }
+    }
+
+    fn remember(v: &Verifier, hash: &str, record: Option<Arc<Principal>>, tokens: u64) {
+        v.remember(hash.into(), record, Instant::now(), tokens);
+    }
+
     fn verifier(cache_max: usize) -> Verifier {
         let mut v = Verifier::new("lk", "free", Arc::new(AuditGate::default()), Limits::in_process("plan"));
         v.cache = Mutex::new(Lru::new(cache_max));
@@ -378,17 +508,17 @@ mod tests {
     #[test]
     fn a_flood_of_unknown_keys_never_empties_the_cache() {
         let v = verifier(100);
-        v.remember("in-use".into(), Some(record("key_1", "api", false)), 0);
+        remember(&v, "in-use", Some(record("key_1", "api", false)), 0);
         for i in 0..10_000 {
             // Well-formed unknown keys are cached as "unknown".
-            v.remember(format!("unknown-{i}"), None, 0);
+            remember(&v, &format!("unknown-{i}"), None, 0);
             if i % 25 == 0 {
-                let hit = v.cached("in-use").expect("still cached after the flood");
+                let hit = fresh(&v, "in-use").expect("still cached after the flood");
                 assert_eq!(hit.as_deref().map(Principal::id), Some("key_1"));
             }
         }
         assert_eq!(v.cache.lock().unwrap().len(), 100, "bounded, not cleared");
-        assert!(v.cached("unknown-0").is_none(), "the least recently used went");
+        assert!(fresh(&v, "unknown-0").is_none(), "the least recently used went");
     }
 
     #[test]
@@ -458,12 +588,71 @@ mod tests {
     #[test]
     fn invalidating_tokens_drops_cached_tokens_only() {
         let v = verifier(10);
-        v.remember("key".into(), Some(record("key_1", "api", false)), 0);
-        v.remember("token".into(), Some(record("tok_1", "oauth", false)), 0);
+        remember(&v, "key", Some(record("key_1", "api", false)), 0);
+        remember(&v, "token", Some(record("tok_1", "oauth", false)), 0);
         v.invalidate_tokens();
-        assert!(v.cached("key").is_some(), "API keys stay cached");
-        assert!(v.cached("token").is_none(), "access tokens are read again");
-        v.remember("token".into(), Some(record("tok_1", "oauth", false)), 1);
-        assert!(v.cached("token").is_some());
+        assert!(fresh(&v, "key").is_some(), "API keys stay cached");
+        assert!(fresh(&v, "token").is_none(), "access tokens are read again");
+        remember(&v, "token", Some(record("tok_1", "oauth", false)), 1);
+        assert!(fresh(&v, "token").is_some());
+    }
+
+    /// Moves an entry's read and caching back by `secs` (instead of waiting).
+    fn age(v: &Verifier, hash: &str, secs: u64) {
+        let mut cache = v.cache.lock().unwrap();
+        let c = cache.get_mut(hash).unwrap();
+        c.read_at -= Duration::from_secs(secs);
+        c.cached_at -= Duration::from_secs(secs);
+    }
+
+    #[test]
+    fn past_one_second_an_entry_is_served_only_while_a_feed_read_covers_it() {
+        let v = verifier(10);
+        remember(&v, "key", Some(record("key_1", "api", false)), 0);
+        remember(&v, "unknown", None, 0);
+        assert!(fresh(&v, "key").is_some(), "young entries need no feed");
+        age(&v, "key", 5);
+        age(&v, "unknown", 5);
+        assert!(matches!(v.cached("key"), Hit::Stale(_)), "no feed read: read again (or served stale in an outage)");
+        assert!(matches!(v.cached("unknown"), Hit::Miss), "unknown answers live one second");
+        // A feed read that began after the entry was cached covers it.
+        v.synced_from(Instant::now());
+        assert!(fresh(&v, "key").is_some());
+        // A feed read that began before the entry was cached does not: the
+        // read may have raced with a change the feed had already passed on.
+        v.cache.lock().unwrap().get_mut("key").unwrap().cached_at = Instant::now() + Duration::from_secs(1);
+        assert!(fresh(&v, "key").is_none());
+        // Past the stale window (and with no feed read since) an entry is never served.
+        let v2 = verifier(10);
+        remember(&v2, "old", Some(record("key_2", "api", false)), 0);
+        age(&v2, "old", STALE_WINDOW.as_secs() + 1);
+        assert!(matches!(v2.cached("old"), Hit::Miss));
+    }
+
+    #[test]
+    fn a_change_in_the_feed_drops_every_entry_it_names() {
+        use crate::store::models::Change;
+        let change = |kind: &str, id: &str| Change { seq: 1, kind: kind.into(), object_id: id.into(), at: 0 };
+        let fill = |v: &Verifier| {
+            remember(v, "key", Some(record("key_1", "api", false)), 0);
+            remember(v, "token", Some(record("tok_1", "oauth", false)), 0);
+        };
+        let v = verifier(10);
+        fill(&v);
+        v.forget_changes(&[change("key", "key_9"), change("team", "team_9"), change("user", "user_9")]);
+        assert!(fresh(&v, "key").is_some() && fresh(&v, "token").is_some(), "others' changes drop nothing");
+        for (kind, id, key_gone, token_gone) in [
+            ("key", "key_1", true, false),
+            ("token", "tok_1", false, true),
+            ("client", "app_1", false, true),
+            ("team", "team_1", true, true),
+            ("user", "user_1", true, true),
+        ] {
+            let v = verifier(10);
+            fill(&v);
+            v.forget_changes(&[change(kind, id)]);
+            assert_eq!(fresh(&v, "key").is_none(), key_gone, "{kind}");
+            assert_eq!(fresh(&v, "token").is_none(), token_gone, "{kind}");
+        }
     }
 }

@@ -178,6 +178,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    changes (seq) {
+        seq -> BigInt,
+        kind -> Text,
+        object_id -> Text,
+        at -> BigInt,
+    }
+}
+
 diesel::joinable!(oauth_consents -> oauth_clients (client_id));
 diesel::joinable!(memberships -> teams (team_id));
 diesel::joinable!(api_keys -> teams (team_id));
@@ -198,5 +207,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     oauth_clients,
     oauth_consents,
     oauth_codes,
-    oauth_tokens
+    oauth_tokens,
+    changes
 );

@@ -59,7 +59,7 @@ pub struct AppState {
     pub redis: Arc<Redis>,
     /// Events an unauthenticated caller can cause, summarised.
     pub audit_gate: Arc<AuditGate>,
-    pub verifier: Verifier,
+    pub verifier: Arc<Verifier>,
     /// The time every service sees (tests move it).
     pub clock: Clock,
 }
@@ -70,7 +70,7 @@ impl AppState {
         let keys = Keys::derive(config.secret_bytes());
         let audit_gate = Arc::new(AuditGate::default());
         let plans = Limits::new("plan", redis.clone());
-        let verifier = Verifier::new(&config.api_key_prefix, &config.default_plan, audit_gate.clone(), plans);
+        let verifier = Arc::new(Verifier::new(&config.api_key_prefix, &config.default_plan, audit_gate.clone(), plans));
         let throttle = |name, max_failures, minutes: i64| {
             Throttle::shared(name, Policy { max_failures, window_secs: minutes * 60 }, redis.clone())
         };

@@ -337,6 +337,12 @@ impl TestApp {
         }
     }
 
+    /// The same browser (cookie jar) talking to another instance `other`
+    /// (cookies are per host, not per port, as behind one load balancer).
+    pub fn on(&self, other: &TestApp) -> TestApp {
+        TestApp { client: self.client.clone(), setup_token: None, ..other.other_client() }
+    }
+
     /// The test's database, through the server's own pool (to check or
     /// arrange what is stored).
     pub fn db(&self) -> latchkey::store::Db {

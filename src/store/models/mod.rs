@@ -2,6 +2,7 @@
 
 mod api_key;
 mod audit;
+mod change;
 mod invite;
 mod oauth;
 mod recovery;
@@ -11,6 +12,7 @@ mod user;
 
 pub use api_key::{ApiKey, EXPIRING_SOON_SECS, StatusFilter};
 pub use audit::{ActionFilter, AuditEvent, AuditFilter, NewAuditEvent};
+pub use change::Change;
 pub use invite::Invite;
 pub use oauth::{OauthClient, OauthCode, OauthConsent, OauthToken};
 pub use recovery::RecoveryCode;

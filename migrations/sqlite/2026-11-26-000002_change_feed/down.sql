@@ -1,0 +1,12 @@
+DROP TRIGGER changes_api_keys_update;
+DROP TRIGGER changes_api_keys_delete;
+DROP TRIGGER changes_memberships_insert;
+DROP TRIGGER changes_memberships_update;
+DROP TRIGGER changes_memberships_delete;
+DROP TRIGGER changes_teams_update;
+DROP TRIGGER changes_teams_delete;
+DROP TRIGGER changes_oauth_tokens_update;
+DROP TRIGGER changes_oauth_tokens_delete;
+DROP TRIGGER changes_oauth_clients_update;
+DROP TRIGGER changes_oauth_clients_delete;
+DROP TABLE changes;

@@ -1,0 +1,156 @@
+//! Several instances keep the promises of one: a change made on one instance
+//! (a revoke, a membership removal) is seen on the others at once, through the
+//! change feed the database writes and the Redis channel that announces it.
+
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::api_keys::{api_delete, call, create_key};
+use crate::both;
+use crate::helpers::{TestApp, fresh_postgres, serve, spawn_instances};
+use latchkey::store::StoreError;
+use latchkey::store::models::Change;
+
+/// Polls `key` on `app` until it is refused; the time that took.
+async fn until_refused(app: &TestApp, key: &str, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if call(app, "/api/v1/auth/test", key).await.status() == StatusCode::UNAUTHORIZED {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_revoke_on_one_instance_is_a_401_on_the_other_within_50_ms() {
+    let Some(apps) = spawn_instances(2, &[("LATCHKEY_DEFAULT_PLAN", "unlimited")]).await else { return };
+    let (a, b) = (&apps[0], &apps[1]);
+    a.owner_session().await;
+    let mut delays = Vec::new();
+    for i in 0..5 {
+        let created = create_key(a, json!({"name": format!("k{i}"), "scopes": ["messages:send"]})).await;
+        let (id, key) = (created["id"].as_str().unwrap(), created["key"].as_str().unwrap());
+        // B verifies it, and caches it.
+        assert_eq!(call(b, "/api/v1/auth/test", key).await.status(), StatusCode::OK);
+        assert_eq!(call(b, "/api/v1/auth/test", key).await.status(), StatusCode::OK);
+        assert!(api_delete(a, &format!("/api/v1/api-keys/{id}")).await.status().is_success());
+        let revoked = Instant::now();
+        // The first request B gets 50 ms after the revoke is refused.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(call(b, "/api/v1/auth/test", key).await.status(), StatusCode::UNAUTHORIZED, "try {i}");
+        delays.push(revoked.elapsed());
+    }
+    // How long it really takes (for the reader of the test's output).
+    let created = create_key(a, json!({"name": "timed", "scopes": ["messages:send"]})).await;
+    let (id, key) = (created["id"].as_str().unwrap(), created["key"].as_str().unwrap());
+    assert_eq!(call(b, "/api/v1/auth/test", key).await.status(), StatusCode::OK);
+    assert!(api_delete(a, &format!("/api/v1/api-keys/{id}")).await.status().is_success());
+    let seen = until_refused(b, key, Duration::from_secs(2)).await.expect("refused on B");
+    println!("revocation seen on the other instance after {} ms", seen.as_millis());
+}
+
+#[tokio::test]
+async fn without_redis_a_revoke_reaches_the_other_instance_within_a_second() {
+    let Some(url) = fresh_postgres() else { return };
+    let dir = |n: &str| {
+        let d = std::env::temp_dir().join(format!("latchkey-test-noredis-{n}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let settings = [("LATCHKEY_DEFAULT_PLAN", "unlimited")];
+    let a = serve(&dir(&format!("a{}", url.len())), &url, &settings).await;
+    let b = serve(&dir(&format!("b{}", url.len())), &url, &settings).await;
+    a.owner_session().await;
+    let created = create_key(&a, json!({"name": "k", "scopes": ["messages:send"]})).await;
+    let (id, key) = (created["id"].as_str().unwrap(), created["key"].as_str().unwrap());
+    assert_eq!(call(&b, "/api/v1/auth/test", key).await.status(), StatusCode::OK);
+    assert!(api_delete(&a, &format!("/api/v1/api-keys/{id}")).await.status().is_success());
+    let seen = until_refused(&b, key, Duration::from_millis(1500)).await;
+    assert!(seen.is_some(), "the change feed bounds the delay at one second");
+}
+
+#[tokio::test]
+async fn a_membership_removal_on_one_instance_ends_the_session_on_the_other() {
+    let Some(apps) = spawn_instances(2, &[]).await else { return };
+    let (a, b) = (&apps[0], &apps[1]);
+    a.owner_session().await;
+    let dev = crate::accounts::member(a, "dev@acme.test", "developer").await;
+    let dev_on_b = dev.on(b);
+    assert_eq!(dev_on_b.get("/settings/team").await.status(), StatusCode::OK, "signed in on B too");
+    let id = crate::accounts::member_id(&a.get_html("/settings/team").await, "dev@acme.test");
+    let res = a.post_form("/settings/team", &format!("/settings/team/members/{id}/remove"), &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let after = dev_on_b.get("/settings/team").await;
+    assert_eq!(after.status(), StatusCode::SEE_OTHER, "signed out on the other instance at its next request");
+}
+
+/// Runs SQL on the test database.
+fn sql(app: &TestApp, statements: &str) {
+    let s = statements.to_owned();
+    app.db().run_sync(move |c| c.batch_execute(&s).map_err(StoreError::from)).unwrap();
+}
+
+fn latest_change(app: &TestApp) -> i64 {
+    app.db().run_sync(Change::latest).unwrap()
+}
+
+async fn a_change_made_by_hand_in_the_database_reaches_the_cache(app: TestApp) {
+    app.owner_session().await;
+    let created = create_key(&app, json!({"name": "k", "scopes": ["messages:send"]})).await;
+    let (id, key) = (created["id"].as_str().unwrap(), created["key"].as_str().unwrap());
+    assert_eq!(call(&app, "/api/v1/auth/test", key).await.status(), StatusCode::OK);
+    let before = latest_change(&app);
+    // The usage flush is bookkeeping, not a change.
+    app.flush_usage().await;
+    assert_eq!(latest_change(&app), before, "usage writes nothing to the feed");
+    sql(&app, &format!("UPDATE api_keys SET revoked_at = 1 WHERE id = '{id}'"));
+    assert!(latest_change(&app) > before, "the trigger wrote the change");
+    assert!(until_refused(&app, key, Duration::from_millis(1500)).await.is_some());
+}
+both!(a_change_made_by_hand_in_the_database_reaches_the_cache);
+
+/// Every column of the tables a cached verification reads is a change when
+/// updated, except the usage bookkeeping: a column added later and missing
+/// from the SQLite triggers' `UPDATE OF` lists fails here (PostgreSQL's
+/// trigger compares whole rows, so it needs no list).
+#[tokio::test]
+async fn every_column_but_usage_bookkeeping_is_a_change() {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Column {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let Some(app) = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await else { return };
+    // One row in each table (foreign keys off for the hand-made token only).
+    crate::helpers::service_key(&app, &["introspect"]);
+    sql(
+        &app,
+        "PRAGMA foreign_keys = OFF;
+         INSERT INTO oauth_tokens (id, token_hash, kind, client_id, user_id, team_id, scopes, grant_id, created_at, expires_at)
+         VALUES ('tok_probe', 'h', 'access', 'app_x', NULL, 'team_x', '', 'g', 0, 1);
+         PRAGMA foreign_keys = ON;",
+    );
+    for (table, bookkeeping) in [("api_keys", "last_used_at"), ("oauth_tokens", "used_at")] {
+        let query = format!("SELECT name FROM pragma_table_info('{table}')");
+        let columns: Vec<Column> =
+            app.db().run_sync(move |c| diesel::sql_query(query).load(c).map_err(StoreError::from)).unwrap();
+        assert!(columns.len() > 5, "{table} has columns");
+        for column in columns.iter().map(|c| c.name.as_str()).filter(|c| *c != "id") {
+            let before = latest_change(&app);
+            sql(
+                &app,
+                &format!(
+                    "PRAGMA foreign_keys = OFF; UPDATE {table} SET {column} = {column}; PRAGMA foreign_keys = ON;"
+                ),
+            );
+            let noted = latest_change(&app) > before;
+            assert_eq!(noted, column != bookkeeping, "{table}.{column}: a change unless it is {bookkeeping}");
+        }
+    }
+}
