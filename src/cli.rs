@@ -1,5 +1,5 @@
 //! Operator commands: `migrate`, `user create`, `user reset-totp`,
-//! `service-key create`, `team set-plan` and `backup`. Passwords come from
+//! `service-key create`, `team set-plan`, `backup` and `copy-data`. Passwords come from
 //! standard input, never arguments. A command that refuses before doing
 //! anything fails with [`Refused`] (exit code 2, as a configuration error).
 
@@ -41,6 +41,15 @@ pub enum Command {
         /// The snapshot file to create; an existing file is never overwritten.
         #[arg(long)]
         to: PathBuf,
+    },
+    /// Copy every table of the SQLite database into an empty PostgreSQL
+    /// database (migrated first), in one consistent pass, while the server
+    /// may keep serving; then serve from PostgreSQL with the same secret.
+    #[command(name = "copy-data")]
+    CopyData {
+        /// The target database: postgres://user[:password]@host[:port]/dbname.
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -107,6 +116,9 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<()> {
     if let Command::Backup { to } = &command {
         return backup(&config.database, to);
     }
+    if let Command::CopyData { to } = &command {
+        return copy_data(&config.database, to);
+    }
     let mut conn = store::connect_once(&config.database)?;
     let result = execute(command, config, &mut conn);
     drop(conn);
@@ -117,6 +129,7 @@ fn execute(command: Command, config: &Config, conn: &mut DbConn) -> anyhow::Resu
     match command {
         Command::Serve => anyhow::bail!("serve is not a one-shot command"),
         Command::Backup { .. } => anyhow::bail!("backup opens its own connection"),
+        Command::CopyData { .. } => anyhow::bail!("copy-data opens its own connections"),
         Command::Migrate => {
             println!("migrations applied");
             Ok(())
@@ -240,6 +253,118 @@ fn write_snapshot(database: &DatabaseUrl, target: &str, path: &Path) -> anyhow::
     Ok(size)
 }
 
+/// `latchkey copy-data --to postgres://…`: checks both databases, copies
+/// (`store::copy`), and prints the rows per table and the next step. The
+/// target's password is never printed.
+fn copy_data(database: &DatabaseUrl, to: &str) -> anyhow::Result<()> {
+    let source = match database {
+        DatabaseUrl::Sqlite(path) => path,
+        DatabaseUrl::Postgres(_) => {
+            return Err(Refused(
+                "copy-data copies a SQLite database (DATABASE_URL) into PostgreSQL, and this configuration \
+                 already uses PostgreSQL: to move between PostgreSQL servers use pg_dump and pg_restore"
+                    .into(),
+            )
+            .into());
+        }
+    };
+    let target = match DatabaseUrl::parse(to) {
+        Ok(DatabaseUrl::Postgres(url)) => url,
+        _ => return Err(Refused("--to must be a PostgreSQL URL (postgres://user@host/dbname)".into()).into()),
+    };
+    if !source.is_file() {
+        return Err(Refused(format!(
+            "no SQLite database at {}: nothing to copy (check DATABASE_URL or LATCHKEY_DATA_DIR)",
+            source.display()
+        ))
+        .into());
+    }
+    let shown = redact_url(&target);
+    let mut from = store::connect_as_is(database).context("opening the SQLite database")?;
+    let DbConn::Sqlite(sqlite) = &mut from else { anyhow::bail!("copy-data needs a SQLite source") };
+    store::copy::check_source_version(sqlite).map_err(copy_error)?;
+    let mut to_conn = store::connect_once(&DatabaseUrl::Postgres(target))
+        .with_context(|| format!("connecting to and migrating the target {shown}"))?;
+    let DbConn::Pg(pg) = &mut to_conn else { anyhow::bail!("copy-data needs a PostgreSQL target") };
+    let report = store::copy::copy(sqlite, pg).map_err(copy_error)?;
+    drop((from, to_conn));
+    print_report(&report, source, &shown);
+    Ok(())
+}
+
+fn copy_error(e: store::copy::CopyError) -> anyhow::Error {
+    match e {
+        store::copy::CopyError::Refused(m) => Refused(m).into(),
+        other => anyhow::Error::new(other).context("the copy failed and was rolled back: nothing was written"),
+    }
+}
+
+fn print_report(report: &store::copy::Report, source: &Path, target: &str) {
+    println!("copied {} into {target} (one transaction):", source.display());
+    println!("  {:<16} {:>10}", "table", "rows");
+    for (table, rows) in &report.tables {
+        println!("  {table:<16} {rows:>10}");
+    }
+    println!("  {:<16} {:>10}", "total", report.tables.iter().map(|(_, n)| n).sum::<i64>());
+    for (column, last) in &report.sequences {
+        println!("sequence of {column} set to {last}: new rows continue after the copied ones");
+    }
+    println!(
+        "row counts verified (SQLite snapshot = inserted = PostgreSQL). Next: stop the SQLite server and start \
+         latchkey with DATABASE_URL={target} (your --to URL) and the same server secret (LATCHKEY_SECRET, \
+         or the `secret` file of LATCHKEY_DATA_DIR)"
+    );
+}
+
+/// The URL with its password (in the user part or a `password=` parameter)
+/// replaced by `***`.
+fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, tail) = rest.find(['/', '?']).map_or((rest, ""), |i| rest.split_at(i));
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let (path, query) = tail.split_once('?').map_or((tail, None), |(p, q)| (p, Some(q)));
+    let query = query.map(|q| {
+        q.split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    });
+    match query {
+        Some(q) => format!("{scheme}://{authority}{path}?{q}"),
+        None => format!("{scheme}://{authority}{path}"),
+    }
+}
+
 fn describe(errors: &service::FieldErrors) -> String {
     errors.0.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn a_printed_url_never_shows_its_password() {
+        assert_eq!(
+            redact_url("postgres://app:s3cr@t@db.internal:5432/latchkey"),
+            "postgres://app:***@db.internal:5432/latchkey"
+        );
+        assert_eq!(
+            redact_url("postgres://app@db/latchkey?sslmode=require"),
+            "postgres://app@db/latchkey?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgresql://db/latchkey?user=app&password=hunter2&sslmode=disable"),
+            "postgresql://db/latchkey?user=app&password=***&sslmode=disable"
+        );
+    }
 }

@@ -11,6 +11,7 @@
 //! `database is locked` whatever the busy timeout), so a busy database makes
 //! a request wait, never fail.
 
+pub mod copy;
 pub mod models;
 pub mod schema;
 

@@ -9,6 +9,7 @@ mod webdriver;
 pub mod accounts;
 pub mod api_keys;
 mod browser;
+mod copy_data;
 mod login;
 pub mod oauth;
 mod platform;
