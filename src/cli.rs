@@ -37,6 +37,9 @@ pub enum Command {
     ServiceKey(ServiceKeyCommand),
     /// Write a consistent snapshot of the SQLite database to a new file,
     /// while the server keeps serving (on PostgreSQL, use pg_dump).
+    /// Print what this configuration connects to (database, Redis, the
+    /// change channel) and whether each part answers; exit 1 if one does not.
+    Doctor,
     Backup {
         /// The snapshot file to create; an existing file is never overwritten.
         #[arg(long)]
@@ -113,6 +116,12 @@ pub enum UserCommand {
 /// Runs a one-shot command on one direct connection (no pool, no threads),
 /// closed before returning, so the process exits cleanly on every database.
 pub fn run(command: Command, config: &Config) -> anyhow::Result<()> {
+    if let Command::Doctor = &command {
+        return match crate::doctor::run(config)? {
+            true => Ok(()),
+            false => anyhow::bail!("a configured part does not answer (see above)"),
+        };
+    }
     if let Command::Backup { to } = &command {
         return backup(&config.database, to);
     }
@@ -129,6 +138,7 @@ fn execute(command: Command, config: &Config, conn: &mut DbConn) -> anyhow::Resu
     match command {
         Command::Serve => anyhow::bail!("serve is not a one-shot command"),
         Command::Backup { .. } => anyhow::bail!("backup opens its own connection"),
+        Command::Doctor => anyhow::bail!("doctor opens its own connections"),
         Command::CopyData { .. } => anyhow::bail!("copy-data opens its own connections"),
         Command::Migrate => {
             println!("migrations applied");
@@ -318,7 +328,7 @@ fn print_report(report: &store::copy::Report, source: &Path, target: &str) {
 
 /// The URL with its password (in the user part or a `password=` parameter)
 /// replaced by `***`.
-fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let (authority, tail) = rest.find(['/', '?']).map_or((rest, ""), |i| rest.split_at(i));
     let authority = match authority.rsplit_once('@') {

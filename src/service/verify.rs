@@ -177,6 +177,11 @@ impl Verifier {
         }
     }
 
+    /// How long ago the last successful read of the change feed began.
+    pub fn feed_read_ago(&self) -> Option<Duration> {
+        self.synced_at().map(|s| s.elapsed())
+    }
+
     /// A feed read that began at `started` succeeded: every change committed
     /// before then has been applied to the cache.
     pub fn synced_from(&self, started: Instant) {

@@ -217,24 +217,37 @@ pub fn run_migrations(conn: &mut DbConn) -> Result<(), StoreError> {
     result.map_err(|e| StoreError::Migration(e.to_string()))
 }
 
-/// Whether every embedded PostgreSQL migration is recorded as applied (read
-/// only: diesel's own check first creates its bookkeeping table, which needs
-/// the CREATE privilege).
+/// The versions of migrations recorded as applied (read only: diesel's own
+/// check first creates its bookkeeping table, which needs the CREATE privilege).
+#[derive(QueryableByName)]
+struct Applied {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    version: String,
+}
+
+const APPLIED: &str = "SELECT version FROM __diesel_schema_migrations";
+
+/// Whether every embedded PostgreSQL migration is recorded as applied.
 fn pg_up_to_date(conn: &mut PgConnection) -> bool {
     use diesel::migration::MigrationSource;
-    #[derive(QueryableByName)]
-    struct Applied {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        version: String,
-    }
-    let Ok(applied) = diesel::sql_query("SELECT version FROM __diesel_schema_migrations").load::<Applied>(conn) else {
-        return false;
-    };
+    let Ok(applied) = diesel::sql_query(APPLIED).load::<Applied>(conn) else { return false };
     let Ok(embedded) = MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES_MIGRATIONS) else { return false };
-    embedded.iter().all(|m| {
-        let version = m.name().version().to_string();
-        applied.iter().any(|a| a.version == version)
-    })
+    embedded.iter().all(|m| applied.iter().any(|a| a.version == m.name().version().to_string()))
+}
+
+/// Whether every migration this binary carries is applied (read only).
+pub fn migrations_up_to_date(conn: &mut DbConn) -> bool {
+    use diesel::migration::MigrationSource;
+    match conn {
+        DbConn::Pg(c) => pg_up_to_date(c),
+        DbConn::Sqlite(c) => {
+            let Ok(applied) = diesel::sql_query(APPLIED).load::<Applied>(c) else { return false };
+            let Ok(embedded) = MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS) else {
+                return false;
+            };
+            embedded.iter().all(|m| applied.iter().any(|a| a.version == m.name().version().to_string()))
+        }
+    }
 }
 
 /// Writes a consistent snapshot of the database to `target`, a file that

@@ -1,8 +1,9 @@
 //! Liveness and readiness probes.
 //!
 //! Rules: liveness never touches the database; readiness is
-//! `service::health`'s, and a failure is logged with its cause and answered
-//! 503 in plain text.
+//! `service::health`'s (200 when the database answers, else 503), with one
+//! line of detail per part (database, Redis, change feed); a failure is
+//! logged with its cause.
 
 use actix_web::HttpResponse;
 
@@ -14,13 +15,15 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
-/// The database answers.
+/// The database answers (and how Redis and the change feed are doing).
 pub async fn readyz(state: State) -> HttpResponse {
-    match health::database_answers(&state.db).await {
-        Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready"),
+    let readiness = health::readiness(&state.db, &state.redis, &state.verifier).await;
+    let body = readiness.detail();
+    match &readiness.database {
+        Ok(()) => HttpResponse::Ok().content_type("text/plain").body(body),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            HttpResponse::ServiceUnavailable().content_type("text/plain").body("database unavailable")
+            HttpResponse::ServiceUnavailable().content_type("text/plain").body(body)
         }
     }
 }

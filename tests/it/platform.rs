@@ -131,7 +131,14 @@ both!(a_failed_usage_flush_keeps_its_counts_for_the_next);
 
 async fn health_and_readiness_probes_answer(app: TestApp) {
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
-    assert_eq!(app.get("/readyz").await.text().await.unwrap(), "ready");
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    let detail = ready.text().await.unwrap();
+    let lines: Vec<&str> = detail.lines().collect();
+    assert_eq!(lines[0], "ready", "{detail}");
+    assert_eq!(lines[1], "database: ok");
+    assert!(lines[2].starts_with("redis: off"), "no REDIS_URL: {detail}");
+    assert!(lines[3].starts_with("change feed: "), "{detail}");
 }
 both!(health_and_readiness_probes_answer);
 
