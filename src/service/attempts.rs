@@ -8,14 +8,35 @@
 //! gives it back too (the token endpoint, which guards no guessable secret,
 //! checks first and counts failures after: see [`Throttle::check`]).
 //! Per-address keys count an IPv6 client by its /64 (one
-//! host owns a whole /64) and an IPv4 client by its address. Counters live in
-//! process behind [`AttemptLog`], which a shared (Redis) store can implement;
-//! their memory is bounded by least-recently-used eviction, never cleared.
+//! host owns a whole /64) and an IPv4 client by its address.
+//!
+//! Where attempts are counted: in Redis when it is configured and answers,
+//! so every instance shares one count per key (a sorted set
+//! `{prefix}at:{throttle}:{sha256(key)}` of attempt times, scored by the
+//! service clock; a Lua script forgets the expired ones, checks the limit and
+//! records the attempt in one atomic step, and the set expires with its
+//! window). When Redis is not configured, known down, or a call fails, that
+//! operation uses the in-process [`AttemptLog`] instead: every instance still
+//! throttles on its own (fail safe), and the shared count resumes by itself
+//! when Redis answers again. An [`Attempt`] remembers where it was counted,
+//! so it is given back there; one counted in Redis that cannot be given back
+//! (Redis went down in between) stays as a failure until its window passes.
+//! A success clears the key in both places.
+//!
+//! Bound: while Redis answers, at most `max_failures` per window for a key
+//! across all instances; during an outage, at most `max_failures` per
+//! instance; across the start or end of an outage, the in-process and shared
+//! counts add up (at most `(instances + 1) × max_failures` in one window).
+//! In-process memory is bounded by least-recently-used eviction, never
+//! cleared; Redis memory by the window (every set expires with it) and by
+//! `max_failures` members per set.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use redis::Script;
 
 use super::cluster::Redis;
 use super::lru::Lru;
@@ -32,9 +53,20 @@ pub struct Policy {
 pub struct Attempt {
     pub key: String,
     pub id: u64,
+    /// Where it was counted (and so where it is given back).
+    pub place: Place,
 }
 
-/// Where attempts are counted: in process here; a shared store later.
+/// Where an attempt was counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// The in-process log of this instance.
+    Local,
+    /// Redis, shared by every instance.
+    Shared,
+}
+
+/// An attempt log of one process (the fallback when Redis does not answer).
 pub trait AttemptLog: Send + Sync {
     /// Atomically forgets attempts older than the window and, unless the key
     /// already holds `max_failures`, records one at `now`. `Err` is the
@@ -87,7 +119,7 @@ impl AttemptLog for InProcess {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         times.push_back((now, id));
-        Ok(Attempt { key, id })
+        Ok(Attempt { key, id, place: Place::Local })
     }
 
     fn check(&self, key: &str, policy: Policy, now: i64) -> Result<(), i64> {
@@ -125,7 +157,44 @@ pub struct Throttle {
     shared: Arc<Redis>,
     /// Names this throttle in Redis keys (`login_account`, …).
     name: &'static str,
+    /// Makes this process's Redis members unique among instances.
+    instance: u64,
+    next_id: AtomicU64,
 }
+
+/// Forgets the attempts that left the window, then records one unless the
+/// key is at its limit. KEYS[1]: the set. ARGV: now, cutoff (now − window:
+/// attempts at or before it are forgotten), window (seconds), max, member.
+/// Returns 0 when recorded, else the seconds until the oldest attempt leaves
+/// the window (at least 1, at most the window, whatever the clocks of the
+/// instances that recorded it).
+const RESERVE_LUA: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+local window = tonumber(ARGV[3])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  local retry = tonumber(oldest[2]) + window - tonumber(ARGV[1])
+  return math.max(1, math.min(retry, window))
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[1], window * 1000)
+return 0
+";
+
+/// Like [`RESERVE_LUA`] without writing anything: 0 when below the limit.
+/// ARGV: now, cutoff, window, max.
+const CHECK_LUA: &str = r"
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[2], '+inf', 'WITHSCORES')
+local window = tonumber(ARGV[3])
+if #live / 2 >= tonumber(ARGV[4]) then
+  local retry = tonumber(live[2]) + window - tonumber(ARGV[1])
+  return math.max(1, math.min(retry, window))
+end
+return 0
+";
+
+static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(RESERVE_LUA));
+static CHECK: LazyLock<Script> = LazyLock::new(|| Script::new(CHECK_LUA));
 
 impl Throttle {
     /// Counted in process only.
@@ -134,7 +203,14 @@ impl Throttle {
     }
 
     pub fn with_log(policy: Policy, log: Box<dyn AttemptLog>) -> Self {
-        Self { policy, log, shared: Arc::new(Redis::off()), name: "local" }
+        Self {
+            policy,
+            log,
+            shared: Arc::new(Redis::off()),
+            name: "local",
+            instance: instance_nonce(),
+            next_id: AtomicU64::new(1),
+        }
     }
 
     /// Counted in `shared` (every instance together) while it answers.
@@ -145,13 +221,39 @@ impl Throttle {
     /// Reserves an attempt for `key`, or `Err(retry_after_secs)` when the key
     /// is at its limit at `now`.
     pub async fn reserve(&self, key: &str, now: i64) -> Result<Attempt, i64> {
-        let _ = (&self.shared, self.name);
-        self.log.reserve(&bounded(key), self.policy, now)
+        let key = bounded(key);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (set, member, args) = (self.set_name(&key), self.member(id), self.script_args(now));
+        let answer = self
+            .shared
+            .call("throttle reserve", move |mut conn| async move {
+                let mut call = RESERVE.key(set);
+                call.arg(&args[..]).arg(member);
+                call.invoke_async::<i64>(&mut conn).await
+            })
+            .await;
+        match answer {
+            Some(0) => Ok(Attempt { key: key.into_owned(), id, place: Place::Shared }),
+            Some(retry_after) => Err(retry_after),
+            None => self.log.reserve(&key, self.policy, now),
+        }
     }
 
     /// The attempt did not fail (or was refused for another reason).
     pub async fn release(&self, attempt: &Attempt) {
-        self.log.release(attempt);
+        match attempt.place {
+            Place::Local => self.log.release(attempt),
+            Place::Shared => {
+                let (set, member) = (self.set_name(&attempt.key), self.member(attempt.id));
+                // Unanswered, the attempt stays a failure until its window passes.
+                let _given_back = self
+                    .shared
+                    .call("throttle release", move |mut conn| async move {
+                        redis::cmd("ZREM").arg(set).arg(member).query_async::<i64>(&mut conn).await
+                    })
+                    .await;
+            }
+        }
     }
 
     /// Whether `key` is below its limit, without reserving: for endpoints
@@ -159,11 +261,22 @@ impl Throttle {
     /// client secrets are 128 bits or more), where a client's concurrent
     /// requests must not count as failures while in flight. Failures are
     /// recorded afterwards with [`record_failure`](Self::record_failure).
-    /// Whether `key` is locked now. A probe: a key with no failures is not
-    /// looked up in a way that could take room (a full log of lockouts never
-    /// refuses callers that have not failed).
+    /// A probe: it writes nothing, in Redis or in process (a full log of
+    /// lockouts never refuses callers that have not failed).
     pub async fn check(&self, key: &str, now: i64) -> Result<(), i64> {
-        self.log.check(&bounded(key), self.policy, now)
+        let key = bounded(key);
+        let (set, args) = (self.set_name(&key), self.script_args(now));
+        let answer = self
+            .shared
+            .call("throttle check", move |mut conn| async move {
+                CHECK.key(set).arg(&args[..]).invoke_async::<i64>(&mut conn).await
+            })
+            .await;
+        match answer {
+            Some(0) => Ok(()),
+            Some(retry_after) => Err(retry_after),
+            None => self.log.check(&key, self.policy, now),
+        }
     }
 
     pub async fn record_failure(&self, key: &str, now: i64) {
@@ -171,10 +284,51 @@ impl Throttle {
         let _kept = self.reserve(key, now).await;
     }
 
-    /// Forgets every failure of `key` (a success that proves the secret).
+    /// Forgets every failure of `key` (a success that proves the secret), in
+    /// process and in Redis (unanswered, the shared failures stay until their
+    /// window passes).
     pub async fn clear(&self, key: &str) {
-        self.log.clear(&bounded(key));
+        let key = bounded(key);
+        self.log.clear(&key);
+        let set = self.set_name(&key);
+        let _cleared = self
+            .shared
+            .call("throttle clear", move |mut conn| async move {
+                redis::cmd("DEL").arg(set).query_async::<i64>(&mut conn).await
+            })
+            .await;
     }
+
+    /// The Redis set of `key`: the key is hashed, so whatever a client typed
+    /// cannot reach outside this throttle's namespace (and no email is
+    /// written to Redis in the clear).
+    fn set_name(&self, key: &str) -> String {
+        use sha2::{Digest, Sha256};
+        self.shared.key(&format!("at:{}:{}", self.name, hex::encode(Sha256::digest(key.as_bytes()))))
+    }
+
+    /// A member no other attempt of any instance uses.
+    fn member(&self, id: u64) -> String {
+        format!("{:016x}-{id:x}", self.instance)
+    }
+
+    /// ARGV now, cutoff, window, max of the scripts.
+    fn script_args(&self, now: i64) -> [i64; 4] {
+        let max = i64::try_from(self.policy.max_failures).unwrap_or(i64::MAX);
+        [now, now - self.policy.window_secs, self.policy.window_secs, max]
+    }
+}
+
+/// 64 random bits naming this process's attempts in Redis (from the clock
+/// and the process id should the system's randomness fail: still unique
+/// among live instances in practice).
+fn instance_nonce() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos() & u128::from(u64::MAX)).unwrap_or(0));
+        nanos ^ (u64::from(std::process::id()) << 32)
+    })
 }
 
 /// Keys are whatever a client typed (an email, a client id): a long one is
@@ -317,5 +471,70 @@ mod tests {
                 assert!(t.reserve("victim", 3).await.is_err(), "still locked after {i} other keys");
             }
         }
+    }
+
+    /// Two handles on the Redis of `LATCHKEY_TEST_REDIS_URL` under one fresh
+    /// prefix (two instances), or `None`: these tests then only say so.
+    fn two_instances() -> Option<(Arc<Redis>, Arc<Redis>)> {
+        let Ok(url) = std::env::var("LATCHKEY_TEST_REDIS_URL") else {
+            eprintln!("SKIPPED: set LATCHKEY_TEST_REDIS_URL to test the shared throttle");
+            return None;
+        };
+        let prefix = format!("latchkey-unit-{:016x}:", instance_nonce());
+        Some((Arc::new(Redis::connect(&url, &prefix).unwrap()), Arc::new(Redis::connect(&url, &prefix).unwrap())))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn instances_share_one_count_and_cannot_race_past_it() {
+        let Some((a, b)) = two_instances() else { return };
+        let policy = Policy { max_failures: 5, window_secs: 60 };
+        let (a, b) = (Arc::new(Throttle::shared("test", policy, a)), Arc::new(Throttle::shared("test", policy, b)));
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let t = if i % 2 == 0 { a.clone() } else { b.clone() };
+                tokio::spawn(async move { t.reserve("victim@acme.test", 1_000).await })
+            })
+            .collect();
+        let mut admitted = Vec::new();
+        for task in tasks {
+            if let Ok(attempt) = task.await.unwrap() {
+                admitted.push(attempt);
+            }
+        }
+        assert_eq!(admitted.len(), 5, "exactly the limit over both instances");
+        assert!(admitted.iter().all(|at| at.place == Place::Shared));
+        assert_eq!(a.check("victim@acme.test", 1_001).await, Err(59));
+        assert_eq!(b.reserve("victim@acme.test", 1_010).await, Err(50), "the oldest leaves at 1060");
+        // A success on one instance gives its reservation back for both.
+        a.release(&admitted[0]).await;
+        let again = b.reserve("victim@acme.test", 1_011).await.unwrap();
+        assert_eq!(again.place, Place::Shared);
+        assert!(a.reserve("victim@acme.test", 1_012).await.is_err());
+        // The window passes (by the service clock), and a success clears.
+        assert!(a.check("victim@acme.test", 1_100).await.is_ok());
+        b.clear("victim@acme.test").await;
+        assert!(a.check("victim@acme.test", 1_012).await.is_ok());
+        // Names and keys are separate counts; nothing leaked in the clear.
+        let other = Throttle::shared("other", Policy { max_failures: 1, window_secs: 60 }, a.shared.clone());
+        let _kept = other.reserve("victim@acme.test", 1_012).await.unwrap();
+        assert!(a.reserve("victim@acme.test", 1_012).await.is_ok());
+        assert!(!a.set_name("victim@acme.test").contains("victim"));
+    }
+
+    #[tokio::test]
+    async fn without_redis_each_instance_counts_alone_and_gives_back_locally() {
+        // A closed port: every call fails, then is skipped while Redis is down.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let down = Arc::new(Redis::connect(&format!("redis://127.0.0.1:{port}/0"), "latchkey-unit:").unwrap());
+        let t = Throttle::shared("login_account", Policy { max_failures: 2, window_secs: 60 }, down);
+        let first = t.reserve("k", 10).await.unwrap();
+        assert_eq!(first.place, Place::Local);
+        t.release(&first).await;
+        let _f1 = t.reserve("k", 11).await.unwrap();
+        let _f2 = t.reserve("k", 12).await.unwrap();
+        assert_eq!(t.reserve("k", 13).await, Err(58));
+        assert_eq!(t.check("k", 13).await, Err(58));
+        t.clear("k").await;
+        assert!(t.reserve("k", 14).await.is_ok());
     }
 }

@@ -366,6 +366,12 @@ impl TestApp {
         self.state.clock.clone()
     }
 
+    /// This server's handle on the shared Redis (to ask it to answer now,
+    /// ending an outage without waiting out its hold-off).
+    pub fn redis(&self) -> std::sync::Arc<latchkey::service::cluster::Redis> {
+        self.state.redis.clone()
+    }
+
     /// Forgets every verified credential the server holds in its cache, as
     /// the cache's one-second bound does: the next request reads the database.
     pub fn forget_cached_credentials(&self) {

@@ -14,6 +14,7 @@ mod login;
 pub mod oauth;
 mod platform;
 mod scale;
+mod scale_throttles;
 mod security;
 mod setup;
 pub mod support;
