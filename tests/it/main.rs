@@ -12,6 +12,7 @@ mod browser;
 mod login;
 pub mod oauth;
 mod platform;
+mod scale_limits;
 mod security;
 mod setup;
 pub mod support;
