@@ -149,7 +149,7 @@ fn fresh_sqlite(data_dir: &Path) -> String {
 /// (the harness captures the threads a test starts, the server's workers and
 /// its blocking pool included) and printed only if that test fails.
 /// `LATCHKEY_LOG` filters it as it does the server's.
-fn init_test_log() {
+pub fn init_test_log() {
     static INIT: std::sync::Once = std::sync::Once::new();
     INIT.call_once(|| {
         let filter = tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG")

@@ -15,6 +15,7 @@ pub mod oauth;
 mod platform;
 mod scale;
 mod scale_throttles;
+mod scale_limits;
 mod security;
 mod setup;
 pub mod support;

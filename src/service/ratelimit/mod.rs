@@ -5,15 +5,20 @@
 //! Rules: a team's plan limits all of its keys and access tokens together
 //! (the caller counts under the team, so a new credential never buys a new
 //! allowance); token issuance is limited per OAuth client ([`TOKEN_ISSUANCE`]).
-//! Counters live in process behind [`RateCounter`], which a shared (Redis)
-//! store can implement; their memory is bounded by least-recently-used
-//! eviction — an active team's counters are the most recently used, so a flood
-//! of others never resets them — and never cleared wholesale.
+//! With Redis configured, every instance counts in Redis through leases
+//! ([`shared`]: never more than the plan across instances, no round trip per
+//! request); while Redis is not configured, down or failing, each request is
+//! counted in process ([`Limiter`]) instead, and the shared count resumes by
+//! itself when Redis answers again. Counters and leases are bounded by
+//! least-recently-used eviction — an active team's are the most recently
+//! used, so a flood of others never resets them — and never cleared wholesale.
 
 use std::sync::{Arc, Mutex};
 
 use super::cluster::Redis;
 use super::lru::Lru;
+
+pub mod shared;
 
 /// A team's plan (AImyChats' published limits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +96,8 @@ struct Counters {
     minute: Window,
 }
 
-/// Where request counts live: in process here; a shared store later.
+/// A synchronous counter (the in-process [`Limiter`]; the shared count is
+/// [`Limits`], which is async).
 pub trait RateCounter: Send + Sync {
     /// Counts one request for `key` at `now_ms`, or refuses it with the
     /// seconds to wait; counting and checking are one atomic step.
@@ -167,6 +173,7 @@ impl RateCounter for Limiter {
 /// otherwise (one instance, or while Redis is down).
 pub struct Limits {
     local: Limiter,
+    leases: shared::Leases,
     shared: Arc<Redis>,
     /// Names this kind of limit in Redis keys (`plan`, `issuance`).
     name: &'static str,
@@ -174,7 +181,7 @@ pub struct Limits {
 
 impl Limits {
     pub fn new(name: &'static str, shared: Arc<Redis>) -> Self {
-        Self { local: Limiter::default(), shared, name }
+        Self { local: Limiter::default(), leases: shared::Leases::with_capacity(MAX_KEYS), shared, name }
     }
 
     /// Counted in process only.
@@ -183,15 +190,28 @@ impl Limits {
     }
 
     /// Counts one request for `key` at `now_ms`, or refuses it with the
-    /// seconds to wait.
+    /// seconds to wait: from this instance's lease when it holds one, else
+    /// through Redis, else (no Redis, or Redis down) in process.
     pub async fn hit(&self, key: &str, plan: Plan, now_ms: i64) -> Result<RateState, (RateState, i64)> {
-        let _ = (&self.shared, self.name);
-        self.local.hit(key, plan, now_ms)
+        if !self.shared.is_configured() {
+            return self.local.hit(key, plan, now_ms);
+        }
+        let ask = match self.leases.take(key, plan, now_ms) {
+            shared::Step::Done(answer) => return answer,
+            shared::Step::Ask(ask) => ask,
+        };
+        match shared::lease(&self.shared, self.name, key, plan, now_ms, ask).await {
+            Some(grant) => self.leases.settle(key, plan, now_ms, ask, grant),
+            None => self.local.hit(key, plan, now_ms),
+        }
     }
 
-    /// Gives back one request counted at `now_ms` (it was not served).
+    /// Gives back one request counted at `now_ms` (it was not served): to
+    /// this minute's lease if it was spent from it, else in process.
     pub async fn release(&self, key: &str, now_ms: i64) {
-        self.local.release(key, now_ms)
+        if !self.shared.is_configured() || !self.leases.release(key, now_ms) {
+            self.local.release(key, now_ms)
+        }
     }
 }
 
