@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// How long one Redis call may take before it counts as a failure.
-pub const CALL_TIMEOUT: Duration = Duration::from_millis(250);
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long callers skip Redis after a failure before it is tried again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 

@@ -39,7 +39,7 @@ pub const MAX_SLICE: u64 = 1_000;
 /// How long a refusal from Redis is answered from memory.
 pub const REFUSAL_MEMORY_MS: i64 = 250;
 /// How long a lease request counts as in flight (a cancelled request never
-/// settles; every Redis call ends within its 250 ms deadline).
+/// settles; every Redis call ends within its deadline, `cluster::CALL_TIMEOUT`).
 const IN_FLIGHT_MS: i64 = 1_000;
 
 /// The units leased at once for `plan`.
