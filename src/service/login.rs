@@ -95,7 +95,11 @@ impl LoginService<'_> {
         password: String,
     ) -> Result<PasswordOutcome> {
         let (email_key, ip_key, at) = (email.trim().to_lowercase(), address_key(client), self.clock.now());
-        let throttles = [(self.by_account, email_key.as_str()), (self.by_ip, ip_key.as_str())];
+        // The account throttle's keys are namespaced (`email:`, `totp:`,
+        // `password:`): whatever is typed as an email never names another
+        // user's second-factor or re-check counter.
+        let account_key = format!("email:{email_key}");
+        let throttles = [(self.by_account, account_key.as_str()), (self.by_ip, ip_key.as_str())];
         let attempts = match reserve_all(&throttles, at).await {
             Ok(attempts) => attempts,
             Err(retry_after) => return Ok(PasswordOutcome::Throttled { retry_after }),
@@ -119,7 +123,7 @@ impl LoginService<'_> {
             return Ok(PasswordOutcome::Refused);
         };
         release().await;
-        self.by_account.clear(&email_key).await;
+        self.by_account.clear(&account_key).await;
         let user_id = UserId::from(user.id.clone());
         if user.has_totp() {
             return Ok(PasswordOutcome::SecondFactor { user_id, at });
