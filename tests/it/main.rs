@@ -11,6 +11,7 @@ pub mod api_keys;
 mod browser;
 mod login;
 pub mod oauth;
+mod outages;
 mod platform;
 mod security;
 mod setup;
