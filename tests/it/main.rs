@@ -12,6 +12,7 @@ mod browser;
 mod copy_data;
 mod login;
 pub mod oauth;
+mod outages;
 mod platform;
 mod scale;
 mod scale_limits;
