@@ -3,10 +3,14 @@
 //!
 //! Rules: background work (the usage flush, the session sweep) runs on its
 //! own timer and logs a failure with its whole cause chain, then tries again
-//! on the next tick; flushes never overlap, so one that returns has written
-//! everything buffered before it began, and one that fails keeps what it took
-//! for the next. At shutdown the flush is tried a few times with a short
-//! backoff; if it still fails, an error names the counts left unwritten.
+//! on the next tick; flushes never overlap, so one that returns has handed on
+//! everything buffered before it began (to Redis or the database, see
+//! `service::usage`), and one that fails keeps what it took for the next. At
+//! shutdown the flush is tried a few times with a short backoff; if it still
+//! fails, an error names the counts left unwritten. With Redis, the instance
+//! then moves what every instance handed over to the database unless another
+//! instance is moving it (waiting about two seconds for it), so the database
+//! holds every count once the last instance has stopped.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -23,6 +27,7 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::service::cluster::Redis;
+use crate::service::usage::{Moved, Relay, When};
 use crate::service::{accounts, crypto};
 use crate::store::models::SessionRow;
 use crate::store::{Db, StoreError, now};
@@ -69,8 +74,9 @@ impl Application {
         tokio::spawn(crate::service::changes::follow(db, verifier.clone()));
         tokio::spawn(crate::service::changes::publish(redis.clone(), verifier.clone()));
         tokio::spawn(crate::service::changes::listen(redis, verifier));
-        let flusher = UsageFlusher::new(state.clone());
-        spawn_usage_flusher(flusher.clone(), state.config.usage_flush_seconds);
+        let every = Duration::from_secs(state.config.usage_flush_seconds.unsigned_abs());
+        let flusher = UsageFlusher::new(state.clone(), every);
+        spawn_usage_flusher(flusher.clone(), every);
         Ok(Self { port, server, state, flusher })
     }
 
@@ -103,7 +109,7 @@ impl Application {
     /// Buffered key usage is written once more after the last request.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
-        self.flusher.flush_all().await;
+        self.flusher.at_shutdown().await;
         served
     }
 }
@@ -153,34 +159,65 @@ fn web_form_config() -> actix_web::web::FormConfig {
 const SHUTDOWN_FLUSH_TRIES: u32 = 4;
 const SHUTDOWN_FLUSH_BACKOFF: Duration = Duration::from_millis(200);
 
-/// Writes buffered key usage and audit events, one flush at a time.
+/// How often a shutdown move that failed is tried again, and the wait between tries.
+const SHUTDOWN_MOVE_TRIES: u32 = 3;
+const SHUTDOWN_MOVE_BACKOFF: Duration = Duration::from_millis(300);
+
+/// Hands on buffered key usage and writes audit events, one flush at a time.
 #[derive(Clone)]
 pub struct UsageFlusher {
     state: State,
+    relay: Arc<Relay>,
     one_at_a_time: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl UsageFlusher {
-    fn new(state: State) -> Self {
-        Self { state, one_at_a_time: Arc::default() }
+    fn new(state: State, every: Duration) -> Self {
+        let relay = Arc::new(Relay::new(state.redis.clone(), every));
+        Self { state, relay, one_at_a_time: Arc::default() }
     }
 
-    /// Usage, the buffered audit events and the summaries of ended intervals;
-    /// returns the keys touched.
+    /// Hands on usage, writes the buffered audit events and the summaries
+    /// of ended intervals, then moves what every instance handed to Redis
+    /// into the database (waiting briefly if another instance is moving it):
+    /// when it returns, the database holds every count handed over before.
+    /// Returns the keys whose usage this instance handed on.
     pub async fn flush(&self) -> crate::service::Result<usize> {
-        let _running = self.one_at_a_time.lock().await;
-        self.state.verifier.flush(&self.state.db).await
+        self.flush_then_move(When::Now).await
     }
 
-    /// At shutdown: usage, and every buffered audit event and summary, tried
-    /// up to `SHUTDOWN_FLUSH_TRIES` times; logs the outcome, and on giving up
-    /// the requests, keys and audit events left unwritten.
-    async fn flush_all(&self) {
+    /// The periodic flush: like [`flush`](Self::flush), but moves only if no
+    /// instance has moved within this interval (one move per interval for
+    /// the whole deployment).
+    pub async fn tick(&self) -> crate::service::Result<usize> {
+        self.flush_then_move(When::Due).await
+    }
+
+    async fn flush_then_move(&self, when: When) -> crate::service::Result<usize> {
         let _running = self.one_at_a_time.lock().await;
+        let n = self.state.verifier.flush(&self.state.db, &self.relay).await?;
+        self.relay.move_to_db(&self.state.db, when).await?;
+        Ok(n)
+    }
+
+    /// What happens at shutdown (after the last request): usage and every
+    /// buffered audit event and summary, tried up to `SHUTDOWN_FLUSH_TRIES`
+    /// times, then (with Redis) the move of what was handed over. Logs the
+    /// outcome, and on giving up the requests, keys and audit events left
+    /// unwritten.
+    pub async fn at_shutdown(&self) {
+        let _running = self.one_at_a_time.lock().await;
+        self.flush_all().await;
+        if self.state.redis.is_configured() {
+            self.move_at_shutdown().await;
+        }
+    }
+
+    async fn flush_all(&self) {
         let verifier = &self.state.verifier;
         let mut backoff = SHUTDOWN_FLUSH_BACKOFF;
         for attempt in 1..=SHUTDOWN_FLUSH_TRIES {
-            match verifier.flush_all(&self.state.db).await {
+            match verifier.flush_all(&self.state.db, &self.relay).await {
                 Ok(n) => {
                     tracing::info!(keys = n, "flushed key usage at shutdown");
                     return;
@@ -208,6 +245,41 @@ impl UsageFlusher {
             }
         }
     }
+
+    /// Moves what was handed over to Redis into the database; what it cannot
+    /// move stays in Redis for the next instance that moves.
+    async fn move_at_shutdown(&self) {
+        for attempt in 1..=SHUTDOWN_MOVE_TRIES {
+            match self.relay.move_to_db(&self.state.db, When::Now).await {
+                Ok(Moved::Done { keys, requests }) => {
+                    tracing::info!(keys, requests, "moved the usage handed to Redis into the database at shutdown");
+                    return;
+                }
+                Ok(Moved::Busy | Moved::NotDue) => {
+                    tracing::info!("another instance is moving the usage handed to Redis: it writes this one's too");
+                    return;
+                }
+                Ok(Moved::Unavailable) => {
+                    tracing::warn!(
+                        "Redis did not answer at shutdown: usage handed to it earlier stays there until a running \
+                         instance moves it"
+                    );
+                    return;
+                }
+                Err(e) if attempt < SHUTDOWN_MOVE_TRIES => {
+                    tracing::warn!(attempt, error = %chain(e), "moving key usage at shutdown failed; trying again");
+                    tokio::time::sleep(SHUTDOWN_MOVE_BACKOFF).await;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        attempts = SHUTDOWN_MOVE_TRIES,
+                        error = %chain(e),
+                        "moving key usage at shutdown failed; it stays in Redis until a running instance moves it"
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// An error and its causes on one line, for the log.
@@ -215,14 +287,13 @@ fn chain(e: impl std::error::Error + Send + Sync + 'static) -> String {
     format!("{:#}", anyhow::Error::new(e))
 }
 
-/// Writes buffered key usage every few seconds.
-fn spawn_usage_flusher(flusher: UsageFlusher, every_secs: i64) {
-    let every = Duration::from_secs(every_secs.unsigned_abs());
+/// Hands on buffered key usage every few seconds.
+fn spawn_usage_flusher(flusher: UsageFlusher, every: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            if let Err(e) = flusher.flush().await {
+            if let Err(e) = flusher.tick().await {
                 tracing::warn!(error = %chain(e), "flushing key usage failed");
             }
         }

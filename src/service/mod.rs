@@ -25,6 +25,7 @@ pub mod safe_redirect;
 pub mod security;
 pub mod support;
 pub mod totp;
+pub mod usage;
 pub mod validate;
 pub mod verify;
 

@@ -13,11 +13,12 @@
 //! correct within [`STALE_WINDOW`] is served rather than failing the request.
 //! Nothing is written on the request path — usage and
 //! the audit of refused revoked credentials are buffered and flushed in
-//! batches, so a revoked key costs what an unknown one does. A flush that
-//! fails loses nothing: its batch goes back into the buffer (its counts added
-//! to those that arrived meanwhile, the later last-used time kept) and the
-//! next flush writes it; a flush whose commit fails after the database applied
-//! it may therefore count twice, never zero times. The usage buffer has no
+//! batches, so a revoked key costs what an unknown one does. Usage is handed
+//! on as `service::usage` says (through Redis when there is one); a flush
+//! that fails loses nothing: its batch goes back into the buffer (its counts
+//! added to those that arrived meanwhile, the later last-used time kept) and
+//! the next flush writes it; a flush whose commit fails after the database
+//! applied it may therefore count twice, never zero times. The usage buffer has no
 //! cap of its own and drops nothing: it holds one entry per key used and per
 //! key and day, and every key in it was read from the database to be verified,
 //! so it is bounded by the keys that exist (a merged-back batch adds no
@@ -28,7 +29,6 @@
 //! the caller passes (the service clock's); the cache's freshness runs on the
 //! machine's monotonic clock.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,9 +43,9 @@ use super::keys::codec;
 use super::lru::Lru;
 use super::principal::{self, Principal};
 use super::ratelimit::{self, Limits, Plan, RateState};
+use super::usage::{self, Relay, Usage};
 use crate::domain::{AuditAction, TokenKind};
-use crate::store::models::ApiKey;
-use crate::store::{Db, StoreError};
+use crate::store::Db;
 
 /// How long a cached answer is trusted without the change feed.
 const CACHE_TTL: Duration = Duration::from_secs(1);
@@ -94,30 +94,6 @@ enum Hit {
     /// Past its bound, but known right within [`STALE_WINDOW`].
     Stale(Arc<Principal>),
     Miss,
-}
-
-#[derive(Default, Clone)]
-struct Usage {
-    last_used: HashMap<String, i64>,
-    per_day: HashMap<(String, i64), i64>,
-}
-
-impl Usage {
-    /// Takes back a batch that was not written: its counts add to those
-    /// buffered since, and the later of the two last-used times is kept.
-    fn merge(&mut self, unwritten: Usage) {
-        for (id, at) in unwritten.last_used {
-            let latest = self.last_used.entry(id).or_insert(at);
-            *latest = (*latest).max(at);
-        }
-        for (key_day, count) in unwritten.per_day {
-            *self.per_day.entry(key_day).or_default() += count;
-        }
-    }
-
-    fn requests(&self) -> i64 {
-        self.per_day.values().sum()
-    }
 }
 
 /// What is buffered and not yet written (after a failed shutdown flush: what
@@ -362,28 +338,22 @@ impl Verifier {
     }
 
     pub fn record_use(&self, key_id: &str, now: i64) {
-        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-        match usage.last_used.get_mut(key_id) {
-            Some(at) => *at = now,
-            None => {
-                usage.last_used.insert(key_id.to_owned(), now);
-            }
-        }
-        *usage.per_day.entry((key_id.to_owned(), now / 86_400)).or_default() += 1;
+        self.usage.lock().unwrap_or_else(|p| p.into_inner()).record(key_id, now);
     }
 
-    /// Writes buffered usage in one transaction, then the buffered audit
-    /// events and the summaries of ended intervals; returns the keys touched.
-    pub async fn flush(&self, db: &Db) -> super::Result<usize> {
-        let n = self.flush_usage(db).await?;
+    /// Hands buffered usage on (see [`usage`]), then writes the buffered
+    /// audit events and the summaries of ended intervals; returns the keys
+    /// whose usage was handed on.
+    pub async fn flush(&self, db: &Db, relay: &Relay) -> super::Result<usize> {
+        let n = self.flush_usage(db, relay).await?;
         self.audit.flush(db, Some(crate::store::now())).await?;
         Ok(n)
     }
 
     /// At shutdown: usage, and every buffered audit event and summary. One
     /// attempt; what it could not write stays buffered (the caller retries).
-    pub async fn flush_all(&self, db: &Db) -> super::Result<usize> {
-        let n = self.flush_usage(db).await?;
+    pub async fn flush_all(&self, db: &Db, relay: &Relay) -> super::Result<usize> {
+        let n = self.flush_usage(db, relay).await?;
         self.audit.flush(db, None).await?;
         Ok(n)
     }
@@ -391,40 +361,25 @@ impl Verifier {
     /// What is buffered and not yet written.
     pub fn unwritten(&self) -> Unwritten {
         let usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-        Unwritten { requests: usage.requests(), keys: usage.last_used.len(), audit_events: self.audit.pending() }
+        Unwritten { requests: usage.requests(), keys: usage.keys(), audit_events: self.audit.pending() }
     }
 
-    /// Writes the buffered usage in one transaction; if that fails, the batch
+    /// Hands the buffered usage to Redis; what Redis did not take (all of it
+    /// without Redis) is written in one transaction, and if that fails it
     /// goes back into the buffer for the next flush.
-    async fn flush_usage(&self, db: &Db) -> super::Result<usize> {
+    async fn flush_usage(&self, db: &Db, relay: &Relay) -> super::Result<usize> {
         let batch = std::mem::take(&mut *self.usage.lock().unwrap_or_else(|p| p.into_inner()));
-        if batch.last_used.is_empty() {
-            return Ok(0);
-        }
-        let (n, requests) = (batch.last_used.len(), batch.requests());
-        let batch = Arc::new(batch);
-        let writing = batch.clone();
-        let written = db
-            .run(move |conn| {
-                crate::store::transaction(conn, |conn| {
-                    for (id, at) in &writing.last_used {
-                        ApiKey::set_last_used(conn, id, *at)?;
-                    }
-                    for ((id, day), count) in &writing.per_day {
-                        ApiKey::add_usage(conn, id, *day, *count)?;
-                    }
-                    Ok::<_, diesel::result::Error>(())
-                })
-                .map_err(StoreError::from)
-            })
-            .await;
-        match written {
+        let n = batch.keys();
+        let Some(rest) = relay.hand_over(batch).await else { return Ok(n) };
+        let (keys, requests) = (rest.keys(), rest.requests());
+        let rest = Arc::new(rest);
+        match usage::write(db, rest.clone()).await {
             Ok(()) => Ok(n),
             Err(e) => {
                 // The task has ended, so this is the only handle left (a clone otherwise).
-                let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
-                self.usage.lock().unwrap_or_else(|p| p.into_inner()).merge(batch);
-                let doing = format!("writing the usage of {n} keys ({requests} requests, kept for the next flush)");
+                let rest = Arc::try_unwrap(rest).unwrap_or_else(|shared| (*shared).clone());
+                self.usage.lock().unwrap_or_else(|p| p.into_inner()).merge(rest);
+                let doing = format!("writing the usage of {keys} keys ({requests} requests, kept for the next flush)");
                 Err(anyhow::Error::new(e).context(doing).into())
             }
         }

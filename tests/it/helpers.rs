@@ -355,6 +355,12 @@ impl TestApp {
         self.flusher.flush().await.unwrap();
     }
 
+    /// The server's usage flusher, to run its periodic flush (`tick`) or
+    /// its shutdown flush (`at_shutdown`) now.
+    pub fn usage_flusher(&self) -> UsageFlusher {
+        self.flusher.clone()
+    }
+
     /// Like [`flush_usage`](Self::flush_usage), for a flush that may fail.
     pub async fn try_flush_usage(&self) -> latchkey::service::Result<usize> {
         self.flusher.flush().await

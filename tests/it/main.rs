@@ -17,6 +17,7 @@ mod platform;
 mod scale;
 mod scale_limits;
 mod scale_throttles;
+mod scale_usage;
 mod security;
 mod setup;
 pub mod support;

@@ -183,6 +183,11 @@ impl ApiKey {
         .execute(conn)
     }
 
+    /// Which of `ids` name a key that exists (the others were deleted).
+    pub fn existing(conn: &mut DbConn, ids: &[&str]) -> QueryResult<Vec<String>> {
+        api_keys::table.filter(api_keys::id.eq_any(ids)).select(api_keys::id).load(conn)
+    }
+
     pub fn set_last_used(conn: &mut DbConn, id: &str, at: i64) -> QueryResult<usize> {
         diesel::update(
             api_keys::table.find(id).filter(api_keys::last_used_at.is_null().or(api_keys::last_used_at.lt(at))),
