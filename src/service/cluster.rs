@@ -137,7 +137,7 @@ impl Redis {
                     tracing::error!(
                         call = what,
                         error = %error,
-                        "Redis is unreachable: limits and throttles are counted in process until it answers again"
+                        "Redis is unreachable: limits and throttles are counted in process, and usage written to the database directly, until it answers again"
                     );
                     health.down = Some((crate::store::now(), error));
                 } else if let Some(down) = health.down.as_mut() {

@@ -247,7 +247,7 @@ fn latchkey(envs: &[(&str, &str)], args: &[&str], stdin: &str) -> (String, Strin
 
 /// The binary under concurrent `auth/test` load gets SIGTERM: it stops
 /// cleanly, and the usage it recorded equals the 200s it served.
-async fn sigterm_under_load(database_url: Option<String>) {
+async fn sigterm_under_load(database_url: Option<String>, redis: Option<(String, String)>) {
     use std::io::BufRead;
     let dir = temp_dir("sigterm");
     let data = dir.to_str().unwrap().to_owned();
@@ -258,6 +258,11 @@ async fn sigterm_under_load(database_url: Option<String>) {
     ];
     if let Some(url) = &database_url {
         envs.push(("DATABASE_URL", url.as_str()));
+    }
+    // With Redis the usage goes through it, and the stopping instance moves it.
+    if let Some((url, prefix)) = &redis {
+        envs.push(("REDIS_URL", url.as_str()));
+        envs.push(("LATCHKEY_REDIS_PREFIX", prefix.as_str()));
     }
     latchkey(&envs, &["user", "create", "--email", "ops@acme.test", "--team", "Ops"], "ops password 12345\n");
     let (key, message) = latchkey(&envs, &["service-key", "create", "--name", "load", "--scopes", "introspect"], "");
@@ -359,11 +364,18 @@ async fn sigterm_under_load(database_url: Option<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_under_load_counts_every_request_served_on_sqlite() {
-    sigterm_under_load(None).await;
+    sigterm_under_load(None, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_under_load_counts_every_request_served_on_postgres() {
     let Some(url) = fresh_postgres() else { return };
-    sigterm_under_load(Some(url)).await;
+    sigterm_under_load(Some(url), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_under_load_counts_every_request_served_on_postgres_with_redis() {
+    let Some(url) = fresh_postgres() else { return };
+    let Some(redis) = crate::helpers::fresh_redis() else { return };
+    sigterm_under_load(Some(url), Some(redis)).await;
 }
