@@ -35,11 +35,11 @@ pub enum Command {
     /// Manage the operator's service keys.
     #[command(subcommand, name = "service-key")]
     ServiceKey(ServiceKeyCommand),
-    /// Write a consistent snapshot of the SQLite database to a new file,
-    /// while the server keeps serving (on PostgreSQL, use pg_dump).
     /// Print what this configuration connects to (database, Redis, the
     /// change channel) and whether each part answers; exit 1 if one does not.
     Doctor,
+    /// Write a consistent snapshot of the SQLite database to a new file,
+    /// while the server keeps serving (on PostgreSQL, use pg_dump).
     Backup {
         /// The snapshot file to create; an existing file is never overwritten.
         #[arg(long)]
@@ -330,7 +330,11 @@ fn print_report(report: &store::copy::Report, source: &Path, target: &str) {
 /// replaced by `***`.
 pub fn redact_url(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (authority, tail) = rest.find(['/', '?']).map_or((rest, ""), |i| rest.split_at(i));
+    // The authority ends at the first `/` or `?` after the last `@` (a
+    // password may hold an unescaped `/` or `?`; an `@` later in the URL
+    // only hides more than needed).
+    let host_start = rest.rfind('@').map_or(0, |at| at + 1);
+    let (authority, tail) = rest[host_start..].find(['/', '?']).map_or((rest, ""), |i| rest.split_at(host_start + i));
     let authority = match authority.rsplit_once('@') {
         Some((user, host)) => match user.split_once(':') {
             Some((name, _)) => format!("{name}:***@{host}"),
@@ -342,7 +346,8 @@ pub fn redact_url(url: &str) -> String {
     let query = query.map(|q| {
         q.split('&')
             .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                // password, sslpassword, pass (Redis), …
+                Some((k, _)) if k.to_ascii_lowercase().contains("pass") => format!("{k}=***"),
                 _ => kv.to_owned(),
             })
             .collect::<Vec<_>>()
@@ -376,5 +381,16 @@ mod tests {
             redact_url("postgresql://db/latchkey?user=app&password=hunter2&sslmode=disable"),
             "postgresql://db/latchkey?user=app&password=***&sslmode=disable"
         );
+        for (url, secret) in [
+            ("postgres://u:pa/ss@host/db", "pa/ss"),
+            ("postgres://u:pa?ss@host/db", "pa?ss"),
+            ("postgres://u@db/x?sslpassword=S3cr3tSSL", "S3cr3tSSL"),
+            ("redis+unix:///run/redis.sock?db=0&pass=R3disUnixPW", "R3disUnixPW"),
+            ("redis://:R3disPW@cache:6379/0", "R3disPW"),
+        ] {
+            let shown = redact_url(url);
+            assert!(!shown.contains(secret), "{url} → {shown}");
+        }
+        assert_eq!(redact_url("postgres://u:pa/ss@host/db"), "postgres://u:***@host/db");
     }
 }

@@ -6,9 +6,14 @@
 //! instances, not with keys × instances — and drops from its cache what the
 //! rows name; a successful read tells the verifier that its cache is right as
 //! of the moment the read began. Sequence numbers can commit out of order on
-//! PostgreSQL (and a rolled-back insert leaves a hole forever): a missing
-//! number is waited for up to [`GAP_PATIENCE`], the rows after it being
-//! applied as they come, then skipped. With Redis, a change made here is
+//! PostgreSQL (and a rolled-back insert leaves a hole forever): the rows
+//! after a missing number are applied as they come, and the missing number
+//! is given up only once every transaction that was running when the hole
+//! was seen has ended (PostgreSQL's snapshot `xmin` has passed the `xmax`
+//! noted then) and the feed has been read once more — so a change that
+//! commits late, however late, is never skipped. SQLite's writers never
+//! overlap: a hole there is a rolled-back insert, given up after
+//! [`GAP_PATIENCE`]. With Redis, a change made here is
 //! published at once and every other instance reads its feed on hearing it
 //! (well under 50 ms on a local network); the channel is only a shortcut — a
 //! lost message or subscription costs at most the poll interval, and a lost
@@ -34,6 +39,8 @@ pub const GAP_PATIENCE: Duration = Duration::from_secs(10);
 pub const KEEP: Duration = Duration::from_secs(3600);
 /// Rows read per query.
 const BATCH: i64 = 500;
+/// Missing sequence numbers looked up per read (more wait for the next).
+const MAX_MISSING: usize = 1_000;
 /// The channel (under the deployment's prefix) that announces a change.
 pub const CHANNEL: &str = "changes";
 
@@ -43,8 +50,19 @@ struct Cursor {
     done: Option<i64>,
     /// Applied numbers above `done` (after a hole).
     above: BTreeSet<i64>,
-    /// Since when the hole just above `done` has been open.
-    hole_since: Option<Instant>,
+    /// The holes being waited for, if any.
+    hole: Option<Hole>,
+}
+
+/// Missing sequence numbers below `upto`, seen at `since`.
+#[derive(Debug, Clone, Copy)]
+struct Hole {
+    since: Instant,
+    /// The highest number applied when the hole was seen: every missing
+    /// number below it was taken by a transaction running then, or earlier.
+    upto: i64,
+    /// PostgreSQL: the next transaction id when the hole was seen.
+    xmax: Option<i64>,
 }
 
 /// One instance's position in the feed.
@@ -59,62 +77,101 @@ impl Follower {
     /// (an empty cache needs nothing from the past).
     pub async fn poll(&self, db: &Db, verifier: &Verifier) -> super::Result<usize> {
         let started = Instant::now();
-        let mut applied = 0;
-        loop {
-            let done = self.lock().done;
-            let rows = match done {
-                None => {
-                    let latest = db.run(Change::latest).await.map_err(read_error)?;
-                    self.lock().done = Some(latest);
-                    break;
-                }
-                Some(after) => db.run(move |conn| Change::after(conn, after, BATCH)).await.map_err(read_error)?,
-            };
-            let full = rows.len() as i64 == BATCH;
-            let fresh: Vec<Change> = {
-                let cursor = self.lock();
-                rows.into_iter().filter(|c| !cursor.above.contains(&c.seq)).collect()
-            };
-            verifier.forget_changes(&fresh);
-            applied += fresh.len();
-            self.advance(fresh.iter().map(|c| c.seq));
-            if !full {
-                break;
-            }
+        let mut applied = self.read_new(db, verifier).await?;
+        if self.lock().done.is_some() && !self.lock().above.is_empty() {
+            applied += self.settle_holes(db, verifier).await?;
         }
         verifier.synced_from(started);
         Ok(applied)
     }
 
-    /// Records applied numbers and moves `done` past every contiguous one
-    /// (and past a hole older than [`GAP_PATIENCE`]).
+    /// Waits for holes, or gives them up once nothing can fill them.
+    async fn settle_holes(&self, db: &Db, verifier: &Verifier) -> super::Result<usize> {
+        let running = db.run(Change::running_transactions).await.map_err(read_error)?;
+        let hole = {
+            let mut cursor = self.lock();
+            let upto = cursor.above.last().copied().unwrap_or_default();
+            *cursor.hole.get_or_insert(Hole { since: Instant::now(), upto, xmax: running.map(|(_, xmax)| xmax) })
+        };
+        let settled = match (hole.xmax, running) {
+            // Every transaction running when the hole was seen has ended.
+            (Some(xmax), Some((xmin, _))) => xmin >= xmax,
+            _ => hole.since.elapsed() >= GAP_PATIENCE,
+        };
+        if !settled {
+            return Ok(0);
+        }
+        // What committed late is visible now: read it, then give up the rest.
+        let applied = self.read_new(db, verifier).await?;
+        let mut cursor = self.lock();
+        if let Some(done) = cursor.done
+            && done < hole.upto
+        {
+            cursor.done = Some(hole.upto);
+            cursor.above.retain(|s| *s > hole.upto);
+        }
+        cursor.hole = None;
+        drop(cursor);
+        self.advance(std::iter::empty());
+        Ok(applied)
+    }
+
+    /// Reads and applies what is new: the rows after the highest number
+    /// applied, and any of the missing numbers below it that committed since.
+    async fn read_new(&self, db: &Db, verifier: &Verifier) -> super::Result<usize> {
+        let Some(done) = self.lock().done else {
+            let latest = db.run(Change::latest).await.map_err(read_error)?;
+            self.lock().done = Some(latest);
+            return Ok(0);
+        };
+        let missing: Vec<i64> = {
+            let cursor = self.lock();
+            let top = cursor.above.last().copied().unwrap_or(done);
+            (done + 1..top).filter(|s| !cursor.above.contains(s)).take(MAX_MISSING).collect()
+        };
+        let mut applied = 0;
+        if !missing.is_empty() {
+            let late = db.run(move |conn| Change::among(conn, &missing)).await.map_err(read_error)?;
+            applied += self.apply(verifier, late);
+        }
+        loop {
+            let after = {
+                let cursor = self.lock();
+                cursor.above.last().copied().unwrap_or_default().max(cursor.done.unwrap_or_default())
+            };
+            let rows = db.run(move |conn| Change::after(conn, after, BATCH)).await.map_err(read_error)?;
+            let full = rows.len() as i64 == BATCH;
+            applied += self.apply(verifier, rows);
+            if !full {
+                break;
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Drops what `rows` name from the cache (those not applied before).
+    fn apply(&self, verifier: &Verifier, rows: Vec<Change>) -> usize {
+        let fresh: Vec<Change> = {
+            let cursor = self.lock();
+            let done = cursor.done.unwrap_or_default();
+            rows.into_iter().filter(|c| c.seq > done && !cursor.above.contains(&c.seq)).collect()
+        };
+        verifier.forget_changes(&fresh);
+        self.advance(fresh.iter().map(|c| c.seq));
+        fresh.len()
+    }
+
+    /// Records applied numbers and moves `done` past every contiguous one.
     fn advance(&self, seqs: impl Iterator<Item = i64>) {
         let mut cursor = self.lock();
         let Some(mut done) = cursor.done else { return };
         cursor.above.extend(seqs.filter(|s| *s > done));
-        loop {
-            while cursor.above.first() == Some(&(done + 1)) {
-                cursor.above.pop_first();
-                done += 1;
-            }
-            match cursor.above.first().copied() {
-                None => {
-                    cursor.hole_since = None;
-                    break;
-                }
-                Some(next) => match cursor.hole_since {
-                    Some(since) if since.elapsed() >= GAP_PATIENCE => {
-                        // A rolled-back insert: nothing will ever fill it.
-                        done = next - 1;
-                        cursor.hole_since = None;
-                    }
-                    Some(_) => break,
-                    None => {
-                        cursor.hole_since = Some(Instant::now());
-                        break;
-                    }
-                },
-            }
+        while cursor.above.first() == Some(&(done + 1)) {
+            cursor.above.pop_first();
+            done += 1;
+        }
+        if cursor.above.is_empty() {
+            cursor.hole = None;
         }
         cursor.done = Some(done);
     }
@@ -221,24 +278,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_hole_in_the_sequence_is_waited_for_then_skipped() {
+    fn numbers_after_a_hole_are_applied_and_the_hole_is_kept_until_settled() {
         let f = Follower::default();
         f.lock().done = Some(10);
         f.advance([11, 12].into_iter());
         assert_eq!(f.lock().done, Some(12));
         // 13 is not committed yet; 14 and 15 are.
         f.advance([14, 15].into_iter());
-        assert_eq!(f.lock().done, Some(12), "waits for 13");
+        assert_eq!(f.lock().done, Some(12), "waits for 13, however long");
         assert!(f.lock().above.contains(&14));
         // 13 commits late: applied, and everything moves on.
         f.advance([13, 14, 15].into_iter());
         assert_eq!(f.lock().done, Some(15));
         assert!(f.lock().above.is_empty());
-        // 16 never commits (rolled back): given up after the patience.
-        f.advance([17].into_iter());
-        assert_eq!(f.lock().done, Some(15));
-        f.lock().hole_since = Some(Instant::now() - GAP_PATIENCE);
-        f.advance(std::iter::empty());
-        assert_eq!(f.lock().done, Some(17));
+        assert!(f.lock().hole.is_none());
     }
 }

@@ -6,8 +6,9 @@
 //! within one second whatever happens: an entry is served past one second
 //! only while the change feed (`service::changes`) has been read successfully
 //! within the last second, *and* by a read that began after the entry was
-//! cached (so a read that raced with a change cannot outlive the next poll);
-//! otherwise it is read again. A change made here drops the entry at once and
+//! cached; and an entry whose database read overlapped a change applied to
+//! the cache (the change dropped what was cached before the read's answer
+//! arrived) is never trusted past one second. Otherwise it is read again. A change made here drops the entry at once and
 //! tells the other instances (which then read the feed at once); "unknown"
 //! answers live one second. While the database is unreachable, an entry known
 //! correct within [`STALE_WINDOW`] is served rather than failing the request.
@@ -82,10 +83,21 @@ struct Cached {
     record: Option<Arc<Principal>>,
     /// When the database read began (the answer is as of then or later).
     read_at: Instant,
-    /// When it entered the cache (a feed read that began later covers it).
-    cached_at: Instant,
+    /// When it entered the cache (a feed read that began later covers it);
+    /// `None` when a change was applied while it was being read (it may
+    /// predate that change: only the one-second bound holds it).
+    cached_at: Option<Instant>,
     /// The access-token generation when it was read (see `invalidate_tokens`).
     tokens: u64,
+}
+
+/// When a database read began: the moment, the token generation, and how
+/// many changes had been applied to the cache.
+#[derive(Clone, Copy)]
+struct ReadStart {
+    at: Instant,
+    tokens: u64,
+    forgotten: u64,
 }
 
 /// What the cache holds for a hash.
@@ -116,6 +128,8 @@ pub struct Verifier {
     limiter: Limits,
     audit: Arc<AuditGate>,
     token_generation: AtomicU64,
+    /// Changes applied to the cache so far (bumped under the cache lock).
+    forgotten: AtomicU64,
     /// The origin of `synced`.
     epoch: Instant,
     /// When the last successful read of the change feed began (nanoseconds
@@ -138,6 +152,7 @@ impl Verifier {
             limiter,
             audit,
             token_generation: AtomicU64::new(0),
+            forgotten: AtomicU64::new(0),
             epoch: Instant::now(),
             synced: AtomicU64::new(0),
             changed_here: tokio::sync::Notify::new(),
@@ -180,7 +195,7 @@ impl Verifier {
         };
         // The last moment this entry was known right: its read, or the start
         // of a feed read that covered it.
-        let covered = synced.filter(|s| *s >= c.cached_at);
+        let covered = synced.filter(|s| c.cached_at.is_some_and(|cached| *s >= cached));
         let known_right = covered.map_or(c.read_at, |s| s.max(c.read_at));
         let since = now.saturating_duration_since(known_right);
         if since < CACHE_TTL && now.saturating_duration_since(c.read_at) < CACHE_MAX_AGE {
@@ -192,12 +207,28 @@ impl Verifier {
         }
     }
 
-    /// Caches an answer whose read began at `read_at`, while the token
-    /// generation was `tokens`; when full, the least-recently-used entry
-    /// makes room.
-    fn remember(&self, hash: String, record: Option<Arc<Principal>>, read_at: Instant, tokens: u64) {
+    /// Notes where a database read begins.
+    fn read_start(&self) -> ReadStart {
+        ReadStart {
+            at: Instant::now(),
+            tokens: self.token_generation.load(Ordering::Acquire),
+            forgotten: self.forgotten.load(Ordering::Acquire),
+        }
+    }
+
+    /// Caches an answer read from `start`; when full, the least-recently-used
+    /// entry makes room. If a change was applied since the read began, the
+    /// answer may predate it: the feed never covers it.
+    fn remember(&self, hash: String, record: Option<Arc<Principal>>, start: ReadStart) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.insert(hash, Cached { record, read_at, cached_at: Instant::now(), tokens });
+        let raced = self.forgotten.load(Ordering::Acquire) != start.forgotten;
+        let cached_at = (!raced).then(Instant::now);
+        cache.insert(hash, Cached { record, read_at: start.at, cached_at, tokens: start.tokens });
+    }
+
+    /// Counts a change applied to the cache (the caller holds its lock).
+    fn note_forgotten(&self) {
+        self.forgotten.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Drops what the change feed names: keys and tokens by id, every
@@ -220,6 +251,7 @@ impl Verifier {
                 || matches!(r, Principal::AccessToken { client_id, .. } if clients.contains(client_id.as_str()))
         };
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        self.note_forgotten();
         cache.retain(|_, c| c.record.as_deref().is_none_or(|r| !hit(r)));
     }
 
@@ -253,7 +285,7 @@ impl Verifier {
             Hit::Stale(record) => Some(record),
             Hit::Miss => None,
         };
-        let (generation, read_at) = (self.token_generation.load(Ordering::Acquire), Instant::now());
+        let start = self.read_start();
         let (prefix, plan, h) = (self.prefix.clone(), self.default_plan, hash.clone());
         let record = db
             .run(move |conn| {
@@ -269,7 +301,7 @@ impl Verifier {
             Err(e) if e.is_unavailable() && stale.is_some() => return Ok(stale),
             Err(e) => return Err(Refusal::Internal(anyhow::Error::new(e).context("loading a credential"))),
         };
-        self.remember(hash, record.clone(), read_at, generation);
+        self.remember(hash, record.clone(), start);
         Ok(record)
     }
 
@@ -312,14 +344,19 @@ impl Verifier {
     /// Forgets a key at once (this instance changed it) and tells the others.
     pub fn invalidate(&self, key_id: &str) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        self.note_forgotten();
         cache.retain(|_, c| c.record.as_ref().is_none_or(|r| r.id() != key_id));
+        drop(cache);
         self.changed_here.notify_one();
     }
 
     /// Forgets everything cached (an OAuth grant was revoked here) and tells
     /// the others.
     pub fn invalidate_all(&self) {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        self.note_forgotten();
+        cache.clear();
+        drop(cache);
         self.changed_here.notify_one();
     }
 
@@ -456,7 +493,8 @@ mod tests {
     }
 
     fn remember(v: &Verifier, hash: &str, record: Option<Arc<Principal>>, tokens: u64) {
-        v.remember(hash.into(), record, Instant::now(), tokens);
+        let start = ReadStart { tokens, ..v.read_start() };
+        v.remember(hash.into(), record, start);
     }
 
     fn verifier(cache_max: usize) -> Verifier {
@@ -562,7 +600,7 @@ mod tests {
         let mut cache = v.cache.lock().unwrap();
         let c = cache.get_mut(hash).unwrap();
         c.read_at -= Duration::from_secs(secs);
-        c.cached_at -= Duration::from_secs(secs);
+        c.cached_at = c.cached_at.map(|at| at - Duration::from_secs(secs));
     }
 
     #[test]
@@ -580,13 +618,41 @@ mod tests {
         assert!(fresh(&v, "key").is_some());
         // A feed read that began before the entry was cached does not: the
         // read may have raced with a change the feed had already passed on.
-        v.cache.lock().unwrap().get_mut("key").unwrap().cached_at = Instant::now() + Duration::from_secs(1);
+        v.cache.lock().unwrap().get_mut("key").unwrap().cached_at = Some(Instant::now() + Duration::from_secs(1));
         assert!(fresh(&v, "key").is_none());
         // Past the stale window (and with no feed read since) an entry is never served.
         let v2 = verifier(10);
         remember(&v2, "old", Some(record("key_2", "api", false)), 0);
         age(&v2, "old", STALE_WINDOW.as_secs() + 1);
         assert!(matches!(v2.cached("old"), Hit::Miss));
+    }
+
+    #[test]
+    fn an_answer_read_while_a_change_was_applied_is_held_by_the_one_second_bound_only() {
+        use crate::store::models::Change;
+        let v = verifier(10);
+        // A read begins; meanwhile the feed applies a revoke (nothing cached
+        // yet to drop); then the read's (older) answer arrives.
+        let start = v.read_start();
+        v.forget_changes(&[Change { seq: 1, kind: "key".into(), object_id: "key_1".into(), at: 0 }]);
+        v.remember("key".into(), Some(record("key_1", "api", false)), start);
+        assert!(fresh(&v, "key").is_some(), "young: within the one-second bound");
+        age(&v, "key", 2);
+        v.synced_from(Instant::now());
+        assert!(fresh(&v, "key").is_none(), "a later feed read does not vouch for it: read again");
+        // The same for a change made here.
+        let start = v.read_start();
+        v.invalidate("key_2");
+        v.remember("key2".into(), Some(record("key_2", "api", false)), start);
+        age(&v, "key2", 2);
+        v.synced_from(Instant::now());
+        assert!(fresh(&v, "key2").is_none());
+        // A read with no change in between is vouched for by a later feed read.
+        let start = v.read_start();
+        v.remember("key3".into(), Some(record("key_3", "api", false)), start);
+        age(&v, "key3", 2);
+        v.synced_from(Instant::now());
+        assert!(fresh(&v, "key3").is_some());
     }
 
     #[test]

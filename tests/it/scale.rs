@@ -154,3 +154,81 @@ async fn every_column_but_usage_bookkeeping_is_a_change() {
         }
     }
 }
+
+/// A connection of its own to the test's PostgreSQL database, on a thread
+/// (the server runs on the test's runtime: nothing here may block it): runs
+/// `first`, signals, waits for the go-ahead, runs `then`.
+fn hold_open(url: &str, first: &str, then: &str) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+    use diesel::Connection;
+    let (url, first, then) = (url.to_owned(), first.to_owned(), then.to_owned());
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        conn.batch_execute(&first).unwrap();
+        started_tx.send(()).unwrap();
+        let _ = go_rx.recv();
+        conn.batch_execute(&then).unwrap();
+    });
+    (started, go)
+}
+
+/// A verification whose database read is in flight while a revoke commits
+/// and the feed applies it must not plant an entry the feed then vouches
+/// for: the answer it read is held by the one-second bound only.
+#[tokio::test]
+async fn a_read_racing_a_revoke_cannot_outlive_the_one_second_bound() {
+    let Some(app) = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await else { return };
+    app.owner_session().await;
+    let created = create_key(&app, json!({"name": "k", "scopes": ["messages:send"]})).await;
+    let (id, key) = (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned());
+    // Hold the teams table: the key's read stops there, after its own row.
+    let (locked, release) =
+        hold_open(&app.database_url, "BEGIN; LOCK TABLE teams IN ACCESS EXCLUSIVE MODE;", "COMMIT;");
+    locked.recv().unwrap();
+    let in_flight = {
+        let (app, key) = (app.other_client(), key.clone());
+        tokio::spawn(async move { call(&app, "/api/v1/auth/test", &key).await.status() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The revoke commits (by hand: the feed is the only messenger) and the
+    // feed applies it while the read is still waiting.
+    sql(&app, &format!("UPDATE api_keys SET revoked_at = 1 WHERE id = '{id}'"));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    release.send(()).unwrap();
+    // The in-flight request began before the revoke: either answer is right.
+    let _answered = in_flight.await.unwrap();
+    // Feed reads that began after its answer was cached have succeeded since;
+    // they must not vouch for an answer read before the revoke.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let status = call(&app, "/api/v1/auth/test", &key).await.status();
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the raced answer outlived the one-second bound");
+}
+
+/// A change whose transaction commits long after it took its sequence
+/// number (after later numbers committed) still reaches the cache.
+#[tokio::test]
+async fn a_change_that_commits_late_is_never_skipped() {
+    let Some(app) = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await else { return };
+    app.owner_session().await;
+    let created = create_key(&app, json!({"name": "late", "scopes": ["messages:send"]})).await;
+    let (id, key) = (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned());
+    let other = create_key(&app, json!({"name": "other", "scopes": ["messages:send"]})).await;
+    assert_eq!(call(&app, "/api/v1/auth/test", &key).await.status(), StatusCode::OK);
+    // The revoke takes its sequence number now and commits in 11 s; a later
+    // change commits meanwhile.
+    let (updated, commit) = hold_open(
+        &app.database_url,
+        &format!("BEGIN; UPDATE api_keys SET revoked_at = 1 WHERE id = '{id}';"),
+        "COMMIT;",
+    );
+    updated.recv().unwrap();
+    let other_id = other["id"].as_str().unwrap();
+    sql(&app, &format!("UPDATE api_keys SET revoked_at = 1 WHERE id = '{other_id}'"));
+    // Longer than a time-based patience would wait: the key is still valid.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(call(&app, "/api/v1/auth/test", &key).await.status(), StatusCode::OK, "not committed yet");
+    commit.send(()).unwrap();
+    let refused = until_refused(&app, &key, Duration::from_millis(1500)).await;
+    assert!(refused.is_some(), "the late change was skipped");
+}

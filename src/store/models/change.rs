@@ -35,6 +35,39 @@ impl Change {
             .load(conn)?)
     }
 
+    /// The changes among `seqs` (missing numbers that may have committed late).
+    pub fn among(conn: &mut DbConn, seqs: &[i64]) -> Result<Vec<Change>, StoreError> {
+        Ok(changes::table
+            .filter(changes::seq.eq_any(seqs))
+            .order(changes::seq.asc())
+            .select((changes::seq, changes::kind, changes::object_id, changes::at))
+            .load(conn)?)
+    }
+
+    /// PostgreSQL: the oldest transaction id still running and the next one
+    /// to be assigned (`None` on SQLite, where writers never overlap, so a
+    /// sequence number cannot commit after a later one).
+    pub fn running_transactions(conn: &mut DbConn) -> Result<Option<(i64, i64)>, StoreError> {
+        #[derive(QueryableByName)]
+        struct Snapshot {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            xmin: i64,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            xmax: i64,
+        }
+        match conn {
+            DbConn::Sqlite(_) => Ok(None),
+            DbConn::Pg(c) => {
+                let s: Snapshot = diesel::sql_query(
+                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin, \
+                     pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax",
+                )
+                .get_result(c)?;
+                Ok(Some((s.xmin, s.xmax)))
+            }
+        }
+    }
+
     /// Forgets changes older than `before` (Unix seconds): every instance has
     /// read them long ago.
     pub fn prune(conn: &mut DbConn, before: i64) -> Result<usize, StoreError> {
