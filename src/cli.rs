@@ -4,6 +4,7 @@
 //! anything fails with [`Refused`] (exit code 2, as a configuration error).
 
 use std::io::BufRead;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -225,7 +226,8 @@ fn backup(database: &DatabaseUrl, to: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating the folder {} for the snapshot", parent.display()))?;
     }
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(&target) {
+    // Private from the start (0600): it holds every hash and sealed secret.
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&target) {
         Ok(file) => drop(file),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(Refused(format!(

@@ -12,7 +12,7 @@
 //!
 //! Where attempts are counted: in Redis when it is configured and answers,
 //! so every instance shares one count per key (a sorted set
-//! `{prefix}at:{throttle}:{sha256(key)}` of attempt times, scored by the
+//! `{prefix}at:{throttle}:{HMAC-SHA256(key)}` of attempt times, scored by the
 //! service clock; a Lua script forgets the expired ones, checks the limit and
 //! records the attempt in one atomic step, and the set expires with its
 //! window). When Redis is not configured, known down, or a call fails, that
@@ -157,6 +157,10 @@ pub struct Throttle {
     shared: Arc<Redis>,
     /// Names this throttle in Redis keys (`login_account`, …).
     name: &'static str,
+    /// Keys the hash that names a throttled key in Redis (derived from the
+    /// server secret): someone who can list Redis cannot test guesses of
+    /// emails or addresses against the names. Unset: plain SHA-256.
+    name_secret: Option<String>,
     /// Makes this process's Redis members unique among instances.
     instance: u64,
     next_id: AtomicU64,
@@ -208,6 +212,7 @@ impl Throttle {
             log,
             shared: Arc::new(Redis::off()),
             name: "local",
+            name_secret: None,
             instance: instance_nonce(),
             next_id: AtomicU64::new(1),
         }
@@ -216,6 +221,12 @@ impl Throttle {
     /// Counted in `shared` (every instance together) while it answers.
     pub fn shared(name: &'static str, policy: Policy, shared: Arc<Redis>) -> Self {
         Self { shared, name, ..Self::new(policy) }
+    }
+
+    /// Names throttled keys in Redis by an HMAC under `secret`.
+    pub fn with_name_secret(mut self, secret: String) -> Self {
+        self.name_secret = Some(secret);
+        self
     }
 
     /// Reserves an attempt for `key`, or `Err(retry_after_secs)` when the key
@@ -303,8 +314,17 @@ impl Throttle {
     /// cannot reach outside this throttle's namespace (and no email is
     /// written to Redis in the clear).
     fn set_name(&self, key: &str) -> String {
+        use hmac::digest::KeyInit;
+        use hmac::{Hmac, Mac};
         use sha2::{Digest, Sha256};
-        self.shared.key(&format!("at:{}:{}", self.name, hex::encode(Sha256::digest(key.as_bytes()))))
+        let digest = match &self.name_secret {
+            Some(secret) => match <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()) {
+                Ok(mac) => hex::encode(mac.chain_update(key.as_bytes()).finalize().into_bytes()),
+                Err(_) => hex::encode(Sha256::digest(key.as_bytes())),
+            },
+            None => hex::encode(Sha256::digest(key.as_bytes())),
+        };
+        self.shared.key(&format!("at:{}:{digest}", self.name))
     }
 
     /// A member no other attempt of any instance uses.

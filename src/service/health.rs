@@ -59,7 +59,11 @@ impl Readiness {
     }
 }
 
-/// Checks the database now and reads the state of the rest.
+/// Checks the database and Redis now (a Redis that answers again ends its
+/// outage here, as any call would) and reads the change feed's state.
 pub async fn readiness(db: &Db, redis: &Redis, verifier: &Verifier) -> Readiness {
+    if redis.is_configured() {
+        let _answers = redis.ping().await;
+    }
     Readiness { database: database_answers(db).await, redis: redis.status(), feed_read_ago: verifier.feed_read_ago() }
 }

@@ -71,8 +71,10 @@ impl AppState {
         let audit_gate = Arc::new(AuditGate::default());
         let plans = Limits::new("plan", redis.clone());
         let verifier = Arc::new(Verifier::new(&config.api_key_prefix, &config.default_plan, audit_gate.clone(), plans));
+        let name_secret = keys.derived_base62("redis throttle names", 43);
         let throttle = |name, max_failures, minutes: i64| {
             Throttle::shared(name, Policy { max_failures, window_secs: minutes * 60 }, redis.clone())
+                .with_name_secret(name_secret.clone())
         };
         Self {
             clock: Clock::system(),

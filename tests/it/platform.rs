@@ -405,6 +405,11 @@ async fn a_backup_taken_while_serving_restores_keys_and_the_audit_log() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let size = std::fs::metadata(&snapshot).unwrap().len();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&snapshot).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the snapshot is private");
+    }
     assert!(stdout.contains(&format!("written to {} ({size} bytes)", snapshot.display())), "{stdout}");
     eprintln!("{written_meanwhile} key(s) created while the backup ran");
     assert_eq!(call(&app, "/api/v1/auth/test", &secret).await.status(), StatusCode::OK, "still serving");

@@ -133,6 +133,8 @@ struct Refused {
 #[derive(Debug, Clone, Copy, Default)]
 struct Lease {
     minute: i64,
+    /// The plan its units were leased under (a team's plan may change).
+    plan: Option<Plan>,
     available: u64,
     /// Spent from this minute's leases (what `release` may give back).
     spent: u64,
@@ -177,12 +179,15 @@ impl Leases {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let (lease, _) = map.get_or_insert_with(&key.to_owned(), Lease::default);
         let mut give_back = None;
-        if lease.minute < minute {
+        // A new minute, or a new plan (a downgrade must not keep spending
+        // what the old plan leased): unspent units go back.
+        if lease.minute < minute || lease.plan.is_some_and(|p| p != plan) {
             if lease.available > 0 {
                 give_back = Some(GiveBack { minute: lease.minute, units: lease.available });
             }
             *lease = Lease { minute, hour: lease.hour, ..Lease::default() };
         }
+        lease.plan = Some(plan);
         if lease.available > 0 {
             return Step::Done(Ok(lease.spend(plan, now_ms)));
         }
@@ -340,6 +345,18 @@ mod tests {
         l.settle("k", PRO, T0, a, Grant { units: 5, hour: 5, retry_after: 0 }).unwrap();
         let next = ask(l.take("k", PRO, T0 + MINUTE_MS));
         assert_eq!(next.give_back, Some(GiveBack { minute: T0 / MINUTE_MS, units: 4 }));
+    }
+
+    #[test]
+    fn a_new_plan_gives_back_what_the_old_one_leased() {
+        let l = Leases::with_capacity(10);
+        let unlimited = super::super::UNLIMITED;
+        let a = ask(l.take("team:t", unlimited, T0));
+        l.settle("team:t", unlimited, T0, a, Grant { units: 1_000, hour: 1_000, retry_after: 0 }).unwrap();
+        assert!(matches!(l.take("team:t", unlimited, T0 + 1), Step::Done(Ok(_))));
+        // Downgraded to free: nothing of the old lease is spent, it goes back.
+        let next = ask(l.take("team:t", FREE, T0 + 2));
+        assert_eq!(next, Ask { wanted: 1, give_back: Some(GiveBack { minute: T0 / MINUTE_MS, units: 998 }) });
     }
 
     #[test]
