@@ -149,6 +149,36 @@ async fn the_plan_burst_is_counted_once_across_instances() {
     assert_eq!(served, (90..100).rev().collect::<Vec<u64>>(), "exactly the burst, remaining counting down");
 }
 
+/// A team moved from `unlimited` (whose leases hold 1,000 units) to `free`
+/// gets the free plan at once on every instance: what the old plan leased
+/// is given back, not spent.
+#[tokio::test]
+async fn a_downgraded_plan_applies_at_once_on_every_instance() {
+    use diesel::connection::SimpleConnection;
+    let Some(apps) = spawn_instances(2, &[("LATCHKEY_DEFAULT_PLAN", "unlimited")]).await else { return };
+    let secret = free_plan_key(&apps[0]).await;
+    // Each instance leases a slice of the unlimited plan.
+    alternate(&[&apps[0], &apps[1]], &secret, 4).await;
+    // The operator downgrades the team (as `latchkey team set-plan` does).
+    apps[0]
+        .db()
+        .run_sync(|c| c.batch_execute("UPDATE teams SET plan = 'free'").map_err(latchkey::store::StoreError::from))
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let mut served = 0;
+    for i in 0..40 {
+        let res = call(&apps[i % 2], "/api/v1/auth/test", &secret).await;
+        match res.status() {
+            StatusCode::OK => served += 1,
+            // The first refusals may name the hour until the other instance
+            // has given back its old lease too: a refusal either way.
+            StatusCode::TOO_MANY_REQUESTS => assert!(retry_after(&res) >= 1),
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(served <= 10, "at most the free burst after the downgrade, got {served}");
+}
+
 /// Token issuance (60 a minute per client) is counted once across instances.
 #[tokio::test]
 async fn token_issuance_is_counted_once_across_instances() {
