@@ -246,6 +246,15 @@ pub async fn listen(redis: Arc<Redis>, verifier: Arc<Verifier>) {
             Ok(Ok(pubsub)) => {
                 if lost {
                     tracing::info!("subscribed again to the change channel");
+                    // Redis is back: end the shared handle's outage now (so
+                    // announcements, limits and throttles use it again at
+                    // once), retrying while its own connection comes back.
+                    for _ in 0..20 {
+                        if redis.ping().await.is_ok() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
                 verifier.announce_changed_elsewhere();
                 let mut messages = pubsub.into_on_message();

@@ -232,3 +232,72 @@ async fn a_change_that_commits_late_is_never_skipped() {
     let refused = until_refused(&app, &key, Duration::from_millis(1500)).await;
     assert!(refused.is_some(), "the late change was skipped");
 }
+
+/// Subscribers of the deployment's change channel on the Redis at `url`.
+async fn subscribers(url: &str, channel: &str) -> i64 {
+    let Ok(client) = redis::Client::open(url) else { return -1 };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return -1 };
+    let counted: redis::RedisResult<(String, i64)> =
+        redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(&mut conn).await;
+    counted.map_or(-1, |(_, n)| n)
+}
+
+/// Creates a key on `a`, has `b` verify it, revokes it on `a`; returns it.
+async fn revoke_a_key_b_holds(a: &TestApp, b: &TestApp, name: &str) -> String {
+    let created = create_key(a, json!({"name": name, "scopes": ["messages:send"]})).await;
+    let (id, key) = (created["id"].as_str().unwrap(), created["key"].as_str().unwrap().to_owned());
+    assert_eq!(call(b, "/api/v1/auth/test", &key).await.status(), StatusCode::OK);
+    assert!(api_delete(a, &format!("/api/v1/api-keys/{id}")).await.status().is_success());
+    key
+}
+
+/// The change channel survives a Redis restart: while Redis is down a revoke
+/// still reaches the other instance within a second (the feed); once Redis
+/// is back, both instances subscribe again by themselves, and a revoke is
+/// seen at once again.
+#[tokio::test]
+async fn a_lost_subscription_is_re_established_by_itself() {
+    let Some(url) = fresh_postgres() else { return };
+    crate::helpers::init_test_log();
+    let Some(mut redis) = crate::helpers::PrivateRedis::start().await else { return };
+    let (redis_url, prefix) = (redis.url(), "latchkey-resubscribe:");
+    let channel = format!("{prefix}{}", latchkey::service::changes::CHANNEL);
+    let settings =
+        [("REDIS_URL", redis_url.as_str()), ("LATCHKEY_REDIS_PREFIX", prefix), ("LATCHKEY_DEFAULT_PLAN", "unlimited")];
+    let mut apps = Vec::new();
+    for n in ["a", "b"] {
+        let dir = std::env::temp_dir().join(format!("latchkey-test-resub-{n}-{}", redis.port));
+        std::fs::create_dir_all(&dir).unwrap();
+        apps.push(serve(&dir, &url, &settings).await);
+    }
+    let (a, b) = (&apps[0], &apps[1]);
+    a.owner_session().await;
+    let wait_for_subscribers = || async {
+        let start = Instant::now();
+        while subscribers(&redis_url, &channel).await != 2 {
+            assert!(start.elapsed() < Duration::from_secs(10), "both instances subscribe within 10 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    wait_for_subscribers().await;
+    let key = revoke_a_key_b_holds(a, b, "before").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(call(b, "/api/v1/auth/test", &key).await.status(), StatusCode::UNAUTHORIZED, "instant");
+
+    redis.kill();
+    let key = revoke_a_key_b_holds(a, b, "during").await;
+    assert!(until_refused(b, &key, Duration::from_millis(1500)).await.is_some(), "the feed: within a second");
+
+    assert!(redis.restart().await);
+    wait_for_subscribers().await;
+    // Having subscribed again, each instance ends its Redis outage (its
+    // shared connection answers again) by itself.
+    let start = Instant::now();
+    while apps.iter().any(|app| app.redis().status() != latchkey::service::cluster::RedisStatus::Up) {
+        assert!(start.elapsed() < Duration::from_secs(5), "the outage ends by itself once Redis is back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let key = revoke_a_key_b_holds(a, b, "after").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(call(b, "/api/v1/auth/test", &key).await.status(), StatusCode::UNAUTHORIZED, "instant again");
+}

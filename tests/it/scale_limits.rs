@@ -6,8 +6,6 @@
 //! The `Limits` tests drive the limiter directly with a synthetic clock; the
 //! others drive real instances on one PostgreSQL database and one Redis.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +15,9 @@ use reqwest::{Response, StatusCode};
 use serde_json::json;
 
 use crate::api_keys::{call, create_key};
-use crate::helpers::{TestApp, fresh_postgres, fresh_redis, in_ci, init_test_log, serve, skipped, spawn_instances};
+use crate::helpers::{
+    PrivateRedis, TestApp, free_port, fresh_postgres, fresh_redis, init_test_log, serve, spawn_instances,
+};
 
 const HOUR_MS: i64 = 3_600_000;
 const MINUTE_MS: i64 = 60_000;
@@ -202,64 +202,6 @@ async fn token_issuance_is_counted_once_across_instances() {
         }
     }
     assert_eq!(issued, 60);
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A private `redis-server`, killed when dropped (also when a test panics).
-struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    /// `None` (skipped loudly; mandatory in CI) when `redis-server` cannot be started.
-    async fn start() -> Option<Self> {
-        let mut redis = Self { port: free_port(), child: None };
-        if !redis.restart().await {
-            assert!(!in_ci(), "redis-server is needed for the outage test in CI");
-            skipped("Redis outage test: redis-server is not installed");
-            return None;
-        }
-        Some(redis)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Starts the server on its port; waits (bounded) until it accepts.
-    async fn restart(&mut self) -> bool {
-        let spawned = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(child) = spawned else { return false };
-        self.child = Some(child);
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server did not start on port {}", self.port);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// Sends `GET /api/v1/auth/test` to `app` until a 200 counted in the

@@ -3,10 +3,6 @@
 //! sees one row write per active key and day, not one per instance; the
 //! counts are exact through a Redis outage, a failed move and shutdown.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use latchkey::store::StoreError;
@@ -15,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::api_keys::{call, create_key};
-use crate::helpers::{TestApp, fresh_postgres, in_ci, init_test_log, serve, skipped, spawn_instances};
+use crate::helpers::{PrivateRedis, TestApp, fresh_postgres, init_test_log, serve, spawn_instances};
 
 const UNLIMITED: (&str, &str) = ("LATCHKEY_DEFAULT_PLAN", "unlimited");
 /// Long enough that the background flush never moves during a test (its
@@ -267,62 +263,4 @@ async fn with_redis_down_usage_goes_to_the_database_exactly() {
     assert_eq!(in_redis(a, &id).await.0, 10, "handed to the restarted Redis");
     a.flush_usage().await;
     assert_eq!(counted(a, &id).0, served);
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A private `redis-server`, killed when dropped (also when a test panics).
-struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    /// `None` (skipped loudly; mandatory in CI) when `redis-server` cannot be started.
-    async fn start() -> Option<Self> {
-        let mut redis = Self { port: free_port(), child: None };
-        if !redis.restart().await {
-            assert!(!in_ci(), "redis-server is needed for the outage test in CI");
-            skipped("Redis outage test: redis-server is not installed");
-            return None;
-        }
-        Some(redis)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Starts the server on its port; waits (bounded) until it accepts.
-    async fn restart(&mut self) -> bool {
-        let spawned = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(child) = spawned else { return false };
-        self.child = Some(child);
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server did not start on port {}", self.port);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
