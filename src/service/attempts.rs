@@ -512,24 +512,26 @@ mod tests {
         let tasks: Vec<_> = (0..40)
             .map(|i| {
                 let t = if i % 2 == 0 { a.clone() } else { b.clone() };
-                tokio::spawn(async move { t.reserve("victim@acme.test", 1_000).await })
+                tokio::spawn(async move { (i % 2 == 0, t.reserve("victim@acme.test", 1_000).await) })
             })
             .collect();
         let mut admitted = Vec::new();
         for task in tasks {
-            if let Ok(attempt) = task.await.unwrap() {
-                admitted.push(attempt);
+            if let (on_a, Ok(attempt)) = task.await.unwrap() {
+                admitted.push((on_a, attempt));
             }
         }
         assert_eq!(admitted.len(), 5, "exactly the limit over both instances");
-        assert!(admitted.iter().all(|at| at.place == Place::Shared));
+        assert!(admitted.iter().all(|(_, at)| at.place == Place::Shared));
         assert_eq!(a.check("victim@acme.test", 1_001).await, Err(59));
         assert_eq!(b.reserve("victim@acme.test", 1_010).await, Err(50), "the oldest leaves at 1060");
         // A success on one instance gives its reservation back for both.
-        a.release(&admitted[0]).await;
-        let again = b.reserve("victim@acme.test", 1_011).await.unwrap();
+        let (on_a, first) = &admitted[0];
+        let (mine, other) = if *on_a { (&a, &b) } else { (&b, &a) };
+        mine.release(first).await;
+        let again = other.reserve("victim@acme.test", 1_011).await.unwrap();
         assert_eq!(again.place, Place::Shared);
-        assert!(a.reserve("victim@acme.test", 1_012).await.is_err());
+        assert!(mine.reserve("victim@acme.test", 1_012).await.is_err());
         // The window passes (by the service clock), and a success clears.
         assert!(a.check("victim@acme.test", 1_100).await.is_ok());
         b.clear("victim@acme.test").await;
