@@ -81,11 +81,20 @@ echo "cores: $(nproc)  connections per wrk: $CONNECTIONS  duration: $DURATION  t
 
 # (a) throughput: A alone, then A and B at once (one wrk each).
 read -r one_rps one_p50 one_p99 one_bad < <(measure -H "X-API-Key: $LOAD" "$A/api/v1/auth/test")
+# The database's load while both serve (the capacity model: it follows the
+# number of instances — feed reads, flushes — not the request rate).
+stats() { psql "$PG" -tAc "SELECT xact_commit + xact_rollback, tup_returned + tup_fetched FROM pg_stat_database WHERE datname = '$DB'" | tr '|' ' '; }
+read -r tx0 rows0 < <(stats)
+t0=$(date +%s.%N)
 measure -H "X-API-Key: $LOAD" "$A/api/v1/auth/test" >"$WORK/wrk-a" &
 wa=$!
 measure -H "X-API-Key: $LOAD" "$B/api/v1/auth/test" >"$WORK/wrk-b" &
 wb=$!
 wait "$wa" "$wb"
+read -r tx1 rows1 < <(stats)
+t1=$(date +%s.%N)
+db_tx=$(awk -v a="$tx0" -v b="$tx1" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.1f", (b - a) / (e - s) }')
+db_rows=$(awk -v a="$rows0" -v b="$rows1" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.0f", (b - a) / (e - s) }')
 read -r a_rps a_p50 a_p99 a_bad <"$WORK/wrk-a"
 read -r b_rps b_p50 b_p99 b_bad <"$WORK/wrk-b"
 both_rps=$(awk -v a="$a_rps" -v b="$b_rps" 'BEGIN { printf "%.2f", a + b }')
@@ -152,6 +161,9 @@ printf '%-44s %12s %9s %9s %8s\n' "(a) auth/test req/s, A while B runs" "$a_rps"
 printf '%-44s %12s %9s %9s %8s\n' "(a) auth/test req/s, B while A runs" "$b_rps" "$b_p50" "$b_p99" "$b_bad"
 printf '%-44s %12s\n' "(a) aggregate req/s, A + B" "$both_rps"
 printf '%-44s %12s\n' "(a) aggregate / one instance" "$ratio"
+printf '%-44s %12s\n' "(a) database transactions/s during it" "$db_tx"
+printf '%-44s %12s\n' "(a) database rows read/s during it" "$db_rows"
+printf '%-44s %12s\n' "(a) requests per database transaction" "$(awk -v r="$both_rps" -v t="$db_tx" 'BEGIN { printf "%.0f", (t > 0 ? r / t : 0) }')"
 printf '%-44s %12s\n' "(b) admitted of 200 (free plan: 10/minute)" "$admitted (A $admitted_a, B $admitted_b; 429: $refused, other: $other)"
 printf '%-44s %12s\n' "(b) admitted / plan burst" "$(awk -v n="$admitted" 'BEGIN { printf "%.1f", n / 10 }')"
 printf '%-44s %12s\n' "(c) revocation seen on B, median ms" "$rev_median"
