@@ -39,8 +39,6 @@ pub const GAP_PATIENCE: Duration = Duration::from_secs(10);
 pub const KEEP: Duration = Duration::from_secs(3600);
 /// Rows read per query.
 const BATCH: i64 = 500;
-/// Missing sequence numbers looked up per read (more wait for the next).
-const MAX_MISSING: usize = 1_000;
 /// The channel (under the deployment's prefix) that announces a change.
 pub const CHANNEL: &str = "changes";
 
@@ -52,6 +50,9 @@ struct Cursor {
     above: BTreeSet<i64>,
     /// The holes being waited for, if any.
     hole: Option<Hole>,
+    /// PostgreSQL: the next transaction id at the first read, while a
+    /// transaction running then may still commit.
+    startup_xmax: Option<i64>,
 }
 
 /// Missing sequence numbers below `upto`, seen at `since`.
@@ -81,6 +82,7 @@ impl Follower {
         if self.lock().done.is_some() && !self.lock().above.is_empty() {
             applied += self.settle_holes(db, verifier).await?;
         }
+        self.settle_startup(db, verifier).await?;
         verifier.synced_from(started);
         Ok(applied)
     }
@@ -116,37 +118,54 @@ impl Follower {
         Ok(applied)
     }
 
-    /// Reads and applies what is new: the rows after the highest number
-    /// applied, and any of the missing numbers below it that committed since.
+    /// Reads and applies what is new: every row after `done` not applied
+    /// yet (rows above a hole are read again until the hole settles: one
+    /// indexed range, whatever the number of holes). The first read finds
+    /// where the feed ends, and notes the transactions still running then:
+    /// until they have all ended (one may hold a number below the end and
+    /// commit later), no cached entry is vouched for by the feed.
     async fn read_new(&self, db: &Db, verifier: &Verifier) -> super::Result<usize> {
         let Some(done) = self.lock().done else {
-            let latest = db.run(Change::latest).await.map_err(read_error)?;
-            self.lock().done = Some(latest);
+            let (latest, running) = db
+                .run(|conn| {
+                    Ok::<_, crate::store::StoreError>((Change::latest(conn)?, Change::running_transactions(conn)?))
+                })
+                .await
+                .map_err(read_error)?;
+            let mut cursor = self.lock();
+            cursor.done = Some(latest);
+            match running {
+                Some((xmin, xmax)) if xmin < xmax => cursor.startup_xmax = Some(xmax),
+                _ => verifier.trust_reads_from(Instant::now()),
+            }
             return Ok(0);
         };
-        let missing: Vec<i64> = {
-            let cursor = self.lock();
-            let top = cursor.above.last().copied().unwrap_or(done);
-            (done + 1..top).filter(|s| !cursor.above.contains(s)).take(MAX_MISSING).collect()
-        };
+        let mut after = done;
         let mut applied = 0;
-        if !missing.is_empty() {
-            let late = db.run(move |conn| Change::among(conn, &missing)).await.map_err(read_error)?;
-            applied += self.apply(verifier, late);
-        }
         loop {
-            let after = {
-                let cursor = self.lock();
-                cursor.above.last().copied().unwrap_or_default().max(cursor.done.unwrap_or_default())
-            };
             let rows = db.run(move |conn| Change::after(conn, after, BATCH)).await.map_err(read_error)?;
             let full = rows.len() as i64 == BATCH;
+            if let Some(last) = rows.last() {
+                after = last.seq;
+            }
             applied += self.apply(verifier, rows);
             if !full {
                 break;
             }
         }
         Ok(applied)
+    }
+
+    /// Once every transaction running at the first read has ended, reads
+    /// that begin from now on see all they wrote: the feed may vouch for them.
+    async fn settle_startup(&self, db: &Db, verifier: &Verifier) -> super::Result<()> {
+        let Some(startup_xmax) = self.lock().startup_xmax else { return Ok(()) };
+        let running = db.run(Change::running_transactions).await.map_err(read_error)?;
+        if running.is_none_or(|(xmin, _)| xmin >= startup_xmax) {
+            self.lock().startup_xmax = None;
+            verifier.trust_reads_from(Instant::now());
+        }
+        Ok(())
     }
 
     /// Drops what `rows` name from the cache (those not applied before).

@@ -130,6 +130,10 @@ pub struct Verifier {
     token_generation: AtomicU64,
     /// Changes applied to the cache so far (bumped under the cache lock).
     forgotten: AtomicU64,
+    /// Only entries whose read began at or after this (nanoseconds after
+    /// `epoch`) may be vouched for by the feed: until the follower knows no
+    /// change older than its first read can still commit, none is.
+    trusted_from: AtomicU64,
     /// The origin of `synced`.
     epoch: Instant,
     /// When the last successful read of the change feed began (nanoseconds
@@ -153,6 +157,7 @@ impl Verifier {
             audit,
             token_generation: AtomicU64::new(0),
             forgotten: AtomicU64::new(0),
+            trusted_from: AtomicU64::new(u64::MAX),
             epoch: Instant::now(),
             synced: AtomicU64::new(0),
             changed_here: tokio::sync::Notify::new(),
@@ -171,6 +176,12 @@ impl Verifier {
     /// How long ago the last successful read of the change feed began.
     pub fn feed_read_ago(&self) -> Option<Duration> {
         self.synced_at().map(|s| s.elapsed())
+    }
+
+    /// Lets the feed vouch for entries whose read began at or after `from`.
+    pub fn trust_reads_from(&self, from: Instant) {
+        let nanos = u64::try_from(from.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
+        self.trusted_from.store(nanos, Ordering::Release);
     }
 
     /// A feed read that began at `started` succeeded: every change committed
@@ -195,7 +206,11 @@ impl Verifier {
         };
         // The last moment this entry was known right: its read, or the start
         // of a feed read that covered it.
-        let covered = synced.filter(|s| c.cached_at.is_some_and(|cached| *s >= cached));
+        let trusted = match self.trusted_from.load(Ordering::Acquire) {
+            u64::MAX => false,
+            nanos => c.read_at >= self.epoch + Duration::from_nanos(nanos),
+        };
+        let covered = synced.filter(|s| trusted && c.cached_at.is_some_and(|cached| *s >= cached));
         let known_right = covered.map_or(c.read_at, |s| s.max(c.read_at));
         let since = now.saturating_duration_since(known_right);
         if since < CACHE_TTL && now.saturating_duration_since(c.read_at) < CACHE_MAX_AGE {
@@ -499,6 +514,9 @@ mod tests {
 
     fn verifier(cache_max: usize) -> Verifier {
         let mut v = Verifier::new("lk", "free", Arc::new(AuditGate::default()), Limits::in_process("plan"));
+        // As if the feed had been followed for an hour (tests move entries back in time).
+        v.epoch -= Duration::from_secs(3600);
+        v.trust_reads_from(v.epoch);
         v.cache = Mutex::new(Lru::new(cache_max));
         v
     }
@@ -653,6 +671,23 @@ mod tests {
         age(&v, "key3", 2);
         v.synced_from(Instant::now());
         assert!(fresh(&v, "key3").is_some());
+    }
+
+    #[test]
+    fn before_the_feed_is_trusted_entries_live_one_second() {
+        let mut v = Verifier::new("lk", "free", Arc::new(AuditGate::default()), Limits::in_process("plan"));
+        v.epoch -= Duration::from_secs(3600);
+        remember(&v, "early", Some(record("key_1", "api", false)), 0);
+        age(&v, "early", 5);
+        remember(&v, "later", Some(record("key_2", "api", false)), 0);
+        age(&v, "later", 2);
+        v.synced_from(Instant::now());
+        assert!(fresh(&v, "early").is_none() && fresh(&v, "later").is_none(), "nothing vouched for yet");
+        // Trusted from 3 s ago: the entry read before stays on the one-second bound.
+        v.trust_reads_from(Instant::now() - Duration::from_secs(3));
+        v.synced_from(Instant::now());
+        assert!(fresh(&v, "early").is_none(), "read before the feed could vouch for it");
+        assert!(fresh(&v, "later").is_some());
     }
 
     #[test]

@@ -301,3 +301,64 @@ async fn a_lost_subscription_is_re_established_by_itself() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(call(b, "/api/v1/auth/test", &key).await.status(), StatusCode::UNAUTHORIZED, "instant again");
 }
+
+/// A revoke that commits late, after more than a thousand rolled-back
+/// changes left holes in the feed's sequence, still reaches the cache.
+#[tokio::test]
+async fn a_late_change_behind_many_holes_is_never_skipped() {
+    let Some(app) = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await else { return };
+    app.owner_session().await;
+    let created = create_key(&app, json!({"name": "late", "scopes": ["messages:send"]})).await;
+    let (id, key) = (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned());
+    let other = create_key(&app, json!({"name": "other", "scopes": ["messages:send"]})).await;
+    let other_id = other["id"].as_str().unwrap().to_owned();
+    assert_eq!(call(&app, "/api/v1/auth/test", &key).await.status(), StatusCode::OK);
+    // 1,500 changes rolled back: 1,500 numbers that will never commit.
+    sql(
+        &app,
+        &format!(
+            "DO $$ BEGIN FOR i IN 1..1500 LOOP BEGIN UPDATE api_keys SET name = name || 'x' WHERE id = '{other_id}'; \
+             RAISE EXCEPTION 'rolled back'; EXCEPTION WHEN OTHERS THEN NULL; END; END LOOP; END $$;"
+        ),
+    );
+    let (updated, commit) = hold_open(
+        &app.database_url,
+        &format!("BEGIN; UPDATE api_keys SET revoked_at = 1 WHERE id = '{id}';"),
+        "COMMIT;",
+    );
+    updated.recv().unwrap();
+    sql(&app, &format!("UPDATE api_keys SET revoked_at = 1 WHERE id = '{other_id}'"));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    commit.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(call(&app, "/api/v1/auth/test", &key).await.status(), StatusCode::UNAUTHORIZED, "skipped");
+}
+
+/// An instance that starts while a change is still uncommitted (holding a
+/// number below the feed's end) does not let the feed vouch for what it
+/// caches until that transaction has ended.
+#[tokio::test]
+async fn an_instance_started_during_a_slow_change_still_sees_it() {
+    let Some(app) = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await else { return };
+    app.owner_session().await;
+    let created = create_key(&app, json!({"name": "late", "scopes": ["messages:send"]})).await;
+    let (id, key) = (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned());
+    let other = create_key(&app, json!({"name": "other", "scopes": ["messages:send"]})).await;
+    let (updated, commit) = hold_open(
+        &app.database_url,
+        &format!("BEGIN; UPDATE api_keys SET revoked_at = 1 WHERE id = '{id}';"),
+        "COMMIT;",
+    );
+    updated.recv().unwrap();
+    let other_id = other["id"].as_str().unwrap();
+    sql(&app, &format!("UPDATE api_keys SET revoked_at = 1 WHERE id = '{other_id}'"));
+    // A new instance starts now, and caches the key (not revoked yet).
+    let dir = std::env::temp_dir().join(format!("latchkey-test-startup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let late = serve(&dir, &app.database_url, &[]).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(call(&late, "/api/v1/auth/test", &key).await.status(), StatusCode::OK, "not committed yet");
+    commit.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(call(&late, "/api/v1/auth/test", &key).await.status(), StatusCode::UNAUTHORIZED);
+}

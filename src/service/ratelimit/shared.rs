@@ -224,14 +224,16 @@ impl Leases {
             *lease = Lease { minute, ..Lease::default() };
         }
         if grant.units > 0 {
-            if lease.minute == minute {
+            if lease.minute == minute && lease.plan.is_none_or(|p| p == plan) {
+                lease.plan = Some(plan);
                 lease.available += grant.units;
                 lease.hour = grant.hour;
                 lease.refused = None;
                 return Ok(lease.spend(plan, now_ms));
             }
-            // The lease moved on to a later minute: this request is served
-            // with its unit; the rest stays counted, unspent.
+            // The lease moved on to a later minute, or to another plan (the
+            // team's plan changed while this grant was in flight): this
+            // request is served with its unit; the rest stays counted, unspent.
             let mut one = Lease { minute, hour: grant.hour, available: 1, ..Lease::default() };
             return Ok(one.spend(plan, now_ms));
         }
@@ -357,6 +359,18 @@ mod tests {
         // Downgraded to free: nothing of the old lease is spent, it goes back.
         let next = ask(l.take("team:t", FREE, T0 + 2));
         assert_eq!(next, Ask { wanted: 1, give_back: Some(GiveBack { minute: T0 / MINUTE_MS, units: 998 }) });
+    }
+
+    #[test]
+    fn a_grant_asked_under_the_old_plan_is_not_added_to_the_new_one() {
+        let l = Leases::with_capacity(10);
+        let unlimited = super::super::UNLIMITED;
+        let old = ask(l.take("team:t", unlimited, T0));
+        // The plan changes while that lease request is in flight.
+        let new = ask(l.take("team:t", FREE, T0 + 1));
+        l.settle("team:t", FREE, T0 + 1, new, Grant { units: 1, hour: 1, retry_after: 0 }).unwrap();
+        l.settle("team:t", unlimited, T0, old, Grant { units: 1_000, hour: 1_001, retry_after: 0 }).unwrap();
+        assert!(matches!(l.take("team:t", FREE, T0 + 2), Step::Ask(_)), "nothing of the old grant to spend");
     }
 
     #[test]

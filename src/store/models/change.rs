@@ -35,15 +35,6 @@ impl Change {
             .load(conn)?)
     }
 
-    /// The changes among `seqs` (missing numbers that may have committed late).
-    pub fn among(conn: &mut DbConn, seqs: &[i64]) -> Result<Vec<Change>, StoreError> {
-        Ok(changes::table
-            .filter(changes::seq.eq_any(seqs))
-            .order(changes::seq.asc())
-            .select((changes::seq, changes::kind, changes::object_id, changes::at))
-            .load(conn)?)
-    }
-
     /// PostgreSQL: the oldest transaction id still running and the next one
     /// to be assigned (`None` on SQLite, where writers never overlap, so a
     /// sequence number cannot commit after a later one).
