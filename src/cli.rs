@@ -330,6 +330,42 @@ fn print_report(report: &store::copy::Report, source: &Path, target: &str) {
 
 /// The URL with its password (in the user part or a `password=` parameter)
 /// replaced by `***`.
+/// The secrets a URL carries as typed (its password, and the value of any
+/// query parameter whose name holds "pass"), raw and percent-decoded.
+pub fn secrets_in_url(url: &str) -> Vec<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let mut found = Vec::new();
+    if let Some(at) = rest.rfind('@')
+        && let Some((_, password)) = rest[..at].split_once(':')
+    {
+        found.push(password.to_owned());
+    }
+    if let Some((_, query)) = rest.split_once('?') {
+        for kv in query.split('&') {
+            if let Some((k, v)) = kv.split_once('=')
+                && k.to_ascii_lowercase().contains("pass")
+            {
+                found.push(v.to_owned());
+            }
+        }
+    }
+    let decoded: Vec<String> = found
+        .iter()
+        .filter_map(|s| percent_encoding::percent_decode_str(s).decode_utf8().ok().map(|d| d.into_owned()))
+        .collect();
+    found.extend(decoded);
+    found.retain(|s| s.len() >= 3);
+    found.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    found.dedup();
+    found
+}
+
+/// `text` with every secret of `secrets` replaced by `***` (for errors a
+/// driver built from a URL: libpq repeats a malformed password).
+pub fn without_secrets(text: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(text.to_owned(), |t, s| t.replace(s.as_str(), "***"))
+}
+
 pub fn redact_url(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     // The authority ends at the first `/` or `?` after the last `@` (a
@@ -367,7 +403,7 @@ fn describe(errors: &service::FieldErrors) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{redact_url, secrets_in_url, without_secrets};
 
     #[test]
     fn a_printed_url_never_shows_its_password() {
@@ -394,5 +430,9 @@ mod tests {
             assert!(!shown.contains(secret), "{url} → {shown}");
         }
         assert_eq!(redact_url("postgres://u:pa/ss@host/db"), "postgres://u:***@host/db");
+        let url = "postgres://postgres:S3cr%ZZetPW7@127.0.0.1/x?sslpassword=ssl%21pw";
+        let message = "invalid percent-encoded token: \"S3cr%ZZetPW7\", ssl!pw, ssl%21pw";
+        let cleaned = without_secrets(message, &secrets_in_url(url));
+        assert!(!cleaned.contains("S3cr") && !cleaned.contains("ssl!pw") && !cleaned.contains("ssl%21pw"), "{cleaned}");
     }
 }

@@ -32,6 +32,17 @@ pub fn run(config: &Config) -> anyhow::Result<bool> {
     checks.push(database(&config.database));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     checks.extend(runtime.block_on(redis(config)));
+    // A driver's error may repeat a malformed password from its URL.
+    let mut secrets = Vec::new();
+    if let DatabaseUrl::Postgres(url) = &config.database {
+        secrets.extend(crate::cli::secrets_in_url(url));
+    }
+    if let Some(url) = &config.redis_url {
+        secrets.extend(crate::cli::secrets_in_url(url));
+    }
+    for c in &mut checks {
+        c.detail = crate::cli::without_secrets(&c.detail, &secrets);
+    }
     let mode = match (&config.database, &config.redis_url) {
         (DatabaseUrl::Sqlite(_), None) => "one instance (SQLite, everything in process)",
         (DatabaseUrl::Sqlite(_), Some(_)) => {

@@ -16,14 +16,26 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    // Errors a driver built from a URL may repeat its password: never print it.
+    let mut secrets = Vec::new();
+    if let latchkey::config::DatabaseUrl::Postgres(url) = &config.database {
+        secrets.extend(latchkey::cli::secrets_in_url(url));
+    }
+    if let Some(url) = &config.redis_url {
+        secrets.extend(latchkey::cli::secrets_in_url(url));
+    }
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::CopyData { to } = &command {
+        secrets.extend(latchkey::cli::secrets_in_url(to));
+    }
+    let result = match command {
         Command::Serve => serve(config),
         other => latchkey::cli::run(other, &config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("latchkey: {e:#}");
+            eprintln!("latchkey: {}", latchkey::cli::without_secrets(&format!("{e:#}"), &secrets));
             ExitCode::from(latchkey::cli::exit_code(&e))
         }
     }

@@ -26,7 +26,9 @@
 //! Bound: while Redis answers, at most `max_failures` per window for a key
 //! across all instances; during an outage, at most `max_failures` per
 //! instance; across the start or end of an outage, the in-process and shared
-//! counts add up (at most `(instances + 1) × max_failures` in one window).
+//! counts add up: at most `(instances + 1) × max_failures` in one window, or
+//! `(instances + 2) × max_failures` when Redis comes back empty (it keeps
+//! nothing on disk) and forgets the shared count of before the outage.
 //! In-process memory is bounded by least-recently-used eviction, never
 //! cleared; Redis memory by the window (every set expires with it) and by
 //! `max_failures` members per set.
