@@ -143,6 +143,10 @@ async fn a_postgres_outage_answers_503_recovers_and_loses_no_usage() {
     let (used_id, used) = (used["id"].as_str().unwrap().to_owned(), used["key"].as_str().unwrap().to_owned());
     let (fresh_id, fresh) = (fresh["id"].as_str().unwrap().to_owned(), fresh["key"].as_str().unwrap().to_owned());
     let oauth_app = crate::oauth::register(&app, "confidential", crate::oauth::REDIRECT, &["templates:read"]).await;
+    // Let the change feed apply the setup's changes (the owner's new
+    // membership names every credential the owner holds): otherwise it may
+    // drop `used` from the cache at any moment below, the cut included.
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let grant = [
         ("grant_type", "client_credentials"),
         ("client_id", oauth_app.client_id.as_str()),
