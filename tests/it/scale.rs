@@ -173,6 +173,21 @@ fn hold_open(url: &str, first: &str, then: &str) -> (std::sync::mpsc::Receiver<(
     (started, go)
 }
 
+/// A new key `name` on `app` (messages:send): its id and secret.
+async fn new_key(app: &TestApp, name: &str) -> (String, String) {
+    let created = create_key(app, json!({"name": name, "scopes": ["messages:send"]})).await;
+    (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned())
+}
+
+/// Revokes key `id` in a transaction of its own that stays open (holding its
+/// change's sequence number) until the returned sender says commit.
+fn revoke_uncommitted(app: &TestApp, id: &str) -> std::sync::mpsc::Sender<()> {
+    let begin = format!("BEGIN; UPDATE api_keys SET revoked_at = 1 WHERE id = '{id}';");
+    let (updated, commit) = hold_open(&app.database_url, &begin, "COMMIT;");
+    updated.recv().unwrap();
+    commit
+}
+
 /// A verification whose database read is in flight while a revoke commits
 /// and the feed applies it must not plant an entry the feed then vouches
 /// for: the answer it read is held by the one-second bound only.
@@ -180,8 +195,7 @@ fn hold_open(url: &str, first: &str, then: &str) -> (std::sync::mpsc::Receiver<(
 async fn a_read_racing_a_revoke_cannot_outlive_the_one_second_bound() {
     let Some(app) = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await else { return };
     app.owner_session().await;
-    let created = create_key(&app, json!({"name": "k", "scopes": ["messages:send"]})).await;
-    let (id, key) = (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned());
+    let (id, key) = new_key(&app, "k").await;
     // Hold the teams table: the key's read stops there, after its own row.
     let (locked, release) =
         hold_open(&app.database_url, "BEGIN; LOCK TABLE teams IN ACCESS EXCLUSIVE MODE;", "COMMIT;");
@@ -211,19 +225,11 @@ async fn a_read_racing_a_revoke_cannot_outlive_the_one_second_bound() {
 async fn a_change_that_commits_late_is_never_skipped() {
     let Some(app) = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await else { return };
     app.owner_session().await;
-    let created = create_key(&app, json!({"name": "late", "scopes": ["messages:send"]})).await;
-    let (id, key) = (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned());
-    let other = create_key(&app, json!({"name": "other", "scopes": ["messages:send"]})).await;
+    let ((id, key), (other_id, _)) = (new_key(&app, "late").await, new_key(&app, "other").await);
     assert_eq!(call(&app, "/api/v1/auth/test", &key).await.status(), StatusCode::OK);
     // The revoke takes its sequence number now and commits in 11 s; a later
     // change commits meanwhile.
-    let (updated, commit) = hold_open(
-        &app.database_url,
-        &format!("BEGIN; UPDATE api_keys SET revoked_at = 1 WHERE id = '{id}';"),
-        "COMMIT;",
-    );
-    updated.recv().unwrap();
-    let other_id = other["id"].as_str().unwrap();
+    let commit = revoke_uncommitted(&app, &id);
     sql(&app, &format!("UPDATE api_keys SET revoked_at = 1 WHERE id = '{other_id}'"));
     // Longer than a time-based patience would wait: the key is still valid.
     tokio::time::sleep(Duration::from_secs(11)).await;
@@ -308,10 +314,7 @@ async fn a_lost_subscription_is_re_established_by_itself() {
 async fn a_late_change_behind_many_holes_is_never_skipped() {
     let Some(app) = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await else { return };
     app.owner_session().await;
-    let created = create_key(&app, json!({"name": "late", "scopes": ["messages:send"]})).await;
-    let (id, key) = (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned());
-    let other = create_key(&app, json!({"name": "other", "scopes": ["messages:send"]})).await;
-    let other_id = other["id"].as_str().unwrap().to_owned();
+    let ((id, key), (other_id, _)) = (new_key(&app, "late").await, new_key(&app, "other").await);
     assert_eq!(call(&app, "/api/v1/auth/test", &key).await.status(), StatusCode::OK);
     // 1,500 changes rolled back: 1,500 numbers that will never commit.
     sql(
@@ -321,12 +324,7 @@ async fn a_late_change_behind_many_holes_is_never_skipped() {
              RAISE EXCEPTION 'rolled back'; EXCEPTION WHEN OTHERS THEN NULL; END; END LOOP; END $$;"
         ),
     );
-    let (updated, commit) = hold_open(
-        &app.database_url,
-        &format!("BEGIN; UPDATE api_keys SET revoked_at = 1 WHERE id = '{id}';"),
-        "COMMIT;",
-    );
-    updated.recv().unwrap();
+    let commit = revoke_uncommitted(&app, &id);
     sql(&app, &format!("UPDATE api_keys SET revoked_at = 1 WHERE id = '{other_id}'"));
     tokio::time::sleep(Duration::from_millis(600)).await;
     commit.send(()).unwrap();
@@ -341,16 +339,8 @@ async fn a_late_change_behind_many_holes_is_never_skipped() {
 async fn an_instance_started_during_a_slow_change_still_sees_it() {
     let Some(app) = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await else { return };
     app.owner_session().await;
-    let created = create_key(&app, json!({"name": "late", "scopes": ["messages:send"]})).await;
-    let (id, key) = (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned());
-    let other = create_key(&app, json!({"name": "other", "scopes": ["messages:send"]})).await;
-    let (updated, commit) = hold_open(
-        &app.database_url,
-        &format!("BEGIN; UPDATE api_keys SET revoked_at = 1 WHERE id = '{id}';"),
-        "COMMIT;",
-    );
-    updated.recv().unwrap();
-    let other_id = other["id"].as_str().unwrap();
+    let ((id, key), (other_id, _)) = (new_key(&app, "late").await, new_key(&app, "other").await);
+    let commit = revoke_uncommitted(&app, &id);
     sql(&app, &format!("UPDATE api_keys SET revoked_at = 1 WHERE id = '{other_id}'"));
     // A new instance starts now, and caches the key (not revoked yet).
     let dir = std::env::temp_dir().join(format!("latchkey-test-startup-{}", std::process::id()));
