@@ -360,6 +360,18 @@ pub fn secrets_in_url(url: &str) -> Vec<String> {
     found
 }
 
+/// The secrets of the configured database and Redis URLs.
+pub fn configured_secrets(config: &Config) -> Vec<String> {
+    let mut secrets = Vec::new();
+    if let DatabaseUrl::Postgres(url) = &config.database {
+        secrets.extend(secrets_in_url(url));
+    }
+    if let Some(url) = &config.redis_url {
+        secrets.extend(secrets_in_url(url));
+    }
+    secrets
+}
+
 /// `text` with every secret of `secrets` replaced by `***` (for errors a
 /// driver built from a URL: libpq repeats a malformed password).
 pub fn without_secrets(text: &str, secrets: &[String]) -> String {

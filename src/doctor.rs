@@ -33,13 +33,7 @@ pub fn run(config: &Config) -> anyhow::Result<bool> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     checks.extend(runtime.block_on(redis(config)));
     // A driver's error may repeat a malformed password from its URL.
-    let mut secrets = Vec::new();
-    if let DatabaseUrl::Postgres(url) = &config.database {
-        secrets.extend(crate::cli::secrets_in_url(url));
-    }
-    if let Some(url) = &config.redis_url {
-        secrets.extend(crate::cli::secrets_in_url(url));
-    }
+    let secrets = crate::cli::configured_secrets(config);
     for c in &mut checks {
         c.detail = crate::cli::without_secrets(&c.detail, &secrets);
     }

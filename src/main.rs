@@ -17,13 +17,7 @@ fn main() -> ExitCode {
         }
     };
     // Errors a driver built from a URL may repeat its password: never print it.
-    let mut secrets = Vec::new();
-    if let latchkey::config::DatabaseUrl::Postgres(url) = &config.database {
-        secrets.extend(latchkey::cli::secrets_in_url(url));
-    }
-    if let Some(url) = &config.redis_url {
-        secrets.extend(latchkey::cli::secrets_in_url(url));
-    }
+    let mut secrets = latchkey::cli::configured_secrets(&config);
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::CopyData { to } = &command {
         secrets.extend(latchkey::cli::secrets_in_url(to));

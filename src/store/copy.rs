@@ -100,16 +100,18 @@ pub struct Report {
     pub sequences: Vec<(String, i64)>,
 }
 
+/// One text column `name` of a raw query's rows.
 #[derive(QueryableByName)]
-struct Name {
+pub struct Name {
     #[diesel(sql_type = Text)]
-    name: String,
+    pub name: String,
 }
 
+/// One count `n` of a raw query.
 #[derive(QueryableByName)]
-struct Count {
+pub struct Count {
     #[diesel(sql_type = BigInt)]
-    n: i64,
+    pub n: i64,
 }
 
 #[derive(QueryableByName)]

@@ -4,7 +4,6 @@
 //! loudly otherwise).
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
 use oauth2::{AuthorizationCode, TokenResponse};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -26,17 +25,7 @@ fn copy_command(database_url: &str, target: &str) -> tokio::process::Command {
     cmd
 }
 
-#[derive(QueryableByName)]
-struct Name {
-    #[diesel(sql_type = Text)]
-    name: String,
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
+use latchkey::store::copy::{Count, Name};
 
 /// Rows per copied table in the PostgreSQL database at `url`.
 fn pg_counts(url: &str) -> Vec<(String, i64)> {

@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use reqwest::{Client, StatusCode};
 
 use crate::helpers::{
-    Backend, OWNER_EMAIL, OWNER_PASSWORD, TestApp, csrf_from, fresh_postgres, location, serve, skipped, spawn_app_with,
+    Backend, OWNER_EMAIL, OWNER_PASSWORD, TestApp, csrf_from, fresh_postgres, location, serve, spawn_app_with,
     spawn_instances,
 };
 use crate::totp::enrol_at;
@@ -127,8 +127,7 @@ async fn wrong_totp_codes_on_either_instance_lock_the_second_step_on_both() {
 
 /// A Redis URL on which nothing listens.
 fn closed_redis_url() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    format!("redis://127.0.0.1:{port}/0")
+    format!("redis://127.0.0.1:{}/0", crate::helpers::free_port())
 }
 
 async fn without_redis_an_instance_still_throttles_on_its_own(backend: Backend) {
@@ -154,25 +153,13 @@ async fn without_redis_an_instance_still_throttles_on_its_own_postgres() {
     without_redis_an_instance_still_throttles_on_its_own(Backend::Postgres).await;
 }
 
-/// A private Redis on `port`, stopped when dropped.
-fn start_redis(port: u16) -> tokio::process::Child {
-    tokio::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn instances_count_alone_while_redis_is_down_and_share_again_when_it_answers() {
-    if std::process::Command::new("redis-server").arg("--version").output().is_err() {
-        skipped("Redis outage tests: redis-server is not installed");
-        return;
-    }
     let Some(database_url) = fresh_postgres() else { return };
-    let url = closed_redis_url();
-    let port: u16 = url.rsplit(':').next().unwrap().trim_end_matches("/0").parse().unwrap();
+    // A private Redis, down when the instances start.
+    let Some(mut redis) = crate::helpers::PrivateRedis::start().await else { return };
+    redis.kill();
+    let url = redis.url();
     let settings = [("REDIS_URL", url.as_str()), ("LATCHKEY_REDIS_PREFIX", "latchkey-outage:")];
     let mut apps = Vec::new();
     for _ in 0..2 {
@@ -195,7 +182,7 @@ async fn instances_count_alone_while_redis_is_down_and_share_again_when_it_answe
 
     // Redis comes up: once each instance hears it answer, they share one
     // count again (no restart).
-    let _redis = start_redis(port);
+    assert!(redis.restart().await);
     for app in &apps {
         let mut tries = 0;
         while app.redis().ping().await.is_err() {
