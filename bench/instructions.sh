@@ -8,6 +8,8 @@
 #
 #   bench/instructions.sh              # M=100 N=600 by default, SQLite
 #   KEEP=dir bench/instructions.sh     # keeps the callgrind files (callgrind_annotate)
+#   BIN=/path/to/latchkey bench/instructions.sh   # measures that binary
+#   ONLY='auth_test$' bench/instructions.sh       # /healthz and the endpoints whose label matches
 #
 # Background work runs on timers, so its instructions grow with the run's
 # wall time: the change feed is read once a second here instead of every
@@ -17,8 +19,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 M="${M:-100}" N="${N:-600}" PORT="${PORT:-18092}"
 command -v valgrind >/dev/null || apt-get install -y -qq valgrind >/dev/null
-cargo build --release --quiet
-BIN=target/release/latchkey WORK=$(mktemp -d)
+# BIN=path measures another build (say, the previous commit's) instead.
+[ -n "${BIN:-}" ] || { cargo build --release --quiet; BIN=target/release/latchkey; }
+WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 CONNECTIONS=1 DURATION=1s
 source bench/lib.sh
@@ -65,6 +68,7 @@ h=$(per_request healthz GET /healthz 200)
 printf '%-36s %14s %8s\n' "GET /healthz" "$h" "1.00"
 report() {  # report NAME LABEL REQUEST...
   local name=$1; shift
+  [[ "$1" =~ ${ONLY:-.} ]] || return 0
   local n; n=$(per_request "$@")
   printf '%-36s %14s %8s\n' "$name" "$n" "$(awk -v n="$n" -v h="$h" 'BEGIN { printf "%.2f", n/h }')"
 }

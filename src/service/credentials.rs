@@ -73,14 +73,22 @@ impl CredentialService<'_> {
             return Err(Refusal::MissingScope(INTROSPECT_SCOPE.to_owned()));
         }
         let token = token.trim();
-        if token.split_once('_').and_then(|(prefix, _)| TokenKind::of_prefix(prefix)).is_some() {
-            return self.introspect_token(token).await;
+        match token.split_once('_').and_then(|(prefix, _)| TokenKind::of_prefix(prefix)) {
+            // Refresh tokens are never presented to an API: read each time.
+            Some(TokenKind::Refresh) => return self.introspect_refresh_token(token).await,
+            Some(TokenKind::Access) | None => {}
         }
+        // Keys and access tokens: the verifier's cache, as for any API call.
         let found = self.verifier.lookup(self.db, self.hasher, token).await?;
-        Ok(found.filter(|k| k.is_usable(self.clock.now())).map_or(Introspection::Inactive, Introspection::Key))
+        let Some(found) = found.filter(|k| k.is_usable(self.clock.now())) else { return Ok(Introspection::Inactive) };
+        Ok(match ActiveToken::of(&found) {
+            Some(active) => Introspection::Token(active),
+            None if found.is_access_token() => Introspection::Inactive,
+            None => Introspection::Key(found),
+        })
     }
 
-    async fn introspect_token(&self, token: &str) -> Result<Introspection, Refusal> {
+    async fn introspect_refresh_token(&self, token: &str) -> Result<Introspection, Refusal> {
         let (hasher, token, at) = (self.hasher.clone(), token.to_owned(), self.clock.now());
         let found = self
             .db
@@ -97,6 +105,27 @@ impl CredentialService<'_> {
             expires_at: t.expires_at,
             issued_at: t.created_at,
         }))
+    }
+}
+
+impl ActiveToken {
+    /// A verified access token as introspection shows it; `None` for a key,
+    /// or a token that may do nothing now (its holder's role allows none of
+    /// its scopes).
+    fn of(principal: &Principal) -> Option<Self> {
+        let Principal::AccessToken { client_id, user_id, issued_at, grant, .. } = principal else { return None };
+        if grant.scopes.is_empty() {
+            return None;
+        }
+        Some(Self {
+            kind: TokenKind::Access,
+            scope: grant.scopes.join(" "),
+            client_id: client_id.clone(),
+            user_id: user_id.clone(),
+            team_id: grant.team_id.clone()?,
+            expires_at: grant.expires_at?,
+            issued_at: *issued_at,
+        })
     }
 }
 

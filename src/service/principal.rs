@@ -48,8 +48,8 @@ pub enum Principal {
     /// An operator's service key (introspection, leak reports).
     ServiceKey { id: KeyId, name: String, prefix: String, grant: Grant },
     /// An OAuth access token of the app `client_id` (named `app`), acting for
-    /// `user_id` (none for a client_credentials token).
-    AccessToken { id: TokenId, client_id: ClientId, app: String, user_id: Option<UserId>, grant: Grant },
+    /// `user_id` (none for a client_credentials token), issued at `issued_at`.
+    AccessToken { id: TokenId, client_id: ClientId, app: String, user_id: Option<UserId>, issued_at: i64, grant: Grant },
 }
 
 impl Principal {
@@ -181,6 +181,7 @@ pub fn load_access_token(conn: &mut DbConn, hash: &str, default_plan: Plan) -> R
         client_id: client.id.into(),
         app: client.name,
         user_id: t.user_id.map(UserId::from),
+        issued_at: t.created_at,
         grant,
     }))
 }

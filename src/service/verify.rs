@@ -493,7 +493,14 @@ mod tests {
             plan: ratelimit::PLANS[0],
         };
         Arc::new(if kind == "oauth" {
-            Principal::AccessToken { id: id.into(), client_id: "app_1".into(), app: "n".into(), user_id: None, grant }
+            Principal::AccessToken {
+                id: id.into(),
+                client_id: "app_1".into(),
+                app: "n".into(),
+                user_id: None,
+                issued_at: 0,
+                grant,
+            }
         } else {
             Principal::ApiKey { id: id.into(), name: "n".into(), prefix: "lk_abcdefgh".into(), grant }
         })

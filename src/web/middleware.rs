@@ -59,7 +59,10 @@ pub async fn request_log(
             return Err(e);
         }
     };
-    log(&res.request().match_pattern().unwrap_or_else(|| "<unmatched>".into()), res.status());
+    // Finding the route pattern walks the routing table again: only for a line that is logged.
+    if tracing::enabled!(target: "latchkey::http", tracing::Level::INFO) {
+        log(&res.request().match_pattern().unwrap_or_else(|| "<unmatched>".into()), res.status());
+    }
     set_request_id(res.headers_mut(), &id.0);
     Ok(res)
 }
@@ -122,13 +125,16 @@ struct Asked {
 }
 
 impl Asked {
-    fn of(req: &HttpRequest) -> Self {
+    /// What an error response to `req` needs; `routed`: whether routing has
+    /// run, so that the route pattern is known (finding it walks the routing
+    /// table: only when an error is rendered).
+    fn of(req: &HttpRequest, routed: bool) -> Self {
         let here = req.uri().path_and_query().map(|pq| pq.as_str().to_owned());
         Self {
             wants: wants(req),
             here: here.filter(|_| req.method() == actix_web::http::Method::GET),
             request_id: RequestId::of(req),
-            route: req.match_pattern().unwrap_or_default(),
+            route: if routed { req.match_pattern().unwrap_or_default() } else { String::new() },
         }
     }
 }
@@ -178,7 +184,8 @@ pub async fn render_errors(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let before = Asked::of(req.request());
+    // Read before the call, since an `Err` comes back without its request.
+    let before = Asked::of(req.request(), false);
     let state = req.app_data::<super::State>().cloned();
     let db_down = move || state.as_ref().is_some_and(|s| s.db.is_unreachable());
     let res = match next.call(req).await {
@@ -186,7 +193,7 @@ pub async fn render_errors(
         Err(e) => return Err(rendered_without_request(&before, e, db_down())),
     };
     let Some(err) = res.response().error() else { return Ok(res.map_into_boxed_body()) };
-    let rendered = render_any(&Asked::of(res.request()), err, db_down());
+    let rendered = render_any(&Asked::of(res.request(), true), err, db_down());
     let (http_req, _) = res.into_parts();
     Ok(ServiceResponse::new(http_req, rendered))
 }

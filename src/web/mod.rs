@@ -96,8 +96,28 @@ impl AppState {
 
 pub type State = web::Data<AppState>;
 
+/// The routes, matched in order: the verification paths that every call of
+/// the operator's API may go through come first, so their routing costs
+/// least.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
+    cfg.route("/auth/verify", web::get().to(introspect::forward_auth))
+        .route("/oauth/introspect", web::post().to(introspect::introspect))
+        .service(
+            web::scope("/api/v1")
+                .app_data(api_keys_api::json_config())
+                .route("/auth/test", web::get().to(api_keys_api::auth_test))
+                .route("/api-keys", web::get().to(api_keys_api::list))
+                .route("/api-keys", web::post().to(api_keys_api::create))
+                .route("/api-keys/{id}", web::get().to(api_keys_api::get))
+                .route("/api-keys/{id}", web::delete().to(api_keys_api::revoke))
+                .route("/api-keys/{id}/roll", web::post().to(api_keys_api::roll))
+                .service(
+                    web::resource("/leaked-keys")
+                        .app_data(support::leak_json_config())
+                        .route(web::post().to(support::leaked_keys)),
+                ),
+        )
+        .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/static/{path:.*}", web::get().to(assets::serve))
         .route("/", web::get().to(team::home))
@@ -132,7 +152,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/developer/api-keys/{id}", web::get().to(api_keys::detail))
         .route("/settings/developer/api-keys/{id}/roll", web::post().to(api_keys::roll))
         .route("/settings/developer/api-keys/{id}/revoke", web::post().to(api_keys::revoke))
-        .route("/oauth/introspect", web::post().to(introspect::introspect))
         .service(web::resource("/oauth/authorize").get(oauth::authorize).post(oauth::decide))
         .route("/oauth/token", web::post().to(oauth::token))
         .route("/oauth/revoke", web::post().to(oauth::revoke))
@@ -142,21 +161,5 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/settings/developer/oauth-apps/{id}").get(oauth_apps::show).post(oauth_apps::update))
         .route("/settings/developer/oauth-apps/{id}/rotate", web::post().to(oauth_apps::rotate))
         .route("/settings/developer/oauth-apps/{id}/delete", web::post().to(oauth_apps::delete))
-        .route("/settings/security/apps/{client_id}/revoke", web::post().to(security::revoke_app))
-        .route("/auth/verify", web::get().to(introspect::forward_auth))
-        .service(
-            web::scope("/api/v1")
-                .app_data(api_keys_api::json_config())
-                .route("/auth/test", web::get().to(api_keys_api::auth_test))
-                .route("/api-keys", web::get().to(api_keys_api::list))
-                .route("/api-keys", web::post().to(api_keys_api::create))
-                .route("/api-keys/{id}", web::get().to(api_keys_api::get))
-                .route("/api-keys/{id}", web::delete().to(api_keys_api::revoke))
-                .route("/api-keys/{id}/roll", web::post().to(api_keys_api::roll))
-                .service(
-                    web::resource("/leaked-keys")
-                        .app_data(support::leak_json_config())
-                        .route(web::post().to(support::leaked_keys)),
-                ),
-        );
+        .route("/settings/security/apps/{client_id}/revoke", web::post().to(security::revoke_app));
 }
