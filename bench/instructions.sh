@@ -50,6 +50,8 @@ ir() {
   valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN" >"$WORK/valgrind.log" 2>&1 &
   local pid=$!
   for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+  # Let start-up settle (the connection pool opens its connections on its own thread).
+  sleep 3
   python3 bench/requests.py "$PORT" "$count" "$@" || { kill "$pid"; exit 1; }
   kill -TERM "$pid"; wait "$pid" || true
   [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$out" "$KEEP/$LABEL.$count.callgrind"

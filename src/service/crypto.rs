@@ -53,6 +53,8 @@ pub struct Keys {
     consent: [u8; 32],
     totp: [u8; 32],
     successor: [u8; 32],
+    /// Keys the verifier's in-memory index of presented credentials.
+    cache_index: [u8; 32],
 }
 
 impl Keys {
@@ -69,6 +71,7 @@ impl Keys {
             consent: hmac(server_secret, b"latchkey/csrf"),
             totp: hmac(server_secret, b"latchkey/totp-aead"),
             successor: hmac(server_secret, b"latchkey/refresh-successor"),
+            cache_index: hmac(server_secret, b"latchkey/verifier-cache-index"),
         }
     }
 
@@ -94,6 +97,15 @@ impl Keys {
             counter = counter.wrapping_add(1);
         }
         out
+    }
+
+    /// The 128-bit key of the verifier's cache index (SipHash-2-4-128 of a
+    /// presented credential: a keyed PRF, so the index holds no secret and
+    /// nobody without the server secret can aim at an entry).
+    pub fn cache_index_key(&self) -> [u8; 16] {
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&self.cache_index[..16]);
+        key
     }
 
     /// Master key for the session cookie (signing and encryption).

@@ -38,6 +38,17 @@ pub struct Grant {
     pub expires_at: Option<i64>,
     pub revoked: bool,
     pub plan: Plan,
+    /// What the plan's limits count under (see [`limit_key`]).
+    pub limit_key: String,
+}
+
+/// What the plan's limits count under: the team (all its keys and tokens),
+/// or the credential itself when it has no team (service keys).
+pub fn limit_key(team_id: Option<&str>, credential_id: &str) -> String {
+    match team_id {
+        Some(team) => format!("team:{team}"),
+        None => format!("key:{credential_id}"),
+    }
 }
 
 /// A credential as the verifier knows it.
@@ -168,6 +179,7 @@ pub fn load_access_token(conn: &mut DbConn, hash: &str, default_plan: Plan) -> R
     let grant = Grant {
         plan: team_plan(team.as_ref(), default_plan),
         team_name: team.map(|t| t.name),
+        limit_key: limit_key(Some(&t.team_id), &t.id),
         team_id: Some(t.team_id.into()),
         holder: holder.map(UserId::from),
         role: Some(role),
@@ -212,6 +224,7 @@ pub fn load_key(
     let grant = Grant {
         scopes: scopes.into(),
         allowed: keys::allowed_ips_of(&key),
+        limit_key: limit_key(key.team_id.as_deref(), &key.id),
         team_id: key.team_id.map(TeamId::from),
         team_name: team.map(|t| t.name),
         holder: key.created_by.map(UserId::from),

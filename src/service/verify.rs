@@ -123,7 +123,10 @@ pub struct Unwritten {
 pub struct Verifier {
     prefix: String,
     default_plan: Plan,
-    cache: Mutex<Lru<String, Cached>>,
+    /// Keyed by [`Verifier::index_of`] the presented credential.
+    cache: Mutex<Lru<u128, Cached>>,
+    /// SipHash-2-4-128 keyed from the server secret.
+    index: siphasher::sip128::SipHasher24,
     usage: Mutex<Usage>,
     limiter: Limits,
     audit: Arc<AuditGate>,
@@ -146,12 +149,14 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// A verifier whose refused-credential audit goes through `audit`.
-    pub fn new(prefix: &str, default_plan: &str, audit: Arc<AuditGate>, limiter: Limits) -> Self {
+    /// A verifier whose refused-credential audit goes through `audit`, its
+    /// cache indexed under `index_key` (see [`Verifier::index_of`]).
+    pub fn new(prefix: &str, default_plan: &str, audit: Arc<AuditGate>, limiter: Limits, index_key: [u8; 16]) -> Self {
         Self {
             prefix: prefix.to_owned(),
             default_plan: ratelimit::plan(default_plan).unwrap_or(ratelimit::PLANS[0]),
             cache: Mutex::new(Lru::new(CACHE_MAX)),
+            index: siphasher::sip128::SipHasher24::new_with_key(&index_key),
             usage: Mutex::new(Usage::default()),
             limiter,
             audit,
@@ -191,12 +196,24 @@ impl Verifier {
         self.synced.fetch_max(nanos.max(1), Ordering::AcqRel);
     }
 
-    /// What the cache holds for a key hash (marking it used).
-    fn cached(&self, hash: &str) -> Hit {
+    /// Where the cache keeps a presented credential: a keyed 128-bit PRF of
+    /// it, so that the cache never holds a secret and a hit costs a fraction
+    /// of the stored hash (HMAC-SHA256), which is computed only to read the
+    /// database.
+    fn index_of(&self, presented: &str) -> u128 {
+        use siphasher::sip128::Hasher128;
+        use std::hash::Hasher;
+        let mut h = self.index;
+        h.write(presented.as_bytes());
+        h.finish128().as_u128()
+    }
+
+    /// What the cache holds for a credential's index (marking it used).
+    fn cached(&self, index: u128) -> Hit {
         let generation = self.token_generation.load(Ordering::Acquire);
         let (now, synced) = (Instant::now(), self.synced_at());
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(c) = cache.get_mut(hash) else { return Hit::Miss };
+        let Some(c) = cache.get_mut(&index) else { return Hit::Miss };
         if c.tokens != generation && c.record.as_ref().is_some_and(|r| r.is_access_token()) {
             return Hit::Miss;
         }
@@ -234,11 +251,11 @@ impl Verifier {
     /// Caches an answer read from `start`; when full, the least-recently-used
     /// entry makes room. If a change was applied since the read began, the
     /// answer may predate it: the feed never covers it.
-    fn remember(&self, hash: String, record: Option<Arc<Principal>>, start: ReadStart) {
+    fn remember(&self, index: u128, record: Option<Arc<Principal>>, start: ReadStart) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let raced = self.forgotten.load(Ordering::Acquire) != start.forgotten;
         let cached_at = (!raced).then(Instant::now);
-        cache.insert(hash, Cached { record, read_at: start.at, cached_at, tokens: start.tokens });
+        cache.insert(index, Cached { record, read_at: start.at, cached_at, tokens: start.tokens });
     }
 
     /// Counts a change applied to the cache (the caller holds its lock).
@@ -292,8 +309,8 @@ impl Verifier {
         if parsed.prefix != self.prefix && !access_token {
             return Ok(None);
         }
-        let hash = hasher.token_hash(presented);
-        let stale = match self.cached(&hash) {
+        let index = self.index_of(presented);
+        let stale = match self.cached(index) {
             Hit::Fresh(record) => return Ok(record),
             // The database is out of reach: do not wait for it.
             Hit::Stale(record) if db.is_unreachable() => return Ok(Some(record)),
@@ -301,7 +318,7 @@ impl Verifier {
             Hit::Miss => None,
         };
         let start = self.read_start();
-        let (prefix, plan, h) = (self.prefix.clone(), self.default_plan, hash.clone());
+        let (prefix, plan, h) = (self.prefix.clone(), self.default_plan, hasher.token_hash(presented));
         let record = db
             .run(move |conn| {
                 if access_token {
@@ -316,7 +333,7 @@ impl Verifier {
             Err(e) if e.is_unavailable() && stale.is_some() => return Ok(stale),
             Err(e) => return Err(Refusal::Internal(anyhow::Error::new(e).context("loading a credential"))),
         };
-        self.remember(hash, record.clone(), start);
+        self.remember(index, record.clone(), start);
         Ok(record)
     }
 
@@ -346,7 +363,7 @@ impl Verifier {
         }
         let rate = self
             .limiter
-            .hit(&limit_key(&record), record.grant().plan, now_ms)
+            .hit(&record.grant().limit_key, record.grant().plan, now_ms)
             .await
             .map_err(|(rate, retry_after)| Refusal::RateLimited { rate, retry_after })?;
         // Usage history is kept for keys; OAuth tokens are short-lived.
@@ -456,15 +473,6 @@ impl Verifier {
     }
 }
 
-/// What the plan's limits count under: the team (all its keys and tokens),
-/// or the credential itself when it has no team (service keys).
-fn limit_key(record: &Principal) -> String {
-    match record.team_id() {
-        Some(team) => format!("team:{team}"),
-        None => format!("key:{}", record.id()),
-    }
-}
-
 /// Whether `ip` is in one of the ranges, an IPv4 address and its IPv4-mapped
 /// IPv6 form (`::ffff:9.9.9.9`) being the same address.
 fn address_allowed(allowed: &[IpNet], ip: IpAddr) -> bool {
@@ -491,6 +499,7 @@ mod tests {
             expires_at: None,
             revoked,
             plan: ratelimit::PLANS[0],
+            limit_key: principal::limit_key(Some("team_1"), id),
         };
         Arc::new(if kind == "oauth" {
             Principal::AccessToken {
@@ -508,7 +517,7 @@ mod tests {
 
     /// A fresh answer, if the cache holds one.
     fn fresh(v: &Verifier, hash: &str) -> Option<Option<Arc<Principal>>> {
-        match v.cached(hash) {
+        match v.cached(v.index_of(hash)) {
             Hit::Fresh(record) => Some(record),
             _ => None,
         }
@@ -516,11 +525,11 @@ mod tests {
 
     fn remember(v: &Verifier, hash: &str, record: Option<Arc<Principal>>, tokens: u64) {
         let start = ReadStart { tokens, ..v.read_start() };
-        v.remember(hash.into(), record, start);
+        v.remember(v.index_of(hash), record, start);
     }
 
     fn verifier(cache_max: usize) -> Verifier {
-        let mut v = Verifier::new("lk", "free", Arc::new(AuditGate::default()), Limits::in_process("plan"));
+        let mut v = Verifier::new("lk", "free", Arc::new(AuditGate::default()), Limits::in_process("plan"), [7; 16]);
         // As if the feed had been followed for an hour (tests move entries back in time).
         v.epoch -= Duration::from_secs(3600);
         v.trust_reads_from(v.epoch);
@@ -572,7 +581,7 @@ mod tests {
         let t0 = 1_000 * 3_600_000;
         let mut admitted = 0;
         for i in 0..30usize {
-            if v.limiter.hit(&limit_key(&creds[i % 3]), free, t0 + i as i64).await.is_ok() {
+            if v.limiter.hit(&creds[i % 3].grant().limit_key, free, t0 + i as i64).await.is_ok() {
                 admitted += 1;
             }
         }
@@ -623,7 +632,7 @@ mod tests {
     /// Moves an entry's read and caching back by `secs` (instead of waiting).
     fn age(v: &Verifier, hash: &str, secs: u64) {
         let mut cache = v.cache.lock().unwrap();
-        let c = cache.get_mut(hash).unwrap();
+        let c = cache.get_mut(&v.index_of(hash)).unwrap();
         c.read_at -= Duration::from_secs(secs);
         c.cached_at = c.cached_at.map(|at| at - Duration::from_secs(secs));
     }
@@ -636,20 +645,24 @@ mod tests {
         assert!(fresh(&v, "key").is_some(), "young entries need no feed");
         age(&v, "key", 5);
         age(&v, "unknown", 5);
-        assert!(matches!(v.cached("key"), Hit::Stale(_)), "no feed read: read again (or served stale in an outage)");
-        assert!(matches!(v.cached("unknown"), Hit::Miss), "unknown answers live one second");
+        assert!(
+            matches!(v.cached(v.index_of("key")), Hit::Stale(_)),
+            "no feed read: read again (or served stale in an outage)"
+        );
+        assert!(matches!(v.cached(v.index_of("unknown")), Hit::Miss), "unknown answers live one second");
         // A feed read that began after the entry was cached covers it.
         v.synced_from(Instant::now());
         assert!(fresh(&v, "key").is_some());
         // A feed read that began before the entry was cached does not: the
         // read may have raced with a change the feed had already passed on.
-        v.cache.lock().unwrap().get_mut("key").unwrap().cached_at = Some(Instant::now() + Duration::from_secs(1));
+        v.cache.lock().unwrap().get_mut(&v.index_of("key")).unwrap().cached_at =
+            Some(Instant::now() + Duration::from_secs(1));
         assert!(fresh(&v, "key").is_none());
         // Past the stale window (and with no feed read since) an entry is never served.
         let v2 = verifier(10);
         remember(&v2, "old", Some(record("key_2", "api", false)), 0);
         age(&v2, "old", STALE_WINDOW.as_secs() + 1);
-        assert!(matches!(v2.cached("old"), Hit::Miss));
+        assert!(matches!(v2.cached(v2.index_of("old")), Hit::Miss));
     }
 
     #[test]
@@ -660,7 +673,7 @@ mod tests {
         // yet to drop); then the read's (older) answer arrives.
         let start = v.read_start();
         v.forget_changes(&[Change { seq: 1, kind: "key".into(), object_id: "key_1".into(), at: 0 }]);
-        v.remember("key".into(), Some(record("key_1", "api", false)), start);
+        v.remember(v.index_of("key"), Some(record("key_1", "api", false)), start);
         assert!(fresh(&v, "key").is_some(), "young: within the one-second bound");
         age(&v, "key", 2);
         v.synced_from(Instant::now());
@@ -668,13 +681,13 @@ mod tests {
         // The same for a change made here.
         let start = v.read_start();
         v.invalidate("key_2");
-        v.remember("key2".into(), Some(record("key_2", "api", false)), start);
+        v.remember(v.index_of("key2"), Some(record("key_2", "api", false)), start);
         age(&v, "key2", 2);
         v.synced_from(Instant::now());
         assert!(fresh(&v, "key2").is_none());
         // A read with no change in between is vouched for by a later feed read.
         let start = v.read_start();
-        v.remember("key3".into(), Some(record("key_3", "api", false)), start);
+        v.remember(v.index_of("key3"), Some(record("key_3", "api", false)), start);
         age(&v, "key3", 2);
         v.synced_from(Instant::now());
         assert!(fresh(&v, "key3").is_some());
@@ -682,7 +695,7 @@ mod tests {
 
     #[test]
     fn before_the_feed_is_trusted_entries_live_one_second() {
-        let mut v = Verifier::new("lk", "free", Arc::new(AuditGate::default()), Limits::in_process("plan"));
+        let mut v = Verifier::new("lk", "free", Arc::new(AuditGate::default()), Limits::in_process("plan"), [7; 16]);
         v.epoch -= Duration::from_secs(3600);
         remember(&v, "early", Some(record("key_1", "api", false)), 0);
         age(&v, "early", 5);

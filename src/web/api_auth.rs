@@ -18,7 +18,7 @@ use actix_web::http::header::{AUTHORIZATION, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 
-use super::auth::{client_ip, request_actor};
+use super::auth::{actor_from, client_ip};
 use super::{AppState, State, csrf};
 use crate::error::AppError;
 use crate::service::accounts::{Role, UserContext};
@@ -72,7 +72,20 @@ pub struct ApiPrincipal {
     /// Set for sessions (the role's scopes); keys carry their own.
     session_scopes: Vec<String>,
     pub rate: Option<RateState>,
-    pub actor: Actor,
+    /// Where the request came from, kept as read: the audit's actor is made
+    /// from it only when an action is recorded.
+    origin: Origin,
+}
+
+struct Origin {
+    ip: Option<std::net::IpAddr>,
+    user_agent: Option<HeaderValue>,
+}
+
+impl Origin {
+    fn of(req: &HttpRequest, ip: Option<std::net::IpAddr>) -> Self {
+        Self { ip, user_agent: req.headers().get(actix_web::http::header::USER_AGENT).cloned() }
+    }
 }
 
 impl ApiPrincipal {
@@ -81,6 +94,16 @@ impl ApiPrincipal {
             Credential::ApiKey(k) => k.scopes(),
             Credential::Session(_) => &self.session_scopes,
         }
+    }
+
+    /// Who acts, for the audit: the key (as its holder) or the signed-in
+    /// user, from the request's address and user agent.
+    pub fn actor(&self) -> Actor {
+        let (user_id, label) = match &self.credential {
+            Credential::ApiKey(k) => (k.holder().map(|h| h.as_str().to_owned()), k.label()),
+            Credential::Session(ctx) => (Some(ctx.user.id.clone()), ctx.user.email.clone()),
+        };
+        Actor { user_id, label, ..actor_from(self.origin.ip, self.origin.user_agent.as_ref()) }
     }
 
     pub fn require(&self, scope: &str) -> Result<(), AppError> {
@@ -105,7 +128,7 @@ impl ApiPrincipal {
     /// effective scopes, address ranges and, for an API key, expiry).
     pub fn acting(&self) -> Result<Acting, AppError> {
         let team_id = self.team_id()?;
-        let actor = self.actor.clone();
+        let actor = self.actor();
         Ok(match &self.credential {
             Credential::Session(ctx) => Acting {
                 actor,
@@ -140,8 +163,7 @@ impl ApiPrincipal {
             Refusal::Internal(cause) => AppError::Internal(cause),
             _ => AppError::Unauthorized,
         })?;
-        let actor = Actor { user_id: key.holder().map(|h| h.as_str().to_owned()), ..self.actor };
-        Ok(Self { credential: Credential::ApiKey(key), actor, ..self })
+        Ok(Self { credential: Credential::ApiKey(key), ..self })
     }
 }
 
@@ -187,17 +209,26 @@ pub fn refused(req: &HttpRequest, refusal: Refusal) -> AppError {
 
 /// Verifies an API key for this request; rate state goes to the extensions.
 pub async fn verify_key(req: &HttpRequest, state: &AppState, presented: &str) -> Result<Arc<Principal>, AppError> {
-    let verified = state.credentials().verify(presented, client_ip(req, state)).await.map_err(|r| refused(req, r))?;
+    verify_key_from(req, state, presented, client_ip(req, state)).await.map(|(key, _)| key)
+}
+
+/// [`verify_key`] for a request from `ip`; also returns the rate state.
+async fn verify_key_from(
+    req: &HttpRequest,
+    state: &AppState,
+    presented: &str,
+    ip: Option<std::net::IpAddr>,
+) -> Result<(Arc<Principal>, RateState), AppError> {
+    let verified = state.credentials().verify(presented, ip).await.map_err(|r| refused(req, r))?;
     req.extensions_mut().insert(verified.rate);
-    Ok(verified.key)
+    Ok((verified.key, verified.rate))
 }
 
 async fn from_key(req: &HttpRequest, state: &State, presented: &str) -> Result<ApiPrincipal, AppError> {
-    let key = verify_key(req, state, presented).await?;
-    let rate = req.extensions().get::<RateState>().copied();
-    let actor =
-        Actor { user_id: key.holder().map(|h| h.as_str().to_owned()), label: key.label(), ..request_actor(req, state) };
-    Ok(ApiPrincipal { session_scopes: Vec::new(), credential: Credential::ApiKey(key), rate, actor })
+    let ip = client_ip(req, state);
+    let (key, rate) = verify_key_from(req, state, presented, ip).await?;
+    let origin = Origin::of(req, ip);
+    Ok(ApiPrincipal { session_scopes: Vec::new(), credential: Credential::ApiKey(key), rate: Some(rate), origin })
 }
 
 async fn from_session(req: &HttpRequest, state: &State) -> Result<ApiPrincipal, AppError> {
@@ -212,14 +243,14 @@ async fn from_session(req: &HttpRequest, state: &State) -> Result<ApiPrincipal, 
     if !safe && (expected.is_empty() || !crypto::ct_eq(&expected, header)) {
         return Err(AppError::Forbidden("Session use of the API needs the X-CSRF-Token header.".into()));
     }
-    let (uid, ctx) = super::auth::signed_in(state, &session).await?.ok_or(AppError::Unauthorized)?;
+    let (_, ctx) = super::auth::signed_in(state, &session).await?.ok_or(AppError::Unauthorized)?;
     if ctx.team.as_ref().is_some_and(|(t, _)| t.require_totp) && !ctx.user.has_totp() {
         return Err(AppError::Forbidden("Your team requires two-factor authentication: set it up first.".into()));
     }
     let role = ctx.team.as_ref().map_or(Role::Viewer, |(_, r)| *r);
     let scopes = scopes::grantable(&state.config.scopes, role).into_iter().map(str::to_owned).collect();
-    let actor = Actor { user_id: Some(uid), label: ctx.user.email.clone(), ..request_actor(req, state) };
-    Ok(ApiPrincipal { credential: Credential::Session(Box::new(ctx)), session_scopes: scopes, rate: None, actor })
+    let origin = Origin::of(req, client_ip(req, state));
+    Ok(ApiPrincipal { credential: Credential::Session(Box::new(ctx)), session_scopes: scopes, rate: None, origin })
 }
 
 impl FromRequest for ApiPrincipal {
@@ -248,15 +279,10 @@ pub async fn rate_headers(
     let rate = res.request().extensions().get::<RateState>().copied();
     if let Some(rate) = rate {
         let headers = res.headers_mut();
-        for (name, value) in [
-            ("x-ratelimit-limit", rate.limit.to_string()),
-            ("x-ratelimit-remaining", rate.remaining.to_string()),
-            ("x-ratelimit-reset", rate.reset.to_string()),
-        ] {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(actix_web::http::header::HeaderName::from_static(name), v);
-            }
-        }
+        let name = actix_web::http::header::HeaderName::from_static;
+        headers.insert(name("x-ratelimit-limit"), HeaderValue::from(rate.limit));
+        headers.insert(name("x-ratelimit-remaining"), HeaderValue::from(rate.remaining));
+        headers.insert(name("x-ratelimit-reset"), HeaderValue::from(rate.reset));
     }
     Ok(res)
 }

@@ -120,15 +120,16 @@ async fn session_user(state: &AppState, session: &TypedSession) -> Result<Option
 
 /// The anonymous actor of a request: its address and user agent.
 pub fn request_actor(req: &HttpRequest, state: &AppState) -> Actor {
+    actor_from(client_ip(req, state), req.headers().get(actix_web::http::header::USER_AGENT))
+}
+
+/// An anonymous actor from a client address and `User-Agent` header.
+pub fn actor_from(ip: Option<IpAddr>, user_agent: Option<&actix_web::http::header::HeaderValue>) -> Actor {
     Actor {
         user_id: None,
         label: "anonymous".into(),
-        ip: client_ip(req, state).map(|ip| ip.to_string()),
-        user_agent: req
-            .headers()
-            .get(actix_web::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(300).collect()),
+        ip: ip.map(|ip| ip.to_string()),
+        user_agent: user_agent.and_then(|v| v.to_str().ok()).map(|s| s.chars().take(300).collect()),
     }
 }
 
@@ -137,8 +138,12 @@ pub fn request_actor(req: &HttpRequest, state: &AppState) -> Actor {
 /// that cannot be read (see `service::forwarded`).
 pub fn client_ip(req: &HttpRequest, state: &AppState) -> Option<IpAddr> {
     let peer = req.peer_addr().map(|a| a.ip())?;
+    let proxies = &state.config.trusted_proxies;
+    if !crate::service::forwarded::is_trusted(peer, proxies) {
+        return Some(peer.to_canonical());
+    }
     let lines: Vec<&[u8]> = req.headers().get_all("X-Forwarded-For").map(|v| v.as_bytes()).collect();
-    crate::service::forwarded::client_address(peer, &state.config.trusted_proxies, &lines)
+    crate::service::forwarded::client_address(peer, proxies, &lines)
 }
 
 /// Where to go after signing in: a safe same-origin path (see

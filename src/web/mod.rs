@@ -70,7 +70,13 @@ impl AppState {
         let keys = Keys::derive(config.secret_bytes());
         let audit_gate = Arc::new(AuditGate::default());
         let plans = Limits::new("plan", redis.clone());
-        let verifier = Arc::new(Verifier::new(&config.api_key_prefix, &config.default_plan, audit_gate.clone(), plans));
+        let verifier = Arc::new(Verifier::new(
+            &config.api_key_prefix,
+            &config.default_plan,
+            audit_gate.clone(),
+            plans,
+            keys.cache_index_key(),
+        ));
         let name_secret = keys.derived_base62("redis throttle names", 43);
         let throttle = |name, max_failures, minutes: i64| {
             Throttle::shared(name, Policy { max_failures, window_secs: minutes * 60 }, redis.clone())

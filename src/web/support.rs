@@ -312,7 +312,7 @@ pub async fn leaked_keys(
         Credential::Session(_) => None,
     };
     let LeakBody { keys, url } = body.into_inner();
-    let report = state.support_service().report_leaks(caller, &principal.actor, keys, url).await?;
+    let report = state.support_service().report_leaks(caller, &principal.actor(), keys, url).await?;
     let results: Vec<_> = report.outcomes.iter().map(|o| json!({"outcome": o})).collect();
     Ok(HttpResponse::Ok().json(json!({"status": "success", "data": {"results": results}})))
 }
