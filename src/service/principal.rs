@@ -40,6 +40,9 @@ pub struct Grant {
     pub plan: Plan,
     /// What the plan's limits count under (see [`limit_key`]).
     pub limit_key: String,
+    /// The credential as `auth/test` shows it, serialised by the web layer on
+    /// first use: a cached credential is read once and shown many times.
+    pub shown: std::sync::OnceLock<Box<[u8]>>,
 }
 
 /// What the plan's limits count under: the team (all its keys and tokens),
@@ -178,6 +181,7 @@ pub fn load_access_token(conn: &mut DbConn, hash: &str, default_plan: Plan) -> R
     let team = Team::find(conn, &t.team_id)?;
     let grant = Grant {
         plan: team_plan(team.as_ref(), default_plan),
+        shown: Default::default(),
         team_name: team.map(|t| t.name),
         limit_key: limit_key(Some(&t.team_id), &t.id),
         team_id: Some(t.team_id.into()),
@@ -232,6 +236,7 @@ pub fn load_key(
         expires_at: key.expires_at,
         revoked: key.revoked_at.is_some(),
         plan,
+        shown: Default::default(),
     };
     let (id, name, prefix) = (KeyId::from(key.id), key.name, codec::display(prefix, &key.key_prefix));
     Ok(Some(if service {

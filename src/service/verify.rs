@@ -499,6 +499,7 @@ mod tests {
             expires_at: None,
             revoked,
             plan: ratelimit::PLANS[0],
+            shown: Default::default(),
             limit_key: principal::limit_key(Some("team_1"), id),
         };
         Arc::new(if kind == "oauth" {

@@ -124,13 +124,18 @@ impl Db {
         // Fail fast with the driver's own message rather than r2d2's 30 s timeout.
         drop(connect_once(url)?);
         let manager = Manager { url: url.clone() };
-        let size = match url {
-            DatabaseUrl::Sqlite(_) => 8,
-            DatabaseUrl::Postgres(_) => 16,
+        // SQLite: every connection opened at start (a local file: cheap, and
+        // none is opened later under load) and never tested on checkout (a
+        // file does not drop a connection). PostgreSQL: opened as needed,
+        // each tested before use (the server may have restarted).
+        let (size, min_idle, test) = match url {
+            DatabaseUrl::Sqlite(_) => (8, None, false),
+            DatabaseUrl::Postgres(_) => (16, Some(1), true),
         };
         let pool = r2d2::Pool::builder()
             .max_size(size)
-            .min_idle(Some(1))
+            .min_idle(min_idle)
+            .test_on_check_out(test)
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|e| StoreError::Connection(e.to_string()))?;

@@ -6,8 +6,7 @@
 
 use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::State;
 use super::api_auth::{presented_credential, refused, require_tls, verify_key};
@@ -34,47 +33,86 @@ pub async fn introspect(
     let answer = state.credentials().introspect(&caller, &form.token).await.map_err(|r| refused(&req, r))?;
     let iss = state.config.public_url.as_str();
     let body = match answer {
-        Introspection::Inactive => json!({"active": false}),
-        Introspection::Token(t) => token_body(&t, iss),
-        Introspection::Key(k) => key_body(&k, iss),
+        Introspection::Inactive => serde_json::to_vec(&Inactive { active: false }),
+        Introspection::Token(t) => serde_json::to_vec(&TokenAnswer::of(&t, iss)),
+        Introspection::Key(k) => serde_json::to_vec(&KeyAnswer::of(&k, iss)),
     };
-    Ok(HttpResponse::Ok().insert_header((CACHE_CONTROL, "no-store")).json(body))
+    let body = body.map_err(|e| AppError::Internal(e.into()))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body))
 }
 
-fn token_body(t: &ActiveToken, iss: &str) -> Value {
-    json!({
-        "active": true,
-        "token_type": t.kind.hint(),
-        "scope": t.scope,
-        "client_id": t.client_id,
-        "sub": t.user_id,
-        "team_id": t.team_id,
-        "exp": t.expires_at,
-        "iat": t.issued_at,
-        "iss": iss,
-    })
+#[derive(Serialize)]
+struct Inactive {
+    active: bool,
 }
 
-fn key_body(key: &Principal, iss: &str) -> Value {
-    let mut body = json!({
-        "active": true,
-        "token_type": key.token_type(),
-        "scope": key.scopes().join(" "),
-        "key_id": key.id(),
-        "name": key.name(),
-        "team_id": key.team_id(),
-        "sub": key.holder(),
-        "iss": iss,
-    });
-    if let Some(exp) = key.expires_at() {
-        body["exp"] = json!(exp);
+/// An active OAuth token (RFC 7662 §2.2).
+#[derive(Serialize)]
+struct TokenAnswer<'a> {
+    active: bool,
+    token_type: &'static str,
+    scope: &'a str,
+    client_id: &'a str,
+    sub: Option<&'a str>,
+    team_id: &'a str,
+    exp: i64,
+    iat: i64,
+    iss: &'a str,
+}
+
+impl<'a> TokenAnswer<'a> {
+    fn of(t: &'a ActiveToken, iss: &'a str) -> Self {
+        Self {
+            active: true,
+            token_type: t.kind.hint(),
+            scope: &t.scope,
+            client_id: t.client_id.as_str(),
+            sub: t.user_id.as_ref().map(|u| u.as_str()),
+            team_id: t.team_id.as_str(),
+            exp: t.expires_at,
+            iat: t.issued_at,
+            iss,
+        }
     }
-    // An extension member (RFC 7662 §2.2): the key works only from these
-    // ranges, which the resource server must enforce on the caller's address.
-    if !key.allowed_ips().is_empty() {
-        body["allowed_ips"] = json!(key.allowed_ips().iter().map(ToString::to_string).collect::<Vec<_>>());
+}
+
+/// An active API key or service key.
+#[derive(Serialize)]
+struct KeyAnswer<'a> {
+    active: bool,
+    token_type: &'static str,
+    scope: String,
+    key_id: &'a str,
+    name: &'a str,
+    team_id: Option<&'a str>,
+    sub: Option<&'a str>,
+    iss: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+    /// An extension member (RFC 7662 §2.2): the key works only from these
+    /// ranges, which the resource server must enforce on the caller's address.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    allowed_ips: Vec<String>,
+}
+
+impl<'a> KeyAnswer<'a> {
+    fn of(key: &'a Principal, iss: &'a str) -> Self {
+        Self {
+            active: true,
+            token_type: key.token_type(),
+            scope: key.scopes().join(" "),
+            key_id: key.id(),
+            name: key.name(),
+            team_id: key.team_id().map(|t| t.as_str()),
+            sub: key.holder().map(|h| h.as_str()),
+            iss,
+            exp: key.expires_at(),
+            allowed_ips: key.allowed_ips().iter().map(ToString::to_string).collect(),
+        }
     }
-    body
 }
 
 #[derive(Deserialize, Default)]

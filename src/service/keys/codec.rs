@@ -41,7 +41,7 @@ pub fn encode(prefix: &str, random: &str) -> String {
 pub struct Parsed<'a> {
     pub prefix: &'a str,
     /// `prefix_` plus the first characters of the random part.
-    pub display: String,
+    pub display: &'a str,
 }
 
 /// Checks shape and checksum; `None` for anything malformed.
@@ -57,7 +57,8 @@ pub fn parse(key: &str) -> Option<Parsed<'_>> {
     if !crypto::ct_eq(&checksum(&key[..split]), &key[split..]) {
         return None;
     }
-    Some(Parsed { prefix, display: format!("{prefix}_{}", &body[..DISPLAY_LEN]) })
+    // ASCII throughout (checked above): any byte offset is a character boundary.
+    Some(Parsed { prefix, display: key.get(..prefix.len() + 1 + DISPLAY_LEN)? })
 }
 
 /// The display prefix of a stored key, from its `key_prefix` column.
@@ -76,7 +77,7 @@ mod tests {
             assert_eq!(key.len(), prefix.len() + 1 + RANDOM_LEN + CHECKSUM_LEN);
             let parsed = parse(&key).unwrap();
             assert_eq!(parsed.prefix, prefix);
-            assert_eq!(parsed.display, key[..prefix.len() + 1 + DISPLAY_LEN]);
+            assert_eq!(parsed.display, &key[..prefix.len() + 1 + DISPLAY_LEN]);
         }
     }
 
