@@ -81,4 +81,6 @@ report "POST /oauth/introspect (API key)" introspect_key POST /oauth/introspect 
 report "POST /oauth/introspect (access token)" introspect_token POST /oauth/introspect 200 \
   "Authorization:Bearer $GATEWAY" --body "token=$TOKEN"
 report "GET /api/v1/auth/test (access token)" auth_test_token GET /api/v1/auth/test 200 "Authorization:Bearer $TOKEN"
+report "POST /oauth/token (client_credentials)" token POST /oauth/token 200 \
+  "Authorization:Basic $BASIC" --body "grant_type=client_credentials"
 echo "M=$M N=$N requests per run; callgrind; release build; SQLite"

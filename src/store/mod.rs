@@ -15,6 +15,8 @@ pub mod copy;
 pub mod models;
 pub mod schema;
 
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -112,6 +114,9 @@ pub type Pool = r2d2::Pool<Manager>;
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// SQLite admits one writer at a time: this process's write transactions
+    /// take their turn here (see [`transaction`]). `None` on PostgreSQL.
+    writer: Option<Arc<Mutex<()>>>,
     /// Whether the last attempt to get a connection failed (cleared by the
     /// next that succeeds): errors raised outside our code (the session
     /// middleware's) are answered 503 rather than 500 while it is set.
@@ -139,7 +144,8 @@ impl Db {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|e| StoreError::Connection(e.to_string()))?;
-        Ok(Self { pool, unreachable: Default::default() })
+        let writer = matches!(url, DatabaseUrl::Sqlite(_)).then(Arc::default);
+        Ok(Self { pool, writer, unreachable: Default::default() })
     }
 
     /// Runs `f` with a pooled connection on the blocking pool.
@@ -149,8 +155,9 @@ impl Db {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let (pool, unreachable) = (self.pool.clone(), self.unreachable.clone());
+        let (pool, unreachable, writer) = (self.pool.clone(), self.unreachable.clone(), self.writer.clone());
         tokio::task::spawn_blocking(move || {
+            let _turns = WriterTurns::enter(writer);
             let mut conn = checkout(&pool, &unreachable)?;
             f(&mut conn)
         })
@@ -164,6 +171,7 @@ impl Db {
         F: FnOnce(&mut DbConn) -> Result<T, E>,
         E: From<StoreError>,
     {
+        let _turns = WriterTurns::enter(self.writer.clone());
         let mut conn = checkout(&self.pool, &self.unreachable)?;
         f(&mut conn)
     }
@@ -171,6 +179,26 @@ impl Db {
     /// Whether the database could not be reached at the last attempt.
     pub fn is_unreachable(&self) -> bool {
         self.unreachable.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+thread_local! {
+    /// The writer lock of the database whose work runs on this thread.
+    static WRITER: RefCell<Option<Arc<Mutex<()>>>> = const { RefCell::new(None) };
+}
+
+/// Sets [`WRITER`] for the work of one [`Db::run`] (restoring it after).
+struct WriterTurns(Option<Arc<Mutex<()>>>);
+
+impl WriterTurns {
+    fn enter(writer: Option<Arc<Mutex<()>>>) -> Self {
+        Self(WRITER.with(|w| w.replace(writer)))
+    }
+}
+
+impl Drop for WriterTurns {
+    fn drop(&mut self) {
+        WRITER.with(|w| *w.borrow_mut() = self.0.take());
     }
 }
 
@@ -276,7 +304,12 @@ pub fn like_escape(s: &str) -> String {
 
 /// Runs `f` in a transaction: `BEGIN IMMEDIATE` on SQLite (the write lock is
 /// taken up front, waiting on the busy timeout), a plain transaction on
-/// PostgreSQL, and a savepoint when already inside one.
+/// PostgreSQL, and a savepoint when already inside one. Work run through
+/// [`Db::run`] first takes this process's turn to write to that SQLite
+/// database, so its transactions queue on a lock instead of SQLite's busy
+/// handler, which sleeps 1, 2, 5 … 100 ms between tries (what made token
+/// issuance slow under concurrency); another process's writer is still
+/// waited for by the busy timeout.
 pub fn transaction<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConn) -> Result<T, E>,
@@ -290,6 +323,8 @@ where
     if !outermost_sqlite {
         return conn.transaction(f);
     }
+    let writer = WRITER.with(|w| w.borrow().clone());
+    let _turn = writer.as_deref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
     if let DbConn::Sqlite(c) = conn {
         AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
     }
