@@ -103,7 +103,8 @@ pages() {
   page "audit: actor (no match)" "$OWNER" "$audit?actor=nobody"
   page "audit: action (frequent)" "$OWNER" "$audit?action=login.succeeded"
   page "audit: action (rare)" "$OWNER" "$audit?action=api_key.revoked_by_support"
-  page "audit: action prefix api_key." "$OWNER" "$audit?action=api_key."
+  page "audit: action prefix (frequent)" "$OWNER" "$audit?action=api_key."
+  page "audit: action prefix (rare)" "$OWNER" "$audit?action=member."
   page "audit: from 30 days ago" "$OWNER" "$audit?from=$from30"
   page "audit: to 180 days ago" "$OWNER" "$audit?to=$to180"
   page "audit: one week, 200 days ago" "$OWNER" "$audit?from=$week_from&to=$week_to"
@@ -122,10 +123,10 @@ queries() {
   from30=$((now - 30 * 86400)) to180=$((now - 180 * 86400))
   local k="SELECT * FROM api_keys WHERE team_id = '$SEED_team_id'"
   local order="ORDER BY created_at DESC, id DESC LIMIT 26"
-  local a="SELECT * FROM audit_events WHERE team_id = '$SEED_team_id'"
+  local a="SELECT * FROM audit_events WHERE team_id = '$SEED_team_id'" newest="ORDER BY created_at DESC, id DESC"
   cat <<EOF
 keys: first page|$k $order
-keys: page after 1,000 keys|$k AND (created_at < $cur_at OR (created_at = $cur_at AND id < '$cur_id')) $order
+keys: page after 1,000 keys|$k AND created_at <= $cur_at AND (created_at < $cur_at OR id < '$cur_id') $order
 keys: active|$k AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $now) $order
 keys: expiring_soon|$k AND revoked_at IS NULL AND expires_at > $now AND expires_at <= $((now + 604800)) $order
 keys: expired|$k AND revoked_at IS NULL AND expires_at <= $now $order
@@ -134,12 +135,14 @@ keys: the members' emails|SELECT * FROM memberships INNER JOIN users ON users.id
 key page: the key|SELECT * FROM api_keys WHERE id = '$SEED_key_id'
 key page: its history|SELECT * FROM audit_events WHERE object_type = 'api_key' AND object_id = '$SEED_key_id' ORDER BY id DESC LIMIT 100
 key page: its usage|SELECT day, count FROM api_key_usage WHERE key_id = '$SEED_key_id' AND day >= $((now / 86400 - 29))
-audit: unfiltered|$a ORDER BY id DESC LIMIT 51
-audit: actor|$a AND lower(actor_label) LIKE '%nobody%' ESCAPE '\\' ORDER BY id DESC LIMIT 51
-audit: action|$a AND action = 'api_key.revoked_by_support' ORDER BY id DESC LIMIT 51
-audit: action prefix|$a AND action LIKE 'api_key.%' ESCAPE '\\' ORDER BY id DESC LIMIT 51
-audit: from|$a AND created_at >= $from30 ORDER BY id DESC LIMIT 51
-audit: to|$a AND created_at <= $to180 ORDER BY id DESC LIMIT 51
+audit: unfiltered|$a $newest LIMIT 51
+audit: actor, next label|SELECT actor_label FROM audit_events WHERE team_id = '$SEED_team_id' AND actor_label > 'dev1@bench.test' ORDER BY actor_label LIMIT 1
+audit: actor, per label|$a AND actor_label = 'dev1@bench.test' $newest LIMIT 51
+audit: action|$a AND action = 'api_key.revoked_by_support' $newest LIMIT 51
+audit: action prefix, per action|$a AND action = 'member.invited' $newest LIMIT 51
+audit: from|$a AND created_at >= $from30 $newest LIMIT 51
+audit: to|$a AND created_at <= $to180 $newest LIMIT 51
+audit: next page|$a AND created_at <= $to180 AND (created_at < $to180 OR id < 1000) $newest LIMIT 51
 support: whole key|SELECT * FROM api_keys WHERE key_hash = 'x'
 support: key prefix|SELECT * FROM api_keys WHERE key_prefix = 'abcdefgh'
 support: team name|SELECT * FROM teams WHERE lower(name) LIKE '%customer 012%' ESCAPE '\\' ORDER BY name LIMIT 20

@@ -175,10 +175,9 @@ fn past_event(conn: &mut DbConn, team: &Team, i: usize, at: i64) -> Result<()> {
     let event = |action| Event::new(action).team(&team.id);
     let (actor, event) = match i % 20 {
         0..=8 => (actor, event(AuditAction::LoginSucceeded).object(ObjectKind::User, &user_id)),
-        9 | 10 => (
-            Actor { user_id: None, ..actor },
-            event(AuditAction::LoginFailed).object(ObjectKind::User, &user_id),
-        ),
+        9 | 10 => {
+            (Actor { user_id: None, ..actor }, event(AuditAction::LoginFailed).object(ObjectKind::User, &user_id))
+        }
         11..=13 => (actor, event(AuditAction::Logout).object(ObjectKind::User, &user_id)),
         14..=17 => (
             Actor { user_id: None, label: "OAuth app Reporting".into(), ..actor },
