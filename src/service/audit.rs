@@ -10,7 +10,7 @@ use super::accounts::Role;
 use super::clock::Clock;
 use super::{Error, FieldErrors, Result, policy};
 use crate::domain::{AuditAction, TeamId};
-use crate::store::models::{AuditEvent, AuditFilter, NewAuditEvent, Team};
+use crate::store::models::{AuditCursor, AuditEvent, AuditFilter, NewAuditEvent, Team};
 use crate::store::{Db, DbConn};
 
 /// Who acted and from where; built by the web layer from the request.
@@ -99,8 +99,14 @@ fn clean(s: &str, max: usize) -> String {
 }
 
 pub fn record(conn: &mut DbConn, actor: &Actor, event: Event<'_>) -> Result<()> {
+    record_at(conn, actor, event, crate::store::now())
+}
+
+/// [`record`] with the time it happened at `at` (unix seconds), for history
+/// written after the fact: the bench seeder spreads a year of events with it.
+pub fn record_at(conn: &mut DbConn, actor: &Actor, event: Event<'_>, at: i64) -> Result<()> {
     let row = NewAuditEvent {
-        created_at: crate::store::now(),
+        created_at: at,
         team_id: event.team_id.map(str::to_owned),
         actor_id: actor.user_id.clone(),
         actor_label: clean(&actor.label, 254),
@@ -161,7 +167,7 @@ pub struct TeamLog {
     pub team_id: String,
     pub team_name: String,
     pub events: Vec<AuditEvent>,
-    pub next: Option<i64>,
+    pub next: Option<AuditCursor>,
     pub errors: FieldErrors,
     /// When it was read (the export's date).
     pub at: i64,
@@ -204,7 +210,7 @@ impl AuditService<'_> {
         let mut next = None;
         if format == LogFormat::Page && events.len() as i64 > PAGE {
             events.truncate(PAGE as usize);
-            next = events.last().map(|e| e.id);
+            next = events.last().map(AuditCursor::of);
         }
         Ok(TeamLog { team_id, team_name, events, next, errors, at: self.clock.now() })
     }

@@ -17,7 +17,7 @@ use super::{AppState, State, format};
 use crate::error::AppError;
 use crate::service::FieldErrors;
 use crate::service::audit::{AuditService, LogFormat, LogReader, ObjectKind, TeamLog};
-use crate::store::models::{ActionFilter, AuditEvent, AuditFilter};
+use crate::store::models::{ActionFilter, AuditCursor, AuditEvent, AuditFilter};
 
 impl AppState {
     /// The team audit log's reading and export.
@@ -90,9 +90,9 @@ fn filter(q: &AuditQuery) -> Result<AuditFilter, FieldErrors> {
     };
     let from = date("from", &q.from, false);
     let to = date("to", &q.to, true);
-    let before_id = match q.cursor.trim() {
+    let before = match q.cursor.trim() {
         "" => None,
-        c => c.parse().map(Some).unwrap_or_else(|_| {
+        c => AuditCursor::parse(c).or_else(|| {
             errors.add("cursor", "This cursor is not valid.");
             None
         }),
@@ -104,7 +104,7 @@ fn filter(q: &AuditQuery) -> Result<AuditFilter, FieldErrors> {
     }
     if errors.is_empty() {
         let action = text(&q.action).map(|a| ActionFilter::parse(&a));
-        Ok(AuditFilter { actor: text(&q.actor), action, from, to, before_id })
+        Ok(AuditFilter { actor: text(&q.actor), action, from, to, before })
     } else {
         Err(errors)
     }

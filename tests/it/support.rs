@@ -239,6 +239,21 @@ async fn the_audit_log_filters_pages_and_exports_csv(app: TestApp) {
 }
 both!(the_audit_log_filters_pages_and_exports_csv);
 
+async fn the_audit_actor_filter_finds_every_actor_whose_email_contains_the_text(app: TestApp) {
+    app.owner_session().await;
+    let dev = crate::accounts::member(&app, "dev@acme.test", "developer").await;
+    create_key(&dev, json!({"name": "by dev", "scopes": ["templates:read"]})).await;
+    create_key(&app, json!({"name": "by owner", "scopes": ["templates:read"]})).await;
+    let page = app.get_html("/settings/team/audit?actor=ACME.test&action=api_key.created").await;
+    let rows: Vec<&str> = page.split("<tr><td>").skip(1).collect();
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0].contains(OWNER_EMAIL) && rows[1].contains("dev@acme.test"), "both actors, newest first");
+    let page = app.get_html("/settings/team/audit?actor=dev@&action=api_key.").await;
+    let rows: Vec<&str> = page.split("<tr><td>").skip(1).collect();
+    assert!(rows.len() == 1 && rows[0].contains("dev@acme.test"));
+}
+both!(the_audit_actor_filter_finds_every_actor_whose_email_contains_the_text);
+
 async fn keys_expiring_within_a_week_are_flagged(app: TestApp) {
     app.owner_session().await;
     create_key(&app, json!({"name": "soon", "scopes": ["templates:read"], "expires_in_days": 3})).await;

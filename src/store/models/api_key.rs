@@ -106,7 +106,9 @@ impl ApiKey {
             StatusFilter::Revoked => q.filter(api_keys::revoked_at.is_not_null()),
         };
         if let Some((at, id)) = after {
-            q = q.filter(api_keys::created_at.lt(at).or(api_keys::created_at.eq(at).and(api_keys::id.lt(id))));
+            // The first condition bounds the range of the index `api_keys_team`
+            // (team_id, created_at, id), whose order the page follows; the second is the cursor.
+            q = q.filter(api_keys::created_at.le(at)).filter(api_keys::created_at.lt(at).or(api_keys::id.lt(id)));
         }
         q.order((api_keys::created_at.desc(), api_keys::id.desc())).limit(limit).select(ApiKey::as_select()).load(conn)
     }

@@ -45,11 +45,12 @@ impl AuditEvent {
         diesel::insert_into(audit_events::table).values(event).execute(conn).map(|_| ())
     }
 
-    /// The newest events of a team, newest first.
+    /// The newest events of a team, newest first (by time, then by id: the
+    /// order of the index `audit_events_team`).
     pub fn recent_for_team(conn: &mut DbConn, team_id: &str, limit: i64) -> QueryResult<Vec<AuditEvent>> {
         audit_events::table
             .filter(audit_events::team_id.eq(team_id))
-            .order(audit_events::id.desc())
+            .order((audit_events::created_at.desc(), audit_events::id.desc()))
             .limit(limit)
             .select(AuditEvent::as_select())
             .load(conn)
@@ -101,6 +102,32 @@ impl ActionFilter {
     }
 }
 
+/// Where a page of the team log starts: after the event at `created_at`
+/// with `id` (the last one of the previous page). Written `created_at.id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditCursor {
+    pub created_at: i64,
+    pub id: i64,
+}
+
+impl AuditCursor {
+    /// `None` for anything that is not `created_at.id`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (at, id) = s.split_once('.')?;
+        Some(Self { created_at: at.parse().ok()?, id: id.parse().ok()? })
+    }
+
+    pub fn of(event: &AuditEvent) -> Self {
+        Self { created_at: event.created_at, id: event.id }
+    }
+}
+
+impl std::fmt::Display for AuditCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.created_at, self.id)
+    }
+}
+
 /// Filters of the team audit log.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -109,25 +136,59 @@ pub struct AuditFilter {
     pub action: Option<ActionFilter>,
     pub from: Option<i64>,
     pub to: Option<i64>,
-    /// Cursor: only events with a smaller id.
-    pub before_id: Option<i64>,
+    /// Only events older than this one (in the log's order).
+    pub before: Option<AuditCursor>,
 }
 
+/// Distinct actors a team's log is searched through by name before the
+/// actor filter falls back to reading the team's events one by one.
+const MAX_ACTORS_LISTED: usize = 200;
+
 impl AuditEvent {
-    /// A team's events matching `f`, newest first.
+    /// A team's events matching `f`, newest first (by time, then by id).
+    /// Every filter is a range of an index, `(team_id, created_at, id)` for
+    /// the dates and the cursor, led by the action or the actor's label when
+    /// those are filtered: an action prefix reads one range per action, and
+    /// an actor's text one range per actor whose label contains it (found in
+    /// the index of labels), merged. Only a team with more than
+    /// [`MAX_ACTORS_LISTED`] actors has the text matched row by row.
     pub fn search(conn: &mut DbConn, team_id: &str, f: &AuditFilter, limit: i64) -> QueryResult<Vec<AuditEvent>> {
-        let mut q = audit_events::table.filter(audit_events::team_id.eq(team_id)).into_boxed();
-        if let Some(actor) = &f.actor {
-            let pattern = format!("%{}%", crate::store::like_escape(&actor.to_lowercase()));
-            q = q.filter(crate::store::lower(audit_events::actor_label).like(pattern).escape('\\'));
-        }
         match &f.action {
-            Some(ActionFilter::Is(action)) => q = q.filter(audit_events::action.eq(action.as_str())),
-            Some(ActionFilter::Prefix(p)) => {
-                q = q.filter(audit_events::action.like(format!("{}%", crate::store::like_escape(p))).escape('\\'));
-            }
+            Some(ActionFilter::Prefix(p)) => return Self::search_prefix(conn, team_id, f, p, limit),
             Some(ActionFilter::Unknown) => return Ok(Vec::new()),
-            None => {}
+            Some(ActionFilter::Is(_)) | None => {}
+        }
+        let Some(actor) = &f.actor else { return Self::search_one(conn, team_id, f, None, limit) };
+        let Some(labels) = Self::labels_containing(conn, team_id, actor)? else {
+            return Self::search_one(conn, team_id, f, None, limit);
+        };
+        let mut events = Vec::new();
+        for label in &labels {
+            events.extend(Self::search_one(conn, team_id, f, Some(label), limit)?);
+        }
+        Ok(newest(events, limit))
+    }
+
+    /// One index range: the actor's exact `label` when given, else `f`'s
+    /// actor text matched row by row; one action at most.
+    fn search_one(
+        conn: &mut DbConn,
+        team_id: &str,
+        f: &AuditFilter,
+        label: Option<&str>,
+        limit: i64,
+    ) -> QueryResult<Vec<AuditEvent>> {
+        let mut q = audit_events::table.filter(audit_events::team_id.eq(team_id)).into_boxed();
+        match (label, &f.actor) {
+            (Some(label), _) => q = q.filter(audit_events::actor_label.eq(label.to_owned())),
+            (None, Some(actor)) => {
+                let pattern = format!("%{}%", crate::store::like_escape(&actor.to_lowercase()));
+                q = q.filter(crate::store::lower(audit_events::actor_label).like(pattern).escape('\\'));
+            }
+            (None, None) => {}
+        }
+        if let Some(ActionFilter::Is(action)) = &f.action {
+            q = q.filter(audit_events::action.eq(action.as_str()));
         }
         if let Some(from) = f.from {
             q = q.filter(audit_events::created_at.ge(from));
@@ -135,10 +196,56 @@ impl AuditEvent {
         if let Some(to) = f.to {
             q = q.filter(audit_events::created_at.le(to));
         }
-        if let Some(id) = f.before_id {
-            q = q.filter(audit_events::id.lt(id));
+        if let Some(c) = f.before {
+            // The first condition bounds the index range; the second is the cursor.
+            q = q
+                .filter(audit_events::created_at.le(c.created_at))
+                .filter(audit_events::created_at.lt(c.created_at).or(audit_events::id.lt(c.id)));
         }
-        q.order(audit_events::id.desc()).limit(limit).select(AuditEvent::as_select()).load(conn)
+        q.order((audit_events::created_at.desc(), audit_events::id.desc()))
+            .limit(limit)
+            .select(AuditEvent::as_select())
+            .load(conn)
+    }
+
+    /// The team's actor labels that contain `text` (case aside, as
+    /// `lower(label) LIKE '%text%'`), read one distinct label at a time from
+    /// the index `(team_id, actor_label, …)`; `None` past [`MAX_ACTORS_LISTED`].
+    fn labels_containing(conn: &mut DbConn, team_id: &str, text: &str) -> QueryResult<Option<Vec<String>>> {
+        let (needle, mut found, mut last) = (text.to_lowercase(), Vec::new(), None::<String>);
+        for _ in 0..MAX_ACTORS_LISTED {
+            let mut q = audit_events::table.filter(audit_events::team_id.eq(team_id)).into_boxed();
+            if let Some(after) = last.take() {
+                q = q.filter(audit_events::actor_label.gt(after));
+            }
+            let next = q.order(audit_events::actor_label.asc()).select(audit_events::actor_label).first::<String>(conn);
+            let Some(label) = next.optional()? else { return Ok(Some(found)) };
+            if label.to_lowercase().contains(&needle) {
+                found.push(label.clone());
+            }
+            last = Some(label);
+        }
+        Ok(None)
+    }
+
+    /// [`search`](Self::search) for the actions that start with `prefix`
+    /// (ASCII case aside, as SQLite's LIKE reads it): one index range per
+    /// action (every stored action is an [`AuditAction`]), merged. One
+    /// `LIKE 'prefix%'` would read the whole log for a prefix that is rare.
+    fn search_prefix(
+        conn: &mut DbConn,
+        team_id: &str,
+        f: &AuditFilter,
+        prefix: &str,
+        limit: i64,
+    ) -> QueryResult<Vec<AuditEvent>> {
+        let prefix = prefix.to_ascii_lowercase();
+        let mut events = Vec::new();
+        for action in AuditAction::ALL.iter().filter(|a| a.as_str().starts_with(&prefix)) {
+            let one = AuditFilter { action: Some(ActionFilter::Is(*action)), ..f.clone() };
+            events.extend(Self::search(conn, team_id, &one, limit)?);
+        }
+        Ok(newest(events, limit))
     }
 
     /// The newest events by one actor, newest first (all teams).
@@ -168,4 +275,11 @@ impl AuditEvent {
             .load(conn)?;
         Ok(ids.into_iter().flatten().collect())
     }
+}
+
+/// The newest `limit` of events gathered from several ranges, newest first.
+fn newest(mut events: Vec<AuditEvent>, limit: i64) -> Vec<AuditEvent> {
+    events.sort_unstable_by_key(|e| std::cmp::Reverse((e.created_at, e.id)));
+    events.truncate(usize::try_from(limit).unwrap_or(0));
+    events
 }

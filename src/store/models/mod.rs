@@ -11,7 +11,7 @@ mod team;
 mod user;
 
 pub use api_key::{ApiKey, EXPIRING_SOON_SECS, StatusFilter};
-pub use audit::{ActionFilter, AuditEvent, AuditFilter, NewAuditEvent};
+pub use audit::{ActionFilter, AuditCursor, AuditEvent, AuditFilter, NewAuditEvent};
 pub use change::Change;
 pub use invite::Invite;
 pub use oauth::{OauthClient, OauthCode, OauthConsent, OauthToken};
