@@ -378,6 +378,12 @@ impl TestApp {
         self.state.redis.clone()
     }
 
+    /// Takes every password hashing thread of this server until the guard is
+    /// dropped: sign-ins meanwhile wait, then get 503.
+    pub async fn hold_password_threads(&self) -> latchkey::service::hashing::HeldThreads {
+        self.state.hashing.hold_all().await.unwrap()
+    }
+
     /// Forgets every verified credential the server holds in its cache, as
     /// the cache's one-second bound does: the next request reads the database.
     pub fn forget_cached_credentials(&self) {
