@@ -186,7 +186,7 @@ fn create_user(conn: &mut DbConn, email: &str, support: bool, team: Option<Strin
     let pw = line.trim_end_matches(['\r', '\n']);
     let email = validate::account(email, pw).map_err(|e| anyhow::anyhow!(describe(&e)))?;
     let team = team.map(|t| validate::team_name(&t).map_err(|m| anyhow::anyhow!("team: {m}"))).transpose()?;
-    let hash = password::hash(pw)?;
+    let hash = password::hash(&mut password::Memory::default(), pw)?;
     let user = accounts::create_user(conn, &email, hash, support, team.as_deref()).map_err(|e| match e {
         service::Error::Invalid(f) => anyhow::anyhow!(describe(&f)),
         other => anyhow::anyhow!(other),

@@ -29,6 +29,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("LATCHKEY_USAGE_FLUSH_SECONDS", "how often key usage is written to the database"),
     ("LATCHKEY_SESSION_IDLE_MINUTES", "idle session timeout"),
     ("LATCHKEY_SESSION_ABSOLUTE_HOURS", "absolute session lifetime"),
+    ("LATCHKEY_PASSWORD_THREADS", "passwords hashed at once (default: one per core)"),
+    ("LATCHKEY_PASSWORD_WAIT_MS", "how long a sign-in waits for a hashing thread before a 503"),
 ];
 
 /// Environment variables of ours that are not settings.
@@ -90,6 +92,10 @@ pub struct Config {
     pub scopes: Vec<String>,
     pub default_plan: String,
     pub usage_flush_seconds: i64,
+    /// Password hashes run at once (argon2id, 19 MiB each).
+    pub password_threads: usize,
+    /// How long a password check waits for a hashing thread (milliseconds).
+    pub password_wait_ms: u64,
 }
 
 /// The default scope catalog of DESIGN.md.
@@ -184,6 +190,13 @@ impl Config {
             return Err(invalid("LATCHKEY_DEFAULT_PLAN", "must be one of free, starter, standard, pro, unlimited"));
         }
         let usage_flush_seconds = parse_int("LATCHKEY_USAGE_FLUSH_SECONDS", get("LATCHKEY_USAGE_FLUSH_SECONDS"), 5)?;
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let password_threads = parse_int(
+            "LATCHKEY_PASSWORD_THREADS",
+            get("LATCHKEY_PASSWORD_THREADS"),
+            i64::try_from(cores).unwrap_or(1),
+        )?;
+        let password_wait_ms = parse_int("LATCHKEY_PASSWORD_WAIT_MS", get("LATCHKEY_PASSWORD_WAIT_MS"), 1500)?;
         let redis_url = get("REDIS_URL").filter(|u| !u.trim().is_empty());
         if let Some(url) = &redis_url
             && !(url.starts_with("redis://") || url.starts_with("redis+unix://"))
@@ -204,6 +217,8 @@ impl Config {
             scopes,
             default_plan,
             usage_flush_seconds,
+            password_threads: usize::try_from(password_threads).unwrap_or(1),
+            password_wait_ms: password_wait_ms.unsigned_abs(),
             bind,
             data_dir,
             database,

@@ -9,6 +9,9 @@ use actix_web::{HttpResponse, ResponseError};
 use crate::service::{self, FieldErrors};
 use crate::store::StoreError;
 
+/// What a person is told when every password hashing thread is taken.
+pub const BUSY: &str = "Too many sign-ins are being checked right now; try again in a moment.";
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("not found")]
@@ -33,6 +36,9 @@ pub enum AppError {
     PayloadTooLarge,
     #[error("insecure connection")]
     InsecureConnection,
+    /// The password hashing threads are all taken (see `service::hashing`).
+    #[error("password checks saturated")]
+    Busy { retry_after: i64 },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -49,6 +55,7 @@ impl AppError {
             Self::TooManyRequests { .. } => "rate_limit_exceeded",
             Self::PayloadTooLarge => "payload_too_large",
             Self::InsecureConnection => "insecure_connection",
+            Self::Busy { .. } => "unavailable",
             Self::Internal(_) if self.is_unavailable() => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -72,6 +79,7 @@ impl AppError {
             }
             Self::PayloadTooLarge => "The request body is too large.".into(),
             Self::InsecureConnection => "This API must be called over HTTPS.".into(),
+            Self::Busy { .. } => BUSY.into(),
             Self::Internal(_) if self.is_unavailable() => {
                 "The service is briefly unavailable. Please try again in a few seconds.".into()
             }
@@ -92,6 +100,7 @@ impl ResponseError for AppError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) if self.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -133,6 +142,7 @@ impl From<service::Error> for AppError {
             service::Error::Invalid(fields) => Self::Validation(fields),
             service::Error::Store(e) => Self::Internal(e.into()),
             service::Error::Internal(e) => Self::Internal(e),
+            service::Error::Busy { retry_after } => Self::Busy { retry_after },
         }
     }
 }

@@ -62,7 +62,9 @@ impl Application {
             Some(url) => Arc::new(Redis::connect(url, &config.redis_prefix)?),
             None => Arc::new(Redis::off()),
         };
-        let state = actix_web::web::Data::new(AppState::new(config, db, setup_token, redis));
+        let state = actix_web::web::Data::new(
+            AppState::new(config, db, setup_token, redis).context("starting the password hashing threads")?,
+        );
         let keys = state.keys.clone();
         let resealed = state.db.run(move |conn| crate::service::totp::reseal_unbound(conn, &keys)).await?;
         if resealed > 0 {

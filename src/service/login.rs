@@ -5,7 +5,8 @@
 //! same argon2 work as a known one; failures are throttled per account and per
 //! client address, the attempt reserved before the password (or code) is
 //! checked so concurrent guesses cannot race past the limit, and given back
-//! when the check could not be made; a stored hash that cannot be read is an
+//! when the check could not be made (the hashing threads stayed taken: that
+//! answer, [`PasswordOutcome::Busy`], is neither counted nor audited); a stored hash that cannot be read is an
 //! internal error, never a refusal; every outcome is audited (failures for
 //! unknown accounts at most once a minute, then a count). The half-signed-in
 //! state lives [`PENDING_TTL_SECS`] and grants nothing but the second step.
@@ -20,8 +21,9 @@ use super::audit::{self, Actor, Event};
 use super::audit_gate::{Admission, AuditGate, PendingEvent};
 use super::clock::Clock;
 use super::crypto::Keys;
+use super::hashing::Hashing;
 use super::totp::{self, Factor};
-use super::{Error, Result, password, validate};
+use super::{Error, Result, validate};
 use crate::domain::{AuditAction, SessionId, UserId};
 use crate::store::models::{SessionRow, User};
 use crate::store::{Db, StoreError};
@@ -52,6 +54,11 @@ pub enum PasswordOutcome {
     Throttled {
         retry_after: i64,
     },
+    /// Every password hashing thread stayed taken: nothing was checked,
+    /// counted or audited; try again in `retry_after` seconds.
+    Busy {
+        retry_after: i64,
+    },
 }
 
 /// What the second step decided.
@@ -80,6 +87,7 @@ pub struct LoginService<'a> {
     pub by_account: &'a Throttle,
     pub by_ip: &'a Throttle,
     pub audit_gate: &'a AuditGate,
+    pub hashing: &'a Hashing,
     pub clock: &'a Clock,
     /// How long a sign-in lasts, however active (seconds).
     pub absolute_secs: i64,
@@ -113,7 +121,10 @@ impl LoginService<'_> {
             Ok(checked) => checked,
             Err(e) => {
                 release().await;
-                return Err(e);
+                return match e {
+                    Error::Busy { retry_after } => Ok(PasswordOutcome::Busy { retry_after }),
+                    e => Err(e),
+                };
             }
         };
         let known = user.is_some();
@@ -247,7 +258,7 @@ impl LoginService<'_> {
             Ok(lookup) => self.db.run(move |conn| accounts::user_by_email(conn, &lookup)).await?,
             Err(_) => None,
         };
-        let ok = password::check_off_executor(user.as_ref().map(|u| u.password_hash.clone()), password).await?;
+        let ok = self.hashing.check(user.as_ref().map(|u| u.password_hash.clone()), password).await?;
         Ok((user, ok))
     }
 

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod credentials;
 pub mod crypto;
 pub mod forwarded;
+pub mod hashing;
 pub mod health;
 pub mod keys;
 pub mod login;
@@ -74,6 +75,10 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+    /// Every password hashing thread stayed taken for the whole queue wait:
+    /// nothing was done, try again in `retry_after` seconds.
+    #[error("too many passwords are being checked")]
+    Busy { retry_after: i64 },
 }
 
 impl From<diesel::result::Error> for Error {

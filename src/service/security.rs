@@ -17,8 +17,9 @@ use super::attempts::{Attempt, Throttle};
 use super::audit::{self, Actor, Event};
 use super::clock::Clock;
 use super::crypto::Keys;
+use super::hashing::Hashing;
 use super::verify::Verifier;
-use super::{Error, FieldErrors, Result, oauth, password, policy, totp, validate};
+use super::{Error, FieldErrors, Result, oauth, policy, totp, validate};
 use crate::domain::{AuditAction, ClientId, PlainSecret, SessionId, UserId};
 use crate::store::models::{Membership, OauthClient, OauthConsent, SessionRow, Team, User};
 use crate::store::{Db, DbConn};
@@ -67,6 +68,7 @@ pub struct SecurityService<'a> {
     /// Password re-checks per user (shared with sign-in failures).
     pub by_account: &'a Throttle,
     pub verifier: &'a Verifier,
+    pub hashing: &'a Hashing,
     pub clock: &'a Clock,
 }
 
@@ -165,7 +167,7 @@ impl SecurityService<'_> {
         if let Err(m) = validate::new_password(new, &user.email) {
             return Ok(Err(Refusal::Invalid(FieldErrors::single("new_password", m))));
         }
-        let hash = password::hash_off_executor(new.to_owned()).await?;
+        let hash = self.hashing.hash(new.to_owned()).await?;
         let (actor, uid, current, at) = (actor.clone(), user.id.clone(), current.cloned(), self.clock.now());
         self.db.run(move |conn| change_password(conn, &actor, &uid, &hash, current.as_ref(), at)).await.map(Ok)
     }
@@ -209,7 +211,7 @@ impl SecurityService<'_> {
             Ok(attempt) => attempt,
             Err(retry_after) => return Ok(Err(Refusal::Throttled { field, retry_after })),
         };
-        match password::check_off_executor(Some(user.password_hash.clone()), given.to_owned()).await {
+        match self.hashing.check(Some(user.password_hash.clone()), given.to_owned()).await {
             Ok(true) => Ok(Ok(attempt)),
             Ok(false) => Ok(Err(Refusal::Invalid(FieldErrors::single(field, WRONG_PASSWORD)))),
             Err(e) => {

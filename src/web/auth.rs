@@ -31,6 +31,7 @@ impl AppState {
             by_account: &self.login_by_account,
             by_ip: &self.login_by_ip,
             audit_gate: &self.audit_gate,
+            hashing: &self.hashing,
             clock: &self.clock,
             absolute_secs: self.config.session_absolute_hours * 3600,
         }

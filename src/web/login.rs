@@ -15,7 +15,7 @@ use super::auth::{CurrentUser, client_ip, request_actor, safe_next};
 use super::page::{redirect, redirect_full, render};
 use super::session::{PendingLogin, SignIn, TypedSession};
 use super::{State, csrf, format};
-use crate::error::AppError;
+use crate::error::{AppError, BUSY};
 use crate::service::audit::Actor;
 use crate::service::login::{Granted, PasswordOutcome};
 
@@ -102,6 +102,9 @@ pub async fn submit(
             let message = format!("Too many failed attempts. Try again in {}.", format::duration(retry_after));
             with_retry_after(refused(StatusCode::TOO_MANY_REQUESTS, message)?, retry_after)
         }
+        PasswordOutcome::Busy { retry_after } => {
+            with_retry_after(refused(StatusCode::SERVICE_UNAVAILABLE, BUSY.into())?, retry_after)
+        }
     }
 }
 
@@ -113,7 +116,7 @@ pub fn sign_in(session: &TypedSession, actor: &Actor, granted: &Granted) -> Resu
     Ok(())
 }
 
-/// A 429 page tells when to come back.
+/// A 429 (or 503) page tells when to come back.
 pub fn with_retry_after(mut res: HttpResponse, retry_after: i64) -> Result<HttpResponse, AppError> {
     res.headers_mut().insert(RETRY_AFTER, retry_after.into());
     Ok(res)

@@ -233,7 +233,8 @@ fn generic(status: StatusCode, cause: &str, db_down: bool) -> AppError {
 
 fn render(asked: &Asked, err: &AppError) -> HttpResponse {
     let status = err.status_code();
-    if status.is_server_error() {
+    // A full hashing queue is load, not a fault: the request log has its 503.
+    if status.is_server_error() && !matches!(err, AppError::Busy { .. }) {
         tracing::error!(error = %err.chain(), route = asked.route, "request failed");
     }
     let wants = asked.wants;
@@ -280,7 +281,7 @@ fn render(asked: &Asked, err: &AppError) -> HttpResponse {
             HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body)
         }
     };
-    if let AppError::TooManyRequests { retry_after } = err
+    if let AppError::TooManyRequests { retry_after } | AppError::Busy { retry_after } = err
         && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
     {
         res.headers_mut().insert(header::RETRY_AFTER, v);
@@ -295,7 +296,9 @@ fn envelope(err: &AppError, message: &str) -> serde_json::Value {
     let mut error = serde_json::json!({"code": err.code(), "message": message});
     match err {
         AppError::Validation(fields) => error["fields"] = serde_json::json!(fields.0),
-        AppError::TooManyRequests { retry_after } => error["retry_after"] = serde_json::json!(retry_after),
+        AppError::TooManyRequests { retry_after } | AppError::Busy { retry_after } => {
+            error["retry_after"] = serde_json::json!(retry_after)
+        }
         _ => {}
     }
     serde_json::json!({"status": "error", "error": error})

@@ -36,6 +36,7 @@ use crate::service::audit_gate::AuditGate;
 use crate::service::clock::Clock;
 use crate::service::cluster::Redis;
 use crate::service::crypto::Keys;
+use crate::service::hashing::Hashing;
 use crate::service::ratelimit::Limits;
 use crate::service::verify::Verifier;
 use crate::store::Db;
@@ -62,11 +63,13 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     /// The time every service sees (tests move it).
     pub clock: Clock,
+    /// The bounded password hashing threads.
+    pub hashing: Hashing,
 }
 
 impl AppState {
     /// The state of one instance; `redis` is shared with the others (or off).
-    pub fn new(config: Config, db: Db, setup_token: Option<String>, redis: Arc<Redis>) -> Self {
+    pub fn new(config: Config, db: Db, setup_token: Option<String>, redis: Arc<Redis>) -> std::io::Result<Self> {
         let keys = Keys::derive(config.secret_bytes());
         let audit_gate = Arc::new(AuditGate::default());
         let plans = Limits::new("plan", redis.clone());
@@ -82,7 +85,10 @@ impl AppState {
             Throttle::shared(name, Policy { max_failures, window_secs: minutes * 60 }, redis.clone())
                 .with_name_secret(name_secret.clone())
         };
-        Self {
+        let queue_wait = std::time::Duration::from_millis(config.password_wait_ms);
+        let hashing = Hashing::start(config.password_threads, queue_wait)?;
+        Ok(Self {
+            hashing,
             clock: Clock::system(),
             verifier,
             audit_gate,
@@ -96,7 +102,7 @@ impl AppState {
             db,
             keys,
             setup_token: Mutex::new(setup_token),
-        }
+        })
     }
 }
 

@@ -30,6 +30,7 @@ impl AppState {
             keys: &self.keys,
             by_account: &self.login_by_account,
             verifier: &self.verifier,
+            hashing: &self.hashing,
             clock: &self.clock,
         }
     }

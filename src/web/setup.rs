@@ -22,6 +22,7 @@ impl AppState {
             db: &self.db,
             keys: &self.keys,
             verifier: &self.verifier,
+            hashing: &self.hashing,
             clock: &self.clock,
             setup_token: &self.setup_token,
         }

@@ -183,6 +183,10 @@ pub fn test_config(data_dir: &std::path::Path, database_url: &str, extra: &[(&st
         ("LATCHKEY_DATA_DIR".to_owned(), data_dir.display().to_string()),
         ("DATABASE_URL".to_owned(), database_url.to_owned()),
         ("LATCHKEY_SECRET".to_owned(), TEST_SECRET.to_owned()),
+        // Tests that fire many sign-ins at once check throttles, not the
+        // hashing queue: on a loaded machine 1.5 s is not enough for all of
+        // them (tests/it/login_flood.rs sets its own short wait).
+        ("LATCHKEY_PASSWORD_WAIT_MS".to_owned(), "60000".to_owned()),
     ]);
     for (k, v) in extra {
         values.insert((*k).to_owned(), (*v).to_owned());
@@ -376,6 +380,12 @@ impl TestApp {
     /// ending an outage without waiting out its hold-off).
     pub fn redis(&self) -> std::sync::Arc<latchkey::service::cluster::Redis> {
         self.state.redis.clone()
+    }
+
+    /// Takes every password hashing thread of this server until the guard is
+    /// dropped: sign-ins meanwhile wait, then get 503.
+    pub async fn hold_password_threads(&self) -> latchkey::service::hashing::HeldThreads {
+        self.state.hashing.hold_all().await.unwrap()
     }
 
     /// Forgets every verified credential the server holds in its cache, as

@@ -11,6 +11,7 @@ pub mod api_keys;
 mod browser;
 mod copy_data;
 mod login;
+mod login_flood;
 pub mod oauth;
 mod outages;
 mod platform;

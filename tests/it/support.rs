@@ -12,7 +12,7 @@ pub const SUPPORT_PASSWORD: &str = "support staff password";
 
 /// A signed-in support user on a fresh client.
 pub async fn support_user(app: &TestApp) -> TestApp {
-    let hash = latchkey::service::password::hash(SUPPORT_PASSWORD).unwrap();
+    let hash = latchkey::service::password::hash(&mut Default::default(), SUPPORT_PASSWORD).unwrap();
     app.db().run_sync(|c| latchkey::service::accounts::create_user(c, SUPPORT_EMAIL, hash, true, None)).unwrap();
     let staff = app.other_client();
     assert_eq!(staff.login(SUPPORT_EMAIL, SUPPORT_PASSWORD).await.status(), StatusCode::SEE_OTHER);

@@ -7,8 +7,9 @@ use crate::domain::{InviteId, PlainSecret, TeamId, UserId};
 use crate::service::audit::{self, Actor};
 use crate::service::clock::Clock;
 use crate::service::crypto::{self, Keys};
+use crate::service::hashing::Hashing;
 use crate::service::verify::Verifier;
-use crate::service::{Error, FieldErrors, Result, password, policy, validate};
+use crate::service::{Error, FieldErrors, Result, policy, validate};
 use crate::store::Db;
 use crate::store::models::{AuditEvent, Invite, Membership, Team, User};
 
@@ -70,6 +71,7 @@ pub struct AccountService<'a> {
     pub db: &'a Db,
     pub keys: &'a Keys,
     pub verifier: &'a Verifier,
+    pub hashing: &'a Hashing,
     pub clock: &'a Clock,
     /// The first-run token, while no user exists.
     pub setup_token: &'a Mutex<Option<String>>,
@@ -94,7 +96,7 @@ impl AccountService<'_> {
         let team_name = validate::team_name(&form.team_name).map_err(|m| errors.add("team_name", m)).ok();
         let email = validate::account(&form.email, &form.password).map_err(|e| errors.0.extend(e.0)).ok();
         let (Some(team_name), Some(email)) = (team_name, email) else { return Err(Error::Invalid(errors)) };
-        let hash = password::hash_off_executor(form.password.clone()).await?;
+        let hash = self.hashing.hash(form.password.clone()).await?;
         let (actor, at) = (actor.clone(), self.clock.now());
         self.db.run(move |conn| setup(conn, &actor, &team_name, &email, hash, at)).await?;
         *self.setup_token.lock().unwrap_or_else(PoisonError::into_inner) = None;
@@ -119,7 +121,7 @@ impl AccountService<'_> {
             let errors = FieldErrors::single("password", m);
             return Ok(Acceptance::Refused { team_name: team.name, email: invite.email, role: invite.role, errors });
         }
-        let hash = password::hash_off_executor(password.to_owned()).await?;
+        let hash = self.hashing.hash(password.to_owned()).await?;
         let (keys, actor, token, at) = (self.keys.clone(), actor.clone(), token.to_owned(), self.clock.now());
         self.db.run(move |conn| accept_invite(conn, &keys, &actor, &token, hash, at)).await.map_err(invalid_invite)?;
         Ok(Acceptance::Joined { team_name: team.name })

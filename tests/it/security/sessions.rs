@@ -702,7 +702,7 @@ fn the_server_runs_as_a_role_that_cannot_empty_the_audit_log() {
         .unwrap();
     // The server's role starts (no DDL on an up-to-date database) and works.
     let db = latchkey::store::Db::connect(&DatabaseUrl::parse(&url_as(app_role)).unwrap()).unwrap();
-    let hash = latchkey::service::password::hash("a server role password").unwrap();
+    let hash = latchkey::service::password::hash(&mut Default::default(), "a server role password").unwrap();
     db.run_sync(|conn| latchkey::service::accounts::create_user(conn, "role@acme.test", hash, false, Some("Roles")))
         .unwrap();
     let count =
