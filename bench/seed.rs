@@ -99,7 +99,7 @@ fn main() -> Result<()> {
     let hasher = Keys::derive(config.secret_bytes());
     let mut conn = store::connect_once(&config.database)?;
     let started = std::time::Instant::now();
-    let pw_hash = password::hash("bench member password")?;
+    let pw_hash = password::hash(&mut password::Memory::default(), "bench member password")?;
     let team = members(&mut conn, &hasher, &args.owner, &pw_hash)?;
     let now = store::now();
     // Key creations, revocations and rolls add about 1.1 events per key; the members 11.
