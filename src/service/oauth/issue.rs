@@ -87,6 +87,9 @@ pub(super) fn issue(
         None => (generate("lkat")?, if refresh { Some(generate("lkrt")?) } else { None }),
     };
     crate::store::transaction(conn, |conn| {
+        if g.grant_type == GrantType::ClientCredentials {
+            lazy_commit(conn)?;
+        }
         // The app as it is now, held until this issuance commits: if it was
         // rotated or disarmed since the client authenticated, nothing is issued.
         let unchanged = OauthClient::find_for_share(conn, &client.id)?
@@ -96,6 +99,23 @@ pub(super) fn issue(
         }
         store_tokens(conn, (hasher, audit_ctx), client, &g, tokens)
     })
+}
+
+/// PostgreSQL: this transaction's commit returns before its WAL record is
+/// flushed to disk (`synchronous_commit = off`, for this transaction only).
+/// Only a `client_credentials` issuance asks for it: it consumes nothing (no
+/// code, no refresh token), so what a database crash can lose is the newest
+/// tokens — which the app gets again with its own credentials — and their
+/// audit events; never a revocation, a consumed code or a rotation. The row
+/// is visible to every other connection (every instance) the moment the
+/// commit returns, as with a durable commit. SQLite's commits are already
+/// not flushed per transaction (`synchronous = NORMAL` under WAL).
+fn lazy_commit(conn: &mut DbConn) -> Result<(), OAuthError> {
+    use diesel::connection::SimpleConnection;
+    if let DbConn::Pg(pg) = conn {
+        pg.batch_execute("SET LOCAL synchronous_commit = off")?;
+    }
+    Ok(())
 }
 
 /// Inside the issuance's transaction: the tokens' rows and the audit event.

@@ -54,7 +54,7 @@ pub struct TokenCall {
 }
 
 /// The grants this server knows (`grant_type`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum GrantType {
     AuthorizationCode,
     RefreshToken,
