@@ -72,6 +72,7 @@ impl Application {
         }
         let server = serve(listener, state.clone())?;
         spawn_session_sweeper(state.db.clone());
+        spawn_wal_checkpointer(state.db.clone());
         let (db, verifier, redis) = (state.db.clone(), state.verifier.clone(), state.redis.clone());
         tokio::spawn(crate::service::changes::follow(db, verifier.clone()));
         tokio::spawn(crate::service::changes::publish(redis.clone(), verifier.clone()));
@@ -297,6 +298,26 @@ fn spawn_usage_flusher(flusher: UsageFlusher, every: Duration) {
             tick.tick().await;
             if let Err(e) = flusher.tick().await {
                 tracing::warn!(error = %chain(e), "flushing key usage failed");
+            }
+        }
+    });
+}
+
+/// SQLite: checkpoints the write-ahead log four times a second, off the
+/// request path (see `Db::checkpoint`).
+fn spawn_wal_checkpointer(db: Db) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            match db.checkpoint().await {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %chain(e), "checkpointing the SQLite write-ahead log failed");
+                }
+                Err(_) => {}
             }
         }
     });

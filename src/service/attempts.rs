@@ -278,6 +278,10 @@ impl Throttle {
     /// lockouts never refuses callers that have not failed).
     pub async fn check(&self, key: &str, now: i64) -> Result<(), i64> {
         let key = bounded(key);
+        if !self.shared.is_configured() {
+            // No Redis: no set name to compute (an HMAC per request).
+            return self.log.check(&key, self.policy, now);
+        }
         let (set, args) = (self.set_name(&key), self.script_args(now));
         let answer = self
             .shared

@@ -117,55 +117,71 @@ impl TokenService<'_> {
             retry_after,
             description: "Too many failed token requests: wait before trying again.",
         })?;
-        let (client, limit) = match self.authenticate(creds, call.ip).await {
-            Ok(found) => found,
-            Err(e) => {
-                failed(&failures, &e).await;
-                return Err(e.into());
-            }
+        let form = Arc::new(call.form);
+        // A team whose plan sets no issuance limit is served by one task on
+        // one pooled connection: authentication and the grant together.
+        let (client, plan) = match self.authenticate_then_grant(creds, call.ip, form.clone()).await {
+            Ok(Authenticated::Served(issued)) => return Ok(issued),
+            Ok(Authenticated::Limited(client, plan)) => (client, plan),
+            Err(e) => return Err(self.refused(&failures, e, None).await),
         };
         // Per client and address: one user of a public app cannot use up the
         // allowance of everyone else (a server-side app calls from its own address).
         let (at_ms, issuance_key) = (self.clock.now_ms(), format!("{}|{}", client.id, address_key(call.ip)));
-        if let Some(plan) = limit
-            && let Err((_, retry_after)) = self.issuance.hit(&issuance_key, plan, at_ms).await
-        {
+        if let Err((_, retry_after)) = self.issuance.hit(&issuance_key, plan, at_ms).await {
             let description = "This client was issued too many tokens: wait before asking for more.";
             return Err(TokenError::SlowDown { retry_after, description });
         }
         let owned = self.owned(call.ip);
-        let result = self.db.run(move |conn| run_grant(conn, &owned, &client, &call.form)).await;
+        let result = self.db.run(move |conn| run_grant(conn, &owned, &client, &form)).await;
         match result {
             Ok(issued) => Ok(issued),
-            Err(e) => {
-                if limit.is_some() {
-                    self.issuance.release(&issuance_key, at_ms).await;
-                }
-                failed(&failures, &e).await;
-                if e.error == OAuthErrorCode::InvalidGrant {
-                    // A reused code or refresh token may have revoked a grant here.
-                    self.verifier.invalidate_tokens();
-                }
-                Err(e.into())
-            }
+            Err(e) => Err(self.refused(&failures, e, Some((&issuance_key, at_ms))).await),
         }
     }
 
-    /// The client (auditing a wrong secret) and its issuance limit.
-    async fn authenticate(
+    /// A request that issued nothing: the issuance it counted is given
+    /// back, the failure counted against the throttles, and cached tokens
+    /// forgotten if a grant may have been revoked.
+    async fn refused(&self, failures: &Failures<'_>, e: OAuthError, counted: Option<(&str, i64)>) -> TokenError {
+        if let Some((key, at_ms)) = counted {
+            self.issuance.release(key, at_ms).await;
+        }
+        failed(failures, &e).await;
+        if e.error == OAuthErrorCode::InvalidGrant {
+            // A reused code or refresh token may have revoked a grant here.
+            self.verifier.invalidate_tokens();
+        }
+        e.into()
+    }
+
+    /// Authenticates the client (auditing a wrong secret); runs the grant at
+    /// once unless the team's plan limits issuance, which is counted first.
+    async fn authenticate_then_grant(
         &self,
         creds: ClientCredentials,
         ip: Option<IpAddr>,
-    ) -> Result<(OauthClient, Option<Plan>), OAuthError> {
+        form: Arc<Vec<(String, String)>>,
+    ) -> Result<Authenticated, OAuthError> {
         let (owned, default_plan) = (self.owned(ip), self.default_plan.to_owned());
         self.db
             .run(move |conn| {
                 let client = authenticate_audited(conn, &owned.keys, &creds, owned.audit())?;
-                let limit = ratelimit::issuance_limit(conn, &client.team_id, &default_plan)?;
-                Ok((client, limit))
+                match ratelimit::issuance_limit(conn, &client.team_id, &default_plan)? {
+                    Some(plan) => Ok(Authenticated::Limited(client, plan)),
+                    None => run_grant(conn, &owned, &client, &form).map(Authenticated::Served),
+                }
             })
             .await
     }
+}
+
+/// What authenticating a token request led to.
+enum Authenticated {
+    /// No issuance limit: the grant ran.
+    Served(TokenResponse),
+    /// The grant waits for the issuance limit of this plan.
+    Limited(OauthClient, Plan),
 }
 
 /// Counts a failed request against the throttles (not our own failures).
