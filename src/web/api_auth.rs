@@ -169,12 +169,18 @@ impl ApiPrincipal {
 
 /// The credential in `X-API-Key` or `Authorization: Bearer`.
 pub fn presented_credential(req: &HttpRequest) -> Option<String> {
+    presented(req).map(str::to_owned)
+}
+
+/// [`presented_credential`], borrowed from the request's headers (empty
+/// when a header is there but holds no credential).
+fn presented(req: &HttpRequest) -> Option<&str> {
     if let Some(v) = req.headers().get("X-API-Key") {
-        return Some(v.to_str().unwrap_or("").trim().to_owned());
+        return Some(v.to_str().unwrap_or("").trim());
     }
     let auth = req.headers().get(AUTHORIZATION)?.to_str().unwrap_or("");
     let (scheme, value) = auth.split_once(' ').unwrap_or((auth, ""));
-    Some(if scheme.eq_ignore_ascii_case("bearer") { value.trim().to_owned() } else { String::new() })
+    Some(if scheme.eq_ignore_ascii_case("bearer") { value.trim() } else { "" })
 }
 
 /// Whether the request came over TLS, as told by a trusted proxy.
@@ -262,8 +268,8 @@ impl FromRequest for ApiPrincipal {
         Box::pin(async move {
             let state = super::auth::state(&req)?;
             require_tls(&req, &state)?;
-            match presented_credential(&req) {
-                Some(key) => from_key(&req, &state, &key).await,
+            match presented(&req) {
+                Some(key) => from_key(&req, &state, key).await,
                 None => from_session(&req, &state).await,
             }
         })
