@@ -144,27 +144,53 @@ pub struct AuditFilter {
 /// actor filter falls back to reading the team's events one by one.
 const MAX_ACTORS_LISTED: usize = 200;
 
+/// Index ranges one search reads at most (actions of a prefix × actors
+/// whose label contains the text) before matching the text row by row.
+const MAX_RANGES: usize = 32;
+
 impl AuditEvent {
     /// A team's events matching `f`, newest first (by time, then by id).
     /// Every filter is a range of an index, `(team_id, created_at, id)` for
     /// the dates and the cursor, led by the action or the actor's label when
     /// those are filtered: an action prefix reads one range per action, and
     /// an actor's text one range per actor whose label contains it (found in
-    /// the index of labels), merged. Only a team with more than
-    /// [`MAX_ACTORS_LISTED`] actors has the text matched row by row.
+    /// the index of labels, once), merged — at most [`MAX_RANGES`] ranges;
+    /// past that, or in a team with more than [`MAX_ACTORS_LISTED`] actors,
+    /// the text is matched row by row within each action's range. What is
+    /// merged never holds more than twice `limit` events.
     pub fn search(conn: &mut DbConn, team_id: &str, f: &AuditFilter, limit: i64) -> QueryResult<Vec<AuditEvent>> {
-        match &f.action {
-            Some(ActionFilter::Prefix(p)) => return Self::search_prefix(conn, team_id, f, p, limit),
+        let actions: Vec<Option<AuditAction>> = match &f.action {
+            Some(ActionFilter::Prefix(p)) => {
+                let prefix = p.to_ascii_lowercase();
+                AuditAction::ALL.iter().filter(|a| a.as_str().starts_with(&prefix)).map(|a| Some(*a)).collect()
+            }
             Some(ActionFilter::Unknown) => return Ok(Vec::new()),
-            Some(ActionFilter::Is(_)) | None => {}
-        }
-        let Some(actor) = &f.actor else { return Self::search_one(conn, team_id, f, None, limit) };
-        let Some(labels) = Self::labels_containing(conn, team_id, actor)? else {
-            return Self::search_one(conn, team_id, f, None, limit);
+            Some(ActionFilter::Is(action)) => vec![Some(*action)],
+            None => vec![None],
         };
+        let labels = match &f.actor {
+            Some(actor) if !actions.is_empty() => Self::labels_containing(conn, team_id, actor)?,
+            _ => None,
+        };
+        let labels = labels.filter(|l| l.len().saturating_mul(actions.len()) <= MAX_RANGES);
+        let keep = usize::try_from(limit).unwrap_or(0);
         let mut events = Vec::new();
-        for label in &labels {
-            events.extend(Self::search_one(conn, team_id, f, Some(label), limit)?);
+        for action in actions {
+            let one = AuditFilter { action: action.map(ActionFilter::Is), ..f.clone() };
+            match &labels {
+                Some(labels) => {
+                    for label in labels {
+                        events.extend(Self::search_one(conn, team_id, &one, Some(label), limit)?);
+                        if events.len() > keep {
+                            events = newest(events, limit);
+                        }
+                    }
+                }
+                None => events.extend(Self::search_one(conn, team_id, &one, None, limit)?),
+            }
+            if events.len() > keep {
+                events = newest(events, limit);
+            }
         }
         Ok(newest(events, limit))
     }
@@ -226,26 +252,6 @@ impl AuditEvent {
             last = Some(label);
         }
         Ok(None)
-    }
-
-    /// [`search`](Self::search) for the actions that start with `prefix`
-    /// (ASCII case aside, as SQLite's LIKE reads it): one index range per
-    /// action (every stored action is an [`AuditAction`]), merged. One
-    /// `LIKE 'prefix%'` would read the whole log for a prefix that is rare.
-    fn search_prefix(
-        conn: &mut DbConn,
-        team_id: &str,
-        f: &AuditFilter,
-        prefix: &str,
-        limit: i64,
-    ) -> QueryResult<Vec<AuditEvent>> {
-        let prefix = prefix.to_ascii_lowercase();
-        let mut events = Vec::new();
-        for action in AuditAction::ALL.iter().filter(|a| a.as_str().starts_with(&prefix)) {
-            let one = AuditFilter { action: Some(ActionFilter::Is(*action)), ..f.clone() };
-            events.extend(Self::search(conn, team_id, &one, limit)?);
-        }
-        Ok(newest(events, limit))
     }
 
     /// The newest events by one actor, newest first (all teams).
