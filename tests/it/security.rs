@@ -8,6 +8,7 @@
 //! (`scale_throttles`); a revoke racing a verification, a change committing
 //! late, revocation across instances (`scale`); outages (`outages`).
 
+mod cache;
 mod concurrency;
 mod limits;
 mod oauth_protocol;
