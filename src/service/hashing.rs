@@ -165,12 +165,21 @@ fn serve(queue: &Queue) {
     }
 }
 
-/// Hashing gives way to the executor threads when both want a core: nice 19
-/// weighs 15 against the executor's 1024, so a hashing thread runs on what
-/// serving leaves and an API call never waits behind a hash. (Where the
-/// priority cannot be changed, hashing only shares the cores evenly.)
+/// Hashing gives way to the executor threads when both want a core: the
+/// hashing threads run under `SCHED_IDLE`, so a thread serving requests that
+/// wakes up takes the core at once, and hashing runs on what serving leaves
+/// (nice 19 alone, which weighs 15 against the executor's 1024, still let a
+/// hash hold a core for a few milliseconds: `auth/test`'s p99 doubled during
+/// a sign-in flood). Where that policy cannot be set, nice 19; where neither
+/// can, hashing shares the cores evenly.
 fn lower_priority() {
-    if let Err(e) = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min) {
+    use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    let native = thread_priority::thread_native_id();
+    if thread_priority::set_thread_priority_and_policy(native, ThreadPriority::Min, idle).is_ok() {
+        return;
+    }
+    if let Err(e) = thread_priority::set_current_thread_priority(ThreadPriority::Min) {
         tracing::warn!(error = ?e, "could not lower the priority of a password hashing thread");
     }
 }
