@@ -168,7 +168,7 @@ impl TokenService<'_> {
             .run(move |conn| {
                 let client = authenticate_audited(conn, &owned.keys, &creds, owned.audit())?;
                 match ratelimit::issuance_limit(conn, &client.team_id, &default_plan)? {
-                    Some(plan) => Ok(Authenticated::Limited(client, plan)),
+                    Some(plan) => Ok(Authenticated::Limited(Box::new(client), plan)),
                     None => run_grant(conn, &owned, &client, &form).map(Authenticated::Served),
                 }
             })
@@ -181,7 +181,7 @@ enum Authenticated {
     /// No issuance limit: the grant ran.
     Served(TokenResponse),
     /// The grant waits for the issuance limit of this plan.
-    Limited(OauthClient, Plan),
+    Limited(Box<OauthClient>, Plan),
 }
 
 /// Counts a failed request against the throttles (not our own failures).
