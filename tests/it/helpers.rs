@@ -452,3 +452,14 @@ impl Drop for PrivateRedis {
         self.kill();
     }
 }
+
+/// How many failed sign-ins the audit log holds.
+pub fn login_failures(app: &TestApp) -> usize {
+    app.db()
+        .run_sync(|c| {
+            latchkey::store::models::AuditEvent::recent_by_action(c, "login.failed", 10_000)
+                .map_err(latchkey::store::StoreError::from)
+        })
+        .unwrap()
+        .len()
+}

@@ -4,7 +4,7 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{Backend, OWNER_EMAIL, OWNER_PASSWORD, TestApp, spawn_app_with};
+use crate::helpers::{Backend, OWNER_EMAIL, OWNER_PASSWORD, TestApp, login_failures, spawn_app_with};
 
 /// One hashing thread and a short wait, so that a held thread refuses quickly.
 const SETTINGS: &[(&str, &str)] = &[("LATCHKEY_PASSWORD_THREADS", "1"), ("LATCHKEY_PASSWORD_WAIT_MS", "50")];
@@ -28,16 +28,6 @@ macro_rules! with_one_hashing_thread {
             }
         }
     };
-}
-
-fn login_failures(app: &TestApp) -> usize {
-    app.db()
-        .run_sync(|c| {
-            latchkey::store::models::AuditEvent::recent_by_action(c, "login.failed", 10_000)
-                .map_err(latchkey::store::StoreError::from)
-        })
-        .unwrap()
-        .len()
 }
 
 async fn assert_busy(res: reqwest::Response) {

@@ -9,8 +9,8 @@ use futures_util::future::join_all;
 use reqwest::{Client, StatusCode};
 
 use crate::helpers::{
-    Backend, OWNER_EMAIL, OWNER_PASSWORD, TestApp, csrf_from, fresh_postgres, location, serve, spawn_app_with,
-    spawn_instances,
+    Backend, OWNER_EMAIL, OWNER_PASSWORD, TestApp, csrf_from, fresh_postgres, location, login_failures, serve,
+    spawn_app_with, spawn_instances,
 };
 use crate::totp::enrol_at;
 
@@ -26,16 +26,6 @@ async fn assert_locked(res: reqwest::Response) {
     let retry: i64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry > 0 && retry <= 900, "{retry}");
     assert!(res.text().await.unwrap().contains("Too many failed attempts. Try again in"));
-}
-
-fn login_failures(app: &TestApp) -> usize {
-    app.db()
-        .run_sync(|c| {
-            latchkey::store::models::AuditEvent::recent_by_action(c, "login.failed", 10_000)
-                .map_err(latchkey::store::StoreError::from)
-        })
-        .unwrap()
-        .len()
 }
 
 /// POSTs a form to `on` (any instance) with `client`'s cookies, taking the
