@@ -18,19 +18,30 @@ to_ms() {  # wrk prints 512.00us, 1.20ms or 1.01s
 
 row() { printf '%-10s %-26s %10s %9s %9s %8s\n' "$@"; }
 
-# start_portal LABEL DATABASE_URL: a fresh data dir, an owner bench@example.test
-# signed in with the cookie jar $JAR; sets PID, BASE, CSRF.
-start_portal() {
+# portal_data LABEL DATABASE_URL: a fresh data dir, the environment of a
+# portal on it, and an owner bench@example.test (team Bench); sets DATA.
+portal_data() {
   local label=$1 url=$2
   DATA="$WORK/$label"
   mkdir -p "$DATA"
   export LATCHKEY_DATA_DIR="$DATA" DATABASE_URL="$url" LATCHKEY_BIND="127.0.0.1:$PORT" \
          LATCHKEY_DEFAULT_PLAN=unlimited LATCHKEY_LOG=warn
   echo "bench password 123" | "$BIN" user create --email bench@example.test --team Bench >/dev/null
+}
+
+# portal_up: starts the server on $DATA and waits for it; sets PID, BASE.
+portal_up() {
   "$BIN" >"$DATA/server.log" 2>&1 &
   PID=$!
   BASE="http://127.0.0.1:$PORT"
   for _ in $(seq 100); do curl -sf "$BASE/healthz" >/dev/null && break; sleep 0.1; done
+}
+
+# start_portal LABEL DATABASE_URL: a fresh data dir, an owner bench@example.test
+# signed in with the cookie jar $JAR; sets PID, BASE, CSRF.
+start_portal() {
+  portal_data "$@"
+  portal_up
   JAR="$DATA/jar"
   CSRF=$(curl -s -c "$JAR" "$BASE/login" | sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' | head -1)
   curl -s -b "$JAR" -c "$JAR" -o /dev/null -d "csrf_token=$CSRF&email=bench%40example.test&password=bench+password+123" "$BASE/login"

@@ -43,19 +43,12 @@ sign_in() {
 # sets PID, BASE, DATA and the seeded names (SEED_*).
 serve() {
   local label=$1 url=$2
-  DATA="$WORK/$label"
-  mkdir -p "$DATA"
-  export LATCHKEY_DATA_DIR="$DATA" DATABASE_URL="$url" LATCHKEY_BIND="127.0.0.1:$PORT" \
-         LATCHKEY_DEFAULT_PLAN=unlimited LATCHKEY_LOG=warn
-  echo "bench password 123" | "$BIN" user create --email bench@example.test --team Bench >/dev/null
+  portal_data "$label" "$url"
   echo "support password 123" | "$BIN" user create --email support@example.test --support >/dev/null
   cargo bench --bench seed --quiet -- "$url" --keys "$KEYS" --events "$EVENTS" >"$DATA/seed.txt"
   while IFS='=' read -r k v; do printf -v "SEED_$k" '%s' "$v"; done <"$DATA/seed.txt"
   echo "$label: seeded $SEED_team_keys keys and $SEED_team_events audit events in ${SEED_seconds}s" >&2
-  LATCHKEY_LOG=info "$BIN" >"$DATA/server.log" 2>&1 &
-  PID=$!
-  BASE="http://127.0.0.1:$PORT"
-  for _ in $(seq 100); do curl -sf "$BASE/healthz" >/dev/null && break; sleep 0.1; done
+  LATCHKEY_LOG=info portal_up
   OWNER="$DATA/owner.jar" STAFF="$DATA/staff.jar"
   sign_in bench@example.test "bench password 123" "$OWNER"
   sign_in support@example.test "support password 123" "$STAFF"

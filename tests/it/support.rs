@@ -267,3 +267,50 @@ async fn keys_expiring_within_a_week_are_flagged(app: TestApp) {
     assert!(staff.get_html(&format!("/support/keys/{id}")).await.contains("within 7 days"));
 }
 both!(keys_expiring_within_a_week_are_flagged);
+
+/// The log's search by action prefix and actor text reads one index range
+/// per (action, actor) pair up to a bound, and past it matches the text row
+/// by row: both ways give exactly what a scan of the team's log gives.
+async fn the_audit_search_by_prefix_and_actor_matches_a_scan_of_the_log(app: TestApp) {
+    use latchkey::domain::AuditAction;
+    use latchkey::service::audit::{Actor, Event, record_at};
+    use latchkey::store::models::{ActionFilter, AuditEvent, AuditFilter};
+    let actions = [AuditAction::ApiKeyCreated, AuditAction::ApiKeyRolled, AuditAction::ApiKeyRevoked];
+    let all = app
+        .db()
+        .run_sync(move |c| {
+            for i in 0..40i64 {
+                let actor = Actor { label: format!("API key lk_x{i:02} (worker)"), ..Actor::default() };
+                for (n, action) in actions.iter().enumerate() {
+                    let at = 1_700_000_000 + i * 10 + n as i64;
+                    record_at(c, &actor, Event::new(*action).team("team_search"), at).unwrap();
+                }
+                let other = Actor { label: format!("API key lk_x{i:02} (worker)"), ..Actor::default() };
+                record_at(c, &other, Event::new(AuditAction::ApiKeyCreated).team("team_other"), 1_700_000_000).unwrap();
+            }
+            AuditEvent::search(c, "team_search", &AuditFilter::default(), 10_000)
+                .map_err(latchkey::store::StoreError::from)
+        })
+        .unwrap();
+    assert_eq!(all.len(), 120);
+    for (actor, limit) in [("api KEY", 50), ("lk_x07 ", 50), ("lk_x1", 7), ("nobody", 50)] {
+        let f = AuditFilter {
+            actor: Some(actor.to_owned()),
+            action: Some(ActionFilter::Prefix("api_key.".into())),
+            ..AuditFilter::default()
+        };
+        let found = app.db().run_sync(move |c| {
+            AuditEvent::search(c, "team_search", &f, limit).map_err(latchkey::store::StoreError::from)
+        });
+        let found: Vec<i64> = found.unwrap().iter().map(|e| e.id).collect();
+        let needle = actor.to_lowercase();
+        let expected: Vec<i64> = all
+            .iter()
+            .filter(|e| e.actor_label.to_lowercase().contains(&needle) && e.action.starts_with("api_key."))
+            .take(usize::try_from(limit).unwrap())
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(found, expected, "actor {actor:?}, limit {limit}");
+    }
+}
+both!(the_audit_search_by_prefix_and_actor_matches_a_scan_of_the_log);

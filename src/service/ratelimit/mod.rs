@@ -133,12 +133,9 @@ impl RateCounter for Limiter {
     fn hit(&self, key: &str, plan: Plan, now_ms: i64) -> Result<RateState, (RateState, i64)> {
         let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
         // Found by `&str` first: the key is copied only when it is new.
-        if map.peek(key).is_none() {
-            map.get_or_insert_with(&key.to_owned(), Counters::default);
-        }
-        let Some(c) = map.get_mut(key) else {
-            // Not reached (the entry was just made); refusing is the safe answer.
-            return Err((RateState { limit: plan.per_hour, remaining: 0, reset: now_ms / 1000 + 60 }, 60));
+        let c = match map.get_mut(key) {
+            Some(c) => c,
+            None => map.get_or_insert_with(&key.to_owned(), Counters::default).0,
         };
         let hour = c.hour.estimate(now_ms, HOUR_MS);
         let minute = c.minute.estimate(now_ms, MINUTE_MS);

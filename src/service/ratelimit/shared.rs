@@ -177,7 +177,11 @@ impl Leases {
     pub fn take(&self, key: &str, plan: Plan, now_ms: i64) -> Step {
         let minute = now_ms.div_euclid(MINUTE_MS);
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let (lease, _) = map.get_or_insert_with(&key.to_owned(), Lease::default);
+        // Found by `&str` first: the key is copied only when it is new.
+        let lease = match map.get_mut(key) {
+            Some(lease) => lease,
+            None => map.get_or_insert_with(&key.to_owned(), Lease::default).0,
+        };
         let mut give_back = None;
         // A new minute, or a new plan (a downgrade must not keep spending
         // what the old plan leased): unspent units go back.
