@@ -30,3 +30,91 @@ document.addEventListener("click", function (event) {
     latchkeyCopyFallback(source, button);
   }
 });
+
+// Pages work without JavaScript; this file only improves them.
+document.documentElement.classList.add("js");
+
+// The navigation on narrow screens: a Menu button opens and closes it.
+function latchkeyNav() {
+  var toggle = document.querySelector(".nav-toggle");
+  if (!toggle) return;
+  toggle.hidden = false;
+}
+document.addEventListener("DOMContentLoaded", latchkeyNav);
+document.addEventListener("htmx:load", latchkeyNav);
+document.addEventListener("click", function (event) {
+  var toggle = event.target.closest(".nav-toggle");
+  if (!toggle) return;
+  var sidebar = document.getElementById("sidebar");
+  var open = !sidebar.classList.contains("open");
+  sidebar.classList.toggle("open", open);
+  toggle.setAttribute("aria-expanded", open ? "true" : "false");
+});
+
+// Confirmations (web/confirm.rs): htmx loads the <dialog> into #dialog-slot;
+// it opens as a modal, Cancel and Escape close it, and focus goes back to
+// the button that opened it (or to the changed row after an in-place action).
+var latchkeyOpener = null;
+document.addEventListener("click", function (event) {
+  var opener = event.target.closest("[data-opens-dialog]");
+  if (opener) {
+    latchkeyOpener = opener;
+    var menu = opener.closest("details.menu");
+    if (menu) menu.removeAttribute("open");
+  }
+  var close = event.target.closest("[data-close-dialog]");
+  if (close) {
+    var dialog = close.closest("dialog");
+    if (dialog) dialog.close();
+  }
+});
+document.addEventListener("htmx:afterSwap", function (event) {
+  if (event.detail.target && event.detail.target.id === "dialog-slot") {
+    var dialog = event.detail.target.querySelector("dialog");
+    if (!dialog) return;
+    dialog.addEventListener("close", function () {
+      var back = latchkeyOpener;
+      dialog.remove();
+      if (back && document.body.contains(back)) back.focus();
+    });
+    dialog.showModal();
+    var first = dialog.querySelector("select, textarea, input:not([type=hidden])") || dialog.querySelector("[data-confirm-submit]");
+    if (first) first.focus();
+  }
+});
+// An in-place action from a dialog: close it before the swap, then put focus
+// on what changed (the form's data-focus selector).
+document.addEventListener("htmx:beforeSwap", function (event) {
+  var form = event.detail.requestConfig && event.detail.requestConfig.elt;
+  if (!form || !form.closest) return;
+  var dialog = form.closest("dialog");
+  if (dialog && event.detail.xhr.status < 400) {
+    latchkeyOpener = null;
+    var focus = form.getAttribute("data-focus");
+    dialog.close();
+    if (focus) {
+      document.addEventListener("htmx:afterSettle", function once() {
+        document.removeEventListener("htmx:afterSettle", once);
+        var target = document.querySelector(focus);
+        if (target) {
+          if (!target.hasAttribute("tabindex")) target.setAttribute("tabindex", "-1");
+          target.focus();
+        }
+      });
+    }
+  }
+});
+// Close an open action menu on Escape or a click elsewhere.
+document.addEventListener("keydown", function (event) {
+  if (event.key !== "Escape") return;
+  document.querySelectorAll("details.menu[open]").forEach(function (m) {
+    m.removeAttribute("open");
+    var s = m.querySelector("summary");
+    if (s) s.focus();
+  });
+});
+document.addEventListener("click", function (event) {
+  document.querySelectorAll("details.menu[open]").forEach(function (m) {
+    if (!m.contains(event.target)) m.removeAttribute("open");
+  });
+});

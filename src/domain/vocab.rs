@@ -85,6 +85,16 @@ text_enum! {
 }
 
 impl Role {
+    /// The role as pages name it: "Owner", "Admin", "Developer", "Viewer".
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Owner => "Owner",
+            Self::Admin => "Admin",
+            Self::Developer => "Developer",
+            Self::Viewer => "Viewer",
+        }
+    }
+
     fn rank(self) -> u8 {
         match self {
             Self::Viewer => 0,

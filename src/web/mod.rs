@@ -7,6 +7,7 @@ pub mod api_keys_api;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod confirm;
 pub mod csrf;
 pub mod format;
 pub mod health;

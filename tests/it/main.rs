@@ -23,3 +23,7 @@ mod security;
 mod setup;
 pub mod support;
 pub mod totp;
+mod ui_account;
+mod ui_audit_support;
+mod ui_keys;
+mod ui_pages;

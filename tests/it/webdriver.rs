@@ -23,8 +23,21 @@ fn find(env: &str, candidates: &[&str]) -> Option<PathBuf> {
     candidates.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
+/// The two sizes every page is checked at: a laptop and a phone.
+pub const LAPTOP: (u32, u32) = (1280, 900);
+pub const PHONE: (u32, u32) = (390, 844);
+
 impl Browser {
     pub async fn start() -> Option<Browser> {
+        Self::launch(true).await
+    }
+
+    /// A browser with JavaScript turned off: what a page does without it.
+    pub async fn start_without_js() -> Option<Browser> {
+        Self::launch(false).await
+    }
+
+    async fn launch(javascript: bool) -> Option<Browser> {
         let driver_bin = find("CHROMEDRIVER", &["/usr/bin/chromedriver", "/usr/local/bin/chromedriver"]);
         let chrome_bin =
             find("CHROME_BIN", &["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]);
@@ -58,7 +71,8 @@ impl Browser {
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                          "--disable-quic", "--no-first-run", "--disable-background-networking",
                          "--disable-component-update", "--disable-sync", "--window-size=1280,900",
-                         format!("--user-data-dir={}", profile.display())]
+                         format!("--user-data-dir={}", profile.display())],
+                "prefs": {"profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 }}
             }
         }}});
         let res: Value = http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
@@ -172,6 +186,125 @@ impl Browser {
         panic!("no dialog to accept");
     }
 
+    /// Resizes the window so that the viewport is `size` (CSS pixels).
+    pub async fn resize(&self, size: (u32, u32)) {
+        self.post("/window/rect", json!({"width": size.0, "height": size.1})).await;
+        // Headless windows include no chrome, but correct for any difference.
+        let inner = self.script("return [window.innerWidth, window.innerHeight]").await;
+        let (iw, ih) = (inner[0].as_u64().unwrap_or(0) as i64, inner[1].as_u64().unwrap_or(0) as i64);
+        let (dw, dh) = (size.0 as i64 - iw, size.1 as i64 - ih);
+        if dw != 0 || dh != 0 {
+            self.post("/window/rect", json!({"width": size.0 as i64 + dw, "height": size.1 as i64 + dh})).await;
+        }
+    }
+
+    /// The current URL.
+    pub async fn url(&self) -> String {
+        self.get("/url").await.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Fails unless the page fits its viewport across (no sideways scrolling).
+    pub async fn assert_no_horizontal_scroll(&self, what: &str) {
+        let v = self
+            .script(
+                "var d = document.documentElement; var wide = [];\
+                 if (d.scrollWidth > window.innerWidth) { document.querySelectorAll('body *').forEach(function (e) {\
+                   var r = e.getBoundingClientRect(); if (r.right > window.innerWidth + 1 && wide.length < 5) wide.push(e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(r.right)); }); }\
+                 return [d.scrollWidth, window.innerWidth, wide.join(' | ')]",
+            )
+            .await;
+        let (scroll, inner) = (v[0].as_u64().unwrap_or(u64::MAX), v[1].as_u64().unwrap_or(0));
+        assert!(scroll <= inner, "{what}: the page scrolls sideways ({scroll} > {inner}); too wide: {}", v[2]);
+    }
+
+    /// Runs axe-core (vendored from the npm registry) on the page and fails on
+    /// any serious or critical violation.
+    pub async fn assert_accessible(&self, what: &str) {
+        const AXE: &str = include_str!("vendor/axe.min.js");
+        self.script(&format!("{AXE}\nreturn true;")).await;
+        let result = self
+            .post(
+                "/execute/async",
+                json!({"script": "var done = arguments[arguments.length - 1];\
+                   axe.run(document, {resultTypes: ['violations']}).then(function (r) {\
+                     done(r.violations.filter(function (v) { return v.impact === 'serious' || v.impact === 'critical'; })\
+                       .map(function (v) { return v.id + ' (' + v.impact + '): ' + v.help + ' at ' + v.nodes.slice(0, 3).map(function (n) { return n.target.join(' '); }).join(', '); }));\
+                   }, function (e) { done(['axe failed: ' + e]); });", "args": []}),
+            )
+            .await;
+        let problems: Vec<String> = result
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap_or("?").to_owned()).collect())
+            .unwrap_or_default();
+        assert!(problems.is_empty(), "{what}: accessibility violations:\n{}", problems.join("\n"));
+    }
+
+    /// Saves a PNG of the viewport under `target/screenshots/{name}.png`.
+    pub async fn screenshot(&self, name: &str) {
+        use base64::Engine as _;
+        let data = self.get("/screenshot").await;
+        let Some(b64) = data.as_str() else { return };
+        let Ok(png) = base64::engine::general_purpose::STANDARD.decode(b64) else { return };
+        let dir = screenshot_dir();
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join(format!("{name}.png")), png);
+    }
+
+    /// Fits, is accessible, and is photographed: what every page must pass at
+    /// each size. `name` names the screenshot.
+    pub async fn check_page(&self, name: &str) {
+        self.wait_ready().await;
+        self.assert_no_horizontal_scroll(name).await;
+        self.assert_accessible(name).await;
+        self.screenshot(name).await;
+    }
+
+    /// Waits for the document (and htmx's swaps) to settle.
+    pub async fn wait_ready(&self) {
+        for _ in 0..50 {
+            let v = self
+                .script("return document.readyState === 'complete' && !document.querySelector('.htmx-request')")
+                .await;
+            if v == json!(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Whether an element matching `css` exists now (no waiting).
+    pub async fn exists(&self, css: &str) -> bool {
+        let v = self.post("/elements", json!({"using": "css selector", "value": css})).await;
+        v.as_array().is_some_and(|a| !a.is_empty())
+    }
+
+    /// Waits until `css` matches something.
+    pub async fn wait_for(&self, css: &str) {
+        self.element(css).await;
+    }
+
+    /// Waits until nothing matches `css`.
+    pub async fn wait_gone(&self, css: &str) {
+        for _ in 0..50 {
+            if !self.exists(css).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} never went away");
+    }
+
+    /// Presses a key on the focused element (WebDriver key codes, e.g. "\u{E00C}" is Escape).
+    pub async fn press(&self, key: &str) {
+        self.post(
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "kb", "actions": [
+                {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}]}]}),
+        )
+        .await;
+        self.cmd(reqwest::Method::DELETE, "/actions", None).await;
+    }
+
     pub async fn source(&self) -> String {
         self.get("/source").await.as_str().unwrap_or_default().to_owned()
     }
@@ -181,6 +314,12 @@ impl Browser {
         let _ = self.driver.kill();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
+}
+
+/// Where screenshots go: `target/screenshots/` (kept by CI as artifacts).
+pub fn screenshot_dir() -> PathBuf {
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().map(|t| t.join("screenshots")).unwrap_or_else(|| tmp.join("screenshots"))
 }
 
 impl Drop for Browser {

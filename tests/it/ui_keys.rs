@@ -1,0 +1,1 @@
+//! Browser tests: ui_keys (see webdriver.rs for check_page, resize, axe).
