@@ -1,1 +1,131 @@
-//! Browser tests: ui_pages (see webdriver.rs for check_page, resize, axe).
+//! Every page, as a person sees it on a laptop (1280×900) and a phone
+//! (390×844): it never scrolls sideways, axe-core finds no serious or critical
+//! accessibility violation, and a screenshot lands in `target/screenshots/`.
+
+use serde_json::json;
+
+use crate::helpers::{Backend, OWNER_EMAIL, OWNER_PASSWORD, TestApp, spawn_app};
+use crate::webdriver::{Browser, LAPTOP, PHONE};
+
+/// A team with some history: keys (one rolled, one revoked, long names), an
+/// OAuth app, a developer, a pending invite.
+async fn lived_in(app: &TestApp) -> (String, String) {
+    app.owner_session().await;
+    let mut first = String::new();
+    for i in 0..6 {
+        let name = if i == 0 {
+            "Billing worker with a rather long descriptive name for the nightly reconciliation job".to_owned()
+        } else {
+            format!("Server {i}")
+        };
+        let key = crate::api_keys::create_key(
+            app,
+            json!({"name": name, "description": "Runs every night at 02:00 UTC and reconciles invoices against the ledger",
+                   "scopes": ["templates:read", "templates:write", "messages:send", "contacts:read", "products:read"],
+                   "allowed_ips": ["203.0.113.0/24", "2001:db8::/32"]}),
+        )
+        .await;
+        if i == 0 {
+            first = key["id"].as_str().unwrap().to_owned();
+        }
+        if i == 1 {
+            crate::api_keys::api_delete(app, &format!("/api/v1/api-keys/{}", key["id"].as_str().unwrap())).await;
+        }
+    }
+    let rolled =
+        crate::api_keys::api_post(app, &format!("/api/v1/api-keys/{first}/roll"), &json!({"grace_seconds": 86400}))
+            .await;
+    assert!(rolled.status().is_success());
+    let registered =
+        crate::oauth::register(app, "confidential", crate::oauth::REDIRECT, &["templates:read", "contacts:read"]).await;
+    crate::accounts::member(app, "dev@acme.test", "developer").await;
+    app.invite("new.person.with.a.long.address@example-corporation.test", "viewer").await;
+    (first, registered.client_id)
+}
+
+/// Visits each path at both sizes; returns what is wrong with them.
+async fn sweep(browser: &Browser, app: &TestApp, who: &str, pages: &[(&str, String)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (size, label) in [(LAPTOP, "laptop"), (PHONE, "phone")] {
+        browser.resize(size).await;
+        for (name, path) in pages {
+            browser.goto(&app.url(path)).await;
+            problems.extend(browser.page_problems(&format!("{who}-{name}-{label}")).await);
+        }
+    }
+    problems
+}
+
+#[tokio::test]
+async fn every_page_fits_a_laptop_and_a_phone_and_passes_axe() {
+    let Some(browser) = Browser::start().await else { return };
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+
+    // Before anyone exists: the setup page.
+    let token = app.setup_token.clone().unwrap();
+    let mut problems = sweep(&browser, &app, "anonymous", &[("setup", format!("/setup?token={token}"))]).await;
+
+    let (key, client_id) = lived_in(&app).await;
+    sweep(&browser, &app, "anonymous", &[("login", "/login".to_owned()), ("not-found", "/no/such/page".to_owned())])
+        .await;
+
+    browser.resize(LAPTOP).await;
+    browser.goto(&app.url("/login")).await;
+    browser.sign_in(OWNER_EMAIL, OWNER_PASSWORD, "Team · Latchkey").await;
+    let consent = format!(
+        "/oauth/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope=templates:read&state=s",
+        latchkey::web::auth::url_encode(crate::oauth::REDIRECT)
+    );
+    let owner_pages = [
+        ("team", "/settings/team".to_owned()),
+        ("audit", "/settings/team/audit".to_owned()),
+        ("security", "/settings/security".to_owned()),
+        ("keys", "/settings/developer/api-keys".to_owned()),
+        ("keys-revoked", "/settings/developer/api-keys?status=revoked".to_owned()),
+        ("key", format!("/settings/developer/api-keys/{key}")),
+        ("oauth-apps", "/settings/developer/oauth-apps".to_owned()),
+        ("oauth-app-new", "/settings/developer/oauth-apps/new".to_owned()),
+        ("oauth-app", format!("/settings/developer/oauth-apps/{client_id}")),
+        ("consent", consent),
+    ];
+    problems.extend(sweep(&browser, &app, "owner", &owner_pages).await);
+
+    // The one-time reveal, at both sizes.
+    for (size, label) in [(LAPTOP, "laptop"), (PHONE, "phone")] {
+        browser.resize(size).await;
+        browser.goto(&app.url("/settings/developer/api-keys")).await;
+        browser.fill("#key-name", &format!("Reveal on the {label}")).await;
+        browser.click("input[name=scopes][value='templates:read']").await;
+        browser.click("#create button[type=submit]").await;
+        browser.wait_for_title("Your new key · Latchkey").await;
+        problems.extend(browser.page_problems(&format!("owner-reveal-{label}")).await);
+    }
+
+    // The support console, as support staff.
+    let staff = crate::support::support_user(&app).await;
+    let found = staff.get_html("/support?q=acme").await;
+    let team = link_id(&found, "/support/teams/");
+    let found = staff.get_html("/support?q=owner%40acme.test").await;
+    let user = link_id(&found, "/support/users/");
+    browser.clear_cookies().await;
+    browser.goto(&app.url("/login")).await;
+    browser.sign_in(crate::support::SUPPORT_EMAIL, crate::support::SUPPORT_PASSWORD, "Support · Latchkey").await;
+    let support_pages = [
+        ("console", "/support".to_owned()),
+        ("search", "/support?q=acme".to_owned()),
+        ("key", format!("/support/keys/{key}")),
+        ("team", format!("/support/teams/{team}")),
+        ("team-audit", format!("/support/teams/{team}/audit")),
+        ("user", format!("/support/users/{user}")),
+    ];
+    problems.extend(sweep(&browser, &app, "support", &support_pages).await);
+    browser.quit().await;
+    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+}
+
+/// The id in the first link that starts with `prefix`.
+fn link_id(html: &str, prefix: &str) -> String {
+    let at = html.find(&format!("href=\"{prefix}")).unwrap_or_else(|| panic!("no {prefix} link in {html}"));
+    let rest = &html[at + 6 + prefix.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}

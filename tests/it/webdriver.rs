@@ -198,6 +198,11 @@ impl Browser {
         }
     }
 
+    /// Forgets every cookie (signs out without a request).
+    pub async fn clear_cookies(&self) {
+        self.cmd(reqwest::Method::DELETE, "/cookie", None).await;
+    }
+
     /// The current URL.
     pub async fn url(&self) -> String {
         self.get("/url").await.as_str().unwrap_or_default().to_owned()
@@ -205,6 +210,13 @@ impl Browser {
 
     /// Fails unless the page fits its viewport across (no sideways scrolling).
     pub async fn assert_no_horizontal_scroll(&self, what: &str) {
+        if let Some(problem) = self.horizontal_scroll().await {
+            panic!("{what}: {problem}");
+        }
+    }
+
+    /// What scrolls sideways, if anything does.
+    pub async fn horizontal_scroll(&self) -> Option<String> {
         let v = self
             .script(
                 "var d = document.documentElement; var wide = [];\
@@ -214,12 +226,35 @@ impl Browser {
             )
             .await;
         let (scroll, inner) = (v[0].as_u64().unwrap_or(u64::MAX), v[1].as_u64().unwrap_or(0));
-        assert!(scroll <= inner, "{what}: the page scrolls sideways ({scroll} > {inner}); too wide: {}", v[2]);
+        if scroll > inner {
+            return Some(format!("the page scrolls sideways ({scroll} > {inner}); too wide: {}", v[2]));
+        }
+        // Nothing may stick out of its card either (a table wider than its card
+        // is cut off or spills over the edge even when the page does not scroll).
+        let spill = self
+            .script(
+                "var out = []; document.querySelectorAll('.card, .auth-card, dialog[open]').forEach(function (c) {\
+                   var edge = c.getBoundingClientRect().right + 1;\
+                   c.querySelectorAll('*').forEach(function (e) { var r = e.getBoundingClientRect();\
+                     var floats = false; for (var p = e; p && p !== c; p = p.parentElement) { if (getComputedStyle(p).position === 'absolute') { floats = true; break; } }\
+                     if (r.width > 0 && r.right > edge && out.length < 5 && !floats)\
+                       out.push(e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(r.right) + ' > ' + Math.round(edge)); }); });\
+                 return out.join(' | ')",
+            )
+            .await;
+        let spill = spill.as_str().unwrap_or_default();
+        (!spill.is_empty()).then(|| format!("something sticks out of its card: {spill}"))
     }
 
     /// Runs axe-core (vendored from the npm registry) on the page and fails on
     /// any serious or critical violation.
     pub async fn assert_accessible(&self, what: &str) {
+        let problems = self.accessibility_problems().await;
+        assert!(problems.is_empty(), "{what}: accessibility violations:\n{}", problems.join("\n"));
+    }
+
+    /// axe-core's serious and critical violations on the page, in words.
+    pub async fn accessibility_problems(&self) -> Vec<String> {
         const AXE: &str = include_str!("vendor/axe.min.js");
         self.script(&format!("{AXE}\nreturn true;")).await;
         let result = self
@@ -232,11 +267,17 @@ impl Browser {
                    }, function (e) { done(['axe failed: ' + e]); });", "args": []}),
             )
             .await;
-        let problems: Vec<String> = result
-            .as_array()
-            .map(|a| a.iter().map(|v| v.as_str().unwrap_or("?").to_owned()).collect())
-            .unwrap_or_default();
-        assert!(problems.is_empty(), "{what}: accessibility violations:\n{}", problems.join("\n"));
+        result.as_array().map(|a| a.iter().map(|v| v.as_str().unwrap_or("?").to_owned()).collect()).unwrap_or_default()
+    }
+
+    /// Everything wrong with the page as it stands (sideways scrolling and
+    /// serious accessibility violations), after taking its screenshot.
+    pub async fn page_problems(&self, name: &str) -> Vec<String> {
+        self.wait_ready().await;
+        self.screenshot(name).await;
+        let mut problems: Vec<String> = self.horizontal_scroll().await.into_iter().collect();
+        problems.extend(self.accessibility_problems().await);
+        problems.into_iter().map(|p| format!("{name}: {p}")).collect()
     }
 
     /// Saves a PNG of the viewport under `target/screenshots/{name}.png`.
@@ -253,10 +294,8 @@ impl Browser {
     /// Fits, is accessible, and is photographed: what every page must pass at
     /// each size. `name` names the screenshot.
     pub async fn check_page(&self, name: &str) {
-        self.wait_ready().await;
-        self.assert_no_horizontal_scroll(name).await;
-        self.assert_accessible(name).await;
-        self.screenshot(name).await;
+        let problems = self.page_problems(name).await;
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 
     /// Waits for the document (and htmx's swaps) to settle.
