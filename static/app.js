@@ -43,6 +43,10 @@ function latchkeyNav() {
 document.addEventListener("DOMContentLoaded", latchkeyNav);
 document.addEventListener("htmx:load", latchkeyNav);
 document.addEventListener("click", function (event) {
+  if (event.target.closest("#sidebar-menu a")) {
+    // Navigating: fold the menu so the next page starts folded.
+    document.getElementById("sidebar").classList.remove("open");
+  }
   var toggle = event.target.closest(".nav-toggle");
   if (!toggle) return;
   var sidebar = document.getElementById("sidebar");

@@ -129,3 +129,48 @@ fn link_id(html: &str, prefix: &str) -> String {
     let rest = &html[at + 6 + prefix.len()..];
     rest[..rest.find('"').unwrap()].to_owned()
 }
+
+#[tokio::test]
+async fn on_a_phone_the_navigation_folds_behind_a_menu_button_that_works_by_keyboard() {
+    let Some(browser) = Browser::start().await else { return };
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    app.setup_owner().await;
+    browser.resize(PHONE).await;
+    browser.goto(&app.url("/login")).await;
+    browser.sign_in(OWNER_EMAIL, OWNER_PASSWORD, "Team · Latchkey").await;
+    let shown = "var e = document.querySelector('.sidebar-foot'); return !!(e.offsetWidth || e.offsetHeight)";
+    assert_eq!(browser.script(shown).await, json!(false), "the menu starts folded");
+    assert_eq!(
+        browser.script("return document.querySelector('.nav-toggle').getAttribute('aria-expanded')").await,
+        json!("false")
+    );
+    // Keyboard: focus the button and press Enter.
+    browser.script("document.querySelector('.nav-toggle').focus()").await;
+    browser.press("\u{E007}").await;
+    assert_eq!(browser.script(shown).await, json!(true), "Enter opens the menu");
+    assert_eq!(
+        browser.script("return document.querySelector('.nav-toggle').getAttribute('aria-expanded')").await,
+        json!("true")
+    );
+    // The whole email and Sign out fit on the screen.
+    let fits =
+        "var e = document.querySelector('.who .email').getBoundingClientRect(); return e.right <= window.innerWidth";
+    assert_eq!(browser.script(fits).await, json!(true));
+    browser.check_page("owner-menu-open-phone").await;
+    browser.click("a[href='/settings/security']").await;
+    browser.wait_for_title("Security · Latchkey").await;
+    assert_eq!(browser.script(shown).await, json!(false), "a new page starts with the menu folded");
+    browser.quit().await;
+
+    // Without JavaScript the navigation is simply shown, and still fits.
+    let Some(plain) = Browser::start_without_js().await else { return };
+    plain.resize(PHONE).await;
+    plain.goto(&app.url("/login")).await;
+    plain.sign_in(OWNER_EMAIL, OWNER_PASSWORD, "Team · Latchkey").await;
+    assert_eq!(plain.script(shown).await, json!(true));
+    assert_eq!(plain.script("return document.querySelector('.nav-toggle').hidden").await, json!(true));
+    plain.check_page("owner-team-nojs-phone").await;
+    plain.click(".sidebar-foot button").await;
+    plain.wait_for_title("Sign in · Latchkey").await;
+    plain.quit().await;
+}
