@@ -9,7 +9,7 @@ use crate::webdriver::{Browser, LAPTOP, PHONE};
 
 /// A team with some history: keys (one rolled, one revoked, long names), an
 /// OAuth app, a developer, a pending invite.
-async fn lived_in(app: &TestApp) -> (String, String) {
+async fn lived_in(app: &TestApp) -> (String, String, String) {
     app.owner_session().await;
     let mut first = String::new();
     for i in 0..6 {
@@ -38,9 +38,10 @@ async fn lived_in(app: &TestApp) -> (String, String) {
     assert!(rolled.status().is_success());
     let registered =
         crate::oauth::register(app, "confidential", crate::oauth::REDIRECT, &["templates:read", "contacts:read"]).await;
-    crate::accounts::member(app, "dev@acme.test", "developer").await;
-    app.invite("new.person.with.a.long.address@example-corporation.test", "viewer").await;
-    (first, registered.client_id)
+    let dev = crate::accounts::member(app, "dev@acme.test", "developer").await;
+    crate::totp::enrol_at(&dev, crate::accounts::DEV_PASSWORD, 0).await;
+    let invite = app.invite("new.person.with.a.long.address@example-corporation.test", "viewer").await;
+    (first, registered.client_id, invite)
 }
 
 /// Visits each path at both sizes; returns what is wrong with them.
@@ -65,9 +66,18 @@ async fn every_page_fits_a_laptop_and_a_phone_and_passes_axe() {
     let token = app.setup_token.clone().unwrap();
     let mut problems = sweep(&browser, &app, "anonymous", &[("setup", format!("/setup?token={token}"))]).await;
 
-    let (key, client_id) = lived_in(&app).await;
-    sweep(&browser, &app, "anonymous", &[("login", "/login".to_owned()), ("not-found", "/no/such/page".to_owned())])
-        .await;
+    let (key, client_id, invite) = lived_in(&app).await;
+    let anonymous = [("login", "/login".to_owned()), ("not-found", "/no/such/page".to_owned()), ("invite", invite)];
+    problems.extend(sweep(&browser, &app, "anonymous", &anonymous).await);
+    // The second step of a sign-in with two-factor authentication.
+    for (size, label) in [(LAPTOP, "laptop"), (PHONE, "phone")] {
+        browser.clear_cookies().await;
+        browser.resize(size).await;
+        browser.goto(&app.url("/login")).await;
+        browser.sign_in("dev@acme.test", crate::accounts::DEV_PASSWORD, "Two-factor authentication · Latchkey").await;
+        problems.extend(browser.page_problems(&format!("anonymous-login-totp-{label}")).await);
+    }
+    browser.clear_cookies().await;
 
     browser.resize(LAPTOP).await;
     browser.goto(&app.url("/login")).await;
