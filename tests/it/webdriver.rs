@@ -293,7 +293,18 @@ impl Browser {
     /// Saves a PNG of the viewport under `target/screenshots/{name}.png`.
     pub async fn screenshot(&self, name: &str) {
         use base64::Engine as _;
-        let data = self.get("/screenshot").await;
+        // The whole page, not only the viewport (Chromium's DevTools protocol).
+        let size =
+            self.script("return [document.documentElement.scrollWidth, document.documentElement.scrollHeight]").await;
+        let (w, h) = (size[0].as_u64().unwrap_or(1280), size[1].as_u64().unwrap_or(900).min(6000));
+        let shot = self
+            .post(
+                "/goog/cdp/execute",
+                json!({"cmd": "Page.captureScreenshot", "params": {"format": "png", "captureBeyondViewport": true,
+                       "clip": {"x": 0, "y": 0, "width": w, "height": h, "scale": 1}}}),
+            )
+            .await;
+        let data = if shot["data"].is_string() { shot["data"].clone() } else { self.get("/screenshot").await };
         let Some(b64) = data.as_str() else { return };
         let Ok(png) = base64::engine::general_purpose::STANDARD.decode(b64) else { return };
         let dir = screenshot_dir();
