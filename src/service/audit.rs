@@ -10,7 +10,9 @@ use super::accounts::Role;
 use super::clock::Clock;
 use super::{Error, FieldErrors, Result, policy};
 use crate::domain::{AuditAction, TeamId};
-use crate::store::models::{AuditCursor, AuditEvent, AuditFilter, NewAuditEvent, Team};
+use crate::store::models::{
+    ApiKey, AuditCursor, AuditEvent, AuditFilter, Membership, NewAuditEvent, OauthClient, Team, User,
+};
 use crate::store::{Db, DbConn};
 
 /// Who acted and from where; built by the web layer from the request.
@@ -138,6 +140,70 @@ pub fn name_support_staff(conn: &mut DbConn, events: &mut [AuditEvent]) -> Resul
     Ok(())
 }
 
+/// What an event's object is called now, for the log's sentences: a key's
+/// name and display prefix, a person's email, an app's or a team's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectName {
+    pub name: String,
+    /// A key's display prefix (`lk_a1b2c3d4…`).
+    pub code: Option<String>,
+    /// For a person: the team they belong to now (a link to the members
+    /// page only makes sense while they are in the event's team).
+    pub team_id: Option<String>,
+}
+
+/// Names by (object kind, id); an object missing here no longer exists.
+pub type ObjectNames = std::collections::HashMap<(String, String), ObjectName>;
+
+/// The objects a batch of events mentions, as they are called now: each
+/// event's object, and a rolled key's successor (`details.new_key_id`).
+/// Invites are named from their event's details, never looked up.
+pub fn name_objects(conn: &mut DbConn, events: &[AuditEvent], key_prefix: &str) -> Result<ObjectNames> {
+    let mut wanted: Vec<(String, String)> = Vec::new();
+    for e in events {
+        if let (Some(k), Some(id)) = (&e.object_type, &e.object_id) {
+            wanted.push((k.clone(), id.clone()));
+        }
+        if let Some(new) = serde_json::from_str::<serde_json::Value>(&e.details)
+            .ok()
+            .and_then(|d| d.get("new_key_id").and_then(|v| v.as_str()).map(str::to_owned))
+        {
+            wanted.push((ObjectKind::ApiKey.as_str().to_owned(), new));
+        }
+    }
+    wanted.sort();
+    wanted.dedup();
+    let mut names = ObjectNames::new();
+    for (kind, id) in wanted {
+        let name = match ObjectKind::parse(&kind) {
+            Some(ObjectKind::ApiKey) => ApiKey::find(conn, &id)?.map(|k| ObjectName {
+                code: Some(format!("{}…", super::keys::codec::display(key_prefix, &k.key_prefix))),
+                name: k.name,
+                team_id: k.team_id,
+            }),
+            Some(ObjectKind::User) => match User::find(conn, &id)? {
+                Some(u) => Some(ObjectName {
+                    team_id: Membership::of_user(conn, &u.id)?.map(|(m, _)| m.team_id),
+                    name: u.email,
+                    code: None,
+                }),
+                None => None,
+            },
+            Some(ObjectKind::OauthApp) => {
+                OauthClient::find(conn, &id)?.map(|c| ObjectName { name: c.name, code: None, team_id: Some(c.team_id) })
+            }
+            Some(ObjectKind::Team) => {
+                Team::find(conn, &id)?.map(|t| ObjectName { name: t.name, code: None, team_id: Some(t.id) })
+            }
+            Some(ObjectKind::Invite) | None => None,
+        };
+        if let Some(name) = name {
+            names.insert((kind, id), name);
+        }
+    }
+    Ok(names)
+}
+
 pub fn recent_for_team(conn: &mut DbConn, team_id: &str, limit: i64) -> Result<Vec<AuditEvent>> {
     Ok(AuditEvent::recent_for_team(conn, team_id, limit)?)
 }
@@ -169,6 +235,8 @@ pub struct TeamLog {
     pub events: Vec<AuditEvent>,
     pub next: Option<AuditCursor>,
     pub errors: FieldErrors,
+    /// What the events' objects are called (a page only; empty for an export).
+    pub names: ObjectNames,
     /// When it was read (the export's date).
     pub at: i64,
 }
@@ -177,6 +245,8 @@ pub struct TeamLog {
 pub struct AuditService<'a> {
     pub db: &'a Db,
     pub clock: &'a Clock,
+    /// The API key prefix (`lk`), for keys' display prefixes.
+    pub prefix: &'a str,
 }
 
 impl AuditService<'_> {
@@ -195,24 +265,33 @@ impl AuditService<'_> {
             Err(errors) => (None, errors),
         };
         let limit = if format == LogFormat::Csv { CSV_MAX } else { PAGE + 1 };
-        let tid = team_id.clone();
-        let mut events = self
+        let (tid, prefix) = (team_id.clone(), self.prefix.to_owned());
+        let (events, next, names) = self
             .db
             .run(move |conn| {
-                let Some(f) = filter else { return Ok(Vec::new()) };
+                let Some(f) = filter else { return Ok((Vec::new(), None, ObjectNames::new())) };
                 let mut events = AuditEvent::search(conn, &tid, &f, limit)?;
                 if support {
                     name_support_staff(conn, &mut events)?;
                 }
-                Ok::<_, Error>(events)
+                let mut next = None;
+                if format == LogFormat::Page && events.len() as i64 > PAGE {
+                    events.truncate(PAGE as usize);
+                    next = events.last().map(AuditCursor::of);
+                }
+                let names =
+                    if format == LogFormat::Page { name_objects(conn, &events, &prefix)? } else { ObjectNames::new() };
+                Ok::<_, Error>((events, next, names))
             })
             .await?;
-        let mut next = None;
-        if format == LogFormat::Page && events.len() as i64 > PAGE {
-            events.truncate(PAGE as usize);
-            next = events.last().map(AuditCursor::of);
-        }
-        Ok(TeamLog { team_id, team_name, events, next, errors, at: self.clock.now() })
+        Ok(TeamLog { team_id, team_name, events, next, errors, names, at: self.clock.now() })
+    }
+
+    /// What a batch of events' objects are called now (for pages that show
+    /// a few events: a team's or a key's recent activity).
+    pub async fn names(&self, events: &[AuditEvent]) -> Result<ObjectNames> {
+        let (events, prefix) = (events.to_vec(), self.prefix.to_owned());
+        self.db.run(move |conn| name_objects(conn, &events, &prefix)).await
     }
 
     /// The team a reader may read: (id, name, read by support).

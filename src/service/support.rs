@@ -47,7 +47,19 @@ pub struct SearchResults {
     pub whole_key: bool,
 }
 
-pub fn search(conn: &mut DbConn, hasher: &Keys, prefix: &str, raw: &str) -> Result<SearchResults> {
+/// How a search arrived: typed into the console's form (a `POST` body), or
+/// in an address (`/support?q=…`), which browsers keep in history,
+/// autocomplete and bookmarks, and servers in their logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Form,
+    Address,
+}
+
+/// What the console says when a whole key comes in an address.
+pub const WHOLE_KEY_IN_ADDRESS: &str = "Paste whole keys into the search form: it sends them in the request body, never in the address. This search was not run.";
+
+pub fn search(conn: &mut DbConn, hasher: &Keys, prefix: &str, raw: &str, via: Via) -> Result<SearchResults> {
     let q = raw.trim();
     if q.is_empty() {
         return Err(Error::Invalid(FieldErrors::single(
@@ -63,6 +75,9 @@ pub fn search(conn: &mut DbConn, hasher: &Keys, prefix: &str, raw: &str) -> Resu
     }
     let mut out = SearchResults::default();
     if codec::parse(q).is_some() {
+        if via == Via::Address {
+            return Err(Error::Invalid(FieldErrors::single("q", WHOLE_KEY_IN_ADDRESS)));
+        }
         out.whole_key = true;
         out.keys = ApiKey::find_by_hash(conn, &hasher.token_hash(q))?.into_iter().filter(visible).collect();
         return Ok(out);
@@ -150,6 +165,8 @@ pub struct KeyDossier {
     /// The key it replaces and the key that replaced it: (id, display prefix).
     pub rolled_from: Option<(String, String)>,
     pub replaced_by: Option<(String, String)>,
+    /// What the events' objects are called.
+    pub names: audit::ObjectNames,
     pub at: i64,
 }
 
@@ -161,6 +178,7 @@ pub struct TeamDossier {
     /// (client id, name, client type)
     pub apps: Vec<(String, String, String)>,
     pub events: Vec<AuditEvent>,
+    pub names: audit::ObjectNames,
 }
 
 pub struct UserDossier {
@@ -171,6 +189,7 @@ pub struct UserDossier {
     /// (app name, scopes)
     pub authorized: Vec<(String, String)>,
     pub events: Vec<AuditEvent>,
+    pub names: audit::ObjectNames,
 }
 
 /// The support console's use cases, for a signed-in support person.
@@ -202,13 +221,14 @@ fn link(k: ApiKey, prefix: &str) -> (String, String) {
 }
 
 impl SupportService<'_> {
-    /// Keys by prefix or whole key, teams by name, people by email.
-    pub async fn search(&self, q: &str) -> Result<Found> {
+    /// Keys by prefix or whole key, teams by name, people by email; a whole
+    /// key only from the form (`via`), never from an address.
+    pub async fn search(&self, q: &str, via: Via) -> Result<Found> {
         let (hasher, prefix, q) = (self.hasher.clone(), self.prefix.to_owned(), q.to_owned());
         let (found, names) = self
             .db
             .run(move |conn| {
-                let found = search(conn, &hasher, &prefix, &q)?;
+                let found = search(conn, &hasher, &prefix, &q, via)?;
                 let mut names = Vec::new();
                 for k in &found.keys {
                     if let Some(t) = k.team_id.as_deref().map(|t| Team::find(conn, t)).transpose()?.flatten() {
@@ -240,6 +260,7 @@ impl SupportService<'_> {
                 let mut events = keys::history(conn, &key.id)?;
                 audit::name_support_staff(conn, &mut events)?;
                 Ok(KeyDossier {
+                    names: audit::name_objects(conn, &events, &prefix)?,
                     team: key.team_id.as_deref().map(|t| Team::find(conn, t)).transpose()?.flatten(),
                     creator: key.created_by.as_deref().map(|u| User::find(conn, u)).transpose()?.flatten(),
                     usage: keys::usage(conn, &key.id, 30, at)?,
@@ -265,7 +286,7 @@ impl SupportService<'_> {
 
     /// A team with its members, keys, apps and recent activity.
     pub async fn team(&self, id: &TeamId) -> Result<TeamDossier> {
-        let (id, at) = (id.as_str().to_owned(), self.clock.now());
+        let (id, at, prefix) = (id.as_str().to_owned(), self.clock.now(), self.prefix.to_owned());
         let (team, members, keys, apps, events) = self
             .db
             .run(move |conn| {
@@ -275,9 +296,11 @@ impl SupportService<'_> {
                 let apps = oauth::apps(conn, &id)?;
                 let mut events = audit::recent_for_team(conn, &id, 20)?;
                 audit::name_support_staff(conn, &mut events)?;
-                Ok::<_, Error>((team, members, keys, apps, events))
+                let objects = audit::name_objects(conn, &events, &prefix)?;
+                Ok::<_, Error>((team, members, keys, apps, (events, objects)))
             })
             .await?;
+        let (events, objects) = events;
         let names = [(team.id.clone(), team.name.clone())];
         Ok(TeamDossier {
             members: members.into_iter().map(|(m, u)| (u.id, u.email, String::from(m.role))).collect(),
@@ -285,13 +308,14 @@ impl SupportService<'_> {
             apps: apps.into_iter().map(|a| (a.id, a.name, a.client_type.to_string())).collect(),
             team,
             events,
+            names: objects,
         })
     }
 
     /// A person with their team, the keys they created, the apps they
     /// authorized and what they did lately.
     pub async fn user(&self, id: &UserId) -> Result<UserDossier> {
-        let id = id.as_str().to_owned();
+        let (id, prefix) = (id.as_str().to_owned(), self.prefix.to_owned());
         let (user, team, keys, authorized, events) = self
             .db
             .run(move |conn| {
@@ -301,9 +325,11 @@ impl SupportService<'_> {
                 let authorized = oauth::authorized_apps(conn, &id)?;
                 let mut events = AuditEvent::by_actor(conn, &id, 20)?;
                 audit::name_support_staff(conn, &mut events)?;
-                Ok::<_, Error>((u, team, keys, authorized, events))
+                let objects = audit::name_objects(conn, &events, &prefix)?;
+                Ok::<_, Error>((u, team, keys, authorized, (events, objects)))
             })
             .await?;
+        let (events, objects) = events;
         let names: Vec<(String, String)> = team.iter().map(|(_, t)| (t.id.clone(), t.name.clone())).collect();
         let at = self.clock.now();
         Ok(UserDossier {
@@ -312,6 +338,7 @@ impl SupportService<'_> {
             authorized: authorized.into_iter().map(|(c, a)| (a.name, c.scopes)).collect(),
             user,
             events,
+            names: objects,
         })
     }
 

@@ -2,8 +2,13 @@
 //! at `/support/teams/{id}/audit`): filters, cursor pages, CSV export.
 //!
 //! Rules: who may read which log is `service::audit`'s; here the filter form
-//! is parsed and the log rendered as a page or as CSV (cells quoted and
-//! defused against spreadsheet formulas).
+//! is parsed and the log rendered as a page of sentences ([`sentences`], the
+//! one renderer of events, with `partials/audit_events_partial.html`) or as
+//! CSV (cells quoted and defused against spreadsheet formulas).
+
+mod sentences;
+
+pub use sentences::{Detail, EventLine, ObjectRef, Viewer, action_choices, action_name, sentences};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
@@ -16,13 +21,13 @@ use super::page::{Layout, Nav, render};
 use super::{AppState, State, format};
 use crate::error::AppError;
 use crate::service::FieldErrors;
-use crate::service::audit::{AuditService, LogFormat, LogReader, ObjectKind, TeamLog};
+use crate::service::audit::{AuditService, LogFormat, LogReader, TeamLog};
 use crate::store::models::{ActionFilter, AuditCursor, AuditEvent, AuditFilter};
 
 impl AppState {
     /// The team audit log's reading and export.
     pub fn audit_service(&self) -> AuditService<'_> {
-        AuditService { db: &self.db, clock: &self.clock }
+        AuditService { db: &self.db, clock: &self.clock, prefix: &self.config.api_key_prefix }
     }
 }
 
@@ -37,42 +42,25 @@ pub struct AuditQuery {
     format: String,
 }
 
-pub struct AuditLine {
-    pub when: String,
-    pub actor: String,
-    pub action: String,
-    pub object: String,
-    pub link: Option<String>,
-    pub ip: String,
-    pub user_agent: String,
-    pub details: String,
-}
-
 #[derive(Template)]
 #[template(path = "pages/audit.html")]
 struct AuditPage {
     layout: Layout,
     team_name: String,
     base: String,
-    lines: Vec<AuditLine>,
+    /// Support reads it from the team's console page.
+    team_page: Option<String>,
+    event_lines: Vec<EventLine>,
     actor: String,
     action: String,
+    /// An action filter typed into the address that no choice names.
+    custom_action: Option<String>,
+    choices: Vec<(&'static str, Vec<(String, String)>)>,
     from: String,
     to: String,
     next: Option<String>,
     csv: String,
     errors: FieldErrors,
-}
-
-/// Where an object's page is, for the viewer (`support` or the team).
-pub fn object_link(kind: Option<&str>, id: Option<&str>, support: bool) -> Option<String> {
-    match (ObjectKind::parse(kind?)?, id?, support) {
-        (ObjectKind::ApiKey, id, false) => Some(format!("/settings/developer/api-keys/{id}")),
-        (ObjectKind::ApiKey, id, true) => Some(format!("/support/keys/{id}")),
-        (ObjectKind::User, id, true) => Some(format!("/support/users/{id}")),
-        (ObjectKind::Team, id, true) => Some(format!("/support/teams/{id}")),
-        _ => None,
-    }
 }
 
 fn filter(q: &AuditQuery) -> Result<AuditFilter, FieldErrors> {
@@ -90,6 +78,11 @@ fn filter(q: &AuditQuery) -> Result<AuditFilter, FieldErrors> {
     };
     let from = date("from", &q.from, false);
     let to = date("to", &q.to, true);
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        errors.add("from", "This date is after the “To” date: pick a day on or before it.");
+    }
     let before = match q.cursor.trim() {
         "" => None,
         c => AuditCursor::parse(c).or_else(|| {
@@ -107,22 +100,6 @@ fn filter(q: &AuditQuery) -> Result<AuditFilter, FieldErrors> {
         Ok(AuditFilter { actor: text(&q.actor), action, from, to, before })
     } else {
         Err(errors)
-    }
-}
-
-fn line(e: AuditEvent, support: bool) -> AuditLine {
-    AuditLine {
-        when: format::datetime(e.created_at),
-        link: object_link(e.object_type.as_deref(), e.object_id.as_deref(), support),
-        object: match (&e.object_type, &e.object_id) {
-            (Some(k), Some(id)) => format!("{k} {id}"),
-            _ => String::new(),
-        },
-        actor: e.actor_label,
-        action: e.action,
-        ip: e.ip.unwrap_or_default(),
-        user_agent: e.user_agent.unwrap_or_default(),
-        details: if e.details == "{}" { String::new() } else { e.details },
     }
 }
 
@@ -160,7 +137,11 @@ pub async fn view(
     base: &str,
     query: &AuditQuery,
 ) -> Result<HttpResponse, AppError> {
-    let support = matches!(reader, LogReader::Support { .. });
+    let team_page = match reader {
+        LogReader::Support { team_id } => Some(format!("/support/teams/{team_id}")),
+        LogReader::Member { .. } => None,
+    };
+    let support = team_page.is_some();
     let format = if query.format == "csv" { LogFormat::Csv } else { LogFormat::Page };
     let log = state.audit_service().team_log(reader, filter(query), format).await?;
     if format == LogFormat::Csv {
@@ -169,7 +150,7 @@ pub async fn view(
     let status = if log.errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     render(
         status,
-        &page(Layout::new(user, if support { Nav::Support } else { Nav::Audit })?, log, base, query, support),
+        &page(Layout::new(user, if support { Nav::Support } else { Nav::Audit })?, log, base, query, team_page),
     )
 }
 
@@ -182,7 +163,7 @@ fn csv_response(log: &TeamLog) -> HttpResponse {
         .body(csv(&log.events))
 }
 
-fn page(layout: Layout, log: TeamLog, base: &str, query: &AuditQuery, support: bool) -> AuditPage {
+fn page(layout: Layout, log: TeamLog, base: &str, query: &AuditQuery, team_page: Option<String>) -> AuditPage {
     let keep = |s: &str| super::auth::url_encode(s);
     let filters = format!(
         "actor={}&action={}&from={}&to={}",
@@ -191,13 +172,20 @@ fn page(layout: Layout, log: TeamLog, base: &str, query: &AuditQuery, support: b
         keep(&query.from),
         keep(&query.to)
     );
+    let viewer = if team_page.is_some() { Viewer::Support } else { Viewer::Team };
+    let choices = action_choices();
+    let action = query.action.trim().to_owned();
+    let known = action.is_empty() || choices.iter().any(|(_, items)| items.iter().any(|(v, _)| *v == action));
     AuditPage {
         layout,
         team_name: log.team_name,
         base: base.to_owned(),
-        lines: log.events.into_iter().map(|e| line(e, support)).collect(),
+        team_page,
+        event_lines: sentences(log.events, &log.names, viewer, log.at),
         actor: query.actor.clone(),
-        action: query.action.clone(),
+        custom_action: (!known).then(|| action.clone()),
+        choices,
+        action,
         from: query.from.clone(),
         to: query.to.clone(),
         next: log.next.map(|c| format!("{base}?{filters}&cursor={c}")),

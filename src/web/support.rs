@@ -5,7 +5,9 @@
 //!
 //! Rules: the console's use cases are `service::support`'s (one call per
 //! handler); here the pages are rendered, and a form with errors is shown
-//! again with them (422).
+//! again with them (422). A whole key is searched for only by `POST`
+//! (`/support/search`): it never enters an address, a redirect or a link.
+//! Revoking asks first (`GET …/revoke` answers the confirmation, `confirm.rs`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,19 +20,21 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api_auth::{ApiPrincipal, Credential};
-use super::api_keys::{KeyRow, UsageBar, bars, row};
-use super::audit::{AuditQuery, object_link};
+use super::api_keys::{UsageBar, bars};
+use super::audit::{AuditQuery, EventLine, Viewer, sentences};
 use super::auth::{CurrentUser, flash, id_param};
+use super::confirm::{self, Confirm, Field};
+use super::format::When;
+use super::htmx::HxRequest;
 use super::page::{Layout, Nav, redirect, render};
 use super::team::EventRow;
-use super::{AppState, State, format};
-use crate::domain::{KeyId, TeamId, UserId};
+use super::{AppState, State};
+use crate::domain::{KeyId, KeyStatus, TeamId, UserId};
 use crate::error::AppError;
-use crate::service::accounts::Role;
 use crate::service::audit::LogReader;
-use crate::service::support::{self, Found, KeyDossier, KeyHit, SupportService};
+use crate::service::keys::{codec, scopes_of};
+use crate::service::support::{self, Found, KeyDossier, KeyHit, SupportService, Via};
 use crate::service::{Error, FieldErrors, policy};
-use crate::store::models::AuditEvent;
 
 impl AppState {
     /// The support console's use cases.
@@ -82,7 +86,26 @@ pub struct SearchQuery {
     q: Option<String>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SearchForm {
+    q: String,
+}
+
 impl SearchPage {
+    fn new(layout: Layout, q: &str, searched: bool) -> Self {
+        Self {
+            layout,
+            q: q.to_owned(),
+            searched,
+            whole_key: false,
+            keys: Vec::new(),
+            teams: Vec::new(),
+            users: Vec::new(),
+            errors: FieldErrors::default(),
+        }
+    }
+
     fn found(mut self, found: Found) -> Self {
         // The pasted key is never echoed back into the page.
         if found.whole_key {
@@ -92,39 +115,71 @@ impl SearchPage {
     }
 
     fn refused(mut self, errors: FieldErrors) -> Self {
+        // A whole key, or anything that looks like one, is never echoed.
+        if codec::parse(self.q.trim()).is_some() {
+            self.q = String::new();
+        }
         self.q.truncate(self.q.char_indices().nth(support::MAX_QUERY).map_or(self.q.len(), |(i, _)| i));
         Self { errors, ..self }
     }
 }
 
-pub async fn search(
-    state: State,
-    SupportUser(user): SupportUser,
-    query: web::Query<SearchQuery>,
-) -> Result<HttpResponse, AppError> {
-    let page = SearchPage {
-        layout: Layout::new(&user, Nav::Support)?,
-        q: query.q.clone().unwrap_or_default(),
-        searched: query.q.is_some(),
-        whole_key: false,
-        keys: Vec::new(),
-        teams: Vec::new(),
-        users: Vec::new(),
-        errors: FieldErrors::default(),
-    };
-    let Some(q) = query.q.as_deref() else { return render(StatusCode::OK, &page) };
-    match state.support_service().search(q).await {
+/// Runs a search and renders its results (or the query's errors, 422).
+async fn run_search(state: &State, page: SearchPage, q: &str, via: Via) -> Result<HttpResponse, AppError> {
+    match state.support_service().search(q, via).await {
         Ok(found) => render(StatusCode::OK, &page.found(found)),
         Err(Error::Invalid(errors)) => render(StatusCode::UNPROCESSABLE_ENTITY, &page.refused(errors)),
         Err(e) => Err(e.into()),
     }
 }
 
+/// `GET /support`: the console, and searches by prefix, team or email in the
+/// address (a whole key there is refused, neither searched nor echoed).
+pub async fn search(
+    state: State,
+    SupportUser(user): SupportUser,
+    query: web::Query<SearchQuery>,
+) -> Result<HttpResponse, AppError> {
+    let page = SearchPage::new(Layout::new(&user, Nav::Support)?, query.q.as_deref().unwrap_or(""), query.q.is_some());
+    let Some(q) = query.q.as_deref() else { return render(StatusCode::OK, &page) };
+    run_search(&state, page, q, Via::Address).await
+}
+
+/// `POST /support/search` (the console's form): any search, whole keys
+/// included; the results are this response (uncacheable), never a redirect.
+pub async fn search_post(
+    state: State,
+    SupportUser(user): SupportUser,
+    form: web::Form<SearchForm>,
+) -> Result<HttpResponse, AppError> {
+    let page = SearchPage::new(Layout::new(&user, Nav::Support)?, &form.q, true);
+    run_search(&state, page, &form.q, Via::Form).await
+}
+
+/// `GET /support/search` (a reload of the results): back to the console.
+pub async fn search_reload(SupportUser(_): SupportUser) -> HttpResponse {
+    redirect("/support")
+}
+
+/// A key as its support page shows it.
+pub struct KeyView {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub created_by: String,
+    pub created: When,
+    pub last_used: Option<When>,
+    pub expires: Option<When>,
+    pub status: KeyStatus,
+}
+
 #[derive(Template)]
 #[template(path = "support/key.html")]
 struct KeyPage {
     layout: Layout,
-    k: KeyRow,
+    k: KeyView,
     kind: String,
     team: Option<(String, String)>,
     allowed_ips: Vec<String>,
@@ -134,47 +189,56 @@ struct KeyPage {
     bars: Vec<UsageBar>,
     total: i64,
     peak: i64,
+    /// The history for `partials/key_usage_history_partial.html` (sentences in words).
     events: Vec<EventRow>,
     active: bool,
+    revoke_href: String,
+    /// The reason typed before an error, shown again.
+    reason: String,
     errors: FieldErrors,
 }
 
-fn key_page(state: &State, layout: Layout, d: KeyDossier, errors: FieldErrors) -> KeyPage {
-    let emails = d.creator.map(|u| (u.id, u.email)).into_iter().collect();
-    let mut k = row(&d.key, &state.config.api_key_prefix, &emails, "", Role::Viewer, d.at);
-    k.can_manage = false;
+fn key_page(layout: Layout, prefix: &str, d: KeyDossier, errors: FieldErrors, reason: &str) -> KeyPage {
+    let key = &d.key;
+    let k = KeyView {
+        id: key.id.clone(),
+        name: key.name.clone(),
+        description: key.description.clone(),
+        prefix: codec::display(prefix, &key.key_prefix),
+        scopes: scopes_of(&key.scopes),
+        created_by: d.creator.as_ref().map_or_else(|| "a former member".to_owned(), |u| u.email.clone()),
+        created: When::at(key.created_at, d.at),
+        last_used: When::maybe(key.last_used_at, d.at),
+        expires: When::maybe(key.expires_at, d.at),
+        status: d.status,
+    };
     let (bars, total, peak) = bars(&d.usage);
+    let events = sentences(d.events.clone(), &d.names, Viewer::Support, d.at)
+        .into_iter()
+        .map(|l| EventRow {
+            when: l.when.words.clone(),
+            actor: l.actor.clone(),
+            action: l.text().strip_prefix(&l.actor).unwrap_or_default().trim().to_owned(),
+        })
+        .collect();
     KeyPage {
         layout,
         active: d.status.is_usable(),
-        kind: d.key.kind.to_string(),
-        team: d.team.map(|t| (t.id, t.name)),
-        allowed_ips: crate::service::keys::allowed_ips_of(&d.key).iter().map(ToString::to_string).collect(),
+        kind: key.kind.to_string(),
+        team: d.team.as_ref().map(|t| (t.id.clone(), t.name.clone())),
+        allowed_ips: crate::service::keys::allowed_ips_of(key).iter().map(ToString::to_string).collect(),
+        revocation: support::revocation_note(key),
+        revoke_href: format!("/support/keys/{}/revoke", key.id),
         rolled_from: d.rolled_from,
         replaced_by: d.replaced_by,
-        revocation: support::revocation_note(&d.key),
         k,
         bars,
         total,
         peak,
-        events: d.events.into_iter().map(event_row).collect(),
+        events,
+        reason: reason.to_owned(),
         errors,
     }
-}
-
-/// Events with a link to their object's support page.
-fn linked(events: Vec<AuditEvent>) -> Vec<(EventRow, Option<String>)> {
-    events
-        .into_iter()
-        .map(|e| {
-            let link = object_link(e.object_type.as_deref(), e.object_id.as_deref(), true);
-            (event_row(e), link)
-        })
-        .collect()
-}
-
-fn event_row(e: AuditEvent) -> EventRow {
-    EventRow { when: format::datetime(e.created_at), actor: e.actor_label, action: e.action }
 }
 
 pub async fn key(
@@ -184,7 +248,10 @@ pub async fn key(
 ) -> Result<HttpResponse, AppError> {
     let id = KeyId::from(id_param(path.into_inner())?);
     let dossier = state.support_service().key(&id).await?;
-    render(StatusCode::OK, &key_page(&state, Layout::new(&user, Nav::Support)?, dossier, FieldErrors::default()))
+    render(
+        StatusCode::OK,
+        &key_page(Layout::new(&user, Nav::Support)?, &state.config.api_key_prefix, dossier, FieldErrors::default(), ""),
+    )
 }
 
 #[derive(Deserialize, Default)]
@@ -193,8 +260,40 @@ pub struct ReasonForm {
     reason: String,
 }
 
+/// `GET /support/keys/{id}/revoke`: asks first, with the reason field (a
+/// page without JavaScript, a dialog for htmx). Only for keys support may
+/// act on (others: 404, as the `POST`).
+pub async fn confirm_revoke(
+    state: State,
+    hx: HxRequest,
+    SupportUser(user): SupportUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id = KeyId::from(id_param(path.into_inner())?);
+    let d = state.support_service().key(&id).await?;
+    let page = format!("/support/keys/{id}");
+    let prefix = codec::display(&state.config.api_key_prefix, &d.key.key_prefix);
+    let team = d.team.as_ref().map_or_else(|| "its team".to_owned(), |t| t.name.clone());
+    let confirm = Confirm::new("confirm-revoke", format!("Revoke {}?", d.key.name), format!("{page}/revoke"))
+        .says(format!("The key {prefix}… of {team} stops working now: requests with it fail at once."))
+        .says("The team sees your reason on its keys list and in its audit log; this cannot be undone.")
+        .field(Field::Text {
+            name: "reason".into(),
+            label: "Reason (the team reads this)".into(),
+            placeholder: "Found in a public GitHub repository".into(),
+            max: support::MAX_REASON,
+        })
+        .button("Revoke key")
+        .cancel_to(page);
+    confirm::respond(hx, Layout::new(&user, Nav::Support)?, &confirm)
+}
+
+/// `POST /support/keys/{id}/revoke` (field `reason`): revokes at once, then
+/// back to the key page with a flash; without a reason, the key page again
+/// with the error (and htmx's address set to it, so a reload finds a page).
 pub async fn revoke(
     state: State,
+    hx: HxRequest,
     SupportUser(user): SupportUser,
     path: web::Path<String>,
     form: web::Form<ReasonForm>,
@@ -202,16 +301,36 @@ pub async fn revoke(
     let id = KeyId::from(id_param(path.into_inner())?);
     match state.support_service().revoke(&user.actor, &id, &form.reason).await {
         Ok(()) => {
-            flash(&user.session, "Key revoked. The team sees your reason.");
+            flash(&user.session, "Key revoked. Requests with it fail now; the team sees your reason.");
             Ok(redirect(&format!("/support/keys/{id}")))
         }
         Err(Error::Invalid(errors)) => {
             let dossier = state.support_service().key(&id).await?;
-            let page = key_page(&state, Layout::new(&user, Nav::Support)?, dossier, errors);
-            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+            let page = key_page(
+                Layout::new(&user, Nav::Support)?,
+                &state.config.api_key_prefix,
+                dossier,
+                errors,
+                &form.reason,
+            );
+            let mut res = render(StatusCode::UNPROCESSABLE_ENTITY, &page)?;
+            if hx.is_htmx() {
+                let here = format!("/support/keys/{id}");
+                if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&here) {
+                    res.headers_mut().insert(actix_web::http::header::HeaderName::from_static("hx-push-url"), v);
+                }
+            }
+            Ok(res)
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// A team member as support lists them: the role in words.
+pub struct MemberView {
+    pub id: String,
+    pub email: String,
+    pub role: String,
 }
 
 #[derive(Template)]
@@ -222,10 +341,19 @@ struct TeamPage {
     team_name: String,
     plan: String,
     require_totp: bool,
-    members: Vec<(String, String, String)>,
+    members: Vec<MemberView>,
     keys: Vec<KeyHit>,
     apps: Vec<(String, String, String)>,
-    events: Vec<(EventRow, Option<String>)>,
+    event_lines: Vec<EventLine>,
+}
+
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    chars.next().map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+}
+
+fn role_label(role: &str) -> String {
+    crate::domain::Role::parse(role).map_or_else(|| role.to_owned(), |r| r.label().to_owned())
 }
 
 pub async fn team(
@@ -239,10 +367,14 @@ pub async fn team(
         layout: Layout::new(&user, Nav::Support)?,
         plan: d.team.plan.clone().unwrap_or_else(|| format!("{} (default)", state.config.default_plan)),
         require_totp: d.team.require_totp,
-        members: d.members,
+        members: d
+            .members
+            .into_iter()
+            .map(|(id, email, role)| MemberView { id, email, role: role_label(&role) })
+            .collect(),
         keys: d.keys,
-        apps: d.apps,
-        events: linked(d.events),
+        apps: d.apps.into_iter().map(|(id, name, kind)| (id, name, capitalized(&kind))).collect(),
+        event_lines: sentences(d.events, &d.names, Viewer::Support, state.clock.now()),
         team_id: d.team.id,
         team_name: d.team.name,
     };
@@ -270,7 +402,7 @@ struct UserPage {
     team: Option<(String, String, String)>,
     keys: Vec<KeyHit>,
     authorized: Vec<(String, String)>,
-    events: Vec<(EventRow, Option<String>)>,
+    event_lines: Vec<EventLine>,
 }
 
 pub async fn user(
@@ -284,10 +416,10 @@ pub async fn user(
         layout: Layout::new(&viewer, Nav::Support)?,
         is_support: d.user.is_support,
         totp: d.user.has_totp(),
-        team: d.team,
+        team: d.team.map(|(id, name, role)| (id, name, role_label(&role))),
         keys: d.keys,
         authorized: d.authorized,
-        events: linked(d.events),
+        event_lines: sentences(d.events, &d.names, Viewer::Support, state.clock.now()),
         email: d.user.email,
     };
     render(StatusCode::OK, &page)

@@ -140,8 +140,9 @@ async fn support_pastes_a_key_revokes_it_with_a_reason_and_the_owner_sees_why() 
     assert!(!browser.source().await.contains(&secret));
     browser.click("#key-results a").await;
     browser.wait_for_title("Leaked key · Support · Latchkey").await;
-    browser.fill("#reason", "Posted in a public gist").await;
     browser.click("#revoke-key").await;
+    browser.fill("#confirm-revoke-reason", "Posted in a public gist").await;
+    browser.click("#confirm-revoke [data-confirm-submit]").await;
     browser.wait_for_text("#revocation", "Revoked by Latchkey support: Posted in a public gist").await;
     browser.click(".sidebar-foot button").await;
     browser.wait_for_title("Sign in · Latchkey").await;
