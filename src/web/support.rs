@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api_auth::{ApiPrincipal, Credential};
-use super::api_keys::{KeyRow, UsageBar, bars, row};
+use super::api_keys::{HistoryRow, KeyRow, UsageBar, bars, history, row};
 use super::audit::{AuditQuery, object_link};
 use super::auth::{CurrentUser, flash, id_param};
 use super::page::{Layout, Nav, redirect, render};
@@ -134,7 +134,7 @@ struct KeyPage {
     bars: Vec<UsageBar>,
     total: i64,
     peak: i64,
-    events: Vec<EventRow>,
+    events: Vec<HistoryRow>,
     active: bool,
     errors: FieldErrors,
 }
@@ -157,7 +157,7 @@ fn key_page(state: &State, layout: Layout, d: KeyDossier, errors: FieldErrors) -
         bars,
         total,
         peak,
-        events: d.events.into_iter().map(event_row).collect(),
+        events: history(d.events, d.at),
         errors,
     }
 }

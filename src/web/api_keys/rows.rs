@@ -9,8 +9,8 @@ use crate::domain::KeyStatus;
 use crate::service::accounts::Role;
 use crate::service::keys::{self, codec, scopes};
 use crate::service::policy;
-use crate::store::models::ApiKey;
-use crate::web::format;
+use crate::store::models::{ApiKey, AuditEvent};
+use crate::web::format::{self, When};
 
 pub struct KeyRow {
     pub id: String,
@@ -24,6 +24,117 @@ pub struct KeyRow {
     pub status: KeyStatus,
     pub note: Option<String>,
     pub can_manage: bool,
+    pub description: String,
+    pub created: When,
+    pub last_used_at: Option<When>,
+    pub expires_at: Option<When>,
+    /// The key this one replaces, and the one that replaced it: (id, display prefix).
+    pub replaces: Option<(String, String)>,
+    pub replaced_by: Option<(String, String)>,
+}
+
+impl KeyRow {
+    /// Rolling is offered for a key that may be managed and was not rolled already.
+    pub fn can_roll(&self) -> bool {
+        self.can_manage && self.replaced_by.is_none()
+    }
+
+    /// The key's page.
+    pub fn href(&self) -> String {
+        format!("/settings/developer/api-keys/{}", self.id)
+    }
+
+    pub fn roll_href(&self) -> String {
+        format!("/settings/developer/api-keys/{}/roll", self.id)
+    }
+
+    pub fn revoke_href(&self) -> String {
+        format!("/settings/developer/api-keys/{}/revoke", self.id)
+    }
+
+    /// Revoking from the key's own page comes back to it.
+    pub fn revoke_here_href(&self) -> String {
+        format!("/settings/developer/api-keys/{}/revoke?from=detail", self.id)
+    }
+
+    pub fn roll_id(&self) -> String {
+        format!("roll-{}", self.id)
+    }
+
+    pub fn revoke_id(&self) -> String {
+        format!("revoke-{}", self.id)
+    }
+
+    /// "1 scope", "5 scopes".
+    pub fn scope_count(&self) -> String {
+        match self.scopes.len() {
+            1 => "1 scope".into(),
+            n => format!("{n} scopes"),
+        }
+    }
+
+    /// Every scope, comma-separated (a title).
+    pub fn scope_list(&self) -> String {
+        self.scopes.join(", ")
+    }
+
+    /// Names the lineage from a lookup of linked keys (id → key).
+    pub fn link(mut self, key: &ApiKey, prefix: &str, linked: &HashMap<String, ApiKey>) -> Self {
+        let find = |id: &Option<String>| {
+            id.as_ref().map(|id| {
+                let shown = linked.get(id).map_or_else(|| "another key".into(), |k| codec::display(prefix, &k.key_prefix));
+                (id.clone(), shown)
+            })
+        };
+        self.replaces = find(&key.rolled_from);
+        self.replaced_by = find(&key.replaced_by);
+        self
+    }
+}
+
+/// A line of a key's history: when, who, and what in words (the action's
+/// identifier stays available as a title).
+pub struct HistoryRow {
+    pub when: When,
+    pub actor: String,
+    pub action: String,
+    pub what: String,
+}
+
+/// The history of a key, newest first, as people read it.
+pub fn history(events: Vec<AuditEvent>, at: i64) -> Vec<HistoryRow> {
+    events
+        .into_iter()
+        .map(|e| HistoryRow {
+            when: When::at(e.created_at, at),
+            what: action_words(&e.action, &e.details),
+            actor: e.actor_label,
+            action: e.action,
+        })
+        .collect()
+}
+
+/// What an event did to a key, in words.
+fn action_words(action: &str, details: &str) -> String {
+    let detail = |k: &str| {
+        serde_json::from_str::<serde_json::Value>(details)
+            .ok()
+            .and_then(|v| v.get(k).and_then(|x| x.as_str().map(str::to_owned)))
+    };
+    match action {
+        "api_key.created" => "Created the key".into(),
+        "api_key.rolled" => "Rolled the key (a new secret replaced it)".into(),
+        "api_key.revoked" => "Revoked the key".into(),
+        "api_key.revoked_by_support" => "Revoked the key (support)".into(),
+        "api_key.transferred" => "Transferred the key to another member".into(),
+        "api_key.leak_reported" => "Reported the key as leaked".into(),
+        "api_key.refused_revoked" => "A request with the revoked key was refused".into(),
+        "api_key.renamed" => match (detail("old_name"), detail("new_name")) {
+            (Some(old), Some(new)) if old != new => format!("Renamed the key from “{old}” to “{new}”"),
+            _ => "Changed the key's description".into(),
+        },
+        other => other.replace(['.', '_'], " "),
+    }
 }
 
 impl KeyRow {
@@ -42,15 +153,7 @@ pub struct UsageBar {
 
 pub fn row(key: &ApiKey, prefix: &str, emails: &HashMap<String, String>, me: &str, role: Role, at: i64) -> KeyRow {
     let status = keys::status(key, at);
-    let note = match (&key.replaced_by, &key.rolled_from, &key.revoked_reason) {
-        (_, _, Some(_)) => crate::service::support::revocation_note(key),
-        (Some(_), _, _) if status != KeyStatus::Expired => {
-            Some(format!("Rolled; keeps working until {}", key.expires_at.map(format::datetime).unwrap_or_default()))
-        }
-        (Some(_), _, _) => Some("Rolled; replaced by a newer key".into()),
-        (None, Some(_), _) => Some("Replaces a rolled key".into()),
-        _ => None,
-    };
+    let note = key.revoked_reason.as_ref().and_then(|_| crate::service::support::revocation_note(key));
     KeyRow {
         id: key.id.clone(),
         name: key.name.clone(),
@@ -65,6 +168,12 @@ pub fn row(key: &ApiKey, prefix: &str, emails: &HashMap<String, String>, me: &st
         expires: key.expires_at.map_or_else(|| "Never".into(), format::datetime),
         status,
         note,
+        description: key.description.clone(),
+        created: When::at(key.created_at, at),
+        last_used_at: When::maybe(key.last_used_at, at),
+        expires_at: When::maybe(key.expires_at, at),
+        replaces: None,
+        replaced_by: None,
         can_manage: status.is_usable()
             && policy::manage_key(
                 &policy::Caller { user_id: Some(me), role, ceiling: None },
