@@ -189,6 +189,8 @@ pub struct IndexQuery {
     status: Option<String>,
     cursor: Option<String>,
     q: Option<String>,
+    /// `whole-key`: the search just refused a whole key (and dropped it from the URL).
+    refused: Option<String>,
 }
 
 /// The status tabs: every status, and all of them.
@@ -216,7 +218,7 @@ async fn page<'a>(
     let filter = parse_filter(query.status.as_deref())?;
     let after = parse_cursor(query.cursor.as_deref())?;
     let mut q = query.q.as_deref().unwrap_or("").trim().chars().take(100).collect::<String>();
-    if looks_like_a_whole_key(&q) {
+    if looks_like_a_whole_key(&q) || query.refused.as_deref() == Some("whole-key") {
         q.clear();
         errors.add(
             "q",
@@ -260,6 +262,12 @@ async fn page<'a>(
 }
 
 pub async fn index(state: State, user: CurrentUser, query: web::Query<IndexQuery>) -> Result<HttpResponse, AppError> {
+    if query.q.as_deref().is_some_and(looks_like_a_whole_key) {
+        // Out of the address bar (and so history) at once: the page says why.
+        let status = query.status.as_deref().filter(|s| !s.is_empty()).unwrap_or("all");
+        let to = format!("{BASE}?status={}&refused=whole-key", super::auth::url_encode(status));
+        return Ok(redirect(&to));
+    }
     let form = CreateForm { expires_in_days: "90".into(), preset: "custom".into(), ..CreateForm::default() };
     render(StatusCode::OK, &page(&state, &user, &query, form, FieldErrors::default()).await?)
 }
