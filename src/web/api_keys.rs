@@ -133,7 +133,11 @@ enum Notice {
     /// After the reveal (a reload of it): the secret was shown once.
     ShownOnce,
     /// A GET of `…/roll` for a key already rolled: when, and the new key (id, prefix).
-    Rolled { at: format::When, id: String, prefix: String },
+    Rolled {
+        at: format::When,
+        id: String,
+        prefix: String,
+    },
 }
 
 #[derive(Template)]
@@ -228,8 +232,9 @@ async fn page<'a>(
     }
     let service = state.key_service();
     let search = (!q.is_empty()).then(|| q.clone());
-    let overview =
-        service.overview(&TeamId::from(team.id.as_str()), ListQuery { filter, after, limit: PAGE_SIZE, search }).await?;
+    let overview = service
+        .overview(&TeamId::from(team.id.as_str()), ListQuery { filter, after, limit: PAGE_SIZE, search })
+        .await?;
     let (at, prefix) = (service.now(), &state.config.api_key_prefix);
     let catalog = &state.config.scopes;
     if form.preset.is_empty() {

@@ -719,7 +719,10 @@ async fn destructive_actions_ask_first_and_reloads_land_on_real_pages(app: TestA
     let list = app.get_html("/settings/developer/api-keys").await;
     assert!(list.contains("Replaced by") && list.contains("Replaces"));
     assert!(!list.contains(&format!(r#"id="roll-{id}""#)));
-    assert!(list.lines().filter(|l| l.starts_with("<tr id=\"key-")).all(|l| !l.contains("class=")), "rows carry no status");
+    assert!(
+        list.lines().filter(|l| l.starts_with("<tr id=\"key-")).all(|l| !l.contains("class=")),
+        "rows carry no status"
+    );
 
     // Revoke in place as htmx does: the row and a toast.
     let res = app
@@ -753,7 +756,8 @@ async fn a_key_is_renamed_with_an_audit_event(app: TestApp) {
     let id = key["id"].as_str().unwrap();
     let page = format!("/settings/developer/api-keys/{id}");
     assert_eq!(call(&app, "/api/v1/auth/test", &secret).await.status(), StatusCode::OK);
-    let res = app.post_form(&page, &format!("{page}/rename"), &[("name", "New name"), ("description", "billing")]).await;
+    let res =
+        app.post_form(&page, &format!("{page}/rename"), &[("name", "New name"), ("description", "billing")]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(crate::helpers::location(&res), page);
     let html = app.get_html(&page).await;

@@ -46,8 +46,11 @@ async fn the_key_list_fits_a_laptop_and_a_phone_with_many_keys_and_a_rolled_pair
     for i in 0..21 {
         let long = format!("Production billing reconciliation worker for the European region number {i:02}");
         let desc = "Runs nightly against the ledger, reconciles invoices with the payment provider and reports drift to the finance channel";
-        create_key(&app, json!({"name": long, "description": desc, "scopes": all, "expires_at": "2031-01-31T00:00:00Z"}))
-            .await;
+        create_key(
+            &app,
+            json!({"name": long, "description": desc, "scopes": all, "expires_at": "2031-01-31T00:00:00Z"}),
+        )
+        .await;
     }
     let old = create_key(&app, json!({"name": "Rolled worker", "scopes": ["templates:read"]})).await;
     let old_id = old["id"].as_str().unwrap().to_owned();
@@ -182,7 +185,9 @@ async fn revoke_and_roll_ask_in_a_dialog_report_and_reloads_land_on_friendly_pag
         browser.wait_for_text("#toasts", &format!("Revoked Doomed {label}")).await;
         browser.wait_for_text(&format!("#key-{id}"), "Revoked").await;
         browser.wait_gone("dialog[open]").await;
-        let focused = browser.script("var a = document.activeElement; return a && a.closest('tr') ? a.closest('tr').id : ''").await;
+        let focused = browser
+            .script("var a = document.activeElement; return a && a.closest('tr') ? a.closest('tr').id : ''")
+            .await;
         assert_eq!(focused, json!(format!("key-{id}")));
     }
 

@@ -334,7 +334,8 @@ pub fn rename(
         let key = get(conn, creator.team_id, id)?;
         may_manage(creator, &key)?;
         let mut errors = FieldErrors::default();
-        let name = crate::service::validate::name(name, MAX_NAME).map_err(|m| errors.add("name", m)).unwrap_or_default();
+        let name =
+            crate::service::validate::name(name, MAX_NAME).map_err(|m| errors.add("name", m)).unwrap_or_default();
         let description = crate::service::validate::text(description, MAX_DESCRIPTION)
             .map_err(|m| errors.add("description", m))
             .unwrap_or_default();

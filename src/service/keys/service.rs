@@ -242,9 +242,7 @@ impl<'a> KeyService<'a> {
     /// Renames a key (name and description); the secret, and so every cache of it, is unchanged.
     pub async fn rename(&self, caller: &KeyCaller, id: &KeyId, name: String, description: String) -> Result<ApiKey> {
         let (caller, id, at) = (caller.clone(), id.clone(), self.now());
-        self.db
-            .run(move |conn| super::rename(conn, &caller.creator(), id.as_str(), &name, &description, at))
-            .await
+        self.db.run(move |conn| super::rename(conn, &caller.creator(), id.as_str(), &name, &description, at)).await
     }
 
     /// The team's members' emails by id.

@@ -62,10 +62,17 @@ pub fn groups(catalog: &[String], role: Role, checked: &[String]) -> Vec<ScopeGr
         };
         match out.iter_mut().find(|g| g.resource == resource) {
             Some(g) => g.options.push(option),
-            None => out.push(ScopeGroup { resource: resource.replace('_', " "), options: vec![option] }),
+            None => out.push(ScopeGroup { resource: resource_label(resource), options: vec![option] }),
         }
     }
     out
+}
+
+/// A resource as a heading: "Templates", "API keys".
+fn resource_label(resource: &str) -> String {
+    let words = resource.replace('_', " ").replace("api ", "API ");
+    let mut chars = words.chars();
+    chars.next().map(|c| c.to_uppercase().collect::<String>() + chars.as_str()).unwrap_or_default()
 }
 
 /// The `admin` box, when the role may grant it.
@@ -187,8 +194,10 @@ mod tests {
         let refused = resolve(&form("read_only", &["templates:read", "templates:write"]), &c, Role::Owner);
         assert_eq!(refused.unwrap_err(), "Read-only cannot include templates:write — untick it or choose Custom.");
         assert!(resolve(&form("full", &["templates:read"]), &c, Role::Owner).unwrap_err().contains("not ticked"));
-        assert!(resolve(&form("full", &["templates:read", "templates:write", "contacts:read", "admin"]), &c, Role::Owner)
-            .is_err());
+        assert!(
+            resolve(&form("full", &["templates:read", "templates:write", "contacts:read", "admin"]), &c, Role::Owner)
+                .is_err()
+        );
         assert_eq!(
             resolve(&form("read_only", &["contacts:read", "templates:read"]), &c, Role::Owner).unwrap().len(),
             2

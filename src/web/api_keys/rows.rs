@@ -82,7 +82,8 @@ impl KeyRow {
     pub fn link(mut self, key: &ApiKey, prefix: &str, linked: &HashMap<String, ApiKey>) -> Self {
         let find = |id: &Option<String>| {
             id.as_ref().map(|id| {
-                let shown = linked.get(id).map_or_else(|| "another key".into(), |k| codec::display(prefix, &k.key_prefix));
+                let shown =
+                    linked.get(id).map_or_else(|| "another key".into(), |k| codec::display(prefix, &k.key_prefix));
                 (id.clone(), shown)
             })
         };
