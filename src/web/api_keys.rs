@@ -437,7 +437,12 @@ pub async fn revoke(
     if hx.wants_fragment() {
         let emails = service.emails(&caller.team_id).await?;
         let prefix = &state.config.api_key_prefix;
-        let linked = std::collections::HashMap::new();
+        let mut linked = std::collections::HashMap::new();
+        for other in key.rolled_from.iter().chain(key.replaced_by.iter()) {
+            if let Ok(k) = service.get(&caller.team_id, &KeyId::from(other.as_str())).await {
+                linked.insert(k.id.clone(), k);
+            }
+        }
         let k = row(&key, prefix, &emails, &user.ctx.user.id, caller.role, service.now()).link(&key, prefix, &linked);
         return confirm::fragment_with_toast(&RowPartial { k }, &format!("Revoked {}", key.name));
     }
