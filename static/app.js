@@ -122,3 +122,55 @@ document.addEventListener("click", function (event) {
     if (!m.contains(event.target)) m.removeAttribute("open");
   });
 });
+
+// === API keys: the scope picker (the server decides too: web/api_keys/form.rs) ===
+// Choosing a preset ticks its boxes; ticking a box that departs from the
+// preset switches to Custom; the summary (aria-live) says what the key gets.
+function latchkeyScopeBoxes(picker) {
+  return Array.prototype.slice.call(picker.querySelectorAll("input[type=checkbox][name=scopes]"));
+}
+function latchkeyPresetMatches(picker, preset) {
+  var attr = preset === "read_only" ? "data-read-only" : "data-full";
+  return latchkeyScopeBoxes(picker).every(function (box) { return box.checked === box.hasAttribute(attr); });
+}
+function latchkeyScopeSummary(picker) {
+  var summary = picker.querySelector("#scope-summary");
+  if (!summary) return;
+  var chosen = latchkeyScopeBoxes(picker).filter(function (b) { return b.checked; });
+  summary.textContent = "";
+  var p = document.createElement("p");
+  if (chosen.length === 0) {
+    p.textContent = "Tick at least one permission, or choose a preset.";
+    summary.appendChild(p);
+    return;
+  }
+  p.textContent = "This key will be able to:";
+  summary.appendChild(p);
+  var list = document.createElement("ul");
+  chosen.forEach(function (b) {
+    var li = document.createElement("li");
+    li.textContent = b.getAttribute("data-describe") || b.value;
+    list.appendChild(li);
+  });
+  summary.appendChild(list);
+}
+document.addEventListener("change", function (event) {
+  var input = event.target;
+  var picker = input.closest && input.closest("#scope-picker");
+  if (!picker) return;
+  if (input.name === "preset") {
+    if (input.value === "read_only" || input.value === "full") {
+      var attr = input.value === "read_only" ? "data-read-only" : "data-full";
+      latchkeyScopeBoxes(picker).forEach(function (box) { box.checked = box.hasAttribute(attr); });
+    }
+  } else if (input.name === "scopes") {
+    var current = picker.querySelector("input[name=preset]:checked");
+    if (current && current.value !== "custom" && !latchkeyPresetMatches(picker, current.value)) {
+      var custom = picker.querySelector("input[name=preset][value=custom]");
+      if (custom) custom.checked = true;
+    }
+  } else {
+    return;
+  }
+  latchkeyScopeSummary(picker);
+});

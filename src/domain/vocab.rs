@@ -252,6 +252,7 @@ text_enum! {
         ApiKeyTransferred = "api_key.transferred",
         ApiKeyLeakReported = "api_key.leak_reported",
         ApiKeyRefusedRevoked = "api_key.refused_revoked",
+        ApiKeyRenamed = "api_key.renamed",
         ServiceKeyCreated = "service_key.created",
         OauthAppRegistered = "oauth.app_registered",
         OauthAppUpdated = "oauth.app_updated",

@@ -2,10 +2,13 @@
 //! reveal, roll, revoke, and a key's detail page.
 //!
 //! Rules: the secret appears only in the response to the POST that made it
-//! (`Cache-Control: no-store`), never in a redirect, flash or session; viewers
-//! see the list without buttons; everything works without JavaScript, and htmx
-//! swaps a revoked row in place (the list page includes the same row partial).
-//! Each handler parses, calls one [`KeyService`] method and renders.
+//! (`Cache-Control: no-store`), never in a redirect, flash or session; when
+//! htmx sent that POST, the address bar gets a URL whose GET says "this secret
+//! was shown once" (never a 404, never the secret). Roll and revoke ask first
+//! (a `GET` on the action's URL answers the confirmation: a page without
+//! JavaScript, a dialog with htmx); htmx swaps a revoked row in place with a
+//! toast. Every other form is Post/Redirect/Get. Viewers see the list without
+//! buttons. Each handler parses, calls one [`KeyService`] method and renders.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -14,12 +17,12 @@ use serde::Deserialize;
 
 use super::api_keys_api::{parse_cursor, parse_filter};
 use super::auth::{CurrentUser, flash, id_param};
+use super::confirm::{self, Confirm, Field};
 use super::htmx::HxRequest;
 use super::page::{Layout, Nav, redirect, render};
 use super::{AppState, State, format};
 use crate::domain::{KeyId, KeyStatus, PlainSecret, TeamId};
 use crate::error::AppError;
-use crate::service::accounts::Role;
 use crate::service::keys::{self, Detail, KeyCaller, KeyService, ListQuery, Settings, codec};
 use crate::service::{self as services, FieldErrors, policy};
 use crate::store::models::ApiKey;
@@ -35,36 +38,80 @@ impl AppState {
 mod form;
 mod rows;
 
-use form::{CreateForm, ScopeGroup, groups, key_request, parse_form};
+use form::{CreateForm, ScopeGroup, ScopeOption, admin_option, groups, key_request, parse_form, resolve, summary};
 pub use rows::{KeyRow, UsageBar, bars, row};
 
 const PAGE_SIZE: i64 = 25;
+const BASE: &str = "/settings/developer/api-keys";
 
 #[derive(Template)]
 #[template(path = "pages/api_keys.html")]
-struct KeysPage {
+struct KeysPage<'a> {
     layout: Layout,
     rows: Vec<KeyRow>,
     filter: String,
     filters: Vec<(&'static str, &'static str)>,
     next_cursor: Option<String>,
+    /// The search term (never a whole key), and whether to offer the field.
+    q: String,
+    searchable: bool,
+    /// No key at all in the team: the first-run guide.
+    first_run: bool,
+    public_url: &'a str,
     can_create: bool,
     can_set_policy: bool,
     max_lifetime: Option<i64>,
     groups: Vec<ScopeGroup>,
+    admin: Option<ScopeOption>,
+    /// What the ticked boxes grant, in words.
+    grants: Vec<String>,
     form: CreateForm,
     errors: FieldErrors,
+}
+
+impl KeysPage<'_> {
+    fn preset_is(&self, preset: &str) -> bool {
+        match preset {
+            "read_only" | "full" => self.form.preset == preset,
+            _ => self.form.preset != "read_only" && self.form.preset != "full",
+        }
+    }
+
+    /// The query string that keeps the filter and search (for the pager).
+    fn keep(&self) -> String {
+        let mut out = format!("status={}", super::auth::url_encode(&self.filter));
+        if !self.q.is_empty() {
+            out.push_str("&q=");
+            out.push_str(&super::auth::url_encode(&self.q));
+        }
+        out
+    }
+
+    fn filter_href(&self, status: &str) -> String {
+        let mut out = format!("?status={status}");
+        if !self.q.is_empty() {
+            out.push_str("&q=");
+            out.push_str(&super::auth::url_encode(&self.q));
+        }
+        out
+    }
+
+    fn curl(&self) -> String {
+        format!("curl -H \"X-API-Key: <your key>\" {}/api/v1/auth/test", self.public_url)
+    }
 }
 
 #[derive(Template)]
 #[template(path = "pages/api_key_reveal.html")]
 struct RevealPage<'a> {
     layout: Layout,
+    id: String,
     name: String,
     secret: PlainSecret,
     prefix: String,
     public_url: &'a str,
-    rolled_from: Option<(String, String)>,
+    /// The key a roll replaced: (display prefix, until when it keeps working).
+    rolled_from: Option<(String, Option<format::When>)>,
 }
 
 impl RevealPage<'_> {
@@ -78,7 +125,19 @@ impl RevealPage<'_> {
 #[template(path = "partials/api_key_row_partial.html")]
 struct RowPartial {
     k: KeyRow,
-    csrf: String,
+}
+
+/// What the key page says on arrival, if anything.
+enum Notice {
+    None,
+    /// After the reveal (a reload of it): the secret was shown once.
+    ShownOnce,
+    /// A GET of `…/roll` for a key already rolled: when, and the new key (id, prefix).
+    Rolled {
+        at: format::When,
+        id: String,
+        prefix: String,
+    },
 }
 
 #[derive(Template)]
@@ -86,15 +145,18 @@ struct RowPartial {
 struct DetailPage {
     layout: Layout,
     k: KeyRow,
-    description: String,
+    scopes: Vec<(String, String)>,
     allowed_ips: Vec<String>,
-    rolled_from: Option<(String, String)>,
-    replaced_by: Option<(String, String)>,
     revoked_reason: Option<String>,
     bars: Vec<UsageBar>,
     total: i64,
     peak: i64,
-    events: Vec<super::team::EventRow>,
+    /// The key's history as sentences (`partials/audit_events_partial.html`).
+    event_lines: Vec<super::audit::EventLine>,
+    notice: Notice,
+    rename_name: String,
+    rename_description: String,
+    errors: FieldErrors,
 }
 
 /// The signed-in member as the key service sees them.
@@ -116,11 +178,24 @@ fn bad_request(e: services::Error) -> AppError {
     }
 }
 
+/// A rendered page whose address bar should read `url` (htmx pushes it).
+fn pushed(mut res: HttpResponse, hx: HxRequest, url: &str) -> HttpResponse {
+    if hx.is_htmx()
+        && let Ok(v) = actix_web::http::header::HeaderValue::from_str(url)
+    {
+        res.headers_mut().insert(actix_web::http::header::HeaderName::from_static("hx-push-url"), v);
+    }
+    res
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct IndexQuery {
     status: Option<String>,
     cursor: Option<String>,
+    q: Option<String>,
+    /// `whole-key`: the search just refused a whole key (and dropped it from the URL).
+    refused: Option<String>,
 }
 
 /// The status tabs: every status, and all of them.
@@ -128,41 +203,77 @@ fn filters() -> Vec<(&'static str, &'static str)> {
     std::iter::once(("all", "All")).chain(KeyStatus::ALL.iter().map(|s| (s.as_str(), s.label()))).collect()
 }
 
-async fn page(
-    state: &State,
+/// Whether a search term is (or contains) what looks like a whole key: never
+/// searched for, echoed or kept in a URL here.
+fn looks_like_a_whole_key(q: &str) -> bool {
+    q.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|word| {
+        let body = word.rsplit_once('_').map_or(word, |(_, b)| b);
+        codec::parse(word).is_some() || body.len() >= codec::RANDOM_LEN
+    })
+}
+
+async fn page<'a>(
+    state: &'a State,
     user: &CurrentUser,
     query: &IndexQuery,
-    form: CreateForm,
-    errors: FieldErrors,
-) -> Result<KeysPage, AppError> {
+    mut form: CreateForm,
+    mut errors: FieldErrors,
+) -> Result<KeysPage<'a>, AppError> {
     let (team, role) = user.team()?;
     let filter = parse_filter(query.status.as_deref())?;
     let after = parse_cursor(query.cursor.as_deref())?;
+    let mut q = query.q.as_deref().unwrap_or("").trim().chars().take(100).collect::<String>();
+    if looks_like_a_whole_key(&q) || query.refused.as_deref() == Some("whole-key") {
+        q.clear();
+        errors.add(
+            "q",
+            "That looks like a whole key: search by its name or its first characters (lk_a1b2…). \
+             Never paste a secret here.",
+        );
+    }
     let service = state.key_service();
-    let overview =
-        service.overview(&TeamId::from(team.id.as_str()), ListQuery { filter, after, limit: PAGE_SIZE }).await?;
+    let search = (!q.is_empty()).then(|| q.clone());
+    let overview = service
+        .overview(&TeamId::from(team.id.as_str()), ListQuery { filter, after, limit: PAGE_SIZE, search })
+        .await?;
     let (at, prefix) = (service.now(), &state.config.api_key_prefix);
+    let catalog = &state.config.scopes;
+    if form.preset.is_empty() {
+        form.preset = "custom".into();
+    }
     Ok(KeysPage {
         layout: Layout::new(user, Nav::ApiKeys)?,
         rows: overview
             .listing
             .keys
             .iter()
-            .map(|k| row(k, prefix, &overview.emails, &user.ctx.user.id, role, at))
+            .map(|k| row(k, prefix, &overview.emails, &user.ctx.user.id, role, at).link(k, prefix, &overview.linked))
             .collect(),
-        filter: query.status.clone().unwrap_or_else(|| "all".into()),
+        filter: query.status.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "all".into()),
         filters: filters(),
         next_cursor: overview.listing.next.map(|c| c.to_string()),
+        searchable: overview.total > PAGE_SIZE || !q.is_empty() || errors.get("q").is_some(),
+        first_run: overview.total == 0,
+        q,
+        public_url: &state.config.public_url,
         can_create: policy::create_key(role).is_ok(),
         can_set_policy: policy::manages_members(role),
         max_lifetime: team.max_key_lifetime_days,
-        groups: groups(&state.config.scopes, role, &form.scopes),
+        groups: groups(catalog, role, &form.scopes),
+        admin: admin_option(catalog, role, &form.scopes),
+        grants: summary(catalog, &form.scopes),
         form,
         errors,
     })
 }
 
 pub async fn index(state: State, user: CurrentUser, query: web::Query<IndexQuery>) -> Result<HttpResponse, AppError> {
+    if query.q.as_deref().is_some_and(looks_like_a_whole_key) {
+        // Out of the address bar (and so history) at once: the page says why.
+        let status = query.status.as_deref().filter(|s| !s.is_empty()).unwrap_or("all");
+        let to = format!("{BASE}?status={}&refused=whole-key", super::auth::url_encode(status));
+        return Ok(redirect(&to));
+    }
     let form = CreateForm { expires_in_days: "90".into(), preset: "custom".into(), ..CreateForm::default() };
     render(StatusCode::OK, &page(&state, &user, &query, form, FieldErrors::default()).await?)
 }
@@ -172,10 +283,11 @@ fn reveal(
     user: &CurrentUser,
     key: &ApiKey,
     secret: PlainSecret,
-    rolled_from: Option<(String, String)>,
+    rolled_from: Option<(String, Option<format::When>)>,
 ) -> Result<HttpResponse, AppError> {
     let page = RevealPage {
         layout: Layout::new(user, Nav::ApiKeys)?,
+        id: key.id.clone(),
         name: key.name.clone(),
         prefix: codec::display(&state.config.api_key_prefix, &key.key_prefix),
         public_url: &state.config.public_url,
@@ -185,39 +297,46 @@ fn reveal(
     render(StatusCode::OK, &page)
 }
 
+/// `POST /settings/developer/api-keys`: create (→ the one-time reveal), or
+/// with `intent=preview` fill the boxes from the preset and say what the key
+/// would get, creating nothing.
 pub async fn create(
     state: State,
     user: CurrentUser,
+    hx: HxRequest,
     body: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     let caller = caller(&user)?;
-    let form = parse_form(body.into_inner());
+    let mut form = parse_form(body.into_inner());
+    if form.is_preview() {
+        policy::create_key(caller.role)?;
+        let errors = match resolve(&form, &state.config.scopes, caller.role) {
+            Ok(scopes) => {
+                form.scopes = scopes;
+                FieldErrors::default()
+            }
+            Err(m) => FieldErrors::single("scopes", m),
+        };
+        let view = page(&state, &user, &IndexQuery::default(), form, errors).await?;
+        return Ok(pushed(render(StatusCode::OK, &view)?, hx, BASE));
+    }
     let draft = key_request(&form, &state.config.scopes, caller.role);
     match state.key_service().create(&caller, draft).await {
-        Ok(created) => reveal(&state, &user, &created.key, created.secret, None),
+        Ok(created) => {
+            let res = reveal(&state, &user, &created.key, created.secret, None)?;
+            Ok(pushed(res, hx, &format!("{BASE}/{}/created", created.key.id)))
+        }
         Err(services::Error::Invalid(errors)) => {
             let view = page(&state, &user, &IndexQuery::default(), form, errors).await?;
-            render(StatusCode::UNPROCESSABLE_ENTITY, &view)
+            Ok(pushed(render(StatusCode::UNPROCESSABLE_ENTITY, &view)?, hx, BASE))
         }
         Err(e) => Err(e.into()),
     }
 }
 
-pub async fn roll(
-    state: State,
-    user: CurrentUser,
-    path: web::Path<String>,
-    form: web::Form<super::page::GraceForm>,
-) -> Result<HttpResponse, AppError> {
-    let caller = caller(&user)?;
-    let id = key_id(path.into_inner())?;
-    let rolled = state.key_service().roll(&caller, &id, form.grace).await.map_err(bad_request)?;
-    let old_prefix = codec::display(&state.config.api_key_prefix, &rolled.old.key_prefix);
-    let until = rolled.old.expires_at.map(format::datetime).unwrap_or_default();
-    reveal(&state, &user, &rolled.key, rolled.secret, Some((old_prefix, until)))
-}
-
-pub async fn revoke(
+/// `GET …/{id}/roll`: the confirmation, or — for a key already rolled — the
+/// page that says when, and that its new secret was shown once then.
+pub async fn roll_confirm(
     state: State,
     user: CurrentUser,
     hx: HxRequest,
@@ -225,15 +344,158 @@ pub async fn revoke(
 ) -> Result<HttpResponse, AppError> {
     let caller = caller(&user)?;
     let id = key_id(path.into_inner())?;
+    let key = state.key_service().manageable(&caller, &id).await?;
+    if key.replaced_by.is_some() {
+        return detail_with(&state, &user, &id, Notice::None).await;
+    }
+    let back = format!("{BASE}/{}", key.id);
+    if !key.status(state.key_service().now()).is_usable() {
+        return Ok(redirect(&back));
+    }
+    let c = Confirm::new(format!("confirm-roll-{}", key.id), format!("Roll {}?", key.name), format!("{back}/roll"))
+        .says("You get a new key with the same scopes and settings; its secret is shown once.")
+        .says("The old key keeps working for 24 hours (or the time you choose below), then stops.")
+        .button("Roll key")
+        .not_dangerous()
+        .cancel_to(back)
+        .field(confirm::grace_field("The old key keeps working for"));
+    confirm::respond(hx, Layout::new(&user, Nav::ApiKeys)?, &c)
+}
+
+pub async fn roll(
+    state: State,
+    user: CurrentUser,
+    hx: HxRequest,
+    path: web::Path<String>,
+    form: web::Form<super::page::GraceForm>,
+) -> Result<HttpResponse, AppError> {
+    let caller = caller(&user)?;
+    let id = key_id(path.into_inner())?;
+    let service = state.key_service();
+    let rolled = service.roll(&caller, &id, form.grace).await.map_err(bad_request)?;
+    let old_prefix = codec::display(&state.config.api_key_prefix, &rolled.old.key_prefix);
+    let until = format::When::maybe(rolled.old.expires_at, service.now());
+    let res = reveal(&state, &user, &rolled.key, rolled.secret, Some((old_prefix, until)))?;
+    Ok(pushed(res, hx, &format!("{BASE}/{}/roll", rolled.old.id)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct FromQuery {
+    from: String,
+}
+
+/// `GET …/{id}/revoke`: the confirmation (in place on the list; from the key
+/// page, a normal post that comes back to it).
+pub async fn revoke_confirm(
+    state: State,
+    user: CurrentUser,
+    hx: HxRequest,
+    path: web::Path<String>,
+    query: web::Query<FromQuery>,
+) -> Result<HttpResponse, AppError> {
+    let caller = caller(&user)?;
+    let id = key_id(path.into_inner())?;
+    let service = state.key_service();
+    let key = service.manageable(&caller, &id).await?;
+    let page_url = format!("{BASE}/{}", key.id);
+    if !key.status(service.now()).is_usable() {
+        return Ok(redirect(&page_url));
+    }
+    let prefix = codec::display(&state.config.api_key_prefix, &key.key_prefix);
+    let mut c = Confirm::new(
+        format!("confirm-revoke-{}", key.id),
+        format!("Revoke {}?", key.name),
+        format!("{page_url}/revoke"),
+    )
+    .says(format!("Requests using {prefix}… fail at once; this cannot be undone."))
+    .button("Revoke key");
+    c = if query.from == "detail" {
+        c.cancel_to(page_url.clone()).field(Field::Hidden { name: "next".into(), value: page_url })
+    } else {
+        c.cancel_to(BASE).in_place(format!("#key-{}", key.id))
+    };
+    confirm::respond(hx, Layout::new(&user, Nav::ApiKeys)?, &c)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct RevokeForm {
+    next: String,
+}
+
+pub async fn revoke(
+    state: State,
+    user: CurrentUser,
+    hx: HxRequest,
+    path: web::Path<String>,
+    form: Option<web::Form<RevokeForm>>,
+) -> Result<HttpResponse, AppError> {
+    let caller = caller(&user)?;
+    let id = key_id(path.into_inner())?;
     let service = state.key_service();
     let key = service.revoke(&caller, &id).await?;
     if hx.wants_fragment() {
         let emails = service.emails(&caller.team_id).await?;
-        let k = row(&key, &state.config.api_key_prefix, &emails, &user.ctx.user.id, caller.role, service.now());
-        return render(StatusCode::OK, &RowPartial { k, csrf: super::csrf::token(&user.session)? });
+        let prefix = &state.config.api_key_prefix;
+        let mut linked = std::collections::HashMap::new();
+        for other in key.rolled_from.iter().chain(key.replaced_by.iter()) {
+            if let Ok(k) = service.get(&caller.team_id, &KeyId::from(other.as_str())).await {
+                linked.insert(k.id.clone(), k);
+            }
+        }
+        let k = row(&key, prefix, &emails, &user.ctx.user.id, caller.role, service.now()).link(&key, prefix, &linked);
+        return confirm::fragment_with_toast(&RowPartial { k }, &format!("Revoked {}", key.name));
     }
-    flash(&user.session, &format!("Revoked {}: it stops working immediately.", key.name));
-    Ok(redirect("/settings/developer/api-keys"))
+    flash(&user.session, &format!("Revoked {}: requests using it fail at once.", key.name));
+    let next = form.map(|f| f.into_inner().next).unwrap_or_default();
+    let back = if next == format!("{BASE}/{}", key.id) { next } else { BASE.to_owned() };
+    Ok(redirect(&back))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct RenameForm {
+    name: String,
+    description: String,
+}
+
+/// `POST …/{id}/rename`: a new name and description; Post/Redirect/Get.
+pub async fn rename(
+    state: State,
+    user: CurrentUser,
+    hx: HxRequest,
+    path: web::Path<String>,
+    form: web::Form<RenameForm>,
+) -> Result<HttpResponse, AppError> {
+    let caller = caller(&user)?;
+    let id = key_id(path.into_inner())?;
+    let form = form.into_inner();
+    let page_url = format!("{BASE}/{}", id.as_str());
+    match state.key_service().rename(&caller, &id, form.name.clone(), form.description.clone()).await {
+        Ok(key) => {
+            flash(&user.session, &format!("Saved: the key is now called {}.", key.name));
+            Ok(redirect(&page_url))
+        }
+        Err(services::Error::Invalid(errors)) => {
+            let mut view = detail_page(&state, &user, &id, Notice::None).await?;
+            view.rename_name = form.name;
+            view.rename_description = form.description;
+            view.errors = errors;
+            Ok(pushed(render(StatusCode::UNPROCESSABLE_ENTITY, &view)?, hx, &page_url))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A GET of a POST-only URL (`…/rename`, `…/policy`): the page it belongs to.
+pub async fn to_detail(path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let id = key_id(path.into_inner())?;
+    Ok(redirect(&format!("{BASE}/{}", id.as_str())))
+}
+
+pub async fn to_list() -> HttpResponse {
+    redirect(BASE)
 }
 
 #[derive(Deserialize, Default)]
@@ -250,40 +512,66 @@ pub async fn policy(state: State, user: CurrentUser, form: web::Form<PolicyForm>
     };
     state.key_service().set_policy(&caller, days).await.map_err(bad_request)?;
     flash(&user.session, "Key policy saved.");
-    Ok(redirect("/settings/developer/api-keys"))
+    Ok(redirect(BASE))
 }
 
-fn detail_page(state: &State, user: &CurrentUser, role: Role, d: Detail, at: i64) -> Result<DetailPage, AppError> {
+async fn detail_page(state: &State, user: &CurrentUser, id: &KeyId, notice: Notice) -> Result<DetailPage, AppError> {
+    let (team, role) = user.team()?;
+    let service = state.key_service();
+    let d: Detail = service.detail(&TeamId::from(team.id.as_str()), id).await?;
+    let at = service.now();
     let prefix = &state.config.api_key_prefix;
-    let link = |k: &ApiKey| (k.id.clone(), codec::display(prefix, &k.key_prefix));
+    let mut linked = std::collections::HashMap::new();
+    for k in d.rolled_from.iter().chain(d.replaced_by.iter()) {
+        linked.insert(k.id.clone(), k.clone());
+    }
+    let notice = match (notice, &d.replaced_by) {
+        (Notice::None, Some(new)) if d.key.replaced_by.is_some() => Notice::Rolled {
+            at: format::When::at(new.created_at, at),
+            id: new.id.clone(),
+            prefix: codec::display(prefix, &new.key_prefix),
+        },
+        (n, _) => n,
+    };
+    let names = state.audit_service().names(&d.events).await?;
     let (bars, total, peak) = bars(&d.usage);
     Ok(DetailPage {
         layout: Layout::new(user, Nav::ApiKeys)?,
-        k: row(&d.key, prefix, &d.emails, &user.ctx.user.id, role, at),
-        description: d.key.description.clone(),
+        k: row(&d.key, prefix, &d.emails, &user.ctx.user.id, role, at).link(&d.key, prefix, &linked),
+        scopes: keys::scopes_of(&d.key.scopes).into_iter().map(|s| (keys::scopes::describe(&s), s)).collect(),
         allowed_ips: keys::allowed_ips_of(&d.key).iter().map(ToString::to_string).collect(),
-        rolled_from: d.rolled_from.as_ref().map(link),
-        replaced_by: d.replaced_by.as_ref().map(link),
         revoked_reason: d.key.revoked_reason.clone(),
         bars,
         total,
         peak,
-        events: d
-            .events
-            .into_iter()
-            .map(|e| super::team::EventRow {
-                when: format::datetime(e.created_at),
-                actor: e.actor_label,
-                action: e.action,
-            })
-            .collect(),
+        event_lines: super::audit::sentences(d.events, &names, super::audit::Viewer::Team, at),
+        notice,
+        rename_name: d.key.name.clone(),
+        rename_description: d.key.description.clone(),
+        errors: FieldErrors::default(),
     })
 }
 
+async fn detail_with(state: &State, user: &CurrentUser, id: &KeyId, notice: Notice) -> Result<HttpResponse, AppError> {
+    render(StatusCode::OK, &detail_page(state, user, id, notice).await?)
+}
+
 pub async fn detail(state: State, user: CurrentUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let (team, role) = user.team()?;
     let id = key_id(path.into_inner())?;
-    let service = state.key_service();
-    let detail = service.detail(&TeamId::from(team.id.as_str()), &id).await?;
-    render(StatusCode::OK, &detail_page(&state, &user, role, detail, service.now())?)
+    let page = detail_page(&state, &user, &id, Notice::None).await?;
+    // The "rolled" notice belongs to a reload of …/roll, not to every visit.
+    let page = DetailPage { notice: Notice::None, ..page };
+    render(StatusCode::OK, &page)
+}
+
+/// `GET …/{id}/created`: where a reload of the create reveal lands — the key's
+/// facts and "this secret was shown once", never the secret.
+pub async fn created(state: State, user: CurrentUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let id = key_id(path.into_inner())?;
+    let page = detail_page(&state, &user, &id, Notice::ShownOnce).await?;
+    let page = match page.notice {
+        Notice::Rolled { .. } => DetailPage { notice: Notice::ShownOnce, ..page },
+        _ => page,
+    };
+    render(StatusCode::OK, &page)
 }

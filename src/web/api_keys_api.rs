@@ -187,7 +187,7 @@ pub async fn list(
     let filter = parse_filter(query.status.as_deref())?;
     let after = parse_cursor(query.cursor.as_deref())?;
     let service = state.key_service();
-    let listing = service.list(&team_id, ListQuery { filter, after, limit }).await?;
+    let listing = service.list(&team_id, ListQuery { filter, after, limit, search: None }).await?;
     let at = service.now();
     let data: Vec<_> = listing.keys.iter().map(|k| key_json(k, &state.config.api_key_prefix, at)).collect();
     let next = listing.next.map(|c| c.to_string());

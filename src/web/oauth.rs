@@ -69,19 +69,9 @@ struct ConsentPage {
     redirect_host: String,
 }
 
-/// Plain words for a scope.
+/// Plain words for a scope (shared with the key form's scope picker).
 fn describe(scope: &str) -> String {
-    if scope == crate::service::keys::scopes::ADMIN {
-        return "Full access to everything in your team".into();
-    }
-    let (resource, action) = scope.split_once(':').unwrap_or((scope, ""));
-    let resource = resource.replace('_', " ");
-    match action {
-        "read" => format!("Read your {resource}"),
-        "write" => format!("Create and change your {resource}"),
-        "send" => format!("Send {resource}"),
-        other => format!("{other} {resource}"),
-    }
+    crate::service::keys::scopes::describe(scope)
 }
 
 /// The signed-in user as the authorization endpoint sees them.

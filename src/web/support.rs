@@ -27,7 +27,6 @@ use super::confirm::{self, Confirm, Field};
 use super::format::When;
 use super::htmx::HxRequest;
 use super::page::{Layout, Nav, redirect, render};
-use super::team::EventRow;
 use super::{AppState, State};
 use crate::domain::{KeyId, KeyStatus, TeamId, UserId};
 use crate::error::AppError;
@@ -189,8 +188,8 @@ struct KeyPage {
     bars: Vec<UsageBar>,
     total: i64,
     peak: i64,
-    /// The history for `partials/key_usage_history_partial.html` (sentences in words).
-    events: Vec<EventRow>,
+    /// The history for `partials/key_usage_history_partial.html`, as sentences.
+    event_lines: Vec<EventLine>,
     active: bool,
     revoke_href: String,
     /// The reason typed before an error, shown again.
@@ -213,14 +212,7 @@ fn key_page(layout: Layout, prefix: &str, d: KeyDossier, errors: FieldErrors, re
         status: d.status,
     };
     let (bars, total, peak) = bars(&d.usage);
-    let events = sentences(d.events.clone(), &d.names, Viewer::Support, d.at)
-        .into_iter()
-        .map(|l| EventRow {
-            when: l.when.words.clone(),
-            actor: l.actor.clone(),
-            action: l.text().strip_prefix(&l.actor).unwrap_or_default().trim().to_owned(),
-        })
-        .collect();
+    let event_lines = sentences(d.events.clone(), &d.names, Viewer::Support, d.at);
     KeyPage {
         layout,
         active: d.status.is_usable(),
@@ -235,7 +227,7 @@ fn key_page(layout: Layout, prefix: &str, d: KeyDossier, errors: FieldErrors, re
         bars,
         total,
         peak,
-        events,
+        event_lines,
         reason: reason.to_owned(),
         errors,
     }

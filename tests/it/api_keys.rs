@@ -595,3 +595,225 @@ async fn a_database_failure_during_introspection_is_an_internal_error(app: TestA
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR, "not 401, not inactive");
 }
 both!(a_database_failure_during_introspection_is_an_internal_error);
+
+/// The create form as a browser without JavaScript sends it (CSRF from the page).
+async fn submit_create(app: &TestApp, fields: &[(&str, &str)]) -> reqwest::Response {
+    app.post_form("/settings/developer/api-keys", "/settings/developer/api-keys", fields).await
+}
+
+async fn key_names(app: &TestApp) -> Vec<String> {
+    let list: Value = app.get("/api/v1/api-keys").await.json().await.unwrap();
+    list["data"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap().to_owned()).collect()
+}
+
+async fn the_server_decides_what_presets_and_boxes_mean(app: TestApp) {
+    app.owner_session().await;
+    // A preset contradicted by the boxes is refused, never silently changed.
+    let res = submit_create(
+        &app,
+        &[("name", "Mixed"), ("preset", "read_only"), ("scopes", "templates:read"), ("scopes", "templates:write")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Read-only cannot include templates:write — untick it or choose Custom."), "{html}");
+    assert!(html.contains(r#"value="templates:write" checked"#), "the boxes stay as ticked");
+    // Custom with nothing ticked is a field error.
+    let res = submit_create(&app, &[("name", "Nothing"), ("preset", "custom")]).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.text().await.unwrap().contains(r#"id="scopes-error""#));
+    assert!(key_names(&app).await.is_empty(), "nothing was created");
+
+    // Preview (no JavaScript): the boxes are filled from the preset and the
+    // page says what the key would get; nothing is created.
+    let res = submit_create(&app, &[("name", "Everything"), ("preset", "full"), ("intent", "preview")]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains(r#"value="templates:write" checked"#) && html.contains(r#"value="contacts:read" checked"#));
+    assert!(!html.contains(r#"value="admin" checked"#), "Full access never includes admin");
+    assert!(html.contains("This key will be able to:") && html.contains("Create and change your templates"));
+    assert!(html.contains(r#"id="admin-warning""#));
+    assert!(html.contains(r#"value="Everything""#));
+    assert!(key_names(&app).await.is_empty(), "a preview creates nothing");
+
+    // Full access with no boxes: every grantable scope but admin.
+    let res = submit_create(&app, &[("name", "Full"), ("preset", "full"), ("expires_in_days", "30")]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let list: Value = app.get("/api/v1/api-keys").await.json().await.unwrap();
+    let scopes: Vec<&str> = list["data"][0]["scopes"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert!(scopes.contains(&"templates:write") && !scopes.contains(&"admin"), "{scopes:?}");
+    // admin only by explicit tick.
+    let res = submit_create(&app, &[("name", "Root"), ("preset", "custom"), ("scopes", "admin")]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(key_names(&app).await.len(), 2);
+}
+both!(the_server_decides_what_presets_and_boxes_mean);
+
+async fn destructive_actions_ask_first_and_reloads_land_on_real_pages(app: TestApp) {
+    app.owner_session().await;
+    // Create as htmx would: the reveal, and an address whose GET says "shown once".
+    let page = app.get_html("/settings/developer/api-keys").await;
+    let res = app
+        .client
+        .post(app.url("/settings/developer/api-keys"))
+        .header("HX-Request", "true")
+        .header("HX-Boosted", "true")
+        .form(&[
+            ("csrf_token", csrf_from(&page).as_str()),
+            ("name", "Billing worker"),
+            ("scopes", "templates:read"),
+            ("expires_in_days", "30"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let pushed = res.headers()["hx-push-url"].to_str().unwrap().to_owned();
+    let html = res.text().await.unwrap();
+    let secret = crate::helpers::attr_after(&html, r#"<code id="secret">"#).unwrap();
+    let id = pushed.trim_start_matches("/settings/developer/api-keys/").trim_end_matches("/created").to_owned();
+    assert_eq!(pushed, format!("/settings/developer/api-keys/{id}/created"));
+    let reloaded = app.get(&pushed).await;
+    assert_eq!(reloaded.status(), StatusCode::OK);
+    let reloaded = reloaded.text().await.unwrap();
+    assert!(reloaded.contains(r#"id="shown-once""#) && reloaded.contains("roll the key"), "{reloaded}");
+    assert!(!reloaded.contains(&secret));
+
+    // Revoke asks first: a confirmation page without JavaScript, a dialog for htmx.
+    let base = format!("/settings/developer/api-keys/{id}");
+    let confirm = app.get_html(&format!("{base}/revoke")).await;
+    assert!(confirm.contains("Revoke Billing worker?") && confirm.contains("fail at once; this cannot be undone"));
+    let dialog = app.client.get(app.url(&format!("{base}/revoke"))).header("HX-Request", "true").send().await.unwrap();
+    let dialog = dialog.text().await.unwrap();
+    assert!(dialog.starts_with("<dialog") && dialog.contains(&format!(r##"hx-target="#key-{id}""##)), "{dialog}");
+    let roll = app.get_html(&format!("{base}/roll")).await;
+    assert!(roll.contains("keeps working for 24 hours") && roll.contains(r#"<option value="86400" selected>24 hours"#));
+
+    // A developer may not act on the owner's key: not found, as for the POST.
+    let dev = crate::accounts::member(&app, "dev@acme.test", "developer").await;
+    assert_eq!(dev.get(&format!("{base}/revoke")).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(dev.get(&format!("{base}/roll")).await.status(), StatusCode::NOT_FOUND);
+
+    // Roll as htmx: the reveal, pushed to …/roll, whose GET is now the friendly page.
+    let res = app
+        .client
+        .post(app.url(&format!("{base}/roll")))
+        .header("HX-Request", "true")
+        .header("HX-Boosted", "true")
+        .header("X-CSRF-Token", csrf_from(&page))
+        .form(&[("grace", "3600")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["hx-push-url"], format!("{base}/roll").as_str());
+    let html = res.text().await.unwrap();
+    let new_secret = crate::helpers::attr_after(&html, r#"<code id="secret">"#).unwrap();
+    let again = app.get(&format!("{base}/roll")).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    let again = again.text().await.unwrap();
+    assert!(again.contains(r#"id="rolled-notice""#) && again.contains("its new secret was shown once then"));
+    assert!(!again.contains(&new_secret) && !again.contains(">Roll<"), "no Roll for a rolled key");
+    // The list links the pair and offers no Roll on the old key.
+    let list = app.get_html("/settings/developer/api-keys").await;
+    assert!(list.contains("Replaced by") && list.contains("Replaces"));
+    assert!(!list.contains(&format!(r#"id="roll-{id}""#)));
+    assert!(
+        list.lines().filter(|l| l.starts_with("<tr id=\"key-")).all(|l| !l.contains("class=")),
+        "rows carry no status"
+    );
+
+    // Revoke in place as htmx does: the row and a toast.
+    let res = app
+        .client
+        .post(app.url(&format!("{base}/revoke")))
+        .header("HX-Request", "true")
+        .header("X-CSRF-Token", csrf_from(&page))
+        .send()
+        .await
+        .unwrap();
+    let body = res.text().await.unwrap();
+    assert!(body.starts_with(&format!(r#"<tr id="key-{id}""#)) && body.contains("Revoked Billing worker"));
+    // Without htmx: PRG back to where the confirmation came from.
+    let other = create_key(&app, json!({"name": "other", "scopes": ["templates:read"]})).await;
+    let other_id = other["id"].as_str().unwrap();
+    let other_page = format!("/settings/developer/api-keys/{other_id}");
+    let res = app.post_form(&other_page, &format!("{other_page}/revoke"), &[("next", &other_page)]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(crate::helpers::location(&res), other_page);
+    // GETs of POST-only URLs land on pages.
+    let res = app.get(&format!("{other_page}/rename")).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.get("/settings/developer/api-keys/policy").await.status(), StatusCode::SEE_OTHER);
+}
+both!(destructive_actions_ask_first_and_reloads_land_on_real_pages);
+
+async fn a_key_is_renamed_with_an_audit_event(app: TestApp) {
+    app.owner_session().await;
+    let key = create_key(&app, json!({"name": "Old name", "scopes": ["templates:read"]})).await;
+    let secret = key["key"].as_str().unwrap().to_owned();
+    let id = key["id"].as_str().unwrap();
+    let page = format!("/settings/developer/api-keys/{id}");
+    assert_eq!(call(&app, "/api/v1/auth/test", &secret).await.status(), StatusCode::OK);
+    let res =
+        app.post_form(&page, &format!("{page}/rename"), &[("name", "New name"), ("description", "billing")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(crate::helpers::location(&res), page);
+    let html = app.get_html(&page).await;
+    assert!(html.contains("New name") && html.contains("billing") && html.contains("is now called New name"));
+    assert!(html.contains(r#"title="api_key.renamed""#) && html.contains("from “Old name” to “New name”"));
+    assert!(html.contains(r#"id="usage-empty""#) && !html.contains("0 requests in all"), "an empty state");
+    let audit = app.get_html("/settings/team/audit").await;
+    assert!(audit.contains("api_key.renamed") || audit.contains("renamed"), "audited");
+    assert_eq!(call(&app, "/api/v1/auth/test", &secret).await.status(), StatusCode::OK, "the secret still works");
+    // Field errors re-render, with the page's URL for htmx.
+    let csrf = csrf_from(&app.get_html(&page).await);
+    let res = app
+        .client
+        .post(app.url(&format!("{page}/rename")))
+        .header("HX-Request", "true")
+        .header("HX-Boosted", "true")
+        .form(&[("csrf_token", csrf.as_str()), ("name", "  "), ("description", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(res.headers()["hx-push-url"], page.as_str());
+    assert!(res.text().await.unwrap().contains(r#"id="name-error""#));
+    // A viewer cannot rename.
+    let viewer = crate::accounts::member(&app, "viewer@acme.test", "viewer").await;
+    let res = viewer.post_form(&page, &format!("{page}/rename"), &[("name", "x")]).await;
+    assert!(res.status() == StatusCode::FORBIDDEN || res.status() == StatusCode::NOT_FOUND, "{}", res.status());
+}
+both!(a_key_is_renamed_with_an_audit_event);
+
+async fn the_list_is_searchable_once_it_has_more_than_a_page(app: TestApp) {
+    app.owner_session().await;
+    let empty = app.get_html("/settings/developer/api-keys").await;
+    assert!(empty.contains(r#"id="first-run""#) && empty.contains("/api/v1/auth/test") && empty.contains("/docs/api"));
+    let first = create_key(&app, json!({"name": "Billing worker", "scopes": ["templates:read"]})).await;
+    let page = app.get_html("/settings/developer/api-keys").await;
+    assert!(!page.contains(r#"id="first-run""#) && !page.contains(r#"id="key-search""#), "one page: no search field");
+    for i in 0..25 {
+        create_key(&app, json!({"name": format!("Worker {i:02}"), "scopes": ["templates:read"]})).await;
+    }
+    let page = app.get_html("/settings/developer/api-keys").await;
+    assert!(page.contains(r#"id="key-search""#));
+    let found = app.get_html("/settings/developer/api-keys?status=all&q=BILLING").await;
+    assert_eq!(found.matches("<tr id=\"key-").count(), 1);
+    let prefix = &first["key"].as_str().unwrap()[..9];
+    let found = app.get_html(&format!("/settings/developer/api-keys?status=active&q={prefix}")).await;
+    assert!(found.contains("Billing worker"));
+    let some = app.get_html("/settings/developer/api-keys?status=active&q=worker%201").await;
+    assert_eq!(some.matches("<tr id=\"key-").count(), 10, "Worker 10–19");
+    // A whole key is refused and not echoed back.
+    let whole = first["key"].as_str().unwrap();
+    let res = app.get(&format!("/settings/developer/api-keys?q={whole}")).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "out of the address bar at once");
+    let to = crate::helpers::location(&res);
+    assert!(!to.contains(whole) && !to.contains(&whole[3..12]), "{to}");
+    let refused = app.get_html(&to).await;
+    assert!(refused.contains(r#"id="q-error""#) && !refused.contains(&whole[3..]));
+}
+both!(the_list_is_searchable_once_it_has_more_than_a_page);

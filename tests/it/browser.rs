@@ -62,18 +62,23 @@ async fn a_person_creates_a_key_sees_it_once_and_revokes_it_in_place() {
     browser.click("#copy-secret").await;
     browser.wait_for_text("#copy-secret", "Copied").await;
 
-    // Reload: the secret is gone for good.
+    // Reload: the secret is gone for good; the page says it was shown once.
     browser.script("location.reload()").await;
-    browser.wait_for_title("API Keys · Latchkey").await;
+    browser.wait_for_title("Browser key · Latchkey").await;
+    browser.wait_for("#shown-once").await;
     assert!(!browser.source().await.contains(&secret));
+    browser.goto(&app.url("/settings/developer/api-keys")).await;
+    browser.wait_for_title("API Keys · Latchkey").await;
     let row = browser.text("#keys tbody tr").await;
     assert!(row.contains("Browser key") && row.contains("templates:read") && row.contains("messages:send"), "{row}");
     assert!(row.contains(&secret[..11]));
 
     // Revoke with htmx: the row changes, the page does not reload.
     browser.script("window.__stillHere = true").await;
-    browser.click(".revoke-form button").await;
-    browser.accept_alert().await;
+    browser.click("#keys tbody tr details.menu summary").await;
+    browser.click("#keys tbody tr a[id^='revoke-']").await;
+    browser.wait_for("dialog[open] [data-confirm-submit]").await;
+    browser.click("dialog[open] [data-confirm-submit]").await;
     browser.wait_for_text("#keys tbody tr", "Revoked").await;
     assert_eq!(browser.script("return window.__stillHere === true").await, serde_json::json!(true));
     let res =

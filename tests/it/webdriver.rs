@@ -178,6 +178,7 @@ impl Browser {
         self.post("/execute/sync", json!({"script": source, "args": []})).await
     }
 
+    #[allow(dead_code)] // for native confirm() prompts; the app now uses <dialog>s
     pub async fn accept_alert(&self) {
         for _ in 0..50 {
             let v = self.post("/alert/accept", json!({})).await;

@@ -303,7 +303,75 @@ pub fn list(
     limit: i64,
     at: i64,
 ) -> Result<Vec<ApiKey>> {
-    Ok(ApiKey::list_for_team(conn, team_id, filter, after, limit, at)?)
+    search(conn, team_id, filter, after, limit, at, None)
+}
+
+/// A page of the team's keys whose name or display prefix matches `term` (any key with `None`).
+pub fn search(
+    conn: &mut DbConn,
+    team_id: &str,
+    filter: StatusFilter,
+    after: Option<(i64, String)>,
+    limit: i64,
+    at: i64,
+    term: Option<&str>,
+) -> Result<Vec<ApiKey>> {
+    Ok(ApiKey::list_for_team(conn, team_id, filter, after, limit, at, term)?)
+}
+
+/// Renames a key of the creator's team (same policy as roll and revoke);
+/// returns it as it is now. The secret is unchanged, so is every cache of it.
+pub fn rename(
+    conn: &mut DbConn,
+    creator: &Creator<'_>,
+    id: &str,
+    name: &str,
+    description: &str,
+    at: i64,
+) -> Result<ApiKey> {
+    crate::store::transaction(conn, |conn| {
+        let creator = &current(conn, creator)?;
+        let key = get(conn, creator.team_id, id)?;
+        may_manage(creator, &key)?;
+        let mut errors = FieldErrors::default();
+        let name =
+            crate::service::validate::name(name, MAX_NAME).map_err(|m| errors.add("name", m)).unwrap_or_default();
+        let description = crate::service::validate::text(description, MAX_DESCRIPTION)
+            .map_err(|m| errors.add("description", m))
+            .unwrap_or_default();
+        if key.revoked_at.is_some() {
+            errors.add("name", "A revoked key keeps its name.");
+        }
+        if !name.is_empty() && name != key.name && ApiKey::active_name_taken(conn, creator.team_id, &name, at)? {
+            errors.add("name", "An active key of your team already has this name.");
+        }
+        errors.into_result()?;
+        if name == key.name && description == key.description {
+            return Ok(key);
+        }
+        if ApiKey::rename(conn, &key.id, &name, &description)? != 1 {
+            return Err(Error::Invalid(FieldErrors::single("name", "This key was revoked meanwhile.")));
+        }
+        let details = json!({
+            "old_name": key.name, "new_name": name,
+            "old_description": key.description, "new_description": description,
+        });
+        audit::record(conn, creator.actor, key_event(AuditAction::ApiKeyRenamed, &key).details(details))?;
+        get(conn, creator.team_id, id)
+    })
+}
+
+/// A key of the creator's team that the creator may roll, revoke or rename;
+/// any other key is not found (what a confirmation page asks before acting).
+pub fn manageable(conn: &mut DbConn, creator: &Creator<'_>, id: &str) -> Result<ApiKey> {
+    let key = get(conn, creator.team_id, id)?;
+    may_manage(creator, &key).map_err(|_| Error::NotFound)?;
+    Ok(key)
+}
+
+/// How many keys the team has, whatever their status.
+pub fn count(conn: &mut DbConn, team_id: &str) -> Result<i64> {
+    Ok(ApiKey::count_for_team(conn, team_id)?)
 }
 
 pub fn history(conn: &mut DbConn, key_id: &str) -> Result<Vec<AuditEvent>> {

@@ -27,6 +27,32 @@ pub fn grantable(catalog: &[String], role: Role) -> Vec<&str> {
     catalog.iter().map(String::as_str).filter(|s| role_allows(role, s)).collect()
 }
 
+/// Plain words for a scope ("Read your templates"), for people choosing or approving it.
+pub fn describe(scope: &str) -> String {
+    if scope == ADMIN {
+        return "Full access to everything in your team".into();
+    }
+    let (resource, action) = scope.split_once(':').unwrap_or((scope, ""));
+    let resource = resource.replace('_', " ");
+    match action {
+        "read" => format!("Read your {resource}"),
+        "write" => format!("Create and change your {resource}"),
+        "send" => format!("Send {resource}"),
+        other => format!("{other} {resource}"),
+    }
+}
+
+/// The "Read-only" preset: every grantable scope that only reads.
+pub fn read_only<'a>(grantable: &[&'a str]) -> Vec<&'a str> {
+    grantable.iter().copied().filter(|s| s.ends_with(":read")).collect()
+}
+
+/// The "Full access" preset: every grantable scope except `admin`, which is
+/// only ever granted by ticking it.
+pub fn full_access<'a>(grantable: &[&'a str]) -> Vec<&'a str> {
+    grantable.iter().copied().filter(|s| *s != ADMIN).collect()
+}
+
 /// Whether `granted` satisfies `needed` (`admin` implies every team scope).
 pub fn satisfies(granted: &[String], needed: &str) -> bool {
     granted.iter().any(|g| g == needed || (g == ADMIN && !PLATFORM.contains(&needed)))
@@ -77,6 +103,16 @@ mod tests {
         assert!(check(&v(&[]), &catalog, Role::Owner, None).is_err());
         let ceiling = v(&["templates:read"]);
         assert!(check(&v(&["templates:write"]), &catalog, Role::Owner, Some(&ceiling)).is_err());
+    }
+
+    #[test]
+    fn presets_never_include_admin_and_scopes_read_as_words() {
+        let catalog = v(&["templates:read", "templates:write", "admin"]);
+        let grantable = grantable(&catalog, Role::Owner);
+        assert_eq!(full_access(&grantable), ["templates:read", "templates:write"]);
+        assert_eq!(read_only(&grantable), ["templates:read"]);
+        assert_eq!(describe("api_keys:write"), "Create and change your api keys");
+        assert_eq!(describe("admin"), "Full access to everything in your team");
     }
 
     #[test]

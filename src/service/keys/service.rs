@@ -103,6 +103,8 @@ pub struct ListQuery {
     pub filter: StatusFilter,
     pub after: Option<Cursor>,
     pub limit: i64,
+    /// Only keys whose name contains this, or whose display prefix starts with it.
+    pub search: Option<String>,
 }
 
 /// A page of keys, newest first, and where the next one starts.
@@ -120,6 +122,10 @@ pub type Emails = HashMap<String, String>;
 pub struct Overview {
     pub listing: Listing,
     pub emails: Emails,
+    /// How many keys the team has in all (any status, no search).
+    pub total: i64,
+    /// The keys a listed key replaces or was replaced by: id → key.
+    pub linked: HashMap<String, ApiKey>,
 }
 
 /// One key with its lineage, its requests per day and its history.
@@ -185,7 +191,8 @@ impl<'a> KeyService<'a> {
         self.db
             .run(move |conn| {
                 let after = query.after.map(|c| (c.created_at, c.id.into_inner()));
-                let mut keys = super::list(conn, team_id.as_str(), query.filter, after, query.limit + 1, at)?;
+                let term = query.search.as_deref();
+                let mut keys = super::search(conn, team_id.as_str(), query.filter, after, query.limit + 1, at, term)?;
                 let limit = usize::try_from(query.limit).unwrap_or(0);
                 let next = if keys.len() > limit {
                     keys.truncate(limit);
@@ -201,7 +208,41 @@ impl<'a> KeyService<'a> {
     /// A page of the team's keys with the members who made them (the key list page).
     pub async fn overview(&self, team_id: &TeamId, query: ListQuery) -> Result<Overview> {
         let listing = self.list(team_id, query).await?;
-        Ok(Overview { listing, emails: self.emails(team_id).await? })
+        let team = team_id.clone();
+        let wanted: Vec<String> = listing
+            .keys
+            .iter()
+            .flat_map(|k| k.rolled_from.iter().chain(k.replaced_by.iter()).cloned())
+            .filter(|id| !listing.keys.iter().any(|k| &k.id == id))
+            .collect();
+        let (total, mut linked) = self
+            .db
+            .run(move |conn| -> Result<(i64, HashMap<String, ApiKey>)> {
+                let mut linked = HashMap::new();
+                for id in wanted {
+                    if let Ok(k) = super::get(conn, team.as_str(), &id) {
+                        linked.insert(id, k);
+                    }
+                }
+                Ok((super::count(conn, team.as_str())?, linked))
+            })
+            .await?;
+        for k in &listing.keys {
+            linked.insert(k.id.clone(), k.clone());
+        }
+        Ok(Overview { listing, emails: self.emails(team_id).await?, total, linked })
+    }
+
+    /// A key the caller may roll, revoke or rename; any other is not found.
+    pub async fn manageable(&self, caller: &KeyCaller, id: &KeyId) -> Result<ApiKey> {
+        let (caller, id) = (caller.clone(), id.clone());
+        self.db.run(move |conn| super::manageable(conn, &caller.creator(), id.as_str())).await
+    }
+
+    /// Renames a key (name and description); the secret, and so every cache of it, is unchanged.
+    pub async fn rename(&self, caller: &KeyCaller, id: &KeyId, name: String, description: String) -> Result<ApiKey> {
+        let (caller, id, at) = (caller.clone(), id.clone(), self.now());
+        self.db.run(move |conn| super::rename(conn, &caller.creator(), id.as_str(), &name, &description, at)).await
     }
 
     /// The team's members' emails by id.

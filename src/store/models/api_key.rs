@@ -4,6 +4,11 @@ use crate::domain::{KeyKind, KeyStatus};
 use crate::store::DbConn;
 use crate::store::schema::{api_key_usage, api_keys};
 
+diesel::define_sql_function! {
+    /// SQL `lower()`, on SQLite and PostgreSQL alike.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
 /// A team's API key ([`KeyKind::Team`]) or an operator's service key
 /// ([`KeyKind::Service`]). Only the keyed hash of the secret is stored.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -84,7 +89,9 @@ impl ApiKey {
         api_keys::table.filter(api_keys::key_hash.eq(hash)).select(ApiKey::as_select()).first(conn).optional()
     }
 
-    /// A page of a team's keys, newest first, after the `(created_at, id)` cursor.
+    /// A page of a team's keys, newest first, after the `(created_at, id)` cursor;
+    /// with `search`, only those whose name contains it or whose display prefix
+    /// starts with it (both case-insensitive).
     pub fn list_for_team(
         conn: &mut DbConn,
         team_id: &str,
@@ -92,8 +99,21 @@ impl ApiKey {
         after: Option<(i64, String)>,
         limit: i64,
         now: i64,
+        search: Option<&str>,
     ) -> QueryResult<Vec<ApiKey>> {
         let mut q = api_keys::table.filter(api_keys::team_id.eq(team_id)).into_boxed();
+        if let Some(term) = search.map(str::trim).filter(|t| !t.is_empty()) {
+            let escaped = term.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            // A display prefix is `{prefix}_{key_prefix}`: match its random part.
+            let random = term.rsplit_once('_').map_or(term, |(_, r)| r).to_lowercase();
+            let random = random.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            q = q.filter(
+                lower(api_keys::name)
+                    .like(format!("%{escaped}%"))
+                    .escape('\\')
+                    .or(lower(api_keys::key_prefix).like(format!("{random}%")).escape('\\')),
+            );
+        }
         let live = api_keys::expires_at.is_null().or(api_keys::expires_at.gt(now));
         q = match filter {
             StatusFilter::All => q,
@@ -111,6 +131,18 @@ impl ApiKey {
             q = q.filter(api_keys::created_at.le(at)).filter(api_keys::created_at.lt(at).or(api_keys::id.lt(id)));
         }
         q.order((api_keys::created_at.desc(), api_keys::id.desc())).limit(limit).select(ApiKey::as_select()).load(conn)
+    }
+
+    /// How many keys the team has, whatever their status.
+    pub fn count_for_team(conn: &mut DbConn, team_id: &str) -> QueryResult<i64> {
+        api_keys::table.filter(api_keys::team_id.eq(team_id)).count().get_result(conn)
+    }
+
+    /// Renames a key that is not revoked; 0 rows means it was revoked meanwhile.
+    pub fn rename(conn: &mut DbConn, id: &str, name: &str, description: &str) -> QueryResult<usize> {
+        diesel::update(api_keys::table.find(id).filter(api_keys::revoked_at.is_null()))
+            .set((api_keys::name.eq(name), api_keys::description.eq(description)))
+            .execute(conn)
     }
 
     /// Whether the team has an active key with this name (other than `except`).

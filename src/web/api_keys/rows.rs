@@ -10,7 +10,7 @@ use crate::service::accounts::Role;
 use crate::service::keys::{self, codec, scopes};
 use crate::service::policy;
 use crate::store::models::ApiKey;
-use crate::web::format;
+use crate::web::format::{self, When};
 
 pub struct KeyRow {
     pub id: String,
@@ -24,6 +24,73 @@ pub struct KeyRow {
     pub status: KeyStatus,
     pub note: Option<String>,
     pub can_manage: bool,
+    pub description: String,
+    pub created: When,
+    pub last_used_at: Option<When>,
+    pub expires_at: Option<When>,
+    /// The key this one replaces, and the one that replaced it: (id, display prefix).
+    pub replaces: Option<(String, String)>,
+    pub replaced_by: Option<(String, String)>,
+}
+
+impl KeyRow {
+    /// Rolling is offered for a key that may be managed and was not rolled already.
+    pub fn can_roll(&self) -> bool {
+        self.can_manage && self.replaced_by.is_none()
+    }
+
+    /// The key's page.
+    pub fn href(&self) -> String {
+        format!("/settings/developer/api-keys/{}", self.id)
+    }
+
+    pub fn roll_href(&self) -> String {
+        format!("/settings/developer/api-keys/{}/roll", self.id)
+    }
+
+    pub fn revoke_href(&self) -> String {
+        format!("/settings/developer/api-keys/{}/revoke", self.id)
+    }
+
+    /// Revoking from the key's own page comes back to it.
+    pub fn revoke_here_href(&self) -> String {
+        format!("/settings/developer/api-keys/{}/revoke?from=detail", self.id)
+    }
+
+    pub fn roll_id(&self) -> String {
+        format!("roll-{}", self.id)
+    }
+
+    pub fn revoke_id(&self) -> String {
+        format!("revoke-{}", self.id)
+    }
+
+    /// "1 scope", "5 scopes".
+    pub fn scope_count(&self) -> String {
+        match self.scopes.len() {
+            1 => "1 scope".into(),
+            n => format!("{n} scopes"),
+        }
+    }
+
+    /// Every scope, comma-separated (a title).
+    pub fn scope_list(&self) -> String {
+        self.scopes.join(", ")
+    }
+
+    /// Names the lineage from a lookup of linked keys (id → key).
+    pub fn link(mut self, key: &ApiKey, prefix: &str, linked: &HashMap<String, ApiKey>) -> Self {
+        let find = |id: &Option<String>| {
+            id.as_ref().map(|id| {
+                let shown =
+                    linked.get(id).map_or_else(|| "another key".into(), |k| codec::display(prefix, &k.key_prefix));
+                (id.clone(), shown)
+            })
+        };
+        self.replaces = find(&key.rolled_from);
+        self.replaced_by = find(&key.replaced_by);
+        self
+    }
 }
 
 impl KeyRow {
@@ -42,15 +109,7 @@ pub struct UsageBar {
 
 pub fn row(key: &ApiKey, prefix: &str, emails: &HashMap<String, String>, me: &str, role: Role, at: i64) -> KeyRow {
     let status = keys::status(key, at);
-    let note = match (&key.replaced_by, &key.rolled_from, &key.revoked_reason) {
-        (_, _, Some(_)) => crate::service::support::revocation_note(key),
-        (Some(_), _, _) if status != KeyStatus::Expired => {
-            Some(format!("Rolled; keeps working until {}", key.expires_at.map(format::datetime).unwrap_or_default()))
-        }
-        (Some(_), _, _) => Some("Rolled; replaced by a newer key".into()),
-        (None, Some(_), _) => Some("Replaces a rolled key".into()),
-        _ => None,
-    };
+    let note = key.revoked_reason.as_ref().and_then(|_| crate::service::support::revocation_note(key));
     KeyRow {
         id: key.id.clone(),
         name: key.name.clone(),
@@ -65,6 +124,12 @@ pub fn row(key: &ApiKey, prefix: &str, emails: &HashMap<String, String>, me: &st
         expires: key.expires_at.map_or_else(|| "Never".into(), format::datetime),
         status,
         note,
+        description: key.description.clone(),
+        created: When::at(key.created_at, at),
+        last_used_at: When::maybe(key.last_used_at, at),
+        expires_at: When::maybe(key.expires_at, at),
+        replaces: None,
+        replaced_by: None,
         can_manage: status.is_usable()
             && policy::manage_key(
                 &policy::Caller { user_id: Some(me), role, ceiling: None },

@@ -252,6 +252,10 @@ fn phrase(action: AuditAction, e: &AuditEvent, d: &Value, has_object: bool) -> P
         A::ApiKeyRolled => Phrase::new("rolled key ", " into a new key").then(&grace(d, "key")),
         A::ApiKeyRevoked => Phrase::new("revoked key ", "").then(&reason),
         A::ApiKeyRevokedBySupport => Phrase::new("revoked key ", "").then(&reason),
+        A::ApiKeyRenamed => match (text(d, "old_name"), text(d, "new_name")) {
+            (Some(old), Some(new)) if old != new => Phrase::new("renamed key ", "").then(&format!(" from “{old}”")),
+            _ => Phrase::new("changed the description of key ", ""),
+        },
         A::ApiKeyTransferred => Phrase::new("took over key ", " from a member who left"),
         A::ApiKeyLeakReported => Phrase::new("reported key ", " as leaked; it was revoked"),
         A::ApiKeyRefusedRevoked => Phrase::new("was refused: it presented the revoked key ", ""),
@@ -449,6 +453,7 @@ pub fn action_name(action: AuditAction) -> &'static str {
         A::ApiKeyRolled => "Key rolled",
         A::ApiKeyRevoked => "Key revoked",
         A::ApiKeyRevokedBySupport => "Key revoked by support",
+        A::ApiKeyRenamed => "Key renamed",
         A::ApiKeyTransferred => "Key taken over",
         A::ApiKeyLeakReported => "Key reported as leaked",
         A::ApiKeyRefusedRevoked => "Revoked key refused",
