@@ -14,8 +14,8 @@ use crate::store::Db;
 use crate::store::models::{AuditEvent, Invite, Membership, Team, User};
 
 use super::{
-    KeyDisposal, Role, accept_invite, change_role, invite, members_with_keys, open_invite, pending_invites,
-    remove_member, revoke_invite, setup, setup_open,
+    KeyDisposal, RemovalPreview, Role, accept_invite, change_role, invite, members_with_keys, open_invite,
+    pending_invites, removal_preview, remove_member, revocable_invite, revoke_invite, setup, setup_open,
 };
 /// The team and role of the member who acts.
 #[derive(Debug, Clone)]
@@ -168,6 +168,18 @@ impl AccountService<'_> {
         self.db.run(move |conn| change_role(conn, &actor, &member, target.as_str(), role, at)).await?;
         self.verifier.invalidate_all();
         Ok(())
+    }
+
+    /// What removing `target` would end, if the member may remove them.
+    pub async fn removal_preview(&self, member: &TeamRole, target: &UserId) -> Result<RemovalPreview> {
+        let (member, target, at) = (member.clone(), target.clone(), self.clock.now());
+        self.db.run(move |conn| removal_preview(conn, &member, target.as_str(), at)).await
+    }
+
+    /// A pending invite the member may revoke.
+    pub async fn revocable_invite(&self, member: &TeamRole, id: &InviteId) -> Result<Invite> {
+        let (member, id, at) = (member.clone(), id.clone(), self.clock.now());
+        self.db.run(move |conn| revocable_invite(conn, &member, id.as_str(), at)).await
     }
 
     /// Removes a member; their keys and tokens end at once here (elsewhere
