@@ -204,8 +204,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/settings/developer/oauth-apps").get(oauth_apps::index).post(oauth_apps::create))
         .route("/settings/developer/oauth-apps/new", web::get().to(oauth_apps::new_form))
         .service(web::resource("/settings/developer/oauth-apps/{id}").get(oauth_apps::show).post(oauth_apps::update))
-        .route("/settings/developer/oauth-apps/{id}/rotate", web::post().to(oauth_apps::rotate))
-        .route("/settings/developer/oauth-apps/{id}/delete", web::post().to(oauth_apps::delete))
+        .service(
+            web::resource("/settings/developer/oauth-apps/{id}/rotate")
+                .get(oauth_apps::confirm_rotate)
+                .post(oauth_apps::rotate),
+        )
+        .service(
+            web::resource("/settings/developer/oauth-apps/{id}/delete")
+                .get(oauth_apps::confirm_delete)
+                .post(oauth_apps::delete),
+        )
         .service(
             web::resource("/settings/security/apps/{client_id}/revoke")
                 .get(security::confirm_revoke_app)

@@ -53,6 +53,8 @@ pub struct Invited {
 pub enum Acceptance {
     Joined {
         team_name: String,
+        /// The new account's email (the sign-in page fills it in).
+        email: String,
     },
     /// The password is not acceptable; the invite (to `role` in `team_name`,
     /// for `email`) is still open.
@@ -124,7 +126,7 @@ impl AccountService<'_> {
         let hash = self.hashing.hash(password.to_owned()).await?;
         let (keys, actor, token, at) = (self.keys.clone(), actor.clone(), token.to_owned(), self.clock.now());
         self.db.run(move |conn| accept_invite(conn, &keys, &actor, &token, hash, at)).await.map_err(invalid_invite)?;
-        Ok(Acceptance::Joined { team_name: team.name })
+        Ok(Acceptance::Joined { team_name: team.name, email: invite.email })
     }
 
     pub async fn team_overview(&self, member: &TeamRole) -> Result<TeamOverview> {
