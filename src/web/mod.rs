@@ -139,25 +139,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/logout", web::post().to(login::logout))
         .service(web::resource("/login/totp").get(login_totp::form).post(login_totp::submit))
         .route("/settings/security", web::get().to(security::show))
-        .service(
-            web::resource("/settings/security/totp/start").get(security::to_page).post(security::totp_start),
-        )
+        .service(web::resource("/settings/security/totp/start").get(security::to_page).post(security::totp_start))
         .service(
             web::resource("/settings/security/totp/confirm")
                 .get(security::codes_shown_once)
                 .post(security::totp_confirm),
         )
-        .service(
-            web::resource("/settings/security/totp/disable").get(security::to_page).post(security::totp_disable),
-        )
+        .service(web::resource("/settings/security/totp/disable").get(security::to_page).post(security::totp_disable))
         .service(
             web::resource("/settings/security/recovery-codes")
                 .get(security::codes_shown_once)
                 .post(security::recovery_regenerate),
         )
-        .service(
-            web::resource("/settings/security/password").get(security::to_page).post(security::change_password),
-        )
+        .service(web::resource("/settings/security/password").get(security::to_page).post(security::change_password))
         .service(
             web::resource("/settings/security/sessions/revoke-others")
                 .get(security::confirm_revoke_others)
@@ -168,9 +162,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .get(security::confirm_revoke_session)
                 .post(security::revoke_session),
         )
-        .service(
-            web::resource("/settings/security/team-policy").get(security::to_page).post(security::team_policy),
-        )
+        .service(web::resource("/settings/security/team-policy").get(security::to_page).post(security::team_policy))
         .route("/settings/team", web::get().to(team::show))
         .route("/settings/team/audit", web::get().to(audit::team_log))
         .route("/support", web::get().to(support::search))

@@ -252,7 +252,11 @@ pub async fn totp_start(
             user.session.flash("Scan the code with your authenticator app, then enter a code from it to finish.")?;
             // A member the team holds to enrolment stays on the page that says so.
             let held = user.ctx.team.as_ref().is_some_and(|(t, _)| t.require_totp);
-            Ok(redirect(if held { "/settings/security?required=1#two-factor" } else { "/settings/security#two-factor" }))
+            Ok(redirect(if held {
+                "/settings/security?required=1#two-factor"
+            } else {
+                "/settings/security#two-factor"
+            }))
         }
         Err(refusal) => refused(&state, &mut user, hx, refusal).await,
     }
@@ -373,7 +377,11 @@ fn session_name(s: &SessionLine) -> String {
 }
 
 /// `GET …/sessions/revoke-others`: what signing the other sessions out ends.
-pub async fn confirm_revoke_others(state: State, mut user: CurrentUser, hx: HxRequest) -> Result<HttpResponse, AppError> {
+pub async fn confirm_revoke_others(
+    state: State,
+    mut user: CurrentUser,
+    hx: HxRequest,
+) -> Result<HttpResponse, AppError> {
     let view = page(&state, &mut user).await?;
     let others: Vec<String> = view.sessions.iter().filter(|s| !s.current).map(session_name).collect();
     let mut c = Confirm::new(
@@ -403,10 +411,14 @@ pub async fn confirm_revoke_session(
     let id = session_param(path.into_inner())?;
     let view = page(&state, &mut user).await?;
     let s = view.sessions.iter().find(|s| s.id == id && !s.current).ok_or(AppError::NotFound)?;
-    let c = Confirm::new("confirm-revoke-session", format!("Sign out {}?", s.device), format!("/settings/security/sessions/{id}/revoke"))
-        .says(format!("The session on {} is signed out at once; whoever uses it must sign in again.", session_name(s)))
-        .button("Sign out")
-        .cancel_to(PAGE);
+    let c = Confirm::new(
+        "confirm-revoke-session",
+        format!("Sign out {}?", s.device),
+        format!("/settings/security/sessions/{id}/revoke"),
+    )
+    .says(format!("The session on {} is signed out at once; whoever uses it must sign in again.", session_name(s)))
+    .button("Sign out")
+    .cancel_to(PAGE);
     confirm::respond(hx, view.layout, &c)
 }
 
@@ -421,10 +433,14 @@ pub async fn confirm_revoke_app(
     let client = id_param(path.into_inner())?;
     let view = page(&state, &mut user).await?;
     let app = view.apps.iter().find(|a| a.id == client).ok_or(AppError::NotFound)?;
-    let c = Confirm::new("confirm-revoke-app", format!("Revoke access for {}?", app.name), format!("/settings/security/apps/{client}/revoke"))
-        .says(format!("{} can no longer act for you: its tokens stop working at once.", app.name))
-        .says("If you use it again, it will ask for your approval again.")
-        .button("Revoke access")
-        .cancel_to(PAGE);
+    let c = Confirm::new(
+        "confirm-revoke-app",
+        format!("Revoke access for {}?", app.name),
+        format!("/settings/security/apps/{client}/revoke"),
+    )
+    .says(format!("{} can no longer act for you: its tokens stop working at once.", app.name))
+    .says("If you use it again, it will ask for your approval again.")
+    .button("Revoke access")
+    .cancel_to(PAGE);
     confirm::respond(hx, view.layout, &c)
 }

@@ -231,7 +231,12 @@ pub async fn confirm_remove(
         format!("Remove {} from {}?", preview.email, team.name),
         format!("/settings/team/members/{target}/remove"),
     )
-    .says(format!("{who} ({}) lose{} access to {} at once.", preview.role.label(), if is_self { "" } else { "s" }, team.name))
+    .says(format!(
+        "{who} ({}) lose{} access to {} at once.",
+        preview.role.label(),
+        if is_self { "" } else { "s" },
+        team.name
+    ))
     .says(format!(
         "What ends: {}, their OAuth grants in this team, and the invites they sent.",
         match preview.sessions {
@@ -243,7 +248,9 @@ pub async fn confirm_remove(
     .button("Remove member")
     .cancel_to(PAGE);
     c = match preview.working_keys {
-        0 => c.says("They hold no working API keys.").field(Field::Hidden { name: "keys".into(), value: "revoke".into() }),
+        0 => c
+            .says("They hold no working API keys.")
+            .field(Field::Hidden { name: "keys".into(), value: "revoke".into() }),
         n => c
             .says(format!(
                 "They hold {n} working API key{}: choose whether they stop working now or pass to you.",
@@ -280,10 +287,7 @@ pub async fn confirm_revoke_invite(
         format!("Revoke the invite for {}?", invite.email),
         format!("/settings/team/invites/{id}/revoke"),
     )
-    .says(format!(
-        "The link sent to {} stops working at once; they can join only with a new invite.",
-        invite.email
-    ))
+    .says(format!("The link sent to {} stops working at once; they can join only with a new invite.", invite.email))
     .button("Revoke invite")
     .cancel_to(PAGE);
     confirm::respond(hx, Layout::new(&user, Nav::Team)?, &c)

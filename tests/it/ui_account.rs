@@ -99,7 +99,10 @@ async fn without_javascript_a_session_sign_out_and_a_member_removal_ask_on_a_pag
     browser.click("tr[data-email='dev@acme.test'] .remove-member").await;
     browser.wait_for_title("Remove dev@acme.test from Acme? · Latchkey").await;
     let says = browser.text("#confirm-remove").await;
-    assert!(says.contains("signed-in session") && says.contains("OAuth grants") && says.contains("no working API keys"), "{says}");
+    assert!(
+        says.contains("signed-in session") && says.contains("OAuth grants") && says.contains("no working API keys"),
+        "{says}"
+    );
     check_both(&browser, "team-remove-confirm").await;
     // Cancel goes back and changes nothing.
     browser.click("#confirm-remove a.button").await;

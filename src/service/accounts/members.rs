@@ -358,7 +358,12 @@ pub struct RemovalPreview {
 pub fn removal_preview(conn: &mut DbConn, member: &TeamRole, user_id: &str, at: i64) -> Result<RemovalPreview> {
     let team_id = member.team_id.as_str();
     let current = target_role(conn, member, user_id, None)?;
-    ensure_not_last_owner(conn, team_id, current, "A team needs at least one owner: the last owner cannot be removed.")?;
+    ensure_not_last_owner(
+        conn,
+        team_id,
+        current,
+        "A team needs at least one owner: the last owner cannot be removed.",
+    )?;
     let user = User::find(conn, user_id)?.ok_or(Error::NotFound)?;
     Ok(RemovalPreview {
         email: user.email,

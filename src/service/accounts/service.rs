@@ -58,12 +58,7 @@ pub enum Acceptance {
     },
     /// The password is not acceptable; the invite (to `role` in `team_name`,
     /// for `email`) is still open.
-    Refused {
-        team_name: String,
-        email: String,
-        role: Role,
-        errors: FieldErrors,
-    },
+    Refused { team_name: String, email: String, role: Role, errors: FieldErrors },
 }
 
 /// Setup, invites and membership changes, each authorized, in one

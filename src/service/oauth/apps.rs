@@ -276,8 +276,7 @@ fn facts(conn: &mut DbConn, app: &OauthClient, at: i64) -> Result<AppFacts> {
         Some(_) => Some(OauthClient::secret_rotated_at(conn, &app.id)?.unwrap_or(app.created_at)),
         None => None,
     };
-    let previous_secret_until =
-        app.old_secret_expires_at.filter(|until| app.old_secret_hash.is_some() && *until > at);
+    let previous_secret_until = app.old_secret_expires_at.filter(|until| app.old_secret_hash.is_some() && *until > at);
     let secret_disabled = app.secret_hash.as_deref().is_some_and(|h| h.starts_with("disabled:"));
     Ok(AppFacts { team_name, registered_by, secret_made_at, previous_secret_until, secret_disabled })
 }
