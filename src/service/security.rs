@@ -262,7 +262,7 @@ pub fn sessions(conn: &mut DbConn, user_id: &str, current: Option<&SessionId>, a
         .into_iter()
         .map(|r| SessionView {
             current: current.is_some_and(|c| c.as_str() == r.id),
-            user_agent: r.user_agent.clone().unwrap_or_else(|| "Unknown device".into()),
+            user_agent: r.user_agent.clone().unwrap_or_default(),
             ip: r.ip.clone().unwrap_or_else(|| "—".into()),
             created_at: r.created_at,
             last_seen_at: r.last_seen_at,

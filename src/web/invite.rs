@@ -62,8 +62,9 @@ pub async fn accept(
     let token = path.into_inner();
     let actor = request_actor(&req, &state);
     match state.account_service().accept_invite(&actor, &token, &form.password).await? {
-        Acceptance::Joined { team_name } => {
+        Acceptance::Joined { team_name, email } => {
             session.flash(&format!("Welcome to {team_name}. Sign in with your new password."))?;
+            super::login::prefill_email(&session, &email)?;
             Ok(redirect("/login"))
         }
         Acceptance::Refused { team_name, email, role, errors } => {

@@ -59,6 +59,15 @@ impl LoginPage {
 
 const NEUTRAL: &str = "Incorrect email or password.";
 
+/// The session key of the email the sign-in page fills in once (after setup
+/// or accepting an invite: the person just chose a password for it).
+const PREFILL: &str = "login_email";
+
+/// Fills in `email` on the next sign-in page this browser opens.
+pub fn prefill_email(session: &TypedSession, email: &str) -> Result<(), AppError> {
+    session.insert(PREFILL, email)
+}
+
 pub async fn form(
     session: TypedSession,
     user: Result<CurrentUser, AppError>,
@@ -73,7 +82,8 @@ pub async fn form(
         Err(AppError::LoginRequired) => {}
         Err(e) => return Err(e),
     }
-    render(StatusCode::OK, &LoginPage::new(&session, String::new(), next, None)?)
+    let email = session.take::<String>(PREFILL)?.unwrap_or_default();
+    render(StatusCode::OK, &LoginPage::new(&session, email, next, None)?)
 }
 
 pub async fn submit(

@@ -139,14 +139,30 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/logout", web::post().to(login::logout))
         .service(web::resource("/login/totp").get(login_totp::form).post(login_totp::submit))
         .route("/settings/security", web::get().to(security::show))
-        .route("/settings/security/totp/start", web::post().to(security::totp_start))
-        .route("/settings/security/totp/confirm", web::post().to(security::totp_confirm))
-        .route("/settings/security/totp/disable", web::post().to(security::totp_disable))
-        .route("/settings/security/recovery-codes", web::post().to(security::recovery_regenerate))
-        .route("/settings/security/password", web::post().to(security::change_password))
-        .route("/settings/security/sessions/revoke-others", web::post().to(security::revoke_others))
-        .route("/settings/security/sessions/{id}/revoke", web::post().to(security::revoke_session))
-        .route("/settings/security/team-policy", web::post().to(security::team_policy))
+        .service(web::resource("/settings/security/totp/start").get(security::to_page).post(security::totp_start))
+        .service(
+            web::resource("/settings/security/totp/confirm")
+                .get(security::codes_shown_once)
+                .post(security::totp_confirm),
+        )
+        .service(web::resource("/settings/security/totp/disable").get(security::to_page).post(security::totp_disable))
+        .service(
+            web::resource("/settings/security/recovery-codes")
+                .get(security::codes_shown_once)
+                .post(security::recovery_regenerate),
+        )
+        .service(web::resource("/settings/security/password").get(security::to_page).post(security::change_password))
+        .service(
+            web::resource("/settings/security/sessions/revoke-others")
+                .get(security::confirm_revoke_others)
+                .post(security::revoke_others),
+        )
+        .service(
+            web::resource("/settings/security/sessions/{id}/revoke")
+                .get(security::confirm_revoke_session)
+                .post(security::revoke_session),
+        )
+        .service(web::resource("/settings/security/team-policy").get(security::to_page).post(security::team_policy))
         .route("/settings/team", web::get().to(team::show))
         .route("/settings/team/audit", web::get().to(audit::team_log))
         .route("/support", web::get().to(support::search))
@@ -156,10 +172,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/support/teams/{id}", web::get().to(support::team))
         .route("/support/teams/{id}/audit", web::get().to(support::team_audit))
         .route("/support/users/{id}", web::get().to(support::user))
-        .route("/settings/team/invites", web::post().to(team::invite))
-        .route("/settings/team/invites/{id}/revoke", web::post().to(team::revoke_invite))
-        .route("/settings/team/members/{user_id}/role", web::post().to(team::change_role))
-        .route("/settings/team/members/{user_id}/remove", web::post().to(team::remove_member))
+        .service(web::resource("/settings/team/invites").get(team::invite_shown_once).post(team::invite))
+        .service(
+            web::resource("/settings/team/invites/{id}/revoke")
+                .get(team::confirm_revoke_invite)
+                .post(team::revoke_invite),
+        )
+        .service(web::resource("/settings/team/members/{user_id}/role").get(team::to_page).post(team::change_role))
+        .service(
+            web::resource("/settings/team/members/{user_id}/remove")
+                .get(team::confirm_remove)
+                .post(team::remove_member),
+        )
         .service(web::resource("/invite/{token}").get(invite::form).post(invite::accept))
         .service(web::resource("/settings/developer/api-keys").get(api_keys::index).post(api_keys::create))
         .route("/settings/developer/api-keys/policy", web::post().to(api_keys::policy))
@@ -179,7 +203,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/settings/developer/oauth-apps").get(oauth_apps::index).post(oauth_apps::create))
         .route("/settings/developer/oauth-apps/new", web::get().to(oauth_apps::new_form))
         .service(web::resource("/settings/developer/oauth-apps/{id}").get(oauth_apps::show).post(oauth_apps::update))
-        .route("/settings/developer/oauth-apps/{id}/rotate", web::post().to(oauth_apps::rotate))
-        .route("/settings/developer/oauth-apps/{id}/delete", web::post().to(oauth_apps::delete))
-        .route("/settings/security/apps/{client_id}/revoke", web::post().to(security::revoke_app));
+        .service(
+            web::resource("/settings/developer/oauth-apps/{id}/rotate")
+                .get(oauth_apps::confirm_rotate)
+                .post(oauth_apps::rotate),
+        )
+        .service(
+            web::resource("/settings/developer/oauth-apps/{id}/delete")
+                .get(oauth_apps::confirm_delete)
+                .post(oauth_apps::delete),
+        )
+        .service(
+            web::resource("/settings/security/apps/{client_id}/revoke")
+                .get(security::confirm_revoke_app)
+                .post(security::revoke_app),
+        );
 }

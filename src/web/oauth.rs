@@ -18,7 +18,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{CurrentUser, client_ip, url_encode};
-use super::page::{Layout, Nav, render};
+use super::format::When;
+use super::page::render;
 use super::{AppState, State};
 use crate::domain::{OAuthErrorCode, TeamId, UserId};
 use crate::error::AppError;
@@ -56,14 +57,22 @@ struct ErrorPage<'a> {
     message: &'a str,
 }
 
+/// The consent screen: its own centred layout (no app navigation), like the
+/// sign-in pages but wider.
 #[derive(Template)]
 #[template(path = "pages/oauth_consent.html")]
 struct ConsentPage {
-    layout: Layout,
+    csrf: String,
+    asset_v: &'static str,
+    email: String,
     app_name: String,
     logo_url: String,
     homepage: String,
+    /// The user's team, which the app will reach.
     team_name: String,
+    /// The team that registered the app.
+    app_team: String,
+    registered: When,
     scopes: Vec<(String, String)>,
     consent_token: String,
     redirect_host: String,
@@ -104,7 +113,7 @@ pub async fn authorize(
     };
     let visitor = user.as_ref().map(visitor);
     let outcome = state.oauth_authorize_service().start(visitor.as_ref(), query.into_inner()).await?;
-    respond(&req, user.as_ref(), outcome)
+    respond((&req, state.clock.now()), user.as_ref(), outcome)
 }
 
 #[derive(Deserialize, Default)]
@@ -126,17 +135,21 @@ pub async fn decide(
     let approve = form.decision == "approve";
     let outcome =
         state.oauth_authorize_service().decide(&visitor(&user), pending, &form.consent_token, approve).await?;
-    respond(&req, Some(&user), outcome)
+    respond((&req, state.clock.now()), Some(&user), outcome)
 }
 
 /// The page or redirect an authorization step ends with.
-fn respond(req: &HttpRequest, user: Option<&CurrentUser>, outcome: Authorization) -> Result<HttpResponse, AppError> {
+fn respond(
+    (req, now): (&HttpRequest, i64),
+    user: Option<&CurrentUser>,
+    outcome: Authorization,
+) -> Result<HttpResponse, AppError> {
     match (outcome, user) {
         (Authorization::Refused(message), _) => error_page(message),
         (Authorization::Redirect(location), _) => {
             Ok(HttpResponse::SeeOther().insert_header((LOCATION, location)).finish())
         }
-        (Authorization::Consent(prompt), Some(user)) => consent_page(user, *prompt),
+        (Authorization::Consent(prompt), Some(user)) => consent_page(user, *prompt, now),
         (Authorization::SignIn | Authorization::Consent(_), _) => {
             let here = req.uri().path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_default();
             Ok(HttpResponse::SeeOther()
@@ -153,18 +166,23 @@ fn error_page(message: &str) -> Result<HttpResponse, AppError> {
 }
 
 /// The consent page; its request waits in the session.
-fn consent_page(user: &CurrentUser, prompt: ConsentPrompt) -> Result<HttpResponse, AppError> {
+fn consent_page(user: &CurrentUser, prompt: ConsentPrompt, now: i64) -> Result<HttpResponse, AppError> {
     user.session.insert(PENDING, &prompt.pending)?;
     let origin = prompt.redirect_origin;
+    let redirect_host = origin.split_once("://").map_or(origin.as_str(), |(_, host)| host).to_owned();
     let page = ConsentPage {
-        layout: Layout::new(user, Nav::Security)?,
+        csrf: super::csrf::token(&user.session)?,
+        asset_v: super::assets::version(),
+        email: user.ctx.user.email.clone(),
+        registered: When::at(prompt.app.created_at, now),
         app_name: prompt.app.name,
         logo_url: prompt.app.logo_url,
         homepage: prompt.app.homepage,
         team_name: prompt.team_name,
+        app_team: prompt.app_team_name,
         scopes: prompt.scopes.iter().map(|s| (s.clone(), describe(s))).collect(),
         consent_token: prompt.token,
-        redirect_host: origin.clone(),
+        redirect_host,
     };
     let mut res = render(StatusCode::OK, &page)?;
     // The approve form redirects to the app: allow that one origin as a form target.

@@ -3,17 +3,25 @@
 //!
 //! Rules: each handler calls one method of [`AppService`]; who may do what is
 //! the service's (the policy's) answer, which the pages only reflect.
+//! Rotating the secret and deleting ask first (a `GET` on the action's URL
+//! answers the confirmation, under the same policy); the new secret is shown
+//! once in the rotation's answer (`no-store`), and a reload of that URL says
+//! so above the confirmation rather than failing.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
 use super::auth::{CurrentUser, flash, id_param};
+use super::confirm::{self, Confirm};
+use super::format::When;
+use super::htmx::HxRequest;
 use super::page::{Layout, Nav, redirect, render};
-use super::{AppState, State, format};
+use super::security::push_url;
+use super::{AppState, State};
 use crate::domain::{ClientId, ClientType, PlainSecret, Role, TeamId};
 use crate::error::AppError;
-use crate::service::oauth::{self, AppInput, AppService, Member, Submitted};
+use crate::service::oauth::{self, AppFacts, AppInput, AppService, Member, Submitted};
 use crate::service::{Error, FieldErrors};
 use crate::store::models::OauthClient;
 
@@ -39,10 +47,44 @@ pub struct AppView {
     pub scopes: Vec<String>,
     pub logo_url: String,
     pub homepage: String,
-    pub created: String,
+    pub created: Option<When>,
+    /// "Confidential", "Public".
+    pub type_label: &'static str,
 }
 
-fn view(c: &OauthClient) -> AppView {
+/// The facts of a saved app, as its page shows them.
+#[derive(Default)]
+pub struct FactsView {
+    pub team_name: String,
+    pub registered_by: Option<String>,
+    pub secret_made: Option<When>,
+    pub previous_until: Option<When>,
+    pub secret_disabled: bool,
+}
+
+fn facts_view(f: AppFacts, now: i64) -> FactsView {
+    FactsView {
+        team_name: f.team_name,
+        registered_by: f.registered_by,
+        secret_made: When::maybe(f.secret_made_at, now),
+        previous_until: When::maybe(f.previous_secret_until, now),
+        secret_disabled: f.secret_disabled,
+    }
+}
+
+fn type_label(t: Option<ClientType>) -> &'static str {
+    match t {
+        Some(ClientType::Confidential) => "Confidential",
+        Some(ClientType::Public) => "Public",
+        None => "",
+    }
+}
+
+/// The session key naming the app whose secret was just rotated (so that a
+/// reload of the rotation's URL can say the secret was shown once).
+const ROTATED: &str = "oauth_app_rotated";
+
+fn view(c: &OauthClient, now: i64) -> AppView {
     AppView {
         id: c.id.clone(),
         name: c.name.clone(),
@@ -52,7 +94,8 @@ fn view(c: &OauthClient) -> AppView {
         scopes: oauth::scopes_of(&c.allowed_scopes),
         logo_url: c.logo_url.clone(),
         homepage: c.homepage.clone(),
-        created: format::date(c.created_at),
+        created: Some(When::at(c.created_at, now)),
+        type_label: type_label(Some(c.client_type)),
     }
 }
 
@@ -75,6 +118,7 @@ struct AppPage {
     secret: Option<PlainSecret>,
     can_edit: bool,
     errors: FieldErrors,
+    facts: FactsView,
 }
 
 impl AppPage {
@@ -89,12 +133,23 @@ impl AppPage {
         let grantable = state.oauth_app_service().grantable(role);
         let catalog = grantable.into_iter().map(|s| (s.clone(), form.scopes.contains(&s))).collect();
         let layout = Layout::new(user, Nav::OauthApps)?;
-        Ok(Self { layout, app, form, catalog, secret: None, can_edit: true, errors: FieldErrors::default() })
+        Ok(Self {
+            layout,
+            app,
+            form,
+            catalog,
+            secret: None,
+            can_edit: true,
+            errors: FieldErrors::default(),
+            facts: FactsView::default(),
+        })
     }
 
-    /// The page of a saved app.
-    fn of(state: &State, user: &CurrentUser, role: Role, app: &OauthClient) -> Result<Self, AppError> {
-        Self::new(state, user, role, Some(view(app)), view(app))
+    /// The page of a saved app, with its facts.
+    async fn of(state: &State, user: &CurrentUser, role: Role, app: &OauthClient) -> Result<Self, AppError> {
+        let now = state.clock.now();
+        let facts = facts_view(state.oauth_app_service().facts(app).await?, now);
+        Ok(Self { facts, ..Self::new(state, user, role, Some(view(app, now)), view(app, now))? })
     }
 }
 
@@ -124,7 +179,8 @@ fn form_view(input: &AppInput) -> AppView {
         scopes: input.scopes.clone(),
         logo_url: input.logo_url.clone(),
         homepage: input.homepage.clone(),
-        created: String::new(),
+        created: None,
+        type_label: type_label(input.client_type),
     }
 }
 
@@ -134,27 +190,40 @@ fn member(user: &CurrentUser) -> Result<Member<'_>, AppError> {
     Ok(Member { actor: &user.actor, team_id: TeamId::from(team.id.as_str()), role })
 }
 
-/// A form that did not validate, again, with its errors (422).
-fn invalid(
+/// A form that did not validate, again, with its errors (422); the address
+/// bar shows the form's page (htmx).
+async fn invalid(
     state: &State,
-    user: &CurrentUser,
+    (user, hx): (&CurrentUser, HxRequest),
     m: &Member<'_>,
     (input, errors): (AppInput, FieldErrors),
     app: Option<OauthClient>,
 ) -> Result<HttpResponse, AppError> {
     let mut form = form_view(&input);
+    let now = state.clock.now();
     if let Some(app) = &app {
         (form.client_type, form.public) = (app.client_type.to_string(), app.client_type == ClientType::Public);
+        form.type_label = type_label(Some(app.client_type));
     }
-    let page = AppPage { errors, ..AppPage::new(state, user, m.role, app.as_ref().map(view), form)? };
-    render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+    let facts = match &app {
+        Some(a) => facts_view(state.oauth_app_service().facts(a).await?, now),
+        None => FactsView::default(),
+    };
+    let here = match &app {
+        Some(a) => format!("/settings/developer/oauth-apps/{}", a.id),
+        None => "/settings/developer/oauth-apps/new".to_owned(),
+    };
+    let view_of = app.as_ref().map(|a| view(a, now));
+    let page = AppPage { errors, facts, ..AppPage::new(state, user, m.role, view_of, form)? };
+    Ok(push_url(render(StatusCode::UNPROCESSABLE_ENTITY, &page)?, hx, &here))
 }
 
 pub async fn index(state: State, user: CurrentUser) -> Result<HttpResponse, AppError> {
     let list = state.oauth_app_service().list(&member(&user)?).await?;
+    let now = state.clock.now();
     let page = ListPage {
         layout: Layout::new(&user, Nav::OauthApps)?,
-        apps: list.apps.iter().map(view).collect(),
+        apps: list.apps.iter().map(|a| view(a, now)).collect(),
         can_edit: list.can_register,
     };
     render(StatusCode::OK, &page)
@@ -170,14 +239,15 @@ pub async fn new_form(state: State, user: CurrentUser) -> Result<HttpResponse, A
 pub async fn create(
     state: State,
     user: CurrentUser,
+    hx: HxRequest,
     body: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     let (m, input) = (member(&user)?, parse(body.into_inner()));
     match state.oauth_app_service().register(&m, input.clone()).await? {
         Submitted::Saved { app, secret } => {
-            render(StatusCode::OK, &AppPage { secret, ..AppPage::of(&state, &user, m.role, &app)? })
+            render(StatusCode::OK, &AppPage { secret, ..AppPage::of(&state, &user, m.role, &app).await? })
         }
-        Submitted::Invalid { errors, app } => invalid(&state, &user, &m, (input, errors), app),
+        Submitted::Invalid { errors, app } => invalid(&state, (&user, hx), &m, (input, errors), app).await,
     }
 }
 
@@ -185,12 +255,14 @@ pub async fn show(state: State, user: CurrentUser, path: web::Path<String>) -> R
     let m = member(&user)?;
     let id = ClientId::from(id_param(path.into_inner())?);
     let shown = state.oauth_app_service().show(&m, id).await?;
-    render(StatusCode::OK, &AppPage { can_edit: shown.can_manage, ..AppPage::of(&state, &user, m.role, &shown.app)? })
+    let page = AppPage { can_edit: shown.can_manage, ..AppPage::of(&state, &user, m.role, &shown.app).await? };
+    render(StatusCode::OK, &page)
 }
 
 pub async fn update(
     state: State,
     user: CurrentUser,
+    hx: HxRequest,
     path: web::Path<String>,
     body: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
@@ -200,7 +272,7 @@ pub async fn update(
             flash(&user.session, "App saved.");
             Ok(redirect(&format!("/settings/developer/oauth-apps/{id}")))
         }
-        Submitted::Invalid { errors, app } => invalid(&state, &user, &m, (input, errors), app),
+        Submitted::Invalid { errors, app } => invalid(&state, (&user, hx), &m, (input, errors), app).await,
     }
 }
 
@@ -215,8 +287,64 @@ pub async fn rotate(
         Error::Invalid(f) => AppError::BadRequest(f.0.values().next().cloned().unwrap_or_default()),
         other => other.into(),
     })?;
-    let page = AppPage { secret: Some(rotated.secret), ..AppPage::of(&state, &user, m.role, &rotated.app)? };
+    user.session.insert(ROTATED, rotated.app.id.as_str())?;
+    let page = AppPage { secret: Some(rotated.secret), ..AppPage::of(&state, &user, m.role, &rotated.app).await? };
     render(StatusCode::OK, &page)
+}
+
+/// `GET …/{id}/rotate`: the confirmation, naming what happens. A reload
+/// right after a rotation (its answer showed the secret) says the secret was
+/// shown once, above the same confirmation.
+pub async fn confirm_rotate(
+    state: State,
+    user: CurrentUser,
+    hx: HxRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let m = member(&user)?;
+    let app = state.oauth_app_service().manageable(&m, ClientId::from(id_param(path.into_inner())?)).await?;
+    if app.client_type == ClientType::Public {
+        return Ok(redirect(&format!("/settings/developer/oauth-apps/{}", app.id)));
+    }
+    let facts = state.oauth_app_service().facts(&app).await?;
+    let back = format!("/settings/developer/oauth-apps/{}", app.id);
+    let mut c = Confirm::new("confirm-rotate", format!("Rotate the secret of {}?", app.name), format!("{back}/rotate"))
+        .says("A new client secret is made and shown once, on the next page: copy it into your app.")
+        .says("The current secret keeps working for the time you choose below, so your app can switch without downtime; then it stops working.");
+    if facts.previous_secret_until.is_some() {
+        c = c.says("The previous secret, still in its grace period, stops working at once.");
+    }
+    let c = c
+        .field(confirm::grace_field("The old secret keeps working for"))
+        .button("Rotate secret")
+        .cancel_to(back)
+        .not_dangerous();
+    let mut layout = Layout::new(&user, Nav::OauthApps)?;
+    if !hx.wants_fragment() && user.session.take::<String>(ROTATED)?.is_some_and(|id| id == app.id) {
+        layout.flash = Some(
+            "The new secret was shown once, when it was made, and cannot be shown again. If you lost it, rotate again."
+                .into(),
+        );
+    }
+    confirm::respond(hx, layout, &c)
+}
+
+/// `GET …/{id}/delete`: what deleting the app ends.
+pub async fn confirm_delete(
+    state: State,
+    user: CurrentUser,
+    hx: HxRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let m = member(&user)?;
+    let app = state.oauth_app_service().manageable(&m, ClientId::from(id_param(path.into_inner())?)).await?;
+    let back = format!("/settings/developer/oauth-apps/{}", app.id);
+    let c = Confirm::new("confirm-delete-app", format!("Delete {}?", app.name), format!("{back}/delete"))
+        .says("Every access and refresh token it holds is revoked at once, and everyone who authorized it loses that access.")
+        .says("Sign-ins through it stop working. This cannot be undone.")
+        .button("Delete app")
+        .cancel_to(back);
+    confirm::respond(hx, Layout::new(&user, Nav::OauthApps)?, &c)
 }
 
 pub async fn delete(state: State, user: CurrentUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {

@@ -4,7 +4,12 @@
 //! `SecurityService`'s.
 //!
 //! Rules: the TOTP secret is shown only while enrolment is unconfirmed and
-//! recovery codes only in the response that made them (`no-store`).
+//! recovery codes only in the response that made them (`no-store`); a reload
+//! of that response's URL lands on this page with a notice, never a 404.
+//! Every form is Post/Redirect/Get: success answers 303 with a flash; a
+//! refusal re-renders the page and (for htmx) puts `/settings/security` back
+//! in the address bar. Signing sessions out and revoking an app ask first
+//! (a `GET` on the action's URL answers its confirmation).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -13,6 +18,9 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::auth::{CurrentUser, id_param, safe_next};
+use super::confirm::{self, Confirm};
+use super::format::When;
+use super::htmx::HxRequest;
 use super::login::with_retry_after;
 use super::page::{Layout, Nav, redirect, render};
 use super::{AppState, State, format};
@@ -36,13 +44,37 @@ impl AppState {
     }
 }
 
+const PAGE: &str = "/settings/security";
+
 pub struct SessionLine {
     pub id: SessionId,
+    /// "Chrome on macOS".
     pub device: String,
     pub ip: String,
-    pub signed_in: String,
-    pub last_seen: String,
+    pub signed_in: When,
+    pub last_seen: When,
     pub current: bool,
+}
+
+/// An app someone authorized: its client id, name, scopes, when, and (on the
+/// team's list) who.
+pub struct AppLine {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub approved: When,
+    pub member: String,
+}
+
+/// Adds `HX-Push-Url` to a page re-rendered by a form post that htmx sent,
+/// so the address bar shows the page (`url`), not the POST-only URL.
+pub fn push_url(mut res: HttpResponse, hx: HxRequest, url: &str) -> HttpResponse {
+    if hx.is_htmx()
+        && let Ok(v) = actix_web::http::header::HeaderValue::from_str(url)
+    {
+        res.headers_mut().insert(actix_web::http::header::HeaderName::from_static("hx-push-url"), v);
+    }
+    res
 }
 
 #[derive(Template)]
@@ -51,14 +83,14 @@ struct SecurityPage {
     layout: Layout,
     required: bool,
     totp_on: bool,
-    enabled_at: String,
+    enabled_at: Option<When>,
     pending: Option<(String, String)>,
     recovery_codes: Option<Vec<PlainSecret>>,
     recovery_download: String,
     remaining: i64,
     sessions: Vec<SessionLine>,
-    apps: Vec<(String, String, Vec<String>, String)>,
-    team_apps: Vec<(String, String, Vec<String>, String)>,
+    apps: Vec<AppLine>,
+    team_apps: Vec<AppLine>,
     is_owner: bool,
     team_requires: bool,
     errors: FieldErrors,
@@ -102,17 +134,17 @@ async fn page(state: &State, user: &mut CurrentUser) -> Result<SecurityPage, App
     let (u, at) = (&user.ctx.user, state.clock.now());
     let session_line = |s: crate::service::security::SessionView| SessionLine {
         id: s.id,
-        device: s.user_agent,
+        device: format::device(&s.user_agent),
         ip: s.ip,
-        signed_in: format::datetime(s.created_at),
-        last_seen: format::relative(s.last_seen_at, at),
+        signed_in: When::at(s.created_at, at),
+        last_seen: When::at(s.last_seen_at, at),
         current: s.current,
     };
     Ok(SecurityPage {
         layout: Layout::new(user, Nav::Security)?,
         required: false,
         totp_on: u.has_totp(),
-        enabled_at: u.totp_enabled_at.map(format::datetime).unwrap_or_default(),
+        enabled_at: When::maybe(u.totp_enabled_at, at),
         pending,
         recovery_codes: None,
         recovery_download: String::new(),
@@ -120,14 +152,22 @@ async fn page(state: &State, user: &mut CurrentUser) -> Result<SecurityPage, App
         sessions: sessions.into_iter().map(session_line).collect(),
         apps: apps
             .into_iter()
-            .map(|(consent, client)| {
-                (client.id, client.name, scopes_of(&consent.scopes), format::datetime(consent.created_at))
+            .map(|(consent, client)| AppLine {
+                id: client.id,
+                name: client.name,
+                scopes: scopes_of(&consent.scopes),
+                approved: When::at(consent.created_at, at),
+                member: String::new(),
             })
             .collect(),
         team_apps: team_apps
             .into_iter()
-            .map(|(email, consent, client)| {
-                (email, client.name, scopes_of(&consent.scopes), format::datetime(consent.created_at))
+            .map(|(email, consent, client)| AppLine {
+                id: client.id,
+                name: client.name,
+                scopes: scopes_of(&consent.scopes),
+                approved: When::at(consent.created_at, at),
+                member: email,
             })
             .collect(),
         is_owner: user.ctx.team.as_ref().is_some_and(|(_, r)| *r == Role::Owner),
@@ -137,20 +177,27 @@ async fn page(state: &State, user: &mut CurrentUser) -> Result<SecurityPage, App
     })
 }
 
-/// The page with the refusal's field error: 422, or 429 with Retry-After.
-async fn refused(state: &State, user: &mut CurrentUser, refusal: Refusal) -> Result<HttpResponse, AppError> {
+/// The page with the refusal's field error: 422, or 429 with Retry-After;
+/// the address bar shows the page again.
+async fn refused(
+    state: &State,
+    user: &mut CurrentUser,
+    hx: HxRequest,
+    refusal: Refusal,
+) -> Result<HttpResponse, AppError> {
     let mut view = page(state, user).await?;
-    match refusal {
+    let res = match refusal {
         Refusal::Invalid(errors) => {
             view.errors = errors;
-            render(StatusCode::UNPROCESSABLE_ENTITY, &view)
+            render(StatusCode::UNPROCESSABLE_ENTITY, &view)?
         }
         Refusal::Throttled { field, retry_after } => {
             let message = format!("Too many wrong passwords. Try again in {}.", format::duration(retry_after));
             view.errors = FieldErrors::single(field, message);
-            with_retry_after(render(StatusCode::TOO_MANY_REQUESTS, &view)?, retry_after)
+            with_retry_after(render(StatusCode::TOO_MANY_REQUESTS, &view)?, retry_after)?
         }
-    }
+    };
+    Ok(push_url(res, hx, PAGE))
 }
 
 /// The page showing recovery codes just made (once), with a download.
@@ -166,7 +213,20 @@ async fn with_codes(state: &State, user: &mut CurrentUser, codes: Vec<PlainSecre
 
 fn back(user: &CurrentUser, message: &str) -> Result<HttpResponse, AppError> {
     user.session.flash(message)?;
-    Ok(redirect("/settings/security"))
+    Ok(redirect(PAGE))
+}
+
+/// `GET` of a form's POST-only URL (a reload after submitting): the page.
+pub async fn to_page() -> HttpResponse {
+    redirect(PAGE)
+}
+
+/// `GET` of a URL whose answer showed recovery codes: they were shown once.
+pub async fn codes_shown_once(user: CurrentUser) -> Result<HttpResponse, AppError> {
+    back(
+        &user,
+        "Recovery codes are shown only once, when they are made. If you did not save them, generate new ones below.",
+    )
 }
 
 pub async fn show(state: State, mut user: CurrentUser, query: web::Query<ShowQuery>) -> Result<HttpResponse, AppError> {
@@ -184,17 +244,28 @@ pub async fn show(state: State, mut user: CurrentUser, query: web::Query<ShowQue
 pub async fn totp_start(
     state: State,
     mut user: CurrentUser,
+    hx: HxRequest,
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, AppError> {
     match state.security_service().start_totp(&user.ctx.user, &form.password).await? {
-        Ok(()) => render(StatusCode::OK, &page(&state, &mut user).await?),
-        Err(refusal) => refused(&state, &mut user, refusal).await,
+        Ok(()) => {
+            user.session.flash("Scan the code with your authenticator app, then enter a code from it to finish.")?;
+            // A member the team holds to enrolment stays on the page that says so.
+            let held = user.ctx.team.as_ref().is_some_and(|(t, _)| t.require_totp);
+            Ok(redirect(if held {
+                "/settings/security?required=1#two-factor"
+            } else {
+                "/settings/security#two-factor"
+            }))
+        }
+        Err(refusal) => refused(&state, &mut user, hx, refusal).await,
     }
 }
 
 pub async fn totp_confirm(
     state: State,
     mut user: CurrentUser,
+    hx: HxRequest,
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, AppError> {
     match state.security_service().confirm_totp(&user.actor, &user.user_id(), &form.code).await? {
@@ -203,36 +274,39 @@ pub async fn totp_confirm(
             view.continue_to = user.session.take_enrolment_next()?;
             render(StatusCode::OK, &view)
         }
-        Err(refusal) => refused(&state, &mut user, refusal).await,
+        Err(refusal) => refused(&state, &mut user, hx, refusal).await,
     }
 }
 
 pub async fn totp_disable(
     state: State,
     mut user: CurrentUser,
+    hx: HxRequest,
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, AppError> {
     let service = state.security_service();
     match service.disable_totp(&user.actor, &user.ctx.user, &form.password, &form.code).await? {
         Ok(()) => back(&user, "Two-factor authentication is off."),
-        Err(refusal) => refused(&state, &mut user, refusal).await,
+        Err(refusal) => refused(&state, &mut user, hx, refusal).await,
     }
 }
 
 pub async fn recovery_regenerate(
     state: State,
     mut user: CurrentUser,
+    hx: HxRequest,
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, AppError> {
     match state.security_service().regenerate_codes(&user.actor, &user.ctx.user, &form.password).await? {
         Ok(codes) => render(StatusCode::OK, &with_codes(&state, &mut user, codes).await?),
-        Err(refusal) => refused(&state, &mut user, refusal).await,
+        Err(refusal) => refused(&state, &mut user, hx, refusal).await,
     }
 }
 
 pub async fn change_password(
     state: State,
     mut user: CurrentUser,
+    hx: HxRequest,
     form: web::Form<PasswordForm>,
 ) -> Result<HttpResponse, AppError> {
     let (service, current) = (state.security_service(), user.session.row_id()?);
@@ -248,7 +322,7 @@ pub async fn change_password(
             user.session.purge();
             Ok(redirect("/login"))
         }
-        Err(refusal) => refused(&state, &mut user, refusal).await,
+        Err(refusal) => refused(&state, &mut user, hx, refusal).await,
     }
 }
 
@@ -295,4 +369,78 @@ pub async fn revoke_app(state: State, user: CurrentUser, path: web::Path<String>
     let client = ClientId::from(id_param(path.into_inner())?);
     state.security_service().revoke_app(&user.actor, &user.ctx, &client).await?;
     back(&user, "Access revoked; the app's tokens no longer work.")
+}
+
+/// "Chrome on macOS (203.0.113.9)".
+fn session_name(s: &SessionLine) -> String {
+    format!("{} ({})", s.device, s.ip)
+}
+
+/// `GET …/sessions/revoke-others`: what signing the other sessions out ends.
+pub async fn confirm_revoke_others(
+    state: State,
+    mut user: CurrentUser,
+    hx: HxRequest,
+) -> Result<HttpResponse, AppError> {
+    let view = page(&state, &mut user).await?;
+    let others: Vec<String> = view.sessions.iter().filter(|s| !s.current).map(session_name).collect();
+    let mut c = Confirm::new(
+        "confirm-revoke-others",
+        "Sign out all other sessions?",
+        "/settings/security/sessions/revoke-others",
+    )
+    .button("Sign out other sessions")
+    .cancel_to(PAGE);
+    c = match others.len() {
+        0 => c.says("You have no other session right now; nothing changes."),
+        1 => c.says(format!("1 other session ends at once: {}.", others.join(""))),
+        n => c.says(format!("{n} other sessions end at once: {}.", others.join(", "))),
+    };
+    c = c.says("Whoever uses them must sign in again. This browser stays signed in.");
+    confirm::respond(hx, view.layout, &c)
+}
+
+/// `GET …/sessions/{id}/revoke`: which session ends (404 for one that is not
+/// the user's, or is this one).
+pub async fn confirm_revoke_session(
+    state: State,
+    mut user: CurrentUser,
+    hx: HxRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id = session_param(path.into_inner())?;
+    let view = page(&state, &mut user).await?;
+    let s = view.sessions.iter().find(|s| s.id == id && !s.current).ok_or(AppError::NotFound)?;
+    let c = Confirm::new(
+        "confirm-revoke-session",
+        format!("Sign out {}?", s.device),
+        format!("/settings/security/sessions/{id}/revoke"),
+    )
+    .says(format!("The session on {} is signed out at once; whoever uses it must sign in again.", session_name(s)))
+    .button("Sign out")
+    .cancel_to(PAGE);
+    confirm::respond(hx, view.layout, &c)
+}
+
+/// `GET …/apps/{client_id}/revoke`: what revoking an app's access ends (404
+/// for an app the user has not authorized).
+pub async fn confirm_revoke_app(
+    state: State,
+    mut user: CurrentUser,
+    hx: HxRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let client = id_param(path.into_inner())?;
+    let view = page(&state, &mut user).await?;
+    let app = view.apps.iter().find(|a| a.id == client).ok_or(AppError::NotFound)?;
+    let c = Confirm::new(
+        "confirm-revoke-app",
+        format!("Revoke access for {}?", app.name),
+        format!("/settings/security/apps/{client}/revoke"),
+    )
+    .says(format!("{} can no longer act for you: its tokens stop working at once.", app.name))
+    .says("If you use it again, it will ask for your approval again.")
+    .button("Revoke access")
+    .cancel_to(PAGE);
+    confirm::respond(hx, view.layout, &c)
 }

@@ -87,7 +87,8 @@ pub async fn submit(
     let form = NewTeam { token, team_name, email, password };
     match state.account_service().setup(&request_actor(&req, &state), &form).await {
         Ok(()) => {
-            session.flash("Your team is ready. Sign in with the email and password you chose.")?;
+            session.flash("Your team is ready. Sign in with the password you chose.")?;
+            super::login::prefill_email(&session, form.email.trim())?;
             Ok(redirect("/login"))
         }
         Err(Error::Invalid(errors)) => {

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 
 use crate::both;
-use crate::helpers::{OWNER_EMAIL, TestApp};
+use crate::helpers::{OWNER_EMAIL, TestApp, attr_after};
 
 const DEV_EMAIL: &str = "dev@acme.test";
 pub const DEV_PASSWORD: &str = "developer password 1";
@@ -14,7 +14,7 @@ async fn invite_then_accept_then_sign_in_as_the_invitee(app: TestApp) {
 
     let invitee = app.other_client();
     let page = invitee.get_html(&link).await;
-    assert!(page.contains("Join Acme") && page.contains(DEV_EMAIL) && page.contains("developer"));
+    assert!(page.contains("Join Acme") && page.contains(DEV_EMAIL) && page.contains("Developer"));
     let res = invitee.post_form(&link, &link, &[("password", DEV_PASSWORD)]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
 
@@ -72,9 +72,7 @@ async fn developer(app: &TestApp) -> TestApp {
 
 pub fn member_id(html: &str, email: &str) -> String {
     let row = &html[html.find(&format!(r#"data-email="{email}""#)).unwrap()..];
-    let marker = "/settings/team/members/";
-    let start = row.find(marker).unwrap() + marker.len();
-    row[start..start + row[start..].find('/').unwrap()].to_owned()
+    attr_after(row, r#"data-user-id=""#).expect("the member's row names their id")
 }
 
 async fn a_developer_cannot_invite_or_change_roles(app: TestApp) {

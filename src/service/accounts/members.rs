@@ -341,3 +341,43 @@ fn dispose_keys(
     }
     Ok((revoked, transferred))
 }
+
+/// What removing a member would end, for the confirmation that asks first.
+#[derive(Debug, Clone)]
+pub struct RemovalPreview {
+    pub email: String,
+    pub role: Role,
+    /// Their working API keys in the team (revoked or passed on).
+    pub working_keys: usize,
+    /// Their sessions that are signed in now.
+    pub sessions: usize,
+}
+
+/// The removal [`remove_member`] would make, checked by the same rules (who
+/// may remove whom, never the last owner), without changing anything.
+pub fn removal_preview(conn: &mut DbConn, member: &TeamRole, user_id: &str, at: i64) -> Result<RemovalPreview> {
+    let team_id = member.team_id.as_str();
+    let current = target_role(conn, member, user_id, None)?;
+    ensure_not_last_owner(
+        conn,
+        team_id,
+        current,
+        "A team needs at least one owner: the last owner cannot be removed.",
+    )?;
+    let user = User::find(conn, user_id)?.ok_or(Error::NotFound)?;
+    Ok(RemovalPreview {
+        email: user.email,
+        role: current,
+        working_keys: ApiKey::active_held_by(conn, team_id, user_id, at)?.len(),
+        sessions: SessionRow::list_for_user(conn, user_id, at)?.len(),
+    })
+}
+
+/// A pending invite of the team that the member may revoke (for the
+/// confirmation that asks first).
+pub fn revocable_invite(conn: &mut DbConn, member: &TeamRole, invite_id: &str, at: i64) -> Result<Invite> {
+    if !member.role.manages_members() {
+        return Err(Error::Forbidden("Only owners and admins can manage invites."));
+    }
+    Invite::pending(conn, member.team_id.as_str(), at)?.into_iter().find(|i| i.id == invite_id).ok_or(Error::NotFound)
+}

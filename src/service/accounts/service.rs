@@ -14,8 +14,8 @@ use crate::store::Db;
 use crate::store::models::{AuditEvent, Invite, Membership, Team, User};
 
 use super::{
-    KeyDisposal, Role, accept_invite, change_role, invite, members_with_keys, open_invite, pending_invites,
-    remove_member, revoke_invite, setup, setup_open,
+    KeyDisposal, RemovalPreview, Role, accept_invite, change_role, invite, members_with_keys, open_invite,
+    pending_invites, removal_preview, remove_member, revocable_invite, revoke_invite, setup, setup_open,
 };
 /// The team and role of the member who acts.
 #[derive(Debug, Clone)]
@@ -53,15 +53,12 @@ pub struct Invited {
 pub enum Acceptance {
     Joined {
         team_name: String,
+        /// The new account's email (the sign-in page fills it in).
+        email: String,
     },
     /// The password is not acceptable; the invite (to `role` in `team_name`,
     /// for `email`) is still open.
-    Refused {
-        team_name: String,
-        email: String,
-        role: Role,
-        errors: FieldErrors,
-    },
+    Refused { team_name: String, email: String, role: Role, errors: FieldErrors },
 }
 
 /// Setup, invites and membership changes, each authorized, in one
@@ -124,7 +121,7 @@ impl AccountService<'_> {
         let hash = self.hashing.hash(password.to_owned()).await?;
         let (keys, actor, token, at) = (self.keys.clone(), actor.clone(), token.to_owned(), self.clock.now());
         self.db.run(move |conn| accept_invite(conn, &keys, &actor, &token, hash, at)).await.map_err(invalid_invite)?;
-        Ok(Acceptance::Joined { team_name: team.name })
+        Ok(Acceptance::Joined { team_name: team.name, email: invite.email })
     }
 
     pub async fn team_overview(&self, member: &TeamRole) -> Result<TeamOverview> {
@@ -168,6 +165,18 @@ impl AccountService<'_> {
         self.db.run(move |conn| change_role(conn, &actor, &member, target.as_str(), role, at)).await?;
         self.verifier.invalidate_all();
         Ok(())
+    }
+
+    /// What removing `target` would end, if the member may remove them.
+    pub async fn removal_preview(&self, member: &TeamRole, target: &UserId) -> Result<RemovalPreview> {
+        let (member, target, at) = (member.clone(), target.clone(), self.clock.now());
+        self.db.run(move |conn| removal_preview(conn, &member, target.as_str(), at)).await
+    }
+
+    /// A pending invite the member may revoke.
+    pub async fn revocable_invite(&self, member: &TeamRole, id: &InviteId) -> Result<Invite> {
+        let (member, id, at) = (member.clone(), id.clone(), self.clock.now());
+        self.db.run(move |conn| revocable_invite(conn, &member, id.as_str(), at)).await
     }
 
     /// Removes a member; their keys and tokens end at once here (elsewhere

@@ -80,6 +80,22 @@ pub enum Submitted {
     Invalid { errors: FieldErrors, app: Option<OauthClient> },
 }
 
+/// What an app's page tells about it beyond its settings.
+#[derive(Debug, Clone, Default)]
+pub struct AppFacts {
+    /// The team that owns the app.
+    pub team_name: String,
+    /// Who registered it (`None`: an account since deleted, or a transfer).
+    pub registered_by: Option<String>,
+    /// When the current secret was made (`None` for a public app). Derived:
+    /// the latest rotation in the audit trail, else the registration.
+    pub secret_made_at: Option<i64>,
+    /// Until when the previous secret keeps working, while it still does.
+    pub previous_secret_until: Option<i64>,
+    /// The secret was disabled (a member who knew it left): rotate to get one.
+    pub secret_disabled: bool,
+}
+
 /// A new secret (shown once) and the app it belongs to.
 pub struct Rotated {
     pub app: OauthClient,
@@ -109,6 +125,20 @@ impl AppService<'_> {
         let can_manage =
             policy::manage_app(&member.caller(), app.created_by.as_deref(), &scopes_of(&app.allowed_scopes));
         Ok(ManagedApp { can_manage: can_manage.is_ok(), app })
+    }
+
+    /// The facts of an app the member may see (loaded with [`Self::show`]).
+    pub async fn facts(&self, app: &OauthClient) -> Result<AppFacts> {
+        let (app, at) = (app.clone(), self.clock.now());
+        self.db.run(move |conn| facts(conn, &app, at)).await
+    }
+
+    /// An app the member may manage (rotate, delete), by the same policy as
+    /// the change itself: for the confirmation that asks first.
+    pub async fn manageable(&self, member: &Member<'_>, id: ClientId) -> Result<OauthClient> {
+        let shown = self.show(member, id).await?;
+        policy::manage_app(&member.caller(), shown.app.created_by.as_deref(), &scopes_of(&shown.app.allowed_scopes))?;
+        Ok(shown.app)
     }
 
     /// Registers an app; a confidential one gets its secret (shown once).
@@ -234,6 +264,21 @@ fn delete_app(conn: &mut DbConn, m: &Acting, id: &ClientId, at: i64) -> Result<(
         .object("oauth_app", id.as_str())
         .details(json!({"name": c.name, "tokens_revoked": revoked}));
     audit::record(conn, &m.actor, e)
+}
+
+fn facts(conn: &mut DbConn, app: &OauthClient, at: i64) -> Result<AppFacts> {
+    let team_name = crate::store::models::Team::find(conn, &app.team_id)?.map(|t| t.name).unwrap_or_default();
+    let registered_by = match app.created_by.as_deref() {
+        Some(u) => crate::store::models::User::find(conn, u)?.map(|u| u.email),
+        None => None,
+    };
+    let secret_made_at = match app.secret_hash {
+        Some(_) => Some(OauthClient::secret_rotated_at(conn, &app.id)?.unwrap_or(app.created_at)),
+        None => None,
+    };
+    let previous_secret_until = app.old_secret_expires_at.filter(|until| app.old_secret_hash.is_some() && *until > at);
+    let secret_disabled = app.secret_hash.as_deref().is_some_and(|h| h.starts_with("disabled:"));
+    Ok(AppFacts { team_name, registered_by, secret_made_at, previous_secret_until, secret_disabled })
 }
 
 /// The team's apps, newest first.

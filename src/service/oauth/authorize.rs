@@ -61,7 +61,10 @@ pub struct PendingConsent {
 /// What the consent page shows, and what to keep until it is answered.
 pub struct ConsentPrompt {
     pub app: OauthClient,
+    /// The signed-in user's team (what the app will reach).
     pub team_name: String,
+    /// The team that registered the app (who is asking).
+    pub app_team_name: String,
     pub scopes: Vec<String>,
     /// The form's signed, single-use token.
     pub token: String,
@@ -108,7 +111,18 @@ impl AuthorizeService<'_> {
         if remembered {
             return self.code_back(visitor, &team.id, valid, granted, None).await;
         }
-        self.prompt(visitor, client, team, valid, granted)
+        let owner = client.team_id.clone();
+        let app_team_name = self
+            .db
+            .run(move |conn| -> Result<String> {
+                Ok(crate::store::models::Team::find(conn, &owner)?.map(|t| t.name).unwrap_or_default())
+            })
+            .await?;
+        let mut asked = self.prompt(visitor, client, team, valid, granted)?;
+        if let Authorization::Consent(prompt) = &mut asked {
+            prompt.app_team_name = app_team_name;
+        }
+        Ok(asked)
     }
 
     /// `POST /oauth/authorize`: the user's answer to the consent form whose
@@ -156,6 +170,7 @@ impl AuthorizeService<'_> {
         Ok(Authorization::Consent(Box::new(ConsentPrompt {
             app,
             team_name: team.name.clone(),
+            app_team_name: String::new(),
             scopes: granted,
             token,
             pending,

@@ -32,7 +32,7 @@ mod request;
 mod revoke;
 mod token;
 
-pub use apps::{AppInput, AppList, AppService, ManagedApp, Member, Rotated, Submitted, apps};
+pub use apps::{AppFacts, AppInput, AppList, AppService, ManagedApp, Member, Rotated, Submitted, apps};
 pub use authorize::{Authorization, AuthorizeService, CONSENT_TTL, ConsentPrompt, PendingConsent, TeamSeat, Visitor};
 pub use client::ClientCredentials;
 pub use consents::{authorized_apps, revoke_consent, team_authorized_apps};

@@ -338,3 +338,19 @@ impl OauthToken {
         .execute(conn)
     }
 }
+
+impl OauthClient {
+    /// When the app's current secret was made: its latest rotation as the
+    /// audit trail records it (`None`: never rotated, so at registration).
+    pub fn secret_rotated_at(conn: &mut DbConn, id: &str) -> QueryResult<Option<i64>> {
+        use crate::store::schema::audit_events;
+        audit_events::table
+            .filter(audit_events::object_type.eq("oauth_app"))
+            .filter(audit_events::object_id.eq(id))
+            .filter(audit_events::action.eq(crate::domain::AuditAction::OauthSecretRotated.as_str()))
+            .order(audit_events::id.desc())
+            .select(audit_events::created_at)
+            .first(conn)
+            .optional()
+    }
+}
