@@ -13,13 +13,13 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
+use super::State;
 use super::auth::{CurrentUser, id_param};
 use super::confirm::{self, Confirm, Field};
 use super::format::When;
 use super::htmx::HxRequest;
 use super::page::{Layout, Nav, redirect, render};
 use super::security::push_url;
-use super::{State, format};
 use crate::domain::{InviteId, PlainSecret, UserId};
 use crate::error::AppError;
 use crate::service::accounts::{Invited, KeyDisposal, Role};
@@ -69,12 +69,6 @@ pub struct InviteRow {
     pub expires: When,
 }
 
-pub struct EventRow {
-    pub when: String,
-    pub actor: String,
-    pub action: String,
-}
-
 #[derive(Template)]
 #[template(path = "pages/team.html")]
 struct TeamPage {
@@ -84,7 +78,8 @@ struct TeamPage {
     can_read_audit: bool,
     members: Vec<MemberRow>,
     invites: Vec<InviteRow>,
-    events: Vec<EventRow>,
+    /// Recent activity as sentences (`partials/audit_events_partial.html`).
+    event_lines: Vec<super::audit::EventLine>,
     assignable: Vec<Role>,
     invite_email: String,
     invite_role: String,
@@ -109,6 +104,8 @@ async fn page(state: &State, user: &CurrentUser) -> Result<TeamPage, AppError> {
     let overview = state.account_service().team_overview(&user.member()?).await?;
     let (me, at) = (&user.ctx.user.id, state.clock.now());
     let owners = overview.members.iter().filter(|(m, _, _)| m.role == Role::Owner).count();
+    let names = state.audit_service().names(&overview.events).await?;
+    let event_lines = super::audit::sentences(overview.events, &names, super::audit::Viewer::Team, at);
     Ok(TeamPage {
         layout: Layout::new(user, Nav::Team)?,
         team_name: team.name.clone(),
@@ -144,11 +141,7 @@ async fn page(state: &State, user: &CurrentUser) -> Result<TeamPage, AppError> {
             .into_iter()
             .map(|i| InviteRow { id: i.id, email: i.email, role: i.role, expires: When::at(i.expires_at, at) })
             .collect(),
-        events: overview
-            .events
-            .into_iter()
-            .map(|e| EventRow { when: format::datetime(e.created_at), actor: e.actor_label, action: e.action })
-            .collect(),
+        event_lines,
         assignable: Role::ALL.iter().copied().filter(|r| role.may_assign(*r)).collect(),
         invite_email: String::new(),
         invite_role: "developer".into(),

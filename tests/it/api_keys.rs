@@ -762,7 +762,7 @@ async fn a_key_is_renamed_with_an_audit_event(app: TestApp) {
     assert_eq!(crate::helpers::location(&res), page);
     let html = app.get_html(&page).await;
     assert!(html.contains("New name") && html.contains("billing") && html.contains("is now called New name"));
-    assert!(html.contains(r#"title="api_key.renamed""#) && html.contains("from “Old name” to “New name”"));
+    assert!(html.contains(r#"data-action="api_key.renamed""#) && html.contains("from “Old name”"), "{html}");
     assert!(html.contains(r#"id="usage-empty""#) && !html.contains("0 requests in all"), "an empty state");
     let audit = app.get_html("/settings/team/audit").await;
     assert!(audit.contains("api_key.renamed") || audit.contains("renamed"), "audited");

@@ -250,13 +250,6 @@ impl Browser {
         (!spill.is_empty()).then(|| format!("something sticks out of its card: {spill}"))
     }
 
-    /// Runs axe-core (vendored from the npm registry) on the page and fails on
-    /// any serious or critical violation.
-    pub async fn assert_accessible(&self, what: &str) {
-        let problems = self.accessibility_problems().await;
-        assert!(problems.is_empty(), "{what}: accessibility violations:\n{}", problems.join("\n"));
-    }
-
     /// axe-core's serious and critical violations on the page, in words.
     pub async fn accessibility_problems(&self) -> Vec<String> {
         const AXE: &str = include_str!("vendor/axe.min.js");
