@@ -132,6 +132,12 @@ pub fn with_retry_after(mut res: HttpResponse, retry_after: i64) -> Result<HttpR
     Ok(res)
 }
 
+/// `GET /logout` (a reload after signing out, a typed address): signing out
+/// takes a POST with the CSRF token; this only goes to the start page.
+pub async fn logout_reload() -> HttpResponse {
+    super::page::redirect("/")
+}
+
 pub async fn logout(state: State, user: Option<CurrentUser>, session: TypedSession) -> Result<HttpResponse, AppError> {
     if let Some(user) = user {
         state.login_service().logout(&user.actor, &user.ctx).await?;

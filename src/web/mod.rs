@@ -136,7 +136,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/", web::get().to(team::home))
         .service(web::resource("/setup").get(setup::form).post(setup::submit))
         .service(web::resource("/login").get(login::form).post(login::submit))
-        .route("/logout", web::post().to(login::logout))
+        .service(web::resource("/logout").get(login::logout_reload).post(login::logout))
         .service(web::resource("/login/totp").get(login_totp::form).post(login_totp::submit))
         .route("/settings/security", web::get().to(security::show))
         .service(web::resource("/settings/security/totp/start").get(security::to_page).post(security::totp_start))

@@ -83,6 +83,8 @@ fn type_label(t: Option<ClientType>) -> &'static str {
 /// The session key naming the app whose secret was just rotated (so that a
 /// reload of the rotation's URL can say the secret was shown once).
 const ROTATED: &str = "oauth_app_rotated";
+/// The session marker of an app whose secret was just shown at registration.
+const CREATED: &str = "oauth_app_created";
 
 fn view(c: &OauthClient, now: i64) -> AppView {
     AppView {
@@ -245,7 +247,12 @@ pub async fn create(
     let (m, input) = (member(&user)?, parse(body.into_inner()));
     match state.oauth_app_service().register(&m, input.clone()).await? {
         Submitted::Saved { app, secret } => {
-            render(StatusCode::OK, &AppPage { secret, ..AppPage::of(&state, &user, m.role, &app).await? })
+            // The secret is shown once, in this answer; htmx puts the app's
+            // page in the address bar, which says so on a reload.
+            user.session.insert(CREATED, app.id.as_str())?;
+            let url = format!("/settings/developer/oauth-apps/{}", app.id);
+            let page = AppPage { secret, ..AppPage::of(&state, &user, m.role, &app).await? };
+            Ok(super::security::push_url(render(StatusCode::OK, &page)?, hx, &url))
         }
         Submitted::Invalid { errors, app } => invalid(&state, (&user, hx), &m, (input, errors), app).await,
     }
@@ -255,7 +262,13 @@ pub async fn show(state: State, user: CurrentUser, path: web::Path<String>) -> R
     let m = member(&user)?;
     let id = ClientId::from(id_param(path.into_inner())?);
     let shown = state.oauth_app_service().show(&m, id).await?;
-    let page = AppPage { can_edit: shown.can_manage, ..AppPage::of(&state, &user, m.role, &shown.app).await? };
+    let mut page = AppPage { can_edit: shown.can_manage, ..AppPage::of(&state, &user, m.role, &shown.app).await? };
+    if user.session.take::<String>(CREATED)?.is_some_and(|created| created == shown.app.id) {
+        page.layout.flash = Some(
+            "The client secret was shown once, when the app was registered, and cannot be shown again. If you lost it, rotate it."
+                .into(),
+        );
+    }
     render(StatusCode::OK, &page)
 }
 

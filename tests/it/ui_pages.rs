@@ -184,3 +184,60 @@ async fn on_a_phone_the_navigation_folds_behind_a_menu_button_that_works_by_keyb
     plain.wait_for_title("Sign in · Latchkey").await;
     plain.quit().await;
 }
+
+/// Post/Redirect/Get: a reload (a GET) of the URL any form posts to lands on a
+/// real page — the page it belongs to, a confirmation, or a "shown once" note —
+/// and never on a 404 or 405.
+#[tokio::test]
+async fn a_reload_after_any_form_lands_on_a_real_page() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let (key, client_id, _invite) = lived_in(&app).await;
+    let team = app.get_html("/settings/team").await;
+    let dev = crate::accounts::member_id(&team, "dev@acme.test");
+    let keys = "/settings/developer/api-keys";
+    let apps = "/settings/developer/oauth-apps";
+    let paths = [
+        "/settings/security/totp/start".to_owned(),
+        "/settings/security/totp/confirm".to_owned(),
+        "/settings/security/totp/disable".to_owned(),
+        "/settings/security/recovery-codes".to_owned(),
+        "/settings/security/password".to_owned(),
+        "/settings/security/sessions/revoke-others".to_owned(),
+        "/settings/security/team-policy".to_owned(),
+        "/settings/team/invites".to_owned(),
+        format!("/settings/team/members/{dev}/role"),
+        format!("/settings/team/members/{dev}/remove"),
+        format!("{keys}/policy"),
+        format!("{keys}/{key}/roll"),
+        format!("{keys}/{key}/revoke"),
+        format!("{keys}/{key}/rename"),
+        format!("{keys}/{key}/created"),
+        format!("{apps}/{client_id}/rotate"),
+        format!("{apps}/{client_id}/delete"),
+        "/logout".to_owned(),
+    ];
+    for path in &paths {
+        let (landed, body) = follow(&app, path).await;
+        assert!(body.contains("<main"), "GET {path} lands on a page ({landed}): {body}");
+    }
+    let staff = crate::support::support_user(&app).await;
+    for path in ["/support/search".to_owned(), format!("/support/keys/{key}/revoke")] {
+        let (landed, body) = follow(&staff, &path).await;
+        assert!(body.contains("<main"), "GET {path} lands on a page ({landed}): {body}");
+    }
+}
+
+/// GETs `path`, following redirects; fails on anything but a 200 at the end.
+async fn follow(app: &TestApp, path: &str) -> (String, String) {
+    let mut at = path.to_owned();
+    for _ in 0..5 {
+        let res = app.get(&at).await;
+        if res.status().is_redirection() {
+            at = crate::helpers::location(&res);
+            continue;
+        }
+        assert_eq!(res.status(), reqwest::StatusCode::OK, "GET {path} → {at}");
+        return (at, res.text().await.unwrap());
+    }
+    panic!("GET {path}: too many redirects");
+}
