@@ -10,6 +10,7 @@
 
 mod cache;
 mod concurrency;
+mod dashboard;
 mod limits;
 mod oauth_protocol;
 mod parsers;

@@ -120,7 +120,8 @@ pub fn resolve(form: &CreateForm, catalog: &[String], role: Role) -> Result<Vec<
     let set = match form.preset.as_str() {
         "read_only" => scopes::read_only(&grantable),
         "full" => scopes::full_access(&grantable),
-        _ => return Ok(form.scopes.clone()),
+        "" | "custom" => return Ok(form.scopes.clone()),
+        _ => return Err("Choose Read-only, Full access or Custom.".into()),
     };
     if form.scopes.is_empty() {
         return Ok(set.iter().map(|s| (*s).to_owned()).collect());

@@ -1,0 +1,206 @@
+//! The dashboard as an attacker uses it: confirmation pages (GET on a
+//! destructive action's URL) that must change nothing and show nothing the
+//! caller may not act on; names, descriptions and reasons that try to become
+//! markup; a scope picker pushed past the role's ceiling; whole secrets that
+//! try to reach an address bar.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::accounts::{DEV_PASSWORD, member, member_id};
+use crate::api_keys::{call, create_key};
+use crate::both;
+use crate::helpers::{OWNER_EMAIL, TestApp};
+
+async fn audit_count(app: &TestApp) -> usize {
+    app.get_html("/settings/team/audit").await.matches("class=\"event\"").count()
+}
+
+/// GET with and without htmx's headers (the dialog fragment and the page).
+async fn both_ways(who: &TestApp, path: &str) -> [StatusCode; 2] {
+    let page = who.get(path).await.status();
+    let fragment = who.client.get(who.url(path)).header("HX-Request", "true").send().await.unwrap().status();
+    [page, fragment]
+}
+
+async fn confirmation_pages_change_nothing_and_hide_what_the_caller_may_not_touch(app: TestApp) {
+    app.owner_session().await;
+    let owners = create_key(&app, json!({"name": "Owner's key", "scopes": ["templates:read"]})).await;
+    let (owners_id, owners_secret) = (owners["id"].as_str().unwrap(), owners["key"].as_str().unwrap());
+    let registered = crate::oauth::register(&app, "confidential", crate::oauth::REDIRECT, &["templates:read"]).await;
+    let dev = member(&app, "dev@acme.test", "developer").await;
+    let viewer = member(&app, "viewer@acme.test", "viewer").await;
+    let devs = create_key(&dev, json!({"name": "Dev's key", "scopes": ["templates:read"]})).await;
+    let devs_id = devs["id"].as_str().unwrap();
+    let team = app.get_html("/settings/team").await;
+    let owner_id = member_id(&team, OWNER_EMAIL);
+    let dev_id = member_id(&team, "dev@acme.test");
+    let before = audit_count(&app).await;
+
+    let keys = "/settings/developer/api-keys";
+    let apps = "/settings/developer/oauth-apps";
+    // Not theirs to act on: refused as page and as dialog (404, or 403 for an
+    // object of their own team they may read but not change, as the POST
+    // answers), with no name in it.
+    let refused: Vec<(&TestApp, String)> = vec![
+        (&dev, format!("{keys}/{owners_id}/revoke")),
+        (&dev, format!("{keys}/{owners_id}/roll")),
+        (&viewer, format!("{keys}/{devs_id}/revoke")),
+        (&viewer, format!("{keys}/{owners_id}/roll")),
+        (&dev, format!("{apps}/{}/rotate", registered.client_id)),
+        (&dev, format!("{apps}/{}/delete", registered.client_id)),
+        (&viewer, format!("{apps}/{}/rotate", registered.client_id)),
+        (&dev, format!("/settings/team/members/{owner_id}/remove")),
+        (&viewer, format!("/settings/team/members/{dev_id}/remove")),
+        // Members are not support staff.
+        (&app, format!("/support/keys/{owners_id}/revoke")),
+    ];
+    for (who, path) in &refused {
+        for status in both_ways(who, path).await {
+            assert!(status == StatusCode::NOT_FOUND || status == StatusCode::FORBIDDEN, "{path}: {status}");
+        }
+        let body = who.get(path).await.text().await.unwrap();
+        assert!(!body.contains("Owner's key") && !body.contains("Acme Connector"), "{path} leaks a name");
+    }
+    // The sole owner cannot be removed: not asked about it, sent back to the
+    // team page with the reason.
+    let res = app.get(&format!("/settings/team/members/{owner_id}/remove")).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(crate::helpers::location(&res), "/settings/team");
+    // Theirs: the confirmation, and still nothing changes.
+    let allowed: Vec<(&TestApp, String)> = vec![
+        (&dev, format!("{keys}/{devs_id}/revoke")),
+        (&dev, format!("{keys}/{devs_id}/roll")),
+        (&app, format!("{keys}/{owners_id}/revoke")),
+        (&app, format!("{keys}/{owners_id}/roll")),
+        (&app, format!("{apps}/{}/rotate", registered.client_id)),
+        (&app, format!("{apps}/{}/delete", registered.client_id)),
+        (&app, format!("/settings/team/members/{dev_id}/remove")),
+        (&app, "/settings/security/sessions/revoke-others".to_owned()),
+    ];
+    for (who, path) in &allowed {
+        for status in both_ways(who, path).await {
+            assert_eq!(status, StatusCode::OK, "{path}");
+        }
+    }
+    assert_eq!(call(&app, "/api/v1/auth/test", owners_secret).await.status(), StatusCode::OK, "the key still works");
+    assert_eq!(call(&app, "/api/v1/auth/test", devs["key"].as_str().unwrap()).await.status(), StatusCode::OK);
+    assert_eq!(dev.get("/settings/team").await.status(), StatusCode::OK, "the developer is still a member");
+    assert_eq!(viewer.get("/settings/team").await.status(), StatusCode::OK, "the other session still works");
+    let app_page = app.get_html(&format!("{apps}/{}", registered.client_id)).await;
+    assert!(app_page.contains("Acme Connector"), "the app still exists");
+    assert_eq!(audit_count(&app).await, before, "no GET recorded an action");
+}
+both!(confirmation_pages_change_nothing_and_hide_what_the_caller_may_not_touch);
+
+async fn names_descriptions_and_reasons_render_as_text_never_as_markup(app: TestApp) {
+    app.owner_session().await;
+    let evil_name = r#"<img src=x onerror=alert(1)>"#;
+    let evil_text = r#""><script>alert(2)</script>"#;
+    let key =
+        create_key(&app, json!({"name": evil_name, "description": evil_text, "scopes": ["templates:read"]})).await;
+    let id = key["id"].as_str().unwrap().to_owned();
+    let page = format!("/settings/developer/api-keys/{id}");
+    let res = app.post_form(&page, &format!("{page}/rename"), &[("name", evil_text), ("description", evil_name)]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let staff = crate::support::support_user(&app).await;
+    let res = staff
+        .post_form(&format!("/support/keys/{id}"), &format!("/support/keys/{id}/revoke"), &[("reason", evil_text)])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let views: Vec<(&TestApp, String)> = vec![
+        (&app, "/settings/developer/api-keys".to_owned()),
+        (&app, page.clone()),
+        (&app, format!("{page}/roll")),
+        (&app, "/settings/team/audit".to_owned()),
+        (&app, "/settings/team".to_owned()),
+        (&staff, format!("/support/keys/{id}")),
+        (&staff, format!("/support/keys/{id}/revoke")),
+        (&staff, "/support?q=acme".to_owned()),
+    ];
+    for (who, path) in &views {
+        for hx in [false, true] {
+            let mut req = who.client.get(who.url(path));
+            if hx {
+                req = req.header("HX-Request", "true");
+            }
+            let html = req.send().await.unwrap().text().await.unwrap();
+            assert!(!html.contains("<script>alert") && !html.contains("<img src=x"), "{path} (htmx {hx}): markup");
+        }
+    }
+}
+both!(names_descriptions_and_reasons_render_as_text_never_as_markup);
+
+async fn form_scopes(who: &TestApp, fields: &[(&str, &str)]) -> (StatusCode, Vec<Vec<String>>) {
+    let res = who.post_form("/settings/developer/api-keys", "/settings/developer/api-keys", fields).await;
+    let status = res.status();
+    let list: Value = who.get("/api/v1/api-keys?limit=100").await.json().await.unwrap();
+    let scopes = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["scopes"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect())
+        .collect();
+    (status, scopes)
+}
+
+async fn the_scope_picker_never_grants_beyond_the_role_nor_admin_unasked(app: TestApp) {
+    app.owner_session().await;
+    let dev = member(&app, "dev@acme.test", "developer").await;
+    // Full access for a developer: the developer's ceiling, never admin.
+    let (status, keys) = form_scopes(&dev, &[("name", "dev full"), ("preset", "full")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(keys.len(), 1);
+    assert!(!keys[0].iter().any(|s| s == "admin"), "{keys:?}");
+    // Beyond the ceiling or contradicting itself, however submitted: refused,
+    // nothing created.
+    for fields in [
+        vec![("name", "a"), ("preset", "custom"), ("scopes", "admin")],
+        vec![("name", "b"), ("scopes", "admin")],
+        vec![("name", "c"), ("preset", "full"), ("scopes", "admin")],
+        vec![("name", "d"), ("preset", "read_only"), ("scopes", "api_keys:write")],
+        vec![("name", "e"), ("preset", "everything"), ("scopes", "templates:read")],
+        vec![("name", "f"), ("preset", "custom"), ("scopes", "not:a-scope")],
+    ] {
+        let (status, keys) = form_scopes(&dev, &fields).await;
+        assert!(status.is_client_error(), "{fields:?} → {status}");
+        assert_eq!(keys.len(), 1, "{fields:?} created a key");
+    }
+    // A preview never creates, whatever else it carries.
+    let (status, keys) = form_scopes(&dev, &[("name", "g"), ("preset", "full"), ("intent", "preview")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(keys.len(), 1);
+    // The owner's Full access has no admin; admin only when ticked alone in Custom.
+    let (_, keys) = form_scopes(&app, &[("name", "owner full"), ("preset", "full")]).await;
+    assert!(keys.iter().all(|k| !k.contains(&"admin".to_owned())), "{keys:?}");
+    let _ = DEV_PASSWORD;
+}
+both!(the_scope_picker_never_grants_beyond_the_role_nor_admin_unasked);
+
+async fn a_whole_secret_never_reaches_an_address_or_a_page(app: TestApp) {
+    app.owner_session().await;
+    let key = create_key(&app, json!({"name": "Leaky", "scopes": ["templates:read"]})).await;
+    let secret = key["key"].as_str().unwrap();
+    // The keys list search: refused, dropped from the address, not echoed.
+    let res = app.get(&format!("/settings/developer/api-keys?q={secret}")).await;
+    let location = crate::helpers::location(&res);
+    assert!(res.status().is_redirection() && !location.contains(secret), "{location}");
+    assert!(!app.get_html(&location).await.contains(secret));
+    let res = app.get(&format!("/settings/developer/api-keys?q=prefix%20{secret}")).await;
+    assert!(!crate::helpers::location(&res).contains(secret));
+    // Support: by POST only; a GET is refused without echo.
+    let staff = crate::support::support_user(&app).await;
+    let res = staff.get(&format!("/support?q={secret}")).await;
+    assert!(res.status().is_client_error());
+    assert!(!res.text().await.unwrap().contains(secret));
+    let res = staff.post_form("/support", "/support/search", &[("q", secret)]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().get("location").is_none());
+    assert_eq!(res.headers().get("cache-control").unwrap(), "no-store");
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Leaky") && !html.contains(secret), "found by hash, never echoed");
+    // Without the CSRF token the search is refused.
+    let res = staff.client.post(staff.url("/support/search")).form(&[("q", secret)]).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}
+both!(a_whole_secret_never_reaches_an_address_or_a_page);
