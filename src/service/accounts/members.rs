@@ -238,13 +238,7 @@ pub fn remove_member(
 ) -> Result<()> {
     let team_id = member.team_id.as_str();
     crate::store::transaction(conn, |conn| {
-        let current = target_role(conn, member, user_id, None)?;
-        ensure_not_last_owner(
-            conn,
-            team_id,
-            current,
-            "A team needs at least one owner: the last owner cannot be removed.",
-        )?;
+        let current = removable_role(conn, member, user_id)?;
         Membership::delete(conn, team_id, user_id)?;
         let ended = SessionRow::delete_for_user(conn, user_id)?;
         let tokens = OauthToken::revoke_for_member(conn, team_id, user_id, at)?;
@@ -353,17 +347,24 @@ pub struct RemovalPreview {
     pub sessions: usize,
 }
 
+/// The role of a member `member` may remove: who may remove whom, and never
+/// the last owner (the rules of [`remove_member`] and [`removal_preview`]).
+fn removable_role(conn: &mut DbConn, member: &TeamRole, user_id: &str) -> Result<Role> {
+    let current = target_role(conn, member, user_id, None)?;
+    ensure_not_last_owner(
+        conn,
+        member.team_id.as_str(),
+        current,
+        "A team needs at least one owner: the last owner cannot be removed.",
+    )?;
+    Ok(current)
+}
+
 /// The removal [`remove_member`] would make, checked by the same rules (who
 /// may remove whom, never the last owner), without changing anything.
 pub fn removal_preview(conn: &mut DbConn, member: &TeamRole, user_id: &str, at: i64) -> Result<RemovalPreview> {
     let team_id = member.team_id.as_str();
-    let current = target_role(conn, member, user_id, None)?;
-    ensure_not_last_owner(
-        conn,
-        team_id,
-        current,
-        "A team needs at least one owner: the last owner cannot be removed.",
-    )?;
+    let current = removable_role(conn, member, user_id)?;
     let user = User::find(conn, user_id)?.ok_or(Error::NotFound)?;
     Ok(RemovalPreview {
         email: user.email,
