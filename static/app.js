@@ -79,7 +79,11 @@ document.addEventListener("htmx:afterSwap", function (event) {
     dialog.addEventListener("close", function () {
       var back = latchkeyOpener;
       dialog.remove();
-      if (back && document.body.contains(back)) back.focus();
+      if (!back || !document.body.contains(back)) return;
+      // A button inside a closed action menu cannot take focus: its menu can.
+      var menu = back.closest("details.menu");
+      if (menu && !menu.open) back = menu.querySelector("summary") || back;
+      back.focus();
     });
     dialog.showModal();
     var first = dialog.querySelector("select, textarea, input:not([type=hidden])") || dialog.querySelector("[data-confirm-submit]");

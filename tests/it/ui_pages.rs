@@ -241,3 +241,82 @@ async fn follow(app: &TestApp, path: &str) -> (String, String) {
     }
     panic!("GET {path}: too many redirects");
 }
+
+/// Every destructive action on every page asks in a modal dialog that names
+/// what will happen; Escape closes it, nothing changes, and focus returns to
+/// the button. At both sizes, with axe-core on the open dialog.
+#[tokio::test]
+async fn every_destructive_action_asks_in_a_dialog_at_both_sizes() {
+    let Some(browser) = Browser::start().await else { return };
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let (key, client_id, _invite) = lived_in(&app).await;
+    // Something for the security page to offer: another session and an authorized app.
+    let elsewhere = app.other_client();
+    assert!(elsewhere.login(OWNER_EMAIL, OWNER_PASSWORD).await.status().is_redirection());
+    let consent = format!(
+        "/oauth/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope=templates:read&state=s",
+        latchkey::web::auth::url_encode(crate::oauth::REDIRECT)
+    );
+    crate::oauth::authorize(&app, &app.url(&consent), true).await;
+
+    browser.goto(&app.url("/login")).await;
+    browser.sign_in(OWNER_EMAIL, OWNER_PASSWORD, "Team · Latchkey").await;
+    let pages = [
+        ("keys", "/settings/developer/api-keys".to_owned()),
+        ("key", format!("/settings/developer/api-keys/{key}")),
+        ("team", "/settings/team".to_owned()),
+        ("security", "/settings/security".to_owned()),
+        ("oauth-app", format!("/settings/developer/oauth-apps/{client_id}")),
+    ];
+    let mut problems = Vec::new();
+    let mut seen = 0;
+    for (size, label) in [(LAPTOP, "laptop"), (PHONE, "phone")] {
+        browser.resize(size).await;
+        for (name, path) in &pages {
+            browser.goto(&app.url(path)).await;
+            browser.wait_ready().await;
+            let count = browser.script("return document.querySelectorAll('[data-opens-dialog]').length").await;
+            let count = count.as_u64().unwrap_or(0).min(6);
+            assert!(count > 0, "{name}: no destructive action offered");
+            for i in 0..count {
+                let opener = format!("document.querySelectorAll('[data-opens-dialog]')[{i}]");
+                let id = browser.script(&format!("return {opener}.id")).await;
+                let id = id.as_str().unwrap_or_default().to_owned();
+                assert!(!id.is_empty(), "{name}: opener {i} has an id");
+                // Open it the way a person does: menus first.
+                browser
+                    .script(&format!("var o = {opener}; var m = o.closest('details.menu'); if (m) m.open = true; o.focus(); o.click();"))
+                    .await;
+                browser.wait_for("dialog[open]").await;
+                browser.wait_ready().await;
+                let what = browser.text("dialog[open]").await;
+                assert!(
+                    what.contains("Cancel") && what.len() > 40,
+                    "{name}/{id}: the dialog says what happens: {what}"
+                );
+                assert_eq!(
+                    browser.script("return document.activeElement.closest('dialog[open]') !== null").await,
+                    json!(true),
+                    "{name}/{id}: focus moves into the dialog"
+                );
+                problems.extend(browser.page_problems(&format!("dialog-{name}-{id}-{label}")).await);
+                browser.press("\u{E00C}").await;
+                browser.wait_gone("dialog[open]").await;
+                // Focus returns to the button, or to its action menu's summary.
+                let back = browser
+                    .script(&format!(
+                        "var o = {opener}; var m = o.closest('details.menu'); var a = document.activeElement;\
+                         return a === o || (m !== null && a === m.querySelector('summary'));"
+                    ))
+                    .await;
+                assert_eq!(back, json!(true), "{name}/{id}: focus returns to the button");
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 14, "only {seen} dialogs seen");
+    // Nothing changed: the keys, the other session and the app are all there.
+    assert!(elsewhere.get("/settings/team").await.status().is_success());
+    browser.quit().await;
+    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+}
