@@ -74,12 +74,16 @@ pub fn search(conn: &mut DbConn, hasher: &Keys, prefix: &str, raw: &str, via: Vi
         )));
     }
     let mut out = SearchResults::default();
-    if codec::parse(q).is_some() {
+    // A whole key, alone or with words and punctuation around it (pasted from
+    // an email or a chat), is looked up by its hash and never searched as text.
+    if codec::looks_like_a_whole_key(q) {
         if via == Via::Address {
             return Err(Error::Invalid(FieldErrors::single("q", WHOLE_KEY_IN_ADDRESS)));
         }
         out.whole_key = true;
-        out.keys = ApiKey::find_by_hash(conn, &hasher.token_hash(q))?.into_iter().filter(visible).collect();
+        if let Some(key) = codec::embedded(q) {
+            out.keys = ApiKey::find_by_hash(conn, &hasher.token_hash(key))?.into_iter().filter(visible).collect();
+        }
         return Ok(out);
     }
     let display = q.trim_end_matches(['…', '.']);

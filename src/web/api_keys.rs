@@ -159,6 +159,12 @@ struct DetailPage {
     errors: FieldErrors,
 }
 
+/// How a key's history reads to `role`: the audit log's readers see where
+/// each action came from; developers and viewers see when, who and what.
+fn history_reader(role: crate::domain::Role) -> super::audit::Viewer {
+    if crate::service::policy::may_read_audit(role) { super::audit::Viewer::Team } else { super::audit::Viewer::Member }
+}
+
 /// The signed-in member as the key service sees them.
 fn caller(user: &CurrentUser) -> Result<KeyCaller, AppError> {
     let (team, role) = user.team()?;
@@ -203,15 +209,6 @@ fn filters() -> Vec<(&'static str, &'static str)> {
     std::iter::once(("all", "All")).chain(KeyStatus::ALL.iter().map(|s| (s.as_str(), s.label()))).collect()
 }
 
-/// Whether a search term is (or contains) what looks like a whole key: never
-/// searched for, echoed or kept in a URL here.
-fn looks_like_a_whole_key(q: &str) -> bool {
-    q.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|word| {
-        let body = word.rsplit_once('_').map_or(word, |(_, b)| b);
-        codec::parse(word).is_some() || body.len() >= codec::RANDOM_LEN
-    })
-}
-
 async fn page<'a>(
     state: &'a State,
     user: &CurrentUser,
@@ -223,7 +220,7 @@ async fn page<'a>(
     let filter = parse_filter(query.status.as_deref())?;
     let after = parse_cursor(query.cursor.as_deref())?;
     let mut q = query.q.as_deref().unwrap_or("").trim().chars().take(100).collect::<String>();
-    if looks_like_a_whole_key(&q) || query.refused.as_deref() == Some("whole-key") {
+    if codec::looks_like_a_whole_key(&q) || query.refused.as_deref() == Some("whole-key") {
         q.clear();
         errors.add(
             "q",
@@ -268,13 +265,20 @@ async fn page<'a>(
 }
 
 pub async fn index(state: State, user: CurrentUser, query: web::Query<IndexQuery>) -> Result<HttpResponse, AppError> {
-    if query.q.as_deref().is_some_and(looks_like_a_whole_key) {
+    if query.q.as_deref().is_some_and(codec::looks_like_a_whole_key) {
         // Out of the address bar (and so history) at once: the page says why.
         let status = query.status.as_deref().filter(|s| !s.is_empty()).unwrap_or("all");
         let to = format!("{BASE}?status={}&refused=whole-key", super::auth::url_encode(status));
         return Ok(redirect(&to));
     }
     let form = CreateForm { expires_in_days: "90".into(), preset: "custom".into(), ..CreateForm::default() };
+    if query.q.as_deref().is_some_and(|q| q.chars().any(char::is_control)) {
+        // Not searched (a NUL byte is not even text to PostgreSQL), not echoed.
+        let query = IndexQuery { q: None, ..query.into_inner() };
+        let errors =
+            FieldErrors::single("q", "Search by a name or the key's first characters, without control characters.");
+        return render(StatusCode::UNPROCESSABLE_ENTITY, &page(&state, &user, &query, form, errors).await?);
+    }
     render(StatusCode::OK, &page(&state, &user, &query, form, FieldErrors::default()).await?)
 }
 
@@ -544,7 +548,7 @@ async fn detail_page(state: &State, user: &CurrentUser, id: &KeyId, notice: Noti
         bars,
         total,
         peak,
-        event_lines: super::audit::sentences(d.events, &names, super::audit::Viewer::Team, at),
+        event_lines: super::audit::sentences(d.events, &names, history_reader(role), at),
         notice,
         rename_name: d.key.name.clone(),
         rename_description: d.key.description.clone(),

@@ -138,10 +138,27 @@ pub async fn logout_reload() -> HttpResponse {
     super::page::redirect("/")
 }
 
-pub async fn logout(state: State, user: Option<CurrentUser>, session: TypedSession) -> Result<HttpResponse, AppError> {
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct LogoutForm {
+    /// Where to go after signing in again (a same-site path), e.g. the OAuth
+    /// request whose consent screen said "Not you?".
+    next: Option<String>,
+}
+
+pub async fn logout(
+    state: State,
+    user: Option<CurrentUser>,
+    session: TypedSession,
+    form: Option<web::Form<LogoutForm>>,
+) -> Result<HttpResponse, AppError> {
     if let Some(user) = user {
         state.login_service().logout(&user.actor, &user.ctx).await?;
     }
     session.purge();
-    Ok(redirect("/login"))
+    // A sign-out without a form body (a script with the CSRF header) is fine.
+    match safe_next(form.as_ref().and_then(|f| f.next.as_deref())) {
+        next if next == "/" => Ok(redirect("/login")),
+        next => Ok(redirect(&format!("/login?next={}", super::auth::url_encode(&next)))),
+    }
 }

@@ -76,6 +76,8 @@ struct ConsentPage {
     scopes: Vec<(String, String)>,
     consent_token: String,
     redirect_host: String,
+    /// This authorization request, to come back to after "Not you?".
+    again: Option<String>,
 }
 
 /// Plain words for a scope (shared with the key form's scope picker).
@@ -149,7 +151,13 @@ fn respond(
         (Authorization::Redirect(location), _) => {
             Ok(HttpResponse::SeeOther().insert_header((LOCATION, location)).finish())
         }
-        (Authorization::Consent(prompt), Some(user)) => consent_page(user, *prompt, now),
+        (Authorization::Consent(prompt), Some(user)) => {
+            // "Not you?" signs out and comes back to this same request.
+            let again = (req.method() == actix_web::http::Method::GET)
+                .then(|| req.uri().path_and_query().map(|pq| pq.as_str().to_owned()))
+                .flatten();
+            consent_page(user, *prompt, now, again)
+        }
         (Authorization::SignIn | Authorization::Consent(_), _) => {
             let here = req.uri().path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_default();
             Ok(HttpResponse::SeeOther()
@@ -166,7 +174,12 @@ fn error_page(message: &str) -> Result<HttpResponse, AppError> {
 }
 
 /// The consent page; its request waits in the session.
-fn consent_page(user: &CurrentUser, prompt: ConsentPrompt, now: i64) -> Result<HttpResponse, AppError> {
+fn consent_page(
+    user: &CurrentUser,
+    prompt: ConsentPrompt,
+    now: i64,
+    again: Option<String>,
+) -> Result<HttpResponse, AppError> {
     user.session.insert(PENDING, &prompt.pending)?;
     let origin = prompt.redirect_origin;
     let redirect_host = origin.split_once("://").map_or(origin.as_str(), |(_, host)| host).to_owned();
@@ -183,6 +196,7 @@ fn consent_page(user: &CurrentUser, prompt: ConsentPrompt, now: i64) -> Result<H
         scopes: prompt.scopes.iter().map(|s| (s.clone(), describe(s))).collect(),
         consent_token: prompt.token,
         redirect_host,
+        again,
     };
     let mut res = render(StatusCode::OK, &page)?;
     // The approve form redirects to the app: allow that one origin as a form target.

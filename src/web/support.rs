@@ -115,7 +115,7 @@ impl SearchPage {
 
     fn refused(mut self, errors: FieldErrors) -> Self {
         // A whole key, or anything that looks like one, is never echoed.
-        if codec::parse(self.q.trim()).is_some() {
+        if codec::looks_like_a_whole_key(&self.q) {
             self.q = String::new();
         }
         self.q.truncate(self.q.char_indices().nth(support::MAX_QUERY).map_or(self.q.len(), |(i, _)| i));

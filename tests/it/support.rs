@@ -88,7 +88,7 @@ async fn support_finds_keys_by_prefix_whole_key_team_and_email(app: TestApp) {
     assert!(!by_key.contains(&secret), "the pasted key is not echoed");
     let unknown = latchkey::service::keys::codec::generate("lk").unwrap();
     let res = staff.post_form("/support", "/support/search", &[("q", &unknown)]).await;
-    assert!(res.text().await.unwrap().contains("not one of ours"));
+    assert!(res.text().await.unwrap().contains("No key of ours matches what you pasted"));
     let by_team = staff.get_html("/support?q=acm").await;
     let team_link = attr_after(&by_team, r#"<li><a href="/support/teams/"#).unwrap();
     let by_email = staff.get_html("/support?q=owner%40").await;

@@ -44,6 +44,27 @@ pub struct Parsed<'a> {
     pub display: &'a str,
 }
 
+/// The words of a pasted text (a key sits between punctuation, quotes or spaces).
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| !w.is_empty())
+}
+
+/// The first word of `text` that is a whole, well-formed key: a key pasted
+/// with words or punctuation around it ("key: lk_….").
+pub fn embedded(text: &str) -> Option<&str> {
+    words(text).find(|w| parse(w).is_some())
+}
+
+/// Whether `text` holds what looks like a whole secret: a well-formed key, or
+/// a word whose random part is as long as one (a mistyped or cut secret is
+/// still a secret). Searches refuse such text in addresses and never echo it.
+pub fn looks_like_a_whole_key(text: &str) -> bool {
+    words(text).any(|word| {
+        let body = word.rsplit_once('_').map_or(word, |(_, b)| b);
+        parse(word).is_some() || body.len() >= RANDOM_LEN
+    })
+}
+
 /// Checks shape and checksum; `None` for anything malformed.
 pub fn parse(key: &str) -> Option<Parsed<'_>> {
     let (prefix, body) = key.split_once('_')?;

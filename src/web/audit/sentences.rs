@@ -12,11 +12,29 @@ use crate::domain::{AuditAction, Role};
 use crate::service::audit::{ObjectKind, ObjectNames};
 use crate::store::models::AuditEvent;
 
-/// Who reads the events: links go to the team's pages or to the console's.
+/// Who reads the events: links go to the team's pages or to the console's,
+/// and only readers of the audit log see where an action came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Viewer {
+    /// A team's owner or admin (the audit log's readers): addresses, devices
+    /// and details, except where support acted (the team reads only
+    /// "Latchkey support", never the person nor their address).
     Team,
+    /// A developer or viewer (a key's history): when, who and what only.
+    Member,
+    /// Support staff: everything.
     Support,
+}
+
+impl Viewer {
+    /// Whether this reader sees the address, device and details of `e`.
+    fn sees_origin(self, e: &AuditEvent) -> bool {
+        match self {
+            Viewer::Support => true,
+            Viewer::Team => e.actor_label != crate::service::audit::SUPPORT_LABEL,
+            Viewer::Member => false,
+        }
+    }
 }
 
 /// The object a sentence names: "*Billing worker* (lk_7iRm…)".
@@ -85,6 +103,7 @@ fn sentence(e: AuditEvent, names: &ObjectNames, viewer: Viewer, now: i64) -> Eve
     if let Some(n) = details.get("repeated").and_then(Value::as_u64).filter(|n| *n > 0) {
         after.push_str(&format!(", and {n} more time{} after that", if n == 1 { "" } else { "s" }));
     }
+    let origin = viewer.sees_origin(&e);
     let actor_href = match (viewer, e.actor_id.as_deref()) {
         (Viewer::Support, Some(id)) => Some(format!("/support/users/{id}")),
         _ => None,
@@ -97,9 +116,13 @@ fn sentence(e: AuditEvent, names: &ObjectNames, viewer: Viewer, now: i64) -> Eve
         object,
         after,
         when: When::at(e.created_at, now),
-        ip: e.ip.clone().unwrap_or_default(),
-        device: e.user_agent.as_deref().filter(|ua| !ua.trim().is_empty()).map(format::device).unwrap_or_default(),
-        details: detail_list(&details, names, now),
+        ip: if origin { e.ip.clone().unwrap_or_default() } else { String::new() },
+        device: if origin {
+            e.user_agent.as_deref().filter(|ua| !ua.trim().is_empty()).map(format::device).unwrap_or_default()
+        } else {
+            String::new()
+        },
+        details: if viewer == Viewer::Member { Vec::new() } else { detail_list(&details, names, now) },
         action: e.action,
     }
 }
@@ -117,15 +140,15 @@ fn object_ref(e: &AuditEvent, details: &Value, names: &ObjectNames, viewer: View
         (None, _) => recorded("name").unwrap_or_else(|| "(no longer exists)".into()),
     };
     let href = named.and_then(|n| match (kind?, viewer) {
-        (ObjectKind::ApiKey, Viewer::Team) => Some(format!("/settings/developer/api-keys/{id}")),
+        (ObjectKind::ApiKey, Viewer::Team | Viewer::Member) => Some(format!("/settings/developer/api-keys/{id}")),
         (ObjectKind::ApiKey, Viewer::Support) => Some(format!("/support/keys/{id}")),
-        (ObjectKind::OauthApp, Viewer::Team) => Some(format!("/settings/developer/oauth-apps/{id}")),
+        (ObjectKind::OauthApp, Viewer::Team | Viewer::Member) => Some(format!("/settings/developer/oauth-apps/{id}")),
         (ObjectKind::OauthApp, Viewer::Support) => n.team_id.as_ref().map(|t| format!("/support/teams/{t}")),
-        (ObjectKind::User, Viewer::Team) => {
+        (ObjectKind::User, Viewer::Team | Viewer::Member) => {
             (n.team_id.is_some() && n.team_id == e.team_id).then(|| "/settings/team".to_owned())
         }
         (ObjectKind::User, Viewer::Support) => Some(format!("/support/users/{id}")),
-        (ObjectKind::Team, Viewer::Team) => Some("/settings/team".into()),
+        (ObjectKind::Team, Viewer::Team | Viewer::Member) => Some("/settings/team".into()),
         (ObjectKind::Team, Viewer::Support) => Some(format!("/support/teams/{id}")),
         (ObjectKind::Invite, _) => None,
     });

@@ -204,3 +204,88 @@ async fn a_whole_secret_never_reaches_an_address_or_a_page(app: TestApp) {
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }
 both!(a_whole_secret_never_reaches_an_address_or_a_page);
+
+async fn a_key_history_shows_where_actions_came_from_only_to_audit_readers(app: TestApp) {
+    app.owner_session().await;
+    let dev = member(&app, "dev@acme.test", "developer").await;
+    let key = create_key(&dev, json!({"name": "Dev key", "scopes": ["templates:read"]})).await;
+    let id = key["id"].as_str().unwrap();
+    let staff = crate::support::support_user(&app).await;
+    let res = staff
+        .post_form(&format!("/support/keys/{id}"), &format!("/support/keys/{id}/revoke"), &[("reason", "leaked")])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = format!("/settings/developer/api-keys/{id}");
+    // A developer (not an audit reader): when, who and what — no address,
+    // device or details, for their own action as for support's.
+    let html = dev.get_html(&page).await;
+    assert!(html.contains("created key") && html.contains("Latchkey support"), "{html}");
+    assert!(!html.contains("event-ip") && !html.contains("event-device") && !html.contains("event-details"), "{html}");
+    // The owner: the developer's address, never support's.
+    let html = app.get_html(&page).await;
+    assert_eq!(html.matches("class=\"event-ip\"").count(), 1, "{html}");
+    let audit = app.get_html("/settings/team/audit").await;
+    let support_event = &audit[audit.find("data-action=\"api_key.revoked_by_support\"").unwrap()..];
+    let support_event = &support_event[..support_event.find("</li>").unwrap()];
+    assert!(!support_event.contains("event-ip") && !support_event.contains("event-device"), "{support_event}");
+    // Support sees everything.
+    let html = staff.get_html(&format!("/support/keys/{id}")).await;
+    assert_eq!(html.matches("class=\"event-ip\"").count(), 2);
+    let _ = DEV_PASSWORD;
+}
+both!(a_key_history_shows_where_actions_came_from_only_to_audit_readers);
+
+async fn a_key_pasted_with_words_around_it_is_found_by_hash_and_never_echoed(app: TestApp) {
+    app.owner_session().await;
+    let key = create_key(&app, json!({"name": "Pasted", "scopes": ["templates:read"]})).await;
+    let secret = key["key"].as_str().unwrap();
+    let staff = crate::support::support_user(&app).await;
+    for pasted in [format!("{secret}."), format!("key: {secret}"), format!("\"{secret}\""), format!("<{secret}>")] {
+        let res = staff.post_form("/support", "/support/search", &[("q", &pasted)]).await;
+        assert_eq!(res.status(), StatusCode::OK, "{pasted}");
+        let html = res.text().await.unwrap();
+        assert!(html.contains("Pasted") && !html.contains(secret), "{pasted}: found, not echoed");
+        let res = staff.get(&format!("/support?q={}", latchkey::web::auth::url_encode(&pasted))).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{pasted}");
+        assert!(!res.text().await.unwrap().contains(secret), "{pasted}: refused without echo");
+    }
+    // A secret-length word that is not a valid key is not searched as text either.
+    let fake = format!("lk_{}", "A".repeat(36));
+    let html = staff.post_form("/support", "/support/search", &[("q", &fake)]).await.text().await.unwrap();
+    assert!(!html.contains(&fake));
+}
+both!(a_key_pasted_with_words_around_it_is_found_by_hash_and_never_echoed);
+
+async fn control_characters_in_the_key_search_are_a_field_error(app: TestApp) {
+    app.owner_session().await;
+    create_key(&app, json!({"name": "One", "scopes": ["templates:read"]})).await;
+    for q in ["%00", "a%00b", "%1b%5B31m"] {
+        let res = app.get(&format!("/settings/developer/api-keys?q={q}")).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{q}");
+        assert!(res.text().await.unwrap().contains(r#"id="q-error""#), "{q}");
+    }
+}
+both!(control_characters_in_the_key_search_are_a_field_error);
+
+async fn not_you_on_the_consent_screen_signs_out_and_comes_back_to_the_request(app: TestApp) {
+    app.owner_session().await;
+    let registered = crate::oauth::register(&app, "confidential", crate::oauth::REDIRECT, &["templates:read"]).await;
+    let request = format!(
+        "/oauth/authorize?response_type=code&client_id={}&redirect_uri={}&scope=templates:read&state=s",
+        registered.client_id,
+        latchkey::web::auth::url_encode(crate::oauth::REDIRECT)
+    );
+    let html = app.get_html(&request).await;
+    assert!(html.contains(r#"id="switch-account""#), "{html}");
+    let next = crate::helpers::attr_after(&html, r#"name="next" value=""#).unwrap();
+    let res = app.post_form(&request, "/logout", &[("next", &next.replace("&amp;", "&"))]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let to = crate::helpers::location(&res);
+    assert!(to.starts_with("/login?next=%2Foauth%2Fauthorize"), "{to}");
+    assert!(app.get("/settings/team").await.status().is_redirection(), "signed out");
+    // Never an open redirect.
+    app.login(OWNER_EMAIL, crate::helpers::OWNER_PASSWORD).await;
+    let res = app.post_form("/settings/team", "/logout", &[("next", "https://evil.example/")]).await;
+    assert_eq!(crate::helpers::location(&res), "/login");
+}
+both!(not_you_on_the_consent_screen_signs_out_and_comes_back_to_the_request);
