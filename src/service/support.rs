@@ -82,7 +82,7 @@ pub fn search(conn: &mut DbConn, hasher: &Keys, prefix: &str, raw: &str, via: Vi
         }
         out.whole_key = true;
         if let Some(key) = codec::embedded(q) {
-            out.keys = ApiKey::find_by_hash(conn, &hasher.token_hash(key))?.into_iter().filter(visible).collect();
+            out.keys = ApiKey::find_by_hash(conn, &hasher.token_hash(&key))?.into_iter().filter(visible).collect();
         }
         return Ok(out);
     }

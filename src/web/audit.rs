@@ -109,9 +109,12 @@ fn cell(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-fn csv(events: &[AuditEvent]) -> String {
+/// The log as CSV. A team's export, like its pages, never carries where
+/// support staff acted from (`support` = the reader is support).
+fn csv(events: &[AuditEvent], support: bool) -> String {
     let mut out = String::from("id,time,actor,action,object_type,object_id,ip,user_agent,details\n");
     for e in events {
+        let origin = support || e.actor_label != crate::service::audit::SUPPORT_LABEL;
         let row = [
             e.id.to_string(),
             format::rfc3339(e.created_at),
@@ -119,8 +122,8 @@ fn csv(events: &[AuditEvent]) -> String {
             e.action.clone(),
             e.object_type.clone().unwrap_or_default(),
             e.object_id.clone().unwrap_or_default(),
-            e.ip.clone().unwrap_or_default(),
-            e.user_agent.clone().unwrap_or_default(),
+            if origin { e.ip.clone().unwrap_or_default() } else { String::new() },
+            if origin { e.user_agent.clone().unwrap_or_default() } else { String::new() },
             e.details.clone(),
         ];
         out.push_str(&row.iter().map(|c| cell(c)).collect::<Vec<_>>().join(","));
@@ -145,7 +148,7 @@ pub async fn view(
     let format = if query.format == "csv" { LogFormat::Csv } else { LogFormat::Page };
     let log = state.audit_service().team_log(reader, filter(query), format).await?;
     if format == LogFormat::Csv {
-        return Ok(csv_response(&log));
+        return Ok(csv_response(&log, support));
     }
     let status = if log.errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     render(
@@ -154,13 +157,13 @@ pub async fn view(
     )
 }
 
-fn csv_response(log: &TeamLog) -> HttpResponse {
+fn csv_response(log: &TeamLog, support: bool) -> HttpResponse {
     let name = format!("attachment; filename=\"audit-{}-{}.csv\"", log.team_id, format::date(log.at));
     HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
         .insert_header((CONTENT_DISPOSITION, name))
         .insert_header((CACHE_CONTROL, "no-store"))
-        .body(csv(&log.events))
+        .body(csv(&log.events, support))
 }
 
 fn page(layout: Layout, log: TeamLog, base: &str, query: &AuditQuery, team_page: Option<String>) -> AuditPage {

@@ -49,20 +49,46 @@ fn words(text: &str) -> impl Iterator<Item = &str> {
     text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| !w.is_empty())
 }
 
-/// The first word of `text` that is a whole, well-formed key: a key pasted
-/// with words or punctuation around it ("key: lk_….").
-pub fn embedded(text: &str) -> Option<&str> {
-    words(text).find(|w| parse(w).is_some())
+/// The ways a pasted secret may be disguised: invisible format characters
+/// (zero-width spaces and joiners, soft hyphens, direction marks, byte-order
+/// marks) removed; and, besides, spaces, line breaks and dashes removed too
+/// (a key wrapped over two lines, or cut by a hyphen).
+fn readings(text: &str) -> [String; 2] {
+    let invisible = |c: &char| matches!(*c, '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}');
+    let visible: String = text.chars().filter(|c| !invisible(c)).collect();
+    let joined: String =
+        visible.chars().filter(|c| !(c.is_whitespace() || matches!(*c, '-' | '‐' | '‑' | '–'))).collect();
+    [visible, joined]
 }
 
-/// Whether `text` holds what looks like a whole secret: a well-formed key, or
-/// a word whose random part is as long as one (a mistyped or cut secret is
-/// still a secret). Searches refuse such text in addresses and never echo it.
-pub fn looks_like_a_whole_key(text: &str) -> bool {
-    words(text).any(|word| {
-        let body = word.rsplit_once('_').map_or(word, |(_, b)| b);
-        parse(word).is_some() || body.len() >= RANDOM_LEN
+/// Whether `word` has a key's shape: a prefix, `_`, and more random characters
+/// than a display prefix shows (part of a secret is still a secret).
+fn key_shaped(word: &str) -> bool {
+    word.split_once('_').is_some_and(|(prefix, body)| {
+        !prefix.is_empty()
+            && prefix.len() <= 16
+            && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && body.len() > DISPLAY_LEN
+            && body.bytes().all(|b| b.is_ascii_alphanumeric())
     })
+}
+
+/// The first whole, well-formed key in `text`: a key pasted with words,
+/// punctuation, invisible characters or line breaks around or inside it.
+pub fn embedded(text: &str) -> Option<String> {
+    readings(text).into_iter().find_map(|t| words(&t).find(|w| parse(w).is_some()).map(str::to_owned))
+}
+
+/// Whether `text` holds what looks like a secret, whole or in part: a
+/// well-formed key, a key-shaped word longer than a display prefix, or a
+/// word as long as a key's random part — also once invisible characters,
+/// spaces and dashes are taken out. Searches refuse such text in addresses
+/// and never echo it.
+pub fn looks_like_a_whole_key(text: &str) -> bool {
+    let [visible, joined] = readings(text);
+    let long_body = |w: &str| w.rsplit_once('_').map_or(w, |(_, body)| body).len() >= RANDOM_LEN;
+    words(&visible).any(|w| parse(w).is_some() || key_shaped(w) || long_body(w))
+        || words(&joined).any(|w| parse(w).is_some() || key_shaped(w))
 }
 
 /// Checks shape and checksum; `None` for anything malformed.
@@ -90,6 +116,39 @@ pub fn display(prefix: &str, key_prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pasted_secret_is_recognised_however_it_is_disguised() {
+        let key = generate("lk").unwrap();
+        let (head, tail) = key.split_at(20);
+        for pasted in [
+            key.clone(),
+            format!("key: {key}."),
+            format!("“{key}”"),
+            format!("{head}\u{00AD}{tail}"),
+            format!("{head}\u{200B}{tail}"),
+            key.chars().map(|c| format!("{c}\u{200D}")).collect::<String>(),
+            format!("{head} {tail}"),
+            format!("{head}-{tail}"),
+            format!("{head}\n{tail}"),
+        ] {
+            assert!(looks_like_a_whole_key(&pasted), "{pasted:?}");
+            assert_eq!(embedded(&pasted).as_deref(), Some(key.as_str()), "{pasted:?}");
+        }
+        // Part of a secret is still a secret; an uppercase copy too.
+        assert!(looks_like_a_whole_key(&key[..3 + 29]));
+        assert!(looks_like_a_whole_key(&key.to_uppercase()));
+        // What people search for is not.
+        for q in [
+            "lk_a1b2c3d4",
+            "lk_a1b2c3d4…",
+            "Acme Rockets",
+            "owner@acme.test",
+            "Production billing reconciliation worker",
+        ] {
+            assert!(!looks_like_a_whole_key(q), "{q}");
+        }
+    }
 
     #[test]
     fn generated_keys_have_the_documented_shape_and_parse() {

@@ -228,6 +228,11 @@ async fn a_key_history_shows_where_actions_came_from_only_to_audit_readers(app: 
     let support_event = &audit[audit.find("data-action=\"api_key.revoked_by_support\"").unwrap()..];
     let support_event = &support_event[..support_event.find("</li>").unwrap()];
     assert!(!support_event.contains("event-ip") && !support_event.contains("event-device"), "{support_event}");
+    // Nor in the CSV export.
+    let csv = app.get("/settings/team/audit?format=csv").await.text().await.unwrap();
+    let row = csv.lines().find(|l| l.contains("api_key.revoked_by_support")).unwrap();
+    assert!(!row.contains("127.0.0.1") && !row.contains("reqwest"), "{row}");
+    assert!(csv.lines().any(|l| l.contains("api_key.created") && l.contains("127.0.0.1")), "{csv}");
     // Support sees everything.
     let html = staff.get_html(&format!("/support/keys/{id}")).await;
     assert_eq!(html.matches("class=\"event-ip\"").count(), 2);
@@ -240,14 +245,28 @@ async fn a_key_pasted_with_words_around_it_is_found_by_hash_and_never_echoed(app
     let key = create_key(&app, json!({"name": "Pasted", "scopes": ["templates:read"]})).await;
     let secret = key["key"].as_str().unwrap();
     let staff = crate::support::support_user(&app).await;
-    for pasted in [format!("{secret}."), format!("key: {secret}"), format!("\"{secret}\""), format!("<{secret}>")] {
+    let (head, tail) = secret.split_at(20);
+    let joined: String = secret.chars().map(|c| format!("{c}\u{200D}")).collect();
+    for pasted in [
+        format!("{secret}."),
+        format!("key: {secret}"),
+        format!("\"{secret}\""),
+        format!("<{secret}>"),
+        format!("{head}\u{00AD}{tail}"),
+        format!("{head}\u{200B}{tail}"),
+        format!("{head} {tail}"),
+        joined,
+    ] {
         let res = staff.post_form("/support", "/support/search", &[("q", &pasted)]).await;
         assert_eq!(res.status(), StatusCode::OK, "{pasted}");
         let html = res.text().await.unwrap();
-        assert!(html.contains("Pasted") && !html.contains(secret), "{pasted}: found, not echoed");
+        assert!(
+            html.contains("Pasted") && !html.contains(secret) && !html.contains(head),
+            "{pasted}: found, not echoed"
+        );
         let res = staff.get(&format!("/support?q={}", latchkey::web::auth::url_encode(&pasted))).await;
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{pasted}");
-        assert!(!res.text().await.unwrap().contains(secret), "{pasted}: refused without echo");
+        assert!(!res.text().await.unwrap().contains(head), "{pasted}: refused without echo");
     }
     // A secret-length word that is not a valid key is not searched as text either.
     let fake = format!("lk_{}", "A".repeat(36));
