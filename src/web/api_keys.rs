@@ -43,6 +43,8 @@ pub use rows::{KeyRow, UsageBar, bars, row};
 
 const PAGE_SIZE: i64 = 25;
 const BASE: &str = "/settings/developer/api-keys";
+/// The session's note of the last create form that made a key: (submission, key id).
+const CREATED_BY_FORM: &str = "key_created_by_form";
 
 #[derive(Template)]
 #[template(path = "pages/api_keys.html")]
@@ -238,6 +240,10 @@ async fn page<'a>(
     if form.preset.is_empty() {
         form.preset = "custom".into();
     }
+    if form.submission.is_empty() || form.submission.len() > 32 {
+        form.submission = crate::service::crypto::random_base62(16)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("random: {e}")))?;
+    }
     Ok(KeysPage {
         layout: Layout::new(user, Nav::ApiKeys)?,
         rows: overview
@@ -324,9 +330,17 @@ pub async fn create(
         let view = page(&state, &user, &IndexQuery::default(), form, errors).await?;
         return Ok(pushed(render(StatusCode::OK, &view)?, hx, BASE));
     }
+    // The same filled-in form again (a reload of its reveal): the key it made.
+    let made: Option<(String, String)> = user.session.get(CREATED_BY_FORM)?;
+    if let Some((_, id)) = made.filter(|(s, _)| !form.submission.is_empty() && *s == form.submission) {
+        return Ok(redirect(&format!("{BASE}/{id}/created")));
+    }
     let draft = key_request(&form, &state.config.scopes, caller.role);
     match state.key_service().create(&caller, draft).await {
         Ok(created) => {
+            if !form.submission.is_empty() {
+                user.session.insert(CREATED_BY_FORM, (form.submission.as_str(), created.key.id.as_str()))?;
+            }
             let res = reveal(&state, &user, &created.key, created.secret, None)?;
             Ok(pushed(res, hx, &format!("{BASE}/{}/created", created.key.id)))
         }

@@ -817,3 +817,33 @@ async fn the_list_is_searchable_once_it_has_more_than_a_page(app: TestApp) {
     assert!(refused.contains(r#"id="q-error""#) && !refused.contains(&whole[3..]));
 }
 both!(the_list_is_searchable_once_it_has_more_than_a_page);
+
+/// Without JavaScript a reload of the reveal sends the same form again: it
+/// lands on the key it made ("shown once"), and makes no second key.
+async fn the_same_form_sent_again_lands_on_the_key_it_made(app: TestApp) {
+    app.owner_session().await;
+    let html = app.get_html("/settings/developer/api-keys").await;
+    let submission = crate::helpers::attr_after(&html, r#"name="submission" value=""#).unwrap();
+    let csrf = crate::helpers::csrf_from(&html);
+    let form = [
+        ("csrf_token", csrf.as_str()),
+        ("submission", submission.as_str()),
+        ("name", "Once"),
+        ("scopes", "templates:read"),
+    ];
+    let first = app.client.post(app.url("/settings/developer/api-keys")).form(&form).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let secret = crate::helpers::attr_after(&first.text().await.unwrap(), r#"<code id="secret">"#).unwrap();
+    let again = app.client.post(app.url("/settings/developer/api-keys")).form(&form).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+    let to = crate::helpers::location(&again);
+    assert!(to.ends_with("/created"), "{to}");
+    let page = app.get_html(&to).await;
+    assert!(page.contains("shown once") && page.contains("Once") && !page.contains(&secret), "{page}");
+    assert_eq!(key_names(&app).await, vec!["Once".to_owned()], "one key");
+    // A new form is a new key.
+    let res = submit_create(&app, &[("name", "Twice"), ("scopes", "templates:read")]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(key_names(&app).await.len(), 2);
+}
+both!(the_same_form_sent_again_lands_on_the_key_it_made);

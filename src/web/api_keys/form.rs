@@ -38,6 +38,10 @@ pub struct CreateForm {
     pub allowed_ips: String,
     /// `preview`: fill the boxes from the preset and say what the key would get; create nothing.
     pub intent: String,
+    /// A random token naming this filled-in form: a second submission of the
+    /// same form (a reload of the reveal, which browsers send again) lands on
+    /// the key it created, whose secret was shown once, instead of a new key.
+    pub submission: String,
 }
 
 impl CreateForm {
@@ -103,6 +107,7 @@ pub fn parse_form(pairs: Vec<(String, String)>) -> CreateForm {
             "expires_at" => form.expires_at = v,
             "allowed_ips" => form.allowed_ips = v,
             "intent" => form.intent = v,
+            "submission" => form.submission = v,
             _ => {}
         }
     }
