@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::api_keys_api::{parse_cursor, parse_filter};
 use super::auth::{CurrentUser, flash, id_param};
 use super::confirm::{self, Confirm, Field};
-use super::htmx::HxRequest;
+use super::htmx::{HxRequest, push_url};
 use super::page::{Layout, Nav, redirect, render};
 use super::{AppState, State, format};
 use crate::domain::{KeyId, KeyStatus, PlainSecret, TeamId};
@@ -186,16 +186,6 @@ fn bad_request(e: services::Error) -> AppError {
     }
 }
 
-/// A rendered page whose address bar should read `url` (htmx pushes it).
-fn pushed(mut res: HttpResponse, hx: HxRequest, url: &str) -> HttpResponse {
-    if hx.is_htmx()
-        && let Ok(v) = actix_web::http::header::HeaderValue::from_str(url)
-    {
-        res.headers_mut().insert(actix_web::http::header::HeaderName::from_static("hx-push-url"), v);
-    }
-    res
-}
-
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct IndexQuery {
@@ -328,7 +318,7 @@ pub async fn create(
             Err(m) => FieldErrors::single("scopes", m),
         };
         let view = page(&state, &user, &IndexQuery::default(), form, errors).await?;
-        return Ok(pushed(render(StatusCode::OK, &view)?, hx, BASE));
+        return Ok(push_url(render(StatusCode::OK, &view)?, hx, BASE));
     }
     // The same filled-in form again (a reload of its reveal): the key it made.
     let made: Option<(String, String)> = user.session.get(CREATED_BY_FORM)?;
@@ -342,11 +332,11 @@ pub async fn create(
                 user.session.insert(CREATED_BY_FORM, (form.submission.as_str(), created.key.id.as_str()))?;
             }
             let res = reveal(&state, &user, &created.key, created.secret, None)?;
-            Ok(pushed(res, hx, &format!("{BASE}/{}/created", created.key.id)))
+            Ok(push_url(res, hx, &format!("{BASE}/{}/created", created.key.id)))
         }
         Err(services::Error::Invalid(errors)) => {
             let view = page(&state, &user, &IndexQuery::default(), form, errors).await?;
-            Ok(pushed(render(StatusCode::UNPROCESSABLE_ENTITY, &view)?, hx, BASE))
+            Ok(push_url(render(StatusCode::UNPROCESSABLE_ENTITY, &view)?, hx, BASE))
         }
         Err(e) => Err(e.into()),
     }
@@ -390,11 +380,22 @@ pub async fn roll(
     let caller = caller(&user)?;
     let id = key_id(path.into_inner())?;
     let service = state.key_service();
-    let rolled = service.roll(&caller, &id, form.grace).await.map_err(bad_request)?;
+    let rolled = match service.roll(&caller, &id, form.grace).await {
+        Ok(rolled) => rolled,
+        // Rolled already — a reload of the reveal sends the roll again without
+        // JavaScript: the page that says when, and that its secret was shown once.
+        Err(services::Error::Invalid(errors)) => {
+            if service.manageable(&caller, &id).await?.replaced_by.is_some() {
+                return Ok(redirect(&format!("{BASE}/{id}/roll")));
+            }
+            return Err(bad_request(services::Error::Invalid(errors)));
+        }
+        Err(e) => return Err(bad_request(e)),
+    };
     let old_prefix = codec::display(&state.config.api_key_prefix, &rolled.old.key_prefix);
     let until = format::When::maybe(rolled.old.expires_at, service.now());
     let res = reveal(&state, &user, &rolled.key, rolled.secret, Some((old_prefix, until)))?;
-    Ok(pushed(res, hx, &format!("{BASE}/{}/roll", rolled.old.id)))
+    Ok(push_url(res, hx, &format!("{BASE}/{}/roll", rolled.old.id)))
 }
 
 #[derive(Deserialize, Default)]
@@ -500,7 +501,7 @@ pub async fn rename(
             view.rename_name = form.name;
             view.rename_description = form.description;
             view.errors = errors;
-            Ok(pushed(render(StatusCode::UNPROCESSABLE_ENTITY, &view)?, hx, &page_url))
+            Ok(push_url(render(StatusCode::UNPROCESSABLE_ENTITY, &view)?, hx, &page_url))
         }
         Err(e) => Err(e.into()),
     }

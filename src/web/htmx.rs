@@ -5,7 +5,7 @@
 use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpRequest, HttpResponse};
 
 /// How the request was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,4 +46,15 @@ impl FromRequest for HxRequest {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(Ok(Self::of(req)))
     }
+}
+
+/// Adds `HX-Push-Url` to a page re-rendered by a form post that htmx sent,
+/// so the address bar shows the page (`url`), not the POST-only URL.
+pub fn push_url(mut res: HttpResponse, hx: HxRequest, url: &str) -> HttpResponse {
+    if hx.is_htmx()
+        && let Ok(v) = actix_web::http::header::HeaderValue::from_str(url)
+    {
+        res.headers_mut().insert(actix_web::http::header::HeaderName::from_static("hx-push-url"), v);
+    }
+    res
 }

@@ -16,8 +16,8 @@ use super::auth::{CurrentUser, flash, id_param};
 use super::confirm::{self, Confirm};
 use super::format::When;
 use super::htmx::HxRequest;
+use super::htmx::push_url;
 use super::page::{Layout, Nav, redirect, render};
-use super::security::push_url;
 use super::{AppState, State};
 use crate::domain::{ClientId, ClientType, PlainSecret, Role, TeamId};
 use crate::error::AppError;
@@ -252,7 +252,7 @@ pub async fn create(
             user.session.insert(CREATED, app.id.as_str())?;
             let url = format!("/settings/developer/oauth-apps/{}", app.id);
             let page = AppPage { secret, ..AppPage::of(&state, &user, m.role, &app).await? };
-            Ok(super::security::push_url(render(StatusCode::OK, &page)?, hx, &url))
+            Ok(push_url(render(StatusCode::OK, &page)?, hx, &url))
         }
         Submitted::Invalid { errors, app } => invalid(&state, (&user, hx), &m, (input, errors), app).await,
     }

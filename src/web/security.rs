@@ -20,7 +20,7 @@ use serde::Deserialize;
 use super::auth::{CurrentUser, id_param, safe_next};
 use super::confirm::{self, Confirm};
 use super::format::When;
-use super::htmx::HxRequest;
+use super::htmx::{HxRequest, push_url};
 use super::login::with_retry_after;
 use super::page::{Layout, Nav, redirect, render};
 use super::{AppState, State, format};
@@ -64,17 +64,6 @@ pub struct AppLine {
     pub scopes: Vec<String>,
     pub approved: When,
     pub member: String,
-}
-
-/// Adds `HX-Push-Url` to a page re-rendered by a form post that htmx sent,
-/// so the address bar shows the page (`url`), not the POST-only URL.
-pub fn push_url(mut res: HttpResponse, hx: HxRequest, url: &str) -> HttpResponse {
-    if hx.is_htmx()
-        && let Ok(v) = actix_web::http::header::HeaderValue::from_str(url)
-    {
-        res.headers_mut().insert(actix_web::http::header::HeaderName::from_static("hx-push-url"), v);
-    }
-    res
 }
 
 #[derive(Template)]

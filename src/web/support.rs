@@ -305,14 +305,8 @@ pub async fn revoke(
                 errors,
                 &form.reason,
             );
-            let mut res = render(StatusCode::UNPROCESSABLE_ENTITY, &page)?;
-            if hx.is_htmx() {
-                let here = format!("/support/keys/{id}");
-                if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&here) {
-                    res.headers_mut().insert(actix_web::http::header::HeaderName::from_static("hx-push-url"), v);
-                }
-            }
-            Ok(res)
+            let res = render(StatusCode::UNPROCESSABLE_ENTITY, &page)?;
+            Ok(super::htmx::push_url(res, hx, &format!("/support/keys/{id}")))
         }
         Err(e) => Err(e.into()),
     }

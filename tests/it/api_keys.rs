@@ -841,9 +841,20 @@ async fn the_same_form_sent_again_lands_on_the_key_it_made(app: TestApp) {
     let page = app.get_html(&to).await;
     assert!(page.contains("shown once") && page.contains("Once") && !page.contains(&secret), "{page}");
     assert_eq!(key_names(&app).await, vec!["Once".to_owned()], "one key");
+    // A roll sent again (a reload of its reveal) lands on the page saying it was rolled.
+    let id = to.trim_end_matches("/created").rsplit('/').next().unwrap().to_owned();
+    let roll = format!("/settings/developer/api-keys/{id}/roll");
+    let page = format!("/settings/developer/api-keys/{id}");
+    assert_eq!(app.post_form(&page, &roll, &[("grace", "3600")]).await.status(), StatusCode::OK);
+    let again = app.post_form(&page, &roll, &[("grace", "3600")]).await;
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+    assert_eq!(crate::helpers::location(&again), roll);
+    let html = app.get_html(&roll).await;
+    assert!(html.contains("shown once"), "{html}");
+    assert_eq!(key_names(&app).await.len(), 2, "one roll, one new key");
     // A new form is a new key.
     let res = submit_create(&app, &[("name", "Twice"), ("scopes", "templates:read")]).await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(key_names(&app).await.len(), 2);
+    assert_eq!(key_names(&app).await.len(), 3);
 }
 both!(the_same_form_sent_again_lands_on_the_key_it_made);
