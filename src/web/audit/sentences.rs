@@ -207,7 +207,7 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 fn grace(d: &Value, what: &str) -> String {
     match d.get("grace_seconds").and_then(Value::as_i64) {
         Some(0) => format!("; the old {what} stopped working at once"),
-        Some(s) => format!("; the old {what} kept working for {}", format::duration(s)),
+        Some(s) => format!("; the old {what} was given {} of grace", format::duration(s)),
         None => String::new(),
     }
 }
@@ -581,7 +581,7 @@ mod tests {
             Some(("api_key", "key_1")),
             serde_json::json!({"new_key_id": "key_1", "grace_seconds": 86400, "old_expires_at": 1_800_086_400}),
         );
-        assert!(l.text().ends_with("into a new key; the old key kept working for 24 hours"), "{}", l.text());
+        assert!(l.text().ends_with("into a new key; the old key was given 24 hours of grace"), "{}", l.text());
         let grace = l.details.iter().find(|d| d.label == "Grace").unwrap();
         assert_eq!(grace.text, "24 hours");
         let stops = l.details.iter().find(|d| d.label == "Old key stops").unwrap();
