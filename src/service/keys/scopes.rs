@@ -33,7 +33,7 @@ pub fn describe(scope: &str) -> String {
         return "Full access to everything in your team".into();
     }
     let (resource, action) = scope.split_once(':').unwrap_or((scope, ""));
-    let resource = resource.replace('_', " ");
+    let resource = resource.replace('_', " ").replace("api ", "API ");
     match action {
         "read" => format!("Read your {resource}"),
         "write" => format!("Create and change your {resource}"),

@@ -64,9 +64,10 @@ pub fn groups(catalog: &[String], role: Role, checked: &[String]) -> Vec<ScopeGr
             in_read_only: read.contains(&scope),
             in_full: full.contains(&scope),
         };
-        match out.iter_mut().find(|g| g.resource == resource) {
+        let label = resource_label(resource);
+        match out.iter_mut().find(|g| g.resource == label) {
             Some(g) => g.options.push(option),
-            None => out.push(ScopeGroup { resource: resource_label(resource), options: vec![option] }),
+            None => out.push(ScopeGroup { resource: label, options: vec![option] }),
         }
     }
     out
