@@ -308,6 +308,10 @@ pub async fn create(
 ) -> Result<HttpResponse, AppError> {
     let caller = caller(&user)?;
     let mut form = parse_form(body.into_inner());
+    if form.submission.len() > 32 {
+        // Not one of ours (they are 16 characters): not kept in the session.
+        form.submission.clear();
+    }
     if form.is_preview() {
         policy::create_key(caller.role)?;
         let errors = match resolve(&form, &state.config.scopes, caller.role) {

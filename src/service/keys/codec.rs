@@ -49,46 +49,56 @@ fn words(text: &str) -> impl Iterator<Item = &str> {
     text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| !w.is_empty())
 }
 
-/// The ways a pasted secret may be disguised: invisible format characters
-/// (zero-width spaces and joiners, soft hyphens, direction marks, byte-order
-/// marks) removed; and, besides, spaces, line breaks and dashes removed too
-/// (a key wrapped over two lines, or cut by a hyphen).
-fn readings(text: &str) -> [String; 2] {
-    let invisible = |c: &char| matches!(*c, '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}');
-    let visible: String = text.chars().filter(|c| !invisible(c)).collect();
-    let joined: String =
-        visible.chars().filter(|c| !(c.is_whitespace() || matches!(*c, '-' | '‐' | '‑' | '–'))).collect();
-    [visible, joined]
+/// A pasted text with everything but ASCII letters, digits and `_` taken
+/// out: whatever was put inside a secret (spaces, line breaks, dashes and
+/// dots of any kind, invisible format characters) is gone, and it is whole.
+fn compact(text: &str) -> String {
+    text.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
 }
 
-/// Whether `word` has a key's shape: a prefix, `_`, and more random characters
-/// than a display prefix shows (part of a secret is still a secret).
-fn key_shaped(word: &str) -> bool {
-    word.split_once('_').is_some_and(|(prefix, body)| {
-        !prefix.is_empty()
-            && prefix.len() <= 16
-            && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            && body.len() > DISPLAY_LEN
-            && body.bytes().all(|b| b.is_ascii_alphanumeric())
+/// The letters and digits around each `_` of a compacted text: (before, after).
+fn around_underscores(compact: &str) -> impl Iterator<Item = (&str, &str)> {
+    compact.match_indices('_').map(move |(i, _)| {
+        let before = compact[..i].rsplit('_').next().unwrap_or_default();
+        let after = compact[i + 1..].split('_').next().unwrap_or_default();
+        (before, after)
     })
 }
 
-/// The first whole, well-formed key in `text`: a key pasted with words,
-/// punctuation, invisible characters or line breaks around or inside it.
+/// Whether letters and digits read like random secret material rather than
+/// words: 16 or more, mixing two of lowercase, uppercase and digits.
+fn random_like(run: &str) -> bool {
+    let has = |f: fn(&u8) -> bool| u8::from(run.as_bytes().iter().any(f));
+    run.len() >= 16 && has(u8::is_ascii_lowercase) + has(u8::is_ascii_uppercase) + has(u8::is_ascii_digit) >= 2
+}
+
+/// The first whole, well-formed key in `text`: a key pasted with words or
+/// punctuation around it, or with anything put inside it.
 pub fn embedded(text: &str) -> Option<String> {
-    readings(text).into_iter().find_map(|t| words(&t).find(|w| parse(w).is_some()).map(str::to_owned))
+    if let Some(word) = words(text).find(|w| parse(w).is_some()) {
+        return Some(word.to_owned());
+    }
+    let compact = compact(text);
+    let body = RANDOM_LEN + CHECKSUM_LEN;
+    compact.match_indices('_').find_map(|(i, _)| {
+        let end = (i + 1 + body <= compact.len()).then_some(i + 1 + body)?;
+        (1..=16.min(i))
+            .map(|len| &compact[i - len..end])
+            .find(|candidate| parse(candidate).is_some())
+            .map(str::to_owned)
+    })
 }
 
 /// Whether `text` holds what looks like a secret, whole or in part: a
-/// well-formed key, a key-shaped word longer than a display prefix, or a
-/// word as long as a key's random part — also once invisible characters,
-/// spaces and dashes are taken out. Searches refuse such text in addresses
-/// and never echo it.
+/// well-formed key; a prefix and `_` followed by 16 or more random-looking
+/// characters, also once everything put inside it is taken out; or a word as
+/// long as a key's random part. Searches refuse such text in addresses and
+/// never echo it.
 pub fn looks_like_a_whole_key(text: &str) -> bool {
-    let [visible, joined] = readings(text);
     let long_body = |w: &str| w.rsplit_once('_').map_or(w, |(_, body)| body).len() >= RANDOM_LEN;
-    words(&visible).any(|w| parse(w).is_some() || key_shaped(w) || long_body(w))
-        || words(&joined).any(|w| parse(w).is_some() || key_shaped(w))
+    words(text).any(|w| parse(w).is_some() || long_body(w))
+        || embedded(text).is_some()
+        || around_underscores(&compact(text)).any(|(before, after)| !before.is_empty() && random_like(after))
 }
 
 /// Checks shape and checksum; `None` for anything malformed.
@@ -120,30 +130,45 @@ mod tests {
     #[test]
     fn a_pasted_secret_is_recognised_however_it_is_disguised() {
         let key = generate("lk").unwrap();
-        let (head, tail) = key.split_at(20);
-        for pasted in [
-            key.clone(),
-            format!("key: {key}."),
-            format!("“{key}”"),
-            format!("{head}\u{00AD}{tail}"),
-            format!("{head}\u{200B}{tail}"),
-            key.chars().map(|c| format!("{c}\u{200D}")).collect::<String>(),
-            format!("{head} {tail}"),
-            format!("{head}-{tail}"),
-            format!("{head}\n{tail}"),
+        let (head, tail) = key.split_at(11);
+        let mut pasted: Vec<String> = vec![key.clone(), format!("key: {key}."), format!("“{key}”"), format!("<{key}>")];
+        for gap in [
+            "\u{00AD}",
+            "\u{200B}",
+            " ",
+            "-",
+            "\n",
+            "\u{2014}",
+            "\u{2012}",
+            "\u{2212}",
+            "\u{E0020}",
+            "\u{FFF9}",
+            "\u{FE0F}",
+            ".",
+            "/",
         ] {
-            assert!(looks_like_a_whole_key(&pasted), "{pasted:?}");
-            assert_eq!(embedded(&pasted).as_deref(), Some(key.as_str()), "{pasted:?}");
+            pasted.push(format!("{head}{gap}{tail}"));
+            pasted.push(format!("see {}{gap}{}{gap}{} now", &key[..7], &key[7..20], &key[20..]));
         }
-        // Part of a secret is still a secret; an uppercase copy too.
-        assert!(looks_like_a_whole_key(&key[..3 + 29]));
+        pasted.push(key.chars().map(|c| format!("{c}\u{200D}")).collect());
+        for p in &pasted {
+            assert!(looks_like_a_whole_key(p), "{p:?}");
+            assert_eq!(embedded(p).as_deref(), Some(key.as_str()), "{p:?}");
+        }
+        // Part of a secret is still a secret; an uppercase copy too, even split.
+        assert!(looks_like_a_whole_key(&key[..3 + 20]));
         assert!(looks_like_a_whole_key(&key.to_uppercase()));
+        assert!(looks_like_a_whole_key(&format!("{} {}", &key.to_uppercase()[..11], &key.to_uppercase()[11..])));
         // What people search for is not.
         for q in [
             "lk_a1b2c3d4",
             "lk_a1b2c3d4…",
+            "lk_a1b2c3d4 probe",
             "Acme Rockets",
             "owner@acme.test",
+            "jane_macdonald@a.test",
+            "dev_operations@a.test",
+            "alpha_platform team",
             "Production billing reconciliation worker",
         ] {
             assert!(!looks_like_a_whole_key(q), "{q}");

@@ -111,7 +111,7 @@ mod tests {
         let grantable = grantable(&catalog, Role::Owner);
         assert_eq!(full_access(&grantable), ["templates:read", "templates:write"]);
         assert_eq!(read_only(&grantable), ["templates:read"]);
-        assert_eq!(describe("api_keys:write"), "Create and change your api keys");
+        assert_eq!(describe("api_keys:write"), "Create and change your API keys");
         assert_eq!(describe("admin"), "Full access to everything in your team");
     }
 

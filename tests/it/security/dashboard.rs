@@ -255,6 +255,8 @@ async fn a_key_pasted_with_words_around_it_is_found_by_hash_and_never_echoed(app
         format!("{head}\u{00AD}{tail}"),
         format!("{head}\u{200B}{tail}"),
         format!("{head} {tail}"),
+        format!("{head}\u{2014}{tail}"),
+        format!("{}.{}", &secret[..11], &secret[11..]),
         joined,
     ] {
         let res = staff.post_form("/support", "/support/search", &[("q", &pasted)]).await;
@@ -268,6 +270,11 @@ async fn a_key_pasted_with_words_around_it_is_found_by_hash_and_never_echoed(app
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{pasted}");
         assert!(!res.text().await.unwrap().contains(head), "{pasted}: refused without echo");
     }
+    // People with an underscore in their address are still found (by GET too).
+    member(&app, "jane_macdonald@acme.test", "viewer").await;
+    let res = staff.get("/support?q=jane_macdonald%40acme.test").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("/support/users/"), "found");
     // A secret-length word that is not a valid key is not searched as text either.
     let fake = format!("lk_{}", "A".repeat(36));
     let html = staff.post_form("/support", "/support/search", &[("q", &fake)]).await.text().await.unwrap();
