@@ -43,8 +43,6 @@ pub use rows::{KeyRow, UsageBar, bars, row};
 
 const PAGE_SIZE: i64 = 25;
 const BASE: &str = "/settings/developer/api-keys";
-/// The session's note of the last create form that made a key: (submission, key id).
-const CREATED_BY_FORM: &str = "key_created_by_form";
 
 #[derive(Template)]
 #[template(path = "pages/api_keys.html")]
@@ -230,9 +228,8 @@ async fn page<'a>(
     if form.preset.is_empty() {
         form.preset = "custom".into();
     }
-    if form.submission.is_empty() || form.submission.len() > 32 {
-        form.submission = crate::service::crypto::random_base62(16)
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("random: {e}")))?;
+    if super::resubmit::accepted(&form.submission).is_none() {
+        form.submission = super::resubmit::token()?;
     }
     Ok(KeysPage {
         layout: Layout::new(user, Nav::ApiKeys)?,
@@ -308,10 +305,6 @@ pub async fn create(
 ) -> Result<HttpResponse, AppError> {
     let caller = caller(&user)?;
     let mut form = parse_form(body.into_inner());
-    if form.submission.len() > 32 {
-        // Not one of ours (they are 16 characters): not kept in the session.
-        form.submission.clear();
-    }
     if form.is_preview() {
         policy::create_key(caller.role)?;
         let errors = match resolve(&form, &state.config.scopes, caller.role) {
@@ -325,16 +318,14 @@ pub async fn create(
         return Ok(push_url(render(StatusCode::OK, &view)?, hx, BASE));
     }
     // The same filled-in form again (a reload of its reveal): the key it made.
-    let made: Option<(String, String)> = user.session.get(CREATED_BY_FORM)?;
-    if let Some((_, id)) = made.filter(|(s, _)| !form.submission.is_empty() && *s == form.submission) {
+    let submission = super::resubmit::accepted(&form.submission);
+    if let Some(id) = super::resubmit::made(&user.session, "api_key", submission)? {
         return Ok(redirect(&format!("{BASE}/{id}/created")));
     }
     let draft = key_request(&form, &state.config.scopes, caller.role);
     match state.key_service().create(&caller, draft).await {
         Ok(created) => {
-            if !form.submission.is_empty() {
-                user.session.insert(CREATED_BY_FORM, (form.submission.as_str(), created.key.id.as_str()))?;
-            }
+            super::resubmit::remember(&user.session, "api_key", submission, &created.key.id)?;
             let res = reveal(&state, &user, &created.key, created.secret, None)?;
             Ok(push_url(res, hx, &format!("{BASE}/{}/created", created.key.id)))
         }

@@ -20,6 +20,7 @@ pub mod middleware;
 pub mod oauth;
 pub mod oauth_apps;
 pub mod page;
+pub mod resubmit;
 pub mod security;
 pub mod session;
 pub mod session_store;

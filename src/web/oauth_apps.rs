@@ -121,6 +121,9 @@ struct AppPage {
     can_edit: bool,
     errors: FieldErrors,
     facts: FactsView,
+    /// The registration form's token (`web::resubmit`): sent twice, it lands
+    /// on the app it registered instead of registering another.
+    submission: String,
 }
 
 impl AppPage {
@@ -137,13 +140,14 @@ impl AppPage {
         let layout = Layout::new(user, Nav::OauthApps)?;
         Ok(Self {
             layout,
-            app,
             form,
             catalog,
             secret: None,
             can_edit: true,
             errors: FieldErrors::default(),
             facts: FactsView::default(),
+            submission: if app.is_none() { super::resubmit::token()? } else { String::new() },
+            app,
         })
     }
 
@@ -244,9 +248,18 @@ pub async fn create(
     hx: HxRequest,
     body: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
-    let (m, input) = (member(&user)?, parse(body.into_inner()));
+    let pairs = body.into_inner();
+    let submission = pairs.iter().find(|(k, _)| k == "submission").map(|(_, v)| v.clone()).unwrap_or_default();
+    let submission = super::resubmit::accepted(&submission);
+    let (m, input) = (member(&user)?, parse(pairs.clone()));
+    if let Some(id) = super::resubmit::made(&user.session, "oauth_app", submission)? {
+        // Sent again (a reload of the page that showed the secret): that app.
+        user.session.insert(CREATED, id.as_str())?;
+        return Ok(redirect(&format!("/settings/developer/oauth-apps/{id}")));
+    }
     match state.oauth_app_service().register(&m, input.clone()).await? {
         Submitted::Saved { app, secret } => {
+            super::resubmit::remember(&user.session, "oauth_app", submission, &app.id)?;
             // The secret is shown once, in this answer; htmx puts the app's
             // page in the address bar, which says so on a reload.
             user.session.insert(CREATED, app.id.as_str())?;

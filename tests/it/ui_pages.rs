@@ -328,3 +328,33 @@ async fn every_destructive_action_asks_in_a_dialog_at_both_sizes() {
     browser.quit().await;
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
 }
+
+/// Without JavaScript a reload of the page that showed a new app's secret
+/// sends the registration again: it lands on that app, which says its secret
+/// was shown once, and registers nothing more.
+#[tokio::test]
+async fn registering_an_app_twice_by_reloading_lands_on_the_app_it_made() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    app.owner_session().await;
+    let html = app.get_html("/settings/developer/oauth-apps/new").await;
+    let submission = crate::helpers::attr_after(&html, r#"name="submission" value=""#).unwrap();
+    let csrf = crate::helpers::csrf_from(&html);
+    let form = [
+        ("csrf_token", csrf.as_str()),
+        ("submission", submission.as_str()),
+        ("name", "Once"),
+        ("redirect_uris", crate::oauth::REDIRECT),
+        ("client_type", "confidential"),
+        ("scopes", "templates:read"),
+    ];
+    let first = app.client.post(app.url("/settings/developer/oauth-apps")).form(&form).send().await.unwrap();
+    assert_eq!(first.status(), reqwest::StatusCode::OK);
+    let secret = crate::helpers::attr_after(&first.text().await.unwrap(), r#"<code id="secret">"#).unwrap();
+    let again = app.client.post(app.url("/settings/developer/oauth-apps")).form(&form).send().await.unwrap();
+    assert_eq!(again.status(), reqwest::StatusCode::SEE_OTHER);
+    let to = crate::helpers::location(&again);
+    let page = app.get_html(&to).await;
+    assert!(page.contains("shown once") && page.contains("Once") && !page.contains(&secret), "{page}");
+    let list = app.get_html("/settings/developer/oauth-apps").await;
+    assert_eq!(list.matches(">Once</a>").count(), 1, "one app: {list}");
+}
