@@ -30,6 +30,8 @@ use crate::service::{Error, FieldErrors, policy};
 pub struct InviteForm {
     email: String,
     role: String,
+    /// The form's token (`web::resubmit`).
+    submission: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -85,6 +87,8 @@ struct TeamPage {
     invite_role: String,
     /// The link of the invite just made (shown once).
     invite_link: Option<PlainSecret>,
+    /// The invite form's token (`web::resubmit`).
+    submission: String,
     errors: FieldErrors,
 }
 
@@ -146,6 +150,7 @@ async fn page(state: &State, user: &CurrentUser) -> Result<TeamPage, AppError> {
         invite_email: String::new(),
         invite_role: "developer".into(),
         invite_link: None,
+        submission: super::resubmit::token()?,
         errors: FieldErrors::default(),
     })
 }
@@ -160,11 +165,17 @@ pub async fn invite(
     hx: HxRequest,
     form: web::Form<InviteForm>,
 ) -> Result<HttpResponse, AppError> {
-    let InviteForm { email, role } = form.into_inner();
+    let InviteForm { email, role, submission } = form.into_inner();
+    let submission = super::resubmit::accepted(&submission);
+    if super::resubmit::made(&user.session, "invite", submission)?.is_some() {
+        // Sent again (a reload of the page that showed the link): no second invite.
+        return invite_shown_once(user).await;
+    }
     let invited = state.account_service().invite(&user.actor, &user.member()?, &email, &role).await;
     let mut view = page(&state, &user).await?;
     match invited {
         Ok(Invited { email, token }) => {
+            super::resubmit::remember(&user.session, "invite", submission, &email)?;
             let link = format!("{}/invite/{}", state.config.public_url, token.expose());
             view.invite_link = Some(PlainSecret::new(link));
             view.invite_email = email;

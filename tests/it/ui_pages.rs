@@ -358,3 +358,30 @@ async fn registering_an_app_twice_by_reloading_lands_on_the_app_it_made() {
     let list = app.get_html("/settings/developer/oauth-apps").await;
     assert_eq!(list.matches(">Once</a>").count(), 1, "one app: {list}");
 }
+
+/// The same for an invite: a reload of the page showing the link sends the
+/// invite again; it makes no second invite and says the link was shown once.
+#[tokio::test]
+async fn inviting_twice_by_reloading_makes_one_invite() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    app.owner_session().await;
+    let html = app.get_html("/settings/team").await;
+    let submission = crate::helpers::attr_after(&html, r#"name="submission" value=""#).unwrap();
+    let csrf = crate::helpers::csrf_from(&html);
+    let form = [
+        ("csrf_token", csrf.as_str()),
+        ("submission", submission.as_str()),
+        ("email", "new@acme.test"),
+        ("role", "viewer"),
+    ];
+    let first = app.client.post(app.url("/settings/team/invites")).form(&form).send().await.unwrap();
+    assert_eq!(first.status(), reqwest::StatusCode::OK);
+    let link = crate::helpers::attr_after(&first.text().await.unwrap(), r#"<code id="invite-link">"#).unwrap();
+    let again = app.client.post(app.url("/settings/team/invites")).form(&form).send().await.unwrap();
+    assert_eq!(again.status(), reqwest::StatusCode::SEE_OTHER);
+    let page = app.get_html(&crate::helpers::location(&again)).await;
+    assert!(page.contains("shown once") && !page.contains(&link), "{page}");
+    let invites = &page[page.find(r#"id="invites""#).unwrap()..];
+    let invites = &invites[..invites.find("</table>").unwrap()];
+    assert_eq!(invites.matches("new@acme.test").count(), 1, "one invite");
+}
