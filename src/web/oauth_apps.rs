@@ -13,7 +13,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 
 use super::auth::{CurrentUser, flash, id_param};
-use super::confirm::{self, Confirm};
+use super::confirm::{self, Confirm, Field};
 use super::format::When;
 use super::htmx::HxRequest;
 use super::htmx::push_url;
@@ -306,16 +306,32 @@ pub async fn rotate(
     state: State,
     user: CurrentUser,
     path: web::Path<String>,
-    form: web::Form<super::page::GraceForm>,
+    form: web::Form<RotateForm>,
 ) -> Result<HttpResponse, AppError> {
     let (m, id) = (member(&user)?, ClientId::from(id_param(path.into_inner())?));
+    let submission = super::resubmit::accepted(&form.submission);
+    if super::resubmit::made(&user.session, "rotation", submission)?.is_some_and(|made| made == id.as_str()) {
+        // Sent again (a reload of the page that showed the new secret): no
+        // second rotation, which would end the secret just copied.
+        user.session.insert(ROTATED, id.as_str())?;
+        return Ok(redirect(&format!("/settings/developer/oauth-apps/{id}/rotate")));
+    }
     let rotated = state.oauth_app_service().rotate(&m, id, form.grace).await.map_err(|e| match e {
         Error::Invalid(f) => AppError::BadRequest(f.0.values().next().cloned().unwrap_or_default()),
         other => other.into(),
     })?;
     user.session.insert(ROTATED, rotated.app.id.as_str())?;
+    super::resubmit::remember(&user.session, "rotation", submission, &rotated.app.id)?;
     let page = AppPage { secret: Some(rotated.secret), ..AppPage::of(&state, &user, m.role, &rotated.app).await? };
     render(StatusCode::OK, &page)
+}
+
+/// A rotation: the grace of the old secret, and the form's token (`web::resubmit`).
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct RotateForm {
+    grace: i64,
+    submission: String,
 }
 
 /// `GET …/{id}/rotate`: the confirmation, naming what happens. A reload
@@ -342,6 +358,7 @@ pub async fn confirm_rotate(
     }
     let c = c
         .field(confirm::grace_field("The old secret keeps working for"))
+        .field(Field::Hidden { name: "submission".into(), value: super::resubmit::token()? })
         .button("Rotate secret")
         .cancel_to(back)
         .not_dangerous();

@@ -385,3 +385,31 @@ async fn inviting_twice_by_reloading_makes_one_invite() {
     let invites = &invites[..invites.find("</table>").unwrap()];
     assert_eq!(invites.matches("new@acme.test").count(), 1, "one invite");
 }
+
+/// A rotation sent again by a reload does not rotate twice (which would end
+/// the secret just copied): it lands on the page saying the secret was shown once.
+#[tokio::test]
+async fn rotating_twice_by_reloading_rotates_once() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    app.owner_session().await;
+    let registered = crate::oauth::register(&app, "confidential", crate::oauth::REDIRECT, &["templates:read"]).await;
+    let rotate = format!("/settings/developer/oauth-apps/{}/rotate", registered.client_id);
+    let html = app.get_html(&rotate).await;
+    let submission = crate::helpers::attr_after(&html, r#"name="submission" value=""#).unwrap();
+    let csrf = crate::helpers::csrf_from(&html);
+    let form = [("csrf_token", csrf.as_str()), ("submission", submission.as_str()), ("grace", "0")];
+    let first = app.client.post(app.url(&rotate)).form(&form).send().await.unwrap();
+    assert_eq!(first.status(), reqwest::StatusCode::OK);
+    let secret = crate::helpers::attr_after(&first.text().await.unwrap(), r#"<code id="secret">"#).unwrap();
+    let again = app.client.post(app.url(&rotate)).form(&form).send().await.unwrap();
+    assert_eq!(again.status(), reqwest::StatusCode::SEE_OTHER);
+    let page = app.get_html(&crate::helpers::location(&again)).await;
+    assert!(page.contains("shown once") && !page.contains(&secret), "{page}");
+    // The secret shown by the first rotation still works.
+    let learned = crate::oauth::App { client_id: registered.client_id.clone(), secret: Some(secret) };
+    let token = crate::oauth::client(&app, &learned, crate::oauth::REDIRECT)
+        .exchange_client_credentials()
+        .request_async(&crate::oauth::http())
+        .await;
+    assert!(token.is_ok(), "{token:?}");
+}
