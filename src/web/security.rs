@@ -85,6 +85,8 @@ struct SecurityPage {
     errors: FieldErrors,
     /// After a required enrolment: where the person was going.
     continue_to: Option<String>,
+    /// The recovery-code form's token (`web::resubmit`).
+    submission: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -99,6 +101,8 @@ pub struct ShowQuery {
 pub struct CodeForm {
     code: String,
     password: String,
+    /// The form's token (`web::resubmit`), on the new-recovery-codes form.
+    submission: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -130,6 +134,7 @@ async fn page(state: &State, user: &mut CurrentUser) -> Result<SecurityPage, App
         current: s.current,
     };
     Ok(SecurityPage {
+        submission: super::resubmit::token()?,
         layout: Layout::new(user, Nav::Security)?,
         required: false,
         totp_on: u.has_totp(),
@@ -286,8 +291,17 @@ pub async fn recovery_regenerate(
     hx: HxRequest,
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, AppError> {
+    let submission = super::resubmit::accepted(&form.submission);
+    if super::resubmit::made(&user.session, "recovery_codes", submission)?.is_some() {
+        // Sent again (a reload of the page that showed them): the codes just
+        // shown stay the good ones.
+        return codes_shown_once(user).await;
+    }
     match state.security_service().regenerate_codes(&user.actor, &user.ctx.user, &form.password).await? {
-        Ok(codes) => render(StatusCode::OK, &with_codes(&state, &mut user, codes).await?),
+        Ok(codes) => {
+            super::resubmit::remember(&user.session, "recovery_codes", submission, &user.ctx.user.id)?;
+            render(StatusCode::OK, &with_codes(&state, &mut user, codes).await?)
+        }
         Err(refusal) => refused(&state, &mut user, hx, refusal).await,
     }
 }

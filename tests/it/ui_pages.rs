@@ -413,3 +413,25 @@ async fn rotating_twice_by_reloading_rotates_once() {
         .await;
     assert!(token.is_ok(), "{token:?}");
 }
+
+/// New recovery codes sent again by a reload are not made again (the codes
+/// just shown stay the good ones).
+#[tokio::test]
+async fn new_recovery_codes_twice_by_reloading_are_made_once() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    app.owner_session().await;
+    crate::totp::enrol_at(&app, OWNER_PASSWORD, 0).await;
+    let html = app.get_html("/settings/security").await;
+    let submission = crate::helpers::attr_after(&html, r#"name="submission" value=""#).unwrap();
+    let csrf = crate::helpers::csrf_from(&html);
+    let form = [("csrf_token", csrf.as_str()), ("submission", submission.as_str()), ("password", OWNER_PASSWORD)];
+    let first = app.client.post(app.url("/settings/security/recovery-codes")).form(&form).send().await.unwrap();
+    assert_eq!(first.status(), reqwest::StatusCode::OK);
+    assert!(first.text().await.unwrap().contains(r#"id="recovery-codes""#));
+    let again = app.client.post(app.url("/settings/security/recovery-codes")).form(&form).send().await.unwrap();
+    assert_eq!(again.status(), reqwest::StatusCode::SEE_OTHER);
+    let page = app.get_html(&crate::helpers::location(&again)).await;
+    assert!(page.contains("shown only once") && !page.contains(r#"id="recovery-codes""#), "{page}");
+    let audit = app.get_html("/settings/team/audit").await;
+    assert_eq!(audit.matches(r#"data-action="totp.recovery_codes_regenerated""#).count(), 1, "made once");
+}
