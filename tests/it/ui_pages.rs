@@ -435,3 +435,37 @@ async fn new_recovery_codes_twice_by_reloading_are_made_once() {
     let audit = app.get_html("/settings/team/audit").await;
     assert_eq!(audit.matches(r#"data-action="totp.recovery_codes_regenerated""#).count(), 1, "made once");
 }
+
+/// Rows are never tinted by their status: only the badge is coloured.
+#[tokio::test]
+async fn only_the_status_badge_is_coloured_never_the_row() {
+    let Some(browser) = Browser::start().await else { return };
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    lived_in(&app).await;
+    browser.goto(&app.url("/login")).await;
+    browser.sign_in(OWNER_EMAIL, OWNER_PASSWORD, "Team · Latchkey").await;
+    browser.goto(&app.url("/settings/developer/api-keys")).await;
+    browser.wait_ready().await;
+    let colours = browser
+        .script(
+            "return Array.from(document.querySelectorAll('#keys tbody tr')).map(function (tr) {\
+               var cells = Array.from(tr.querySelectorAll('td')).map(function (td) { return getComputedStyle(td).backgroundColor; });\
+               var badge = tr.querySelector('.status');\
+               return [getComputedStyle(tr).backgroundColor].concat(cells).concat([badge ? badge.textContent.trim() + '=' + getComputedStyle(badge).backgroundColor : 'none']);\
+             })",
+        )
+        .await;
+    let rows = colours.as_array().unwrap();
+    assert!(rows.len() >= 6, "{colours}");
+    let mut kinds = std::collections::HashSet::new();
+    for row in rows {
+        let row = row.as_array().unwrap();
+        let (badge, plain) = row.split_last().unwrap();
+        assert!(plain.iter().all(|c| c == "rgba(0, 0, 0, 0)"), "a tinted row: {row:?}");
+        let badge = badge.as_str().unwrap();
+        assert!(!badge.ends_with("rgba(0, 0, 0, 0)"), "an uncoloured badge: {badge}");
+        kinds.insert(badge.split('=').next().unwrap().to_owned());
+    }
+    assert!(kinds.contains("Active") && kinds.contains("Revoked"), "{kinds:?}");
+    browser.quit().await;
+}
