@@ -822,19 +822,11 @@ both!(the_list_is_searchable_once_it_has_more_than_a_page);
 /// lands on the key it made ("shown once"), and makes no second key.
 async fn the_same_form_sent_again_lands_on_the_key_it_made(app: TestApp) {
     app.owner_session().await;
-    let html = app.get_html("/settings/developer/api-keys").await;
-    let submission = crate::helpers::attr_after(&html, r#"name="submission" value=""#).unwrap();
-    let csrf = crate::helpers::csrf_from(&html);
-    let form = [
-        ("csrf_token", csrf.as_str()),
-        ("submission", submission.as_str()),
-        ("name", "Once"),
-        ("scopes", "templates:read"),
-    ];
-    let first = app.client.post(app.url("/settings/developer/api-keys")).form(&form).send().await.unwrap();
+    let keys = "/settings/developer/api-keys";
+    let (first, again) =
+        crate::helpers::submit_twice(&app, keys, keys, &[("name", "Once"), ("scopes", "templates:read")]).await;
     assert_eq!(first.status(), StatusCode::OK);
     let secret = crate::helpers::attr_after(&first.text().await.unwrap(), r#"<code id="secret">"#).unwrap();
-    let again = app.client.post(app.url("/settings/developer/api-keys")).form(&form).send().await.unwrap();
     assert_eq!(again.status(), StatusCode::SEE_OTHER);
     let to = crate::helpers::location(&again);
     assert!(to.ends_with("/created"), "{to}");

@@ -463,3 +463,17 @@ pub fn login_failures(app: &TestApp) -> usize {
         .unwrap()
         .len()
 }
+
+/// Sends the form of `page` to `path` twice with the same CSRF and
+/// `submission` tokens, as a browser without JavaScript does when the page
+/// its first answer showed is reloaded. Returns both answers.
+pub async fn submit_twice(app: &TestApp, page: &str, path: &str, fields: &[(&str, &str)]) -> (Response, Response) {
+    let html = app.get_html(page).await;
+    let submission = attr_after(&html, r#"name="submission" value=""#).expect("the form carries a submission token");
+    let csrf = csrf_from(&html);
+    let mut form: Vec<(&str, &str)> = vec![("csrf_token", &csrf), ("submission", &submission)];
+    form.extend_from_slice(fields);
+    let first = app.client.post(app.url(path)).form(&form).send().await.unwrap();
+    let again = app.client.post(app.url(path)).form(&form).send().await.unwrap();
+    (first, again)
+}

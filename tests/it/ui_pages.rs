@@ -336,21 +336,21 @@ async fn every_destructive_action_asks_in_a_dialog_at_both_sizes() {
 async fn registering_an_app_twice_by_reloading_lands_on_the_app_it_made() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
     app.owner_session().await;
-    let html = app.get_html("/settings/developer/oauth-apps/new").await;
-    let submission = crate::helpers::attr_after(&html, r#"name="submission" value=""#).unwrap();
-    let csrf = crate::helpers::csrf_from(&html);
-    let form = [
-        ("csrf_token", csrf.as_str()),
-        ("submission", submission.as_str()),
+    let fields = [
         ("name", "Once"),
         ("redirect_uris", crate::oauth::REDIRECT),
         ("client_type", "confidential"),
         ("scopes", "templates:read"),
     ];
-    let first = app.client.post(app.url("/settings/developer/oauth-apps")).form(&form).send().await.unwrap();
+    let (first, again) = crate::helpers::submit_twice(
+        &app,
+        "/settings/developer/oauth-apps/new",
+        "/settings/developer/oauth-apps",
+        &fields,
+    )
+    .await;
     assert_eq!(first.status(), reqwest::StatusCode::OK);
     let secret = crate::helpers::attr_after(&first.text().await.unwrap(), r#"<code id="secret">"#).unwrap();
-    let again = app.client.post(app.url("/settings/developer/oauth-apps")).form(&form).send().await.unwrap();
     assert_eq!(again.status(), reqwest::StatusCode::SEE_OTHER);
     let to = crate::helpers::location(&again);
     let page = app.get_html(&to).await;
@@ -365,19 +365,10 @@ async fn registering_an_app_twice_by_reloading_lands_on_the_app_it_made() {
 async fn inviting_twice_by_reloading_makes_one_invite() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
     app.owner_session().await;
-    let html = app.get_html("/settings/team").await;
-    let submission = crate::helpers::attr_after(&html, r#"name="submission" value=""#).unwrap();
-    let csrf = crate::helpers::csrf_from(&html);
-    let form = [
-        ("csrf_token", csrf.as_str()),
-        ("submission", submission.as_str()),
-        ("email", "new@acme.test"),
-        ("role", "viewer"),
-    ];
-    let first = app.client.post(app.url("/settings/team/invites")).form(&form).send().await.unwrap();
+    let fields = [("email", "new@acme.test"), ("role", "viewer")];
+    let (first, again) = crate::helpers::submit_twice(&app, "/settings/team", "/settings/team/invites", &fields).await;
     assert_eq!(first.status(), reqwest::StatusCode::OK);
     let link = crate::helpers::attr_after(&first.text().await.unwrap(), r#"<code id="invite-link">"#).unwrap();
-    let again = app.client.post(app.url("/settings/team/invites")).form(&form).send().await.unwrap();
     assert_eq!(again.status(), reqwest::StatusCode::SEE_OTHER);
     let page = app.get_html(&crate::helpers::location(&again)).await;
     assert!(page.contains("shown once") && !page.contains(&link), "{page}");
@@ -394,14 +385,9 @@ async fn rotating_twice_by_reloading_rotates_once() {
     app.owner_session().await;
     let registered = crate::oauth::register(&app, "confidential", crate::oauth::REDIRECT, &["templates:read"]).await;
     let rotate = format!("/settings/developer/oauth-apps/{}/rotate", registered.client_id);
-    let html = app.get_html(&rotate).await;
-    let submission = crate::helpers::attr_after(&html, r#"name="submission" value=""#).unwrap();
-    let csrf = crate::helpers::csrf_from(&html);
-    let form = [("csrf_token", csrf.as_str()), ("submission", submission.as_str()), ("grace", "0")];
-    let first = app.client.post(app.url(&rotate)).form(&form).send().await.unwrap();
+    let (first, again) = crate::helpers::submit_twice(&app, &rotate, &rotate, &[("grace", "0")]).await;
     assert_eq!(first.status(), reqwest::StatusCode::OK);
     let secret = crate::helpers::attr_after(&first.text().await.unwrap(), r#"<code id="secret">"#).unwrap();
-    let again = app.client.post(app.url(&rotate)).form(&form).send().await.unwrap();
     assert_eq!(again.status(), reqwest::StatusCode::SEE_OTHER);
     let page = app.get_html(&crate::helpers::location(&again)).await;
     assert!(page.contains("shown once") && !page.contains(&secret), "{page}");
@@ -421,14 +407,11 @@ async fn new_recovery_codes_twice_by_reloading_are_made_once() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
     app.owner_session().await;
     crate::totp::enrol_at(&app, OWNER_PASSWORD, 0).await;
-    let html = app.get_html("/settings/security").await;
-    let submission = crate::helpers::attr_after(&html, r#"name="submission" value=""#).unwrap();
-    let csrf = crate::helpers::csrf_from(&html);
-    let form = [("csrf_token", csrf.as_str()), ("submission", submission.as_str()), ("password", OWNER_PASSWORD)];
-    let first = app.client.post(app.url("/settings/security/recovery-codes")).form(&form).send().await.unwrap();
+    let codes = "/settings/security/recovery-codes";
+    let (first, again) =
+        crate::helpers::submit_twice(&app, "/settings/security", codes, &[("password", OWNER_PASSWORD)]).await;
     assert_eq!(first.status(), reqwest::StatusCode::OK);
     assert!(first.text().await.unwrap().contains(r#"id="recovery-codes""#));
-    let again = app.client.post(app.url("/settings/security/recovery-codes")).form(&form).send().await.unwrap();
     assert_eq!(again.status(), reqwest::StatusCode::SEE_OTHER);
     let page = app.get_html(&crate::helpers::location(&again)).await;
     assert!(page.contains("shown only once") && !page.contains(r#"id="recovery-codes""#), "{page}");
