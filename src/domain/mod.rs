@@ -13,4 +13,6 @@ mod vocab;
 
 pub use ids::{ClientId, InviteId, KeyId, SessionId, TeamId, TokenId, UserId};
 pub use secret::{PlainSecret, SecretHash};
-pub use vocab::{AuditAction, ClientType, KeyKind, KeyStatus, OAuthErrorCode, Role, TokenKind, UnknownValue};
+pub use vocab::{
+    AuditAction, ClientType, KeyKind, KeyStatus, OAuthErrorCode, Role, TokenKind, UnknownValue, UsageOutcome,
+};

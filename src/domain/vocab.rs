@@ -144,6 +144,7 @@ text_enum! {
         ExpiringSoon = "expiring_soon",
         Expired = "expired",
         Revoked = "revoked",
+        Disabled = "disabled",
     }
 }
 
@@ -155,12 +156,33 @@ impl KeyStatus {
             Self::ExpiringSoon => "Expiring soon",
             Self::Expired => "Expired",
             Self::Revoked => "Revoked",
+            Self::Disabled => "Disabled",
         }
     }
 
     /// Whether the key still authenticates.
     pub fn is_usable(self) -> bool {
         matches!(self, Self::Active | Self::ExpiringSoon)
+    }
+}
+
+text_enum! {
+    /// How a request presenting a key ended, as its usage counts it.
+    UsageOutcome {
+        Ok = "ok",
+        ScopeDenied = "scope_denied",
+        AddressDenied = "address_denied",
+        RateLimited = "rate_limited",
+        Expired = "expired",
+        Revoked = "revoked",
+        Disabled = "disabled",
+    }
+}
+
+impl UsageOutcome {
+    /// Its place in [`UsageOutcome::ALL`] (and in a day's counts).
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -253,12 +275,22 @@ text_enum! {
         ApiKeyLeakReported = "api_key.leak_reported",
         ApiKeyRefusedRevoked = "api_key.refused_revoked",
         ApiKeyRenamed = "api_key.renamed",
+        ApiKeyUpdated = "api_key.updated",
+        ApiKeyDisabled = "api_key.disabled",
+        ApiKeyEnabled = "api_key.enabled",
+        ApiKeyGraceFinished = "api_key.grace_finished",
+        ApiKeyGraceExtended = "api_key.grace_extended",
+        ApiKeyExpiring = "api_key.expiring",
+        ApiKeyRotationBusy = "api_key.rotation_busy",
         ServiceKeyCreated = "service_key.created",
         OauthAppRegistered = "oauth.app_registered",
         OauthAppUpdated = "oauth.app_updated",
         OauthAppDeleted = "oauth.app_deleted",
         OauthSecretRotated = "oauth.secret_rotated",
         OauthSecretLeaked = "oauth.secret_leaked",
+        OauthSecretGraceFinished = "oauth.secret_grace_finished",
+        OauthSecretGraceExtended = "oauth.secret_grace_extended",
+        OauthSecretRotationBusy = "oauth.secret_rotation_busy",
         OauthConsentGranted = "oauth.consent_granted",
         OauthConsentRevoked = "oauth.consent_revoked",
         OauthTokenIssued = "oauth.token_issued",

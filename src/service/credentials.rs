@@ -53,9 +53,15 @@ pub struct ActiveToken {
 }
 
 impl CredentialService<'_> {
-    /// Verifies a presented credential for a request from `client`.
-    pub async fn verify(&self, presented: &str, client: Option<IpAddr>) -> Result<Verified, Refusal> {
-        self.verifier.verify(self.db, self.hasher, presented, client, self.clock.now_ms()).await
+    /// Verifies a presented credential for a request from `client` with the
+    /// user agent `agent`.
+    pub async fn verify(
+        &self,
+        presented: &str,
+        client: Option<IpAddr>,
+        agent: Option<&str>,
+    ) -> Result<Verified, Refusal> {
+        self.verifier.verify(self.db, self.hasher, presented, client, agent, self.clock.now_ms()).await
     }
 
     /// The credential read again (its role, its revocation): refused unless
@@ -126,6 +132,25 @@ impl ActiveToken {
             expires_at: grant.expires_at?,
             issued_at: *issued_at,
         })
+    }
+}
+
+impl CredentialService<'_> {
+    /// Forward auth for a verified credential ([`forwardable`]); a key's
+    /// usage notes the scope it exercised (one of `catalog`), or moves its
+    /// request to `scope_denied`.
+    pub fn forward(&self, verified: &Verified, scope: Option<&str>, catalog: &[String]) -> Result<(), Refusal> {
+        let answer = forwardable(&verified.key, scope);
+        if let Some(id) = verified.key.key_id() {
+            match (&answer, scope) {
+                (Err(Refusal::MissingScope(_)), _) => self.verifier.scope_denied(id.as_str(), verified.at),
+                (Ok(()), Some(s)) if catalog.iter().any(|c| c == s) => {
+                    self.verifier.exercised(id.as_str(), s, verified.at)
+                }
+                _ => {}
+            }
+        }
+        answer
     }
 }
 

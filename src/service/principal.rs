@@ -37,6 +37,8 @@ pub struct Grant {
     pub allowed: Vec<IpNet>,
     pub expires_at: Option<i64>,
     pub revoked: bool,
+    /// Paused by its team: refused like a revoked key until enabled.
+    pub disabled: bool,
     pub plan: Plan,
     /// What the plan's limits count under (see [`limit_key`]).
     pub limit_key: String,
@@ -136,9 +138,28 @@ impl Principal {
         self.grant().revoked
     }
 
-    /// Whether the credential authenticates at `at`: not revoked, not expired.
+    pub fn is_disabled(&self) -> bool {
+        self.grant().disabled
+    }
+
+    /// Whether the credential authenticates at `at`: not revoked, not
+    /// disabled, not expired.
     pub fn is_usable(&self, at: i64) -> bool {
-        !self.is_revoked() && self.expires_at().is_none_or(|e| e > at)
+        !self.is_revoked() && !self.is_disabled() && self.expires_at().is_none_or(|e| e > at)
+    }
+
+    /// Why a credential that is not usable at `at` is refused, as usage counts it.
+    pub fn refusal(&self, at: i64) -> Option<crate::domain::UsageOutcome> {
+        use crate::domain::UsageOutcome;
+        if self.is_revoked() {
+            Some(UsageOutcome::Revoked)
+        } else if self.expires_at().is_some_and(|e| e <= at) {
+            Some(UsageOutcome::Expired)
+        } else if self.is_disabled() {
+            Some(UsageOutcome::Disabled)
+        } else {
+            None
+        }
     }
 
     /// The introspection `token_type`.
@@ -191,6 +212,7 @@ pub fn load_access_token(conn: &mut DbConn, hash: &str, default_plan: Plan) -> R
         allowed: Vec::new(),
         expires_at: Some(t.expires_at),
         revoked: t.revoked_at.is_some(),
+        disabled: false,
     };
     Ok(Some(Principal::AccessToken {
         id: t.id.into(),
@@ -235,6 +257,7 @@ pub fn load_key(
         role,
         expires_at: key.expires_at,
         revoked: key.revoked_at.is_some(),
+        disabled: key.disabled_at.is_some(),
         plan,
         shown: Default::default(),
     };

@@ -44,8 +44,8 @@ use super::keys::codec;
 use super::lru::Lru;
 use super::principal::{self, Principal};
 use super::ratelimit::{self, Limits, Plan, RateState};
-use super::usage::{self, Relay, Usage};
-use crate::domain::{AuditAction, TokenKind};
+use super::usage::{self, Relay, Seen, Usage};
+use crate::domain::{AuditAction, TokenKind, UsageOutcome};
 use crate::store::Db;
 
 /// How long a cached answer is trusted without the change feed.
@@ -62,6 +62,8 @@ const CACHE_MAX: usize = 100_000;
 pub struct Verified {
     pub key: Arc<Principal>,
     pub rate: RateState,
+    /// When it was verified (Unix seconds): its usage is counted then.
+    pub at: i64,
 }
 
 #[derive(Debug)]
@@ -337,40 +339,72 @@ impl Verifier {
         Ok(record)
     }
 
-    /// Verifies a presented key for a request from `client` at `now_ms` (the
-    /// service clock's Unix milliseconds: the expiry is compared in seconds,
-    /// the rate windows count in milliseconds).
+    /// Verifies a presented key for a request from `client` (with the user
+    /// agent `agent`) at `now_ms` (the service clock's Unix milliseconds: the
+    /// expiry is compared in seconds, the rate windows count in
+    /// milliseconds). A key's request is counted by outcome: a refused one
+    /// here, an accepted one as `ok` (a route that then refuses it for a
+    /// scope moves it, see [`Verifier::scope_denied`]).
     pub async fn verify(
         &self,
         db: &Db,
         hasher: &Keys,
         presented: &str,
         client: Option<IpAddr>,
+        agent: Option<&str>,
         now_ms: i64,
     ) -> Result<Verified, Refusal> {
         let record = self.lookup(db, hasher, presented).await?.ok_or(Refusal::Unauthorized)?;
         let at = now_ms.div_euclid(1000);
-        if record.is_revoked() {
-            self.audit_refused(&record, client, at);
-            return Err(Refusal::Unauthorized);
-        }
-        if !record.is_usable(at) {
+        let seen = Seen { at, ip: client, agent };
+        if let Some(outcome) = record.refusal(at) {
+            if outcome == UsageOutcome::Revoked {
+                self.audit_refused(&record, client, at);
+            }
+            self.record(&record, outcome, &seen);
             return Err(Refusal::Unauthorized);
         }
         let allowed = record.allowed_ips();
         if !allowed.is_empty() && !client.is_some_and(|ip| address_allowed(allowed, ip)) {
+            self.record(&record, UsageOutcome::AddressDenied, &seen);
             return Err(Refusal::AddressNotAllowed);
         }
-        let rate = self
-            .limiter
-            .hit(&record.grant().limit_key, record.grant().plan, now_ms)
-            .await
-            .map_err(|(rate, retry_after)| Refusal::RateLimited { rate, retry_after })?;
-        // Usage history is kept for keys; OAuth tokens are short-lived.
+        let limited = self.limiter.hit(&record.grant().limit_key, record.grant().plan, now_ms).await;
+        let rate = match limited {
+            Ok(rate) => rate,
+            Err((rate, retry_after)) => {
+                self.record(&record, UsageOutcome::RateLimited, &seen);
+                return Err(Refusal::RateLimited { rate, retry_after });
+            }
+        };
+        self.record(&record, UsageOutcome::Ok, &seen);
+        Ok(Verified { key: record, rate, at })
+    }
+
+    /// Counts a request of a key (usage history is kept for keys; OAuth
+    /// tokens are short-lived).
+    fn record(&self, record: &Principal, outcome: UsageOutcome, seen: &Seen<'_>) {
         if let Some(id) = record.key_id() {
-            self.record_use(id.as_str(), at);
+            self.usage.lock().unwrap_or_else(|p| p.into_inner()).record(id.as_str(), outcome, seen);
         }
-        Ok(Verified { key: record, rate })
+    }
+
+    /// A request of `key_id` verified at `at` was refused by its route for a
+    /// scope: its `ok` becomes `scope_denied`.
+    pub fn scope_denied(&self, key_id: &str, at: i64) {
+        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        usage.reclassify(key_id, at, UsageOutcome::Ok, UsageOutcome::ScopeDenied);
+    }
+
+    /// A request of `key_id` at `at` exercised `scope` (a scope of the catalog).
+    pub fn exercised(&self, key_id: &str, scope: &str, at: i64) {
+        self.usage.lock().unwrap_or_else(|p| p.into_inner()).exercised(key_id, scope, at);
+    }
+
+    /// Counts a use of a client secret (`subject`, see
+    /// [`usage::secret_subject`]) at the token endpoint.
+    pub fn record_secret_use(&self, subject: &str, seen: &Seen<'_>) {
+        self.usage.lock().unwrap_or_else(|p| p.into_inner()).record(subject, UsageOutcome::Ok, seen);
     }
 
     /// Forgets a key at once (this instance changed it) and tells the others.
@@ -406,8 +440,10 @@ impl Verifier {
         cache.retain(|_, c| c.record.is_some());
     }
 
-    pub fn record_use(&self, key_id: &str, now: i64) {
-        self.usage.lock().unwrap_or_else(|p| p.into_inner()).record(key_id, now);
+    #[cfg(test)]
+    fn record_use(&self, key_id: &str, now: i64) {
+        let seen = Seen { at: now, ip: None, agent: None };
+        self.usage.lock().unwrap_or_else(|p| p.into_inner()).record(key_id, UsageOutcome::Ok, &seen);
     }
 
     /// Hands buffered usage on (see [`usage`]), then writes the buffered
@@ -498,6 +534,7 @@ mod tests {
             allowed: Vec::new(),
             expires_at: None,
             revoked,
+            disabled: false,
             plan: ratelimit::PLANS[0],
             shown: Default::default(),
             limit_key: principal::limit_key(Some("team_1"), id),
@@ -604,18 +641,12 @@ mod tests {
         v.record_use("key_3", day + 40);
         v.usage.lock().unwrap().merge(unwritten);
         let usage = v.usage.lock().unwrap().clone();
-        assert_eq!(usage.last_used["key_1"], day + 86_400 + 50, "the later time is kept");
-        assert_eq!(usage.last_used["key_2"], day + 30);
-        assert_eq!(usage.last_used["key_3"], day + 40);
-        assert_eq!(usage.per_day[&("key_1".to_owned(), 20_000)], 2);
-        assert_eq!(usage.per_day[&("key_1".to_owned(), 20_001)], 2, "counts add up");
-        assert_eq!(usage.per_day.len(), 4);
+        assert_eq!(usage.last_used("key_1"), Some(day + 86_400 + 50), "the later time is kept");
+        assert_eq!(usage.last_used("key_2"), Some(day + 30));
+        assert_eq!(usage.last_used("key_3"), Some(day + 40));
+        assert_eq!(usage.day_counts("key_1", 20_000).map(|c| c[0]), Some(2));
+        assert_eq!(usage.day_counts("key_1", 20_001).map(|c| c[0]), Some(2), "counts add up");
         assert_eq!(v.unwritten(), Unwritten { requests: 6, keys: 3, audit_events: 0 });
-        // An older batch does not move a later time back.
-        let mut older = Usage::default();
-        older.last_used.insert("key_1".into(), day);
-        v.usage.lock().unwrap().merge(older);
-        assert_eq!(v.usage.lock().unwrap().last_used["key_1"], day + 86_400 + 50);
     }
 
     #[test]

@@ -107,6 +107,8 @@ diesel::table! {
         last_used_at -> Nullable<BigInt>,
         rolled_from -> Nullable<Text>,
         replaced_by -> Nullable<Text>,
+        disabled_at -> Nullable<BigInt>,
+        grace_extended_at -> Nullable<BigInt>,
     }
 }
 
@@ -115,6 +117,48 @@ diesel::table! {
         key_id -> Text,
         day -> BigInt,
         count -> BigInt,
+        scope_denied -> BigInt,
+        address_denied -> BigInt,
+        rate_limited -> BigInt,
+        expired -> BigInt,
+        revoked -> BigInt,
+        disabled -> BigInt,
+    }
+}
+
+diesel::table! {
+    usage_hours (subject, hour) {
+        subject -> Text,
+        hour -> BigInt,
+        requests -> BigInt,
+    }
+}
+
+diesel::table! {
+    usage_sightings (subject, kind, value) {
+        subject -> Text,
+        kind -> Text,
+        value -> Text,
+        first_seen -> BigInt,
+        last_seen -> BigInt,
+        requests -> BigInt,
+    }
+}
+
+diesel::table! {
+    api_key_scope_use (key_id, scope) {
+        key_id -> Text,
+        scope -> Text,
+        first_used -> BigInt,
+        last_used -> BigInt,
+    }
+}
+
+diesel::table! {
+    reminders (subject, kind) {
+        subject -> Text,
+        kind -> Text,
+        sent_at -> BigInt,
     }
 }
 
@@ -133,6 +177,7 @@ diesel::table! {
         old_secret_hash -> Nullable<Text>,
         old_secret_expires_at -> Nullable<BigInt>,
         created_at -> BigInt,
+        old_secret_extended_at -> Nullable<BigInt>,
     }
 }
 
@@ -191,6 +236,7 @@ diesel::joinable!(oauth_consents -> oauth_clients (client_id));
 diesel::joinable!(memberships -> teams (team_id));
 diesel::joinable!(api_keys -> teams (team_id));
 diesel::joinable!(api_key_usage -> api_keys (key_id));
+diesel::joinable!(api_key_scope_use -> api_keys (key_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(invites -> teams (team_id));
 
@@ -208,5 +254,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     oauth_consents,
     oauth_codes,
     oauth_tokens,
-    changes
+    changes,
+    usage_hours,
+    usage_sightings,
+    api_key_scope_use,
+    reminders
 );

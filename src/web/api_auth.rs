@@ -27,7 +27,7 @@ use crate::service::credentials::CredentialService;
 use crate::service::keys::scopes;
 use crate::service::principal::Principal;
 use crate::service::ratelimit::RateState;
-use crate::service::verify::Refusal;
+use crate::service::verify::{Refusal, Verified};
 use crate::service::{crypto, keys as key_service};
 
 impl AppState {
@@ -75,6 +75,14 @@ pub struct ApiPrincipal {
     /// Where the request came from, kept as read: the audit's actor is made
     /// from it only when an action is recorded.
     origin: Origin,
+    /// For a key: where its request's usage is counted.
+    usage: Option<UsageMark>,
+}
+
+/// Where a key's request is counted, and when it was verified.
+struct UsageMark {
+    verifier: Arc<crate::service::verify::Verifier>,
+    at: i64,
 }
 
 struct Origin {
@@ -106,12 +114,20 @@ impl ApiPrincipal {
         Actor { user_id, label, ..actor_from(self.origin.ip, self.origin.user_agent.as_ref()) }
     }
 
+    /// Refuses a credential without `scope` (a scope of the catalog, which
+    /// the route requires); a key's usage notes the scope it exercised, or
+    /// counts the request as `scope_denied`.
     pub fn require(&self, scope: &str) -> Result<(), AppError> {
-        if scopes::satisfies(self.scopes(), scope) {
-            Ok(())
-        } else {
-            Err(AppError::Forbidden(format!("This credential lacks the scope {scope}.")))
+        let granted = scopes::satisfies(self.scopes(), scope);
+        if let (Credential::ApiKey(k), Some(mark)) = (&self.credential, &self.usage)
+            && let Some(id) = k.key_id()
+        {
+            match granted {
+                true => mark.verifier.exercised(id.as_str(), scope, mark.at),
+                false => mark.verifier.scope_denied(id.as_str(), mark.at),
+            }
         }
+        if granted { Ok(()) } else { Err(AppError::Forbidden(format!("This credential lacks the scope {scope}."))) }
     }
 
     /// The team the credential acts for (service keys have none).
@@ -214,27 +230,35 @@ pub fn refused(req: &HttpRequest, refusal: Refusal) -> AppError {
 }
 
 /// Verifies an API key for this request; rate state goes to the extensions.
-pub async fn verify_key(req: &HttpRequest, state: &AppState, presented: &str) -> Result<Arc<Principal>, AppError> {
-    verify_key_from(req, state, presented, client_ip(req, state)).await.map(|(key, _)| key)
+pub async fn verify_key(req: &HttpRequest, state: &AppState, presented: &str) -> Result<Verified, AppError> {
+    verify_key_from(req, state, presented, client_ip(req, state)).await
 }
 
-/// [`verify_key`] for a request from `ip`; also returns the rate state.
+/// [`verify_key`] for a request from `ip`.
 async fn verify_key_from(
     req: &HttpRequest,
     state: &AppState,
     presented: &str,
     ip: Option<std::net::IpAddr>,
-) -> Result<(Arc<Principal>, RateState), AppError> {
-    let verified = state.credentials().verify(presented, ip).await.map_err(|r| refused(req, r))?;
+) -> Result<Verified, AppError> {
+    let agent = req.headers().get(actix_web::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let verified = state.credentials().verify(presented, ip, agent).await.map_err(|r| refused(req, r))?;
     req.extensions_mut().insert(verified.rate);
-    Ok((verified.key, verified.rate))
+    Ok(verified)
 }
 
 async fn from_key(req: &HttpRequest, state: &State, presented: &str) -> Result<ApiPrincipal, AppError> {
     let ip = client_ip(req, state);
-    let (key, rate) = verify_key_from(req, state, presented, ip).await?;
+    let verified = verify_key_from(req, state, presented, ip).await?;
     let origin = Origin::of(req, ip);
-    Ok(ApiPrincipal { session_scopes: Vec::new(), credential: Credential::ApiKey(key), rate: Some(rate), origin })
+    let usage = Some(UsageMark { verifier: state.verifier.clone(), at: verified.at });
+    Ok(ApiPrincipal {
+        session_scopes: Vec::new(),
+        credential: Credential::ApiKey(verified.key),
+        rate: Some(verified.rate),
+        origin,
+        usage,
+    })
 }
 
 async fn from_session(req: &HttpRequest, state: &State) -> Result<ApiPrincipal, AppError> {
@@ -256,7 +280,13 @@ async fn from_session(req: &HttpRequest, state: &State) -> Result<ApiPrincipal, 
     let role = ctx.team.as_ref().map_or(Role::Viewer, |(_, r)| *r);
     let scopes = scopes::grantable(&state.config.scopes, role).into_iter().map(str::to_owned).collect();
     let origin = Origin::of(req, client_ip(req, state));
-    Ok(ApiPrincipal { credential: Credential::Session(Box::new(ctx)), session_scopes: scopes, rate: None, origin })
+    Ok(ApiPrincipal {
+        credential: Credential::Session(Box::new(ctx)),
+        session_scopes: scopes,
+        rate: None,
+        origin,
+        usage: None,
+    })
 }
 
 impl FromRequest for ApiPrincipal {

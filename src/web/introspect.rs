@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::State;
 use super::api_auth::{presented_credential, refused, require_tls, verify_key};
 use crate::error::AppError;
-use crate::service::credentials::{self, ActiveToken, Introspection};
+use crate::service::credentials::{ActiveToken, Introspection};
 use crate::service::principal::Principal;
 
 #[derive(Deserialize, Default)]
@@ -130,8 +130,10 @@ pub async fn forward_auth(
 ) -> Result<HttpResponse, AppError> {
     require_tls(&req, &state)?;
     let presented = presented_credential(&req).ok_or(AppError::Unauthorized)?;
-    let key = verify_key(&req, &state, &presented).await?;
-    credentials::forwardable(&key, query.scope.as_deref()).map_err(|r| refused(&req, r))?;
+    let verified = verify_key(&req, &state, &presented).await?;
+    let scope = query.scope.as_deref();
+    state.credentials().forward(&verified, scope, &state.config.scopes).map_err(|r| refused(&req, r))?;
+    let key = verified.key;
     Ok(HttpResponse::Ok()
         .insert_header(("X-Latchkey-Principal", key.id().to_owned()))
         .insert_header(("X-Latchkey-Team", key.team_id().map(|t| t.as_str().to_owned()).unwrap_or_default()))

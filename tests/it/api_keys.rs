@@ -182,7 +182,8 @@ async fn a_bad_checksum_is_refused_without_touching_the_database(app: TestApp) {
     app.owner_session().await;
     app.db()
         .run_sync(|c| {
-            c.batch_execute("DROP TABLE api_key_usage; DROP TABLE api_keys;").map_err(latchkey::store::StoreError::from)
+            c.batch_execute("DROP TABLE api_key_usage; DROP TABLE api_key_scope_use; DROP TABLE api_keys;")
+                .map_err(latchkey::store::StoreError::from)
         })
         .unwrap();
     let good_shape = latchkey::service::keys::codec::generate("lk").unwrap();

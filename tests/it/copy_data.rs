@@ -112,6 +112,8 @@ async fn make_everything(app: &TestApp) -> Made {
     for _ in 0..3 {
         assert_eq!(call(app, "/api/v1/auth/test", &secret).await.status(), StatusCode::OK);
     }
+    // An exercised scope (api_key_scope_use), hours and sightings (usage_*).
+    assert_eq!(call(app, "/api/v1/api-keys", &secret).await.status(), StatusCode::OK);
     let revoked = create_key(app, json!({"name": "revoked", "scopes": ["templates:read"]})).await;
     assert_eq!(
         api_delete(app, &format!("/api/v1/api-keys/{}", revoked["id"].as_str().unwrap())).await.status(),
@@ -133,6 +135,12 @@ async fn make_everything(app: &TestApp) -> Made {
     let (code, _) = code_for(app, &c, &["templates:read"], None).await;
     let token = c.exchange_code(AuthorizationCode::new(code)).request_async(&http()).await.unwrap();
     app.flush_usage().await;
+    let (key_id, at) = (key["id"].as_str().unwrap().to_owned(), app.clock().now());
+    let claimed = app.db().run_sync(move |c| {
+        latchkey::store::models::Reminder::claim(c, &key_id, "expiring_7d", at)
+            .map_err(latchkey::store::StoreError::from)
+    });
+    assert!(claimed.unwrap(), "a reminder row");
     Made {
         key: secret,
         key_id: key["id"].as_str().unwrap().to_owned(),
@@ -212,7 +220,7 @@ async fn a_copy_taken_while_serving_works_unchanged_on_postgresql() {
     assert!(pg.setup_token.is_none(), "the copied server has its users");
     pg.client = app.client.clone();
     let detail = pg.get_html(&format!("/settings/developer/api-keys/{}", made.key_id)).await;
-    assert!(detail.contains("3 requests in all"), "usage kept, and the old session works: {detail}");
+    assert!(detail.contains("4 requests in all"), "usage kept, and the old session works: {detail}");
     assert_eq!(call(&pg, "/api/v1/auth/test", &made.key).await.status(), StatusCode::OK);
     assert_eq!(call(&pg, "/api/v1/auth/test", &made.revoked).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(call(&pg, "/api/v1/auth/test", &made.rolled_old).await.status(), StatusCode::OK, "grace kept");

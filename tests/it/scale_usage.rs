@@ -91,7 +91,7 @@ fn usage_writes(app: &TestApp) -> (i64, i64) {
 /// What Redis holds for `id` today: (pending, staged by a failed move).
 async fn in_redis(app: &TestApp, id: &str) -> (i64, i64) {
     let redis = app.redis();
-    let field = format!("{id}|{}", latchkey::store::now().div_euclid(86_400));
+    let field = format!("d|{id}|{}|0", latchkey::store::now().div_euclid(86_400));
     let (pending, flushing) = (redis.key("usage:pending"), redis.key("usage:flushing"));
     redis
         .call("test read", move |mut c| async move {

@@ -130,6 +130,8 @@ fn new_key(issued: &Issued, at: i64, f: KeyFields) -> Result<ApiKey> {
         last_used_at: None,
         rolled_from: None,
         replaced_by: None,
+        disabled_at: None,
+        grace_extended_at: None,
     })
 }
 

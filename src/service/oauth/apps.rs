@@ -340,6 +340,7 @@ fn new_app(
         old_secret_hash: None,
         old_secret_expires_at: None,
         created_at: at,
+        old_secret_extended_at: None,
     };
     Ok((app, secret))
 }

@@ -35,6 +35,10 @@ pub struct ApiKey {
     pub last_used_at: Option<i64>,
     pub rolled_from: Option<String>,
     pub replaced_by: Option<String>,
+    /// Paused: refused like a revoked key until enabled again.
+    pub disabled_at: Option<i64>,
+    /// When the grace of a roll was extended (once per roll).
+    pub grace_extended_at: Option<i64>,
 }
 
 /// Which keys a list shows.
@@ -45,6 +49,7 @@ pub enum StatusFilter {
     ExpiringSoon,
     Expired,
     Revoked,
+    Disabled,
 }
 
 impl From<KeyStatus> for StatusFilter {
@@ -55,6 +60,7 @@ impl From<KeyStatus> for StatusFilter {
             KeyStatus::ExpiringSoon => Self::ExpiringSoon,
             KeyStatus::Expired => Self::Expired,
             KeyStatus::Revoked => Self::Revoked,
+            KeyStatus::Disabled => Self::Disabled,
         }
     }
 }
@@ -63,12 +69,14 @@ impl From<KeyStatus> for StatusFilter {
 pub const EXPIRING_SOON_SECS: i64 = 7 * 24 * 3600;
 
 impl ApiKey {
-    /// Where the key stands at `at`: revoked, expired, expiring within
-    /// [`EXPIRING_SOON_SECS`], or active. The one place a key's status is computed.
+    /// Where the key stands at `at`: revoked, expired, disabled (paused),
+    /// expiring within [`EXPIRING_SOON_SECS`], or active. The one place a
+    /// key's status is computed.
     pub fn status(&self, at: i64) -> KeyStatus {
         match (self.revoked_at, self.expires_at) {
             (Some(_), _) => KeyStatus::Revoked,
             (None, Some(exp)) if exp <= at => KeyStatus::Expired,
+            _ if self.disabled_at.is_some() => KeyStatus::Disabled,
             (None, Some(exp)) if exp <= at + EXPIRING_SOON_SECS => KeyStatus::ExpiringSoon,
             _ => KeyStatus::Active,
         }
@@ -117,9 +125,15 @@ impl ApiKey {
         let live = api_keys::expires_at.is_null().or(api_keys::expires_at.gt(now));
         q = match filter {
             StatusFilter::All => q,
-            StatusFilter::Active => q.filter(api_keys::revoked_at.is_null()).filter(live),
+            StatusFilter::Active => {
+                q.filter(api_keys::revoked_at.is_null()).filter(api_keys::disabled_at.is_null()).filter(live)
+            }
+            StatusFilter::Disabled => {
+                q.filter(api_keys::revoked_at.is_null()).filter(api_keys::disabled_at.is_not_null()).filter(live)
+            }
             StatusFilter::ExpiringSoon => q
                 .filter(api_keys::revoked_at.is_null())
+                .filter(api_keys::disabled_at.is_null())
                 .filter(api_keys::expires_at.gt(now))
                 .filter(api_keys::expires_at.le(now + EXPIRING_SOON_SECS)),
             StatusFilter::Expired => q.filter(api_keys::revoked_at.is_null()).filter(api_keys::expires_at.le(now)),
@@ -228,29 +242,6 @@ impl ApiKey {
         )
         .set(api_keys::last_used_at.eq(at))
         .execute(conn)
-    }
-
-    /// Adds `count` requests to a key's day. Upserts differ in diesel's
-    /// MultiConnection, so this branches per backend (same SQL semantics).
-    pub fn add_usage(conn: &mut DbConn, key_id: &str, day: i64, count: i64) -> QueryResult<()> {
-        use diesel::upsert::excluded;
-        let row = (api_key_usage::key_id.eq(key_id), api_key_usage::day.eq(day), api_key_usage::count.eq(count));
-        let on_conflict = api_key_usage::count.eq(api_key_usage::count + excluded(api_key_usage::count));
-        match conn {
-            DbConn::Sqlite(c) => diesel::insert_into(api_key_usage::table)
-                .values(row)
-                .on_conflict((api_key_usage::key_id, api_key_usage::day))
-                .do_update()
-                .set(on_conflict)
-                .execute(c),
-            DbConn::Pg(c) => diesel::insert_into(api_key_usage::table)
-                .values(row)
-                .on_conflict((api_key_usage::key_id, api_key_usage::day))
-                .do_update()
-                .set(on_conflict)
-                .execute(c),
-        }
-        .map(|_| ())
     }
 
     /// Requests per day since `from_day` (unix days).

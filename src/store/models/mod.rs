@@ -8,6 +8,7 @@ mod oauth;
 mod recovery;
 mod session;
 mod team;
+mod usage;
 mod user;
 
 pub use api_key::{ApiKey, EXPIRING_SOON_SECS, StatusFilter};
@@ -18,4 +19,5 @@ pub use oauth::{OauthClient, OauthCode, OauthConsent, OauthToken};
 pub use recovery::RecoveryCode;
 pub use session::SessionRow;
 pub use team::{Membership, Team};
+pub use usage::{Reminder, ScopeUseRow, SightingRow, UsageDay, UsageHour};
 pub use user::User;

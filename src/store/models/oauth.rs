@@ -29,6 +29,8 @@ pub struct OauthClient {
     pub old_secret_hash: Option<String>,
     pub old_secret_expires_at: Option<i64>,
     pub created_at: i64,
+    /// When the previous secret's grace was extended (once per rotation).
+    pub old_secret_extended_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

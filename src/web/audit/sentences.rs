@@ -212,6 +212,26 @@ fn grace(d: &Value, what: &str) -> String {
     }
 }
 
+/// ` (its name, scopes)`: the fields an edit changed, from `changed`.
+fn changed_fields(d: &Value) -> String {
+    let fields: Vec<String> = d
+        .get("changed")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(|f| f.replace('_', " ")).collect())
+        .unwrap_or_default();
+    if fields.is_empty() { String::new() } else { format!(" ({})", fields.join(", ")) }
+}
+
+/// ` until <time>` from `until` (Unix seconds), in UTC.
+fn until(d: &Value) -> String {
+    d.get("until").and_then(Value::as_i64).map(|t| format!(" until {} UTC", format::rfc3339(t))).unwrap_or_default()
+}
+
+/// ` expires in N days` from `days`.
+fn expires_in(d: &Value) -> String {
+    format!(" expires in {}", plural(count(d, "days"), "day", "days"))
+}
+
 /// The words of each recorded action. Exhaustive: a new action does not
 /// compile until it has a sentence.
 fn phrase(action: AuditAction, e: &AuditEvent, d: &Value, has_object: bool) -> Phrase {
@@ -279,6 +299,15 @@ fn phrase(action: AuditAction, e: &AuditEvent, d: &Value, has_object: bool) -> P
             (Some(old), Some(new)) if old != new => Phrase::new("renamed key ", "").then(&format!(" from “{old}”")),
             _ => Phrase::new("changed the description of key ", ""),
         },
+        A::ApiKeyUpdated => Phrase::new("changed key ", "").then(&changed_fields(d)),
+        A::ApiKeyDisabled => Phrase::new("disabled key ", "; it is refused until enabled again"),
+        A::ApiKeyEnabled => Phrase::new("enabled key ", " again"),
+        A::ApiKeyGraceFinished => Phrase::new("ended the grace of the old key ", " early"),
+        A::ApiKeyGraceExtended => Phrase::new("extended the grace of the old key ", "").then(&until(d)),
+        A::ApiKeyExpiring => Phrase::new("was reminded that key ", "").then(&expires_in(d)),
+        A::ApiKeyRotationBusy => {
+            Phrase::new("was warned that the old key ", " is still in use near the end of its grace")
+        }
         A::ApiKeyTransferred => Phrase::new("took over key ", " from a member who left"),
         A::ApiKeyLeakReported => Phrase::new("reported key ", " as leaked; it was revoked"),
         A::ApiKeyRefusedRevoked => Phrase::new("was refused: it presented the revoked key ", ""),
@@ -291,6 +320,13 @@ fn phrase(action: AuditAction, e: &AuditEvent, d: &Value, has_object: bool) -> P
         }),
         A::OauthSecretRotated => Phrase::new("rotated the client secret of ", "").then(&grace(d, "secret")),
         A::OauthSecretLeaked => Phrase::new("reported the client secret of ", " as leaked; it was replaced"),
+        A::OauthSecretGraceFinished => Phrase::new("ended the grace of the previous client secret of ", " early"),
+        A::OauthSecretGraceExtended => {
+            Phrase::new("extended the grace of the previous client secret of ", "").then(&until(d))
+        }
+        A::OauthSecretRotationBusy => {
+            Phrase::new("was warned that the previous client secret of ", " is still in use near the end of its grace")
+        }
         A::OauthConsentGranted => Phrase::new("authorized the app ", "").then(&scopes_clause(d)),
         A::OauthConsentRevoked => Phrase::new("took back the access of the app ", ""),
         A::OauthTokenIssued => Phrase::new("was issued an access token for ", "").then(&match text(d, "grant_type") {
@@ -477,6 +513,13 @@ pub fn action_name(action: AuditAction) -> &'static str {
         A::ApiKeyRevoked => "Key revoked",
         A::ApiKeyRevokedBySupport => "Key revoked by support",
         A::ApiKeyRenamed => "Key renamed",
+        A::ApiKeyUpdated => "Key changed",
+        A::ApiKeyDisabled => "Key disabled",
+        A::ApiKeyEnabled => "Key enabled",
+        A::ApiKeyGraceFinished => "Old key ended early",
+        A::ApiKeyGraceExtended => "Old key's grace extended",
+        A::ApiKeyExpiring => "Expiry reminder",
+        A::ApiKeyRotationBusy => "Old key still in use",
         A::ApiKeyTransferred => "Key taken over",
         A::ApiKeyLeakReported => "Key reported as leaked",
         A::ApiKeyRefusedRevoked => "Revoked key refused",
@@ -486,6 +529,9 @@ pub fn action_name(action: AuditAction) -> &'static str {
         A::OauthAppDeleted => "App deleted",
         A::OauthSecretRotated => "Client secret rotated",
         A::OauthSecretLeaked => "Client secret reported as leaked",
+        A::OauthSecretGraceFinished => "Previous client secret ended early",
+        A::OauthSecretGraceExtended => "Previous client secret's grace extended",
+        A::OauthSecretRotationBusy => "Previous client secret still in use",
         A::OauthConsentGranted => "App authorized",
         A::OauthConsentRevoked => "App access taken back",
         A::OauthTokenIssued => "Token issued",

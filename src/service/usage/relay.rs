@@ -1,6 +1,6 @@
-//! Key usage on its way to the database. Each instance buffers the requests
-//! it verified (a count per key and day, and the last time each key was
-//! used); every `LATCHKEY_USAGE_FLUSH_SECONDS` it hands the batch on.
+//! Usage handed on between instances. Each instance buffers the requests
+//! it verified (see the parent module); every `LATCHKEY_USAGE_FLUSH_SECONDS`
+//! it hands the batch on.
 //!
 //! Rules:
 //! - Without Redis, or while it does not answer, an instance writes its batch
@@ -9,8 +9,11 @@
 //!   meanwhile, the later last-used time kept) for the next flush.
 //! - With Redis, an instance hands its batch over instead, in chunks of at
 //!   most [`CHUNK`] entries, each one atomic script: `HINCRBY` of
-//!   `usage:pending` fields `<key id>|<day>`, and the latest last-used time
-//!   per key in `usage:last`. A chunk is handed over when the script's reply
+//!   `usage:pending` fields `d|<subject>|<day>|<outcome>` and
+//!   `h|<subject>|<hour>`, the latest last-used time per subject in
+//!   `usage:last`, and in `usage:seen` sightings `s|<subject>|<kind>|<value>`
+//!   and exercised scopes `x|<subject>|<scope>` as `first last requests`
+//!   (earliest first, latest last, requests added). A chunk is handed over when the script's reply
 //!   says so; what was not is written to the database as above. A batch is
 //!   always in Redis, in the database, or back in the buffer.
 //! - One instance per interval moves what was handed over to the database:
@@ -18,7 +21,7 @@
 //!   the interval, renewed before writing, released only if still its own),
 //!   and only if no move began within the last nine tenths of an interval
 //!   (`usage:due`) unless it must move now (at shutdown, or when asked). It
-//!   renames `usage:pending` to `usage:flushing` atomically, writes it in one
+//!   renames the three hashes to their `flushing` names atomically, writes it in one
 //!   transaction and deletes it. A move that fails leaves `usage:flushing` in
 //!   place; the next move writes it before anything newer. The database thus
 //!   sees one row write per active key and day per interval, however many
@@ -33,45 +36,65 @@
 //!   persistence loses what was handed over and not yet moved (about two
 //!   intervals of usage).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::Script;
 
-use super::cluster::Redis;
-use crate::store::models::ApiKey;
-use crate::store::{Db, DbConn, StoreError};
+use super::{OUTCOMES, SightKind, SubjectUse, Usage, write};
+use crate::service::cluster::Redis;
+use crate::store::Db;
 
 /// Entries (counts and last-used times) per hand-over script.
 pub const CHUNK: usize = 1_000;
 /// The shortest lease a move holds.
 const MIN_LEASE: Duration = Duration::from_secs(10);
-/// Key ids per existence query.
-const IDS_PER_QUERY: usize = 500;
 /// How long a move that must happen now waits for another instance's move.
 const WAIT_FOR_LEASE: Duration = Duration::from_secs(2);
 const WAIT_STEP: Duration = Duration::from_millis(100);
 
 const PENDING: &str = "usage:pending";
 const LAST: &str = "usage:last";
+const SEEN: &str = "usage:seen";
 const FLUSHING: &str = "usage:flushing";
 const FLUSHING_LAST: &str = "usage:flushing-last";
+const FLUSHING_SEEN: &str = "usage:flushing-seen";
 const LOCK: &str = "usage:lock";
 const DUE: &str = "usage:due";
 
-/// Adds counts and keeps the later last-used time. KEYS: pending, last.
-/// ARGV: the number n of counts, n pairs `field count`, then pairs `key at`.
+/// Adds counts, keeps the later last-used time, merges sightings and
+/// scopes. KEYS: pending, last, seen. ARGV: the number n of counts, the
+/// number m of last-used times, n pairs `field count`, m pairs `subject at`,
+/// then quadruples `field first last requests`.
 const HAND_OVER_LUA: &str = r"
 local n = tonumber(ARGV[1])
-for i = 2, 2 * n, 2 do
+local m = tonumber(ARGV[2])
+local i = 3
+for _ = 1, n do
   redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
 end
-for i = 2 * n + 2, #ARGV, 2 do
+for _ = 1, m do
   local seen = tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or '0')
   if tonumber(ARGV[i + 1]) > seen then
     redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
   end
+  i = i + 2
+end
+while i <= #ARGV do
+  local first, last, req = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  local had = redis.call('HGET', KEYS[3], ARGV[i])
+  if had then
+    local f, l, r = string.match(had, '^(-?%d+) (-?%d+) (-?%d+)$')
+    if f then
+      first = math.min(first, tonumber(f))
+      last = math.max(last, tonumber(l))
+      req = req + tonumber(r)
+    end
+  end
+  redis.call('HSET', KEYS[3], ARGV[i], string.format('%d %d %d', first, last, req))
+  i = i + 4
 end
 return 1
 ";
@@ -87,14 +110,17 @@ redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
 return 1
 ";
 
-/// Stages what to write. KEYS: pending, last, flushing, flushing-last.
-/// 2: a failed move's batch is staged already; 1: pending was staged now;
-/// 0: nothing to move.
+/// Stages what to write. KEYS: pending, last, seen, then their flushing
+/// names. 2: a failed move's batch is staged already; 1: pending was staged
+/// now; 0: nothing to move.
 const STAGE_LUA: &str = r"
-if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then return 2 end
+for i = 4, 6 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return 2 end
+end
 local staged = 0
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('RENAME', KEYS[1], KEYS[3]); staged = 1 end
-if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('RENAME', KEYS[2], KEYS[4]); staged = 1 end
+for i = 1, 3 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('RENAME', KEYS[i], KEYS[i + 3]); staged = 1 end
+end
 return staged
 ";
 
@@ -118,79 +144,6 @@ static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
 static STAGE: LazyLock<Script> = LazyLock::new(|| Script::new(STAGE_LUA));
 static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW_LUA));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
-
-/// Requests counted per key and day, and the last use of each key.
-#[derive(Debug, Default, Clone)]
-pub struct Usage {
-    pub(crate) last_used: HashMap<String, i64>,
-    pub(crate) per_day: HashMap<(String, i64), i64>,
-}
-
-impl Usage {
-    /// One verified request with `key_id` at `now` (Unix seconds).
-    pub fn record(&mut self, key_id: &str, now: i64) {
-        match self.last_used.get_mut(key_id) {
-            Some(at) => *at = (*at).max(now),
-            None => {
-                self.last_used.insert(key_id.to_owned(), now);
-            }
-        }
-        *self.per_day.entry((key_id.to_owned(), now.div_euclid(86_400))).or_default() += 1;
-    }
-
-    /// Takes back a batch that was not written: its counts add to those
-    /// buffered since, and the later of the two last-used times is kept.
-    pub fn merge(&mut self, unwritten: Usage) {
-        for (id, at) in unwritten.last_used {
-            let latest = self.last_used.entry(id).or_insert(at);
-            *latest = (*latest).max(at);
-        }
-        for (key_day, count) in unwritten.per_day {
-            *self.per_day.entry(key_day).or_default() += count;
-        }
-    }
-
-    pub fn requests(&self) -> i64 {
-        self.per_day.values().sum()
-    }
-
-    pub fn keys(&self) -> usize {
-        self.last_used.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.last_used.is_empty() && self.per_day.is_empty()
-    }
-}
-
-/// Writes a batch in one transaction, in key order (concurrent writers take
-/// row locks in the same order); counts of keys that no longer exist are
-/// dropped.
-pub async fn write(db: &Db, batch: Arc<Usage>) -> Result<(), StoreError> {
-    db.run(move |conn| crate::store::transaction(conn, |conn| write_in(conn, &batch)).map_err(StoreError::from)).await
-}
-
-fn write_in(conn: &mut DbConn, batch: &Usage) -> diesel::QueryResult<()> {
-    let named: BTreeSet<&str> =
-        batch.last_used.keys().chain(batch.per_day.keys().map(|(id, _)| id)).map(String::as_str).collect();
-    let named: Vec<&str> = named.into_iter().collect();
-    let mut existing = BTreeSet::new();
-    for ids in named.chunks(IDS_PER_QUERY) {
-        existing.extend(ApiKey::existing(conn, ids)?);
-    }
-    let last_used: BTreeMap<&String, i64> = batch.last_used.iter().map(|(id, at)| (id, *at)).collect();
-    for (id, at) in last_used.into_iter().filter(|(id, _)| existing.contains(*id)) {
-        ApiKey::set_last_used(conn, id, at)?;
-    }
-    let per_day: BTreeMap<&(String, i64), i64> = batch.per_day.iter().map(|(k, n)| (k, *n)).collect();
-    for ((id, day), count) in per_day.into_iter().filter(|((id, _), _)| existing.contains(id)) {
-        ApiKey::add_usage(conn, id, *day, count)?;
-    }
-    if existing.len() < named.len() {
-        tracing::info!(keys = named.len() - existing.len(), "dropped the usage of deleted keys");
-    }
-    Ok(())
-}
 
 /// When a move may happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,7 +179,7 @@ pub struct Relay {
 impl Relay {
     /// A relay for batches flushed every `every` (off when Redis is).
     pub fn new(redis: Arc<Redis>, every: Duration) -> Self {
-        let owner = super::crypto::random_base62(16)
+        let owner = crate::service::crypto::random_base62(16)
             .unwrap_or_else(|_| format!("{}-{}", std::process::id(), crate::store::now()));
         Self { redis, owner, every }
     }
@@ -240,37 +193,60 @@ impl Relay {
         if !self.redis.is_configured() {
             return Some(batch);
         }
-        let mut counts: Vec<((String, i64), i64)> = batch.per_day.into_iter().collect();
-        let mut lasts: Vec<(String, i64)> = batch.last_used.into_iter().collect();
+        let mut subjects: Vec<(String, SubjectUse)> = batch.subjects.into_iter().collect();
         let (mut rest, mut answering) = (Usage::default(), true);
-        while !counts.is_empty() || !lasts.is_empty() {
-            let chunk_counts: Vec<_> = counts.drain(..counts.len().min(CHUNK)).collect();
-            let chunk_lasts: Vec<_> = lasts.drain(..lasts.len().min(CHUNK - chunk_counts.len())).collect();
-            answering = answering && self.hand_chunk(&chunk_counts, &chunk_lasts).await;
+        while !subjects.is_empty() {
+            // Whole subjects per chunk, about CHUNK entries each.
+            let (mut take, mut entries) = (0, 0);
+            while take < subjects.len() && (take == 0 || entries + subjects[take].1.entries() <= CHUNK) {
+                entries += subjects[take].1.entries();
+                take += 1;
+            }
+            let chunk: Vec<(String, SubjectUse)> = subjects.drain(..take).collect();
+            answering = answering && self.hand_chunk(&chunk).await;
             if !answering {
-                rest.per_day.extend(chunk_counts);
-                rest.last_used.extend(chunk_lasts);
+                rest.subjects.extend(chunk);
             }
         }
         (!rest.is_empty()).then_some(rest)
     }
 
-    async fn hand_chunk(&self, counts: &[((String, i64), i64)], lasts: &[(String, i64)]) -> bool {
-        let mut args = Vec::with_capacity(1 + 2 * (counts.len() + lasts.len()));
-        args.push(counts.len().to_string());
-        for ((id, day), count) in counts {
-            args.extend([format!("{id}|{day}"), count.to_string()]);
+    async fn hand_chunk(&self, chunk: &[(String, SubjectUse)]) -> bool {
+        let (mut counts, mut lasts, mut seen) = (Vec::new(), Vec::new(), Vec::new());
+        for (subject, u) in chunk {
+            for (day, by_outcome) in &u.days {
+                for (outcome, n) in by_outcome.iter().enumerate().filter(|(_, n)| **n != 0) {
+                    counts.extend([format!("d|{subject}|{day}|{outcome}"), n.to_string()]);
+                }
+            }
+            for (hour, n) in &u.hours {
+                counts.extend([format!("h|{subject}|{hour}"), n.to_string()]);
+            }
+            if u.last_used > 0 {
+                lasts.extend([subject.clone(), u.last_used.to_string()]);
+            }
+            for s in u.all_sightings() {
+                let field = format!("s|{subject}|{}|{}", s.kind.as_str(), s.value);
+                seen.extend([field, s.first.to_string(), s.last.to_string(), s.requests.to_string()]);
+            }
+            for s in &u.scopes {
+                seen.extend([format!("x|{subject}|{}", s.scope), s.first.to_string(), s.last.to_string(), "0".into()]);
+            }
         }
-        for (id, at) in lasts {
-            args.extend([id.clone(), at.to_string()]);
-        }
-        let (pending, last) = (self.redis.key(PENDING), self.redis.key(LAST));
+        let mut args = Vec::with_capacity(2 + counts.len() + lasts.len() + seen.len());
+        args.extend([(counts.len() / 2).to_string(), (lasts.len() / 2).to_string()]);
+        args.extend(counts);
+        args.extend(lasts);
+        args.extend(seen);
+        let keys = [PENDING, LAST, SEEN].map(|k| self.redis.key(k));
         let acknowledged = self
             .redis
             .call("usage hand-over", move |mut conn| async move {
-                let mut call = HAND_OVER.key(pending);
-                call.key(last).arg(args);
-                call.invoke_async::<i64>(&mut conn).await
+                let mut call = HAND_OVER.prepare_invoke();
+                for key in keys {
+                    call.key(key);
+                }
+                call.arg(args).invoke_async::<i64>(&mut conn).await
             })
             .await;
         acknowledged == Some(1)
@@ -315,7 +291,7 @@ impl Relay {
                 return Ok(Moved::Busy);
             }
             let (k, r) = (batch.keys(), batch.requests());
-            if let Err(e) = write(db, Arc::new(batch)).await {
+            if let Err(e) = write::write(db, Arc::new(batch)).await {
                 let doing = format!(
                     "moving the usage of {k} keys ({r} requests) to the database (kept in Redis for the next move)"
                 );
@@ -378,7 +354,7 @@ impl Relay {
     }
 
     async fn stage(&self) -> Option<i64> {
-        let keys = [PENDING, LAST, FLUSHING, FLUSHING_LAST].map(|k| self.redis.key(k));
+        let keys = [PENDING, LAST, SEEN, FLUSHING, FLUSHING_LAST, FLUSHING_SEEN].map(|k| self.redis.key(k));
         self.redis
             .call("usage staging", move |mut conn| async move {
                 let mut call = STAGE.prepare_invoke();
@@ -391,33 +367,84 @@ impl Relay {
     }
 
     async fn read_staged(&self) -> Option<Usage> {
-        let (counts, lasts) = (self.redis.key(FLUSHING), self.redis.key(FLUSHING_LAST));
-        let (counts, last_used): (HashMap<String, i64>, HashMap<String, i64>) = self
+        let [counts, lasts, seen] = [FLUSHING, FLUSHING_LAST, FLUSHING_SEEN].map(|k| self.redis.key(k));
+        type Hash = HashMap<String, String>;
+        let (counts, lasts, seen): (Hash, Hash, Hash) = self
             .redis
             .call("usage read", move |mut conn| async move {
-                redis::pipe().cmd("HGETALL").arg(counts).cmd("HGETALL").arg(lasts).query_async(&mut conn).await
+                let mut pipe = redis::pipe();
+                pipe.cmd("HGETALL").arg(counts).cmd("HGETALL").arg(lasts).cmd("HGETALL").arg(seen);
+                pipe.query_async(&mut conn).await
             })
             .await?;
-        let mut batch = Usage { last_used, per_day: HashMap::with_capacity(counts.len()) };
-        for (field, count) in counts {
-            match field.rsplit_once('|').and_then(|(id, day)| Some((id.to_owned(), day.parse::<i64>().ok()?))) {
-                Some(key_day) => *batch.per_day.entry(key_day).or_default() += count,
-                None => tracing::warn!(field = %field, "skipped a malformed usage field in Redis"),
+        let mut batch = Usage::default();
+        for (field, value) in counts.iter().chain(&lasts).chain(&seen) {
+            let read = if lasts.contains_key(field) && !field.contains('|') {
+                value.parse().ok().map(|at: i64| batch_subject(&mut batch, field).last_used = at)
+            } else {
+                read_field(&mut batch, field, value)
+            };
+            if read.is_none() {
+                tracing::warn!(field = %field, "skipped a malformed usage field in Redis");
             }
         }
         Some(batch)
     }
 
     async fn forget_staged(&self) -> bool {
-        let (counts, lasts) = (self.redis.key(FLUSHING), self.redis.key(FLUSHING_LAST));
+        let keys = [FLUSHING, FLUSHING_LAST, FLUSHING_SEEN].map(|k| self.redis.key(k));
         let deleted = self
             .redis
             .call("usage moved", move |mut conn| async move {
-                redis::cmd("DEL").arg(counts).arg(lasts).query_async::<i64>(&mut conn).await
+                redis::cmd("DEL").arg(&keys[..]).query_async::<i64>(&mut conn).await
             })
             .await;
         deleted.is_some()
     }
+}
+
+fn batch_subject<'a>(batch: &'a mut Usage, subject: &str) -> &'a mut SubjectUse {
+    batch.subjects.entry(subject.to_owned()).or_default()
+}
+
+/// Reads one field of the staged hashes into `batch`; `None` if malformed.
+/// A field `<key id>|<day>` (as written before outcomes were counted) is a
+/// count of `ok` requests.
+fn read_field(batch: &mut Usage, field: &str, value: &str) -> Option<()> {
+    let number = |s: &str| s.parse::<i64>().ok();
+    let mut parts = field.splitn(4, '|');
+    match (parts.next()?, parts.next(), parts.next(), parts.next()) {
+        ("d", Some(subject), Some(day), Some(outcome)) => {
+            let outcome = outcome.parse::<usize>().ok().filter(|o| *o < OUTCOMES)?;
+            let (day, n) = (number(day)?, number(value)?);
+            batch_subject(batch, subject).add_count(day, outcome, n);
+        }
+        ("h", Some(subject), Some(hour), None) => {
+            let (hour, n) = (number(hour)?, number(value)?);
+            batch_subject(batch, subject).add_hour(hour, n);
+        }
+        ("s", Some(subject), Some(kind), Some(seen)) => {
+            let kind = SightKind::parse(kind)?;
+            let (first, last, n) = triple(value)?;
+            batch_subject(batch, subject).add_sighting(kind, seen, first, last, n);
+        }
+        ("x", Some(subject), Some(scope), None) => {
+            let (first, last, _) = triple(value)?;
+            batch_subject(batch, subject).add_scope(scope, first, last);
+        }
+        (subject, Some(day), None, None) => {
+            let (day, n) = (number(day)?, number(value)?);
+            batch_subject(batch, subject).add_count(day, 0, n);
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+/// `first last requests`.
+fn triple(value: &str) -> Option<(i64, i64, i64)> {
+    let mut it = value.split(' ').map(|p| p.parse::<i64>().ok());
+    Some((it.next()??, it.next()??, it.next()??))
 }
 
 /// What a move that Redis stopped answering did.
@@ -432,24 +459,43 @@ fn millis(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_older_record_never_moves_the_last_use_back() {
-        let mut usage = Usage::default();
-        usage.record("key_1", 200);
-        usage.record("key_1", 100);
-        assert_eq!(usage.last_used["key_1"], 200);
-        assert_eq!(usage.requests(), 2);
-    }
+    use crate::domain::UsageOutcome;
+    use crate::service::usage::Seen;
 
     #[tokio::test]
     async fn without_redis_the_whole_batch_comes_back() {
         let relay = Relay::new(Arc::new(Redis::off()), Duration::from_secs(5));
         let mut usage = Usage::default();
         for i in 0..(3 * CHUNK) {
-            usage.record(&format!("key_{i}"), 100);
+            usage.record(&format!("key_{i}"), UsageOutcome::Ok, &Seen { at: 100, ip: None, agent: None });
         }
         let rest = relay.hand_over(usage).await.unwrap();
         assert_eq!((rest.keys(), rest.requests()), (3 * CHUNK, 3 * CHUNK as i64));
+    }
+
+    #[test]
+    fn staged_fields_read_back_into_a_batch_and_old_fields_count_as_ok() {
+        let mut batch = Usage::default();
+        for (field, value) in [
+            ("d|key_1|20000|0", "5"),
+            ("d|key_1|20000|4", "2"),
+            ("h|key_1|480000", "7"),
+            ("s|key_1|agent|curl/8 | odd", "10 20 7"),
+            ("s|key_1|address|10.0.0.1", "10 20 7"),
+            ("x|key_1|products:read", "10 20 0"),
+            ("key_2|20000", "3"),
+        ] {
+            assert!(read_field(&mut batch, field, value).is_some(), "{field}");
+        }
+        assert!(read_field(&mut batch, "d|key_1|x|0", "1").is_none());
+        assert!(read_field(&mut batch, "d|key_1|1|9", "1").is_none());
+        assert!(read_field(&mut batch, "s|key_1|agent|a", "1 2").is_none());
+        assert_eq!(batch.day_counts("key_1", 20_000), Some([5, 0, 0, 0, 2, 0, 0]));
+        assert_eq!(batch.day_counts("key_2", 20_000), Some([3, 0, 0, 0, 0, 0, 0]));
+        let k = &batch.subjects["key_1"];
+        assert_eq!(k.hours, vec![(480_000, 7)]);
+        assert_eq!(k.all_sightings().len(), 2);
+        assert!(k.all_sightings().iter().any(|s| s.value == "curl/8 | odd"));
+        assert_eq!(k.scopes.len(), 1);
     }
 }

@@ -1,0 +1,13 @@
+DROP TABLE reminders;
+DROP TABLE api_key_scope_use;
+DROP TABLE usage_sightings;
+DROP TABLE usage_hours;
+ALTER TABLE api_key_usage DROP COLUMN disabled;
+ALTER TABLE api_key_usage DROP COLUMN revoked;
+ALTER TABLE api_key_usage DROP COLUMN expired;
+ALTER TABLE api_key_usage DROP COLUMN rate_limited;
+ALTER TABLE api_key_usage DROP COLUMN address_denied;
+ALTER TABLE api_key_usage DROP COLUMN scope_denied;
+ALTER TABLE oauth_clients DROP COLUMN old_secret_extended_at;
+ALTER TABLE api_keys DROP COLUMN grace_extended_at;
+ALTER TABLE api_keys DROP COLUMN disabled_at;
