@@ -10,6 +10,8 @@
 #   KEEP=dir bench/instructions.sh     # keeps the callgrind files (callgrind_annotate)
 #   BIN=/path/to/latchkey bench/instructions.sh   # measures that binary
 #   ONLY='auth_test$' bench/instructions.sh       # /healthz and the endpoints whose label matches
+#   BASELINE=7fb57c8 bench/instructions.sh        # that commit's release build, measured in the same
+#                                                 # run, beside this one: Ir/request of each and the ratio
 #
 # Background work runs on timers, so its instructions grow with the run's
 # wall time: the change feed is read once a second here instead of every
@@ -17,6 +19,27 @@
 # LATCHKEY_USAGE_FLUSH_SECONDS), which keeps that share under 1 %.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -n "${BASELINE:-}" ] && [ -z "${_MEASURING:-}" ]; then
+  # The baseline is built from a detached worktree into its own target
+  # directory (kept between runs), then both builds are measured here.
+  here=$(pwd) base_src=$(mktemp -d)
+  trap 'git -C "$here" worktree remove --force "$base_src/src" 2>/dev/null || true; rm -rf "$base_src"' EXIT
+  git worktree add --detach -q "$base_src/src" "$BASELINE"
+  (cd "$base_src/src" && CARGO_TARGET_DIR="$here/target/baseline" cargo build --release --quiet)
+  cp target/baseline/release/latchkey "$base_src/latchkey-baseline"
+  [ -n "${BIN:-}" ] || { cargo build --release --quiet; BIN=target/release/latchkey; }
+  BIN="$base_src/latchkey-baseline" _MEASURING=1 "$0" | tee "$base_src/baseline.txt"
+  BIN="$BIN" _MEASURING=1 "$0" | tee "$base_src/current.txt"
+  echo
+  printf '%-36s %14s %14s %8s\n' endpoint "baseline Ir" "this Ir" "this/base"
+  # Rows are "<endpoint> <Ir> <ratio>"; the endpoint is the text before the last two fields.
+  awk 'NR == FNR { if (NF > 2 && $(NF-1) ~ /^[0-9]+$/) { k = $0; sub(/ +[0-9]+ +[0-9.]+$/, "", k); base[k] = $(NF-1) } next }
+       NF > 2 && $(NF-1) ~ /^[0-9]+$/ { k = $0; sub(/ +[0-9]+ +[0-9.]+$/, "", k)
+         if (k in base) printf "%-36s %14d %14d %8.3f\n", k, base[k], $(NF-1), $(NF-1) / base[k] }' \
+      "$base_src/baseline.txt" "$base_src/current.txt"
+  echo "baseline $BASELINE, this $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with local changes)')"
+  exit 0
+fi
 M="${M:-100}" N="${N:-600}" PORT="${PORT:-18092}"
 command -v valgrind >/dev/null || apt-get install -y -qq valgrind >/dev/null
 # BIN=path measures another build (say, the previous commit's) instead.

@@ -27,3 +27,4 @@ mod ui_account;
 mod ui_audit_support;
 mod ui_keys;
 mod ui_pages;
+mod usage_housekeeping;

@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 pub use relay::{CHUNK, Moved, Relay, When};
-pub use write::write;
+pub use write::{prune, write};
 
 use crate::domain::UsageOutcome;
 

@@ -4,13 +4,14 @@
 //! in the same order); a key's days, last use and scopes are written only if
 //! the key exists (counts of deleted keys are dropped: their rows could never
 //! be written, and must not block the others); hours and sightings are
-//! written for every subject, and each subject's sightings are pruned to the
-//! last [`super::SIGHTINGS`] of each kind it touched.
+//! written for every subject (upserts only: sightings beyond the last
+//! [`super::SIGHTINGS`] of a kind are pruned by [`prune`], periodically, in
+//! one statement, and readers read the latest ones only).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::{SightKind, SubjectUse, Usage, is_secret_subject};
+use super::{SubjectUse, Usage, is_secret_subject};
 use crate::store::models::{ApiKey, ScopeUseRow, SightingRow, UsageDay, UsageHour};
 use crate::store::{Db, DbConn, StoreError};
 
@@ -71,7 +72,6 @@ fn write_sightings(conn: &mut DbConn, subject: &str, u: &SubjectUse) -> diesel::
         return Ok(());
     }
     all.sort_unstable_by(|a, b| (a.kind, &a.value).cmp(&(b.kind, &b.value)));
-    let mut kinds = BTreeSet::new();
     for s in &all {
         let row = SightingRow {
             kind: s.kind.as_str().to_owned(),
@@ -81,11 +81,18 @@ fn write_sightings(conn: &mut DbConn, subject: &str, u: &SubjectUse) -> diesel::
             requests: s.requests,
         };
         SightingRow::merge(conn, subject, &row)?;
-        kinds.insert(s.kind);
-    }
-    for kind in kinds {
-        let keep = i64::try_from(super::SIGHTINGS).unwrap_or(i64::MAX);
-        SightingRow::prune(conn, subject, SightKind::as_str(kind), keep)?;
     }
     Ok(())
+}
+
+/// Housekeeping: forgets sightings beyond the last [`super::SIGHTINGS`] of
+/// each subject and kind, and hours older than `hours_before`; returns the
+/// rows removed.
+pub async fn prune(db: &Db, hours_before: i64) -> Result<usize, StoreError> {
+    let keep = i64::try_from(super::SIGHTINGS).unwrap_or(i64::MAX);
+    db.run(move |conn| {
+        let sightings = SightingRow::prune_all(conn, keep)?;
+        Ok::<_, StoreError>(sightings + UsageHour::prune(conn, hours_before)?)
+    })
+    .await
 }

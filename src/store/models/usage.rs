@@ -204,16 +204,19 @@ impl SightingRow {
             .map(|_| ())
     }
 
-    /// Keeps the `keep` seen last of a subject's `kind`.
-    pub fn prune(conn: &mut DbConn, subject: &str, kind: &str, keep: i64) -> QueryResult<usize> {
-        let kept: Vec<String> = Self::latest(conn, subject, kind, keep)?.into_iter().map(|s| s.value).collect();
-        diesel::delete(
-            usage_sightings::table
-                .filter(usage_sightings::subject.eq(subject))
-                .filter(usage_sightings::kind.eq(kind))
-                .filter(usage_sightings::value.ne_all(kept)),
-        )
-        .execute(conn)
+    /// Keeps the `keep` seen last of every subject's every kind (one
+    /// statement; ties broken by value).
+    pub fn prune_all(conn: &mut DbConn, keep: i64) -> QueryResult<usize> {
+        let query = format!(
+            "DELETE FROM usage_sightings WHERE (subject, kind, value) IN (\
+               SELECT subject, kind, value FROM (\
+                 SELECT subject, kind, value, row_number() OVER \
+                   (PARTITION BY subject, kind ORDER BY last_seen DESC, value) AS n \
+                 FROM usage_sightings) AS ranked \
+               WHERE n > {})",
+            placeholders(conn, 1)
+        );
+        diesel::sql_query(query).bind::<BigInt, _>(keep).execute(conn)
     }
 
     /// A subject's `kind` sightings seen last, latest first.
