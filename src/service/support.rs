@@ -165,7 +165,8 @@ pub struct KeyDossier {
     pub team: Option<Team>,
     pub creator: Option<User>,
     pub events: Vec<AuditEvent>,
-    pub usage: Vec<(i64, i64)>,
+    /// The last 30 days by outcome, who called, the scopes exercised.
+    pub usage: super::usage::report::Report,
     /// The key it replaces and the key that replaced it: (id, display prefix).
     pub rolled_from: Option<(String, String)>,
     pub replaced_by: Option<(String, String)>,
@@ -252,7 +253,8 @@ impl SupportService<'_> {
     }
 
     /// A team key with its team, creator, history (naming support staff),
-    /// 30 days of usage and the keys it was rolled from and into.
+    /// 30 days of usage by outcome (with who called and the scopes it
+    /// exercised) and the keys it was rolled from and into.
     pub async fn key(&self, id: &KeyId) -> Result<KeyDossier> {
         let (id, prefix, at) = (id.as_str().to_owned(), self.prefix.to_owned(), self.clock.now());
         self.db
@@ -267,7 +269,7 @@ impl SupportService<'_> {
                     names: audit::name_objects(conn, &events, &prefix)?,
                     team: key.team_id.as_deref().map(|t| Team::find(conn, t)).transpose()?.flatten(),
                     creator: key.created_by.as_deref().map(|u| User::find(conn, u)).transpose()?.flatten(),
-                    usage: keys::usage(conn, &key.id, 30, at)?,
+                    usage: keys::usage::recent(conn, &key, at)?,
                     rolled_from: find_key(conn, key.rolled_from.as_deref())?,
                     replaced_by: find_key(conn, key.replaced_by.as_deref())?,
                     status: key.status(at),

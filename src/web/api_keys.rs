@@ -37,9 +37,11 @@ impl AppState {
 
 mod form;
 mod rows;
+pub mod usage;
 
 use form::{CreateForm, ScopeGroup, ScopeOption, admin_option, groups, key_request, parse_form, resolve, summary};
-pub use rows::{KeyRow, UsageBar, bars, row};
+pub use rows::{KeyRow, row};
+pub use usage::UsageView;
 
 const PAGE_SIZE: i64 = 25;
 const BASE: &str = "/settings/developer/api-keys";
@@ -148,9 +150,8 @@ struct DetailPage {
     scopes: Vec<(String, String)>,
     allowed_ips: Vec<String>,
     revoked_reason: Option<String>,
-    bars: Vec<UsageBar>,
-    total: i64,
-    peak: i64,
+    /// The usage cards (`partials/key_usage_history_partial.html`).
+    usage: UsageView,
     /// The key's history as sentences (`partials/audit_events_partial.html`).
     event_lines: Vec<super::audit::EventLine>,
     notice: Notice,
@@ -548,16 +549,14 @@ async fn detail_page(state: &State, user: &CurrentUser, id: &KeyId, notice: Noti
         (n, _) => n,
     };
     let names = state.audit_service().names(&d.events).await?;
-    let (bars, total, peak) = bars(&d.usage);
+    let usage = UsageView::new(&d.usage, at, Some(format!("{BASE}/{}/usage.csv", d.key.id)));
     Ok(DetailPage {
         layout: Layout::new(user, Nav::ApiKeys)?,
         k: row(&d.key, prefix, &d.emails, &user.ctx.user.id, role, at).link(&d.key, prefix, &linked),
         scopes: keys::scopes_of(&d.key.scopes).into_iter().map(|s| (keys::scopes::describe(&s), s)).collect(),
         allowed_ips: keys::allowed_ips_of(&d.key).iter().map(ToString::to_string).collect(),
         revoked_reason: d.key.revoked_reason.clone(),
-        bars,
-        total,
-        peak,
+        usage,
         event_lines: super::audit::sentences(d.events, &names, history_reader(role), at),
         notice,
         rename_name: d.key.name.clone(),

@@ -103,12 +103,6 @@ fn filter(q: &AuditQuery) -> Result<AuditFilter, FieldErrors> {
     }
 }
 
-/// A CSV cell: quoted, and defused against spreadsheet formulas.
-fn cell(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
 /// The log as CSV. A team's export, like its pages, never carries where
 /// support staff acted from (`support` = the reader is support).
 fn csv(events: &[AuditEvent], support: bool) -> String {
@@ -126,7 +120,7 @@ fn csv(events: &[AuditEvent], support: bool) -> String {
             if origin { e.user_agent.clone().unwrap_or_default() } else { String::new() },
             e.details.clone(),
         ];
-        out.push_str(&row.iter().map(|c| cell(c)).collect::<Vec<_>>().join(","));
+        out.push_str(&row.iter().map(|c| format::csv_cell(c)).collect::<Vec<_>>().join(","));
         out.push('\n');
     }
     out
@@ -210,7 +204,8 @@ pub async fn team_log(
 mod tests {
     #[test]
     fn csv_cells_are_quoted_and_defused() {
-        assert_eq!(super::cell("a\"b"), "\"a\"\"b\"");
-        assert_eq!(super::cell("=SUM(A1)"), "\"'=SUM(A1)\"");
+        use crate::web::format::csv_cell;
+        assert_eq!(csv_cell("a\"b"), "\"a\"\"b\"");
+        assert_eq!(csv_cell("=SUM(A1)"), "\"'=SUM(A1)\"");
     }
 }

@@ -44,6 +44,24 @@ pub fn parse_date_end_of_day(s: &str) -> Option<i64> {
     time::Date::parse(s.trim(), &fmt).ok().map(|d| d.midnight().assume_utc().unix_timestamp() + 86_399)
 }
 
+/// Parses `YYYY-MM-DD` as a Unix day (days since 1970-01-01, UTC).
+pub fn parse_day(s: &str) -> Option<i64> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &fmt).ok().map(|d| d.midnight().assume_utc().unix_timestamp().div_euclid(86_400))
+}
+
+/// A Unix day as `2026-11-25`.
+pub fn day(unix_day: i64) -> String {
+    date(unix_day.saturating_mul(86_400))
+}
+
+/// A CSV cell: quoted, and defused against spreadsheet formulas (a leading
+/// `=`, `+`, `-` or `@` gets a `'`).
+pub fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
 /// "3 hours ago", "in 5 days", relative to `now`.
 pub fn relative(unix: i64, now: i64) -> String {
     let delta = unix - now;

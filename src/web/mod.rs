@@ -125,6 +125,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/api-keys/{id}", web::get().to(api_keys_api::get))
                 .route("/api-keys/{id}", web::delete().to(api_keys_api::revoke))
                 .route("/api-keys/{id}/roll", web::post().to(api_keys_api::roll))
+                .route("/api-keys/{id}/usage", web::get().to(api_keys::usage::api))
                 .service(
                     web::resource("/leaked-keys")
                         .app_data(support::leak_json_config())
@@ -191,6 +192,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/developer/api-keys/policy", web::get().to(api_keys::to_list))
         .route("/settings/developer/api-keys/{id}", web::get().to(api_keys::detail))
         .route("/settings/developer/api-keys/{id}/created", web::get().to(api_keys::created))
+        .route("/settings/developer/api-keys/{id}/usage.csv", web::get().to(api_keys::usage::download))
         .route("/settings/developer/api-keys/{id}/roll", web::get().to(api_keys::roll_confirm))
         .route("/settings/developer/api-keys/{id}/roll", web::post().to(api_keys::roll))
         .route("/settings/developer/api-keys/{id}/revoke", web::get().to(api_keys::revoke_confirm))

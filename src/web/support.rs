@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api_auth::{ApiPrincipal, Credential};
-use super::api_keys::{UsageBar, bars};
+use super::api_keys::UsageView;
 use super::audit::{AuditQuery, EventLine, Viewer, sentences};
 use super::auth::{CurrentUser, flash, id_param};
 use super::confirm::{self, Confirm, Field};
@@ -185,9 +185,8 @@ struct KeyPage {
     rolled_from: Option<(String, String)>,
     replaced_by: Option<(String, String)>,
     revocation: Option<String>,
-    bars: Vec<UsageBar>,
-    total: i64,
-    peak: i64,
+    /// The usage cards (read-only: no download).
+    usage: UsageView,
     /// The history for `partials/key_usage_history_partial.html`, as sentences.
     event_lines: Vec<EventLine>,
     active: bool,
@@ -211,7 +210,7 @@ fn key_page(layout: Layout, prefix: &str, d: KeyDossier, errors: FieldErrors, re
         expires: When::maybe(key.expires_at, d.at),
         status: d.status,
     };
-    let (bars, total, peak) = bars(&d.usage);
+    let usage = UsageView::new(&d.usage, d.at, None);
     let event_lines = sentences(d.events.clone(), &d.names, Viewer::Support, d.at);
     KeyPage {
         layout,
@@ -224,9 +223,7 @@ fn key_page(layout: Layout, prefix: &str, d: KeyDossier, errors: FieldErrors, re
         rolled_from: d.rolled_from,
         replaced_by: d.replaced_by,
         k,
-        bars,
-        total,
-        peak,
+        usage,
         event_lines,
         reason: reason.to_owned(),
         errors,

@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod api_keys;
 mod browser;
 mod copy_data;
+mod key_usage;
 mod login;
 mod login_flood;
 pub mod oauth;

@@ -12,6 +12,7 @@ mod check;
 pub mod codec;
 pub mod scopes;
 mod service;
+pub mod usage;
 
 use ipnet::IpNet;
 use serde_json::json;
@@ -20,6 +21,7 @@ pub use scopes::scopes_of;
 pub use service::{
     Created, Cursor, Detail, Draft, Emails, KeyCaller, KeyService, ListQuery, Listing, Overview, Rolled,
 };
+pub use usage::KeyUsage;
 
 use crate::domain::{AuditAction, KeyKind, KeyStatus, PlainSecret, SecretHash};
 
@@ -378,14 +380,6 @@ pub fn count(conn: &mut DbConn, team_id: &str) -> Result<i64> {
 
 pub fn history(conn: &mut DbConn, key_id: &str) -> Result<Vec<AuditEvent>> {
     Ok(AuditEvent::for_object(conn, AUDIT_OBJECT, key_id, 100)?)
-}
-
-/// Requests per day for the last `days` days up to `at`, oldest first, zeros included.
-pub fn usage(conn: &mut DbConn, key_id: &str, days: i64, at: i64) -> Result<Vec<(i64, i64)>> {
-    let today = at / 86_400;
-    let from = today - days + 1;
-    let rows = ApiKey::usage_since(conn, key_id, from)?;
-    Ok((from..=today).map(|d| (d, rows.iter().filter(|(day, _)| *day == d).map(|(_, c)| c).sum())).collect())
 }
 
 pub fn set_max_lifetime(conn: &mut DbConn, actor: &Actor, team_id: &str, role: Role, days: Option<i64>) -> Result<()> {

@@ -13,18 +13,16 @@ use std::fmt;
 
 use ipnet::IpNet;
 
-use super::{Creator, KeyRequest, Settings};
+use super::{Creator, KeyRequest, KeyUsage, Settings};
 use crate::domain::{KeyId, PlainSecret, Role, TeamId};
 use crate::service::audit::Actor;
 use crate::service::clock::Clock;
 use crate::service::crypto::Keys;
+use crate::service::usage::report::Report;
 use crate::service::verify::Verifier;
 use crate::service::{FieldErrors, Result, accounts};
 use crate::store::Db;
 use crate::store::models::{ApiKey, AuditEvent, StatusFilter};
-
-/// Days of usage a key's detail shows.
-const USAGE_DAYS: i64 = 30;
 
 /// The team's API keys, as one use case per method.
 pub struct KeyService<'a> {
@@ -134,8 +132,8 @@ pub struct Detail {
     pub key: ApiKey,
     pub rolled_from: Option<ApiKey>,
     pub replaced_by: Option<ApiKey>,
-    /// `(unix day, requests)` for the last 30 days, oldest first.
-    pub usage: Vec<(i64, i64)>,
+    /// The last 30 days by outcome, who called, the scopes exercised.
+    pub usage: Report,
     pub events: Vec<AuditEvent>,
     pub emails: Emails,
 }
@@ -267,7 +265,7 @@ impl<'a> KeyService<'a> {
                 let team = team.as_str();
                 let key = super::get(conn, team, id.as_str())?;
                 let events = super::history(conn, &key.id)?;
-                let usage = super::usage(conn, &key.id, USAGE_DAYS, at)?;
+                let usage = super::usage::recent(conn, &key, at)?;
                 let rolled_from = key.rolled_from.as_deref().map(|i| super::get(conn, team, i)).transpose()?;
                 let replaced_by = key.replaced_by.as_deref().map(|i| super::get(conn, team, i)).transpose()?;
                 Ok(Detail { key, rolled_from, replaced_by, usage, events, emails: Emails::new() })
@@ -275,6 +273,20 @@ impl<'a> KeyService<'a> {
             .await?;
         detail.emails = self.emails(team_id).await?;
         Ok(detail)
+    }
+
+    /// A key of the team with its usage from day `from` to day `to` (Unix
+    /// days; left out: the 30 days up to today), by outcome, with who called
+    /// and the scopes it exercised.
+    pub async fn usage_report(
+        &self,
+        team_id: &TeamId,
+        id: &KeyId,
+        from_day: Option<i64>,
+        to_day: Option<i64>,
+    ) -> Result<KeyUsage> {
+        let (team, id, at) = (team_id.clone(), id.clone(), self.now());
+        self.db.run(move |conn| super::usage::of_key(conn, team.as_str(), id.as_str(), from_day, to_day, at)).await
     }
 
     /// Creates a key; the verifier forgets the secrets it knew as unknown.

@@ -2,7 +2,7 @@ use diesel::prelude::*;
 
 use crate::domain::{KeyKind, KeyStatus};
 use crate::store::DbConn;
-use crate::store::schema::{api_key_usage, api_keys};
+use crate::store::schema::api_keys;
 
 diesel::define_sql_function! {
     /// SQL `lower()`, on SQLite and PostgreSQL alike.
@@ -242,14 +242,5 @@ impl ApiKey {
         )
         .set(api_keys::last_used_at.eq(at))
         .execute(conn)
-    }
-
-    /// Requests per day since `from_day` (unix days).
-    pub fn usage_since(conn: &mut DbConn, key_id: &str, from_day: i64) -> QueryResult<Vec<(i64, i64)>> {
-        api_key_usage::table
-            .filter(api_key_usage::key_id.eq(key_id))
-            .filter(api_key_usage::day.ge(from_day))
-            .select((api_key_usage::day, api_key_usage::count))
-            .load(conn)
     }
 }

@@ -1,4 +1,4 @@
-//! The rows and charts the key pages (and support's key page) show.
+//! The rows the key pages show.
 //!
 //! Rules: a row's status is the key's own (`ApiKey::status`) at the time
 //! given; its buttons show only where `policy::manage_key` allows them.
@@ -10,7 +10,7 @@ use crate::service::accounts::Role;
 use crate::service::keys::{self, codec, scopes};
 use crate::service::policy;
 use crate::store::models::ApiKey;
-use crate::web::format::{self, When};
+use crate::web::format::When;
 
 pub struct KeyRow {
     pub id: String,
@@ -97,13 +97,6 @@ impl KeyRow {
     }
 }
 
-pub struct UsageBar {
-    pub x: i64,
-    pub y: i64,
-    pub height: i64,
-    pub label: String,
-}
-
 pub fn row(key: &ApiKey, prefix: &str, emails: &HashMap<String, String>, me: &str, role: Role, at: i64) -> KeyRow {
     let status = keys::status(key, at);
     let note = key.revoked_reason.as_ref().and_then(|_| crate::service::support::revocation_note(key));
@@ -131,23 +124,4 @@ pub fn row(key: &ApiKey, prefix: &str, emails: &HashMap<String, String>, me: &st
             )
             .is_ok(),
     }
-}
-
-pub fn bars(usage: &[(i64, i64)]) -> (Vec<UsageBar>, i64, i64) {
-    let peak = usage.iter().map(|(_, c)| *c).max().unwrap_or(0);
-    let total = usage.iter().map(|(_, c)| *c).sum();
-    let bars = usage
-        .iter()
-        .enumerate()
-        .map(|(i, (day, count))| {
-            let height = if peak == 0 { 0 } else { (count * 100 + peak - 1) / peak };
-            UsageBar {
-                x: i as i64 * 20,
-                y: 110 - height,
-                height,
-                label: format!("{}: {count} requests", format::date(day * 86_400)),
-            }
-        })
-        .collect();
-    (bars, total, peak)
 }

@@ -1,0 +1,218 @@
+//! A key's usage for programs: `GET /api/v1/api-keys/{id}/usage` (JSON, or
+//! CSV when asked) and the key page's CSV download.
+//!
+//! Rules: every reading goes through `KeyService::usage_report` (keys of
+//! another team are not found); the API needs `api_keys:read`; dates are
+//! `YYYY-MM-DD` (UTC days), anything else is a `validation_failed` on its
+//! field, never echoed; CSV cells are quoted and defused against spreadsheet
+//! formulas (`format::csv_cell`).
+
+use actix_web::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::super::key_id;
+use crate::domain::{KeyId, TeamId, UsageOutcome};
+use crate::error::AppError;
+use crate::service::FieldErrors;
+use crate::service::keys::{KeyUsage, codec};
+use crate::service::usage::report::{DayOutcomes, Privilege};
+use crate::store::models::SightingRow;
+use crate::web::api_auth::ApiPrincipal;
+use crate::web::auth::CurrentUser;
+use crate::web::format;
+use crate::web::{AppState, State};
+
+/// `?from=YYYY-MM-DD&to=YYYY-MM-DD` (either may be left out or empty), and
+/// for the API `format=json|csv`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SpanQuery {
+    from: Option<String>,
+    to: Option<String>,
+    format: Option<String>,
+}
+
+/// The days asked for (Unix days); a date that does not read is refused.
+fn parse_span(q: &SpanQuery) -> Result<(Option<i64>, Option<i64>), AppError> {
+    let mut errors = FieldErrors::default();
+    let mut day = |field: &str, raw: Option<&str>| match raw.filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => {
+            let parsed = format::parse_day(s);
+            if parsed.is_none() {
+                errors.add(field, "Use a date like 2026-11-26 (YYYY-MM-DD).");
+            }
+            parsed
+        }
+    };
+    let (from, to) = (day("from", q.from.as_deref()), day("to", q.to.as_deref()));
+    if errors.is_empty() { Ok((from, to)) } else { Err(AppError::Validation(errors)) }
+}
+
+/// The usage as CSV: a header row, then one row per day.
+pub fn csv(u: &KeyUsage) -> String {
+    let names: Vec<&str> = UsageOutcome::ALL.iter().map(|o| o.as_str()).collect();
+    let mut out = format!("date,{},total\n", names.join(","));
+    for d in &u.report.days {
+        let counts: Vec<String> = d.counts.iter().map(ToString::to_string).collect();
+        out.push_str(&format!("{},{},{}\n", format::csv_cell(&format::day(d.day)), counts.join(","), d.total()));
+    }
+    out
+}
+
+/// The CSV download of `u` (`<prefix>-usage-<from>-<to>.csv`).
+fn csv_response(state: &AppState, u: &KeyUsage) -> HttpResponse {
+    let prefix = codec::display(&state.config.api_key_prefix, &u.key.key_prefix);
+    let name = format!("attachment; filename=\"{prefix}-usage-{}-{}.csv\"", format::day(u.from), format::day(u.to));
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
+        .insert_header((CONTENT_DISPOSITION, name))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .body(csv(u))
+}
+
+/// The usage as the JSON API answers it (times RFC 3339).
+pub fn report_json(u: &KeyUsage) -> Value {
+    let seen = |rows: &[SightingRow], name: &str| -> Vec<Value> {
+        rows.iter()
+            .map(|s| {
+                json!({name: s.value, "first_seen": format::rfc3339(s.first_seen),
+                       "last_seen": format::rfc3339(s.last_seen), "requests": s.requests})
+            })
+            .collect()
+    };
+    let exercised: Vec<Value> = u
+        .report
+        .exercised
+        .iter()
+        .map(|s| {
+            json!({"scope": s.scope, "first_used": format::rfc3339(s.first_used),
+                   "last_used": format::rfc3339(s.last_used)})
+        })
+        .collect();
+    let observed = match &u.report.privilege {
+        Privilege::Known { days, .. } => Some(*days),
+        Privilege::Unknown => None,
+    };
+    json!({
+        "key_id": u.key.id,
+        "from": format::day(u.from),
+        "to": format::day(u.to),
+        "days": u.report.days.iter().map(day_json).collect::<Vec<_>>(),
+        "addresses": seen(&u.report.addresses, "address"),
+        "user_agents": seen(&u.report.agents, "user_agent"),
+        "scopes": {"exercised": exercised, "unused": u.report.privilege.unused(), "observed_days": observed},
+    })
+}
+
+fn day_json(d: &DayOutcomes) -> Value {
+    let mut day = serde_json::Map::new();
+    day.insert("date".into(), json!(format::day(d.day)));
+    for o in UsageOutcome::ALL {
+        day.insert(o.as_str().into(), json!(d.get(*o)));
+    }
+    day.insert("total".into(), json!(d.total()));
+    Value::Object(day)
+}
+
+/// Whether the API caller asked for CSV (`format=csv`, or `Accept: text/csv`
+/// without `format=json`); another format is refused.
+fn wants_csv(req: &HttpRequest, q: &SpanQuery) -> Result<bool, AppError> {
+    match q.format.as_deref().unwrap_or("") {
+        "csv" => Ok(true),
+        "json" => Ok(false),
+        "" => Ok(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/csv"))),
+        _ => Err(AppError::Validation(FieldErrors::single("format", "Use json or csv."))),
+    }
+}
+
+/// `GET /api/v1/api-keys/{id}/usage?from=&to=` (scope `api_keys:read`):
+/// per day by outcome, the addresses and user agents seen last, the scopes
+/// exercised and unused — JSON, or CSV when asked.
+pub async fn api(
+    state: State,
+    req: HttpRequest,
+    principal: ApiPrincipal,
+    path: web::Path<String>,
+    query: web::Query<SpanQuery>,
+) -> Result<HttpResponse, AppError> {
+    principal.require("api_keys:read")?;
+    let (team_id, id) = (TeamId::from(principal.team_id()?), key_id(path.into_inner())?);
+    let (from, to) = parse_span(&query)?;
+    let as_csv = wants_csv(&req, &query)?;
+    let usage = state.key_service().usage_report(&team_id, &id, from, to).await?;
+    if as_csv {
+        return Ok(csv_response(&state, &usage));
+    }
+    Ok(HttpResponse::Ok().json(json!({"status": "success", "data": report_json(&usage)})))
+}
+
+/// `GET /settings/developer/api-keys/{id}/usage.csv?from=&to=`: the key
+/// page's "Download CSV".
+pub async fn download(
+    state: State,
+    user: CurrentUser,
+    path: web::Path<String>,
+    query: web::Query<SpanQuery>,
+) -> Result<HttpResponse, AppError> {
+    let (team, _) = user.team()?;
+    let id: KeyId = key_id(path.into_inner())?;
+    let (from, to) = parse_span(&query)?;
+    let usage = state.key_service().usage_report(&TeamId::from(team.id.as_str()), &id, from, to).await?;
+    Ok(csv_response(&state, &usage))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::usage::report::Report;
+
+    fn day(day: i64, counts: [i64; 7]) -> DayOutcomes {
+        DayOutcomes { day, counts }
+    }
+
+    #[test]
+    fn csv_has_one_row_per_day_with_totals() {
+        let key = crate::store::models::ApiKey {
+            id: "key_1".into(),
+            kind: crate::domain::KeyKind::Team,
+            team_id: None,
+            created_by: None,
+            name: "n".into(),
+            description: String::new(),
+            key_hash: String::new(),
+            key_prefix: "abcd1234".into(),
+            scopes: String::new(),
+            allowed_ips: String::new(),
+            created_at: 0,
+            expires_at: None,
+            revoked_at: None,
+            revoked_by: None,
+            revoked_reason: None,
+            last_used_at: None,
+            rolled_from: None,
+            replaced_by: None,
+            disabled_at: None,
+            grace_extended_at: None,
+        };
+        let report = Report {
+            days: vec![day(20_000, [1, 2, 3, 4, 5, 6, 7]), day(20_001, [0; 7])],
+            addresses: Vec::new(),
+            agents: Vec::new(),
+            exercised: Vec::new(),
+            privilege: Privilege::Unknown,
+        };
+        let u = KeyUsage { key, from: 20_000, to: 20_001, report };
+        assert_eq!(
+            csv(&u),
+            "date,ok,scope_denied,address_denied,rate_limited,expired,revoked,disabled,total\n\
+             \"2024-10-04\",1,2,3,4,5,6,7,28\n\"2024-10-05\",0,0,0,0,0,0,0,0\n"
+        );
+        let json = report_json(&u);
+        assert_eq!(json["days"][0]["address_denied"], 3);
+        assert_eq!(json["days"][0]["total"], 28);
+        assert_eq!(json["scopes"]["unused"], Value::Null);
+    }
+}
