@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 if [ -n "${BASELINE:-}" ] && [ -z "${_MEASURING:-}" ]; then
   # The baseline is built from a detached worktree into its own target
   # directory (kept between runs), then both builds are measured here.
-  here=$(pwd) base_src=$(mktemp -d)
+  here=$(pwd) base_src=$(mktemp -d) this_rev="$(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with local changes)')"
   trap 'git -C "$here" worktree remove --force "$base_src/src" 2>/dev/null || true; rm -rf "$base_src"' EXIT
   git worktree add --detach -q "$base_src/src" "$BASELINE"
   (cd "$base_src/src" && CARGO_TARGET_DIR="$here/target/baseline" cargo build --release --quiet)
@@ -37,7 +37,7 @@ if [ -n "${BASELINE:-}" ] && [ -z "${_MEASURING:-}" ]; then
        NF > 2 && $(NF-1) ~ /^[0-9]+$/ { k = $0; sub(/ +[0-9]+ +[0-9.]+$/, "", k)
          if (k in base) printf "%-36s %14d %14d %8.3f\n", k, base[k], $(NF-1), $(NF-1) / base[k] }' \
       "$base_src/baseline.txt" "$base_src/current.txt"
-  echo "baseline $BASELINE, this $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with local changes)')"
+  echo "baseline $BASELINE, this $this_rev"
   exit 0
 fi
 M="${M:-100}" N="${N:-600}" PORT="${PORT:-18092}"
@@ -97,8 +97,11 @@ report() {  # report NAME LABEL REQUEST...
   local n; n=$(per_request "$@")
   printf '%-36s %14s %8s\n' "$name" "$n" "$(awk -v n="$n" -v h="$h" 'BEGIN { printf "%.2f", n/h }')"
 }
-report "GET /api/v1/auth/test (API key)" auth_test GET /api/v1/auth/test 200 "X-API-Key:$KEY"
-report "GET /auth/verify (API key)" verify GET /auth/verify 200 "X-API-Key:$KEY"
+# Key requests carry a user agent, as real clients do (usage records it).
+UA="User-Agent:bench/1.0 (instructions.sh)"
+report "GET /api/v1/auth/test (API key)" auth_test GET /api/v1/auth/test 200 "X-API-Key:$KEY" "$UA"
+report "GET /auth/verify (API key)" verify GET /auth/verify 200 "X-API-Key:$KEY" "$UA"
+report "GET /auth/verify?scope= (API key)" verify_scope GET "/auth/verify?scope=templates:read" 200 "X-API-Key:$KEY" "$UA"
 report "POST /oauth/introspect (API key)" introspect_key POST /oauth/introspect 200 \
   "Authorization:Bearer $GATEWAY" --body "token=$KEY"
 report "POST /oauth/introspect (access token)" introspect_token POST /oauth/introspect 200 \
