@@ -124,6 +124,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/api-keys", web::post().to(api_keys_api::create))
                 .route("/api-keys/{id}", web::get().to(api_keys_api::get))
                 .route("/api-keys/{id}", web::delete().to(api_keys_api::revoke))
+                .route("/api-keys/{id}", web::patch().to(api_keys_api::update))
                 .route("/api-keys/{id}/roll", web::post().to(api_keys_api::roll))
                 .service(
                     web::resource("/leaked-keys")
