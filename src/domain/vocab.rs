@@ -164,6 +164,13 @@ impl KeyStatus {
     pub fn is_usable(self) -> bool {
         matches!(self, Self::Active | Self::ExpiringSoon)
     }
+
+    /// Whether the key is over for good (revoked or expired): nothing about
+    /// it changes any more, and it never authenticates again. A disabled key
+    /// is not: it may be enabled, edited or revoked.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Expired | Self::Revoked)
+    }
 }
 
 text_enum! {

@@ -130,6 +130,41 @@ pub fn copy_scopes(caller: &Caller<'_>, catalog: &[String], scopes_of_old: &[Str
     Ok(())
 }
 
+/// Narrowing a key's scopes (an edit): every scope asked for must be in the
+/// catalog and already held by the key (`admin` holds every team scope), and
+/// at least one must remain. Anything wider is refused with the reason, never
+/// silently dropped: a wider key is a new key. Returns the scopes, deduplicated.
+pub fn narrow_scopes(held: &[String], catalog: &[String], requested: &[String]) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in requested.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        if s.chars().any(char::is_control) {
+            return Err("Scopes cannot contain control characters.".into());
+        }
+        if !catalog.iter().any(|c| c == s) {
+            return Err(format!("Unknown scope: {s}."));
+        }
+        if !scopes::satisfies(held, s) {
+            return Err(format!(
+                "This key does not hold {s}: an edit can only remove scopes. To add one, create a new key."
+            ));
+        }
+        if !out.iter().any(|o| o == s) {
+            out.push(s.to_owned());
+        }
+    }
+    if out.is_empty() {
+        return Err("Keep at least one scope.".into());
+    }
+    Ok(out)
+}
+
+/// Loosening a key — a later expiry, wider addresses, enabling it again —
+/// hands it out anew: allowed only while the caller could grant every scope
+/// it will hold now (as for a copy). Narrowing needs no such ceiling.
+pub fn may_loosen(caller: &Caller<'_>, catalog: &[String], scopes_after: &[String]) -> bool {
+    copy_scopes(caller, catalog, scopes_after).is_ok()
+}
+
 /// Registering or changing an OAuth app: owners and admins any app of the
 /// team; developers only apps they registered, and only while every scope
 /// the app holds is one their role could grant.
@@ -202,6 +237,34 @@ mod tests {
         assert!(copy_scopes(&caller, &catalog, &v(&["api_keys:write"])).is_ok());
         let developer = Caller { user_id: Some("u"), role: Role::Developer, ceiling: None };
         assert!(copy_scopes(&developer, &catalog, &v(&["admin"])).is_err());
+    }
+
+    #[test]
+    fn an_edit_only_narrows_scopes() {
+        let catalog = v(&["templates:read", "templates:write", "contacts:read", "admin"]);
+        let held = v(&["templates:read", "templates:write"]);
+        assert_eq!(
+            narrow_scopes(&held, &catalog, &v(&["templates:read", " templates:read"])).unwrap(),
+            ["templates:read"]
+        );
+        assert!(narrow_scopes(&held, &catalog, &v(&["contacts:read"])).unwrap_err().contains("create a new key"));
+        assert!(narrow_scopes(&held, &catalog, &v(&["admin"])).is_err());
+        assert!(narrow_scopes(&held, &catalog, &v(&["nope:read"])).unwrap_err().contains("Unknown scope"));
+        assert!(narrow_scopes(&held, &catalog, &v(&["templates:read\u{0}"])).unwrap_err().contains("control"));
+        assert!(narrow_scopes(&held, &catalog, &v(&[" "])).unwrap_err().contains("at least one"));
+        // `admin` holds every team scope: an admin key may be narrowed to any of them.
+        assert_eq!(narrow_scopes(&v(&["admin"]), &catalog, &v(&["contacts:read"])).unwrap(), ["contacts:read"]);
+    }
+
+    #[test]
+    fn loosening_a_key_needs_its_scopes_within_the_callers_ceiling() {
+        let catalog = v(&["templates:read", "api_keys:write", "admin"]);
+        let narrow = v(&["api_keys:write"]);
+        let caller = Caller { user_id: Some("u"), role: Role::Owner, ceiling: Some(&narrow) };
+        assert!(!may_loosen(&caller, &catalog, &v(&["admin"])));
+        assert!(may_loosen(&caller, &catalog, &v(&["api_keys:write"])));
+        let developer = Caller { user_id: Some("u"), role: Role::Developer, ceiling: None };
+        assert!(!may_loosen(&developer, &catalog, &v(&["admin"])));
     }
 
     #[test]

@@ -340,6 +340,7 @@ pub fn key_json(key: &crate::store::models::ApiKey, prefix: &str, now: i64) -> s
         "last_used_at": time(key.last_used_at),
         "expires_at": time(key.expires_at),
         "revoked_at": time(key.revoked_at),
+        "disabled_at": time(key.disabled_at),
         "revoked_reason": key.revoked_reason,
         "rolled_from": key.rolled_from,
         "replaced_by": key.replaced_by,

@@ -1,5 +1,6 @@
 //! Settings → Developer → API Keys: the list, the create form, the show-once
-//! reveal, roll, revoke, and a key's detail page.
+//! reveal, roll, revoke, and a key's detail page (its Edit card, disable and
+//! enable in `edit`).
 //!
 //! Rules: the secret appears only in the response to the POST that made it
 //! (`Cache-Control: no-store`), never in a redirect, flash or session; when
@@ -35,9 +36,13 @@ impl AppState {
     }
 }
 
+mod edit;
 mod form;
 mod rows;
 pub mod usage;
+
+use edit::EditForm;
+pub use edit::{disable, disable_confirm, enable, enable_confirm, update};
 
 use form::{CreateForm, ScopeGroup, ScopeOption, admin_option, groups, key_request, parse_form, resolve, summary};
 pub use rows::{KeyRow, row};
@@ -155,8 +160,8 @@ struct DetailPage {
     /// The key's history as sentences (`partials/audit_events_partial.html`).
     event_lines: Vec<super::audit::EventLine>,
     notice: Notice,
-    rename_name: String,
-    rename_description: String,
+    /// The Edit card (also what `…/rename` re-renders).
+    edit: EditForm,
     errors: FieldErrors,
 }
 
@@ -414,7 +419,7 @@ pub async fn revoke_confirm(
     let service = state.key_service();
     let key = service.manageable(&caller, &id).await?;
     let page_url = format!("{BASE}/{}", key.id);
-    if !key.status(service.now()).is_usable() {
+    if key.status(service.now()).is_final() {
         return Ok(redirect(&page_url));
     }
     let prefix = codec::display(&state.config.api_key_prefix, &key.key_prefix);
@@ -448,24 +453,35 @@ pub async fn revoke(
 ) -> Result<HttpResponse, AppError> {
     let caller = caller(&user)?;
     let id = key_id(path.into_inner())?;
-    let service = state.key_service();
-    let key = service.revoke(&caller, &id).await?;
+    let key = state.key_service().revoke(&caller, &id).await?;
     if hx.wants_fragment() {
-        let emails = service.emails(&caller.team_id).await?;
-        let prefix = &state.config.api_key_prefix;
-        let mut linked = std::collections::HashMap::new();
-        for other in key.rolled_from.iter().chain(key.replaced_by.iter()) {
-            if let Ok(k) = service.get(&caller.team_id, &KeyId::from(other.as_str())).await {
-                linked.insert(k.id.clone(), k);
-            }
-        }
-        let k = row(&key, prefix, &emails, &user.ctx.user.id, caller.role, service.now()).link(&key, prefix, &linked);
-        return confirm::fragment_with_toast(&RowPartial { k }, &format!("Revoked {}", key.name));
+        return row_answer(&state, &user, &caller, &key, &format!("Revoked {}", key.name)).await;
     }
     flash(&user.session, &format!("Revoked {}: requests using it fail at once.", key.name));
     let next = form.map(|f| f.into_inner().next).unwrap_or_default();
     let back = if next == format!("{BASE}/{}", key.id) { next } else { BASE.to_owned() };
     Ok(redirect(&back))
+}
+
+/// The answer to an in-place change of a row (htmx): the row as it is now, and a toast.
+async fn row_answer(
+    state: &State,
+    user: &CurrentUser,
+    caller: &KeyCaller,
+    key: &ApiKey,
+    toast: &str,
+) -> Result<HttpResponse, AppError> {
+    let service = state.key_service();
+    let emails = service.emails(&caller.team_id).await?;
+    let prefix = &state.config.api_key_prefix;
+    let mut linked = std::collections::HashMap::new();
+    for other in key.rolled_from.iter().chain(key.replaced_by.iter()) {
+        if let Ok(k) = service.get(&caller.team_id, &KeyId::from(other.as_str())).await {
+            linked.insert(k.id.clone(), k);
+        }
+    }
+    let k = row(key, prefix, &emails, &user.ctx.user.id, caller.role, service.now()).link(key, prefix, &linked);
+    confirm::fragment_with_toast(&RowPartial { k }, toast)
 }
 
 #[derive(Deserialize, Default)]
@@ -494,8 +510,8 @@ pub async fn rename(
         }
         Err(services::Error::Invalid(errors)) => {
             let mut view = detail_page(&state, &user, &id, Notice::None).await?;
-            view.rename_name = form.name;
-            view.rename_description = form.description;
+            view.edit.name = form.name;
+            view.edit.description = form.description;
             view.errors = errors;
             Ok(push_url(render(StatusCode::UNPROCESSABLE_ENTITY, &view)?, hx, &page_url))
         }
@@ -503,7 +519,7 @@ pub async fn rename(
     }
 }
 
-/// A GET of a POST-only URL (`…/rename`, `…/policy`): the page it belongs to.
+/// A GET of a POST-only URL (`…/rename`, `…/edit`): the page it belongs to.
 pub async fn to_detail(path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let id = key_id(path.into_inner())?;
     Ok(redirect(&format!("{BASE}/{}", id.as_str())))
@@ -559,8 +575,7 @@ async fn detail_page(state: &State, user: &CurrentUser, id: &KeyId, notice: Noti
         usage,
         event_lines: super::audit::sentences(d.events, &names, history_reader(role), at),
         notice,
-        rename_name: d.key.name.clone(),
-        rename_description: d.key.description.clone(),
+        edit: EditForm::of(&d.key, &state.config.scopes),
         errors: FieldErrors::default(),
     })
 }

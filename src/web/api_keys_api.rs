@@ -21,6 +21,10 @@ use crate::service::keys::{Cursor, Expiry, KeyCaller, KeyRequest, ListQuery};
 use crate::service::principal::Principal;
 use crate::store::models::{ApiKey, StatusFilter};
 
+mod edit;
+
+pub use edit::update;
+
 pub fn ok(data: serde_json::Value) -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "success", "data": data}))
 }

@@ -124,6 +124,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/api-keys", web::post().to(api_keys_api::create))
                 .route("/api-keys/{id}", web::get().to(api_keys_api::get))
                 .route("/api-keys/{id}", web::delete().to(api_keys_api::revoke))
+                .route("/api-keys/{id}", web::patch().to(api_keys_api::update))
                 .route("/api-keys/{id}/roll", web::post().to(api_keys_api::roll))
                 .route("/api-keys/{id}/usage", web::get().to(api_keys::usage::api))
                 .service(
@@ -199,6 +200,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/developer/api-keys/{id}/revoke", web::post().to(api_keys::revoke))
         .route("/settings/developer/api-keys/{id}/rename", web::get().to(api_keys::to_detail))
         .route("/settings/developer/api-keys/{id}/rename", web::post().to(api_keys::rename))
+        .route("/settings/developer/api-keys/{id}/edit", web::get().to(api_keys::to_detail))
+        .route("/settings/developer/api-keys/{id}/edit", web::post().to(api_keys::update))
+        .service(
+            web::resource("/settings/developer/api-keys/{id}/disable")
+                .get(api_keys::disable_confirm)
+                .post(api_keys::disable),
+        )
+        .service(
+            web::resource("/settings/developer/api-keys/{id}/enable")
+                .get(api_keys::enable_confirm)
+                .post(api_keys::enable),
+        )
         .service(web::resource("/oauth/authorize").get(oauth::authorize).post(oauth::decide))
         .route("/oauth/token", web::post().to(oauth::token))
         .route("/oauth/revoke", web::post().to(oauth::revoke))

@@ -214,7 +214,8 @@ fn key_page(layout: Layout, prefix: &str, d: KeyDossier, errors: FieldErrors, re
     let event_lines = sentences(d.events.clone(), &d.names, Viewer::Support, d.at);
     KeyPage {
         layout,
-        active: d.status.is_usable(),
+        // A disabled key may still be revoked (enabled again, it would work).
+        active: !d.status.is_final(),
         kind: key.kind.to_string(),
         team: d.team.as_ref().map(|t| (t.id.clone(), t.name.clone())),
         allowed_ips: crate::service::keys::allowed_ips_of(key).iter().map(ToString::to_string).collect(),

@@ -11,6 +11,7 @@ pub mod api_keys;
 mod browser;
 mod copy_data;
 mod key_usage;
+pub mod key_edit;
 mod login;
 mod login_flood;
 pub mod oauth;

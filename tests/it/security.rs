@@ -12,6 +12,7 @@ mod cache;
 mod concurrency;
 mod dashboard;
 mod key_usage;
+mod key_edit;
 mod limits;
 mod oauth_protocol;
 mod parsers;

@@ -1,7 +1,7 @@
 //! Browser tests: ui_keys (see webdriver.rs for check_page, resize, axe).
 //! The API keys pages at a laptop and a phone: the list fits, the scope
 //! picker's presets (with and without JavaScript), confirmations and toasts,
-//! reloads after a reveal, rename, search and the first-run guide.
+//! reloads after a reveal, the Edit card, search and the first-run guide.
 
 use serde_json::{Value, json};
 
@@ -241,14 +241,14 @@ async fn a_key_is_renamed_and_the_list_is_searched() {
     }
     signed_in(&browser, &app).await;
     browser.goto(&app.url(&format!("{KEYS}/{id}"))).await;
-    browser.click("#rename-link").await;
-    browser.fill("#rename-name", "Invoice worker").await;
-    browser.fill("#rename-description", "Sends invoices").await;
-    browser.click("#rename-save").await;
-    browser.wait_for_text(".notice", "now called Invoice worker").await;
+    browser.click("#edit-link").await;
+    browser.fill("#edit-name", "Invoice worker").await;
+    browser.fill("#edit-description", "Sends invoices").await;
+    browser.click("#edit-save").await;
+    browser.wait_for_text(".notice", "Saved Invoice worker").await;
     assert!(browser.text("#key-title").await.contains("Invoice worker"));
     let history = browser.text("#history").await;
-    assert!(history.contains("renamed key Invoice worker") && history.contains("from “Billing worker”"), "{history}");
+    assert!(history.contains("changed key Invoice worker") && history.contains("(name, description)"), "{history}");
 
     for (size, name) in [(LAPTOP, "keys-search-laptop"), (PHONE, "keys-search-phone")] {
         browser.resize(size).await;

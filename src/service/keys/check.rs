@@ -45,17 +45,7 @@ pub(super) fn validate(
         .unwrap_or_default();
     let max_days = Team::find(conn, creator.team_id)?.and_then(|t| t.max_key_lifetime_days);
     let expires_at = expiry(req.expiry, max_days, at).map_err(|m| errors.add("expires_at", m)).unwrap_or_default();
-    let mut allowed_ips = Vec::new();
-    if req.allowed_ips.len() > MAX_ALLOWED_IPS {
-        errors.add("allowed_ips", "Use at most 50 addresses or ranges.");
-    }
-    for raw in req.allowed_ips.iter().filter(|s| !s.trim().is_empty()) {
-        match parse_cidr(raw) {
-            Some(net) if !allowed_ips.contains(&net) => allowed_ips.push(net),
-            Some(_) => {}
-            None => errors.add("allowed_ips", format!("{:?} is not an IPv4/IPv6 address or CIDR range.", raw.trim())),
-        }
-    }
+    let allowed_ips = ranges(&req.allowed_ips).map_err(|m| errors.add("allowed_ips", m)).unwrap_or_default();
     if let Err(m) = within_address_ceiling(creator, &allowed_ips) {
         errors.add("allowed_ips", m);
     }
@@ -66,8 +56,26 @@ pub(super) fn validate(
     Ok(Valid { name, description, scopes, expires_at, allowed_ips })
 }
 
+/// Address ranges as typed (blank entries skipped, duplicates dropped), or
+/// why they are not: at most [`MAX_ALLOWED_IPS`], each an IPv4/IPv6 address
+/// or CIDR range.
+pub(super) fn ranges(raw: &[String]) -> Result<Vec<IpNet>, String> {
+    if raw.len() > MAX_ALLOWED_IPS {
+        return Err("Use at most 50 addresses or ranges.".into());
+    }
+    let mut out = Vec::new();
+    for raw in raw.iter().filter(|s| !s.trim().is_empty()) {
+        match parse_cidr(raw) {
+            Some(net) if !out.contains(&net) => out.push(net),
+            Some(_) => {}
+            None => return Err(format!("{:?} is not an IPv4/IPv6 address or CIDR range.", raw.trim())),
+        }
+    }
+    Ok(out)
+}
+
 /// A caller restricted to addresses never hands out a key usable from elsewhere.
-fn within_address_ceiling(creator: &Creator<'_>, ranges: &[IpNet]) -> Result<(), String> {
+pub(super) fn within_address_ceiling(creator: &Creator<'_>, ranges: &[IpNet]) -> Result<(), String> {
     let Some(ceiling) = creator.ip_ceiling.filter(|c| !c.is_empty()) else { return Ok(()) };
     if !ranges.is_empty() && ranges.iter().all(|n| ceiling.iter().any(|c| c.contains(n))) {
         return Ok(());
@@ -77,7 +85,7 @@ fn within_address_ceiling(creator: &Creator<'_>, ranges: &[IpNet]) -> Result<(),
 }
 
 /// A caller that expires never hands out a key that outlives it.
-fn within_lifetime_ceiling(creator: &Creator<'_>, expires_at: Option<i64>) -> Result<(), String> {
+pub(super) fn within_lifetime_ceiling(creator: &Creator<'_>, expires_at: Option<i64>) -> Result<(), String> {
     match (creator.not_after, expires_at) {
         (Some(limit), None) => {
             Err(format!("The key you used expires at {limit} (Unix time): the new key must expire by then too."))
@@ -89,7 +97,7 @@ fn within_lifetime_ceiling(creator: &Creator<'_>, expires_at: Option<i64>) -> Re
     }
 }
 
-fn expiry(e: Expiry, max_days: Option<i64>, at: i64) -> Result<Option<i64>, String> {
+pub(super) fn expiry(e: Expiry, max_days: Option<i64>, at: i64) -> Result<Option<i64>, String> {
     let exp = match e {
         Expiry::Never => None,
         Expiry::InDays(d) if (1..=3650).contains(&d) => Some(at + d * 86_400),

@@ -1,4 +1,4 @@
-//! API keys: create, list, roll, revoke. [`KeyService`] is the facade the
+//! API keys: create, list, roll, revoke, edit. [`KeyService`] is the facade the
 //! web layer calls; the functions here are its synchronous internals (and
 //! what support and the operator's commands share).
 //!
@@ -10,6 +10,7 @@
 
 mod check;
 pub mod codec;
+mod edit;
 pub mod scopes;
 mod service;
 pub mod usage;
@@ -17,6 +18,7 @@ pub mod usage;
 use ipnet::IpNet;
 use serde_json::json;
 
+pub use edit::KeyEdit;
 pub use scopes::scopes_of;
 pub use service::{
     Created, Cursor, Detail, Draft, Emails, KeyCaller, KeyService, ListQuery, Listing, Overview, Rolled,

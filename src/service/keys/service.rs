@@ -1,5 +1,5 @@
 //! [`KeyService`]: one async method per use case of a team's API keys — list,
-//! detail, create, roll, revoke, and the team's key policy — for the pages and
+//! detail, create, roll, revoke, edit, and the team's key policy — for the pages and
 //! the JSON API alike.
 //!
 //! Rules: a method authorizes through `service::policy` (in the internals it
@@ -13,7 +13,7 @@ use std::fmt;
 
 use ipnet::IpNet;
 
-use super::{Creator, KeyRequest, KeyUsage, Settings};
+use super::{Creator, KeyEdit, KeyRequest, KeyUsage, Settings};
 use crate::domain::{KeyId, PlainSecret, Role, TeamId};
 use crate::service::audit::Actor;
 use crate::service::clock::Clock;
@@ -241,6 +241,19 @@ impl<'a> KeyService<'a> {
     pub async fn rename(&self, caller: &KeyCaller, id: &KeyId, name: String, description: String) -> Result<ApiKey> {
         let (caller, id, at) = (caller.clone(), id.clone(), self.now());
         self.db.run(move |conn| super::rename(conn, &caller.creator(), id.as_str(), &name, &description, at)).await
+    }
+
+    /// Changes a key in place — name, description, addresses, expiry, fewer
+    /// scopes, paused or not (rules in `keys::edit`); then this instance's
+    /// verifier forgets it (the others hear of it through the change feed).
+    pub async fn edit(&self, caller: &KeyCaller, id: &KeyId, edit: KeyEdit) -> Result<ApiKey> {
+        let (caller, settings, key_id, at) = (caller.clone(), self.owned_settings(), id.clone(), self.now());
+        let key = self
+            .db
+            .run(move |conn| super::edit::edit(conn, &caller.creator(), settings.lend(), key_id.as_str(), &edit, at))
+            .await?;
+        self.verifier.invalidate(id.as_str());
+        Ok(key)
     }
 
     /// The team's members' emails by id.

@@ -105,8 +105,9 @@ fn leaked_key(
 ) -> Result<Outcome> {
     let Some(key) = ApiKey::find_by_hash(conn, hash)? else { return Ok(Outcome::NotFound) };
     let reason = format!("reported as leaked at {url}");
-    let usable = key.status(at).is_usable();
-    if !usable || ApiKey::revoke(conn, &key.id, super::REVOKED_BY_LEAK_REPORT, Some(&reason), at)? != 1 {
+    // A disabled key is revoked too: enabled again, it would work.
+    let live = !key.status(at).is_final();
+    if !live || ApiKey::revoke(conn, &key.id, super::REVOKED_BY_LEAK_REPORT, Some(&reason), at)? != 1 {
         return Ok(Outcome::AlreadyInactive);
     }
     let event = Event::new(AuditAction::ApiKeyLeakReported).object(ObjectKind::ApiKey, &key.id);

@@ -152,6 +152,31 @@ impl ApiKey {
         api_keys::table.filter(api_keys::team_id.eq(team_id)).count().get_result(conn)
     }
 
+    /// A key, locked until the transaction ends on PostgreSQL (a revoke, a
+    /// roll or another edit of it waits); SQLite's writers never overlap.
+    pub fn find_for_update(conn: &mut DbConn, id: &str) -> QueryResult<Option<ApiKey>> {
+        match conn {
+            DbConn::Pg(pg) => api_keys::table.find(id).select(ApiKey::as_select()).for_update().first(pg).optional(),
+            DbConn::Sqlite(_) => Self::find(conn, id),
+        }
+    }
+
+    /// Writes what an edit may change (name, description, scopes, allowed
+    /// addresses, expiry, paused since) to a key that is not revoked; 0 rows
+    /// means it was revoked meanwhile.
+    pub fn save_settings(conn: &mut DbConn, key: &ApiKey) -> QueryResult<usize> {
+        diesel::update(api_keys::table.find(&key.id).filter(api_keys::revoked_at.is_null()))
+            .set((
+                api_keys::name.eq(&key.name),
+                api_keys::description.eq(&key.description),
+                api_keys::scopes.eq(&key.scopes),
+                api_keys::allowed_ips.eq(&key.allowed_ips),
+                api_keys::expires_at.eq(key.expires_at),
+                api_keys::disabled_at.eq(key.disabled_at),
+            ))
+            .execute(conn)
+    }
+
     /// Renames a key that is not revoked; 0 rows means it was revoked meanwhile.
     pub fn rename(conn: &mut DbConn, id: &str, name: &str, description: &str) -> QueryResult<usize> {
         diesel::update(api_keys::table.find(id).filter(api_keys::revoked_at.is_null()))

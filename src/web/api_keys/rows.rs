@@ -1,7 +1,9 @@
 //! The rows the key pages show.
 //!
 //! Rules: a row's status is the key's own (`ApiKey::status`) at the time
-//! given; its buttons show only where `policy::manage_key` allows them.
+//! given; its buttons show only where `policy::manage_key` allows them, and
+//! only for a key that is not over (revoked or expired): a disabled key may be
+//! enabled, edited or revoked, but not rolled.
 
 use std::collections::HashMap;
 
@@ -25,15 +27,57 @@ pub struct KeyRow {
     pub created: When,
     pub last_used_at: Option<When>,
     pub expires_at: Option<When>,
+    /// Paused since then (refused until enabled again).
+    pub disabled_at: Option<When>,
     /// The key this one replaces, and the one that replaced it: (id, display prefix).
     pub replaces: Option<(String, String)>,
     pub replaced_by: Option<(String, String)>,
 }
 
 impl KeyRow {
-    /// Rolling is offered for a key that may be managed and was not rolled already.
+    /// Rolling is offered for a working key that may be managed and was not rolled already.
     pub fn can_roll(&self) -> bool {
-        self.can_manage && self.replaced_by.is_none()
+        self.can_manage && self.replaced_by.is_none() && self.status.is_usable()
+    }
+
+    /// Disabling is offered for a working key that may be managed.
+    pub fn can_disable(&self) -> bool {
+        self.can_manage && self.status.is_usable()
+    }
+
+    /// Enabling is offered for a disabled key that may be managed.
+    pub fn can_enable(&self) -> bool {
+        self.can_manage && self.is_disabled()
+    }
+
+    pub fn is_disabled(&self) -> bool {
+        self.status == KeyStatus::Disabled
+    }
+
+    pub fn disable_href(&self) -> String {
+        format!("/settings/developer/api-keys/{}/disable", self.id)
+    }
+
+    pub fn enable_href(&self) -> String {
+        format!("/settings/developer/api-keys/{}/enable", self.id)
+    }
+
+    /// Disabling from the key's own page comes back to it.
+    pub fn disable_here_href(&self) -> String {
+        format!("{}?from=detail", self.disable_href())
+    }
+
+    /// Enabling from the key's own page comes back to it.
+    pub fn enable_here_href(&self) -> String {
+        format!("{}?from=detail", self.enable_href())
+    }
+
+    pub fn disable_id(&self) -> String {
+        format!("disable-{}", self.id)
+    }
+
+    pub fn enable_id(&self) -> String {
+        format!("enable-{}", self.id)
     }
 
     /// The key's page.
@@ -115,9 +159,10 @@ pub fn row(key: &ApiKey, prefix: &str, emails: &HashMap<String, String>, me: &st
         created: When::at(key.created_at, at),
         last_used_at: When::maybe(key.last_used_at, at),
         expires_at: When::maybe(key.expires_at, at),
+        disabled_at: When::maybe(key.disabled_at, at).filter(|_| status == KeyStatus::Disabled),
         replaces: None,
         replaced_by: None,
-        can_manage: status.is_usable()
+        can_manage: !status.is_final()
             && policy::manage_key(
                 &policy::Caller { user_id: Some(me), role, ceiling: None },
                 key.created_by.as_deref(),
