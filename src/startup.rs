@@ -1,9 +1,9 @@
 //! Builds the application from a configuration: database, state, middleware,
 //! routes and the listener. Tests bind port 0 through the same path.
 //!
-//! Rules: background work (the usage flush, the session sweep) runs on its
-//! own timer and logs a failure with its whole cause chain, then tries again
-//! on the next tick; flushes never overlap, so one that returns has handed on
+//! Rules: background work (the usage flush, the session sweep, the expiry
+//! reminders) runs on its own timer and logs a failure with its whole cause
+//! chain, then tries again on the next tick; flushes never overlap, so one that returns has handed on
 //! everything buffered before it began (to Redis or the database, see
 //! `service::usage`), and one that fails keeps what it took for the next. At
 //! shutdown the flush is tried a few times with a short backoff; if it still
@@ -80,6 +80,7 @@ impl Application {
         let every = Duration::from_secs(state.config.usage_flush_seconds.unsigned_abs());
         let flusher = UsageFlusher::new(state.clone(), every);
         spawn_usage_flusher(flusher.clone(), every);
+        spawn_reminders(state.clone(), Duration::from_secs(state.config.reminder_seconds.unsigned_abs()));
         Ok(Self { port, server, state, flusher })
     }
 
@@ -298,6 +299,23 @@ fn spawn_usage_flusher(flusher: UsageFlusher, every: Duration) {
             tick.tick().await;
             if let Err(e) = flusher.tick().await {
                 tracing::warn!(error = %chain(e), "flushing key usage failed");
+            }
+        }
+    });
+}
+
+/// Sends the expiry reminders due, every `every` (the first look one
+/// interval after start). Every instance looks; each reminder is sent once
+/// (see `service::reminders`).
+fn spawn_reminders(state: State, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tick.tick().await;
+            match state.reminder_service().remind_expiring().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(reminders = n, "sent expiry reminders"),
+                Err(e) => tracing::warn!(error = %chain(e), "sending expiry reminders failed"),
             }
         }
     });

@@ -36,9 +36,11 @@ impl AppState {
 }
 
 mod form;
+mod privilege;
 mod rows;
 
 use form::{CreateForm, ScopeGroup, ScopeOption, admin_option, groups, key_request, parse_form, resolve, summary};
+pub use privilege::{PrivilegeView, roll_used, roll_used_confirm};
 pub use rows::{KeyRow, UsageBar, bars, row};
 
 const PAGE_SIZE: i64 = 25;
@@ -154,6 +156,8 @@ struct DetailPage {
     /// The key's history as sentences (`partials/audit_events_partial.html`).
     event_lines: Vec<super::audit::EventLine>,
     notice: Notice,
+    /// The least-privilege card (`partials/key_privilege_partial.html`).
+    privilege: PrivilegeView,
     rename_name: String,
     rename_description: String,
     errors: FieldErrors,
@@ -237,7 +241,11 @@ async fn page<'a>(
             .listing
             .keys
             .iter()
-            .map(|k| row(k, prefix, &overview.emails, &user.ctx.user.id, role, at).link(k, prefix, &overview.linked))
+            .map(|k| {
+                row(k, prefix, &overview.emails, &user.ctx.user.id, role, at)
+                    .link(k, prefix, &overview.linked)
+                    .judged(overview.listing.privileges.get(&k.id))
+            })
             .collect(),
         filter: query.status.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "all".into()),
         filters: filters(),
@@ -560,6 +568,7 @@ async fn detail_page(state: &State, user: &CurrentUser, id: &KeyId, notice: Noti
         peak,
         event_lines: super::audit::sentences(d.events, &names, history_reader(role), at),
         notice,
+        privilege: PrivilegeView::of(&d.privilege, d.key.status(at).is_usable() && d.key.replaced_by.is_none()),
         rename_name: d.key.name.clone(),
         rename_description: d.key.description.clone(),
         errors: FieldErrors::default(),
