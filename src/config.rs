@@ -401,8 +401,8 @@ mod tests {
                 .unwrap_err();
             assert!(err.to_string().starts_with("LATCHKEY_REMINDER_SECONDS:"), "{bad}: {err}");
         }
-        let cfg = Config::from_values(&values(&[("LATCHKEY_SECRET", &secret), ("LATCHKEY_REMINDER_SECONDS", "60")]))
-            .unwrap();
+        let cfg =
+            Config::from_values(&values(&[("LATCHKEY_SECRET", &secret), ("LATCHKEY_REMINDER_SECONDS", "60")])).unwrap();
         assert_eq!(cfg.reminder_seconds, 60);
     }
 

@@ -211,11 +211,8 @@ fn claim(
         audit::record(conn, &Actor::system(), event.details(details.clone()))?;
         let recipients = recipients(conn, &team_id, key.created_by.as_deref(), members)?;
         let key_prefix = codec::display(prefix, &key.key_prefix);
-        let text = format!(
-            "Key {} ({key_prefix}…) expires in {days} day{}.",
-            key.name,
-            if days == 1 { "" } else { "s" }
-        );
+        let text =
+            format!("Key {} ({key_prefix}…) expires in {days} day{}.", key.name, if days == 1 { "" } else { "s" });
         Ok(Notice {
             kind: AuditAction::ApiKeyExpiring.as_str(),
             team_id,

@@ -82,10 +82,8 @@ pub fn strings(v: &Value) -> Vec<String> {
 /// The audit events `action` about key `id`, oldest first.
 pub fn events(app: &TestApp, action: &str, id: &str) -> Vec<Value> {
     let id = id.to_owned();
-    let events = app
-        .db()
-        .run_sync(move |c| AuditEvent::for_object(c, "api_key", &id, 100).map_err(StoreError::from))
-        .unwrap();
+    let events =
+        app.db().run_sync(move |c| AuditEvent::for_object(c, "api_key", &id, 100).map_err(StoreError::from)).unwrap();
     let mut out: Vec<Value> = events
         .into_iter()
         .filter(|e| e.action == action)
@@ -224,7 +222,10 @@ fn disable(app: &TestApp, id: &str) {
     let id = id.to_owned();
     app.db()
         .run_sync(move |c| {
-            diesel::update(api_keys::table.find(id)).set(api_keys::disabled_at.eq(Some(1))).execute(c).map_err(StoreError::from)
+            diesel::update(api_keys::table.find(id))
+                .set(api_keys::disabled_at.eq(Some(1)))
+                .execute(c)
+                .map_err(StoreError::from)
         })
         .unwrap();
 }
@@ -261,7 +262,10 @@ async fn expiry_reminders_come_a_week_and_a_day_before_once_each(app: TestApp) {
     assert_eq!(notice(&weekly).recipients, ["dev@acme.test", OWNER_EMAIL], "its creator and the owner");
     assert_eq!(notice(&late).recipients, [OWNER_EMAIL]);
     assert_eq!(notice(&weekly).key_prefix, weekly["prefix"].as_str().unwrap());
-    assert_eq!(notice(&weekly).text, format!("Key weekly ({}…) expires in 6 days.", weekly["prefix"].as_str().unwrap()));
+    assert_eq!(
+        notice(&weekly).text,
+        format!("Key weekly ({}…) expires in 6 days.", weekly["prefix"].as_str().unwrap())
+    );
     for n in &notices {
         for k in [&weekly, &late, &successor] {
             assert!(!n.text.contains(k["key"].as_str().unwrap()), "never a secret");
@@ -272,7 +276,10 @@ async fn expiry_reminders_come_a_week_and_a_day_before_once_each(app: TestApp) {
     assert_eq!((week[0]["details"]["days"].as_i64(), week[0]["actor"].as_str()), (Some(6), Some("Latchkey")));
     let day = events(&app, "api_key.expiring", id(&late));
     assert_eq!((day.len(), day[0]["details"]["days"].as_i64()), (1, Some(1)));
-    assert!(reminded(&app, id(&late), "expiring_1d") && !reminded(&app, id(&late), "expiring_7d"), "only the 1-day one");
+    assert!(
+        reminded(&app, id(&late), "expiring_1d") && !reminded(&app, id(&late), "expiring_7d"),
+        "only the 1-day one"
+    );
     for quiet in [&far, &revoked, &paused, &rolled] {
         assert!(events(&app, "api_key.expiring", id(quiet)).is_empty(), "{}", quiet["name"]);
     }

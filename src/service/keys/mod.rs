@@ -4,7 +4,9 @@
 //!
 //! Rules: the secret exists only in the [`PlainSecret`] returned by
 //! `create`/`roll` (never stored, logged or audited); a key never carries a
-//! scope its creator's role does not allow; viewers change nothing;
+//! scope its creator's role does not allow; a roll copies the old key's
+//! scopes, or — asked for [`RollScopes::OnlyUsed`] — only those it used
+//! lately, judged inside the roll's transaction; viewers change nothing;
 //! developers manage only their own keys; every change is audited in the same
 //! transaction; the time is the one the caller passes (the facade's clock).
 
@@ -29,11 +31,9 @@ use crate::service::accounts::Role;
 use crate::service::audit::{self, Actor, Event};
 use crate::service::crypto::{self, Keys};
 use crate::service::policy;
+use crate::service::usage;
+use crate::service::usage::report::{OBSERVE_DAYS, Privilege};
 use crate::service::{Error, FieldErrors, Result};
-use crate::service::usage::{
-    self,
-    report::{OBSERVE_DAYS, Privilege},
-};
 use crate::store::models::{ApiKey, AuditEvent, ScopeUseRow, StatusFilter, Team};
 use crate::store::{DbConn, now};
 
@@ -349,9 +349,9 @@ fn used_scopes(conn: &mut DbConn, key: &ApiKey, at: i64) -> Result<Vec<String>> 
         Privilege::Unknown => Err(refuse(format!(
             "We suggest scopes after {OBSERVE_DAYS} days of use: this key has not been watched that long yet."
         ))),
-        Privilege::Known { unused, days, .. } if unused.is_empty() => {
-            Err(refuse(format!("This key used every scope it holds in the last {days} days: nothing would be dropped.")))
-        }
+        Privilege::Known { unused, days, .. } if unused.is_empty() => Err(refuse(format!(
+            "This key used every scope it holds in the last {days} days: nothing would be dropped."
+        ))),
         Privilege::Known { used, days, .. } if used.is_empty() => Err(refuse(format!(
             "This key used none of its scopes in the last {days} days: revoke it rather than roll it."
         ))),

@@ -89,7 +89,9 @@ pub async fn roll_used_confirm(
     )
     .says(format!("The new key carries only {}.", used.join(", ")))
     .says(format!("It drops {}, not used in {days} days.", unused.join(", ")))
-    .says("Its secret is shown once. The old key keeps working for 24 hours (or the time you choose below), then stops.")
+    .says(
+        "Its secret is shown once. The old key keeps working for 24 hours (or the time you choose below), then stops.",
+    )
     .button("Roll with the used scopes")
     .not_dangerous()
     .cancel_to(back)

@@ -106,10 +106,12 @@ impl KeyRow {
 
 impl KeyRow {
     /// Flags the scopes the key did not use lately, from what its use says
-    /// (`None`: not judged); a key that no longer works is not flagged.
+    /// (`None`: not judged); a key that no longer works, or was rolled away
+    /// (its successor is what counts), is not flagged. Call after [`link`](Self::link).
     pub fn judged(mut self, privilege: Option<&Privilege>) -> Self {
         if let Some(Privilege::Known { days, unused, .. }) = privilege
             && self.status.is_usable()
+            && self.replaced_by.is_none()
         {
             self.unused = unused.clone();
             self.unused_days = *days;

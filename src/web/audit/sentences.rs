@@ -218,8 +218,11 @@ fn narrowed(d: &Value) -> String {
     if d.get("narrowed_from").is_none() {
         return String::new();
     }
-    let kept: Vec<&str> =
-        d.get("scopes").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let kept: Vec<&str> = d
+        .get("scopes")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     format!(" with only the scopes it used ({})", kept.join(", "))
 }
 
@@ -658,7 +661,9 @@ mod tests {
                                "narrowed_from": ["products:read", "products:write"]}),
         );
         assert!(
-            l.text().ends_with("into a new key with only the scopes it used (products:read); the old key stopped working at once"),
+            l.text().ends_with(
+                "into a new key with only the scopes it used (products:read); the old key stopped working at once"
+            ),
             "{}",
             l.text()
         );
