@@ -27,6 +27,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("LATCHKEY_SCOPES", "comma-separated scope catalog"),
     ("LATCHKEY_DEFAULT_PLAN", "rate-limit plan of teams without one: free, starter, standard, pro, unlimited"),
     ("LATCHKEY_USAGE_FLUSH_SECONDS", "how often key usage is written to the database"),
+    ("LATCHKEY_REMINDER_SECONDS", "how often keys about to expire are looked for, to remind people (at most 86400)"),
     ("LATCHKEY_SESSION_IDLE_MINUTES", "idle session timeout"),
     ("LATCHKEY_SESSION_ABSOLUTE_HOURS", "absolute session lifetime"),
     ("LATCHKEY_PASSWORD_THREADS", "passwords hashed at once (default: one per core)"),
@@ -92,6 +93,8 @@ pub struct Config {
     pub scopes: Vec<String>,
     pub default_plan: String,
     pub usage_flush_seconds: i64,
+    /// How often the expiry reminders are looked for (seconds, at most a day).
+    pub reminder_seconds: i64,
     /// Password hashes run at once (argon2id, 19 MiB each).
     pub password_threads: usize,
     /// How long a password check waits for a hashing thread (milliseconds).
@@ -113,6 +116,9 @@ pub const DEFAULT_SCOPES: &[&str] = &[
     "api_keys:write",
     "admin",
 ];
+
+/// The longest interval between two looks for keys about to expire.
+pub const MAX_REMINDER_SECONDS: i64 = 86_400;
 
 pub const PLANS: &[&str] = &["free", "starter", "standard", "pro", "unlimited"];
 
@@ -190,6 +196,11 @@ impl Config {
             return Err(invalid("LATCHKEY_DEFAULT_PLAN", "must be one of free, starter, standard, pro, unlimited"));
         }
         let usage_flush_seconds = parse_int("LATCHKEY_USAGE_FLUSH_SECONDS", get("LATCHKEY_USAGE_FLUSH_SECONDS"), 5)?;
+        let reminder_seconds = parse_int("LATCHKEY_REMINDER_SECONDS", get("LATCHKEY_REMINDER_SECONDS"), 300)?;
+        if reminder_seconds > MAX_REMINDER_SECONDS {
+            // Looked for less often than daily, the one-day reminder could be missed.
+            return Err(invalid("LATCHKEY_REMINDER_SECONDS", "must be at most 86400 (one day)"));
+        }
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         let password_threads = parse_int(
             "LATCHKEY_PASSWORD_THREADS",
@@ -217,6 +228,7 @@ impl Config {
             scopes,
             default_plan,
             usage_flush_seconds,
+            reminder_seconds,
             password_threads: usize::try_from(password_threads).unwrap_or(1),
             password_wait_ms: password_wait_ms.unsigned_abs(),
             bind,
@@ -377,6 +389,21 @@ mod tests {
         assert!(err.to_string().starts_with("DATABASE_URL:"), "{err}");
         let err = Config::from_values(&values(&[("LATCHKEY_SECRET", "short")])).unwrap_err();
         assert!(err.to_string().starts_with("LATCHKEY_SECRET:"), "{err}");
+    }
+
+    #[test]
+    fn the_reminder_interval_is_positive_and_at_most_a_day() {
+        let secret = "s".repeat(40);
+        let cfg = Config::from_values(&values(&[("LATCHKEY_SECRET", &secret)])).unwrap();
+        assert_eq!(cfg.reminder_seconds, 300);
+        for bad in ["0", "-5", "86401", "soon"] {
+            let err = Config::from_values(&values(&[("LATCHKEY_SECRET", &secret), ("LATCHKEY_REMINDER_SECONDS", bad)]))
+                .unwrap_err();
+            assert!(err.to_string().starts_with("LATCHKEY_REMINDER_SECONDS:"), "{bad}: {err}");
+        }
+        let cfg =
+            Config::from_values(&values(&[("LATCHKEY_SECRET", &secret), ("LATCHKEY_REMINDER_SECONDS", "60")])).unwrap();
+        assert_eq!(cfg.reminder_seconds, 60);
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Builds the application from a configuration: database, state, middleware,
 //! routes and the listener. Tests bind port 0 through the same path.
 //!
-//! Rules: background work (the usage flush, the session sweep) runs on its
-//! own timer and logs a failure with its whole cause chain, then tries again
-//! on the next tick; flushes never overlap, so one that returns has handed on
+//! Rules: background work (the usage flush, the session sweep, the expiry
+//! reminders) runs on its own timer and logs a failure with its whole cause
+//! chain, then tries again on the next tick; flushes never overlap, so one that returns has handed on
 //! everything buffered before it began (to Redis or the database, see
 //! `service::usage`), and one that fails keeps what it took for the next. At
 //! shutdown the flush is tried a few times with a short backoff; if it still
@@ -80,6 +80,7 @@ impl Application {
         let every = Duration::from_secs(state.config.usage_flush_seconds.unsigned_abs());
         let flusher = UsageFlusher::new(state.clone(), every);
         spawn_usage_flusher(flusher.clone(), every);
+        spawn_reminders(state.clone(), Duration::from_secs(state.config.reminder_seconds.unsigned_abs()));
         Ok(Self { port, server, state, flusher })
     }
 
@@ -302,6 +303,38 @@ fn spawn_usage_flusher(flusher: UsageFlusher, every: Duration) {
         }
     });
 }
+
+/// Housekeeping, every `every` (the first one interval after start): sends
+/// the expiry reminders due (every instance looks; each reminder is sent
+/// once, see `service::reminders`), and at most once an hour prunes usage
+/// rows past what is kept (sightings beyond the last ten, hours older than
+/// [`USAGE_HOURS_KEPT`]).
+fn spawn_reminders(state: State, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut pruned: Option<std::time::Instant> = None;
+        loop {
+            tick.tick().await;
+            match state.reminder_service().remind_expiring().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(reminders = n, "sent expiry reminders"),
+                Err(e) => tracing::warn!(error = %chain(e), "sending expiry reminders failed"),
+            }
+            if pruned.is_none_or(|at| at.elapsed() >= Duration::from_secs(3600)) {
+                pruned = Some(std::time::Instant::now());
+                let before = state.clock.now().div_euclid(3600) - USAGE_HOURS_KEPT;
+                match crate::service::usage::prune(&state.db, before).await {
+                    Ok(n) => tracing::debug!(rows = n, "pruned usage rows"),
+                    Err(e) => tracing::warn!(error = %chain(e), "pruning usage rows failed"),
+                }
+            }
+        }
+    });
+}
+
+/// Hours of per-hour usage kept (a rotation's grace is at most 7 days, plus
+/// a 7-day extension).
+const USAGE_HOURS_KEPT: i64 = 15 * 24;
 
 /// SQLite: checkpoints the write-ahead log four times a second, off the
 /// request path (see `Db::checkpoint`).

@@ -29,6 +29,11 @@ impl Actor {
     pub fn operator() -> Self {
         Self { label: "operator (command line)".into(), ..Self::default() }
     }
+
+    /// Latchkey itself, for what it does on its own timer (expiry reminders).
+    pub fn system() -> Self {
+        Self { label: SYSTEM_LABEL.into(), ..Self::default() }
+    }
 }
 
 /// What an audit event is about (its `object_type`).
@@ -122,6 +127,9 @@ pub fn record_at(conn: &mut DbConn, actor: &Actor, event: Event<'_>, at: i64) ->
     AuditEvent::append(conn, row)?;
     Ok(())
 }
+
+/// How Latchkey's own actions read (no person, no address).
+pub const SYSTEM_LABEL: &str = "Latchkey";
 
 /// How a support person's actions read in a team's history and log: the team
 /// sees the role, never the person (their email stays out of the stored label).

@@ -107,6 +107,14 @@ pub fn manage_key(caller: &Caller<'_>, key_holder: Option<&str>) -> Result<()> {
     }
 }
 
+/// Whose expiring keys a member is told about (reminders and the banner):
+/// owners and admins every key of the team, as they manage them all; anyone
+/// else the keys they created (a viewer demoted from developer included, as
+/// they still answer for them).
+pub fn reminded_of_every_key(role: Role) -> bool {
+    role >= Role::Admin
+}
+
 /// Creating an API key: anyone but a viewer (scopes are checked apart).
 pub fn create_key(role: Role) -> Result<()> {
     if role == Role::Viewer {

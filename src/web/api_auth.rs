@@ -323,7 +323,8 @@ pub async fn rate_headers(
     Ok(res)
 }
 
-/// The key object of the JSON API (never the secret).
+/// The key object of the JSON API (never the secret). `unused_scopes` is
+/// null: not judged here (see [`key_json_judged`]).
 pub fn key_json(key: &crate::store::models::ApiKey, prefix: &str, now: i64) -> serde_json::Value {
     use super::format::rfc3339;
     let time = |t: Option<i64>| t.map(rfc3339);
@@ -344,5 +345,19 @@ pub fn key_json(key: &crate::store::models::ApiKey, prefix: &str, now: i64) -> s
         "revoked_reason": key.revoked_reason,
         "rolled_from": key.rolled_from,
         "replaced_by": key.replaced_by,
+        "unused_scopes": serde_json::Value::Null,
     })
+}
+
+/// [`key_json`] with `unused_scopes`: the granted scopes the key did not use
+/// lately, or null while that is unknown (fewer than 14 days of use).
+pub fn key_json_judged(
+    key: &crate::store::models::ApiKey,
+    prefix: &str,
+    now: i64,
+    privilege: Option<&crate::service::usage::report::Privilege>,
+) -> serde_json::Value {
+    let mut json = key_json(key, prefix, now);
+    json["unused_scopes"] = serde_json::json!(privilege.and_then(|p| p.unused()));
+    json
 }

@@ -38,6 +38,7 @@ impl AppState {
 
 mod edit;
 mod form;
+mod privilege;
 mod rows;
 pub mod usage;
 
@@ -45,6 +46,7 @@ use edit::EditForm;
 pub use edit::{disable, disable_confirm, enable, enable_confirm, update};
 
 use form::{CreateForm, ScopeGroup, ScopeOption, admin_option, groups, key_request, parse_form, resolve, summary};
+pub use privilege::{PrivilegeView, roll_used, roll_used_confirm};
 pub use rows::{KeyRow, row};
 pub use usage::UsageView;
 
@@ -162,6 +164,8 @@ struct DetailPage {
     notice: Notice,
     /// The Edit card (also what `…/rename` re-renders).
     edit: EditForm,
+    /// The least-privilege card (`partials/key_privilege_partial.html`).
+    privilege: PrivilegeView,
     errors: FieldErrors,
 }
 
@@ -243,7 +247,11 @@ async fn page<'a>(
             .listing
             .keys
             .iter()
-            .map(|k| row(k, prefix, &overview.emails, &user.ctx.user.id, role, at).link(k, prefix, &overview.linked))
+            .map(|k| {
+                row(k, prefix, &overview.emails, &user.ctx.user.id, role, at)
+                    .link(k, prefix, &overview.linked)
+                    .judged(overview.listing.privileges.get(&k.id))
+            })
             .collect(),
         filter: query.status.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "all".into()),
         filters: filters(),
@@ -576,6 +584,7 @@ async fn detail_page(state: &State, user: &CurrentUser, id: &KeyId, notice: Noti
         event_lines: super::audit::sentences(d.events, &names, history_reader(role), at),
         notice,
         edit: EditForm::of(&d.key, &state.config.scopes),
+        privilege: PrivilegeView::of(&d.privilege, d.key.status(at).is_usable() && d.key.replaced_by.is_none()),
         errors: FieldErrors::default(),
     })
 }

@@ -10,7 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::api_auth::{Acting, ApiPrincipal, Credential, key_json};
+use super::api_auth::{Acting, ApiPrincipal, Credential, key_json, key_json_judged};
 use super::api_keys::key_id;
 use super::format;
 use super::{AppState, State};
@@ -193,7 +193,9 @@ pub async fn list(
     let service = state.key_service();
     let listing = service.list(&team_id, ListQuery { filter, after, limit, search: None }).await?;
     let at = service.now();
-    let data: Vec<_> = listing.keys.iter().map(|k| key_json(k, &state.config.api_key_prefix, at)).collect();
+    let prefix = &state.config.api_key_prefix;
+    let data: Vec<_> =
+        listing.keys.iter().map(|k| key_json_judged(k, prefix, at, listing.privileges.get(&k.id))).collect();
     let next = listing.next.map(|c| c.to_string());
     Ok(HttpResponse::Ok().json(json!({"status": "success", "data": data, "next_cursor": next})))
 }
@@ -257,29 +259,49 @@ pub async fn get(state: State, principal: ApiPrincipal, path: web::Path<String>)
     principal.require("api_keys:read")?;
     let (team_id, id) = (TeamId::from(principal.team_id()?), key_id(path.into_inner())?);
     let service = state.key_service();
-    let key = service.get(&team_id, &id).await?;
-    Ok(ok(key_json(&key, &state.config.api_key_prefix, service.now())))
+    let (key, privilege) = service.get_judged(&team_id, &id).await?;
+    Ok(ok(key_json_judged(&key, &state.config.api_key_prefix, service.now(), Some(&privilege))))
 }
 
-/// The grace of a roll: no body (or no field) is 0; anything but a JSON
-/// integer is refused, never read as 0 (that would end the old key at once).
-fn grace_of(body: &[u8]) -> Result<i64, AppError> {
+/// What a roll asks for: the grace, and whether the new key carries only
+/// the scopes the old one used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RollBody {
+    grace: i64,
+    only_used_scopes: bool,
+}
+
+/// A roll's body: no body (or no field) is a grace of 0 and the same
+/// scopes; anything but a JSON integer grace or a JSON boolean
+/// `only_used_scopes` is refused, never read as 0 or false (a grace of 0
+/// would end the old key at once; false would keep scopes asked to go).
+fn roll_body(body: &[u8]) -> Result<RollBody, AppError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(0);
+        return Ok(RollBody { grace: 0, only_used_scopes: false });
     }
     let body: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| AppError::BadRequest(format!("Malformed JSON: {e}")))?;
     let serde_json::Value::Object(fields) = body else {
         return Err(AppError::BadRequest("Send a JSON object, e.g. {\"grace_seconds\": 3600}.".into()));
     };
-    match fields.get("grace_seconds") {
-        None => Ok(0),
-        Some(v) => v.as_i64().ok_or_else(|| {
-            AppError::Validation(FieldErrors::single(
-                "grace_seconds",
-                "Give the grace as a whole number of seconds between 0 and 604800.",
-            ))
-        }),
+    let mut errors = FieldErrors::default();
+    let grace = match fields.get("grace_seconds") {
+        None => Some(0),
+        Some(v) => v.as_i64(),
+    };
+    if grace.is_none() {
+        errors.add("grace_seconds", "Give the grace as a whole number of seconds between 0 and 604800.");
+    }
+    let only_used_scopes = match fields.get("only_used_scopes") {
+        None | Some(serde_json::Value::Null) => Some(false),
+        Some(v) => v.as_bool(),
+    };
+    if only_used_scopes.is_none() {
+        errors.add("only_used_scopes", "Give true or false.");
+    }
+    match (grace, only_used_scopes) {
+        (Some(grace), Some(only_used_scopes)) => Ok(RollBody { grace, only_used_scopes }),
+        _ => Err(AppError::Validation(errors)),
     }
 }
 
@@ -312,8 +334,12 @@ pub async fn roll(
     let principal = principal.revalidated(&req, &state).await?;
     let caller = writer(&principal)?;
     let id = key_id(path.into_inner())?;
-    let grace = grace_of(&body)?;
-    let rolled = state.key_service().roll(&caller, &id, grace).await?;
+    let body = roll_body(&body)?;
+    let service = state.key_service();
+    let rolled = match body.only_used_scopes {
+        true => service.roll_with_used_scopes(&caller, &id, body.grace).await?,
+        false => service.roll(&caller, &id, body.grace).await?,
+    };
     Ok(revealed(StatusCode::OK, &state, &rolled.key, &rolled.secret))
 }
 

@@ -44,6 +44,8 @@ pub struct CurrentUser {
     pub ctx: UserContext,
     pub session: TypedSession,
     pub actor: Actor,
+    /// The keys about to expire the member is told about (full pages only).
+    pub expiring: Option<super::reminders::ExpiryBanner>,
 }
 
 impl CurrentUser {
@@ -87,7 +89,9 @@ impl FromRequest for CurrentUser {
             }
             let actor =
                 Actor { user_id: Some(user_id.into()), label: ctx.user.email.clone(), ..request_actor(&req, &state) };
-            Ok(CurrentUser { ctx, session, actor })
+            let team = ctx.team.as_ref().map(|(t, r)| (t.id.as_str(), *r));
+            let expiring = super::reminders::banner_for(&req, &state, team, &ctx.user.id).await;
+            Ok(CurrentUser { ctx, session, actor, expiring })
         })
     }
 }

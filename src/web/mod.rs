@@ -20,6 +20,7 @@ pub mod middleware;
 pub mod oauth;
 pub mod oauth_apps;
 pub mod page;
+pub mod reminders;
 pub mod resubmit;
 pub mod security;
 pub mod session;
@@ -39,6 +40,7 @@ use crate::service::clock::Clock;
 use crate::service::cluster::Redis;
 use crate::service::crypto::Keys;
 use crate::service::hashing::Hashing;
+use crate::service::notify::Notifier;
 use crate::service::ratelimit::Limits;
 use crate::service::verify::Verifier;
 use crate::store::Db;
@@ -67,6 +69,8 @@ pub struct AppState {
     pub clock: Clock,
     /// The bounded password hashing threads.
     pub hashing: Hashing,
+    /// How people are told about their keys (expiry reminders).
+    pub notifier: Notifier,
 }
 
 impl AppState {
@@ -90,6 +94,7 @@ impl AppState {
         let queue_wait = std::time::Duration::from_millis(config.password_wait_ms);
         let hashing = Hashing::start(config.password_threads, queue_wait)?;
         Ok(Self {
+            notifier: Notifier::logged_only(),
             hashing,
             clock: Clock::system(),
             verifier,
@@ -196,6 +201,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/developer/api-keys/{id}/usage.csv", web::get().to(api_keys::usage::download))
         .route("/settings/developer/api-keys/{id}/roll", web::get().to(api_keys::roll_confirm))
         .route("/settings/developer/api-keys/{id}/roll", web::post().to(api_keys::roll))
+        .route("/settings/developer/api-keys/{id}/roll-used", web::get().to(api_keys::roll_used_confirm))
+        .route("/settings/developer/api-keys/{id}/roll-used", web::post().to(api_keys::roll_used))
         .route("/settings/developer/api-keys/{id}/revoke", web::get().to(api_keys::revoke_confirm))
         .route("/settings/developer/api-keys/{id}/revoke", web::post().to(api_keys::revoke))
         .route("/settings/developer/api-keys/{id}/rename", web::get().to(api_keys::to_detail))

@@ -31,6 +31,8 @@ pub struct Layout {
     pub active: Nav,
     pub asset_v: &'static str,
     pub flash: Option<String>,
+    /// Keys about to expire (see `web::reminders`).
+    pub expiring: Option<super::reminders::ExpiryBanner>,
 }
 
 impl Layout {
@@ -48,6 +50,7 @@ impl Layout {
             active,
             asset_v: super::assets::version(),
             flash: take_flash(&user.session),
+            expiring: user.expiring.clone(),
         })
     }
 }

@@ -376,6 +376,21 @@ impl TestApp {
         self.state.clock.clone()
     }
 
+    /// Sends the expiry reminders due at the test clock's now, as the
+    /// server's periodic task does; returns how many this call claimed.
+    pub async fn run_reminders(&self) -> usize {
+        self.state.reminder_service().remind_expiring().await.unwrap()
+    }
+
+    /// [`run_reminders`](Self::run_reminders), with the notices it sent.
+    pub async fn run_reminders_recorded(&self) -> (usize, Vec<latchkey::service::notify::Notice>) {
+        let recorder = std::sync::Arc::new(latchkey::service::notify::Recorder::default());
+        let notifier = self.state.notifier.clone().with_channel(recorder.clone());
+        let (db, clock, prefix) = (&self.state.db, &self.state.clock, &self.state.config.api_key_prefix);
+        let n = latchkey::service::reminders::remind_expiring(db, clock, &notifier, prefix).await.unwrap();
+        (n, recorder.notices())
+    }
+
     /// This server's handle on the shared Redis (to ask it to answer now,
     /// ending an outage without waiting out its hold-off).
     pub fn redis(&self) -> std::sync::Arc<latchkey::service::cluster::Redis> {

@@ -12,6 +12,7 @@ mod browser;
 mod copy_data;
 mod key_usage;
 pub mod key_edit;
+pub mod key_privilege;
 mod login;
 mod login_flood;
 pub mod oauth;

@@ -13,6 +13,7 @@ mod concurrency;
 mod dashboard;
 mod key_usage;
 mod key_edit;
+mod key_privilege;
 mod limits;
 mod oauth_protocol;
 mod parsers;

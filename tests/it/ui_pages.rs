@@ -39,7 +39,20 @@ async fn lived_in(app: &TestApp) -> (String, String, String) {
         if i == 1 {
             crate::api_keys::api_delete(app, &format!("/api/v1/api-keys/{}", key["id"].as_str().unwrap())).await;
         }
+        if i == 2 {
+            // Watched for 20 days using one of its five scopes: flagged in the
+            // list; its page suggests rolling it with only that one.
+            let (id, now) = (key["id"].as_str().unwrap().to_owned(), app.clock().now());
+            app.db()
+                .run_sync(move |c| {
+                    latchkey::store::models::ScopeUseRow::merge(c, &id, "templates:read", now - 20 * 86_400, now)
+                        .map_err(latchkey::store::StoreError::from)
+                })
+                .unwrap();
+        }
     }
+    // One key expires in 3 days: the banner on every page, the note in its row.
+    crate::key_privilege::expiring(app, "Nightly export to the data warehouse", 3 * 86_400).await;
     let rolled =
         crate::api_keys::api_post(app, &format!("/api/v1/api-keys/{first}/roll"), &json!({"grace_seconds": 86400}))
             .await;
@@ -50,6 +63,13 @@ async fn lived_in(app: &TestApp) -> (String, String, String) {
     crate::totp::enrol_at(&dev, crate::accounts::DEV_PASSWORD, 0).await;
     let invite = app.invite("new.person.with.a.long.address@example-corporation.test", "viewer").await;
     (first, registered.client_id, invite)
+}
+
+/// The id of the team's key named `name`.
+async fn key_named(app: &TestApp, name: &str) -> String {
+    let list: serde_json::Value = app.get("/api/v1/api-keys?limit=100").await.json().await.unwrap();
+    let key = list["data"].as_array().unwrap().iter().find(|k| k["name"] == name).expect("a key of that name");
+    key["id"].as_str().unwrap().to_owned()
 }
 
 /// Visits each path at both sizes; returns what is wrong with them.
@@ -75,6 +95,7 @@ async fn every_page_fits_a_laptop_and_a_phone_and_passes_axe() {
     let mut problems = sweep(&browser, &app, "anonymous", &[("setup", format!("/setup?token={token}"))]).await;
 
     let (key, client_id, invite) = lived_in(&app).await;
+    let over = key_named(&app, "Server 2").await;
     let anonymous = [("login", "/login".to_owned()), ("not-found", "/no/such/page".to_owned()), ("invite", invite)];
     problems.extend(sweep(&browser, &app, "anonymous", &anonymous).await);
     // The second step of a sign-in with two-factor authentication.
@@ -101,6 +122,8 @@ async fn every_page_fits_a_laptop_and_a_phone_and_passes_axe() {
         ("keys", "/settings/developer/api-keys".to_owned()),
         ("keys-revoked", "/settings/developer/api-keys?status=revoked".to_owned()),
         ("key", format!("/settings/developer/api-keys/{key}")),
+        ("key-over-privileged", format!("/settings/developer/api-keys/{over}")),
+        ("key-roll-used", format!("/settings/developer/api-keys/{over}/roll-used")),
         ("oauth-apps", "/settings/developer/oauth-apps".to_owned()),
         ("oauth-app-new", "/settings/developer/oauth-apps/new".to_owned()),
         ("oauth-app", format!("/settings/developer/oauth-apps/{client_id}")),
@@ -217,6 +240,7 @@ async fn a_reload_after_any_form_lands_on_a_real_page() {
         format!("/settings/team/members/{dev}/remove"),
         format!("{keys}/policy"),
         format!("{keys}/{key}/roll"),
+        format!("{keys}/{key}/roll-used"),
         format!("{keys}/{key}/revoke"),
         format!("{keys}/{key}/rename"),
         format!("{keys}/{key}/created"),
@@ -266,12 +290,14 @@ async fn every_destructive_action_asks_in_a_dialog_at_both_sizes() {
         latchkey::web::auth::url_encode(crate::oauth::REDIRECT)
     );
     crate::oauth::authorize(&app, &app.url(&consent), true).await;
+    let over = key_named(&app, "Server 2").await;
 
     browser.goto(&app.url("/login")).await;
     browser.sign_in(OWNER_EMAIL, OWNER_PASSWORD, "Team · Latchkey").await;
     let pages = [
         ("keys", "/settings/developer/api-keys".to_owned()),
         ("key", format!("/settings/developer/api-keys/{key}")),
+        ("key-over-privileged", format!("/settings/developer/api-keys/{over}")),
         ("team", "/settings/team".to_owned()),
         ("security", "/settings/security".to_owned()),
         ("oauth-app", format!("/settings/developer/oauth-apps/{client_id}")),

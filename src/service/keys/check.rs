@@ -8,7 +8,7 @@
 use ipnet::IpNet;
 
 use super::{Creator, Expiry, KeyRequest, MAX_ALLOWED_IPS, MAX_DESCRIPTION, MAX_NAME, Settings};
-use super::{allowed_ips_of, caller, may_manage, parse_cidr, scopes};
+use super::{allowed_ips_of, caller, may_manage, parse_cidr};
 use crate::service::policy;
 use crate::service::{Error, FieldErrors, Result};
 use crate::store::DbConn;
@@ -112,14 +112,9 @@ pub(super) fn expiry(e: Expiry, max_days: Option<i64>, at: i64) -> Result<Option
     }
 }
 
-/// Whether `creator` may roll `old` at `at`; if so, the copy's expiry.
-pub(super) fn may_roll(
-    conn: &mut DbConn,
-    creator: &Creator<'_>,
-    settings: Settings<'_>,
-    old: &ApiKey,
-    at: i64,
-) -> Result<Option<i64>> {
+/// Whether `creator` may roll `old` at `at` at all: a key they manage, that
+/// works and was not rolled yet.
+pub(super) fn may_roll_at_all(creator: &Creator<'_>, old: &ApiKey, at: i64) -> Result<()> {
     may_manage(creator, old)?;
     if !old.status(at).is_usable() || old.replaced_by.is_some() {
         return Err(Error::Invalid(FieldErrors::single(
@@ -127,9 +122,23 @@ pub(super) fn may_roll(
             "Only an active key that was not rolled yet can be rolled.",
         )));
     }
+    Ok(())
+}
+
+/// Whether `creator` may roll `old` at `at` into a key with `scopes` (the
+/// old key's, or fewer); if so, the copy's expiry.
+pub(super) fn may_roll(
+    conn: &mut DbConn,
+    creator: &Creator<'_>,
+    settings: Settings<'_>,
+    old: &ApiKey,
+    scopes: &[String],
+    at: i64,
+) -> Result<Option<i64>> {
+    may_roll_at_all(creator, old, at)?;
     // A roll copies a credential: the caller's ceiling and current role
     // apply as to a new key, and so does the team's maximum lifetime.
-    policy::copy_scopes(&caller(creator), settings.catalog, &scopes::scopes_of(&old.scopes))?;
+    policy::copy_scopes(&caller(creator), settings.catalog, scopes)?;
     within_address_ceiling(creator, &allowed_ips_of(old))
         .map_err(|m| Error::Invalid(FieldErrors::single("allowed_ips", m)))?;
     let max_days = Team::find(conn, creator.team_id)?.and_then(|t| t.max_key_lifetime_days);

@@ -4,7 +4,9 @@
 //!
 //! Rules: the secret exists only in the [`PlainSecret`] returned by
 //! `create`/`roll` (never stored, logged or audited); a key never carries a
-//! scope its creator's role does not allow; viewers change nothing;
+//! scope its creator's role does not allow; a roll copies the old key's
+//! scopes, or — asked for [`RollScopes::OnlyUsed`] — only those it used
+//! lately, judged inside the roll's transaction; viewers change nothing;
 //! developers manage only their own keys; every change is audited in the same
 //! transaction; the time is the one the caller passes (the facade's clock).
 
@@ -14,6 +16,8 @@ mod edit;
 pub mod scopes;
 mod service;
 pub mod usage;
+
+use std::collections::HashMap;
 
 use ipnet::IpNet;
 use serde_json::json;
@@ -31,8 +35,10 @@ use crate::service::accounts::Role;
 use crate::service::audit::{self, Actor, Event};
 use crate::service::crypto::{self, Keys};
 use crate::service::policy;
+use crate::service::usage as usage_log;
+use crate::service::usage::report::{OBSERVE_DAYS, Privilege};
 use crate::service::{Error, FieldErrors, Result};
-use crate::store::models::{ApiKey, AuditEvent, StatusFilter, Team};
+use crate::store::models::{ApiKey, AuditEvent, ScopeUseRow, StatusFilter, Team};
 use crate::store::{DbConn, now};
 
 pub const MAX_NAME: usize = 100;
@@ -256,6 +262,18 @@ pub fn revoke(conn: &mut DbConn, creator: &Creator<'_>, id: &str, at: i64) -> Re
     })
 }
 
+/// Which scopes the key a roll makes carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollScopes {
+    /// The old key's.
+    Same,
+    /// Only those the old key used lately (least privilege, judged by
+    /// `usage::report::privilege` from what the database holds then): refused
+    /// while that is unknown, when nothing would be dropped, or when it used
+    /// nothing.
+    OnlyUsed,
+}
+
 /// A new key with the same settings, made at `at`; the old one expires
 /// after `grace_secs`.
 pub fn roll(
@@ -264,6 +282,21 @@ pub fn roll(
     creator: &Creator<'_>,
     settings: Settings<'_>,
     id: &str,
+    grace_secs: i64,
+    at: i64,
+) -> Result<(ApiKey, PlainSecret)> {
+    roll_as(conn, hasher, creator, settings, (id, RollScopes::Same), grace_secs, at)
+}
+
+/// [`roll`], with the new key's scopes chosen by `which`: a narrowed copy
+/// holds to the same ceilings (refused, never narrowed further) and is
+/// audited with `scopes` and `narrowed_from`.
+pub fn roll_as(
+    conn: &mut DbConn,
+    hasher: &Keys,
+    creator: &Creator<'_>,
+    settings: Settings<'_>,
+    (id, which): (&str, RollScopes),
     grace_secs: i64,
     at: i64,
 ) -> Result<(ApiKey, PlainSecret)> {
@@ -276,7 +309,14 @@ pub fn roll(
     crate::store::transaction(conn, |conn| {
         let creator = &current(conn, creator)?;
         let old = get(conn, creator.team_id, id)?;
-        let expires_at = check::may_roll(conn, creator, settings, &old, at)?;
+        let scopes = match which {
+            RollScopes::Same => scopes::scopes_of(&old.scopes),
+            RollScopes::OnlyUsed => {
+                check::may_roll_at_all(creator, &old, at)?;
+                used_scopes(conn, &old, at)?
+            }
+        };
+        let expires_at = check::may_roll(conn, creator, settings, &old, &scopes, at)?;
         let issued = issue(hasher, settings.prefix)?;
         let copy = KeyFields {
             kind: old.kind,
@@ -284,7 +324,7 @@ pub fn roll(
             created_by: creator.actor.user_id.clone().or(old.created_by.clone()),
             name: old.name.clone(),
             description: old.description.clone(),
-            scopes: old.scopes.clone(),
+            scopes: scopes.join(" "),
             allowed_ips: old.allowed_ips.clone(),
             expires_at,
         };
@@ -294,10 +334,47 @@ pub fn roll(
         if ApiKey::mark_rolled(conn, &old.id, &new.id, old_expires)? != 1 {
             return Err(Error::Invalid(FieldErrors::single("key", "This key was rolled or revoked meanwhile.")));
         }
-        let details = json!({"new_key_id": new.id, "grace_seconds": grace_secs, "old_expires_at": old_expires});
+        let mut details = json!({"new_key_id": new.id, "grace_seconds": grace_secs, "old_expires_at": old_expires});
+        if which == RollScopes::OnlyUsed {
+            details["scopes"] = json!(scopes);
+            details["narrowed_from"] = json!(scopes::scopes_of(&old.scopes));
+        }
         audit::record(conn, creator.actor, key_event(AuditAction::ApiKeyRolled, &old).details(details))?;
         Ok((new, issued.secret))
     })
+}
+
+/// The scopes `key` used lately, for a key that holds more than it uses;
+/// any other answer is a refusal of the field `only_used_scopes`.
+fn used_scopes(conn: &mut DbConn, key: &ApiKey, at: i64) -> Result<Vec<String>> {
+    let granted = scopes::scopes_of(&key.scopes);
+    let refuse = |m: String| Error::Invalid(FieldErrors::single("only_used_scopes", m));
+    match privilege(conn, key, at)? {
+        Privilege::Unknown => Err(refuse(format!(
+            "We suggest scopes after {OBSERVE_DAYS} days of use: this key has not been watched that long yet."
+        ))),
+        Privilege::Known { unused, days, .. } if unused.is_empty() => Err(refuse(format!(
+            "This key used every scope it holds in the last {days} days: nothing would be dropped."
+        ))),
+        Privilege::Known { used, days, .. } if used.is_empty() => Err(refuse(format!(
+            "This key used none of its scopes in the last {days} days: revoke it rather than roll it."
+        ))),
+        Privilege::Known { used, .. } => match used.iter().find(|s| !scopes::satisfies(&granted, s)) {
+            Some(s) => Err(refuse(format!("{s} is not a scope of this key."))),
+            None => Ok(used),
+        },
+    }
+}
+
+/// Least privilege of `key` at `at`, from the scopes it exercised.
+pub fn privilege(conn: &mut DbConn, key: &ApiKey, at: i64) -> Result<Privilege> {
+    let exercised = ScopeUseRow::of_key(conn, &key.id)?;
+    Ok(usage_log::report::privilege(&scopes::scopes_of(&key.scopes), &exercised, at))
+}
+
+/// Least privilege of each of `keys` at `at` (one query), by key id.
+pub fn privileges(conn: &mut DbConn, keys: &[ApiKey], at: i64) -> Result<HashMap<String, Privilege>> {
+    Ok(usage_log::report::privileges(conn, keys, at)?)
 }
 
 /// A page of the team's keys, with statuses as they are at `at`.

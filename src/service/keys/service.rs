@@ -13,12 +13,12 @@ use std::fmt;
 
 use ipnet::IpNet;
 
-use super::{Creator, KeyEdit, KeyRequest, KeyUsage, Settings};
+use super::{Creator, KeyEdit, KeyRequest, KeyUsage, RollScopes, Settings};
 use crate::domain::{KeyId, PlainSecret, Role, TeamId};
 use crate::service::audit::Actor;
 use crate::service::clock::Clock;
 use crate::service::crypto::Keys;
-use crate::service::usage::report::Report;
+use crate::service::usage::report::{Privilege, Report};
 use crate::service::verify::Verifier;
 use crate::service::{FieldErrors, Result, accounts};
 use crate::store::Db;
@@ -110,6 +110,8 @@ pub struct ListQuery {
 pub struct Listing {
     pub keys: Vec<ApiKey>,
     pub next: Option<Cursor>,
+    /// What each key's use says of its scopes, by key id (one query per page).
+    pub privileges: HashMap<String, Privilege>,
 }
 
 /// Member id → email, to name who created each key.
@@ -136,6 +138,8 @@ pub struct Detail {
     pub usage: Report,
     pub events: Vec<AuditEvent>,
     pub emails: Emails,
+    /// What its use says of its scopes.
+    pub privilege: Privilege,
 }
 
 /// A new key and its secret, to be shown once.
@@ -198,7 +202,8 @@ impl<'a> KeyService<'a> {
                 } else {
                     None
                 };
-                Ok(Listing { keys, next })
+                let privileges = super::privileges(conn, &keys, at)?;
+                Ok(Listing { keys, next, privileges })
             })
             .await
     }
@@ -237,6 +242,19 @@ impl<'a> KeyService<'a> {
         self.db.run(move |conn| super::manageable(conn, &caller.creator(), id.as_str())).await
     }
 
+    /// A key the caller may roll, with what its use says of its scopes (what
+    /// "roll with only the used scopes" asks first); any other is not found.
+    pub async fn manageable_judged(&self, caller: &KeyCaller, id: &KeyId) -> Result<(ApiKey, Privilege)> {
+        let (caller, id, at) = (caller.clone(), id.clone(), self.now());
+        self.db
+            .run(move |conn| {
+                let key = super::manageable(conn, &caller.creator(), id.as_str())?;
+                let privilege = super::privilege(conn, &key, at)?;
+                Ok((key, privilege))
+            })
+            .await
+    }
+
     /// Renames a key (name and description); the secret, and so every cache of it, is unchanged.
     pub async fn rename(&self, caller: &KeyCaller, id: &KeyId, name: String, description: String) -> Result<ApiKey> {
         let (caller, id, at) = (caller.clone(), id.clone(), self.now());
@@ -269,6 +287,18 @@ impl<'a> KeyService<'a> {
         self.db.run(move |conn| super::get(conn, team_id.as_str(), id.as_str())).await
     }
 
+    /// One key of the team with what its use says of its scopes.
+    pub async fn get_judged(&self, team_id: &TeamId, id: &KeyId) -> Result<(ApiKey, Privilege)> {
+        let (team_id, id, at) = (team_id.clone(), id.clone(), self.now());
+        self.db
+            .run(move |conn| {
+                let key = super::get(conn, team_id.as_str(), id.as_str())?;
+                let privilege = super::privilege(conn, &key, at)?;
+                Ok((key, privilege))
+            })
+            .await
+    }
+
     /// One key of the team with its lineage, usage and history.
     pub async fn detail(&self, team_id: &TeamId, id: &KeyId) -> Result<Detail> {
         let (team, id, at) = (team_id.clone(), id.clone(), self.now());
@@ -281,7 +311,8 @@ impl<'a> KeyService<'a> {
                 let usage = super::usage::recent(conn, &key, at)?;
                 let rolled_from = key.rolled_from.as_deref().map(|i| super::get(conn, team, i)).transpose()?;
                 let replaced_by = key.replaced_by.as_deref().map(|i| super::get(conn, team, i)).transpose()?;
-                Ok(Detail { key, rolled_from, replaced_by, usage, events, emails: Emails::new() })
+                let privilege = super::privilege(conn, &key, at)?;
+                Ok(Detail { key, rolled_from, replaced_by, usage, events, emails: Emails::new(), privilege })
             })
             .await?;
         detail.emails = self.emails(team_id).await?;
@@ -321,14 +352,26 @@ impl<'a> KeyService<'a> {
     /// Rolls a key: a copy with a new secret; the old one keeps working for
     /// `grace_secs`. The verifier forgets the old key whatever the outcome.
     pub async fn roll(&self, caller: &KeyCaller, id: &KeyId, grace_secs: i64) -> Result<Rolled> {
+        self.roll_as(caller, id, grace_secs, RollScopes::Same).await
+    }
+
+    /// Rolls a key into one that carries only the scopes it used lately
+    /// (least privilege, judged from the database inside the roll's
+    /// transaction); refused (field `only_used_scopes`) while unknown or when
+    /// nothing would be dropped. Otherwise as [`roll`](Self::roll).
+    pub async fn roll_with_used_scopes(&self, caller: &KeyCaller, id: &KeyId, grace_secs: i64) -> Result<Rolled> {
+        self.roll_as(caller, id, grace_secs, RollScopes::OnlyUsed).await
+    }
+
+    async fn roll_as(&self, caller: &KeyCaller, id: &KeyId, grace_secs: i64, which: RollScopes) -> Result<Rolled> {
         let (caller, hasher, settings, at) = (caller.clone(), self.hasher.clone(), self.owned_settings(), self.now());
         let old_id = id.clone();
         let rolled = self
             .db
             .run(move |conn| {
                 let creator = caller.creator();
-                let (key, secret) =
-                    super::roll(conn, &hasher, &creator, settings.lend(), old_id.as_str(), grace_secs, at)?;
+                let target = (old_id.as_str(), which);
+                let (key, secret) = super::roll_as(conn, &hasher, &creator, settings.lend(), target, grace_secs, at)?;
                 let old = super::get(conn, creator.team_id, old_id.as_str())?;
                 Ok(Rolled { key, secret, old })
             })

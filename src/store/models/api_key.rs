@@ -256,6 +256,49 @@ impl ApiKey {
         .execute(conn)
     }
 
+    /// Team keys that still work and expire in `(after, until]`, soonest
+    /// first: not revoked, not paused, not rolled away (a range of the index
+    /// `api_keys_expiry`).
+    pub fn expiring_between(conn: &mut DbConn, after: i64, until: i64) -> QueryResult<Vec<ApiKey>> {
+        api_keys::table
+            .filter(api_keys::expires_at.gt(after))
+            .filter(api_keys::expires_at.le(until))
+            .filter(api_keys::team_id.is_not_null())
+            .filter(api_keys::revoked_at.is_null())
+            .filter(api_keys::disabled_at.is_null())
+            .filter(api_keys::replaced_by.is_null())
+            .order((api_keys::expires_at.asc(), api_keys::id.asc()))
+            .select(ApiKey::as_select())
+            .load(conn)
+    }
+
+    /// [`expiring_between`](Self::expiring_between) for one team (only the
+    /// keys `creator` made, when given): `(id, name, expires_at)`, soonest
+    /// first, at most `limit` (a range of the index `api_keys_team_expiry`).
+    pub fn team_expiring_between(
+        conn: &mut DbConn,
+        team_id: &str,
+        creator: Option<&str>,
+        (after, until): (i64, i64),
+        limit: i64,
+    ) -> QueryResult<Vec<(String, String, Option<i64>)>> {
+        let mut q = api_keys::table
+            .filter(api_keys::team_id.eq(team_id))
+            .filter(api_keys::expires_at.gt(after))
+            .filter(api_keys::expires_at.le(until))
+            .filter(api_keys::revoked_at.is_null())
+            .filter(api_keys::disabled_at.is_null())
+            .filter(api_keys::replaced_by.is_null())
+            .into_boxed();
+        if let Some(user) = creator {
+            q = q.filter(api_keys::created_by.eq(user));
+        }
+        q.order((api_keys::expires_at.asc(), api_keys::id.asc()))
+            .limit(limit)
+            .select((api_keys::id, api_keys::name, api_keys::expires_at))
+            .load(conn)
+    }
+
     /// Which of `ids` name a key that exists (the others were deleted).
     pub fn existing(conn: &mut DbConn, ids: &[&str]) -> QueryResult<Vec<String>> {
         api_keys::table.filter(api_keys::id.eq_any(ids)).select(api_keys::id).load(conn)

@@ -309,6 +309,14 @@ impl Reminder {
         .get_result(conn)
     }
 
+    /// `(subject, kind)` of the reminders sent about any of `subjects`.
+    pub fn of_subjects(conn: &mut DbConn, subjects: &[&str]) -> QueryResult<Vec<(String, String)>> {
+        reminders::table
+            .filter(reminders::subject.eq_any(subjects))
+            .select((reminders::subject, reminders::kind))
+            .load(conn)
+    }
+
     /// Forgets the reminders of a subject (a key whose expiry moved may be reminded again).
     pub fn forget(conn: &mut DbConn, subject: &str) -> QueryResult<usize> {
         diesel::delete(reminders::table.filter(reminders::subject.eq(subject))).execute(conn)

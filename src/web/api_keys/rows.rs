@@ -4,6 +4,9 @@
 //! given; its buttons show only where `policy::manage_key` allows them, and
 //! only for a key that is not over (revoked or expired): a disabled key may be
 //! enabled, edited or revoked, but not rolled.
+//! A key expiring soon says when in words, beside its badge; a key that
+//! holds scopes it did not use lately (`usage::report::Privilege`) is
+//! flagged with their names, and only while it works.
 
 use std::collections::HashMap;
 
@@ -11,8 +14,9 @@ use crate::domain::KeyStatus;
 use crate::service::accounts::Role;
 use crate::service::keys::{self, codec, scopes};
 use crate::service::policy;
+use crate::service::usage::report::Privilege;
 use crate::store::models::ApiKey;
-use crate::web::format::When;
+use crate::web::format::{self, When};
 
 pub struct KeyRow {
     pub id: String,
@@ -32,6 +36,11 @@ pub struct KeyRow {
     /// The key this one replaces, and the one that replaced it: (id, display prefix).
     pub replaces: Option<(String, String)>,
     pub replaced_by: Option<(String, String)>,
+    /// "Expires in 3 days", for a key expiring soon.
+    pub expiry_note: Option<String>,
+    /// Granted scopes not used in the last `unused_days` days (empty while unknown).
+    pub unused: Vec<String>,
+    pub unused_days: i64,
 }
 
 impl KeyRow {
@@ -89,6 +98,11 @@ impl KeyRow {
         format!("/settings/developer/api-keys/{}/roll", self.id)
     }
 
+    /// "Roll with only the used scopes" (its confirmation).
+    pub fn roll_used_href(&self) -> String {
+        format!("/settings/developer/api-keys/{}/roll-used", self.id)
+    }
+
     pub fn revoke_href(&self) -> String {
         format!("/settings/developer/api-keys/{}/revoke", self.id)
     }
@@ -135,6 +149,25 @@ impl KeyRow {
 }
 
 impl KeyRow {
+    /// Flags the scopes the key did not use lately, from what its use says
+    /// (`None`: not judged); a key that no longer works, or was rolled away
+    /// (its successor is what counts), is not flagged. Call after [`link`](Self::link).
+    pub fn judged(mut self, privilege: Option<&Privilege>) -> Self {
+        if let Some(Privilege::Known { days, unused, .. }) = privilege
+            && self.status.is_usable()
+            && self.replaced_by.is_none()
+        {
+            self.unused = unused.clone();
+            self.unused_days = *days;
+        }
+        self
+    }
+
+    /// The unused scopes, comma-separated (a title).
+    pub fn unused_list(&self) -> String {
+        self.unused.join(", ")
+    }
+
     /// Whether the key stops working within a week (for templates).
     pub fn is_expiring_soon(&self) -> bool {
         self.status == KeyStatus::ExpiringSoon
@@ -162,6 +195,9 @@ pub fn row(key: &ApiKey, prefix: &str, emails: &HashMap<String, String>, me: &st
         disabled_at: When::maybe(key.disabled_at, at).filter(|_| status == KeyStatus::Disabled),
         replaces: None,
         replaced_by: None,
+        expiry_note: expiry_note(status, key.expires_at, at),
+        unused: Vec::new(),
+        unused_days: 0,
         can_manage: !status.is_final()
             && policy::manage_key(
                 &policy::Caller { user_id: Some(me), role, ceiling: None },
@@ -169,4 +205,10 @@ pub fn row(key: &ApiKey, prefix: &str, emails: &HashMap<String, String>, me: &st
             )
             .is_ok(),
     }
+}
+
+/// "Expires in 3 days" for a key expiring soon; nothing otherwise.
+fn expiry_note(status: KeyStatus, expires_at: Option<i64>, at: i64) -> Option<String> {
+    let expires_at = expires_at.filter(|_| status == KeyStatus::ExpiringSoon)?;
+    Some(format!("Expires {}", format::ago(expires_at, at)))
 }

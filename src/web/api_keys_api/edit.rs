@@ -12,7 +12,8 @@ use super::{key_id, ok, writer};
 use crate::error::AppError;
 use crate::service::FieldErrors;
 use crate::service::keys::KeyEdit;
-use crate::web::api_auth::{ApiPrincipal, key_json};
+use crate::web::api_auth::{ApiPrincipal, key_json_judged};
+use crate::domain::KeyId;
 use crate::web::{State, format};
 
 /// `PATCH /api/v1/api-keys/{id}`: any of `name`, `description`,
@@ -31,7 +32,9 @@ pub async fn update(
     let edit = key_edit(body.into_inner())?;
     let service = state.key_service();
     let key = service.edit(&caller, &id, edit).await?;
-    Ok(ok(key_json(&key, &state.config.api_key_prefix, service.now())))
+    // Read again with its least-privilege judgement, as `GET` answers it.
+    let (key, privilege) = service.get_judged(&caller.team_id, &KeyId::from(key.id.as_str())).await?;
+    Ok(ok(key_json_judged(&key, &state.config.api_key_prefix, service.now(), Some(&privilege))))
 }
 
 /// The fields a `PATCH` may send.

@@ -212,6 +212,20 @@ fn grace(d: &Value, what: &str) -> String {
     }
 }
 
+/// ` with only the scopes it used (products:read)`, for a roll that dropped
+/// the scopes its key did not use (`narrowed_from`).
+fn narrowed(d: &Value) -> String {
+    if d.get("narrowed_from").is_none() {
+        return String::new();
+    }
+    let kept: Vec<&str> = d
+        .get("scopes")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    format!(" with only the scopes it used ({})", kept.join(", "))
+}
+
 /// ` (its name, scopes)`: the fields an edit changed, from `changed`.
 fn changed_fields(d: &Value) -> String {
     let fields: Vec<String> = d
@@ -292,7 +306,7 @@ fn phrase(action: AuditAction, e: &AuditEvent, d: &Value, has_object: bool) -> P
         A::InviteRevoked if text(d, "email").is_some() => Phrase::new("revoked the invitation of ", ""),
         A::InviteRevoked => Phrase::plain("revoked an invitation"),
         A::ApiKeyCreated => Phrase::new("created key ", ""),
-        A::ApiKeyRolled => Phrase::new("rolled key ", " into a new key").then(&grace(d, "key")),
+        A::ApiKeyRolled => Phrase::new("rolled key ", " into a new key").then(&narrowed(d)).then(&grace(d, "key")),
         A::ApiKeyRevoked => Phrase::new("revoked key ", "").then(&reason),
         A::ApiKeyRevokedBySupport => Phrase::new("revoked key ", "").then(&reason),
         A::ApiKeyRenamed => match (text(d, "old_name"), text(d, "new_name")) {
@@ -304,7 +318,8 @@ fn phrase(action: AuditAction, e: &AuditEvent, d: &Value, has_object: bool) -> P
         A::ApiKeyEnabled => Phrase::new("enabled key ", " again"),
         A::ApiKeyGraceFinished => Phrase::new("ended the grace of the old key ", " early"),
         A::ApiKeyGraceExtended => Phrase::new("extended the grace of the old key ", "").then(&until(d)),
-        A::ApiKeyExpiring => Phrase::new("was reminded that key ", "").then(&expires_in(d)),
+        // The actor is Latchkey itself (`Actor::system`).
+        A::ApiKeyExpiring => Phrase::new("reminded the team that key ", "").then(&expires_in(d)),
         A::ApiKeyRotationBusy => {
             Phrase::new("was warned that the old key ", " is still in use near the end of its grace")
         }
@@ -378,6 +393,7 @@ fn detail_label(field: &str) -> String {
         "grace_seconds" => "Grace",
         "old_expires_at" => "Old key stops",
         "new_key_id" => "New key",
+        "narrowed_from" => "Scopes before",
         "expires_at" => "Expires",
         "allowed_ips" => "Allowed IPs",
         "max_key_lifetime_days" => "Longest key lifetime (days)",
@@ -634,5 +650,28 @@ mod tests {
         assert_eq!(stops.when.as_ref().unwrap().words, "in 1 day");
         let new = l.details.iter().find(|d| d.label == "New key").unwrap();
         assert_eq!(new.text, "Billing worker (lk_7iRm…)");
+    }
+
+    #[test]
+    fn a_narrowed_roll_and_a_reminder_say_what_they_did() {
+        let l = line(
+            "api_key.rolled",
+            Some(("api_key", "key_1")),
+            serde_json::json!({"grace_seconds": 0, "scopes": ["products:read"],
+                               "narrowed_from": ["products:read", "products:write"]}),
+        );
+        assert!(
+            l.text().ends_with(
+                "into a new key with only the scopes it used (products:read); the old key stopped working at once"
+            ),
+            "{}",
+            l.text()
+        );
+        let before = l.details.iter().find(|d| d.label == "Scopes before").unwrap();
+        assert_eq!(before.text, "products:read, products:write");
+        let mut e = event("api_key.expiring", Some(("api_key", "key_1")), serde_json::json!({"days": 7}));
+        (e.actor_id, e.actor_label) = (None, crate::service::audit::SYSTEM_LABEL.into());
+        let l = sentences(vec![e], &names(), Viewer::Team, 1_800_000_000).remove(0);
+        assert_eq!(l.text(), "Latchkey reminded the team that key Billing worker (lk_7iRm…) expires in 7 days");
     }
 }

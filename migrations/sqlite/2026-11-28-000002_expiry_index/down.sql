@@ -1,0 +1,2 @@
+DROP INDEX api_keys_team_expiry;
+DROP INDEX api_keys_expiry;
