@@ -22,6 +22,7 @@ pub mod policy;
 pub mod principal;
 pub mod ratelimit;
 pub mod redirect_uri;
+pub mod rotation;
 pub mod safe_redirect;
 pub mod security;
 pub mod support;

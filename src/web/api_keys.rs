@@ -36,7 +36,10 @@ impl AppState {
 }
 
 mod form;
+mod rotation;
 mod rows;
+
+pub use rotation::{extend, extend_confirm, finish, finish_confirm};
 
 use form::{CreateForm, ScopeGroup, ScopeOption, admin_option, groups, key_request, parse_form, resolve, summary};
 pub use rows::{KeyRow, UsageBar, bars, row};
@@ -157,6 +160,8 @@ struct DetailPage {
     rename_name: String,
     rename_description: String,
     errors: FieldErrors,
+    /// A roll of this key in its grace period (`partials/key_rotation_partial.html`).
+    rotation: Option<super::rotation::RotationCard>,
 }
 
 /// How a key's history reads to `role`: the audit log's readers see where
@@ -237,7 +242,11 @@ async fn page<'a>(
             .listing
             .keys
             .iter()
-            .map(|k| row(k, prefix, &overview.emails, &user.ctx.user.id, role, at).link(k, prefix, &overview.linked))
+            .map(|k| {
+                row(k, prefix, &overview.emails, &user.ctx.user.id, role, at)
+                    .link(k, prefix, &overview.linked)
+                    .busy(overview.busy.get(&k.id).map(|ends| format::When::at(*ends, at)))
+            })
             .collect(),
         filter: query.status.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "all".into()),
         filters: filters(),
@@ -548,6 +557,8 @@ async fn detail_page(state: &State, user: &CurrentUser, id: &KeyId, notice: Noti
         (n, _) => n,
     };
     let names = state.audit_service().names(&d.events).await?;
+    let rotation =
+        service.rotation(&caller(user)?, id).await?.map(|r| rotation::rotation_card(&r, prefix, id.as_str(), at));
     let (bars, total, peak) = bars(&d.usage);
     Ok(DetailPage {
         layout: Layout::new(user, Nav::ApiKeys)?,
@@ -563,6 +574,7 @@ async fn detail_page(state: &State, user: &CurrentUser, id: &KeyId, notice: Noti
         rename_name: d.key.name.clone(),
         rename_description: d.key.description.clone(),
         errors: FieldErrors::default(),
+        rotation,
     })
 }
 

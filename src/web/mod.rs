@@ -21,6 +21,7 @@ pub mod oauth;
 pub mod oauth_apps;
 pub mod page;
 pub mod resubmit;
+pub mod rotation;
 pub mod security;
 pub mod session;
 pub mod session_store;
@@ -197,6 +198,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/developer/api-keys/{id}/revoke", web::post().to(api_keys::revoke))
         .route("/settings/developer/api-keys/{id}/rename", web::get().to(api_keys::to_detail))
         .route("/settings/developer/api-keys/{id}/rename", web::post().to(api_keys::rename))
+        .service(
+            web::resource("/settings/developer/api-keys/{id}/finish")
+                .get(api_keys::finish_confirm)
+                .post(api_keys::finish),
+        )
+        .service(
+            web::resource("/settings/developer/api-keys/{id}/extend")
+                .get(api_keys::extend_confirm)
+                .post(api_keys::extend),
+        )
         .service(web::resource("/oauth/authorize").get(oauth::authorize).post(oauth::decide))
         .route("/oauth/token", web::post().to(oauth::token))
         .route("/oauth/revoke", web::post().to(oauth::revoke))
@@ -208,6 +219,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::resource("/settings/developer/oauth-apps/{id}/rotate")
                 .get(oauth_apps::confirm_rotate)
                 .post(oauth_apps::rotate),
+        )
+        .service(
+            web::resource("/settings/developer/oauth-apps/{id}/finish-rotation")
+                .get(oauth_apps::confirm_finish_rotation)
+                .post(oauth_apps::finish_rotation),
+        )
+        .service(
+            web::resource("/settings/developer/oauth-apps/{id}/extend-rotation")
+                .get(oauth_apps::confirm_extend_rotation)
+                .post(oauth_apps::extend_rotation),
         )
         .service(
             web::resource("/settings/developer/oauth-apps/{id}/delete")

@@ -10,6 +10,7 @@
 
 mod check;
 pub mod codec;
+pub mod rotation;
 pub mod scopes;
 mod service;
 

@@ -28,6 +28,8 @@ pub struct KeyRow {
     /// The key this one replaces, and the one that replaced it: (id, display prefix).
     pub replaces: Option<(String, String)>,
     pub replaced_by: Option<(String, String)>,
+    /// The old key of a roll still in use near the end of its grace: when it ends.
+    pub rotation_busy: Option<When>,
 }
 
 impl KeyRow {
@@ -91,6 +93,11 @@ impl KeyRow {
 }
 
 impl KeyRow {
+    /// Marks the old key of a roll busy near the end of its grace (`ends`).
+    pub fn busy(self, ends: Option<When>) -> Self {
+        Self { rotation_busy: ends, ..self }
+    }
+
     /// Whether the key stops working within a week (for templates).
     pub fn is_expiring_soon(&self) -> bool {
         self.status == KeyStatus::ExpiringSoon
@@ -124,6 +131,7 @@ pub fn row(key: &ApiKey, prefix: &str, emails: &HashMap<String, String>, me: &st
         expires_at: When::maybe(key.expires_at, at),
         replaces: None,
         replaced_by: None,
+        rotation_busy: None,
         can_manage: status.is_usable()
             && policy::manage_key(
                 &policy::Caller { user_id: Some(me), role, ceiling: None },
