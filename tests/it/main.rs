@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod api_keys;
 mod browser;
 mod copy_data;
+pub mod key_rotation;
 mod login;
 mod login_flood;
 pub mod oauth;

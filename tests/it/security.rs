@@ -11,6 +11,7 @@
 mod cache;
 mod concurrency;
 mod dashboard;
+mod key_rotation;
 mod limits;
 mod oauth_protocol;
 mod parsers;
