@@ -305,8 +305,9 @@ fn spawn_usage_flusher(flusher: UsageFlusher, every: Duration) {
 }
 
 /// Housekeeping, every `every` (the first one interval after start): sends
-/// the expiry reminders due (every instance looks; each reminder is sent
-/// once, see `service::reminders`), and at most once an hour prunes usage
+/// the expiry reminders due and the warnings about rotations whose old
+/// secret is still busy near the end of its grace (every instance looks;
+/// each is sent once, see `service::reminders`), and at most once an hour prunes usage
 /// rows past what is kept (sightings beyond the last ten, hours older than
 /// [`USAGE_HOURS_KEPT`]).
 fn spawn_reminders(state: State, every: Duration) {
@@ -319,6 +320,20 @@ fn spawn_reminders(state: State, every: Duration) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(reminders = n, "sent expiry reminders"),
                 Err(e) => tracing::warn!(error = %chain(e), "sending expiry reminders failed"),
+            }
+            let at = state.clock.now();
+            match state.key_service().warn_busy_rotations(at).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(warnings = n, "warned about old keys still busy near the end of their grace"),
+                Err(e) => tracing::warn!(error = %chain(e), "warning about busy key rotations failed"),
+            }
+            match state.oauth_app_service().warn_busy_secret_rotations(at).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    warnings = n,
+                    "warned about previous client secrets still busy near the end of their grace"
+                ),
+                Err(e) => tracing::warn!(error = %chain(e), "warning about busy client secret rotations failed"),
             }
             if pruned.is_none_or(|at| at.elapsed() >= Duration::from_secs(3600)) {
                 pruned = Some(std::time::Instant::now());

@@ -24,6 +24,7 @@ pub mod principal;
 pub mod ratelimit;
 pub mod redirect_uri;
 pub mod reminders;
+pub mod rotation;
 pub mod safe_redirect;
 pub mod security;
 pub mod support;

@@ -39,11 +39,14 @@ impl AppState {
 mod edit;
 mod form;
 mod privilege;
+mod rotation;
 mod rows;
 pub mod usage;
 
 use edit::EditForm;
 pub use edit::{disable, disable_confirm, enable, enable_confirm, update};
+
+pub use rotation::{extend, extend_confirm, finish, finish_confirm};
 
 use form::{CreateForm, ScopeGroup, ScopeOption, admin_option, groups, key_request, parse_form, resolve, summary};
 pub use privilege::{PrivilegeView, roll_used, roll_used_confirm};
@@ -167,6 +170,8 @@ struct DetailPage {
     /// The least-privilege card (`partials/key_privilege_partial.html`).
     privilege: PrivilegeView,
     errors: FieldErrors,
+    /// A roll of this key in its grace period (`partials/key_rotation_partial.html`).
+    rotation: Option<super::rotation::RotationCard>,
 }
 
 /// How a key's history reads to `role`: the audit log's readers see where
@@ -251,6 +256,7 @@ async fn page<'a>(
                 row(k, prefix, &overview.emails, &user.ctx.user.id, role, at)
                     .link(k, prefix, &overview.linked)
                     .judged(overview.listing.privileges.get(&k.id))
+                    .busy(overview.busy.get(&k.id).map(|ends| format::When::at(*ends, at)))
             })
             .collect(),
         filter: query.status.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "all".into()),
@@ -574,6 +580,8 @@ async fn detail_page(state: &State, user: &CurrentUser, id: &KeyId, notice: Noti
     };
     let names = state.audit_service().names(&d.events).await?;
     let usage = UsageView::new(&d.usage, at, Some(format!("{BASE}/{}/usage.csv", d.key.id)));
+    let rotation =
+        service.rotation(&caller(user)?, id).await?.map(|r| rotation::rotation_card(&r, prefix, id.as_str(), at));
     Ok(DetailPage {
         layout: Layout::new(user, Nav::ApiKeys)?,
         k: row(&d.key, prefix, &d.emails, &user.ctx.user.id, role, at).link(&d.key, prefix, &linked),
@@ -586,6 +594,7 @@ async fn detail_page(state: &State, user: &CurrentUser, id: &KeyId, notice: Noti
         edit: EditForm::of(&d.key, &state.config.scopes),
         privilege: PrivilegeView::of(&d.privilege, d.key.status(at).is_usable() && d.key.replaced_by.is_none()),
         errors: FieldErrors::default(),
+        rotation,
     })
 }
 

@@ -22,6 +22,7 @@ pub mod oauth_apps;
 pub mod page;
 pub mod reminders;
 pub mod resubmit;
+pub mod rotation;
 pub mod security;
 pub mod session;
 pub mod session_store;
@@ -219,6 +220,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .get(api_keys::enable_confirm)
                 .post(api_keys::enable),
         )
+        .service(
+            web::resource("/settings/developer/api-keys/{id}/finish")
+                .get(api_keys::finish_confirm)
+                .post(api_keys::finish),
+        )
+        .service(
+            web::resource("/settings/developer/api-keys/{id}/extend")
+                .get(api_keys::extend_confirm)
+                .post(api_keys::extend),
+        )
         .service(web::resource("/oauth/authorize").get(oauth::authorize).post(oauth::decide))
         .route("/oauth/token", web::post().to(oauth::token))
         .route("/oauth/revoke", web::post().to(oauth::revoke))
@@ -230,6 +241,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::resource("/settings/developer/oauth-apps/{id}/rotate")
                 .get(oauth_apps::confirm_rotate)
                 .post(oauth_apps::rotate),
+        )
+        .service(
+            web::resource("/settings/developer/oauth-apps/{id}/finish-rotation")
+                .get(oauth_apps::confirm_finish_rotation)
+                .post(oauth_apps::finish_rotation),
+        )
+        .service(
+            web::resource("/settings/developer/oauth-apps/{id}/extend-rotation")
+                .get(oauth_apps::confirm_extend_rotation)
+                .post(oauth_apps::extend_rotation),
         )
         .service(
             web::resource("/settings/developer/oauth-apps/{id}/delete")

@@ -262,11 +262,12 @@ fn slow_down(retry_after: i64, description: &str) -> HttpResponse {
     res
 }
 
-/// A token or revocation request: the form, the caller's address, and the
+/// A token or revocation request: the form, the caller's address and user agent, and the
 /// client's credentials if it sent them with HTTP Basic (each part
 /// form-urlencoded, RFC 6749 §2.3.1).
 fn token_call(req: &HttpRequest, state: &AppState, form: Vec<(String, String)>) -> TokenCall {
-    TokenCall { basic: client_basic(req), form, ip: client_ip(req, state) }
+    let agent = req.headers().get(actix_web::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    TokenCall { basic: client_basic(req), form, ip: client_ip(req, state), agent }
 }
 
 fn client_basic(req: &HttpRequest) -> Option<ClientCredentials> {

@@ -25,6 +25,13 @@ use crate::service::oauth::{self, AppFacts, AppInput, AppService, Member, Submit
 use crate::service::{Error, FieldErrors};
 use crate::store::models::OauthClient;
 
+mod rotation;
+
+pub use rotation::{
+    extend as extend_rotation, extend_confirm as confirm_extend_rotation, finish as finish_rotation,
+    finish_confirm as confirm_finish_rotation,
+};
+
 impl AppState {
     pub fn oauth_app_service(&self) -> AppService<'_> {
         AppService {
@@ -124,6 +131,8 @@ struct AppPage {
     /// The registration form's token (`web::resubmit`): sent twice, it lands
     /// on the app it registered instead of registering another.
     submission: String,
+    /// The previous secret in its grace period (`partials/rotation_card_partial.html`).
+    rotation: Option<super::rotation::RotationCard>,
 }
 
 impl AppPage {
@@ -148,14 +157,18 @@ impl AppPage {
             facts: FactsView::default(),
             submission: if app.is_none() { super::resubmit::token()? } else { String::new() },
             app,
+            rotation: None,
         })
     }
 
     /// The page of a saved app, with its facts.
     async fn of(state: &State, user: &CurrentUser, role: Role, app: &OauthClient) -> Result<Self, AppError> {
         let now = state.clock.now();
-        let facts = facts_view(state.oauth_app_service().facts(app).await?, now);
-        Ok(Self { facts, ..Self::new(state, user, role, Some(view(app, now)), view(app, now))? })
+        let service = state.oauth_app_service();
+        let facts = facts_view(service.facts(app).await?, now);
+        let rotation = service.secret_rotation(&member(user)?, app).await?;
+        let rotation = rotation.map(|r| rotation::rotation_card(&r, &app.id, now));
+        Ok(Self { facts, rotation, ..Self::new(state, user, role, Some(view(app, now)), view(app, now))? })
     }
 }
 

@@ -391,6 +391,12 @@ impl TestApp {
         (n, recorder.notices())
     }
 
+    /// The server's shared state, to call a service directly (what the
+    /// periodic task does, say).
+    pub fn state(&self) -> State {
+        self.state.clone()
+    }
+
     /// This server's handle on the shared Redis (to ask it to answer now,
     /// ending an outage without waiting out its hold-off).
     pub fn redis(&self) -> std::sync::Arc<latchkey::service::cluster::Redis> {

@@ -11,9 +11,10 @@
 mod cache;
 mod concurrency;
 mod dashboard;
-mod key_usage;
 mod key_edit;
 mod key_privilege;
+mod key_rotation;
+mod key_usage;
 mod limits;
 mod oauth_protocol;
 mod parsers;

@@ -13,6 +13,7 @@
 mod check;
 pub mod codec;
 mod edit;
+pub mod rotation;
 pub mod scopes;
 mod service;
 pub mod usage;

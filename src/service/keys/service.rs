@@ -26,9 +26,9 @@ use crate::store::models::{ApiKey, AuditEvent, StatusFilter};
 
 /// The team's API keys, as one use case per method.
 pub struct KeyService<'a> {
-    db: &'a Db,
+    pub(super) db: &'a Db,
     hasher: &'a Keys,
-    verifier: &'a Verifier,
+    pub(super) verifier: &'a Verifier,
     settings: Settings<'a>,
     clock: &'a Clock,
 }
@@ -117,6 +117,9 @@ pub struct Listing {
 /// Member id → email, to name who created each key.
 pub type Emails = HashMap<String, String>;
 
+/// Key id → key, for the keys that listed keys replace or were replaced by.
+type Linked = HashMap<String, ApiKey>;
+
 /// A page of keys for the team's key list, with the members who made them.
 #[derive(Debug)]
 pub struct Overview {
@@ -126,6 +129,8 @@ pub struct Overview {
     pub total: i64,
     /// The keys a listed key replaces or was replaced by: id → key.
     pub linked: HashMap<String, ApiKey>,
+    /// Listed old keys of rolls busy near the end of their grace: id → when it ends.
+    pub busy: HashMap<String, i64>,
 }
 
 /// One key with its lineage, its requests per day and its history.
@@ -218,22 +223,24 @@ impl<'a> KeyService<'a> {
             .flat_map(|k| k.rolled_from.iter().chain(k.replaced_by.iter()).cloned())
             .filter(|id| !listing.keys.iter().any(|k| &k.id == id))
             .collect();
-        let (total, mut linked) = self
+        let (listed, at) = (listing.keys.clone(), self.now());
+        let (total, mut linked, busy) = self
             .db
-            .run(move |conn| -> Result<(i64, HashMap<String, ApiKey>)> {
+            .run(move |conn| -> Result<(i64, Linked, HashMap<String, i64>)> {
                 let mut linked = HashMap::new();
                 for id in wanted {
                     if let Ok(k) = super::get(conn, team.as_str(), &id) {
                         linked.insert(id, k);
                     }
                 }
-                Ok((super::count(conn, team.as_str())?, linked))
+                let busy = super::rotation::busy_among(conn, &listed, at)?;
+                Ok((super::count(conn, team.as_str())?, linked, busy))
             })
             .await?;
         for k in &listing.keys {
             linked.insert(k.id.clone(), k.clone());
         }
-        Ok(Overview { listing, emails: self.emails(team_id).await?, total, linked })
+        Ok(Overview { listing, emails: self.emails(team_id).await?, total, linked, busy })
     }
 
     /// A key the caller may roll, revoke or rename; any other is not found.

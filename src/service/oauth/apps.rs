@@ -42,7 +42,7 @@ pub struct Member<'a> {
 }
 
 impl Member<'_> {
-    fn caller(&self) -> policy::Caller<'_> {
+    pub(super) fn caller(&self) -> policy::Caller<'_> {
         policy::Caller { user_id: self.actor.user_id.as_deref(), role: self.role, ceiling: None }
     }
 }
@@ -194,14 +194,14 @@ impl AppService<'_> {
 }
 
 /// A [`Member`] owned, for the blocking call.
-struct Acting {
-    actor: Actor,
-    team_id: TeamId,
+pub(super) struct Acting {
+    pub(super) actor: Actor,
+    pub(super) team_id: TeamId,
     role: Role,
 }
 
 impl Member<'_> {
-    fn acting(&self) -> Acting {
+    pub(super) fn acting(&self) -> Acting {
         Acting { actor: self.actor.clone(), team_id: self.team_id.clone(), role: self.role }
     }
 }
@@ -287,12 +287,12 @@ pub fn apps(conn: &mut DbConn, team_id: &str) -> Result<Vec<OauthClient>> {
 }
 
 /// An app of the team.
-fn app(conn: &mut DbConn, team_id: &TeamId, id: &ClientId) -> Result<OauthClient> {
+pub(super) fn app(conn: &mut DbConn, team_id: &TeamId, id: &ClientId) -> Result<OauthClient> {
     OauthClient::find(conn, id.as_str())?.filter(|c| c.team_id == team_id.as_str()).ok_or(Error::NotFound)
 }
 
 /// An app of the team that the member may manage, per the policy.
-fn managed_app(conn: &mut DbConn, m: &Acting, id: &ClientId) -> Result<OauthClient> {
+pub(super) fn managed_app(conn: &mut DbConn, m: &Acting, id: &ClientId) -> Result<OauthClient> {
     let c = app(conn, &m.team_id, id)?;
     // The role the request started with may be stale: read it again, held
     // until this transaction ends, so a removal or demotion cannot cross it.

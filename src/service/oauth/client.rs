@@ -105,6 +105,13 @@ pub(super) fn authenticate(
     }
 }
 
+/// The subject under which a use of the secret this request presents is
+/// counted (`usage::secret_subject` of its keyed hash, which is the stored
+/// hash it matches once the client authenticated); `None` without a secret.
+pub(super) fn presented_subject(hasher: &Keys, creds: &ClientCredentials) -> Option<String> {
+    creds.client_secret.as_deref().map(|s| crate::service::usage::secret_subject(&hasher.token_hash(s)))
+}
+
 /// [`authenticate`], auditing a failed authentication of a known
 /// confidential app (a wrong or missing secret: someone may be guessing it),
 /// gated like other anonymous failures: one event per app and minute, then a

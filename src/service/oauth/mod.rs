@@ -30,6 +30,7 @@ mod metadata;
 mod refresh;
 mod request;
 mod revoke;
+mod rotation;
 mod token;
 
 pub use apps::{AppFacts, AppInput, AppList, AppService, ManagedApp, Member, Rotated, Submitted, apps};
@@ -41,6 +42,7 @@ pub use introspect::active_token;
 pub use metadata::{Metadata, metadata};
 pub use request::{AuthorizeParams, ValidRequest};
 pub use revoke::audit_revoked;
+pub use rotation::SecretRotation;
 pub use token::{TokenCall, TokenResponse, TokenService};
 
 use crate::store::models::OauthClient;

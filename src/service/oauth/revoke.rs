@@ -5,11 +5,12 @@
 //! endpoint, though only a failed authentication counts as a failure); a
 //! token of another client, or none, is answered like a revoked one; either
 //! kind of token takes the rest of its grant with it (§2.1), and the verifier
-//! then forgets its cached tokens.
+//! then forgets its cached tokens; a client that authenticated with a secret
+//! counts a use of it, as at the token endpoint.
 
 use serde_json::json;
 
-use super::client::{AuditCtx, ClientCredentials, authenticate_audited, field};
+use super::client::{AuditCtx, ClientCredentials, authenticate_audited, field, presented_subject};
 use super::token::{Owned, TokenCall, TokenService};
 use super::{OAuthError, TokenError, app_actor};
 use crate::domain::{AuditAction, OAuthErrorCode};
@@ -29,8 +30,12 @@ impl TokenService<'_> {
             retry_after,
             description: "Too many failed requests: wait before trying again.",
         })?;
-        let owned = self.owned(call.ip);
+        let (owned, presented) = (self.owned(call.ip), presented_subject(self.keys, &creds));
         let result = self.db.run(move |conn| revoke_for_client(conn, &owned, &creds, token)).await;
+        if result.is_ok() {
+            self.count_secret(presented.as_deref(), call.ip, call.agent.as_deref());
+        }
+        let result = result.and_then(|revoked| revoked);
         if result.as_ref().is_err_and(|e| e.error == OAuthErrorCode::InvalidClient) {
             failures.record().await;
         }
@@ -41,15 +46,16 @@ impl TokenService<'_> {
     }
 }
 
+/// `Err` when the client did not authenticate; else what the revocation answered.
 fn revoke_for_client(
     conn: &mut DbConn,
     owned: &Owned,
     creds: &ClientCredentials,
     token: Option<String>,
-) -> Result<Option<String>, OAuthError> {
+) -> Result<Result<Option<String>, OAuthError>, OAuthError> {
     let client = authenticate_audited(conn, &owned.keys, creds, owned.audit())?;
-    let token = token.ok_or_else(|| OAuthError::invalid_request("token is required."))?;
-    revoke(conn, &owned.keys, owned.audit(), &client, &token)
+    let Some(token) = token else { return Ok(Err(OAuthError::invalid_request("token is required."))) };
+    Ok(revoke(conn, &owned.keys, owned.audit(), &client, &token))
 }
 
 /// Revokes a token of this client with its grant. Returns the revoked grant, if any.

@@ -7,12 +7,15 @@
 //! limited per client and address ([`ratelimit::TOKEN_ISSUANCE`]), reserved
 //! before the grant runs and given back when it fails; a failed grant may have
 //! revoked a replayed grant, so the verifier forgets its cached tokens; only
-//! confidential apps use `client_credentials`, within the app's scopes.
+//! confidential apps use `client_credentials`, within the app's scopes; every
+//! request whose client authenticated with a secret counts a use of the
+//! secret it presented (current or previous: see `oauth::rotation`), whatever
+//! the grant then answers.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::client::{AuditCtx, ClientCredentials, Failures, authenticate_audited, field};
+use super::client::{AuditCtx, ClientCredentials, Failures, authenticate_audited, field, presented_subject};
 use super::code::{CodeExchange, exchange_code};
 use super::issue::{Grant, issue};
 use super::refresh::{Refresh, refresh};
@@ -23,6 +26,7 @@ use crate::service::audit_gate::AuditGate;
 use crate::service::clock::Clock;
 use crate::service::crypto::{self, Keys};
 use crate::service::ratelimit::{self, Limits, Plan};
+use crate::service::usage::Seen;
 use crate::service::verify::Verifier;
 use crate::service::{Error, Result};
 use crate::store::models::OauthClient;
@@ -51,6 +55,8 @@ pub struct TokenCall {
     pub basic: Option<ClientCredentials>,
     pub form: Vec<(String, String)>,
     pub ip: Option<IpAddr>,
+    /// The caller's `User-Agent`, as sent.
+    pub agent: Option<String>,
 }
 
 /// The grants this server knows (`grant_type`).
@@ -117,13 +123,18 @@ impl TokenService<'_> {
             retry_after,
             description: "Too many failed token requests: wait before trying again.",
         })?;
+        let presented = presented_subject(self.keys, &creds);
         let form = Arc::new(call.form);
         // A team whose plan sets no issuance limit is served by one task on
         // one pooled connection: authentication and the grant together.
-        let (client, plan) = match self.authenticate_then_grant(creds, call.ip, form.clone()).await {
+        let authenticated = self.authenticate_then_grant(creds, call.ip, form.clone()).await;
+        if authenticated.is_ok() {
+            self.count_secret(presented.as_deref(), call.ip, call.agent.as_deref());
+        }
+        let (client, plan) = match authenticated {
             Ok(Authenticated::Served(issued)) => return Ok(issued),
             Ok(Authenticated::Limited(client, plan)) => (client, plan),
-            Err(e) => return Err(self.refused(&failures, e, None).await),
+            Ok(Authenticated::Failed(e)) | Err(e) => return Err(self.refused(&failures, e, None).await),
         };
         // Per client and address: one user of a public app cannot use up the
         // allowance of everyone else (a server-side app calls from its own address).
@@ -137,6 +148,13 @@ impl TokenService<'_> {
         match result {
             Ok(issued) => Ok(issued),
             Err(e) => Err(self.refused(&failures, e, Some((&issuance_key, at_ms))).await),
+        }
+    }
+
+    /// Counts a use of the client secret a request authenticated with (`subject`), if any.
+    pub(super) fn count_secret(&self, subject: Option<&str>, ip: Option<IpAddr>, agent: Option<&str>) {
+        if let Some(subject) = subject {
+            self.verifier.record_secret_use(subject, &Seen { at: self.clock.now(), ip, agent });
         }
     }
 
@@ -157,6 +175,7 @@ impl TokenService<'_> {
 
     /// Authenticates the client (auditing a wrong secret); runs the grant at
     /// once unless the team's plan limits issuance, which is counted first.
+    /// `Err` only when the client did not authenticate.
     async fn authenticate_then_grant(
         &self,
         creds: ClientCredentials,
@@ -167,10 +186,12 @@ impl TokenService<'_> {
         self.db
             .run(move |conn| {
                 let client = authenticate_audited(conn, &owned.keys, &creds, owned.audit())?;
-                match ratelimit::issuance_limit(conn, &client.team_id, &default_plan)? {
-                    Some(plan) => Ok(Authenticated::Limited(Box::new(client), plan)),
-                    None => run_grant(conn, &owned, &client, &form).map(Authenticated::Served),
-                }
+                Ok(match ratelimit::issuance_limit(conn, &client.team_id, &default_plan) {
+                    Ok(Some(plan)) => Authenticated::Limited(Box::new(client), plan),
+                    Ok(None) => run_grant(conn, &owned, &client, &form)
+                        .map_or_else(Authenticated::Failed, Authenticated::Served),
+                    Err(e) => Authenticated::Failed(e.into()),
+                })
             })
             .await
     }
@@ -182,6 +203,8 @@ enum Authenticated {
     Served(TokenResponse),
     /// The grant waits for the issuance limit of this plan.
     Limited(Box<OauthClient>, Plan),
+    /// The client authenticated; the grant failed.
+    Failed(OAuthError),
 }
 
 /// Counts a failed request against the throttles (not our own failures).

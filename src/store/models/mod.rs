@@ -3,6 +3,7 @@
 mod api_key;
 mod audit;
 mod change;
+mod grace;
 mod invite;
 mod oauth;
 mod recovery;

@@ -132,6 +132,8 @@ impl OauthClient {
                 oauth_clients::secret_hash.eq(new_hash),
                 oauth_clients::old_secret_hash.eq(old),
                 oauth_clients::old_secret_expires_at.eq(old_until),
+                // A new rotation may have its grace extended once again.
+                oauth_clients::old_secret_extended_at.eq(None::<i64>),
             ))
             .execute(conn)
     }

@@ -41,6 +41,8 @@ pub struct KeyRow {
     /// Granted scopes not used in the last `unused_days` days (empty while unknown).
     pub unused: Vec<String>,
     pub unused_days: i64,
+    /// The old key of a roll still in use near the end of its grace: when it ends.
+    pub rotation_busy: Option<When>,
 }
 
 impl KeyRow {
@@ -168,6 +170,11 @@ impl KeyRow {
         self.unused.join(", ")
     }
 
+    /// Marks the old key of a roll busy near the end of its grace (`ends`).
+    pub fn busy(self, ends: Option<When>) -> Self {
+        Self { rotation_busy: ends, ..self }
+    }
+
     /// Whether the key stops working within a week (for templates).
     pub fn is_expiring_soon(&self) -> bool {
         self.status == KeyStatus::ExpiringSoon
@@ -198,6 +205,7 @@ pub fn row(key: &ApiKey, prefix: &str, emails: &HashMap<String, String>, me: &st
         expiry_note: expiry_note(status, key.expires_at, at),
         unused: Vec::new(),
         unused_days: 0,
+        rotation_busy: None,
         can_manage: !status.is_final()
             && policy::manage_key(
                 &policy::Caller { user_id: Some(me), role, ceiling: None },

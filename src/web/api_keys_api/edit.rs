@@ -9,11 +9,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::Value;
 
 use super::{key_id, ok, writer};
+use crate::domain::KeyId;
 use crate::error::AppError;
 use crate::service::FieldErrors;
 use crate::service::keys::KeyEdit;
 use crate::web::api_auth::{ApiPrincipal, key_json_judged};
-use crate::domain::KeyId;
 use crate::web::{State, format};
 
 /// `PATCH /api/v1/api-keys/{id}`: any of `name`, `description`,

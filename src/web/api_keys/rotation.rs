@@ -1,0 +1,166 @@
+//! A roll in its grace period, from either key's page: the rotation card,
+//! "Finish now" (`…/{id}/finish`) and the one-time extension (`…/{id}/extend`).
+//!
+//! Rules: each action asks first (`GET` answers its confirmation and changes
+//! nothing; a key in no grace sends back to its page), then `POST` acts:
+//! Post/Redirect/Get to the key's page on success, the page again with the
+//! field error (422) when the service refuses; keys the caller may not act
+//! on, and other teams' keys, are not found. Each handler calls one
+//! [`KeyService`](crate::service::keys::KeyService) method.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use super::{BASE, Notice, caller, detail_page, key_id};
+use crate::domain::KeyId;
+use crate::error::AppError;
+use crate::service::keys::codec;
+use crate::service::keys::rotation::Rotation;
+use crate::service::{self as services};
+use crate::web::State;
+use crate::web::auth::{CurrentUser, flash};
+use crate::web::confirm::{self, Confirm};
+use crate::web::format;
+use crate::web::htmx::{HxRequest, push_url};
+use crate::web::page::{Layout, Nav, redirect, render};
+use crate::web::rotation::{self as card, RotationCard};
+
+/// The card for the page of key `viewed`, at `now`.
+pub fn rotation_card(r: &Rotation, prefix: &str, viewed: &str, now: i64) -> RotationCard {
+    let label =
+        |what: &str, k: &crate::store::models::ApiKey| format!("{what} {}…", codec::display(prefix, &k.key_prefix));
+    let href = format!("{BASE}/{viewed}");
+    let extend = r.extend_until.map(|until| (format!("{href}/extend"), until));
+    RotationCard::new(
+        ("old key", "new key"),
+        (label("Old key", &r.old), label("New key", &r.new)),
+        &r.watch,
+        (r.may_act, format!("{href}/finish")),
+        extend,
+        now,
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct QuietForm {
+    quiet: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ExtendForm {
+    extend: String,
+}
+
+/// The key page again, with the service's refusal next to its field (422).
+async fn refused(
+    state: &State,
+    (user, hx): (&CurrentUser, HxRequest),
+    id: &KeyId,
+    errors: services::FieldErrors,
+    quiet: Option<i64>,
+) -> Result<HttpResponse, AppError> {
+    let mut view = detail_page(state, user, id, Notice::None).await?;
+    // The "rolled" notice belongs to a reload of `…/roll`, not to a refusal.
+    view.notice = Notice::None;
+    view.errors = errors;
+    if let Some(c) = view.rotation.as_mut() {
+        c.select_quiet(quiet);
+    }
+    Ok(push_url(render(StatusCode::UNPROCESSABLE_ENTITY, &view)?, hx, &format!("{BASE}/{}", id.as_str())))
+}
+
+/// `GET …/{id}/finish?quiet=`: what ending the grace now does.
+pub async fn finish_confirm(
+    state: State,
+    user: CurrentUser,
+    hx: HxRequest,
+    path: web::Path<String>,
+    query: web::Query<QuietForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = key_id(path.into_inner())?;
+    let service = state.key_service();
+    let back = format!("{BASE}/{}", id.as_str());
+    let Some(r) = service.rotation_to_confirm(&caller(&user)?, &id).await? else { return Ok(redirect(&back)) };
+    let old = codec::display(&state.config.api_key_prefix, &r.old.key_prefix);
+    let c = Confirm::new("confirm-finish-rotation", format!("End the grace of {old}… now?"), format!("{back}/finish"))
+        .says(format!(
+            "The old key {old}… stops working at once: requests using it get 401. The new key is unaffected."
+        ))
+        .says("This happens only if the old key has not been used for the time you choose; otherwise nothing changes.")
+        .field(card::quiet_field(card::seconds(&query.quiet), "The old key has not been used for"))
+        .button("End grace now")
+        .cancel_to(back);
+    confirm::respond(hx, Layout::new(&user, Nav::ApiKeys)?, &c)
+}
+
+/// `POST …/{id}/finish`: ends the grace now, if the old key was quiet.
+pub async fn finish(
+    state: State,
+    user: CurrentUser,
+    hx: HxRequest,
+    path: web::Path<String>,
+    form: web::Form<QuietForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = key_id(path.into_inner())?;
+    let quiet = card::seconds(&form.quiet);
+    match state.key_service().finish_grace(&caller(&user)?, &id, quiet).await {
+        Ok(old) => {
+            let old = codec::display(&state.config.api_key_prefix, &old.key_prefix);
+            flash(&user.session, &format!("The grace is over: the old key {old}… no longer works."));
+            Ok(redirect(&format!("{BASE}/{}", id.as_str())))
+        }
+        Err(services::Error::Invalid(errors)) => refused(&state, (&user, hx), &id, errors, quiet).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `GET …/{id}/extend`: what extending the grace does, and how far it may go.
+pub async fn extend_confirm(
+    state: State,
+    user: CurrentUser,
+    hx: HxRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id = key_id(path.into_inner())?;
+    let service = state.key_service();
+    let back = format!("{BASE}/{}", id.as_str());
+    let Some(r) = service.rotation_to_confirm(&caller(&user)?, &id).await? else { return Ok(redirect(&back)) };
+    let Some(limit) = r.extend_until else { return Ok(redirect(&back)) };
+    let old = codec::display(&state.config.api_key_prefix, &r.old.key_prefix);
+    let c = Confirm::new("confirm-extend-rotation", format!("Extend the grace of {old}…?"), format!("{back}/extend"))
+        .says(format!("The old key {old}… keeps working longer, beside the new key."))
+        .says(format!(
+            "A roll's grace can be extended once, and never past {} (7 days from now at most, within the team's maximum key lifetime).",
+            format::datetime(limit)
+        ))
+        .field(card::extend_field("Keep the old key working for another"))
+        .button("Extend grace")
+        .not_dangerous()
+        .cancel_to(back);
+    confirm::respond(hx, Layout::new(&user, Nav::ApiKeys)?, &c)
+}
+
+/// `POST …/{id}/extend`: extends the grace once.
+pub async fn extend(
+    state: State,
+    user: CurrentUser,
+    hx: HxRequest,
+    path: web::Path<String>,
+    form: web::Form<ExtendForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = key_id(path.into_inner())?;
+    let service = state.key_service();
+    match service.extend_grace(&caller(&user)?, &id, card::seconds(&form.extend)).await {
+        Ok(old) => {
+            let until = old.expires_at.map(format::datetime).unwrap_or_default();
+            let prefix = codec::display(&state.config.api_key_prefix, &old.key_prefix);
+            flash(&user.session, &format!("Extended: the old key {prefix}… keeps working until {until}."));
+            Ok(redirect(&format!("{BASE}/{}", id.as_str())))
+        }
+        Err(services::Error::Invalid(errors)) => refused(&state, (&user, hx), &id, errors, None).await,
+        Err(e) => Err(e.into()),
+    }
+}

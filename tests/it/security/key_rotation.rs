@@ -1,0 +1,205 @@
+//! Rotations as an attacker uses them: "Finish now" and the extension of a
+//! roll's grace (`…/api-keys/{id}/finish`, `…/extend`) and of an app's
+//! previous secret (`…/oauth-apps/{id}/finish-rotation`, `…/extend-rotation`)
+//! tried by a viewer, a developer on someone else's key or app, a member of
+//! another team, an API key, a form without its CSRF token, and bad input.
+//! Every refusal leaves the grace exactly as it was.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::accounts::member;
+use crate::api_keys::{call, create_key};
+use crate::both;
+use crate::helpers::{TestApp, csrf_from};
+use crate::key_rotation::{APPS, KEYS, rolled_key, rotate_secret, stored, stored_app};
+use crate::oauth::{REDIRECT, register};
+
+const RIVAL_EMAIL: &str = "owner@rival.test";
+const RIVAL_PASSWORD: &str = "rival owner password";
+
+/// The owner of another team, signed in on a fresh client.
+async fn rival(app: &TestApp) -> TestApp {
+    let hash = latchkey::service::password::hash(&mut Default::default(), RIVAL_PASSWORD).unwrap();
+    app.db()
+        .run_sync(|c| latchkey::service::accounts::create_user(c, RIVAL_EMAIL, hash, false, Some("Rival")))
+        .unwrap();
+    let rival = app.other_client();
+    assert_eq!(rival.login(RIVAL_EMAIL, RIVAL_PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    rival
+}
+
+/// GET as a page and as an htmx fragment.
+async fn both_ways(who: &TestApp, path: &str) -> [StatusCode; 2] {
+    let page = who.get(path).await.status();
+    let fragment = who.client.get(who.url(path)).header("HX-Request", "true").send().await.unwrap().status();
+    [page, fragment]
+}
+
+/// POSTs `fields` to `path` with the caller's own CSRF token.
+async fn post(who: &TestApp, path: &str, fields: &[(&str, &str)]) -> StatusCode {
+    who.post_form("/settings/team", path, fields).await.status()
+}
+
+/// What a refusal must leave untouched: a key's expiry and extension.
+fn key_grace(app: &TestApp, id: &str) -> (Option<i64>, Option<i64>) {
+    let k = stored(app, id);
+    (k.expires_at, k.grace_extended_at)
+}
+
+/// What a refusal must leave untouched: an app's previous secret.
+fn app_grace(app: &TestApp, id: &str) -> (Option<String>, Option<i64>, Option<i64>) {
+    let c = stored_app(app, id);
+    (c.old_secret_hash, c.old_secret_expires_at, c.old_secret_extended_at)
+}
+
+async fn only_who_may_roll_a_key_may_finish_or_extend_its_grace(app: TestApp) {
+    app.owner_session().await;
+    let (old_id, old_secret, new_id, _) = rolled_key(&app, "Owner's key", 86_400).await;
+    let dev = member(&app, "dev@acme.test", "developer").await;
+    let viewer = member(&app, "viewer@acme.test", "viewer").await;
+    let (dev_old, ..) = rolled_key(&dev, "Dev's key", 86_400).await;
+    let rival = rival(&app).await;
+    let owners = key_grace(&app, &old_id);
+    let devs = key_grace(&app, &dev_old);
+    let mut attempts: Vec<(&TestApp, String)> = Vec::new();
+    for id in [&old_id, &new_id] {
+        for who in [&dev, &viewer, &rival] {
+            attempts.push((who, format!("{KEYS}/{id}")));
+        }
+    }
+    attempts.push((&viewer, format!("{KEYS}/{dev_old}")));
+    attempts.push((&rival, format!("{KEYS}/{dev_old}")));
+    for (who, page) in &attempts {
+        for action in ["finish?quiet=3600", "extend"] {
+            for status in both_ways(who, &format!("{page}/{action}")).await {
+                assert_eq!(status, StatusCode::NOT_FOUND, "GET {page}/{action}");
+            }
+            let body = who.get(&format!("{page}/{action}")).await.text().await.unwrap();
+            assert!(!body.contains("Owner's key") && !body.contains("Dev's key"), "{page} leaks a name");
+        }
+        assert_eq!(post(who, &format!("{page}/finish"), &[("quiet", "900")]).await, StatusCode::NOT_FOUND, "{page}");
+        assert_eq!(post(who, &format!("{page}/extend"), &[("extend", "3600")]).await, StatusCode::NOT_FOUND, "{page}");
+    }
+    assert_eq!(key_grace(&app, &old_id), owners);
+    assert_eq!(key_grace(&app, &dev_old), devs);
+    // A developer acts on their own roll, an owner on anyone's.
+    assert_eq!(both_ways(&dev, &format!("{KEYS}/{dev_old}/extend")).await, [StatusCode::OK; 2]);
+    assert_eq!(both_ways(&app, &format!("{KEYS}/{dev_old}/finish?quiet=900")).await, [StatusCode::OK; 2]);
+    assert_eq!(post(&dev, &format!("{KEYS}/{dev_old}/extend"), &[("extend", "3600")]).await, StatusCode::SEE_OTHER);
+    // An API key, even one that may write keys, has no way in: these are pages.
+    let writer = create_key(&app, json!({"name": "writer", "scopes": ["api_keys:write", "api_keys:read"]})).await;
+    let writer = writer["key"].as_str().unwrap();
+    for path in [format!("{KEYS}/{old_id}/finish"), format!("{KEYS}/{old_id}/extend")] {
+        let res = app
+            .other_client()
+            .client
+            .post(app.url(&path))
+            .header("X-API-Key", writer)
+            .form(&[("quiet", "900"), ("extend", "3600")])
+            .send()
+            .await
+            .unwrap();
+        assert!(!res.status().is_success() && !res.status().is_server_error(), "{path}: {}", res.status());
+    }
+    // Without the CSRF token: 403, nothing changes.
+    for (path, field) in [("finish", ("quiet", "900")), ("extend", ("extend", "3600"))] {
+        let res = app.client.post(app.url(&format!("{KEYS}/{old_id}/{path}"))).form(&[field]).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(key_grace(&app, &old_id), owners);
+    assert_eq!(call(&app, "/api/v1/auth/test", &old_secret).await.status(), StatusCode::OK);
+}
+both!(only_who_may_roll_a_key_may_finish_or_extend_its_grace);
+
+/// Values a quiet period or an extension must refuse without a 500.
+fn bad_values() -> Vec<String> {
+    let mut v: Vec<String> =
+        ["", "abc", "60", "-3600", "3600.0", "99999999999999999999", "3600\u{0}", "36\u{7}00", "ｓ"]
+            .map(String::from)
+            .to_vec();
+    v.push("9".repeat(5_000));
+    v.push("x".repeat(20_000));
+    v
+}
+
+async fn bad_input_is_refused_and_changes_nothing(app: TestApp) {
+    app.owner_session().await;
+    let (old_id, ..) = rolled_key(&app, "k", 86_400).await;
+    let registered = register(&app, "confidential", REDIRECT, &["templates:read"]).await;
+    rotate_secret(&app, &registered.client_id, "86400").await;
+    let (keys, apps) = (key_grace(&app, &old_id), app_grace(&app, &registered.client_id));
+    let key_page = format!("{KEYS}/{old_id}");
+    let app_page = format!("{APPS}/{}", registered.client_id);
+    let targets = [
+        (format!("{key_page}/finish"), "quiet"),
+        (format!("{key_page}/extend"), "extend"),
+        (format!("{app_page}/finish-rotation"), "quiet"),
+        (format!("{app_page}/extend-rotation"), "extend"),
+    ];
+    let csrf = csrf_from(&app.get_html("/settings/team").await);
+    for (path, field) in &targets {
+        for value in bad_values() {
+            let form = [(*field, value.as_str()), ("csrf_token", csrf.as_str())];
+            let status = app.client.post(app.url(path)).form(&form).send().await.unwrap().status();
+            let ok = [StatusCode::UNPROCESSABLE_ENTITY, StatusCode::BAD_REQUEST, StatusCode::PAYLOAD_TOO_LARGE];
+            assert!(ok.contains(&status), "{path} {field}={:?}: {status}", &value[..value.len().min(20)]);
+        }
+        // A repeated field, and a field of the wrong name.
+        let twice = [(*field, "900"), (*field, "86400"), ("csrf_token", csrf.as_str())];
+        let status = app.client.post(app.url(path)).form(&twice).send().await.unwrap().status();
+        assert!(status.is_client_error(), "{path} twice: {status}");
+        let other = [("grace", "3600"), ("csrf_token", csrf.as_str())];
+        let status = app.client.post(app.url(path)).form(&other).send().await.unwrap().status();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path} without its field");
+        // The confirmations take any query without failing.
+        for query in ["?quiet=abc", "?quiet=%00", "?quiet=1&quiet=2"] {
+            let status = app.get(&format!("{path}{query}")).await.status();
+            assert!(status == StatusCode::OK || status == StatusCode::BAD_REQUEST, "{path}{query}: {status}");
+        }
+    }
+    assert_eq!(key_grace(&app, &old_id), keys);
+    assert_eq!(app_grace(&app, &registered.client_id), apps);
+}
+both!(bad_input_is_refused_and_changes_nothing);
+
+async fn only_who_may_manage_an_app_may_finish_or_extend_its_previous_secret(app: TestApp) {
+    app.owner_session().await;
+    let owners = register(&app, "confidential", REDIRECT, &["templates:read"]).await;
+    rotate_secret(&app, &owners.client_id, "86400").await;
+    let dev = member(&app, "dev@acme.test", "developer").await;
+    let viewer = member(&app, "viewer@acme.test", "viewer").await;
+    let devs = register(&dev, "confidential", REDIRECT, &["templates:read"]).await;
+    rotate_secret(&dev, &devs.client_id, "86400").await;
+    let rival = rival(&app).await;
+    let before = (app_grace(&app, &owners.client_id), app_grace(&app, &devs.client_id));
+    let owners_page = format!("{APPS}/{}", owners.client_id);
+    let devs_page = format!("{APPS}/{}", devs.client_id);
+    let attempts = [
+        (&dev, &owners_page),
+        (&viewer, &owners_page),
+        (&rival, &owners_page),
+        (&viewer, &devs_page),
+        (&rival, &devs_page),
+    ];
+    for (who, page) in attempts {
+        for action in ["finish-rotation?quiet=900", "extend-rotation"] {
+            for status in both_ways(who, &format!("{page}/{action}")).await {
+                assert_eq!(status, StatusCode::NOT_FOUND, "GET {page}/{action}");
+            }
+        }
+        let finish = post(who, &format!("{page}/finish-rotation"), &[("quiet", "900")]).await;
+        assert_eq!(finish, StatusCode::NOT_FOUND, "{page}");
+        let extend = post(who, &format!("{page}/extend-rotation"), &[("extend", "3600")]).await;
+        assert_eq!(extend, StatusCode::NOT_FOUND, "{page}");
+    }
+    // Without the CSRF token: 403.
+    let res = app.client.post(app.url(&format!("{owners_page}/extend-rotation"))).form(&[("extend", "3600")]).send();
+    assert_eq!(res.await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!((app_grace(&app, &owners.client_id), app_grace(&app, &devs.client_id)), before);
+    // The developer manages the app they registered; the owner any app.
+    assert_eq!(both_ways(&dev, &format!("{devs_page}/extend-rotation")).await, [StatusCode::OK; 2]);
+    assert_eq!(post(&dev, &format!("{devs_page}/extend-rotation"), &[("extend", "3600")]).await, StatusCode::SEE_OTHER);
+    assert_eq!(both_ways(&app, &format!("{devs_page}/finish-rotation?quiet=900")).await, [StatusCode::OK; 2]);
+}
+both!(only_who_may_manage_an_app_may_finish_or_extend_its_previous_secret);
