@@ -117,7 +117,7 @@ async fn session_user(state: &AppState, session: &TypedSession) -> Result<Option
     match found {
         Some(ctx) => Ok(Some((user_id, ctx))),
         None => {
-            session.purge();
+            session.end_signed_out();
             Ok(None)
         }
     }

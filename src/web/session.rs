@@ -166,6 +166,16 @@ impl TypedSession {
     pub fn purge(&self) {
         self.0.purge();
     }
+
+    /// Ends a session that no longer signs anyone in (expired, revoked) while
+    /// the request goes on as anonymous: its state is dropped and its stored
+    /// row deleted, and what this request stores next (the CSRF token of the
+    /// sign-in form it shows, say) lives on under a new key — after
+    /// [`purge`](Self::purge) it would be thrown away.
+    pub fn end_signed_out(&self) {
+        self.0.clear();
+        self.0.renew();
+    }
 }
 
 impl From<Session> for TypedSession {
