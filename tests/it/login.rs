@@ -158,12 +158,10 @@ async fn an_expired_session_is_refused_server_side(app: TestApp) {
 }
 both!(an_expired_session_is_refused_server_side);
 
-async fn a_session_older_than_the_absolute_lifetime_ends(app: TestApp) {
+/// Moves the sign-in time of every signed-in session to the epoch.
+fn signed_in_long_ago(app: &TestApp) {
     use diesel::prelude::*;
     use latchkey::store::schema::sessions;
-    app.owner_session().await;
-    assert_eq!(app.get("/settings/team").await.status(), StatusCode::OK);
-    // Signed in long ago (the session is still active, so only the absolute limit applies).
     app.db()
         .run_sync(|c| {
             let rows: Vec<(String, String)> = sessions::table.select((sessions::id, sessions::state)).load(c)?;
@@ -178,6 +176,13 @@ async fn a_session_older_than_the_absolute_lifetime_ends(app: TestApp) {
             Ok::<_, latchkey::store::StoreError>(())
         })
         .unwrap();
+}
+
+async fn a_session_older_than_the_absolute_lifetime_ends(app: TestApp) {
+    app.owner_session().await;
+    assert_eq!(app.get("/settings/team").await.status(), StatusCode::OK);
+    // Signed in long ago (the session is still active, so only the absolute limit applies).
+    signed_in_long_ago(&app);
     let res = app.get("/settings/team").await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert!(location(&res).starts_with("/login"));
@@ -188,23 +193,8 @@ both!(a_session_older_than_the_absolute_lifetime_ends);
 /// old session ends there, and signing in from that form works at once (its
 /// CSRF token belongs to the fresh session that replaces the old one).
 async fn signing_in_from_the_first_page_after_the_absolute_limit_works(app: TestApp) {
-    use diesel::prelude::*;
-    use latchkey::store::schema::sessions;
     app.owner_session().await;
-    app.db()
-        .run_sync(|c| {
-            let rows: Vec<(String, String)> = sessions::table.select((sessions::id, sessions::state)).load(c)?;
-            for (id, state) in rows {
-                let mut map: std::collections::HashMap<String, String> = serde_json::from_str(&state).unwrap();
-                if map.contains_key("auth_at") {
-                    map.insert("auth_at".into(), "1".into());
-                    let state = serde_json::to_string(&map).unwrap();
-                    diesel::update(sessions::table.find(id)).set(sessions::state.eq(state)).execute(c)?;
-                }
-            }
-            Ok::<_, latchkey::store::StoreError>(())
-        })
-        .unwrap();
+    signed_in_long_ago(&app);
     let res = app.login(OWNER_EMAIL, OWNER_PASSWORD).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "{}", res.text().await.unwrap());
     assert_eq!(app.get("/settings/team").await.status(), StatusCode::OK, "signed in again");
