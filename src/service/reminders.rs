@@ -46,6 +46,16 @@ pub enum Threshold {
 }
 
 impl Threshold {
+    pub const ALL: [Self; 2] = [Self::Week, Self::Day];
+
+    /// How long before the expiry it is sent.
+    pub fn before(self) -> i64 {
+        match self {
+            Self::Week => WEEK,
+            Self::Day => DAY,
+        }
+    }
+
     /// The reminder's kind, as `reminders.kind` stores it.
     pub fn kind(self) -> &'static str {
         match self {

@@ -401,6 +401,12 @@ impl Verifier {
         self.usage.lock().unwrap_or_else(|p| p.into_inner()).exercised(key_id, scope, at);
     }
 
+    /// The last presentation (Unix seconds, at most `at`) of each key and
+    /// client secret whose usage is still in this instance's buffer.
+    pub fn buffered_presentations(&self, at: i64) -> std::collections::HashMap<String, i64> {
+        self.usage.lock().unwrap_or_else(|p| p.into_inner()).last_presented(at)
+    }
+
     /// Counts a use of a client secret (`subject`, see
     /// [`usage::secret_subject`]) at the token endpoint.
     pub fn record_secret_use(&self, subject: &str, seen: &Seen<'_>) {

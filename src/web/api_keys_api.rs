@@ -274,7 +274,9 @@ struct RollBody {
 /// A roll's body: no body (or no field) is a grace of 0 and the same
 /// scopes; anything but a JSON integer grace or a JSON boolean
 /// `only_used_scopes` is refused, never read as 0 or false (a grace of 0
-/// would end the old key at once; false would keep scopes asked to go).
+/// would end the old key at once; false would keep scopes asked to go), and
+/// so is any other field (a misspelt `only_used_scopes`, or `scopes`, must
+/// not roll a key with every scope).
 fn roll_body(body: &[u8]) -> Result<RollBody, AppError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(RollBody { grace: 0, only_used_scopes: false });
@@ -285,6 +287,9 @@ fn roll_body(body: &[u8]) -> Result<RollBody, AppError> {
         return Err(AppError::BadRequest("Send a JSON object, e.g. {\"grace_seconds\": 3600}.".into()));
     };
     let mut errors = FieldErrors::default();
+    for unknown in fields.keys().filter(|k| !["grace_seconds", "only_used_scopes"].contains(&k.as_str())) {
+        errors.add(edit::field_name(unknown), "Unknown field: a roll takes only grace_seconds and only_used_scopes.");
+    }
     let grace = match fields.get("grace_seconds") {
         None => Some(0),
         Some(v) => v.as_i64(),
@@ -293,14 +298,14 @@ fn roll_body(body: &[u8]) -> Result<RollBody, AppError> {
         errors.add("grace_seconds", "Give the grace as a whole number of seconds between 0 and 604800.");
     }
     let only_used_scopes = match fields.get("only_used_scopes") {
-        None | Some(serde_json::Value::Null) => Some(false),
+        None => Some(false),
         Some(v) => v.as_bool(),
     };
     if only_used_scopes.is_none() {
         errors.add("only_used_scopes", "Give true or false.");
     }
     match (grace, only_used_scopes) {
-        (Some(grace), Some(only_used_scopes)) => Ok(RollBody { grace, only_used_scopes }),
+        (Some(grace), Some(only_used_scopes)) if errors.is_empty() => Ok(RollBody { grace, only_used_scopes }),
         _ => Err(AppError::Validation(errors)),
     }
 }

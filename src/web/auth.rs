@@ -134,7 +134,10 @@ pub fn actor_from(ip: Option<IpAddr>, user_agent: Option<&actix_web::http::heade
         user_id: None,
         label: "anonymous".into(),
         ip: ip.map(|ip| ip.to_string()),
-        user_agent: user_agent.and_then(|v| v.to_str().ok()).map(|s| s.chars().take(300).collect()),
+        // A secret sent as a user agent is never recorded with the event.
+        user_agent: user_agent
+            .and_then(|v| v.to_str().ok())
+            .map(|s| crate::service::keys::codec::redact(s).chars().take(300).collect()),
     }
 }
 

@@ -181,15 +181,25 @@ async fn expiry_stays_within_the_teams_maximum_and_a_rolls_grace(app: TestApp) {
     }
     assert_eq!(key_of(&app, id).await, before);
 
-    // A new expiry forgets the reminders already sent, so they come again for the new date.
-    let key_id = id.to_owned();
-    let claimed = app.db().run_sync(move |c| Reminder::claim(c, &key_id, "expiring_7", 0).map_err(StoreError::from));
-    assert!(claimed.unwrap());
+    // A new expiry forgets the reminders it moved past, so they come again
+    // for the new date; a reminder whose threshold the key is still within
+    // stays sent (moving the expiry a little sends nothing more).
+    let claim = |kind: &'static str| {
+        let key_id = id.to_owned();
+        app.db().run_sync(move |c| Reminder::claim(c, &key_id, kind, 0).map_err(StoreError::from)).unwrap()
+    };
+    let sent = |kind: &'static str| {
+        let key_id = id.to_owned();
+        app.db().run_sync(move |c| Reminder::sent(c, &key_id, kind).map_err(StoreError::from)).unwrap()
+    };
+    assert!(claim("expiring_7d") && claim("expiring_1d"));
+    let within_a_week = in_days(5);
+    assert_eq!(patched(&app, id, json!({"expires_at": within_a_week})).await["expires_at"], within_a_week.as_str());
+    assert!(sent("expiring_7d"), "still within a week: not sent again");
+    assert!(!sent("expiring_1d"), "moved past a day: may come again");
     let later = in_days(20);
     assert_eq!(patched(&app, id, json!({"expires_at": later})).await["expires_at"], later.as_str());
-    let key_id = id.to_owned();
-    let sent = app.db().run_sync(move |c| Reminder::sent(c, &key_id, "expiring_7").map_err(StoreError::from));
-    assert!(!sent.unwrap(), "forgotten");
+    assert!(!sent("expiring_7d"), "moved past a week: may come again");
 
     // A key in a roll's grace stops when the roll says; it may still be renamed.
     let res =

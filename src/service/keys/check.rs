@@ -97,11 +97,15 @@ pub(super) fn within_lifetime_ceiling(creator: &Creator<'_>, expires_at: Option<
     }
 }
 
+/// 9999-12-31T23:59:59Z: the last moment a date can be written with four digits.
+const LAST_TIME: i64 = 253_402_300_799;
+
 pub(super) fn expiry(e: Expiry, max_days: Option<i64>, at: i64) -> Result<Option<i64>, String> {
     let exp = match e {
         Expiry::Never => None,
         Expiry::InDays(d) if (1..=3650).contains(&d) => Some(at + d * 86_400),
         Expiry::InDays(_) => return Err("Choose between 1 and 3650 days.".into()),
+        Expiry::At(t) if t > LAST_TIME => return Err("Choose a date before the year 10000.".into()),
         Expiry::At(t) if t > at => Some(t),
         Expiry::At(_) => return Err("The expiry must be in the future.".into()),
     };

@@ -101,6 +101,36 @@ pub fn looks_like_a_whole_key(text: &str) -> bool {
         || around_underscores(&compact(text)).any(|(before, after)| !before.is_empty() && random_like(after))
 }
 
+/// What [`redact`] answers for text holding a credential it cannot cut out
+/// (one with things put inside it).
+pub const HOLDS_A_SECRET: &str = "(text holding a secret: not kept)";
+
+/// `text` with every well-formed credential in it (a key, a token, a client
+/// secret: its checksum right, so ordinary words are never taken for one)
+/// replaced by `[secret]`; [`HOLDS_A_SECRET`] when one is there in a form
+/// that cannot be cut out. Borrowed when there is none (the common case).
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    if embedded(text).is_none() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut redacted = String::with_capacity(text.len());
+    let mut token = String::new();
+    for c in text.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            token.push(c);
+            continue;
+        }
+        redacted.push_str(if parse(&token).is_some() { "[secret]" } else { &token });
+        token.clear();
+        redacted.push(c);
+    }
+    redacted.pop();
+    match embedded(&redacted) {
+        Some(_) => std::borrow::Cow::Borrowed(HOLDS_A_SECRET),
+        None => std::borrow::Cow::Owned(redacted),
+    }
+}
+
 /// Checks shape and checksum; `None` for anything malformed.
 pub fn parse(key: &str) -> Option<Parsed<'_>> {
     let (prefix, body) = key.split_once('_')?;

@@ -83,11 +83,21 @@ pub fn edit(
             return Err(Error::Invalid(FieldErrors::single("key", "This key was revoked meanwhile.")));
         }
         record(conn, creator.actor, &key, &after, &changed, paused)?;
-        if after.expires_at != key.expires_at {
-            Reminder::forget(conn, &key.id)?;
-        }
+        rearm_reminders(conn, &key.id, after.expires_at, at)?;
         Ok(after)
     })
+}
+
+/// A key whose expiry moved past a reminder's threshold may be reminded
+/// again at that threshold; one still within it is not (moving the expiry a
+/// second at a time sends nothing more).
+fn rearm_reminders(conn: &mut DbConn, key_id: &str, expires_at: Option<i64>, at: i64) -> Result<()> {
+    for threshold in crate::service::reminders::Threshold::ALL {
+        if expires_at.is_none_or(|t| t > at + threshold.before()) {
+            Reminder::forget_kind(conn, key_id, threshold.kind())?;
+        }
+    }
+    Ok(())
 }
 
 /// Viewers change nothing (and are told so); to anyone else, a key they may
@@ -190,7 +200,9 @@ fn new_ranges(creator: &Creator<'_>, key: &ApiKey, raw: &[String]) -> Result<Opt
 }
 
 /// A new expiry (`None`: never): not for a key in a roll's grace; in the
-/// future, within the team's maximum lifetime and the caller's own.
+/// future, within the team's maximum lifetime counted from the key's
+/// creation (an edit never renews a key's allowance: that is a roll), and
+/// within the caller's own.
 fn new_expiry(
     conn: &mut DbConn,
     creator: &Creator<'_>,
@@ -207,6 +219,13 @@ fn new_expiry(
         Ok(e) => e,
         Err(m) => return Ok(Err(m)),
     };
+    if let (Some(max), Some(t)) = (max_days, expires_at)
+        && t > key.created_at + max * 86_400
+    {
+        return Ok(Err(format!(
+            "Your team allows keys to live at most {max} days from their creation: roll this key for a fresh one."
+        )));
+    }
     Ok(check::within_lifetime_ceiling(creator, expires_at).map(|()| expires_at).map_err(|_| {
         let limit = creator.not_after.unwrap_or_default();
         format!("The key you used expires at {limit} (Unix time): this key may not outlive it.")

@@ -223,6 +223,12 @@ fn key_event<'a>(action: AuditAction, key: &'a ApiKey) -> Event<'a> {
     }
 }
 
+/// [`get`], the row locked until the transaction ends (PostgreSQL; SQLite's
+/// writers never overlap).
+fn get_for_update(conn: &mut DbConn, team_id: &str, id: &str) -> Result<ApiKey> {
+    ApiKey::find_for_update(conn, id)?.filter(|k| k.team_id.as_deref() == Some(team_id)).ok_or(Error::NotFound)
+}
+
 /// A key of the team, or not found (keys of other teams do not exist here).
 pub fn get(conn: &mut DbConn, team_id: &str, id: &str) -> Result<ApiKey> {
     ApiKey::find(conn, id)?.filter(|k| k.team_id.as_deref() == Some(team_id)).ok_or(Error::NotFound)
@@ -309,7 +315,9 @@ pub fn roll_as(
     }
     crate::store::transaction(conn, |conn| {
         let creator = &current(conn, creator)?;
-        let old = get(conn, creator.team_id, id)?;
+        // Locked: an edit (a pause, a narrowing) racing this roll is either
+        // seen here or waits for it; the copy is never of the key as it was.
+        let old = get_for_update(conn, creator.team_id, id)?;
         let scopes = match which {
             RollScopes::Same => scopes::scopes_of(&old.scopes),
             RollScopes::OnlyUsed => {

@@ -116,12 +116,21 @@ fn acting_pair(conn: &mut DbConn, creator: &Creator<'_>, id: &str, at: i64, fiel
 
 /// Ends the grace of the roll key `id` belongs to at `at`, if its old key
 /// has not been presented for `quiet` seconds; returns the old key as it is now.
-pub fn finish(conn: &mut DbConn, creator: &Creator<'_>, id: &str, quiet: Option<i64>, at: i64) -> Result<ApiKey> {
+/// `buffered`: the last presentation of each credential still in this
+/// instance's usage buffer (not yet in the database).
+pub fn finish(
+    conn: &mut DbConn,
+    creator: &Creator<'_>,
+    (id, quiet): (&str, Option<i64>),
+    buffered: &HashMap<String, i64>,
+    at: i64,
+) -> Result<ApiKey> {
     transaction(conn, |conn| {
         let creator = &current(conn, creator)?;
         let (old, new) = acting_pair(conn, creator, id, at, "quiet")?;
         let quiet = rotation::quiet_choice(quiet)?;
         let last = rotation::last_presented(conn, Subject { id: &old.id, last_used: old.last_used_at }, at)?;
+        let last = last.max(buffered.get(&old.id).copied());
         rotation::refuse_unless_quiet(last, quiet, at, "key")?;
         if ApiKey::end_grace(conn, &old.id, at)? != 1 {
             return Err(Error::Invalid(FieldErrors::single("quiet", "The grace of this roll ended meanwhile.")));
@@ -134,11 +143,27 @@ pub fn finish(conn: &mut DbConn, creator: &Creator<'_>, id: &str, quiet: Option<
 
 /// Extends the grace of the roll key `id` belongs to by `by` seconds (once
 /// per roll, bounded); returns the old key as it is now.
-pub fn extend(conn: &mut DbConn, creator: &Creator<'_>, id: &str, by: Option<i64>, at: i64) -> Result<ApiKey> {
+/// Lengthening a key's life is loosening it: the caller must be able to
+/// grant every scope the old key holds (`catalog`: the product's scopes),
+/// as for an edit.
+pub fn extend(
+    conn: &mut DbConn,
+    creator: &Creator<'_>,
+    (id, by): (&str, Option<i64>),
+    catalog: &[String],
+    at: i64,
+) -> Result<ApiKey> {
     transaction(conn, |conn| {
         let creator = &current(conn, creator)?;
         let (old, _) = acting_pair(conn, creator, id, at, "extend")?;
         let by = rotation::extend_choice(by)?;
+        let caller = super::caller(creator);
+        if !crate::service::policy::may_loosen(&caller, catalog, &super::scopes::scopes_of(&old.scopes)) {
+            return Err(Error::Invalid(FieldErrors::single(
+                "extend",
+                "The old key holds a scope you could not grant now: its grace cannot be extended by you.",
+            )));
+        }
         if old.grace_extended_at.is_some() {
             return Err(Error::Invalid(FieldErrors::single(
                 "extend",
@@ -231,7 +256,10 @@ impl KeyService<'_> {
     /// seconds; the verifier forgets the old key, which is refused at once.
     pub async fn finish_grace(&self, caller: &KeyCaller, id: &KeyId, quiet: Option<i64>) -> Result<ApiKey> {
         let (caller, key_id, at) = (caller.clone(), id.clone(), self.now());
-        let old = self.db.run(move |conn| finish(conn, &caller.creator(), key_id.as_str(), quiet, at)).await?;
+        // Uses this instance served and has not written yet count too.
+        let buffered = self.verifier.buffered_presentations(at);
+        let old =
+            self.db.run(move |conn| finish(conn, &caller.creator(), (key_id.as_str(), quiet), &buffered, at)).await?;
         self.verifier.invalidate(&old.id);
         Ok(old)
     }
@@ -240,7 +268,8 @@ impl KeyService<'_> {
     /// verifier forgets the old key's cached expiry.
     pub async fn extend_grace(&self, caller: &KeyCaller, id: &KeyId, by: Option<i64>) -> Result<ApiKey> {
         let (caller, key_id, at) = (caller.clone(), id.clone(), self.now());
-        let old = self.db.run(move |conn| extend(conn, &caller.creator(), key_id.as_str(), by, at)).await?;
+        let catalog = self.settings.catalog.to_vec();
+        let old = self.db.run(move |conn| extend(conn, &caller.creator(), (key_id.as_str(), by), &catalog, at)).await?;
         self.verifier.invalidate(&old.id);
         Ok(old)
     }

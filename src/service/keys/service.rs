@@ -29,7 +29,7 @@ pub struct KeyService<'a> {
     pub(super) db: &'a Db,
     hasher: &'a Keys,
     pub(super) verifier: &'a Verifier,
-    settings: Settings<'a>,
+    pub(super) settings: Settings<'a>,
     clock: &'a Clock,
 }
 

@@ -95,13 +95,22 @@ fn event<'a>(action: AuditAction, c: &'a OauthClient) -> Event<'a> {
 }
 
 /// Forgets the previous secret now, if it was quiet for `quiet` seconds.
-fn finish(conn: &mut DbConn, m: &Acting, id: &ClientId, quiet: Option<i64>, at: i64) -> Result<OauthClient> {
+/// `buffered`: the last presentation of each credential still in this
+/// instance's usage buffer (not yet in the database).
+fn finish(
+    conn: &mut DbConn,
+    m: &Acting,
+    (id, quiet): (&ClientId, Option<i64>),
+    buffered: &std::collections::HashMap<String, i64>,
+    at: i64,
+) -> Result<OauthClient> {
     transaction(conn, |conn| {
         let c = acting_app(conn, m, id, at, "quiet")?;
         let quiet = rotation::quiet_choice(quiet)?;
-        let Some((_, _, last)) = old_subject(conn, &c, at)? else {
+        let Some((subject, _, last)) = old_subject(conn, &c, at)? else {
             return Err(Error::Invalid(FieldErrors::single("quiet", "The grace of this rotation ended meanwhile.")));
         };
+        let last = last.max(buffered.get(&subject).copied());
         rotation::refuse_unless_quiet(last, quiet, at, "secret")?;
         let old_hash = c.old_secret_hash.clone().unwrap_or_default();
         if OauthClient::end_secret_grace(conn, &c.id, &old_hash, at)? != 1 {
@@ -192,7 +201,9 @@ impl AppService<'_> {
         quiet: Option<i64>,
     ) -> Result<OauthClient> {
         let (m, at) = (member.acting(), self.clock.now());
-        self.db.run(move |conn| finish(conn, &m, &id, quiet, at)).await
+        // Uses this instance served and has not written yet count too.
+        let buffered = self.verifier.buffered_presentations(at);
+        self.db.run(move |conn| finish(conn, &m, (&id, quiet), &buffered, at)).await
     }
 
     /// Extends the previous secret's grace once by `by` seconds (at most 7 days from now).

@@ -173,6 +173,18 @@ impl SubjectUse {
         self.sightings.push(Sighting { kind, value: value.to_owned(), first, last, requests });
     }
 
+    /// Counts one more sighting of a value already kept exactly so; `false`
+    /// if there is none.
+    fn seen_again(&mut self, kind: SightKind, value: &str, at: i64) -> bool {
+        match self.sightings.iter_mut().find(|s| s.kind == kind && s.value == value) {
+            Some(s) => {
+                (s.first, s.last, s.requests) = (s.first.min(at), s.last.max(at), s.requests + 1);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn scope(&mut self, scope: &str, first: i64, last: i64) {
         if let Some(s) = self.scopes.iter_mut().find(|s| s.scope == scope) {
             (s.first, s.last) = (s.first.min(first), s.last.max(last));
@@ -248,9 +260,15 @@ impl SubjectUse {
     }
 }
 
-/// A user agent as it is kept: control characters dropped, at most
-/// [`AGENT_MAX`] bytes (cut at a character boundary).
+/// A user agent as it is kept: anything that looks like a secret (a key, a
+/// token, a client secret — whole or disguised) replaced, control characters
+/// dropped, at most [`AGENT_MAX`] bytes (cut at a character boundary).
 pub fn clean_agent(agent: &str) -> std::borrow::Cow<'_, str> {
+    use crate::service::keys::codec;
+    let redacted = codec::redact(agent);
+    if *redacted != *agent {
+        return std::borrow::Cow::Owned(clean_agent(&redacted).into_owned());
+    }
     let fits = agent.len() <= AGENT_MAX && !agent.chars().any(char::is_control);
     if fits {
         return std::borrow::Cow::Borrowed(agent);
@@ -292,7 +310,11 @@ impl Usage {
         if let Some(ip) = seen.ip {
             s.address(ip.to_canonical(), seen.at, seen.at, 1);
         }
-        if let Some(agent) = seen.agent {
+        // An agent already kept as it came needs no cleaning (the common
+        // case: one comparison per request).
+        if let Some(agent) = seen.agent
+            && !s.seen_again(SightKind::Agent, agent, seen.at)
+        {
             let agent = clean_agent(agent);
             s.sighting(SightKind::Agent, &agent, seen.at, seen.at, 1);
         }
@@ -329,6 +351,22 @@ impl Usage {
                 }
             }
         }
+    }
+
+    /// The last presentation of each subject (at most `at`): the latest of
+    /// its last use and sightings, or the end of its latest hour when that
+    /// is all it has (a refused request with no address nor agent).
+    pub fn last_presented(&self, at: i64) -> HashMap<String, i64> {
+        self.subjects
+            .iter()
+            .filter_map(|(subject, u)| {
+                let seen = u.all_sightings().iter().map(|s| s.last).max().unwrap_or(0).max(u.last_used);
+                let hour = u.hours.iter().map(|(h, _)| *h).max();
+                let explained = hour.is_none_or(|h| seen.div_euclid(3_600) >= h);
+                let last = if explained { seen } else { hour.map_or(seen, |h| (h * 3_600 + 3_599).min(at)) };
+                (last > 0).then(|| (subject.clone(), last))
+            })
+            .collect()
     }
 
     /// Requests counted, all outcomes and subjects.
@@ -439,6 +477,30 @@ mod tests {
         assert_eq!(clean_agent("curl/8.0"), "curl/8.0");
         assert_eq!(clean_agent("a\u{0}b\nc"), "abc");
         assert_eq!(clean_agent(&"é".repeat(300)).len(), AGENT_MAX);
+        let browser = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 Chrome/131.0.0.0";
+        assert_eq!(clean_agent(browser), browser, "an ordinary agent is kept as it is");
+    }
+
+    #[test]
+    fn a_secret_in_a_user_agent_is_never_kept() {
+        let key = crate::service::keys::codec::generate("lk").unwrap();
+        let token = crate::service::keys::codec::generate("lkat").unwrap();
+        for (agent, kept) in [
+            (key.clone(), "[secret]".to_owned()),
+            (format!("worker/1.0 {token} (linux)"), "worker/1.0 [secret] (linux)".to_owned()),
+            (format!("worker/1.0 ({key})"), "worker/1.0 ([secret])".to_owned()),
+            (format!("x/{}-{}", &key[..10], &key[10..]), crate::service::keys::codec::HOLDS_A_SECRET.to_owned()),
+        ] {
+            let cleaned = clean_agent(&agent).into_owned();
+            assert_eq!(cleaned, kept, "{agent}");
+            let mut usage = Usage::default();
+            for at in [1, 2] {
+                usage.record("key_1", UsageOutcome::Ok, &Seen { at, ip: None, agent: Some(&agent) });
+            }
+            let all = usage.subjects["key_1"].all_sightings();
+            assert_eq!(all.len(), 1, "one agent, counted twice");
+            assert_eq!((all[0].value.as_str(), all[0].requests), (kept.as_str(), 2));
+        }
     }
 
     #[test]

@@ -317,6 +317,12 @@ impl Reminder {
             .load(conn)
     }
 
+    /// Forgets one reminder of a subject (it may be sent again).
+    pub fn forget_kind(conn: &mut DbConn, subject: &str, kind: &str) -> QueryResult<usize> {
+        diesel::delete(reminders::table.filter(reminders::subject.eq(subject)).filter(reminders::kind.eq(kind)))
+            .execute(conn)
+    }
+
     /// Forgets the reminders of a subject (a key whose expiry moved may be reminded again).
     pub fn forget(conn: &mut DbConn, subject: &str) -> QueryResult<usize> {
         diesel::delete(reminders::table.filter(reminders::subject.eq(subject))).execute(conn)

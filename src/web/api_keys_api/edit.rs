@@ -71,7 +71,7 @@ fn key_edit(body: Value) -> Result<KeyEdit, AppError> {
 
 /// An unknown field's name as a key of `fields`: itself when it is a short
 /// plain word, else `body` (an attacker's name is not echoed).
-fn field_name(field: &str) -> &str {
+pub(super) fn field_name(field: &str) -> &str {
     let plain = !field.is_empty() && field.len() <= 64 && field.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if plain { field } else { "body" }
 }
