@@ -322,7 +322,7 @@ async fn disabling_on_one_instance_reaches_the_other_within_a_second() {
 }
 
 /// The Edit card's form: what the page shows, plus `changes`.
-fn edit_form<'a>(page: &'a str, changes: &[(&'a str, &'a str)]) -> Vec<(&'a str, String)> {
+pub fn edit_form<'a>(page: &'a str, changes: &[(&'a str, &'a str)]) -> Vec<(&'a str, String)> {
     let shown = crate::helpers::attr_after(page, r#"name="expires_was" value=""#).unwrap_or_default();
     let mut form = vec![("csrf_token", csrf_from(page)), ("expires_at", shown.clone()), ("expires_was", shown)];
     for (k, v) in changes {

@@ -2,15 +2,20 @@
 //! with API keys lacking `api_keys:write` or narrower than what they try to
 //! hand out, without CSRF, and with bodies of every wrong shape. Every refused
 //! variant changes nothing; the legitimate variation works.
+//!
+//! Also the audit's findings on edits (issue 14): an edit renewing the
+//! team's maximum lifetime (M1), a roll racing an edit on PostgreSQL (L1),
+//! dates past the year 9999 (I3).
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::accounts::{member, member_id};
-use crate::api_keys::{call, create_key, error_code};
+use crate::api_keys::{api_post, call, create_key, error_code};
 use crate::both;
-use crate::helpers::{TEST_SECRET, TestApp, csrf_from, service_key};
-use crate::key_edit::{events, in_days, key_of, patch, patch_with_key, patched, unlimited};
+use crate::helpers::{Backend, TEST_SECRET, TestApp, csrf_from, service_key, spawn_app};
+use crate::key_edit::{edit_form, events, in_days, key_of, patch, patch_with_key, patched, sql, unlimited};
+use latchkey::web::format::rfc3339;
 
 const KEYS: &str = "/settings/developer/api-keys";
 
@@ -314,3 +319,145 @@ async fn a_disabled_key_reported_as_leaked_is_revoked_for_good(app: TestApp) {
     assert_eq!(call(&app, "/api/v1/auth/test", secret).await.status(), StatusCode::UNAUTHORIZED);
 }
 both!(a_disabled_key_reported_as_leaked_is_revoked_for_good);
+
+const HOUR: i64 = 3_600;
+
+/// M1: an edit never renews a key's allowance. With a team maximum of one
+/// day, a key made twelve hours ago may live twelve more hours, not "one
+/// day from now" — through the API and through the Edit card alike; a new
+/// lease of life is a roll.
+async fn an_edit_never_renews_the_teams_maximum_lifetime(app: TestApp) {
+    app.owner_session().await;
+    unlimited(&app);
+    let res = app.post_form(KEYS, &format!("{KEYS}/policy"), &[("max_lifetime_days", "1")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let now = app.clock().now();
+    let body = json!({"name": "Day pass", "scopes": ["templates:read"], "expires_at": rfc3339(now + 6 * HOUR)});
+    let id = create_key(&app, body).await["id"].as_str().unwrap().to_owned();
+    sql(&app, &format!("UPDATE api_keys SET created_at = {} WHERE id = '{id}'", now - 12 * HOUR));
+    let before = key_of(&app, &id).await;
+
+    // Within "now + one day", beyond "creation + one day".
+    let renewed = rfc3339(now + 23 * HOUR);
+    let (status, json) = error_code(patch(&app, &id, &json!({"expires_at": renewed})).await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
+    assert_eq!(json["error"]["code"], "validation_failed");
+    assert!(json["error"]["fields"]["expires_at"].as_str().unwrap().contains("from their creation"), "{json}");
+    let page_url = format!("{KEYS}/{id}");
+    let page = app.get_html(&page_url).await;
+    let form = edit_form(&page, &[("name", "Day pass"), ("scopes", "templates:read"), ("expires_at", &renewed)]);
+    let res = app.client.post(app.url(&format!("{page_url}/edit"))).form(&form).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "the Edit card");
+    let html = res.text().await.unwrap();
+    assert!(html.contains(r#"id="expires_at-error""#) && html.contains("from their creation"), "{html}");
+    assert_eq!(key_of(&app, &id).await, before, "nothing changed");
+    assert!(events(&app, &id, "api_key.updated").is_empty());
+
+    // Within what its creation allows: accepted, both ways.
+    let within = rfc3339(now + 11 * HOUR);
+    assert_eq!(patched(&app, &id, json!({"expires_at": within})).await["expires_at"], within.as_str());
+    let page = app.get_html(&page_url).await;
+    let sooner = rfc3339(now + 10 * HOUR);
+    let form = edit_form(&page, &[("name", "Day pass"), ("scopes", "templates:read"), ("expires_at", &sooner)]);
+    let res = app.client.post(app.url(&format!("{page_url}/edit"))).form(&form).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(key_of(&app, &id).await["expires_at"], sooner.as_str());
+}
+both!(an_edit_never_renews_the_teams_maximum_lifetime);
+
+/// I3: an expiry past the year 9999 (written so, or brought there by its
+/// offset) is refused on create and on edit and never stored; the last day
+/// that can be written is a date like any other.
+async fn an_expiry_past_the_year_9999_is_refused_and_never_stored(app: TestApp) {
+    app.owner_session().await;
+    unlimited(&app);
+    let id = create_key(&app, json!({"name": "Steady", "scopes": ["templates:read"]})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = key_of(&app, &id).await;
+    for (i, late) in ["10000-01-01T00:00:00Z", "9999-12-31T23:59:59-23:59"].into_iter().enumerate() {
+        let body = json!({"name": format!("Late {i}"), "scopes": ["templates:read"], "expires_at": late});
+        let (status, json) = error_code(api_post(&app, "/api/v1/api-keys", &body).await).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "create {late}: {json}");
+        assert_eq!(json["error"]["code"], "validation_failed");
+        assert!(json["error"]["fields"]["expires_at"].is_string(), "create {late}: {json}");
+        let (status, json) = error_code(patch(&app, &id, &json!({"expires_at": late})).await).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "edit {late}: {json}");
+        assert!(json["error"]["fields"]["expires_at"].is_string(), "edit {late}: {json}");
+    }
+    assert_eq!(key_of(&app, &id).await, before, "never stored");
+    let listed: Value = app.get("/api/v1/api-keys").await.json().await.unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "no key was made");
+
+    let last = "9999-12-31T00:00:00Z";
+    let far = create_key(&app, json!({"name": "Far", "scopes": ["templates:read"], "expires_at": last})).await;
+    assert_eq!(far["expires_at"], last);
+    assert_eq!(patched(&app, &id, json!({"expires_at": last})).await["expires_at"], last);
+    assert_eq!(key_of(&app, &id).await["expires_at"], last);
+    let page = app.get_html(&format!("{KEYS}/{id}")).await;
+    assert!(page.contains(&format!(r#"datetime="{last}""#)) && page.contains("9999-12-31 00:00 UTC"), "{page}");
+}
+both!(an_expiry_past_the_year_9999_is_refused_and_never_stored);
+
+/// L1 (PostgreSQL: SQLite's writers never overlap): a roll racing an edit
+/// that narrows and pauses the key. Whenever both succeed, the roll came
+/// first (its event precedes the edit's) — the copy never carries the key as
+/// it was before an edit that had committed; whenever the edit came first,
+/// the roll is refused (a disabled key is not rolled) and no key is made.
+#[tokio::test]
+async fn a_roll_racing_an_edit_never_copies_the_key_as_it_was() {
+    let Some(app) = spawn_app(Backend::Postgres).await else { return };
+    app.owner_session().await;
+    unlimited(&app);
+    let csrf = csrf_from(&app.get_html("/settings/team").await);
+    let (mut rolls_first, mut edits_first) = (0, 0);
+    for round in 0..20 {
+        let body = json!({"name": format!("Raced {round}"), "scopes": ["templates:read", "templates:write"]});
+        let id = create_key(&app, body).await["id"].as_str().unwrap().to_owned();
+        let edit = app
+            .client
+            .patch(app.url(&format!("/api/v1/api-keys/{id}")))
+            .header("X-CSRF-Token", &csrf)
+            .json(&json!({"scopes": ["templates:read"], "disabled": true}))
+            .send();
+        let roll = app
+            .client
+            .post(app.url(&format!("/api/v1/api-keys/{id}/roll")))
+            .header("X-CSRF-Token", &csrf)
+            .json(&json!({"grace_seconds": 3600}))
+            .send();
+        let (edit, roll) = tokio::join!(edit, roll);
+        let (edit, (roll_status, roll_body)) = (edit.unwrap(), error_code(roll.unwrap()).await);
+        assert_eq!(edit.status(), StatusCode::OK, "round {round}: a key in its grace may be narrowed and paused");
+        let rolled = events(&app, &id, "api_key.rolled");
+        let mut edited = events(&app, &id, "api_key.updated");
+        edited.extend(events(&app, &id, "api_key.disabled"));
+        assert_eq!(edited.len(), 2, "round {round}: the narrowing and the pause");
+        let old = key_of(&app, &id).await;
+        assert_eq!((old["status"].as_str(), old["scopes"].clone()), (Some("disabled"), json!(["templates:read"])));
+        if roll_status == StatusCode::OK {
+            rolls_first += 1;
+            assert_eq!(rolled.len(), 1, "round {round}");
+            assert!(
+                edited.iter().all(|e| rolled[0].id < e.id),
+                "round {round}: the roll copied the key as it was before an edit that had committed: \
+                 rolled {} after {:?}",
+                rolled[0].id,
+                edited.iter().map(|e| (e.id, e.action.clone())).collect::<Vec<_>>()
+            );
+            let copy = key_of(&app, roll_body["data"]["id"].as_str().unwrap()).await;
+            assert_eq!(copy["scopes"], json!(["templates:read", "templates:write"]), "the key as it was when rolled");
+            assert_eq!(copy["status"], "active");
+        } else {
+            edits_first += 1;
+            assert_eq!(roll_status, StatusCode::UNPROCESSABLE_ENTITY, "round {round}: {roll_body}");
+            assert!(roll_body["error"]["fields"]["key"].is_string(), "round {round}: {roll_body}");
+            assert!(roll_body["data"].is_null(), "no secret handed out");
+            assert!(rolled.is_empty() && old["replaced_by"].is_null(), "round {round}: nothing rolled");
+        }
+    }
+    let listed: Value = app.get("/api/v1/api-keys?limit=100").await.json().await.unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 20 + rolls_first, "a new key only for each roll that won");
+    assert_eq!(rolls_first + edits_first, 20);
+}

@@ -9,6 +9,10 @@
 //! asks only of keys the caller may roll) answers 404 and the roll itself
 //! 403 "Developers can change only the keys they created", as a plain roll
 //! does; another team's key is 404 everywhere.
+//!
+//! Also the audit's findings (issue 14): a roll body with a misspelt, an
+//! unknown or a null field (I1), and reminders sent again by nudging a key's
+//! expiry (L4).
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -17,7 +21,9 @@ use crate::accounts::member;
 use crate::api_keys::{api_post, call, create_key, error_code};
 use crate::both;
 use crate::helpers::{TestApp, csrf_from};
-use crate::key_privilege::{BASE, DAY, GRANTED, USED, expiring, id, key_json, strings, watched_keys};
+use crate::key_edit::patched;
+use crate::key_privilege::{BASE, DAY, GRANTED, USED, events, expiring, id, key_json, strings, watched_keys};
+use latchkey::web::format::{parse_rfc3339, rfc3339};
 
 const GLOBEX_EMAIL: &str = "owner@globex.test";
 const GLOBEX_PASSWORD: &str = "globex password 123";
@@ -200,3 +206,67 @@ async fn reminders_and_the_banner_never_cross_teams(app: TestApp) {
     assert!(log.contains("Acme billing") && !log.contains("Globex payroll"));
 }
 both!(reminders_and_the_banner_never_cross_teams);
+
+/// I1: a roll takes only `grace_seconds` and `only_used_scopes` (a boolean).
+/// A misspelt flag, fields it does not take (`scopes`, anything else) and a
+/// null flag are field errors naming the field — never a roll that keeps
+/// every scope — from a session and from a key alike; nothing is rolled.
+async fn a_roll_body_with_a_field_it_does_not_take_rolls_nothing(app: TestApp) {
+    app.owner_session().await;
+    let keys = watched_keys(&app, &[("catalog sync", GRANTED, USED)]).await;
+    let writer = create_key(&app, json!({"name": "writer", "scopes": ["admin"]})).await;
+    let api = format!("/api/v1/api-keys/{}/roll", id(&keys[0]));
+    let before = team_key_count(&app).await;
+    let cases = [
+        (json!({"only_used_scope": true}), "only_used_scope"),
+        (json!({"scopes": ["admin"]}), "scopes"),
+        (json!({"grace_seconds": 60, "x": 1}), "x"),
+        (json!({"only_used_scopes": null}), "only_used_scopes"),
+    ];
+    for (body, field) in &cases {
+        let by_session = api_post(&app, &api, body).await;
+        let by_key = with_key(&app, &api, writer["key"].as_str().unwrap(), body).await;
+        for (who, res) in [("session", by_session), ("key", by_key)] {
+            let (status, json) = error_code(res).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{who} {body}: {json}");
+            assert_eq!(json["error"]["code"], "validation_failed");
+            assert!(json["error"]["fields"][field].is_string(), "{who} {body}: {json}");
+            assert!(json["data"].is_null(), "no secret handed out");
+        }
+    }
+    assert_eq!(key_json(&app, id(&keys[0])).await["replaced_by"], Value::Null, "nothing was rolled");
+    assert_eq!(team_key_count(&app).await, before, "no key was made");
+    assert!(events(&app, "api_key.rolled", id(&keys[0])).is_empty());
+    assert_eq!(call(&app, "/api/v1/auth/test", keys[0]["key"].as_str().unwrap()).await.status(), StatusCode::OK);
+}
+both!(a_roll_body_with_a_field_it_does_not_take_rolls_nothing);
+
+/// L4: nudging a key's expiry a second at a time never sends its reminder
+/// again: the key stays within the week the reminder was about. Moving it
+/// out of the week (to 20 days) and back is different: the team was last
+/// told the key had weeks left, so the new date within a week deserves a
+/// reminder of its own — and each such round trip takes two audited edits.
+async fn nudging_an_expiry_never_sends_its_reminder_again(app: TestApp) {
+    app.owner_session().await;
+    let key = expiring(&app, "nudged", 5 * DAY).await;
+    let key_id = id(&key);
+    let expires_at = parse_rfc3339(key["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(app.run_reminders().await, 1);
+    assert_eq!(events(&app, "api_key.expiring", key_id).len(), 1);
+    for nudge in 1..=5 {
+        let later = rfc3339(expires_at + nudge);
+        assert_eq!(patched(&app, key_id, json!({"expires_at": later})).await["expires_at"], later.as_str());
+        assert_eq!(app.run_reminders().await, 0, "nudge {nudge}");
+    }
+    assert_eq!(events(&app, "api_key.expiring", key_id).len(), 1, "one reminder for one week");
+
+    let now = app.clock().now();
+    patched(&app, key_id, json!({"expires_at": rfc3339(now + 20 * DAY)})).await;
+    assert_eq!(app.run_reminders().await, 0, "weeks left: nothing to say");
+    patched(&app, key_id, json!({"expires_at": rfc3339(now + 5 * DAY)})).await;
+    assert_eq!(app.run_reminders().await, 1, "back within a week: a new date to hear about");
+    let sent = events(&app, "api_key.expiring", key_id);
+    assert_eq!(sent.len(), 2);
+    assert_eq!(events(&app, "api_key.updated", key_id).len(), 7, "every move audited");
+}
+both!(nudging_an_expiry_never_sends_its_reminder_again);

@@ -4,15 +4,19 @@
 //! tried by a viewer, a developer on someone else's key or app, a member of
 //! another team, an API key, a form without its CSRF token, and bad input.
 //! Every refusal leaves the grace exactly as it was.
+//!
+//! Also the audit's findings (issue 14): "Finish now" while a use of the old
+//! credential is still in the usage buffer (L3), and a demoted member
+//! extending the grace of a key holding a scope they could no longer grant (I4).
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::accounts::member;
-use crate::api_keys::{call, create_key};
+use crate::accounts::{member, member_id};
+use crate::api_keys::{api_post, call, create_key};
 use crate::both;
 use crate::helpers::{TestApp, csrf_from};
-use crate::key_rotation::{APPS, KEYS, rolled_key, rotate_secret, stored, stored_app};
+use crate::key_rotation::{APPS, KEYS, events, rolled_key, rotate_secret, stored, stored_app, token_with};
 use crate::oauth::{REDIRECT, register};
 
 const RIVAL_EMAIL: &str = "owner@rival.test";
@@ -203,3 +207,90 @@ async fn only_who_may_manage_an_app_may_finish_or_extend_its_previous_secret(app
     assert_eq!(both_ways(&app, &format!("{devs_page}/finish-rotation?quiet=900")).await, [StatusCode::OK; 2]);
 }
 both!(only_who_may_manage_an_app_may_finish_or_extend_its_previous_secret);
+
+/// A refused "Finish now" (or extension): the page again, 422, with the reason beside `field`.
+async fn refused_with(res: reqwest::Response, field: &str, says: &str) {
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = res.text().await.unwrap();
+    assert!(html.contains(&format!(r#"id="{field}-error">{says}"#)), "{html}");
+}
+
+/// L3: a use of the old key or the previous client secret that this
+/// instance served but has not written yet still counts: with the last
+/// written use twenty minutes old, one more use left in the buffer keeps a
+/// 15-minute "Finish now" refused — before the flush and after it — and the
+/// old credential working.
+async fn finish_now_counts_a_use_still_in_the_buffer(app: TestApp) {
+    app.owner_session().await;
+    let (old_id, old_secret, new_id, _) = rolled_key(&app, "buffered", 3600).await;
+    assert_eq!(call(&app, "/api/v1/auth/test", &old_secret).await.status(), StatusCode::OK);
+    app.flush_usage().await;
+    app.clock().advance(20 * 60);
+    assert_eq!(call(&app, "/api/v1/auth/test", &old_secret).await.status(), StatusCode::OK, "not written yet");
+    let grace = key_grace(&app, &old_id);
+    let page = format!("{KEYS}/{new_id}");
+    for flushed in [false, true] {
+        if flushed {
+            app.flush_usage().await;
+        }
+        let res = app.post_form(&page, &format!("{page}/finish"), &[("quiet", "900")]).await;
+        refused_with(res, "quiet", "The old key was used less than a minute ago").await;
+    }
+    assert_eq!(key_grace(&app, &old_id), grace);
+    assert_eq!(events(&app, "api_key.grace_finished"), 0);
+    assert_eq!(call(&app, "/api/v1/auth/test", &old_secret).await.status(), StatusCode::OK, "still in its grace");
+
+    let registered = crate::oauth::register(&app, "confidential", crate::oauth::REDIRECT, &["templates:read"]).await;
+    let (client_id, previous) = (registered.client_id.clone(), registered.secret.clone().unwrap());
+    rotate_secret(&app, &client_id, "3600").await;
+    token_with(&app, &client_id, &previous).await.unwrap();
+    app.flush_usage().await;
+    app.clock().advance(20 * 60);
+    token_with(&app, &client_id, &previous).await.unwrap();
+    let before = app_grace(&app, &client_id);
+    let page = format!("{APPS}/{client_id}");
+    for flushed in [false, true] {
+        if flushed {
+            app.flush_usage().await;
+        }
+        let res = app.post_form(&page, &format!("{page}/finish-rotation"), &[("quiet", "900")]).await;
+        refused_with(res, "quiet", "The old secret was used less than a minute ago").await;
+    }
+    assert_eq!(app_grace(&app, &client_id), before);
+    assert_eq!(events(&app, "oauth.secret_grace_finished"), 0);
+    token_with(&app, &client_id, &previous).await.expect("the previous secret still works");
+}
+both!(finish_now_counts_a_use_still_in_the_buffer);
+
+/// I4: lengthening a key's life is loosening it. An admin rolls a key
+/// holding `admin`, is demoted to developer, and may no longer extend its
+/// grace (from either key's page): a field error, the old key's end as it
+/// was. An owner may.
+async fn a_demoted_member_may_not_extend_the_grace_of_a_key_they_could_not_grant(app: TestApp) {
+    app.owner_session().await;
+    let admin = member(&app, "admin@acme.test", "admin").await;
+    let created = create_key(&admin, json!({"name": "everything", "scopes": ["admin"]})).await;
+    let old_id = created["id"].as_str().unwrap().to_owned();
+    let res = api_post(&admin, &format!("/api/v1/api-keys/{old_id}/roll"), &json!({"grace_seconds": 3600})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let new_id = res.json::<Value>().await.unwrap()["data"]["id"].as_str().unwrap().to_owned();
+    let admin_id = member_id(&app.get_html("/settings/team").await, "admin@acme.test");
+    let demote = format!("/settings/team/members/{admin_id}/role");
+    assert_eq!(post(&app, &demote, &[("role", "developer")]).await, StatusCode::SEE_OTHER);
+
+    let before = key_grace(&app, &old_id);
+    for id in [&old_id, &new_id] {
+        let page = format!("{KEYS}/{id}");
+        let res = admin.post_form(&page, &format!("{page}/extend"), &[("extend", "3600")]).await;
+        refused_with(res, "extend", "The old key holds a scope you could not grant now").await;
+    }
+    assert_eq!(key_grace(&app, &old_id), before, "the old key ends as it did");
+    assert_eq!(events(&app, "api_key.grace_extended"), 0);
+
+    let page = format!("{KEYS}/{old_id}");
+    assert_eq!(post(&app, &format!("{page}/extend"), &[("extend", "3600")]).await, StatusCode::SEE_OTHER);
+    let (expires_at, extended_at) = key_grace(&app, &old_id);
+    assert_eq!(expires_at, before.0.map(|e| e + 3600), "the owner may");
+    assert!(extended_at.is_some());
+}
+both!(a_demoted_member_may_not_extend_the_grace_of_a_key_they_could_not_grant);

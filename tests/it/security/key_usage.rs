@@ -1,15 +1,22 @@
 //! Reading a key's usage: any member of its team may (viewers included),
 //! nobody else — another team's members and keys get 404, a key without
 //! `api_keys:read` 403, no credential 401 — and whatever the dates say, the
-//! answer is a field error, never a 500 nor an echo.
+//! answer is a field error, never a 500 nor an echo. A credential sent as a
+//! user agent is kept nowhere (the audit's L2, issue 14).
 
+use diesel::prelude::*;
+use oauth2::TokenResponse;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::api_keys::{call, create_key};
 use crate::both;
-use crate::helpers::TestApp;
-use crate::key_usage::{KEYS, new_key, report, today, usage};
+use crate::helpers::{OWNER_EMAIL, OWNER_PASSWORD, TestApp};
+use crate::key_edit::{events, patch, unlimited};
+use crate::key_usage::{KEYS, call_as, new_key, report, today, usage};
+use crate::oauth::{REDIRECT, client, http, register};
+use latchkey::store::StoreError;
+use latchkey::store::schema::{audit_events, sessions, usage_sightings};
 
 const GLOBEX_EMAIL: &str = "boss@globex.test";
 const GLOBEX_PASSWORD: &str = "globex owner password";
@@ -145,3 +152,106 @@ async fn bad_dates_are_field_errors_never_a_500_nor_an_echo(app: TestApp) {
     assert_eq!(status, StatusCode::OK);
 }
 both!(bad_dates_are_field_errors_never_a_500_nor_an_echo);
+
+/// An access token of a new confidential app (`client_credentials`).
+async fn access_token(app: &TestApp) -> String {
+    let registered = register(app, "confidential", REDIRECT, &["templates:read"]).await;
+    let token = client(app, &registered, REDIRECT).exchange_client_credentials().request_async(&http()).await.unwrap();
+    token.access_token().secret().clone()
+}
+
+/// Every text the database keeps about who called: the usage sightings,
+/// the audit events' actors, agents and details, the sessions.
+fn everything_kept(app: &TestApp) -> Vec<String> {
+    app.db()
+        .run_sync(|c| {
+            let mut all: Vec<String> = usage_sightings::table.select(usage_sightings::value).load(c)?;
+            let events: Vec<(String, Option<String>, String)> = audit_events::table
+                .select((audit_events::actor_label, audit_events::user_agent, audit_events::details))
+                .load(c)?;
+            for (label, agent, details) in events {
+                all.extend([label, agent.unwrap_or_default(), details]);
+            }
+            let kept: Vec<(Option<String>, String)> =
+                sessions::table.select((sessions::user_agent, sessions::state)).load(c)?;
+            all.extend(kept.into_iter().flat_map(|(agent, state)| [agent.unwrap_or_default(), state]));
+            Ok::<_, StoreError>(all)
+        })
+        .unwrap()
+}
+
+/// L2: a key, another key or an OAuth access token sent as (or inside) a
+/// User-Agent — by a script, or a browser signing in — is replaced by
+/// `[secret]` wherever an agent is kept or shown: usage sightings, the usage
+/// report, the key page, support's key page, audit actors and sessions.
+async fn a_credential_sent_as_a_user_agent_is_kept_nowhere(app: TestApp) {
+    app.owner_session().await;
+    unlimited(&app);
+    let scopes = ["templates:read", "api_keys:read", "api_keys:write"];
+    let (id, key) = new_key(&app, json!({"name": "leaky", "scopes": scopes})).await;
+    let (_, other) = new_key(&app, json!({"name": "bystander", "scopes": ["templates:read"]})).await;
+    let token = access_token(&app).await;
+    let test = "/api/v1/auth/test";
+    for agent in [key.clone(), format!("worker/1.0 ({token})"), format!("worker/1.0 ({other})")] {
+        assert_eq!(call_as(&app, test, &key, &agent, None).await, StatusCode::OK, "{agent}");
+    }
+    // State-changing calls with such agents: with the key itself, and from a
+    // browser that signed in with one.
+    let res = app
+        .other_client()
+        .client
+        .patch(app.url(&format!("/api/v1/api-keys/{id}")))
+        .header("X-API-Key", &key)
+        .header("User-Agent", &key)
+        .json(&json!({"name": "leaky renamed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut browser = app.other_client();
+    browser.client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(format!("worker/1.0 ({token})"))
+        .build()
+        .unwrap();
+    assert_eq!(browser.login(OWNER_EMAIL, OWNER_PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(patch(&browser, &id, &json!({"name": "leaky again"})).await.status(), StatusCode::OK);
+    app.flush_usage().await;
+
+    // The random part of each secret, which no kept text may hold.
+    let secrets: Vec<&str> = [&key, &other, &token].into_iter().map(|s| s.split_once('_').unwrap().1).collect();
+    let leaks = |what: &str, text: &str| {
+        for s in &secrets {
+            assert!(!text.contains(s), "{what} holds a secret: {text}");
+        }
+    };
+    for text in everything_kept(&app) {
+        leaks("the database", &text);
+    }
+    let data = report(&app, &id).await;
+    leaks("the usage report", &data.to_string());
+    let mut agents: Vec<&str> =
+        data["user_agents"].as_array().unwrap().iter().map(|a| a["user_agent"].as_str().unwrap()).collect();
+    agents.sort_unstable();
+    assert_eq!(agents, ["[secret]", "worker/1.0 ([secret])"], "kept as the agents they were, secrets cut out");
+    let owner_page = app.get_html(&format!("{KEYS}/{id}")).await;
+    let staff = crate::support::support_user(&app).await;
+    let support_page = staff.get_html(&format!("/support/keys/{id}")).await;
+    for (what, page) in [("the key page", &owner_page), ("support's key page", &support_page)] {
+        leaks(what, page);
+        assert!(page.contains("worker/1.0 ([secret])"), "{what} shows the agent");
+    }
+    let signed_in: Vec<Option<String>> =
+        app.db().run_sync(|c| sessions::table.select(sessions::user_agent).load(c).map_err(StoreError::from)).unwrap();
+    assert!(signed_in.contains(&Some("worker/1.0 ([secret])".to_owned())), "{signed_in:?}");
+    let mut recorded: Vec<Option<String>> =
+        events(&app, &id, "api_key.updated").into_iter().map(|e| e.user_agent).collect();
+    recorded.sort();
+    assert_eq!(
+        recorded,
+        [Some("[secret]".to_owned()), Some("worker/1.0 ([secret])".to_owned())],
+        "the audit keeps the agents, secrets cut out"
+    );
+}
+both!(a_credential_sent_as_a_user_agent_is_kept_nowhere);
