@@ -219,8 +219,12 @@ fn new_expiry(
         Ok(e) => e,
         Err(m) => return Ok(Err(m)),
     };
+    // Counted from creation; a key made before the team set its maximum may
+    // still be shortened (never lengthened) past it.
+    let shortened = matches!((key.expires_at, expires_at), (Some(old), Some(t)) if t <= old);
     if let (Some(max), Some(t)) = (max_days, expires_at)
         && t > key.created_at + max * 86_400
+        && !shortened
     {
         return Ok(Err(format!(
             "Your team allows keys to live at most {max} days from their creation: roll this key for a fresh one."

@@ -362,6 +362,17 @@ async fn an_edit_never_renews_the_teams_maximum_lifetime(app: TestApp) {
     let res = app.client.post(app.url(&format!("{page_url}/edit"))).form(&form).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(key_of(&app, &id).await["expires_at"], sooner.as_str());
+
+    // A key made before the maximum was set (3 days old, 20 hours left) may
+    // be shortened, never lengthened.
+    let body = json!({"name": "Older", "scopes": ["templates:read"], "expires_at": rfc3339(now + 20 * HOUR)});
+    let old_id = create_key(&app, body).await["id"].as_str().unwrap().to_owned();
+    sql(&app, &format!("UPDATE api_keys SET created_at = {} WHERE id = '{old_id}'", now - 72 * HOUR));
+    let shorter = rfc3339(now + 10 * HOUR);
+    assert_eq!(patched(&app, &old_id, json!({"expires_at": shorter})).await["expires_at"], shorter.as_str());
+    let (status, json) = error_code(patch(&app, &old_id, &json!({"expires_at": rfc3339(now + 11 * HOUR)})).await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
+    assert_eq!(key_of(&app, &old_id).await["expires_at"], shorter.as_str());
 }
 both!(an_edit_never_renews_the_teams_maximum_lifetime);
 
