@@ -78,7 +78,7 @@ impl Application {
         tokio::spawn(crate::service::changes::publish(redis.clone(), verifier.clone()));
         tokio::spawn(crate::service::changes::listen(redis, verifier));
         let every = Duration::from_secs(state.config.usage_flush_seconds.unsigned_abs());
-        let flusher = UsageFlusher::new(state.clone(), every);
+        let flusher = UsageFlusher::new(state.clone());
         spawn_usage_flusher(flusher.clone(), every);
         spawn_reminders(state.clone(), Duration::from_secs(state.config.reminder_seconds.unsigned_abs()));
         Ok(Self { port, server, state, flusher })
@@ -176,9 +176,9 @@ pub struct UsageFlusher {
 }
 
 impl UsageFlusher {
-    fn new(state: State, every: Duration) -> Self {
-        let relay = Arc::new(Relay::new(state.redis.clone(), every));
-        Self { state, relay, one_at_a_time: Arc::default() }
+    fn new(state: State) -> Self {
+        let (relay, one_at_a_time) = (state.usage_relay.clone(), state.usage_flush.clone());
+        Self { state, relay, one_at_a_time }
     }
 
     /// Hands on usage, writes the buffered audit events and the summaries

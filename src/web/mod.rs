@@ -72,9 +72,30 @@ pub struct AppState {
     pub hashing: Hashing,
     /// How people are told about their keys (expiry reminders).
     pub notifier: Notifier,
+    /// Where this instance hands its usage on (Redis, or the database).
+    pub usage_relay: Arc<crate::service::usage::Relay>,
+    /// One usage flush at a time on this instance (a batch being written is
+    /// in neither the buffer nor the database until it commits).
+    pub usage_flush: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AppState {
+    /// Writes this instance's buffered usage, and moves what every instance
+    /// handed to Redis, now: what a decision about recent use (ending a
+    /// rotation's grace) must see. A failure is logged; the decision then
+    /// also counts what is still buffered here.
+    pub async fn write_usage_now(&self) {
+        // After any flush in progress has committed.
+        let _one_at_a_time = self.usage_flush.lock().await;
+        let written = async {
+            self.verifier.flush(&self.db, &self.usage_relay).await?;
+            self.usage_relay.move_to_db(&self.db, crate::service::usage::When::Now).await
+        };
+        if let Err(e) = written.await {
+            tracing::warn!(error = %format!("{:#}", anyhow::Error::new(e)), "writing usage before a decision failed");
+        }
+    }
+
     /// The state of one instance; `redis` is shared with the others (or off).
     pub fn new(config: Config, db: Db, setup_token: Option<String>, redis: Arc<Redis>) -> std::io::Result<Self> {
         let keys = Keys::derive(config.secret_bytes());
@@ -94,7 +115,11 @@ impl AppState {
         };
         let queue_wait = std::time::Duration::from_millis(config.password_wait_ms);
         let hashing = Hashing::start(config.password_threads, queue_wait)?;
+        let every = std::time::Duration::from_secs(config.usage_flush_seconds.unsigned_abs());
+        let usage_relay = Arc::new(crate::service::usage::Relay::new(redis.clone(), every));
         Ok(Self {
+            usage_relay,
+            usage_flush: Arc::default(),
             notifier: Notifier::logged_only(),
             hashing,
             clock: Clock::system(),

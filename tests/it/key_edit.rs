@@ -181,9 +181,8 @@ async fn expiry_stays_within_the_teams_maximum_and_a_rolls_grace(app: TestApp) {
     }
     assert_eq!(key_of(&app, id).await, before);
 
-    // A new expiry forgets the reminders it moved past, so they come again
-    // for the new date; a reminder whose threshold the key is still within
-    // stays sent (moving the expiry a little sends nothing more).
+    // A reminder comes again only once the expiry moved later by more than
+    // its threshold; a shorter life or a nudge re-arms nothing.
     let claim = |kind: &'static str| {
         let key_id = id.to_owned();
         app.db().run_sync(move |c| Reminder::claim(c, &key_id, kind, 0).map_err(StoreError::from)).unwrap()
@@ -193,13 +192,17 @@ async fn expiry_stays_within_the_teams_maximum_and_a_rolls_grace(app: TestApp) {
         app.db().run_sync(move |c| Reminder::sent(c, &key_id, kind).map_err(StoreError::from)).unwrap()
     };
     assert!(claim("expiring_7d") && claim("expiring_1d"));
-    let within_a_week = in_days(5);
-    assert_eq!(patched(&app, id, json!({"expires_at": within_a_week})).await["expires_at"], within_a_week.as_str());
-    assert!(sent("expiring_7d"), "still within a week: not sent again");
-    assert!(!sent("expiring_1d"), "moved past a day: may come again");
-    let later = in_days(20);
-    assert_eq!(patched(&app, id, json!({"expires_at": later})).await["expires_at"], later.as_str());
-    assert!(!sent("expiring_7d"), "moved past a week: may come again");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for (expires_at, week_sent, day_sent, why) in [
+        (now + 5 * 86_400, true, true, "shorter: nothing re-armed"),
+        (now + 5 * 86_400 + 7, true, true, "a nudge: nothing re-armed"),
+        (now + 6 * 86_400 + 43_200, true, false, "a day and a half more: the day's reminder may come again"),
+        (now + 20 * 86_400, false, false, "two weeks more: the week's too"),
+    ] {
+        let at = latchkey::web::format::rfc3339(expires_at);
+        assert_eq!(patched(&app, id, json!({"expires_at": at})).await["expires_at"], at.as_str());
+        assert_eq!((sent("expiring_7d"), sent("expiring_1d")), (week_sent, day_sent), "{why}");
+    }
 
     // A key in a roll's grace stops when the roll says; it may still be renamed.
     let res =

@@ -105,23 +105,35 @@ pub fn looks_like_a_whole_key(text: &str) -> bool {
 /// (one with things put inside it).
 pub const HOLDS_A_SECRET: &str = "(text holding a secret: not kept)";
 
-/// `text` with every well-formed credential in it (a key, a token, a client
-/// secret: its checksum right, so ordinary words are never taken for one)
-/// replaced by `[secret]`; [`HOLDS_A_SECRET`] when one is there in a form
-/// that cannot be cut out. Borrowed when there is none (the common case).
+/// `text` with every secret-looking part replaced by `[secret]`: each run of
+/// letters and digits at least [`SECRET_RUN`] long that reads as random
+/// (a key's body, with or without its prefix, checksum or separator; a token
+/// in any such encoding), and each well-formed credential; [`HOLDS_A_SECRET`]
+/// when a credential is still there in a form that cannot be cut out (one
+/// with things put inside it). Borrowed when nothing looks secret (the
+/// common case). Over-redaction of a long random-looking word costs nothing.
 pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
-    if embedded(text).is_none() {
+    let secret_run = |run: &str| run.len() >= SECRET_RUN && random_like(run);
+    let runs = || text.split(|c: char| !c.is_ascii_alphanumeric()).filter(|r| !r.is_empty());
+    if embedded(text).is_none() && !runs().any(secret_run) {
         return std::borrow::Cow::Borrowed(text);
     }
+    let cut = |word: &str| -> String {
+        if parse(word).is_some() {
+            return "[secret]".to_owned();
+        }
+        let parts: Vec<&str> = word.split('_').map(|p| if secret_run(p) { "[secret]" } else { p }).collect();
+        parts.join("_")
+    };
     let mut redacted = String::with_capacity(text.len());
-    let mut token = String::new();
+    let mut word = String::new();
     for c in text.chars().chain(std::iter::once(' ')) {
         if c.is_ascii_alphanumeric() || c == '_' {
-            token.push(c);
+            word.push(c);
             continue;
         }
-        redacted.push_str(if parse(&token).is_some() { "[secret]" } else { &token });
-        token.clear();
+        redacted.push_str(&cut(&word));
+        word.clear();
         redacted.push(c);
     }
     redacted.pop();
@@ -130,6 +142,9 @@ pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
         None => std::borrow::Cow::Owned(redacted),
     }
 }
+
+/// Letters and digits in a row from which [`redact`] takes a secret.
+pub const SECRET_RUN: usize = 24;
 
 /// Checks shape and checksum; `None` for anything malformed.
 pub fn parse(key: &str) -> Option<Parsed<'_>> {

@@ -83,17 +83,23 @@ pub fn edit(
             return Err(Error::Invalid(FieldErrors::single("key", "This key was revoked meanwhile.")));
         }
         record(conn, creator.actor, &key, &after, &changed, paused)?;
-        rearm_reminders(conn, &key.id, after.expires_at, at)?;
+        if after.expires_at != key.expires_at {
+            rearm_reminders(conn, &key.id, key.expires_at, after.expires_at)?;
+        }
         Ok(after)
     })
 }
 
-/// A key whose expiry moved past a reminder's threshold may be reminded
-/// again at that threshold; one still within it is not (moving the expiry a
-/// second at a time sends nothing more).
-fn rearm_reminders(conn: &mut DbConn, key_id: &str, expires_at: Option<i64>, at: i64) -> Result<()> {
+/// A reminder may come again only when the expiry moved later by more than
+/// its threshold (a week's reminder after a week's more life), or went away:
+/// nudging an expiry, however often, sends nothing more.
+fn rearm_reminders(conn: &mut DbConn, key_id: &str, before: Option<i64>, after: Option<i64>) -> Result<()> {
     for threshold in crate::service::reminders::Threshold::ALL {
-        if expires_at.is_none_or(|t| t > at + threshold.before()) {
+        let rearm = match (before, after) {
+            (Some(old), Some(new)) => new > old + threshold.before(),
+            (Some(_), None) | (None, _) => true,
+        };
+        if rearm {
             Reminder::forget_kind(conn, key_id, threshold.kind())?;
         }
     }
@@ -221,7 +227,11 @@ fn new_expiry(
     };
     // Counted from creation; a key made before the team set its maximum may
     // still be shortened (never lengthened) past it.
-    let shortened = matches!((key.expires_at, expires_at), (Some(old), Some(t)) if t <= old);
+    let shortened = match (key.expires_at, expires_at) {
+        (Some(old), Some(t)) => t <= old,
+        (None, Some(_)) => true,
+        (_, None) => false,
+    };
     if let (Some(max), Some(t)) = (max_days, expires_at)
         && t > key.created_at + max * 86_400
         && !shortened

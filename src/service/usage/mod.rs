@@ -489,7 +489,13 @@ mod tests {
             (key.clone(), "[secret]".to_owned()),
             (format!("worker/1.0 {token} (linux)"), "worker/1.0 [secret] (linux)".to_owned()),
             (format!("worker/1.0 ({key})"), "worker/1.0 ([secret])".to_owned()),
-            (format!("x/{}-{}", &key[..10], &key[10..]), crate::service::keys::codec::HOLDS_A_SECRET.to_owned()),
+            (format!("x/{}-{}", &key[..10], &key[10..]), format!("x/{}-[secret]", &key[..10])),
+            (format!("x/{}.{}", &key[..20], &key[20..]), crate::service::keys::codec::HOLDS_A_SECRET.to_owned()),
+            // Forms a person turns back into the key at a glance.
+            (format!("client/2 {}", &key[3..]), "client/2 [secret]".to_owned()),
+            (format!("client/3 {}", &key[..33]), "client/3 lk_[secret]".to_owned()),
+            (format!("client/4 lk%5F{}", &key[3..]), "client/4 lk%[secret]".to_owned()),
+            (format!("client/5 lk__{}", &key[3..]), "client/5 lk__[secret]".to_owned()),
         ] {
             let cleaned = clean_agent(&agent).into_owned();
             assert_eq!(cleaned, kept, "{agent}");

@@ -106,6 +106,9 @@ pub async fn finish(
 ) -> Result<HttpResponse, AppError> {
     let id = key_id(path.into_inner())?;
     let quiet = card::seconds(&form.quiet);
+    // Recent uses (this instance's buffer, and what every instance handed to
+    // Redis) reach the database before the quiet period is judged.
+    state.write_usage_now().await;
     match state.key_service().finish_grace(&caller(&user)?, &id, quiet).await {
         Ok(old) => {
             let old = codec::display(&state.config.api_key_prefix, &old.key_prefix);

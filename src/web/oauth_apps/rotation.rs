@@ -114,6 +114,9 @@ pub async fn finish(
 ) -> Result<HttpResponse, AppError> {
     let id = app_id(path.into_inner())?;
     let quiet = card::seconds(&form.quiet);
+    // Recent uses (this instance's buffer, and what every instance handed to
+    // Redis) reach the database before the quiet period is judged.
+    state.write_usage_now().await;
     match state.oauth_app_service().finish_secret_grace(&member(&user)?, id.clone(), quiet).await {
         Ok(app) => {
             flash(&user.session, "The grace is over: the previous client secret no longer works.");

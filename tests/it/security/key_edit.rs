@@ -373,6 +373,17 @@ async fn an_edit_never_renews_the_teams_maximum_lifetime(app: TestApp) {
     let (status, json) = error_code(patch(&app, &old_id, &json!({"expires_at": rfc3339(now + 11 * HOUR)})).await).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
     assert_eq!(key_of(&app, &old_id).await["expires_at"], shorter.as_str());
+
+    // One that never expires may be given an expiry within what the team allows from now.
+    let body = json!({"name": "Forever", "scopes": ["templates:read"], "expires_at": rfc3339(now + HOUR)});
+    let never = create_key(&app, body).await;
+    let never_id = never["id"].as_str().unwrap().to_owned();
+    sql(
+        &app,
+        &format!("UPDATE api_keys SET created_at = {}, expires_at = NULL WHERE id = '{never_id}'", now - 72 * HOUR),
+    );
+    let bounded = rfc3339(now + 20 * HOUR);
+    assert_eq!(patched(&app, &never_id, json!({"expires_at": bounded})).await["expires_at"], bounded.as_str());
 }
 both!(an_edit_never_renews_the_teams_maximum_lifetime);
 

@@ -268,5 +268,19 @@ async fn nudging_an_expiry_never_sends_its_reminder_again(app: TestApp) {
     let sent = events(&app, "api_key.expiring", key_id);
     assert_eq!(sent.len(), 2);
     assert_eq!(events(&app, "api_key.updated", key_id).len(), 7, "every move audited");
+
+    // Nudging across the threshold itself (just inside a week, then just
+    // outside, after each reminder) sends nothing more either.
+    let edge = expiring(&app, "edge", 7 * DAY - 30).await;
+    let edge_id = id(&edge);
+    assert_eq!(app.run_reminders().await, 1);
+    for nudge in 1..=4 {
+        let now = app.clock().now();
+        patched(&app, edge_id, json!({"expires_at": rfc3339(now + 7 * DAY + 3)})).await;
+        assert_eq!(app.run_reminders().await, 0, "outside by seconds {nudge}");
+        patched(&app, edge_id, json!({"expires_at": rfc3339(now + 7 * DAY - 30)})).await;
+        assert_eq!(app.run_reminders().await, 0, "back inside {nudge}");
+    }
+    assert_eq!(events(&app, "api_key.expiring", edge_id).len(), 1);
 }
 both!(nudging_an_expiry_never_sends_its_reminder_again);
