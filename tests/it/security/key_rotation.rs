@@ -262,6 +262,34 @@ async fn finish_now_counts_a_use_still_in_the_buffer(app: TestApp) {
 }
 both!(finish_now_counts_a_use_still_in_the_buffer);
 
+/// L3 across instances: a use that another instance handed to Redis (and no
+/// instance moved yet) is counted too — Finish now first moves what every
+/// instance handed over. (PostgreSQL and Redis.)
+#[tokio::test]
+async fn finish_now_counts_a_use_another_instance_handed_to_redis() {
+    let flush_hourly = ("LATCHKEY_USAGE_FLUSH_SECONDS", "3600");
+    let unlimited = ("LATCHKEY_DEFAULT_PLAN", "unlimited");
+    let Some(apps) = crate::helpers::spawn_instances(2, &[unlimited, flush_hourly]).await else { return };
+    let (a, b) = (&apps[0], &apps[1]);
+    a.owner_session().await;
+    let (old_id, old_secret, new_id, _) = rolled_key(a, "handed over", 3600).await;
+    assert_eq!(call(a, "/api/v1/auth/test", &old_secret).await.status(), StatusCode::OK);
+    a.flush_usage().await;
+    for app in [a, b] {
+        app.clock().advance(20 * 60);
+    }
+    // B serves the old key once and hands it to Redis; nobody moves it yet.
+    assert_eq!(call(b, "/api/v1/auth/test", &old_secret).await.status(), StatusCode::OK);
+    b.usage_flusher().tick().await.unwrap();
+    let page = format!("{KEYS}/{new_id}");
+    let res = a.post_form(&page, &format!("{page}/finish"), &[("quiet", "900")]).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.text().await.unwrap().contains("used less than a minute ago"));
+    assert_eq!(events(a, "api_key.grace_finished"), 0);
+    assert_eq!(call(b, "/api/v1/auth/test", &old_secret).await.status(), StatusCode::OK, "still in its grace");
+    assert!(stored(a, &old_id).expires_at.is_some_and(|e| e > a.clock().now()), "its grace runs on");
+}
+
 /// I4: lengthening a key's life is loosening it. An admin rolls a key
 /// holding `admin`, is demoted to developer, and may no longer extend its
 /// grace (from either key's page): a field error, the old key's end as it
