@@ -106,17 +106,39 @@ pub fn looks_like_a_whole_key(text: &str) -> bool {
 pub const HOLDS_A_SECRET: &str = "(text holding a secret: not kept)";
 
 /// `text` with every secret-looking part replaced by `[secret]`: each run of
-/// letters and digits at least [`SECRET_RUN`] long that reads as random
-/// (a key's body, with or without its prefix, checksum or separator; a token
-/// in any such encoding), and each well-formed credential; [`HOLDS_A_SECRET`]
-/// when a credential is still there in a form that cannot be cut out (one
-/// with things put inside it). Borrowed when nothing looks secret (the
-/// common case). Over-redaction of a long random-looking word costs nothing.
+/// at least [`SECRET_RUN`] letters and digits (and base64's `+`, `/`, `=`)
+/// that reads as random — a key's body with or without its prefix, checksum
+/// or separator, a token, their base64 — and each well-formed credential;
+/// [`HOLDS_A_SECRET`] when a credential is still there in a form that cannot
+/// be cut out (one with things put inside it, or percent-encoded). Borrowed
+/// when nothing looks secret (the common case). Over-redaction of a long
+/// random-looking word costs nothing.
+///
+/// What it is for: a secret that reaches free text by accident (a client
+/// that sends its key as its user agent, whole, encoded or without its
+/// prefix). Someone who holds a key and disguises it on purpose (split into
+/// short pieces, spelled out) can publish it anyway, as in a description:
+/// that is beyond what text can be checked for.
 pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    if let Some(decoded) = percent_decoded(text)
+        && cut_secrets(&decoded).is_some()
+    {
+        return std::borrow::Cow::Borrowed(HOLDS_A_SECRET);
+    }
+    match cut_secrets(text) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some(cut) if embedded(&cut).is_some() => std::borrow::Cow::Borrowed(HOLDS_A_SECRET),
+        Some(cut) => std::borrow::Cow::Owned(cut),
+    }
+}
+
+/// `text` with its secret-looking words cut out, or `None` if it has none.
+fn cut_secrets(text: &str) -> Option<String> {
+    let in_word = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '/' | '=');
     let secret_run = |run: &str| run.len() >= SECRET_RUN && random_like(run);
-    let runs = || text.split(|c: char| !c.is_ascii_alphanumeric()).filter(|r| !r.is_empty());
-    if embedded(text).is_none() && !runs().any(secret_run) {
-        return std::borrow::Cow::Borrowed(text);
+    let words = || text.split(|c: char| !in_word(c)).filter(|w| !w.is_empty());
+    if embedded(text).is_none() && !words().any(|w| w.split('_').any(secret_run)) {
+        return None;
     }
     let cut = |word: &str| -> String {
         if parse(word).is_some() {
@@ -125,22 +147,42 @@ pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
         let parts: Vec<&str> = word.split('_').map(|p| if secret_run(p) { "[secret]" } else { p }).collect();
         parts.join("_")
     };
-    let mut redacted = String::with_capacity(text.len());
+    let mut out = String::with_capacity(text.len());
     let mut word = String::new();
     for c in text.chars().chain(std::iter::once(' ')) {
-        if c.is_ascii_alphanumeric() || c == '_' {
+        if in_word(c) {
             word.push(c);
             continue;
         }
-        redacted.push_str(&cut(&word));
+        out.push_str(&cut(&word));
         word.clear();
-        redacted.push(c);
+        out.push(c);
     }
-    redacted.pop();
-    match embedded(&redacted) {
-        Some(_) => std::borrow::Cow::Borrowed(HOLDS_A_SECRET),
-        None => std::borrow::Cow::Owned(redacted),
+    out.pop();
+    Some(out)
+}
+
+/// `text` with its `%XX` escapes decoded, when it has any.
+fn percent_decoded(text: &str) -> Option<String> {
+    if !text.contains('%') {
+        return None;
     }
+    let bytes = text.as_bytes();
+    let (mut out, mut i, mut any) = (Vec::with_capacity(bytes.len()), 0, false);
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                (i, any) = (i + 3, true);
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    any.then(|| String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Letters and digits in a row from which [`redact`] takes a secret.

@@ -481,6 +481,43 @@ mod tests {
         assert_eq!(clean_agent(browser), browser, "an ordinary agent is kept as it is");
     }
 
+    /// Standard base64 (with `+`, `/` and padding), for the test.
+    fn base64_of(text: &str) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in text.as_bytes().chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..4 {
+                let c = if i <= chunk.len() { A[((n >> (18 - 6 * i)) & 63) as usize] } else { b'=' };
+                out.push(char::from(c));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn ordinary_user_agents_are_kept_as_they_are() {
+        for agent in [
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.2903.86",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+            "Mozilla/5.0 (Linux; Android 14; Pixel 8 Build/AP2A.240905.003; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/131.0.6778.39 Mobile Safari/537.36",
+            "curl/8.11.0",
+            "python-requests/2.32.3",
+            "python-httpx/0.28.1",
+            "Go-http-client/2.0",
+            "okhttp/4.12.0",
+            "PostmanRuntime/7.43.0",
+            "aws-sdk-java/2.29.0 Linux/6.1 OpenJDK_64-Bit_Server_VM/21.0.5+11-LTS Java/21.0.5 vendor/Eclipse_Adoptium",
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            "GitHub-Hookshot/a1b2c3d",
+            "Terraform/1.10.2 (+https://www.terraform.io) terraform-provider-acme/3.4.5",
+        ] {
+            assert_eq!(clean_agent(agent), agent);
+        }
+    }
+
     #[test]
     fn a_secret_in_a_user_agent_is_never_kept() {
         let key = crate::service::keys::codec::generate("lk").unwrap();
@@ -494,7 +531,8 @@ mod tests {
             // Forms a person turns back into the key at a glance.
             (format!("client/2 {}", &key[3..]), "client/2 [secret]".to_owned()),
             (format!("client/3 {}", &key[..33]), "client/3 lk_[secret]".to_owned()),
-            (format!("client/4 lk%5F{}", &key[3..]), "client/4 lk%[secret]".to_owned()),
+            (format!("client/4 lk%5F{}", &key[3..]), crate::service::keys::codec::HOLDS_A_SECRET.to_owned()),
+            (format!("client/6 {}", base64_of(&key)), "client/6 [secret]".to_owned()),
             (format!("client/5 lk__{}", &key[3..]), "client/5 lk__[secret]".to_owned()),
         ] {
             let cleaned = clean_agent(&agent).into_owned();
