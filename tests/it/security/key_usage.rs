@@ -115,7 +115,7 @@ async fn bad_dates_are_field_errors_never_a_500_nor_an_echo(app: TestApp) {
         ("?to=%E2%80%AE2026-11-26".into(), &["to"]),
         (format!("?from={long}"), &["from"]),
         ("?from=20261126".into(), &["from"]),
-        ("?from=2026-11-26T00:00:00Z".into(), &["from"]),
+        ("?from=2026-11-26T25:00:00Z".into(), &["from"]),
         ("?format=xml".into(), &["format"]),
     ];
     for (query, fields) in cases {
@@ -150,6 +150,13 @@ async fn bad_dates_are_field_errors_never_a_500_nor_an_echo(app: TestApp) {
     );
     let (status, _) = usage(&app, &id, "?from=9999-12-31&to=9999-12-31").await;
     assert_eq!(status, StatusCode::OK);
+    // An RFC 3339 time, as the rest of the API writes times, stands for its UTC day.
+    let (status, body) = usage(&app, &id, "?from=2026-11-20T10:00:00Z&to=2026-11-26T23:59:59Z").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["data"]["from"].as_str(), body["data"]["days"].as_array().unwrap().len()),
+        (Some("2026-11-20"), 7)
+    );
 }
 both!(bad_dates_are_field_errors_never_a_500_nor_an_echo);
 

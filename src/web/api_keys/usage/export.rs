@@ -24,8 +24,8 @@ use crate::web::auth::CurrentUser;
 use crate::web::format;
 use crate::web::{AppState, State};
 
-/// `?from=YYYY-MM-DD&to=YYYY-MM-DD` (either may be left out or empty), and
-/// for the API `format=json|csv`.
+/// `?from=YYYY-MM-DD&to=YYYY-MM-DD` (either may be left out or empty; an
+/// RFC 3339 time stands for its UTC day), and for the API `format=json|csv`.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct SpanQuery {
@@ -40,9 +40,9 @@ fn parse_span(q: &SpanQuery) -> Result<(Option<i64>, Option<i64>), AppError> {
     let mut day = |field: &str, raw: Option<&str>| match raw.filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => {
-            let parsed = format::parse_day(s);
+            let parsed = format::parse_day(s).or_else(|| format::parse_rfc3339(s).map(|t| t.div_euclid(86_400)));
             if parsed.is_none() {
-                errors.add(field, "Use a date like 2026-11-26 (YYYY-MM-DD).");
+                errors.add(field, "Use a date like 2026-11-26 (YYYY-MM-DD), or an RFC 3339 time.");
             }
             parsed
         }
