@@ -437,19 +437,44 @@ pub async fn revoke_confirm(
         return Ok(redirect(&page_url));
     }
     let prefix = codec::display(&state.config.api_key_prefix, &key.key_prefix);
-    let mut c = Confirm::new(
+    let c = Confirm::new(
         format!("confirm-revoke-{}", key.id),
         format!("Revoke {}?", key.name),
         format!("{page_url}/revoke"),
     )
     .says(format!("Requests using {prefix}… fail at once; this cannot be undone."))
     .button("Revoke key");
-    c = if query.from == "detail" {
+    confirm::respond(hx, Layout::new(&user, Nav::ApiKeys)?, &placed(c, &query, &key))
+}
+
+/// Where a row action's confirmation sits: asked from the key page, a normal
+/// post that comes back to it; asked from the list, in place on the key's row.
+fn placed(c: Confirm, query: &FromQuery, key: &ApiKey) -> Confirm {
+    let page_url = format!("{BASE}/{}", key.id);
+    if query.from == "detail" {
         c.cancel_to(page_url.clone()).field(Field::Hidden { name: "next".into(), value: page_url })
     } else {
         c.cancel_to(BASE).in_place(format!("#key-{}", key.id))
-    };
-    confirm::respond(hx, Layout::new(&user, Nav::ApiKeys)?, &c)
+    }
+}
+
+/// What a row action (revoke, disable, enable) answers once done: with
+/// htmx, the row as it is now and `toast`; otherwise `said` as a flash, back
+/// to the key page when the form came from it, else to the list.
+async fn row_action_done(
+    (state, user, hx): (&State, &CurrentUser, HxRequest),
+    caller: &KeyCaller,
+    key: &ApiKey,
+    (toast, said): (&str, &str),
+    form: Option<web::Form<RevokeForm>>,
+) -> Result<HttpResponse, AppError> {
+    if hx.wants_fragment() {
+        return row_answer(state, user, caller, key, toast).await;
+    }
+    flash(&user.session, said);
+    let next = form.map(|f| f.into_inner().next).unwrap_or_default();
+    let back = if next == format!("{BASE}/{}", key.id) { next } else { BASE.to_owned() };
+    Ok(redirect(&back))
 }
 
 #[derive(Deserialize, Default)]
@@ -468,13 +493,9 @@ pub async fn revoke(
     let caller = caller(&user)?;
     let id = key_id(path.into_inner())?;
     let key = state.key_service().revoke(&caller, &id).await?;
-    if hx.wants_fragment() {
-        return row_answer(&state, &user, &caller, &key, &format!("Revoked {}", key.name)).await;
-    }
-    flash(&user.session, &format!("Revoked {}: requests using it fail at once.", key.name));
-    let next = form.map(|f| f.into_inner().next).unwrap_or_default();
-    let back = if next == format!("{BASE}/{}", key.id) { next } else { BASE.to_owned() };
-    Ok(redirect(&back))
+    let (toast, said) =
+        (format!("Revoked {}", key.name), format!("Revoked {}: requests using it fail at once.", key.name));
+    row_action_done((&state, &user, hx), &caller, &key, (&toast, &said), form).await
 }
 
 /// The answer to an in-place change of a row (htmx): the row as it is now, and a toast.

@@ -14,14 +14,14 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 
-use super::{BASE, FromQuery, Notice, RevokeForm, bad_request, caller, detail_page, key_id, row_answer};
+use super::{BASE, FromQuery, Notice, RevokeForm, bad_request, caller, detail_page, key_id, placed, row_action_done};
 use crate::domain::KeyStatus;
 use crate::error::AppError;
 use crate::service::keys::{self, KeyEdit, codec, scopes};
 use crate::service::{self as services, FieldErrors};
 use crate::store::models::ApiKey;
 use crate::web::auth::{CurrentUser, flash};
-use crate::web::confirm::{self, Confirm, Field};
+use crate::web::confirm::{self, Confirm};
 use crate::web::htmx::{HxRequest, push_url};
 use crate::web::page::{Layout, Nav, redirect, render};
 use crate::web::{State, format};
@@ -244,12 +244,7 @@ async fn pause_confirm(
         .button("Enable key")
         .not_dangerous()
     };
-    let c = if query.from == "detail" {
-        c.cancel_to(page_url.clone()).field(Field::Hidden { name: "next".into(), value: page_url })
-    } else {
-        c.cancel_to(BASE).in_place(format!("#key-{}", key.id))
-    };
-    confirm::respond(hx, Layout::new(user, Nav::ApiKeys)?, &c)
+    confirm::respond(hx, Layout::new(user, Nav::ApiKeys)?, &placed(c, query, &key))
 }
 
 /// `POST …/{id}/disable`: refused at once until enabled again.
@@ -293,11 +288,5 @@ async fn pause(
     } else {
         (format!("Enabled {}", key.name), format!("Enabled {}: requests using it work again.", key.name))
     };
-    if hx.wants_fragment() {
-        return row_answer(state, user, &caller, &key, &toast).await;
-    }
-    flash(&user.session, &said);
-    let next = form.map(|f| f.into_inner().next).unwrap_or_default();
-    let back = if next == format!("{BASE}/{}", key.id) { next } else { BASE.to_owned() };
-    Ok(redirect(&back))
+    row_action_done((state, user, hx), &caller, &key, (&toast, &said), form).await
 }
