@@ -32,6 +32,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("LATCHKEY_SESSION_ABSOLUTE_HOURS", "absolute session lifetime"),
     ("LATCHKEY_PASSWORD_THREADS", "passwords hashed at once (default: one per core)"),
     ("LATCHKEY_PASSWORD_WAIT_MS", "how long a sign-in waits for a hashing thread before a 503"),
+    ("LATCHKEY_METRICS_BIND", "address of the Prometheus /metrics listener (unset: no metrics listener)"),
+    ("LATCHKEY_SMTP_URL", "smtp://, smtps:// or smtp+starttls:// server for email (unset: email is logged only)"),
+    ("LATCHKEY_SMTP_FROM", "sender of every email, e.g. Latchkey <no-reply@example.com>"),
+    ("LATCHKEY_WEBHOOK_ALLOW_PRIVATE", "let webhooks reach http:// and private, loopback or link-local addresses"),
 ];
 
 /// Environment variables of ours that are not settings.
@@ -99,6 +103,15 @@ pub struct Config {
     pub password_threads: usize,
     /// How long a password check waits for a hashing thread (milliseconds).
     pub password_wait_ms: u64,
+    /// Where `/metrics` is served, apart from the public port (unset: nowhere).
+    pub metrics_bind: Option<std::net::SocketAddr>,
+    /// The SMTP server's URL (it may hold a password); unset: email is logged only.
+    pub smtp_url: Option<SecretString>,
+    /// The `From` of every email.
+    pub smtp_from: String,
+    /// Webhook endpoints may use http:// and reach private, loopback and
+    /// link-local addresses (an operator's choice, for receivers on their own network).
+    pub webhook_allow_private: bool,
 }
 
 /// The default scope catalog of DESIGN.md.
@@ -224,7 +237,29 @@ impl Config {
         {
             return Err(invalid("LATCHKEY_REDIS_PREFIX", "must be 1 to 64 characters without spaces"));
         }
+        let metrics_bind = match get("LATCHKEY_METRICS_BIND") {
+            None => None,
+            Some(b) => Some(
+                b.parse().map_err(|_| invalid("LATCHKEY_METRICS_BIND", "must be HOST:PORT, e.g. 127.0.0.1:9090"))?,
+            ),
+        };
+        let smtp_url = get("LATCHKEY_SMTP_URL");
+        if let Some(url) = &smtp_url
+            && !["smtp://", "smtps://", "smtp+starttls://"].iter().any(|s| url.starts_with(s))
+        {
+            return Err(invalid("LATCHKEY_SMTP_URL", "must start with smtp://, smtps:// or smtp+starttls://"));
+        }
+        let smtp_from = get("LATCHKEY_SMTP_FROM").unwrap_or_else(|| "Latchkey <latchkey@localhost>".into());
+        if smtp_from.chars().any(char::is_control) || smtp_from.len() > 254 || !smtp_from.contains('@') {
+            return Err(invalid("LATCHKEY_SMTP_FROM", "must be an address, e.g. Latchkey <no-reply@example.com>"));
+        }
+        let webhook_allow_private =
+            parse_bool("LATCHKEY_WEBHOOK_ALLOW_PRIVATE", get("LATCHKEY_WEBHOOK_ALLOW_PRIVATE"))?;
         Ok(Self {
+            metrics_bind,
+            smtp_url: smtp_url.map(SecretString::from),
+            smtp_from,
+            webhook_allow_private,
             scopes,
             default_plan,
             usage_flush_seconds,
