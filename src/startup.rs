@@ -10,16 +10,18 @@
 //! fails, an error names the counts left unwritten. With Redis, the instance
 //! then moves what every instance handed over to the database unless another
 //! instance is moving it (waiting about two seconds for it), so the database
-//! holds every count once the last instance has stopped.
+//! holds every count once the last instance has stopped. Prometheus metrics
+//! are served by a listener of their own on `metrics_bind` only (never on the
+//! public port), stopped after the public server.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_session::SessionMiddleware;
 use actix_session::config::{BrowserSession, TtlExtensionPolicy};
 use actix_web::cookie::{Key, SameSite};
-use actix_web::dev::Server;
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer};
 use anyhow::Context;
@@ -39,6 +41,13 @@ pub struct Application {
     server: Server,
     state: State,
     flusher: UsageFlusher,
+    metrics: Option<MetricsListener>,
+}
+
+/// The `/metrics` listener: where it is bound, and how to stop it.
+struct MetricsListener {
+    address: SocketAddr,
+    handle: ServerHandle,
 }
 
 impl Application {
@@ -71,6 +80,10 @@ impl Application {
             tracing::info!(users = resealed, "bound the TOTP secrets of earlier versions to their users");
         }
         let server = serve(listener, state.clone())?;
+        let metrics = match state.config.metrics_bind {
+            Some(bind) => Some(serve_metrics(bind, state.clone())?),
+            None => None,
+        };
         spawn_session_sweeper(state.db.clone());
         spawn_wal_checkpointer(state.db.clone());
         let (db, verifier, redis) = (state.db.clone(), state.verifier.clone(), state.redis.clone());
@@ -81,11 +94,16 @@ impl Application {
         let flusher = UsageFlusher::new(state.clone());
         spawn_usage_flusher(flusher.clone(), every);
         spawn_reminders(state.clone(), Duration::from_secs(state.config.reminder_seconds.unsigned_abs()));
-        Ok(Self { port, server, state, flusher })
+        Ok(Self { port, server, state, flusher, metrics })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Where `/metrics` is served, when `metrics_bind` is set (tests bind port 0).
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.address)
     }
 
     /// The clock every service of this instance reads (tests move it).
@@ -114,6 +132,9 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
         self.flusher.at_shutdown().await;
+        if let Some(metrics) = self.metrics {
+            metrics.handle.stop(true).await;
+        }
         served
     }
 }
@@ -153,6 +174,39 @@ fn serve(listener: TcpListener, state: State) -> std::io::Result<Server> {
     .run();
     Ok(server)
 }
+
+/// Serves `/metrics` on `bind` with one worker, apart from the public port;
+/// it answers no signal of its own (the public server's end stops it).
+fn serve_metrics(bind: SocketAddr, state: State) -> anyhow::Result<MetricsListener> {
+    let listener = TcpListener::bind(bind).with_context(|| format!("binding the metrics listener {bind}"))?;
+    let address = listener.local_addr()?;
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .configure(routes_mod::metrics::routes)
+            .default_service(actix_web::web::to(actix_web::HttpResponse::NotFound))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(METRICS_UPKEEP);
+        loop {
+            tick.tick().await;
+            state.metrics.run_upkeep();
+        }
+    });
+    tracing::info!("serving Prometheus metrics at http://{address}/metrics");
+    Ok(MetricsListener { address, handle })
+}
+
+/// How often recorded histogram samples are folded into their buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 fn web_form_config() -> actix_web::web::FormConfig {
     actix_web::web::FormConfig::default().limit(64 * 1024)

@@ -141,14 +141,12 @@ impl CredentialService<'_> {
     /// request to `scope_denied`.
     pub fn forward(&self, verified: &Verified, scope: Option<&str>, catalog: &[String]) -> Result<(), Refusal> {
         let answer = forwardable(&verified.key, scope);
-        if let Some(id) = verified.key.key_id() {
-            match (&answer, scope) {
-                (Err(Refusal::MissingScope(_)), _) => self.verifier.scope_denied(id.as_str(), verified.at),
-                (Ok(()), Some(s)) if catalog.iter().any(|c| c == s) => {
-                    self.verifier.exercised(id.as_str(), s, verified.at)
-                }
-                _ => {}
+        match (&answer, scope, verified.key.key_id()) {
+            (Err(Refusal::MissingScope(_)), _, _) => self.verifier.refused_for_scope(&verified.key, verified.at),
+            (Ok(()), Some(s), Some(id)) if catalog.iter().any(|c| c == s) => {
+                self.verifier.exercised(id.as_str(), s, verified.at)
             }
+            _ => {}
         }
         answer
     }

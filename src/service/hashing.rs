@@ -15,6 +15,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -37,6 +38,39 @@ pub struct Hashing {
     permits: Arc<Semaphore>,
     queue: Arc<Queue>,
     queue_wait: Duration,
+    /// Callers waiting for a thread now.
+    waiting: AtomicUsize,
+    /// Callers refused after `queue_wait`, since start.
+    refused: AtomicU64,
+}
+
+/// The hashing threads' load, for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    pub threads: u32,
+    /// Threads taken (hashing, or handed a hash).
+    pub busy: u32,
+    /// Callers waiting for a thread.
+    pub waiting: usize,
+    /// Callers refused since start.
+    pub refused: u64,
+}
+
+/// Counts a caller as waiting for as long as it lives (a caller that goes
+/// away while waiting stops counting too).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Jobs handed to the threads (never more than there are threads).
@@ -66,7 +100,7 @@ impl Hashing {
             std::thread::Builder::new().name(format!("argon2-{n}")).spawn(move || serve(&queue))?;
         }
         let permits = Arc::new(Semaphore::new(threads as usize));
-        Ok(Self { threads, permits, queue, queue_wait })
+        Ok(Self { threads, permits, queue, queue_wait, waiting: AtomicUsize::new(0), refused: AtomicU64::new(0) })
     }
 
     /// A PHC string for a new password.
@@ -90,12 +124,28 @@ impl Hashing {
         Ok(HeldThreads(permit))
     }
 
+    /// How loaded the threads are now.
+    pub fn load(&self) -> Load {
+        let free = u32::try_from(self.permits.available_permits()).unwrap_or(u32::MAX);
+        Load {
+            threads: self.threads,
+            busy: self.threads.saturating_sub(free),
+            waiting: self.waiting.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+        }
+    }
+
     /// Runs `work` on a hashing thread once one is free, or refuses.
     async fn run<T: Send + 'static>(&self, work: impl FnOnce(&mut Memory) -> Result<T> + Send + 'static) -> Result<T> {
+        let waiting = Waiting::enter(&self.waiting);
         let permit = match tokio::time::timeout(self.queue_wait, self.permits.clone().acquire_owned()).await {
             Ok(permit) => permit.map_err(stopped)?,
-            Err(_) => return Err(Error::Busy { retry_after: RETRY_AFTER_SECS }),
+            Err(_) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::Busy { retry_after: RETRY_AFTER_SECS });
+            }
         };
+        drop(waiting);
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |memory| {
             let result = work(memory);

@@ -22,6 +22,7 @@ use super::audit_gate::{Admission, AuditGate, PendingEvent};
 use super::clock::Clock;
 use super::crypto::Keys;
 use super::hashing::Hashing;
+use super::metrics::{LoginOutcome, Metrics};
 use super::totp::{self, Factor};
 use super::{Error, Result, validate};
 use crate::domain::{AuditAction, SessionId, UserId};
@@ -91,11 +92,51 @@ pub struct LoginService<'a> {
     pub clock: &'a Clock,
     /// How long a sign-in lasts, however active (seconds).
     pub absolute_secs: i64,
+    /// Each step's outcome is counted here.
+    pub metrics: &'a Metrics,
+}
+
+impl PasswordOutcome {
+    fn counted(outcome: &Result<Self>) -> LoginOutcome {
+        match outcome {
+            Ok(Self::Granted(_)) => LoginOutcome::Succeeded,
+            Ok(Self::SecondFactor { .. }) => LoginOutcome::TotpRequired,
+            Ok(Self::Refused) => LoginOutcome::Failed,
+            Ok(Self::Throttled { .. }) => LoginOutcome::Throttled,
+            Ok(Self::Busy { .. }) => LoginOutcome::Busy,
+            Err(_) => LoginOutcome::Error,
+        }
+    }
+}
+
+impl SecondFactorOutcome {
+    fn counted(outcome: &Result<Self>) -> LoginOutcome {
+        match outcome {
+            Ok(Self::Granted { .. }) => LoginOutcome::Succeeded,
+            Ok(Self::Expired) => LoginOutcome::Expired,
+            Ok(Self::Invalid(_)) => LoginOutcome::TotpInvalid,
+            Ok(Self::Wrong(_)) => LoginOutcome::TotpFailed,
+            Ok(Self::Throttled { .. }) => LoginOutcome::Throttled,
+            Err(_) => LoginOutcome::Error,
+        }
+    }
 }
 
 impl LoginService<'_> {
     /// The password step for `email` from `client`.
     pub async fn password(
+        &self,
+        actor: &Actor,
+        client: Option<IpAddr>,
+        email: &str,
+        password: String,
+    ) -> Result<PasswordOutcome> {
+        let outcome = self.password_step(actor, client, email, password).await;
+        self.metrics.login(PasswordOutcome::counted(&outcome));
+        outcome
+    }
+
+    async fn password_step(
         &self,
         actor: &Actor,
         client: Option<IpAddr>,
@@ -150,6 +191,12 @@ impl LoginService<'_> {
 
     /// The second step for the user whose password was accepted.
     pub async fn second_factor(&self, actor: &Actor, user_id: &UserId, code: String) -> Result<SecondFactorOutcome> {
+        let outcome = self.second_factor_step(actor, user_id, code).await;
+        self.metrics.login(SecondFactorOutcome::counted(&outcome));
+        outcome
+    }
+
+    async fn second_factor_step(&self, actor: &Actor, user_id: &UserId, code: String) -> Result<SecondFactorOutcome> {
         let (at, throttle_key) = (self.clock.now(), format!("totp:{user_id}"));
         let attempt = match self.by_account.reserve(&throttle_key, at).await {
             Ok(attempt) => attempt,

@@ -16,6 +16,7 @@ pub mod health;
 pub mod keys;
 pub mod login;
 pub mod lru;
+pub mod metrics;
 pub mod notify;
 pub mod oauth;
 pub mod password;

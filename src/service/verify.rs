@@ -42,6 +42,7 @@ use super::audit_gate::{AuditGate, PendingEvent};
 use super::crypto::Keys;
 use super::keys::codec;
 use super::lru::Lru;
+use super::metrics::{CacheResult, Kind, Metrics, Outcome};
 use super::principal::{self, Principal};
 use super::ratelimit::{self, Limits, Plan, RateState};
 use super::usage::{self, Relay, Seen, Usage};
@@ -148,6 +149,32 @@ pub struct Verifier {
     changed_here: tokio::sync::Notify,
     /// Another instance announced a change (the feed follower reads now).
     changed_elsewhere: tokio::sync::Notify,
+    /// Outcomes, latency and cache results (no-ops without a listener).
+    metrics: Metrics,
+}
+
+/// What a presented credential looks like before it is looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// A key with this deployment's prefix (a team's or a service key).
+    Key,
+    AccessToken,
+}
+
+impl Shape {
+    /// The kind counted for a credential of this shape that is not found.
+    fn kind(self) -> Kind {
+        match self {
+            Self::Key => Kind::ApiKey,
+            Self::AccessToken => Kind::AccessToken,
+        }
+    }
+}
+
+/// How a verification ended, for the metrics.
+struct Observed {
+    kind: Kind,
+    outcome: Outcome,
 }
 
 impl Verifier {
@@ -169,7 +196,13 @@ impl Verifier {
             synced: AtomicU64::new(0),
             changed_here: tokio::sync::Notify::new(),
             changed_elsewhere: tokio::sync::Notify::new(),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// The same verifier, counting into `metrics`.
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        Self { metrics, ..self }
     }
 
     /// When the last successful feed read began, if one did.
@@ -304,18 +337,45 @@ impl Verifier {
         let _ = tokio::time::timeout(wait, self.changed_elsewhere.notified()).await;
     }
 
+    /// What a presented secret looks like: `None` when it is malformed (its
+    /// shape or checksum is wrong, or it has another deployment's prefix).
+    fn shape_of(&self, presented: &str) -> Option<Shape> {
+        let parsed = codec::parse(presented)?;
+        if parsed.prefix == TokenKind::Access.prefix() {
+            Some(Shape::AccessToken)
+        } else {
+            (parsed.prefix == self.prefix).then_some(Shape::Key)
+        }
+    }
+
     /// The key behind a presented secret, from cache or database.
     pub async fn lookup(&self, db: &Db, hasher: &Keys, presented: &str) -> Result<Option<Arc<Principal>>, Refusal> {
-        let Some(parsed) = codec::parse(presented) else { return Ok(None) };
-        let access_token = parsed.prefix == TokenKind::Access.prefix();
-        if parsed.prefix != self.prefix && !access_token {
-            return Ok(None);
+        match self.shape_of(presented) {
+            Some(shape) => self.lookup_shaped(db, hasher, presented, shape).await,
+            None => Ok(None),
         }
+    }
+
+    /// [`lookup`](Self::lookup) of a well-formed secret.
+    async fn lookup_shaped(
+        &self,
+        db: &Db,
+        hasher: &Keys,
+        presented: &str,
+        shape: Shape,
+    ) -> Result<Option<Arc<Principal>>, Refusal> {
+        let access_token = shape == Shape::AccessToken;
         let index = self.index_of(presented);
         let stale = match self.cached(index) {
-            Hit::Fresh(record) => return Ok(record),
+            Hit::Fresh(record) => {
+                self.metrics.cache(CacheResult::Hit);
+                return Ok(record);
+            }
             // The database is out of reach: do not wait for it.
-            Hit::Stale(record) if db.is_unreachable() => return Ok(Some(record)),
+            Hit::Stale(record) if db.is_unreachable() => {
+                self.metrics.cache(CacheResult::Stale);
+                return Ok(Some(record));
+            }
             Hit::Stale(record) => Some(record),
             Hit::Miss => None,
         };
@@ -332,9 +392,13 @@ impl Verifier {
             .await;
         let record = match record {
             Ok(record) => record.map(Arc::new),
-            Err(e) if e.is_unavailable() && stale.is_some() => return Ok(stale),
+            Err(e) if e.is_unavailable() && stale.is_some() => {
+                self.metrics.cache(CacheResult::Stale);
+                return Ok(stale);
+            }
             Err(e) => return Err(Refusal::Internal(anyhow::Error::new(e).context("loading a credential"))),
         };
+        self.metrics.cache(CacheResult::Miss);
         self.remember(index, record.clone(), start);
         Ok(record)
     }
@@ -354,44 +418,77 @@ impl Verifier {
         agent: Option<&str>,
         now_ms: i64,
     ) -> Result<Verified, Refusal> {
-        let record = self.lookup(db, hasher, presented).await?.ok_or(Refusal::Unauthorized)?;
+        let started = self.metrics.start();
+        let mut observed = Observed { kind: Kind::Unrecognised, outcome: Outcome::Malformed };
+        let verified = self.verify_observed(db, hasher, (presented, client, agent), now_ms, &mut observed).await;
+        self.metrics.verified(observed.kind, observed.outcome, started);
+        verified
+    }
+
+    /// [`verify`](Self::verify), noting the kind and outcome in `observed`.
+    async fn verify_observed(
+        &self,
+        db: &Db,
+        hasher: &Keys,
+        (presented, client, agent): (&str, Option<IpAddr>, Option<&str>),
+        now_ms: i64,
+        observed: &mut Observed,
+    ) -> Result<Verified, Refusal> {
+        let shape = self.shape_of(presented).ok_or(Refusal::Unauthorized)?;
+        (observed.kind, observed.outcome) = (shape.kind(), Outcome::Error);
+        let found = self.lookup_shaped(db, hasher, presented, shape).await?;
+        observed.outcome = Outcome::Unknown;
+        let record = found.ok_or(Refusal::Unauthorized)?;
+        observed.kind = Kind::of(&record);
         let at = now_ms.div_euclid(1000);
         let seen = Seen { at, ip: client, agent };
         if let Some(outcome) = record.refusal(at) {
             if outcome == UsageOutcome::Revoked {
                 self.audit_refused(&record, client, at);
             }
-            self.record(&record, outcome, &seen);
+            self.record(&record, outcome, &seen, observed);
             return Err(Refusal::Unauthorized);
         }
         let allowed = record.allowed_ips();
         if !allowed.is_empty() && !client.is_some_and(|ip| address_allowed(allowed, ip)) {
-            self.record(&record, UsageOutcome::AddressDenied, &seen);
+            self.record(&record, UsageOutcome::AddressDenied, &seen, observed);
             return Err(Refusal::AddressNotAllowed);
         }
         let limited = self.limiter.hit(&record.grant().limit_key, record.grant().plan, now_ms).await;
         let rate = match limited {
             Ok(rate) => rate,
             Err((rate, retry_after)) => {
-                self.record(&record, UsageOutcome::RateLimited, &seen);
+                self.metrics.rate_limited(record.grant().plan);
+                self.record(&record, UsageOutcome::RateLimited, &seen, observed);
                 return Err(Refusal::RateLimited { rate, retry_after });
             }
         };
-        self.record(&record, UsageOutcome::Ok, &seen);
+        self.record(&record, UsageOutcome::Ok, &seen, observed);
         Ok(Verified { key: record, rate, at })
     }
 
     /// Counts a request of a key (usage history is kept for keys; OAuth
-    /// tokens are short-lived).
-    fn record(&self, record: &Principal, outcome: UsageOutcome, seen: &Seen<'_>) {
+    /// tokens are short-lived), and notes its outcome for the metrics.
+    fn record(&self, record: &Principal, outcome: UsageOutcome, seen: &Seen<'_>, observed: &mut Observed) {
+        observed.outcome = outcome.into();
         if let Some(id) = record.key_id() {
             self.usage.lock().unwrap_or_else(|p| p.into_inner()).record(id.as_str(), outcome, seen);
         }
     }
 
+    /// A verified credential was refused by its route for lacking a scope:
+    /// counted, and a key's request (verified at `at`) moves from `ok` to
+    /// `scope_denied` in its usage.
+    pub fn refused_for_scope(&self, principal: &Principal, at: i64) {
+        self.metrics.scope_denied(Kind::of(principal));
+        if let Some(id) = principal.key_id() {
+            self.scope_denied(id.as_str(), at);
+        }
+    }
+
     /// A request of `key_id` verified at `at` was refused by its route for a
     /// scope: its `ok` becomes `scope_denied`.
-    pub fn scope_denied(&self, key_id: &str, at: i64) {
+    fn scope_denied(&self, key_id: &str, at: i64) {
         let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
         usage.reclassify(key_id, at, UsageOutcome::Ok, UsageOutcome::ScopeDenied);
     }
@@ -481,12 +578,19 @@ impl Verifier {
     async fn flush_usage(&self, db: &Db, relay: &Relay) -> super::Result<usize> {
         let batch = std::mem::take(&mut *self.usage.lock().unwrap_or_else(|p| p.into_inner()));
         let n = batch.keys();
-        let Some(rest) = relay.hand_over(batch).await else { return Ok(n) };
+        let Some(rest) = relay.hand_over(batch).await else {
+            self.metrics.usage_flushed();
+            return Ok(n);
+        };
         let (keys, requests) = (rest.keys(), rest.requests());
         let rest = Arc::new(rest);
         match usage::write(db, rest.clone()).await {
-            Ok(()) => Ok(n),
+            Ok(()) => {
+                self.metrics.usage_flushed();
+                Ok(n)
+            }
             Err(e) => {
+                self.metrics.usage_flush_failed();
                 // The task has ended, so this is the only handle left (a clone otherwise).
                 let rest = Arc::try_unwrap(rest).unwrap_or_else(|shared| (*shared).clone());
                 self.usage.lock().unwrap_or_else(|p| p.into_inner()).merge(rest);

@@ -197,6 +197,20 @@ impl Db {
     pub fn is_unreachable(&self) -> bool {
         self.unreachable.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// The pool's connections now (for the metrics).
+    pub fn pool_usage(&self) -> PoolUsage {
+        let state = self.pool.state();
+        PoolUsage { open: state.connections, idle: state.idle_connections, max: self.pool.max_size() }
+    }
+}
+
+/// How many connections the pool holds and how many of them wait for work.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolUsage {
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
 }
 
 thread_local! {

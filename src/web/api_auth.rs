@@ -119,12 +119,11 @@ impl ApiPrincipal {
     /// counts the request as `scope_denied`.
     pub fn require(&self, scope: &str) -> Result<(), AppError> {
         let granted = scopes::satisfies(self.scopes(), scope);
-        if let (Credential::ApiKey(k), Some(mark)) = (&self.credential, &self.usage)
-            && let Some(id) = k.key_id()
-        {
-            match granted {
-                true => mark.verifier.exercised(id.as_str(), scope, mark.at),
-                false => mark.verifier.scope_denied(id.as_str(), mark.at),
+        if let (Credential::ApiKey(k), Some(mark)) = (&self.credential, &self.usage) {
+            match (granted, k.key_id()) {
+                (true, Some(id)) => mark.verifier.exercised(id.as_str(), scope, mark.at),
+                (true, None) => {}
+                (false, _) => mark.verifier.refused_for_scope(k, mark.at),
             }
         }
         if granted { Ok(()) } else { Err(AppError::Forbidden(format!("This credential lacks the scope {scope}."))) }

@@ -16,6 +16,7 @@ pub mod introspect;
 pub mod invite;
 pub mod login;
 pub mod login_totp;
+pub mod metrics;
 pub mod middleware;
 pub mod oauth;
 pub mod oauth_apps;
@@ -41,6 +42,7 @@ use crate::service::clock::Clock;
 use crate::service::cluster::Redis;
 use crate::service::crypto::Keys;
 use crate::service::hashing::Hashing;
+use crate::service::metrics::Metrics;
 use crate::service::notify::Notifier;
 use crate::service::ratelimit::Limits;
 use crate::service::verify::Verifier;
@@ -77,6 +79,8 @@ pub struct AppState {
     /// One usage flush at a time on this instance (a batch being written is
     /// in neither the buffer nor the database until it commits).
     pub usage_flush: Arc<tokio::sync::Mutex<()>>,
+    /// This instance's Prometheus metrics (no-ops without `metrics_bind`).
+    pub metrics: Metrics,
 }
 
 impl AppState {
@@ -101,13 +105,18 @@ impl AppState {
         let keys = Keys::derive(config.secret_bytes());
         let audit_gate = Arc::new(AuditGate::default());
         let plans = Limits::new("plan", redis.clone());
-        let verifier = Arc::new(Verifier::new(
-            &config.api_key_prefix,
-            &config.default_plan,
-            audit_gate.clone(),
-            plans,
-            keys.cache_index_key(),
-        ));
+        let clock = Clock::system();
+        let metrics = Metrics::new(config.metrics_bind.is_some(), clock.clone());
+        let verifier = Arc::new(
+            Verifier::new(
+                &config.api_key_prefix,
+                &config.default_plan,
+                audit_gate.clone(),
+                plans,
+                keys.cache_index_key(),
+            )
+            .with_metrics(metrics.clone()),
+        );
         let name_secret = keys.derived_base62("redis throttle names", 43);
         let throttle = |name, max_failures, minutes: i64| {
             Throttle::shared(name, Policy { max_failures, window_secs: minutes * 60 }, redis.clone())
@@ -122,7 +131,8 @@ impl AppState {
             usage_flush: Arc::default(),
             notifier: Notifier::logged_only(),
             hashing,
-            clock: Clock::system(),
+            clock,
+            metrics,
             verifier,
             audit_gate,
             token_by_client: throttle("token_client", 10, 5),

@@ -46,6 +46,7 @@ impl AppState {
             audit_gate: &self.audit_gate,
             clock: &self.clock,
             default_plan: &self.config.default_plan,
+            metrics: &self.metrics,
         }
     }
 }

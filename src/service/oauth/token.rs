@@ -25,6 +25,7 @@ use crate::service::attempts::{Throttle, address_key};
 use crate::service::audit_gate::AuditGate;
 use crate::service::clock::Clock;
 use crate::service::crypto::{self, Keys};
+use crate::service::metrics::{self, Metrics};
 use crate::service::ratelimit::{self, Limits, Plan};
 use crate::service::usage::Seen;
 use crate::service::verify::Verifier;
@@ -47,6 +48,8 @@ pub struct TokenService<'a> {
     pub clock: &'a Clock,
     /// The plan of a team that has none.
     pub default_plan: &'a str,
+    /// Tokens issued by grant, and refusals by error code.
+    pub metrics: &'a Metrics,
 }
 
 /// A request to the token or revocation endpoint, as it came.
@@ -84,6 +87,14 @@ impl GrantType {
             Self::ClientCredentials => "client_credentials",
         }
     }
+
+    fn counted(self) -> metrics::Grant {
+        match self {
+            Self::AuthorizationCode => metrics::Grant::AuthorizationCode,
+            Self::RefreshToken => metrics::Grant::RefreshToken,
+            Self::ClientCredentials => metrics::Grant::ClientCredentials,
+        }
+    }
 }
 
 /// What is needed inside the blocking call, owned.
@@ -117,6 +128,18 @@ impl TokenService<'_> {
 
     /// `POST /oauth/token`: a token for an authenticated client, by any grant.
     pub async fn token(&self, call: TokenCall) -> Result<TokenResponse, TokenError> {
+        let grant = field(&call.form, "grant_type").and_then(|g| GrantType::parse(&g));
+        let answer = self.issue_tokens(call).await;
+        match (&answer, grant) {
+            (Ok(_), Some(grant)) => self.metrics.token_issued(grant.counted()),
+            (Ok(_), None) => {}
+            (Err(TokenError::Refused(e)), _) => self.metrics.token_refused(e.error),
+            (Err(TokenError::SlowDown { .. }), _) => self.metrics.token_refused(OAuthErrorCode::SlowDown),
+        }
+        answer
+    }
+
+    async fn issue_tokens(&self, call: TokenCall) -> Result<TokenResponse, TokenError> {
         let creds = ClientCredentials::of_request(call.basic, &call.form)?;
         let failures = self.failures(&creds, call.ip);
         failures.check().await.map_err(|retry_after| TokenError::SlowDown {
