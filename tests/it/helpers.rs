@@ -55,6 +55,8 @@ pub struct TestApp {
     pub client: Client,
     pub database_url: String,
     pub data_dir: PathBuf,
+    /// `http://host:port` of the `/metrics` listener, when `LATCHKEY_METRICS_BIND` is set.
+    pub metrics_address: Option<String>,
     state: State,
     flusher: UsageFlusher,
 }
@@ -247,9 +249,10 @@ pub async fn serve(data_dir: &Path, database_url: &str, extra: &[(&str, &str)]) 
     let app = Application::build(config).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     let (setup_token, state, flusher) = (app.setup_token(), app.state(), app.usage_flusher());
+    let metrics_address = app.metrics_address().map(|a| format!("http://{a}"));
     tokio::spawn(app.run_until_stopped());
     let (database_url, data_dir) = (database_url.to_owned(), data_dir.to_owned());
-    TestApp { address, setup_token, client: new_client(), database_url, data_dir, state, flusher }
+    TestApp { address, setup_token, client: new_client(), database_url, data_dir, metrics_address, state, flusher }
 }
 
 pub fn new_client() -> Client {
@@ -336,6 +339,7 @@ impl TestApp {
             client: new_client(),
             database_url: self.database_url.clone(),
             data_dir: self.data_dir.clone(),
+            metrics_address: self.metrics_address.clone(),
             state: self.state.clone(),
             flusher: self.flusher.clone(),
         }

@@ -16,6 +16,7 @@ pub mod key_rotation;
 mod key_usage;
 mod login;
 mod login_flood;
+mod metrics;
 pub mod oauth;
 mod outages;
 mod platform;
