@@ -11,7 +11,8 @@
 //! memory is bounded by the threads during a flood and returns after it. A
 //! hash whose caller has gone away keeps its thread until it ends. The threads
 //! run below the executor's priority (see [`lower_priority`]): serving API
-//! calls comes before checking passwords.
+//! calls comes before checking passwords. The callers waiting and those
+//! refused are counted for the metrics ([`Hashing::load`]).
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -28,7 +28,9 @@
 //! every map here, evicts its least-recently-used entries when full and is
 //! never cleared to make room. Expiries and the rate windows read the time
 //! the caller passes (the service clock's); the cache's freshness runs on the
-//! machine's monotonic clock.
+//! machine's monotonic clock. Each verification is counted once, by kind and
+//! outcome, and timed (one `Instant` pair, only while metrics are served);
+//! each lookup counts a cache hit, miss or stale answer (`service::metrics`).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -238,3 +238,41 @@ impl Registrar {
 fn key(name: &'static str, labels: &[(&'static str, &'static str)]) -> Key {
     Key::from_parts(name, labels.iter().map(|(k, v)| Label::from_static_parts(k, v)).collect::<Vec<_>>())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_label_value_sits_at_its_index() {
+        assert!(Kind::ALL.iter().enumerate().all(|(i, k)| k.index() == i));
+        assert!(Outcome::ALL.iter().enumerate().all(|(i, o)| o.index() == i));
+        assert!(CacheResult::ALL.iter().enumerate().all(|(i, c)| c.index() == i));
+        assert!(Grant::ALL.iter().enumerate().all(|(i, g)| g.index() == i));
+        assert!(LoginOutcome::ALL.iter().enumerate().all(|(i, l)| l.index() == i));
+        assert!(OAuthErrorCode::ALL.iter().enumerate().all(|(i, c)| *c as usize == i));
+    }
+
+    #[test]
+    fn disabled_metrics_time_nothing_and_record_nothing() {
+        let m = Metrics::default();
+        assert!(!m.is_enabled() && m.start().is_none());
+        m.verified(Kind::ApiKey, Outcome::Ok, None);
+        m.rate_limited(PLANS[0]);
+        m.run_upkeep();
+    }
+
+    #[test]
+    fn enabled_metrics_render_what_was_recorded_and_every_series_from_the_start() {
+        let m = Metrics::new(true, Clock::system());
+        m.verified(Kind::ApiKey, Outcome::Ok, m.start());
+        m.verified(Kind::ApiKey, Outcome::Ok, m.start());
+        m.rate_limited(PLANS[1]);
+        let text = m.0.exporter.as_ref().map(PrometheusHandle::render).unwrap_or_default();
+        assert!(text.contains(r#"latchkey_verifications_total{kind="api_key",outcome="ok"} 2"#), "{text}");
+        assert!(text.contains(r#"latchkey_verifications_total{kind="access_token",outcome="revoked"} 0"#));
+        assert!(text.contains(r#"latchkey_rate_limited_total{plan="starter"} 1"#));
+        assert!(text.contains(r#"latchkey_verification_duration_seconds_count{kind="api_key"} 2"#));
+        assert!(text.contains(r#"latchkey_verification_duration_seconds_bucket{kind="api_key",le="+Inf"} 2"#));
+    }
+}
