@@ -372,6 +372,9 @@ fn spawn_webhook_dispatcher(state: State, every: Duration) -> tokio::task::JoinH
             if state.webhooks.is_stopping() {
                 break;
             }
+            if state.webhooks.timer_held() {
+                continue;
+            }
             if let Err(e) = state.webhooks.run_once(&state.notifier).await {
                 tracing::warn!(error = %chain(e), "delivering webhooks failed");
             }

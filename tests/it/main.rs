@@ -32,3 +32,4 @@ mod ui_audit_support;
 mod ui_keys;
 mod ui_pages;
 mod usage_housekeeping;
+pub mod webhooks;

@@ -62,6 +62,8 @@ pub struct Dispatcher {
     /// One pass at a time on this instance.
     one_pass: tokio::sync::Mutex<()>,
     stopping: AtomicBool,
+    /// The timer's passes are skipped (tests drive delivery themselves).
+    timer_held: AtomicBool,
 }
 
 impl Dispatcher {
@@ -75,6 +77,7 @@ impl Dispatcher {
             api_key_prefix: api_key_prefix.to_owned(),
             one_pass: tokio::sync::Mutex::new(()),
             stopping: AtomicBool::new(false),
+            timer_held: AtomicBool::new(false),
         })
     }
 
@@ -85,6 +88,16 @@ impl Dispatcher {
 
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Keeps the timer from running passes: only [`run_once`](Self::run_once)
+    /// called directly delivers (a test that watches each attempt).
+    pub fn hold_timer(&self) {
+        self.timer_held.store(true, Ordering::Relaxed);
+    }
+
+    pub fn timer_held(&self) -> bool {
+        self.timer_held.load(Ordering::Relaxed)
     }
 
     /// One pass: every endpoint with a delivery due that no other instance

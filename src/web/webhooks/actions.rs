@@ -93,7 +93,7 @@ pub async fn confirm_disable(
     let d = state.webhook_service().show(&manager(&user)?, id).await?;
     let back = endpoint_url(&d.endpoint.id);
     let c = Confirm::new("confirm-disable", format!("Disable {}?", d.endpoint.url), format!("{back}/disable"))
-        .says("Nothing is sent to it until you enable it again; events meanwhile wait in its queue.")
+        .says("Nothing is sent to it until you enable it again, and events that happen meanwhile are not queued for it.")
         .button("Disable endpoint")
         .cancel_to(back);
     confirmation(&user, hx, c)
@@ -109,7 +109,7 @@ pub async fn disable(state: State, user: CurrentUser, path: web::Path<String>) -
 pub async fn enable(state: State, user: CurrentUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let id = endpoint_id(path.into_inner())?;
     state.webhook_service().set_enabled(&manager(&user)?, id.clone(), true).await?;
-    flash(&user.session, "Endpoint enabled: its queued events go out now.");
+    flash(&user.session, "Endpoint enabled: new events are sent to it again.");
     Ok(redirect(&endpoint_url(id.as_str())))
 }
 
