@@ -64,7 +64,8 @@ impl Application {
             None => Arc::new(Redis::off()),
         };
         let state = actix_web::web::Data::new(
-            AppState::new(config, db, setup_token, redis).context("starting the password hashing threads and the webhook client")?,
+            AppState::new(config, db, setup_token, redis)
+                .context("starting the password hashing threads and the webhook client")?,
         );
         let keys = state.keys.clone();
         let resealed = state.db.run(move |conn| crate::service::totp::reseal_unbound(conn, &keys)).await?;

@@ -48,7 +48,8 @@ pub enum ObjectKind {
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 6] = [Self::ApiKey, Self::OauthApp, Self::User, Self::Team, Self::Invite, Self::Webhook];
+    pub const ALL: [ObjectKind; 6] =
+        [Self::ApiKey, Self::OauthApp, Self::User, Self::Team, Self::Invite, Self::Webhook];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -134,7 +135,8 @@ pub fn record_at(conn: &mut DbConn, actor: &Actor, event: Event<'_>, at: i64) ->
     // event, committed (or rolled back) with the change it announces.
     if let (Some(team_id), Some(event_type)) = (team_id, crate::domain::WebhookEvent::of_action(action)) {
         let object = object_type.zip(object_id);
-        let announced = super::webhooks::Announced { team_id: &team_id, event_type, action, object, actor: &actor_label };
+        let announced =
+            super::webhooks::Announced { team_id: &team_id, event_type, action, object, actor: &actor_label };
         super::webhooks::enqueue(conn, &announced, details, at)?;
     }
     Ok(())
@@ -215,8 +217,11 @@ pub fn name_objects(conn: &mut DbConn, events: &[AuditEvent], key_prefix: &str) 
             Some(ObjectKind::Team) => {
                 Team::find(conn, &id)?.map(|t| ObjectName { name: t.name, code: None, team_id: Some(t.id) })
             }
-            Some(ObjectKind::Webhook) => crate::store::models::WebhookEndpoint::find(conn, &id)?
-                .map(|w| ObjectName { name: w.url, code: None, team_id: Some(w.team_id) }),
+            Some(ObjectKind::Webhook) => crate::store::models::WebhookEndpoint::find(conn, &id)?.map(|w| ObjectName {
+                name: w.url,
+                code: None,
+                team_id: Some(w.team_id),
+            }),
             Some(ObjectKind::Invite) | None => None,
         };
         if let Some(name) = name {

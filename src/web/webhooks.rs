@@ -214,7 +214,10 @@ pub async fn create(
     let submission = super::resubmit::accepted(&submission);
     let (m, input) = (manager(&user)?, parse(&pairs));
     if let Some(id) = super::resubmit::made(&user.session, "webhook", submission)? {
-        flash(&user.session, "The signing secret was shown once, when the endpoint was added. Rotate it if you lost it.");
+        flash(
+            &user.session,
+            "The signing secret was shown once, when the endpoint was added. Rotate it if you lost it.",
+        );
         return Ok(redirect(&endpoint_url(&id)));
     }
     let service = state.webhook_service();

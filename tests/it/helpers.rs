@@ -249,7 +249,8 @@ pub async fn serve(data_dir: &Path, database_url: &str, extra: &[(&str, &str)]) 
     let config = test_config(data_dir, database_url, extra);
     let app = Application::build(config).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
-    let (setup_token, state, flusher, server) = (app.setup_token(), app.state(), app.usage_flusher(), app.server_handle());
+    let (setup_token, state, flusher, server) =
+        (app.setup_token(), app.state(), app.usage_flusher(), app.server_handle());
     let running = std::sync::Arc::new(tokio::sync::Mutex::new(Some(tokio::spawn(app.run_until_stopped()))));
     let (database_url, data_dir) = (database_url.to_owned(), data_dir.to_owned());
     TestApp { address, setup_token, client: new_client(), database_url, data_dir, state, flusher, server, running }

@@ -15,6 +15,11 @@ use receiver::{Mode, Receiver, signed_with};
 
 pub const PAGE: &str = "/settings/developer/webhooks";
 pub const ALLOW_PRIVATE: (&str, &str) = ("LATCHKEY_WEBHOOK_ALLOW_PRIVATE", "true");
+/// The settings of these tests: private targets allowed, and sessions that
+/// outlast the days the tests move the clock by (a session's row expires by
+/// the system clock, its check reads the test clock).
+pub const SETTINGS: [(&str, &str); 3] =
+    [ALLOW_PRIVATE, ("LATCHKEY_SESSION_IDLE_MINUTES", "20000"), ("LATCHKEY_SESSION_ABSOLUTE_HOURS", "1000")];
 
 /// Runs a test body on SQLite and PostgreSQL, with private targets allowed.
 #[macro_export]
@@ -23,14 +28,14 @@ macro_rules! both_private {
         mod $name {
             #[tokio::test]
             async fn sqlite() {
-                let extra = [$crate::webhooks::ALLOW_PRIVATE];
+                let extra = $crate::webhooks::SETTINGS;
                 if let Some(app) = $crate::helpers::spawn_app_with($crate::helpers::Backend::Sqlite, &extra).await {
                     super::$name(app).await;
                 }
             }
             #[tokio::test]
             async fn postgres() {
-                let extra = [$crate::webhooks::ALLOW_PRIVATE];
+                let extra = $crate::webhooks::SETTINGS;
                 if let Some(app) = $crate::helpers::spawn_app_with($crate::helpers::Backend::Postgres, &extra).await {
                     super::$name(app).await;
                 }
@@ -102,15 +107,33 @@ async fn key_events_arrive_signed_with_the_documented_payload(app: TestApp) {
     let types: Vec<String> = got.iter().map(|r| r.event_type()).collect();
     assert_eq!(
         types,
-        ["api_key.created", "api_key.rolled", "api_key.revoked", "api_key.created", "api_key.expiring", "api_key.leaked"]
+        [
+            "api_key.created",
+            "api_key.rolled",
+            "api_key.revoked",
+            "api_key.created",
+            "api_key.expiring",
+            "api_key.leaked"
+        ]
     );
-    let secrets = [key["key"].as_str().unwrap(), rolled["data"]["key"].as_str().unwrap(), expiring["key"].as_str().unwrap()];
+    let secrets =
+        [key["key"].as_str().unwrap(), rolled["data"]["key"].as_str().unwrap(), expiring["key"].as_str().unwrap()];
     for r in &got {
         assert!(signed_with(&secret, r), "signature of {}", r.body);
         assert!(r.id.starts_with("msg_") && r.path == "/hooks");
-        assert!(!secrets.iter().any(|s| r.body.contains(s)) && !r.body.contains(&secret[6..]), "no secret in {}", r.body);
+        assert!(
+            !secrets.iter().any(|s| r.body.contains(s)) && !r.body.contains(&secret[6..]),
+            "no secret in {}",
+            r.body
+        );
         let body = r.json();
-        assert!(time::OffsetDateTime::parse(body["timestamp"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).is_ok());
+        assert!(
+            time::OffsetDateTime::parse(
+                body["timestamp"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339
+            )
+            .is_ok()
+        );
         assert_eq!(body["data"]["object"]["type"], "api_key");
         assert!(body["data"]["key"]["prefix"].as_str().unwrap().starts_with("lk_"), "{body}");
     }
@@ -130,8 +153,15 @@ async fn app_member_and_security_events_reach_only_the_endpoints_that_want_them(
     app.owner_session().await;
     let rx = Receiver::start().await;
     let wanted = [
-        "oauth_app.created", "oauth_app.updated", "oauth_app.secret_rotated", "oauth_app.deleted", "member.invited",
-        "member.joined", "member.role_changed", "member.removed", "security.totp_disabled",
+        "oauth_app.created",
+        "oauth_app.updated",
+        "oauth_app.secret_rotated",
+        "oauth_app.deleted",
+        "member.invited",
+        "member.joined",
+        "member.role_changed",
+        "member.removed",
+        "security.totp_disabled",
     ];
     let (_, secret) = add_endpoint(&app, &rx.url("/team"), &wanted).await;
     let other = Receiver::start().await;
@@ -140,7 +170,8 @@ async fn app_member_and_security_events_reach_only_the_endpoints_that_want_them(
     create_key(&app, json!({"name": "Not for the team endpoint", "scopes": ["templates:read"]})).await;
     let a = crate::oauth::register(&app, "confidential", "https://app.example/cb", &["templates:read"]).await;
     let page = format!("/settings/developer/oauth-apps/{}", a.client_id);
-    let form = [("name", "Acme Connector 2"), ("redirect_uris", "https://app.example/cb"), ("scopes", "templates:read")];
+    let form =
+        [("name", "Acme Connector 2"), ("redirect_uris", "https://app.example/cb"), ("scopes", "templates:read")];
     assert_eq!(app.post_form(&page, &page, &form).await.status(), StatusCode::SEE_OTHER);
     app.post_form(&format!("{page}/rotate"), &format!("{page}/rotate"), &[("grace", "0")]).await;
     app.post_form(&format!("{page}/delete"), &format!("{page}/delete"), &[]).await;
@@ -159,8 +190,15 @@ async fn app_member_and_security_events_reach_only_the_endpoints_that_want_them(
     assert_eq!(
         types,
         [
-            "oauth_app.created", "oauth_app.updated", "oauth_app.secret_rotated", "oauth_app.deleted",
-            "member.invited", "member.joined", "security.totp_disabled", "member.role_changed", "member.removed"
+            "oauth_app.created",
+            "oauth_app.updated",
+            "oauth_app.secret_rotated",
+            "oauth_app.deleted",
+            "member.invited",
+            "member.joined",
+            "security.totp_disabled",
+            "member.role_changed",
+            "member.removed"
         ]
     );
     assert!(got.iter().all(|r| signed_with(&secret, r)));
@@ -269,7 +307,8 @@ async fn a_rotation_signs_with_both_secrets_during_its_grace_then_only_the_new_o
     let got = rx.wait_for(2).await;
     assert_eq!(got[0].signature.split(' ').count(), 2, "new and old: {}", got[0].signature);
     assert!(signed_with(&new, &got[0]) && signed_with(&old, &got[0]));
-    let first = receiver::Received { signature: got[0].signature.split(' ').next().unwrap().to_owned(), ..got[0].clone() };
+    let first =
+        receiver::Received { signature: got[0].signature.split(' ').next().unwrap().to_owned(), ..got[0].clone() };
     assert!(signed_with(&new, &first), "the new secret's signature comes first");
     assert_eq!(got[1].signature.split(' ').count(), 1);
     assert!(signed_with(&new, &got[1]) && !signed_with(&old, &got[1]));

@@ -105,7 +105,8 @@ impl Dispatcher {
     pub async fn run_once(self: &Arc<Self>, notifier: &Notifier) -> Result<usize> {
         let _one = self.one_pass.lock().await;
         let (at, real) = (self.clock.now(), crate::store::now());
-        let due = self.db.run(move |c| Ok::<_, Error>(WebhookDelivery::due_endpoints(c, at, real, ENDPOINTS_PER_PASS)?));
+        let due =
+            self.db.run(move |c| Ok::<_, Error>(WebhookDelivery::due_endpoints(c, at, real, ENDPOINTS_PER_PASS)?));
         let mut tasks = tokio::task::JoinSet::new();
         for endpoint_id in due.await? {
             let (me, notifier) = (self.clone(), notifier.clone());
@@ -115,7 +116,9 @@ impl Dispatcher {
         while let Some(done) = tasks.join_next().await {
             match done {
                 Ok(Ok(n)) => attempts += n,
-                Ok(Err(e)) => tracing::warn!(error = %format!("{:#}", anyhow::Error::new(e)), "delivering webhooks failed"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %format!("{:#}", anyhow::Error::new(e)), "delivering webhooks failed")
+                }
                 Err(e) => tracing::warn!(error = %e, "a webhook delivery task stopped"),
             }
         }
@@ -125,10 +128,8 @@ impl Dispatcher {
     /// Claims one endpoint, sends its due deliveries in order, lets it go.
     async fn serve(&self, endpoint_id: &str, notifier: &Notifier) -> Result<usize> {
         let (id, me, real) = (endpoint_id.to_owned(), self.me.clone(), crate::store::now());
-        let claimed = self
-            .db
-            .run(move |c| Ok::<_, Error>(WebhookEndpoint::claim(c, &id, &me, real, real + LEASE)?))
-            .await?;
+        let claimed =
+            self.db.run(move |c| Ok::<_, Error>(WebhookEndpoint::claim(c, &id, &me, real, real + LEASE)?)).await?;
         if !claimed {
             return Ok(0);
         }

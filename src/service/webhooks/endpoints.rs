@@ -94,7 +94,13 @@ fn event<'a>(action: AuditAction, e: &'a WebhookEndpoint) -> Event<'a> {
     Event::new(action).team(&e.team_id).object(ObjectKind::Webhook, &e.id)
 }
 
-pub fn create(conn: &mut DbConn, keys: &Keys, m: &Manager, v: Valid, at: i64) -> Result<(WebhookEndpoint, PlainSecret)> {
+pub fn create(
+    conn: &mut DbConn,
+    keys: &Keys,
+    m: &Manager,
+    v: Valid,
+    at: i64,
+) -> Result<(WebhookEndpoint, PlainSecret)> {
     crate::store::transaction(conn, |conn| {
         allowed(conn, m)?;
         if WebhookEndpoint::for_team(conn, m.team_id.as_str())?.len() >= MAX_PER_TEAM {
@@ -182,7 +188,9 @@ pub fn set_enabled(conn: &mut DbConn, m: &Manager, id: &EndpointId, on: bool, at
         let e = endpoint(conn, &m.team_id, id)?;
         let (changed, action) = match on {
             true => (WebhookEndpoint::enable(conn, &e.id)?, AuditAction::WebhookEnabled),
-            false => (WebhookEndpoint::disable(conn, &e.id, "Disabled by a member.", at)?, AuditAction::WebhookDisabled),
+            false => {
+                (WebhookEndpoint::disable(conn, &e.id, "Disabled by a member.", at)?, AuditAction::WebhookDisabled)
+            }
         };
         if changed == 1 {
             audit::record(conn, &m.actor, event(action, &e).details(json!({"url": e.url})))?;

@@ -76,7 +76,9 @@ impl WebhookService<'_> {
     async fn valid(&self, input: &EndpointInput) -> Result<endpoints::Valid> {
         let valid = endpoints::validate(input, self.allow_private).map_err(Error::Invalid)?;
         let url = url::Url::parse(&valid.url).map_err(|_| Error::Invalid(FieldErrors::single("url", "Not a URL.")))?;
-        guard::check_resolved(&url, self.allow_private).await.map_err(|m| Error::Invalid(FieldErrors::single("url", m)))?;
+        guard::check_resolved(&url, self.allow_private)
+            .await
+            .map_err(|m| Error::Invalid(FieldErrors::single("url", m)))?;
         Ok(valid)
     }
 

@@ -94,7 +94,10 @@ async fn answered(mut response: reqwest::Response) -> Outcome {
     if status.is_success() {
         Outcome::Delivered { status: status.as_u16() }
     } else if status.is_redirection() {
-        Outcome::Failed { status: Some(status.as_u16()), error: "answered with a redirect, which is not followed".into() }
+        Outcome::Failed {
+            status: Some(status.as_u16()),
+            error: "answered with a redirect, which is not followed".into(),
+        }
     } else {
         Outcome::Failed { status: Some(status.as_u16()), error: format!("answered HTTP {}", status.as_u16()) }
     }

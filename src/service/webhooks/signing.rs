@@ -61,9 +61,8 @@ pub fn open(keys: &Keys, sealed: &str, endpoint_id: &str, slot: Slot) -> Result<
 /// `v1,<base64 signature>` of one message attempt under `secret`.
 pub fn sign(secret: &PlainSecret, msg_id: &str, timestamp: i64, body: &str) -> Result<String> {
     let encoded = secret.expose().strip_prefix(SECRET_PREFIX).unwrap_or(secret.expose());
-    let key = STANDARD
-        .decode(encoded)
-        .map_err(|_| Error::Internal(anyhow::anyhow!("a webhook secret is not base64")))?;
+    let key =
+        STANDARD.decode(encoded).map_err(|_| Error::Internal(anyhow::anyhow!("a webhook secret is not base64")))?;
     let mut mac = Hmac::<Sha256>::new_from_slice(&key)
         .map_err(|_| Error::Internal(anyhow::anyhow!("a webhook secret has no usable length")))?;
     mac.update(format!("{msg_id}.{timestamp}.{body}").as_bytes());

@@ -115,7 +115,10 @@ impl WebhookEndpoint {
     /// Enables a disabled endpoint; 0 when it was not disabled.
     pub fn enable(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
         diesel::update(webhook_endpoints::table.find(id).filter(webhook_endpoints::disabled_at.is_not_null()))
-            .set((webhook_endpoints::disabled_at.eq(None::<i64>), webhook_endpoints::disabled_reason.eq(None::<String>)))
+            .set((
+                webhook_endpoints::disabled_at.eq(None::<i64>),
+                webhook_endpoints::disabled_reason.eq(None::<String>),
+            ))
             .execute(conn)
     }
 

@@ -362,8 +362,9 @@ fn phrase(action: AuditAction, e: &AuditEvent, d: &Value, has_object: bool) -> P
         A::ApiKeyRateLimited => Phrase::new("refused requests of key ", " over the team's rate limit"),
         A::WebhookCreated => Phrase::new("added the webhook endpoint ", ""),
         A::WebhookUpdated => Phrase::new("changed the webhook endpoint ", ""),
-        A::WebhookSecretRotated => Phrase::new("rotated the signing secret of the webhook endpoint ", "")
-            .then(&grace(d, "secret")),
+        A::WebhookSecretRotated => {
+            Phrase::new("rotated the signing secret of the webhook endpoint ", "").then(&grace(d, "secret"))
+        }
         A::WebhookDeleted => Phrase::new("deleted the webhook endpoint ", ""),
         A::WebhookDisabled if e.actor_label == crate::service::audit::SYSTEM_LABEL => {
             Phrase::new("disabled the webhook endpoint ", " after its deliveries kept failing")

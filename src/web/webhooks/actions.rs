@@ -41,14 +41,18 @@ pub async fn confirm_rotate(
     let id = endpoint_id(path.into_inner())?;
     let d = state.webhook_service().show(&manager(&user)?, id).await?;
     let back = endpoint_url(&d.endpoint.id);
-    let c = Confirm::new("confirm-rotate", format!("Rotate the signing secret of {}?", d.endpoint.url), format!("{back}/rotate"))
-        .says("A new secret is made and shown once, on the next page: give it to your receiver.")
-        .says("Meanwhile each delivery is signed with both secrets, so your receiver can switch without missing one.")
-        .field(confirm::grace_field("The old secret keeps signing for"))
-        .field(Field::Hidden { name: "submission".into(), value: resubmit::token()? })
-        .button("Rotate secret")
-        .cancel_to(back)
-        .not_dangerous();
+    let c = Confirm::new(
+        "confirm-rotate",
+        format!("Rotate the signing secret of {}?", d.endpoint.url),
+        format!("{back}/rotate"),
+    )
+    .says("A new secret is made and shown once, on the next page: give it to your receiver.")
+    .says("Meanwhile each delivery is signed with both secrets, so your receiver can switch without missing one.")
+    .field(confirm::grace_field("The old secret keeps signing for"))
+    .field(Field::Hidden { name: "submission".into(), value: resubmit::token()? })
+    .button("Rotate secret")
+    .cancel_to(back)
+    .not_dangerous();
     confirmation(&user, hx, c)
 }
 
@@ -93,7 +97,9 @@ pub async fn confirm_disable(
     let d = state.webhook_service().show(&manager(&user)?, id).await?;
     let back = endpoint_url(&d.endpoint.id);
     let c = Confirm::new("confirm-disable", format!("Disable {}?", d.endpoint.url), format!("{back}/disable"))
-        .says("Nothing is sent to it until you enable it again, and events that happen meanwhile are not queued for it.")
+        .says(
+            "Nothing is sent to it until you enable it again, and events that happen meanwhile are not queued for it.",
+        )
         .button("Disable endpoint")
         .cancel_to(back);
     confirmation(&user, hx, c)

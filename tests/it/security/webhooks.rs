@@ -38,7 +38,10 @@ fn point_at(app: &TestApp, endpoint: &str, target: &str) {
     app.db()
         .run_sync(move |c| {
             use latchkey::store::schema::webhook_endpoints as e;
-            diesel::update(e::table.find(endpoint)).set(e::url.eq(target)).execute(c).map_err(latchkey::store::StoreError::from)
+            diesel::update(e::table.find(endpoint))
+                .set(e::url.eq(target))
+                .execute(c)
+                .map_err(latchkey::store::StoreError::from)
         })
         .unwrap();
 }
@@ -103,7 +106,7 @@ async fn deliveries_never_reach_private_addresses_whatever_the_stored_url(app: T
     .chain(loopback_name().map(|n| format!("https://{n}:{port}/")))
     {
         point_at(&app, &endpoint, &target);
-        create_key(&app, json!({"name": "k", "scopes": ["templates:read"]})).await;
+        create_key(&app, json!({"name": format!("k{target}"), "scopes": ["templates:read"]})).await;
         assert_eq!(app.deliver_webhooks().await, 1, "{target}");
         let last = deliveries(&app, &endpoint).into_iter().find(|d| d.attempts > 0 && d.status.as_str() == "pending");
         let last = last.unwrap_or_else(|| panic!("{target}: attempted and refused"));
@@ -121,7 +124,9 @@ fn delete_deliveries(app: &TestApp, endpoint: &str) {
     app.db()
         .run_sync(move |c| {
             use latchkey::store::schema::webhook_deliveries as d;
-            diesel::delete(d::table.filter(d::endpoint_id.eq(endpoint))).execute(c).map_err(latchkey::store::StoreError::from)
+            diesel::delete(d::table.filter(d::endpoint_id.eq(endpoint)))
+                .execute(c)
+                .map_err(latchkey::store::StoreError::from)
         })
         .unwrap();
 }
@@ -200,7 +205,8 @@ async fn only_owners_and_admins_reach_webhooks_and_other_teams_endpoints_are_not
         .unwrap();
     let other = app.other_client();
     assert_eq!(other.login("boss@other.test", "other owner password").await.status(), StatusCode::SEE_OTHER);
-    for path in [format!("{PAGE}/{endpoint}"), format!("{PAGE}/{endpoint}/rotate"), format!("{PAGE}/{endpoint}/delete")] {
+    for path in [format!("{PAGE}/{endpoint}"), format!("{PAGE}/{endpoint}/rotate"), format!("{PAGE}/{endpoint}/delete")]
+    {
         assert_eq!(other.get(&path).await.status(), StatusCode::NOT_FOUND, "{path}");
     }
     let res = other.post_form(PAGE, &format!("{PAGE}/{endpoint}/delete"), &[]).await;
@@ -233,7 +239,9 @@ async fn webhook_forms_need_the_csrf_token(app: TestApp) {
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path}");
     }
     let html = app.get_html(&format!("{PAGE}/{endpoint}")).await;
-    assert!(html.contains("https://hooks.example.com/in") && !html.contains("evil.example") && html.contains("Enabled"));
+    assert!(
+        html.contains("https://hooks.example.com/in") && !html.contains("evil.example") && html.contains("Enabled")
+    );
     assert_eq!(endpoints_stored(&app), 1);
 }
 both!(webhook_forms_need_the_csrf_token);
@@ -249,8 +257,9 @@ async fn the_signing_secret_is_never_stored_or_audited_in_the_clear(app: TestApp
         .run_sync(|c| {
             use latchkey::store::schema::{audit_events, webhook_endpoints};
             let mut rows: Vec<String> = audit_events::table.select(audit_events::details).load(c)?;
-            let (a, b): (String, Option<String>) =
-                webhook_endpoints::table.select((webhook_endpoints::secret_enc, webhook_endpoints::old_secret_enc)).first(c)?;
+            let (a, b): (String, Option<String>) = webhook_endpoints::table
+                .select((webhook_endpoints::secret_enc, webhook_endpoints::old_secret_enc))
+                .first(c)?;
             rows.extend([a, b.unwrap_or_default()]);
             Ok::<_, latchkey::store::StoreError>(rows)
         })
@@ -266,7 +275,7 @@ async fn the_signing_secret_is_never_stored_or_audited_in_the_clear(app: TestApp
         let mut bytes = std::fs::read(path).unwrap();
         bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
         for s in [&secret, &rotated] {
-            let raw = s["whsec_".len()..].as_bytes();
+            let raw = &s.as_bytes()["whsec_".len()..];
             assert!(!bytes.windows(raw.len()).any(|w| w == raw), "the database file never holds the secret");
         }
     }
@@ -279,8 +288,14 @@ async fn bad_endpoint_input_gets_field_errors_and_keeps_what_was_typed(app: Test
         (&[("url", ""), ("all_events", "on")], "url-error"),
         (&[("url", "https://hooks.example.com/typed"), ("events", "api_key.exploded")], "events-error"),
         (&[("url", "https://hooks.example.com/typed")], "events-error"),
-        (&[("url", "https://hooks.example.com/typed"), ("description", "bad\u{0}text"), ("all_events", "on")], "description-error"),
-        (&[("url", "https://hooks.example.com/typed"), ("description", &"x".repeat(501)), ("all_events", "on")], "description-error"),
+        (
+            &[("url", "https://hooks.example.com/typed"), ("description", "bad\u{0}text"), ("all_events", "on")],
+            "description-error",
+        ),
+        (
+            &[("url", "https://hooks.example.com/typed"), ("description", &"x".repeat(501)), ("all_events", "on")],
+            "description-error",
+        ),
     ];
     for (form, error) in cases {
         let res = app.post_form(PAGE, PAGE, form).await;

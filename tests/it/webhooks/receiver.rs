@@ -125,7 +125,9 @@ async fn serve(mut stream: TcpStream, shared: Arc<Mutex<Shared>>) {
             let mut written = 0;
             // Up to 100 MB, for at most about 20 seconds.
             for _ in 0..6400 {
-                if tokio::time::timeout(Duration::from_secs(3), stream.write_all(&chunk)).await.map_or(true, |r| r.is_err())
+                if tokio::time::timeout(Duration::from_secs(3), stream.write_all(&chunk))
+                    .await
+                    .map_or(true, |r| r.is_err())
                 {
                     break;
                 }
@@ -155,7 +157,9 @@ async fn read_request(stream: &mut TcpStream) -> Option<Received> {
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
     let header = |name: &str| {
         head.lines()
-            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned()))
+            .find_map(|l| {
+                l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned())
+            })
             .unwrap_or_default()
     };
     let length: usize = header("content-length").parse().unwrap_or(0);
