@@ -42,6 +42,7 @@ pub struct Application {
     state: State,
     flusher: UsageFlusher,
     metrics: Option<MetricsListener>,
+    webhooks: tokio::task::JoinHandle<()>,
 }
 
 /// The `/metrics` listener: where it is bound, and how to stop it.
@@ -72,7 +73,8 @@ impl Application {
             None => Arc::new(Redis::off()),
         };
         let state = actix_web::web::Data::new(
-            AppState::new(config, db, setup_token, redis).context("starting the password hashing threads")?,
+            AppState::new(config, db, setup_token, redis)
+                .context("starting the password hashing threads and the webhook client")?,
         );
         let keys = state.keys.clone();
         let resealed = state.db.run(move |conn| crate::service::totp::reseal_unbound(conn, &keys)).await?;
@@ -94,7 +96,8 @@ impl Application {
         let flusher = UsageFlusher::new(state.clone());
         spawn_usage_flusher(flusher.clone(), every);
         spawn_reminders(state.clone(), Duration::from_secs(state.config.reminder_seconds.unsigned_abs()));
-        Ok(Self { port, server, state, flusher, metrics })
+        let webhooks = spawn_webhook_dispatcher(state.clone(), WEBHOOK_POLL);
+        Ok(Self { port, server, state, flusher, metrics, webhooks })
     }
 
     pub fn port(&self) -> u16 {
@@ -127,10 +130,20 @@ impl Application {
         self.state.setup_token.lock().ok().and_then(|t| t.clone())
     }
 
+    /// What stops the server (tests stop one to start another on its database).
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// Serves until SIGINT/SIGTERM, then drains in-flight requests.
-    /// Buffered key usage is written once more after the last request.
+    /// Buffered key usage is written once more after the last request; the
+    /// webhook delivery under way finishes, and no other starts.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        self.state.webhooks.stop();
+        if let Err(e) = self.webhooks.await {
+            tracing::warn!(error = %e, "the webhook dispatcher stopped abnormally");
+        }
         self.flusher.at_shutdown().await;
         if let Some(metrics) = self.metrics {
             metrics.handle.stop(true).await;
@@ -399,6 +412,29 @@ fn spawn_reminders(state: State, every: Duration) {
             }
         }
     });
+}
+
+/// How often each instance looks for webhook deliveries due.
+const WEBHOOK_POLL: Duration = Duration::from_secs(1);
+
+/// Delivers the webhooks due, every `every`, until the dispatcher is stopped.
+fn spawn_webhook_dispatcher(state: State, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !state.webhooks.is_stopping() {
+            tick.tick().await;
+            if state.webhooks.is_stopping() {
+                break;
+            }
+            if state.webhooks.timer_held() {
+                continue;
+            }
+            if let Err(e) = state.webhooks.run_once(&state.notifier).await {
+                tracing::warn!(error = %chain(e), "delivering webhooks failed");
+            }
+        }
+    })
 }
 
 /// Hours of per-hour usage kept (a rotation's grace is at most 7 days, plus

@@ -68,4 +68,6 @@ id_type! {
     SessionId;
     /// An OAuth access or refresh token row.
     TokenId;
+    /// A webhook endpoint (`we_…`).
+    EndpointId;
 }

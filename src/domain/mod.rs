@@ -11,8 +11,9 @@ mod ids;
 mod secret;
 mod vocab;
 
-pub use ids::{ClientId, InviteId, KeyId, SessionId, TeamId, TokenId, UserId};
+pub use ids::{ClientId, EndpointId, InviteId, KeyId, SessionId, TeamId, TokenId, UserId};
 pub use secret::{PlainSecret, SecretHash};
 pub use vocab::{
-    AuditAction, ClientType, KeyKind, KeyStatus, OAuthErrorCode, Role, TokenKind, UnknownValue, UsageOutcome,
+    AuditAction, ClientType, DeliveryStatus, KeyKind, KeyStatus, OAuthErrorCode, Role, TokenKind, UnknownValue,
+    UsageOutcome, WebhookEvent,
 };

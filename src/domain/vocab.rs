@@ -307,6 +307,94 @@ text_enum! {
         OauthClientAuthFailed = "oauth.client_auth_failed",
         OauthCodeReused = "oauth.code_reused",
         OauthRefreshReuse = "oauth.refresh_reuse",
+        ApiKeyRateLimited = "api_key.rate_limited",
+        WebhookCreated = "webhook.created",
+        WebhookUpdated = "webhook.updated",
+        WebhookSecretRotated = "webhook.secret_rotated",
+        WebhookDeleted = "webhook.deleted",
+        WebhookDisabled = "webhook.disabled",
+        WebhookEnabled = "webhook.enabled",
+    }
+}
+
+text_enum! {
+    /// What a webhook message announces (its `type`; Standard Webhooks).
+    WebhookEvent {
+        ApiKeyCreated = "api_key.created",
+        ApiKeyRolled = "api_key.rolled",
+        ApiKeyRevoked = "api_key.revoked",
+        ApiKeyExpiring = "api_key.expiring",
+        ApiKeyLeaked = "api_key.leaked",
+        ApiKeyRateLimited = "api_key.rate_limited",
+        OauthAppCreated = "oauth_app.created",
+        OauthAppUpdated = "oauth_app.updated",
+        OauthAppDeleted = "oauth_app.deleted",
+        OauthAppSecretRotated = "oauth_app.secret_rotated",
+        OauthAppSecretLeaked = "oauth_app.secret_leaked",
+        MemberInvited = "member.invited",
+        MemberJoined = "member.joined",
+        MemberRoleChanged = "member.role_changed",
+        MemberRemoved = "member.removed",
+        SecurityTotpDisabled = "security.totp_disabled",
+    }
+}
+
+impl WebhookEvent {
+    /// The event an audited action announces, if any.
+    pub fn of_action(action: AuditAction) -> Option<Self> {
+        use AuditAction as A;
+        Some(match action {
+            A::ApiKeyCreated => Self::ApiKeyCreated,
+            A::ApiKeyRolled => Self::ApiKeyRolled,
+            A::ApiKeyRevoked | A::ApiKeyRevokedBySupport => Self::ApiKeyRevoked,
+            A::ApiKeyExpiring => Self::ApiKeyExpiring,
+            A::ApiKeyLeakReported => Self::ApiKeyLeaked,
+            A::ApiKeyRateLimited => Self::ApiKeyRateLimited,
+            A::OauthAppRegistered => Self::OauthAppCreated,
+            A::OauthAppUpdated => Self::OauthAppUpdated,
+            A::OauthAppDeleted => Self::OauthAppDeleted,
+            A::OauthSecretRotated => Self::OauthAppSecretRotated,
+            A::OauthSecretLeaked => Self::OauthAppSecretLeaked,
+            A::MemberInvited => Self::MemberInvited,
+            A::InviteAccepted => Self::MemberJoined,
+            A::MemberRoleChanged => Self::MemberRoleChanged,
+            A::MemberRemoved => Self::MemberRemoved,
+            A::TotpDisabled | A::TotpResetByOperator => Self::SecurityTotpDisabled,
+            _ => return None,
+        })
+    }
+
+    /// One line for the event checkboxes.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::ApiKeyCreated => "An API key was created",
+            Self::ApiKeyRolled => "An API key was rolled",
+            Self::ApiKeyRevoked => "An API key was revoked (by a member or by support)",
+            Self::ApiKeyExpiring => "An API key expires in 7 days, then in 1 day",
+            Self::ApiKeyLeaked => "An API key was reported leaked and revoked",
+            Self::ApiKeyRateLimited => "An API key hit the rate limit (reserved: not sent yet)",
+            Self::OauthAppCreated => "An OAuth app was registered",
+            Self::OauthAppUpdated => "An OAuth app's settings changed",
+            Self::OauthAppDeleted => "An OAuth app was deleted",
+            Self::OauthAppSecretRotated => "An OAuth app's secret was rotated",
+            Self::OauthAppSecretLeaked => "An OAuth app's secret was reported leaked",
+            Self::MemberInvited => "Someone was invited to the team",
+            Self::MemberJoined => "Someone joined the team",
+            Self::MemberRoleChanged => "A member's role changed",
+            Self::MemberRemoved => "A member was removed",
+            Self::SecurityTotpDisabled => "A member's two-factor authentication was turned off",
+        }
+    }
+}
+
+text_enum! {
+    /// Where one webhook delivery stands.
+    DeliveryStatus {
+        /// Not delivered yet: due at `next_attempt_at`.
+        Pending = "pending",
+        Delivered = "delivered",
+        /// Every attempt failed (24 hours of retries).
+        Failed = "failed",
     }
 }
 
@@ -321,6 +409,9 @@ mod tests {
         }
         for a in AuditAction::ALL {
             assert_eq!(AuditAction::parse(a.as_str()), Some(*a));
+        }
+        for e in WebhookEvent::ALL {
+            assert_eq!(WebhookEvent::parse(e.as_str()), Some(*e));
         }
         for c in OAuthErrorCode::ALL {
             assert_eq!(OAuthErrorCode::parse(c.as_str()), Some(*c));

@@ -44,10 +44,12 @@ pub enum ObjectKind {
     User,
     Team,
     Invite,
+    Webhook,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 5] = [Self::ApiKey, Self::OauthApp, Self::User, Self::Team, Self::Invite];
+    pub const ALL: [ObjectKind; 6] =
+        [Self::ApiKey, Self::OauthApp, Self::User, Self::Team, Self::Invite, Self::Webhook];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -56,6 +58,7 @@ impl ObjectKind {
             Self::User => "user",
             Self::Team => "team",
             Self::Invite => "invite",
+            Self::Webhook => "webhook",
         }
     }
 
@@ -124,7 +127,18 @@ pub fn record_at(conn: &mut DbConn, actor: &Actor, event: Event<'_>, at: i64) ->
         user_agent: actor.user_agent.as_deref().map(|ua| clean(ua, 300)),
         details: event.details.to_string(),
     };
+    let team_id = row.team_id.clone();
+    let (action, object_type, object_id) = (row.action, row.object_type.clone(), row.object_id.clone());
+    let (actor_label, details) = (row.actor_label.clone(), event.details);
     AuditEvent::append(conn, row)?;
+    // The webhook outbox: a message for the team's endpoints that want this
+    // event, committed (or rolled back) with the change it announces.
+    if let (Some(team_id), Some(event_type)) = (team_id, crate::domain::WebhookEvent::of_action(action)) {
+        let object = object_type.zip(object_id);
+        let announced =
+            super::webhooks::Announced { team_id: &team_id, event_type, action, object, actor: &actor_label };
+        super::webhooks::enqueue(conn, &announced, details, at)?;
+    }
     Ok(())
 }
 
@@ -203,6 +217,11 @@ pub fn name_objects(conn: &mut DbConn, events: &[AuditEvent], key_prefix: &str) 
             Some(ObjectKind::Team) => {
                 Team::find(conn, &id)?.map(|t| ObjectName { name: t.name, code: None, team_id: Some(t.id) })
             }
+            Some(ObjectKind::Webhook) => crate::store::models::WebhookEndpoint::find(conn, &id)?.map(|w| ObjectName {
+                name: w.url,
+                code: None,
+                team_id: Some(w.team_id),
+            }),
             Some(ObjectKind::Invite) | None => None,
         };
         if let Some(name) = name {

@@ -33,6 +33,7 @@ pub mod totp;
 pub mod usage;
 pub mod validate;
 pub mod verify;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 

@@ -18,6 +18,12 @@ pub fn may_read_audit(role: Role) -> bool {
     role >= Role::Admin
 }
 
+/// Whether `role` may see and manage the team's webhook endpoints: owners
+/// and admins (a webhook receives every event of the team).
+pub fn may_manage_webhooks(role: Role) -> Result<()> {
+    if role >= Role::Admin { Ok(()) } else { Err(Error::Forbidden("Only owners and admins can manage webhooks.")) }
+}
+
 /// Whether `role` may change the team's security settings (the two-factor
 /// requirement): owners only.
 pub fn set_team_security(role: Role) -> Result<()> {

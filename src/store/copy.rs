@@ -55,6 +55,9 @@ pub const TABLES: &[&str] = &[
     "oauth_consents",
     "oauth_codes",
     "oauth_tokens",
+    "webhook_endpoints",
+    "webhook_messages",
+    "webhook_deliveries",
 ];
 
 /// The only source tables not copied: diesel's migration bookkeeping, SQLite's

@@ -232,6 +232,51 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_endpoints (id) {
+        id -> Text,
+        team_id -> Text,
+        url -> Text,
+        description -> Text,
+        events -> Text,
+        secret_enc -> Text,
+        old_secret_enc -> Nullable<Text>,
+        old_secret_until -> Nullable<BigInt>,
+        created_by -> Nullable<Text>,
+        created_at -> BigInt,
+        disabled_at -> Nullable<BigInt>,
+        disabled_reason -> Nullable<Text>,
+        lease_until -> Nullable<BigInt>,
+        lease_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    webhook_messages (id) {
+        id -> Text,
+        team_id -> Text,
+        event_type -> Text,
+        payload -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> BigInt,
+        endpoint_id -> Text,
+        message_id -> Text,
+        status -> Text,
+        attempts -> BigInt,
+        created_at -> BigInt,
+        next_attempt_at -> Nullable<BigInt>,
+        first_attempt_at -> Nullable<BigInt>,
+        last_attempt_at -> Nullable<BigInt>,
+        last_status -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(oauth_consents -> oauth_clients (client_id));
 diesel::joinable!(memberships -> teams (team_id));
 diesel::joinable!(api_keys -> teams (team_id));
@@ -239,6 +284,8 @@ diesel::joinable!(api_key_usage -> api_keys (key_id));
 diesel::joinable!(api_key_scope_use -> api_keys (key_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(invites -> teams (team_id));
+diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
+diesel::joinable!(webhook_deliveries -> webhook_messages (message_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     teams,
@@ -258,5 +305,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_hours,
     usage_sightings,
     api_key_scope_use,
-    reminders
+    reminders,
+    webhook_endpoints,
+    webhook_messages,
+    webhook_deliveries
 );

@@ -30,6 +30,7 @@ pub mod session_store;
 pub mod setup;
 pub mod support;
 pub mod team;
+pub mod webhooks;
 
 use std::sync::{Arc, Mutex};
 
@@ -81,6 +82,8 @@ pub struct AppState {
     pub usage_flush: Arc<tokio::sync::Mutex<()>>,
     /// This instance's Prometheus metrics (no-ops without `metrics_bind`).
     pub metrics: Metrics,
+    /// Sends this instance's share of the queued webhook deliveries.
+    pub webhooks: Arc<crate::service::webhooks::Dispatcher>,
 }
 
 impl AppState {
@@ -126,7 +129,17 @@ impl AppState {
         let hashing = Hashing::start(config.password_threads, queue_wait)?;
         let every = std::time::Duration::from_secs(config.usage_flush_seconds.unsigned_abs());
         let usage_relay = Arc::new(crate::service::usage::Relay::new(redis.clone(), every));
+        let clock = Clock::system();
+        let webhooks = crate::service::webhooks::Dispatcher::new(
+            db.clone(),
+            keys.clone(),
+            clock.clone(),
+            config.webhook_allow_private,
+            &config.api_key_prefix,
+        )
+        .map_err(std::io::Error::other)?;
         Ok(Self {
+            webhooks: Arc::new(webhooks),
             usage_relay,
             usage_flush: Arc::default(),
             notifier: Notifier::logged_only(),
@@ -292,6 +305,28 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .get(oauth_apps::confirm_delete)
                 .post(oauth_apps::delete),
         )
+        .service(web::resource("/settings/developer/webhooks").get(webhooks::index).post(webhooks::create))
+        .service(web::resource("/settings/developer/webhooks/{id}").get(webhooks::show).post(webhooks::update))
+        .route("/settings/developer/webhooks/{id}/deliveries", web::get().to(webhooks::deliveries))
+        .service(
+            web::resource("/settings/developer/webhooks/{id}/rotate")
+                .get(webhooks::confirm_rotate)
+                .post(webhooks::rotate),
+        )
+        .service(
+            web::resource("/settings/developer/webhooks/{id}/disable")
+                .get(webhooks::confirm_disable)
+                .post(webhooks::disable),
+        )
+        .service(
+            web::resource("/settings/developer/webhooks/{id}/enable").get(webhooks::to_endpoint).post(webhooks::enable),
+        )
+        .service(
+            web::resource("/settings/developer/webhooks/{id}/delete")
+                .get(webhooks::confirm_delete)
+                .post(webhooks::delete),
+        )
+        .route("/settings/developer/webhooks/{id}/deliveries/{delivery}/resend", web::post().to(webhooks::resend))
         .service(
             web::resource("/settings/security/apps/{client_id}/revoke")
                 .get(security::confirm_revoke_app)

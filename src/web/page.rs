@@ -18,6 +18,7 @@ pub enum Nav {
     Security,
     ApiKeys,
     OauthApps,
+    Webhooks,
     Support,
 }
 
@@ -59,6 +60,11 @@ impl Layout {
     /// The navigation's audit-log entry: team admins and owners.
     pub fn shows_audit_log(&self) -> bool {
         self.role.is_some_and(crate::service::policy::may_read_audit)
+    }
+
+    /// The navigation's webhooks entry: team admins and owners.
+    pub fn shows_webhooks(&self) -> bool {
+        self.role.is_some_and(|r| crate::service::policy::may_manage_webhooks(r).is_ok())
     }
 
     /// The `aria-current`/`active` marker for an entry.

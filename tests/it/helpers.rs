@@ -59,6 +59,9 @@ pub struct TestApp {
     pub metrics_address: Option<String>,
     state: State,
     flusher: UsageFlusher,
+    /// Stops this server (see [`TestApp::stop`]).
+    server: actix_web::dev::ServerHandle,
+    running: std::sync::Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>>,
 }
 
 /// Says loudly, once per kind and past the test harness's output capture, that
@@ -248,11 +251,23 @@ pub async fn serve(data_dir: &Path, database_url: &str, extra: &[(&str, &str)]) 
     let config = test_config(data_dir, database_url, extra);
     let app = Application::build(config).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
-    let (setup_token, state, flusher) = (app.setup_token(), app.state(), app.usage_flusher());
+    let (setup_token, state, flusher, server) =
+        (app.setup_token(), app.state(), app.usage_flusher(), app.server_handle());
     let metrics_address = app.metrics_address().map(|a| format!("http://{a}"));
-    tokio::spawn(app.run_until_stopped());
+    let running = std::sync::Arc::new(tokio::sync::Mutex::new(Some(tokio::spawn(app.run_until_stopped()))));
     let (database_url, data_dir) = (database_url.to_owned(), data_dir.to_owned());
-    TestApp { address, setup_token, client: new_client(), database_url, data_dir, metrics_address, state, flusher }
+    TestApp {
+        address,
+        setup_token,
+        client: new_client(),
+        database_url,
+        data_dir,
+        metrics_address,
+        state,
+        flusher,
+        server,
+        running,
+    }
 }
 
 pub fn new_client() -> Client {
@@ -342,7 +357,35 @@ impl TestApp {
             metrics_address: self.metrics_address.clone(),
             state: self.state.clone(),
             flusher: self.flusher.clone(),
+            server: self.server.clone(),
+            running: self.running.clone(),
         }
+    }
+
+    /// Stops the server as SIGTERM does (in-flight work finishes, buffered
+    /// usage is written) and waits until it has stopped.
+    pub async fn stop(&self) {
+        self.server.stop(true).await;
+        if let Some(running) = self.running.lock().await.take() {
+            running.await.unwrap().unwrap();
+        }
+    }
+
+    /// Runs one webhook delivery pass now, as each instance's timer does
+    /// (whose passes stop from then on: the test drives delivery); returns
+    /// the attempts made.
+    pub async fn deliver_webhooks(&self) -> usize {
+        self.state.webhooks.hold_timer();
+        self.state.webhooks.run_once(&self.state.notifier).await.unwrap()
+    }
+
+    /// [`deliver_webhooks`](Self::deliver_webhooks), with the notices it sent.
+    pub async fn deliver_webhooks_recorded(&self) -> (usize, Vec<latchkey::service::notify::Notice>) {
+        let recorder = std::sync::Arc::new(latchkey::service::notify::Recorder::default());
+        let notifier = self.state.notifier.clone().with_channel(recorder.clone());
+        self.state.webhooks.hold_timer();
+        let n = self.state.webhooks.run_once(&notifier).await.unwrap();
+        (n, recorder.notices())
     }
 
     /// The same browser (cookie jar) talking to another instance `other`

@@ -32,4 +32,6 @@ mod ui_account;
 mod ui_audit_support;
 mod ui_keys;
 mod ui_pages;
+mod ui_webhooks;
 mod usage_housekeeping;
+pub mod webhooks;

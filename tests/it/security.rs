@@ -20,3 +20,4 @@ mod oauth_protocol;
 mod parsers;
 mod policy;
 mod sessions;
+mod webhooks;

@@ -11,6 +11,8 @@ mod session;
 mod team;
 mod usage;
 mod user;
+mod webhook;
+mod webhook_delivery;
 
 pub use api_key::{ApiKey, EXPIRING_SOON_SECS, StatusFilter};
 pub use audit::{ActionFilter, AuditCursor, AuditEvent, AuditFilter, NewAuditEvent};
@@ -22,3 +24,5 @@ pub use session::SessionRow;
 pub use team::{Membership, Team};
 pub use usage::{Reminder, ScopeUseRow, SightingRow, UsageDay, UsageHour};
 pub use user::User;
+pub use webhook::{EndpointSettings, WebhookEndpoint, WebhookMessage};
+pub use webhook_delivery::{Attempt, WebhookDelivery};

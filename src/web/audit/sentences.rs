@@ -137,6 +137,7 @@ fn object_ref(e: &AuditEvent, details: &Value, names: &ObjectNames, viewer: View
     let name = match (named, kind) {
         (Some(n), _) => n.name.clone(),
         (None, Some(ObjectKind::Invite)) => recorded("email").unwrap_or_else(|| "an invitation".into()),
+        (None, Some(ObjectKind::Webhook)) => recorded("url").unwrap_or_else(|| "(no longer exists)".into()),
         (None, _) => recorded("name").unwrap_or_else(|| "(no longer exists)".into()),
     };
     let href = named.and_then(|n| match (kind?, viewer) {
@@ -150,7 +151,8 @@ fn object_ref(e: &AuditEvent, details: &Value, names: &ObjectNames, viewer: View
         (ObjectKind::User, Viewer::Support) => Some(format!("/support/users/{id}")),
         (ObjectKind::Team, Viewer::Team | Viewer::Member) => Some("/settings/team".into()),
         (ObjectKind::Team, Viewer::Support) => Some(format!("/support/teams/{id}")),
-        (ObjectKind::Invite, _) => None,
+        (ObjectKind::Webhook, Viewer::Team | Viewer::Member) => Some(format!("/settings/developer/webhooks/{id}")),
+        (ObjectKind::Invite | ObjectKind::Webhook, _) => None,
     });
     Some(ObjectRef { name, code: named.and_then(|n| n.code.clone()), href })
 }
@@ -357,6 +359,18 @@ fn phrase(action: AuditAction, e: &AuditEvent, d: &Value, has_object: bool) -> P
         A::OauthClientAuthFailed => Phrase::new("failed to authenticate as the app ", "").then(&reason),
         A::OauthCodeReused => Phrase::new("reused an authorization code of the app ", "; what it gave was revoked"),
         A::OauthRefreshReuse => Phrase::new("reused an old refresh token of the app ", "; the whole grant was revoked"),
+        A::ApiKeyRateLimited => Phrase::new("refused requests of key ", " over the team's rate limit"),
+        A::WebhookCreated => Phrase::new("added the webhook endpoint ", ""),
+        A::WebhookUpdated => Phrase::new("changed the webhook endpoint ", ""),
+        A::WebhookSecretRotated => {
+            Phrase::new("rotated the signing secret of the webhook endpoint ", "").then(&grace(d, "secret"))
+        }
+        A::WebhookDeleted => Phrase::new("deleted the webhook endpoint ", ""),
+        A::WebhookDisabled if e.actor_label == crate::service::audit::SYSTEM_LABEL => {
+            Phrase::new("disabled the webhook endpoint ", " after its deliveries kept failing")
+        }
+        A::WebhookDisabled => Phrase::new("disabled the webhook endpoint ", ""),
+        A::WebhookEnabled => Phrase::new("enabled the webhook endpoint ", " again"),
     }
     .object_or_not(has_object)
 }
@@ -473,7 +487,7 @@ fn value_text(v: &Value) -> String {
 /// The action filter's choices: every kind of action in words, grouped,
 /// with "all of a group" first (a prefix such as `api_key.`).
 pub fn action_choices() -> Vec<(&'static str, Vec<(String, String)>)> {
-    const GROUPS: [(&str, &str, &str); 10] = [
+    const GROUPS: [(&str, &str, &str); 11] = [
         ("api_key.", "API keys", "Anything about API keys"),
         ("service_key.", "Service keys", "Anything about service keys"),
         ("oauth.", "OAuth apps and tokens", "Anything about OAuth"),
@@ -484,6 +498,7 @@ pub fn action_choices() -> Vec<(&'static str, Vec<(String, String)>)> {
         ("totp.", "Two-factor authentication", "Anything about two-factor"),
         ("password.", "Passwords", "Any password change"),
         ("session.", "Sessions", "Any session signed out"),
+        ("webhook.", "Webhooks", "Anything about webhook endpoints"),
     ];
     let mut out: Vec<(&'static str, Vec<(String, String)>)> =
         GROUPS.iter().map(|(prefix, label, all)| (*label, vec![((*prefix).to_owned(), (*all).to_owned())])).collect();
@@ -557,6 +572,13 @@ pub fn action_name(action: AuditAction) -> &'static str {
         A::OauthClientAuthFailed => "App authentication failed",
         A::OauthCodeReused => "Authorization code reused",
         A::OauthRefreshReuse => "Refresh token reused",
+        A::ApiKeyRateLimited => "Key rate limited",
+        A::WebhookCreated => "Webhook endpoint added",
+        A::WebhookUpdated => "Webhook endpoint changed",
+        A::WebhookSecretRotated => "Webhook secret rotated",
+        A::WebhookDeleted => "Webhook endpoint deleted",
+        A::WebhookDisabled => "Webhook endpoint disabled",
+        A::WebhookEnabled => "Webhook endpoint enabled",
     }
 }
 
