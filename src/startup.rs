@@ -62,9 +62,11 @@ impl Application {
             Some(url) => Arc::new(Redis::connect(url, &config.redis_prefix)?),
             None => Arc::new(Redis::off()),
         };
-        let state = actix_web::web::Data::new(
-            AppState::new(config, db, setup_token, redis).context("starting the password hashing threads")?,
-        );
+        let mut state =
+            AppState::new(config, db, setup_token, redis).context("starting the password hashing threads")?;
+        state.notifier =
+            crate::service::email::outbox::notifier(&state.config, &state.keys).context("setting up email")?;
+        let state = actix_web::web::Data::new(state);
         let keys = state.keys.clone();
         let resealed = state.db.run(move |conn| crate::service::totp::reseal_unbound(conn, &keys)).await?;
         if resealed > 0 {
@@ -110,10 +112,15 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM, then drains in-flight requests.
-    /// Buffered key usage is written once more after the last request.
+    /// Buffered key usage is written once more after the last request, and
+    /// email still queued gets a few seconds to go out.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
         self.flusher.at_shutdown().await;
+        let unsent = self.state.notifier.drain(SHUTDOWN_EMAIL_WAIT).await;
+        if unsent > 0 {
+            tracing::warn!(emails = unsent, "stopped with emails not sent yet");
+        }
         served
     }
 }
@@ -157,6 +164,9 @@ fn serve(listener: TcpListener, state: State) -> std::io::Result<Server> {
 fn web_form_config() -> actix_web::web::FormConfig {
     actix_web::web::FormConfig::default().limit(64 * 1024)
 }
+
+/// How long queued email may delay a shutdown.
+const SHUTDOWN_EMAIL_WAIT: Duration = Duration::from_secs(5);
 
 /// How often the shutdown flush is tried, and the wait before the first retry
 /// (doubled after each): about 1.5 s in all before giving up.

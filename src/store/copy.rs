@@ -55,6 +55,8 @@ pub const TABLES: &[&str] = &[
     "oauth_consents",
     "oauth_codes",
     "oauth_tokens",
+    "email_opt_outs",
+    "known_devices",
 ];
 
 /// The only source tables not copied: diesel's migration bookkeeping, SQLite's

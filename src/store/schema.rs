@@ -224,6 +224,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    email_opt_outs (user_id, kind) {
+        user_id -> Text,
+        kind -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    known_devices (user_id, device_hash) {
+        user_id -> Text,
+        device_hash -> Text,
+        first_seen_at -> BigInt,
+        last_seen_at -> BigInt,
+    }
+}
+
+diesel::table! {
     changes (seq) {
         seq -> BigInt,
         kind -> Text,
@@ -239,6 +256,8 @@ diesel::joinable!(api_key_usage -> api_keys (key_id));
 diesel::joinable!(api_key_scope_use -> api_keys (key_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(invites -> teams (team_id));
+diesel::joinable!(email_opt_outs -> users (user_id));
+diesel::joinable!(known_devices -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     teams,
@@ -258,5 +277,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_hours,
     usage_sightings,
     api_key_scope_use,
-    reminders
+    reminders,
+    email_opt_outs,
+    known_devices
 );

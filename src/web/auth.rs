@@ -34,6 +34,7 @@ impl AppState {
             hashing: &self.hashing,
             clock: &self.clock,
             absolute_secs: self.config.session_absolute_hours * 3600,
+            notifier: &self.notifier,
         }
     }
 }
