@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod api_keys;
 mod browser;
 mod copy_data;
+pub mod email;
 pub mod key_edit;
 pub mod key_privilege;
 pub mod key_rotation;

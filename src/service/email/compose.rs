@@ -30,7 +30,9 @@ impl Site {
     }
 
     pub fn key_url(&self, key_id: &str) -> String {
-        let id = percent_encoding::utf8_percent_encode(key_id, percent_encoding::NON_ALPHANUMERIC);
+        const SEGMENT: &percent_encoding::AsciiSet =
+            &percent_encoding::NON_ALPHANUMERIC.remove(b'_').remove(b'-').remove(b'.');
+        let id = percent_encoding::utf8_percent_encode(key_id, SEGMENT);
         self.url(&format!("/settings/developer/api-keys/{id}"))
     }
 
