@@ -91,7 +91,13 @@ fn links_are_ours(app: &TestApp, mail: &Mail) {
 
 async fn an_invitation_reaches_the_invitee_alone_and_the_link_is_still_shown(app: TestApp, sink: Sink) {
     app.owner_session().await;
-    let path = app.invite("new@acme.test", "developer").await;
+    let res = app
+        .post_form("/settings/team", "/settings/team/invites", &[("email", "new@acme.test"), ("role", "developer")])
+        .await;
+    let page = res.text().await.unwrap();
+    assert!(page.contains(r#"id="invite-emailed""#), "the inviter is told it was emailed");
+    let path = crate::helpers::attr_after(&page, r#"<code id="invite-link">"#).expect("the link is still shown");
+    let path = path[path.find("/invite/").unwrap()..].to_owned();
     delivered(&app).await;
     let mail = only_mail_to(&sink, "new@acme.test");
     well_formed(&mail);

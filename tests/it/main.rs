@@ -30,6 +30,7 @@ pub mod support;
 pub mod totp;
 mod ui_account;
 mod ui_audit_support;
+mod ui_email;
 mod ui_keys;
 mod ui_pages;
 mod usage_housekeeping;
