@@ -153,6 +153,7 @@ fn execute(command: Command, config: &Config, conn: &mut DbConn) -> anyhow::Resu
                 other => anyhow::anyhow!(other),
             })?;
             println!("two-factor authentication is off for {email}; their sessions have ended");
+            tell_totp_reset(config, &email);
             Ok(())
         }
         Command::Team(TeamCommand::SetPlan { team, plan }) => {
@@ -177,6 +178,18 @@ fn execute(command: Command, config: &Config, conn: &mut DbConn) -> anyhow::Resu
             println!("{}", secret.expose());
             Ok(())
         }
+    }
+}
+
+/// Emails the user that the operator turned their 2FA off (a failure to
+/// send is logged; the reset stands).
+fn tell_totp_reset(config: &Config, email: &str) {
+    let actor = crate::service::audit::Actor::operator();
+    let at = crate::store::now();
+    let notice = crate::service::notify::Notice::totp_disabled(email.into(), &actor, at, true);
+    let within = std::time::Duration::from_secs(20);
+    if let Err(e) = crate::service::email::outbox::send_now(config, &notice, within) {
+        tracing::warn!(error = %format!("{e:#}"), "emailing the user about the reset failed");
     }
 }
 

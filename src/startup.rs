@@ -72,10 +72,11 @@ impl Application {
             Some(url) => Arc::new(Redis::connect(url, &config.redis_prefix)?),
             None => Arc::new(Redis::off()),
         };
-        let state = actix_web::web::Data::new(
-            AppState::new(config, db, setup_token, redis)
-                .context("starting the password hashing threads and the webhook client")?,
-        );
+        let mut state = AppState::new(config, db, setup_token, redis)
+            .context("starting the password hashing threads and the webhook client")?;
+        state.notifier =
+            crate::service::email::outbox::notifier(&state.config, &state.keys).context("setting up email")?;
+        let state = actix_web::web::Data::new(state);
         let keys = state.keys.clone();
         let resealed = state.db.run(move |conn| crate::service::totp::reseal_unbound(conn, &keys)).await?;
         if resealed > 0 {
@@ -137,7 +138,8 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, then drains in-flight requests.
     /// Buffered key usage is written once more after the last request; the
-    /// webhook delivery under way finishes, and no other starts.
+    /// webhook delivery under way finishes, and no other starts; email still
+    /// queued gets a few seconds to go out.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
         self.state.webhooks.stop();
@@ -145,6 +147,10 @@ impl Application {
             tracing::warn!(error = %e, "the webhook dispatcher stopped abnormally");
         }
         self.flusher.at_shutdown().await;
+        let unsent = self.state.notifier.drain(SHUTDOWN_EMAIL_WAIT).await;
+        if unsent > 0 {
+            tracing::warn!(emails = unsent, "stopped with emails not sent yet");
+        }
         if let Some(metrics) = self.metrics {
             metrics.handle.stop(true).await;
         }
@@ -224,6 +230,9 @@ const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 fn web_form_config() -> actix_web::web::FormConfig {
     actix_web::web::FormConfig::default().limit(64 * 1024)
 }
+
+/// How long queued email may delay a shutdown.
+const SHUTDOWN_EMAIL_WAIT: Duration = Duration::from_secs(5);
 
 /// How often the shutdown flush is tried, and the wait before the first retry
 /// (doubled after each): about 1.5 s in all before giving up.

@@ -10,6 +10,8 @@
 //! internal error, never a refusal; every outcome is audited (failures for
 //! unknown accounts at most once a minute, then a count). The half-signed-in
 //! state lives [`PENDING_TTL_SECS`] and grants nothing but the second step.
+//! A completed sign-in records its device (`email::devices`); one from a
+//! device the account never used is emailed to the user.
 
 use std::net::IpAddr;
 
@@ -21,11 +23,13 @@ use super::audit::{self, Actor, Event};
 use super::audit_gate::{Admission, AuditGate, PendingEvent};
 use super::clock::Clock;
 use super::crypto::Keys;
+use super::email::devices::{self, Seen};
 use super::hashing::Hashing;
 use super::metrics::{LoginOutcome, Metrics};
+use super::notify::{Notice, Notifier};
 use super::totp::{self, Factor};
 use super::{Error, Result, validate};
-use crate::domain::{AuditAction, SessionId, UserId};
+use crate::domain::{AuditAction, PlainSecret, SessionId, UserId};
 use crate::store::models::{SessionRow, User};
 use crate::store::{Db, StoreError};
 
@@ -94,6 +98,8 @@ pub struct LoginService<'a> {
     pub absolute_secs: i64,
     /// Each step's outcome is counted here.
     pub metrics: &'a Metrics,
+    /// Tells users about sign-ins from new devices.
+    pub notifier: &'a Notifier,
 }
 
 impl PasswordOutcome {
@@ -281,6 +287,25 @@ impl LoginService<'_> {
                 accounts::context(conn, uid.as_str())
             })
             .await
+    }
+
+    /// Records the device a completed sign-in came from (`presented`: the
+    /// browser's device cookie, if any) and emails the user when it is new
+    /// to them; returns the device cookie the browser keeps.
+    pub async fn device(&self, actor: &Actor, user_id: &UserId, presented: Option<&str>) -> Result<PlainSecret> {
+        let device = devices::cookie_or_new(presented)?;
+        let (keys, uid, d, at) = (self.keys.clone(), user_id.clone(), device.clone(), self.clock.now());
+        let (seen, user) = self
+            .db
+            .run(move |conn| {
+                let seen = devices::seen(conn, &keys, uid.as_str(), &d, at)?;
+                Ok::<_, Error>((seen, User::find(conn, uid.as_str())?))
+            })
+            .await?;
+        if let (Seen::New, Some(user)) = (seen, user) {
+            self.notifier.send(&Notice::new_device(&user.id, &user.email, actor, at));
+        }
+        Ok(device)
     }
 
     /// Audits a sign-out.

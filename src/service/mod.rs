@@ -10,6 +10,7 @@ pub mod clock;
 pub mod cluster;
 pub mod credentials;
 pub mod crypto;
+pub mod email;
 pub mod forwarded;
 pub mod hashing;
 pub mod health;

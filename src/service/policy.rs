@@ -121,6 +121,12 @@ pub fn reminded_of_every_key(role: Role) -> bool {
     role >= Role::Admin
 }
 
+/// Who is told, besides its creator, that a key of the team was reported
+/// leaked (and revoked): the owners.
+pub fn told_of_leaked_keys(role: Role) -> bool {
+    role == Role::Owner
+}
+
 /// Creating an API key: anyone but a viewer (scopes are checked apart).
 pub fn create_key(role: Role) -> Result<()> {
     if role == Role::Viewer {

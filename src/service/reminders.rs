@@ -11,7 +11,8 @@
 //! the key as it is then, and recorded as the audit event `api_key.expiring`
 //! (actor: Latchkey, details `{"days": n}`) in the same transaction; the
 //! notice goes out after the commit (`service::notify`), to the key's creator
-//! and the team's owners and admins. The banner names to each member the keys
+//! and the team's owners and admins, except those who turned these
+//! reminders off (`service::email`). The banner names to each member the keys
 //! the same policy tells them about (`policy::reminded_of_every_key`): every
 //! key of the team for owners and admins, the keys they created for anyone
 //! else; it is one indexed query of the member's own team.
@@ -24,7 +25,7 @@ use crate::domain::{AuditAction, Role, TeamId};
 use crate::service::audit::{self, Actor, Event};
 use crate::service::clock::Clock;
 use crate::service::keys::codec;
-use crate::service::notify::{Notice, Notifier};
+use crate::service::notify::{KeyRef, Notice, NoticeKind, Notifier, Recipient};
 use crate::service::{Error, Result, policy};
 use crate::store::models::{ApiKey, Membership, Reminder, User};
 use crate::store::{Db, DbConn, StoreError};
@@ -220,19 +221,12 @@ fn claim(
         let event = Event::new(AuditAction::ApiKeyExpiring).team(&team_id).object("api_key", &key.id);
         audit::record(conn, &Actor::system(), event.details(details.clone()))?;
         let recipients = recipients(conn, &team_id, key.created_by.as_deref(), members)?;
+        let recipients = crate::service::email::without_opted_out(conn, NoticeKind::KeyExpiring, recipients)?;
         let key_prefix = codec::display(prefix, &key.key_prefix);
         let text =
             format!("Key {} ({key_prefix}…) expires in {days} day{}.", key.name, if days == 1 { "" } else { "s" });
-        Ok(Notice {
-            kind: AuditAction::ApiKeyExpiring.as_str(),
-            team_id,
-            recipients,
-            key_id: key.id,
-            key_name: key.name,
-            key_prefix,
-            text,
-            details,
-        })
+        let key = KeyRef { id: key.id, name: key.name, prefix: key_prefix };
+        Ok(Notice::new(NoticeKind::KeyExpiring, recipients, text).team(&team_id).key(key).details(details))
     })
 }
 
@@ -243,20 +237,14 @@ fn recipients(
     team_id: &str,
     creator: Option<&str>,
     members: &mut Members,
-) -> std::result::Result<Vec<String>, Claim> {
+) -> std::result::Result<Vec<Recipient>, Claim> {
     if !members.contains_key(team_id) {
         members.insert(team_id.to_owned(), Membership::list(conn, team_id)?);
     }
     let team = members.get(team_id).map(Vec::as_slice).unwrap_or_default();
     let creator = team.iter().filter(|(m, _)| Some(m.user_id.as_str()) == creator);
     let managers = team.iter().filter(|(m, _)| policy::reminded_of_every_key(m.role));
-    let mut out: Vec<String> = Vec::new();
-    for (_, user) in creator.chain(managers) {
-        if !out.contains(&user.email) {
-            out.push(user.email.clone());
-        }
-    }
-    Ok(out)
+    Ok(Notice::dedup(creator.chain(managers).map(|(_, user)| Recipient::user(&user.id, &user.email))))
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 //! else gives it back. A password change ends every session of the user; only
 //! owners set the team policy; every change is audited. The current session
 //! is told by its stored row's id (what the session store hands the page).
+//! Turning 2FA off and changing the password are emailed to the user after
+//! the commit (security email: it cannot be turned off).
 
 use serde_json::json;
 
@@ -18,6 +20,7 @@ use super::audit::{self, Actor, Event};
 use super::clock::Clock;
 use super::crypto::Keys;
 use super::hashing::Hashing;
+use super::notify::{Notice, Notifier, Recipient};
 use super::verify::Verifier;
 use super::{Error, FieldErrors, Result, oauth, policy, totp, validate};
 use crate::domain::{AuditAction, ClientId, PlainSecret, SessionId, UserId};
@@ -58,6 +61,8 @@ pub struct SecurityOverview {
     pub team_apps: Vec<(String, OauthConsent, OauthClient)>,
     /// An enrolment in progress: the manual key and its QR code.
     pub pending: Option<(String, String)>,
+    /// The email the user may turn off, and whether it is on.
+    pub emails: Vec<super::email::EmailPreference>,
 }
 
 /// The security page's use cases, each authorized, audited, and throttled
@@ -70,13 +75,15 @@ pub struct SecurityService<'a> {
     pub verifier: &'a Verifier,
     pub hashing: &'a Hashing,
     pub clock: &'a Clock,
+    /// Tells the user about changes to their account's security.
+    pub notifier: &'a Notifier,
 }
 
 impl SecurityService<'_> {
     pub async fn overview(&self, user: &UserContext, current: Option<&SessionId>) -> Result<SecurityOverview> {
         let (uid, current, at) = (user.user.id.clone(), current.cloned(), self.clock.now());
         let fallback = user.clone();
-        let (ctx, remaining_codes, sessions, apps, team_apps) = self
+        let (ctx, remaining_codes, sessions, apps, (team_apps, emails)) = self
             .db
             .run(move |conn| {
                 let ctx = accounts::context(conn, &uid)?.unwrap_or(fallback);
@@ -86,7 +93,8 @@ impl SecurityService<'_> {
                 };
                 let sessions = sessions(conn, &uid, current.as_ref(), at)?;
                 let (remaining, apps) = (totp::remaining_codes(conn, &uid)?, oauth::authorized_apps(conn, &uid)?);
-                Ok::<_, Error>((ctx, remaining, sessions, apps, team_apps))
+                let emails = super::email::unsubscribe::preferences(conn, &uid)?;
+                Ok::<_, Error>((ctx, remaining, sessions, apps, (team_apps, emails)))
             })
             .await?;
         let u = &ctx.user;
@@ -94,7 +102,7 @@ impl SecurityService<'_> {
             Some(key) => Some((key.clone(), totp::qr_data_url(&totp::otpauth_uri(&u.email, &key))?)),
             None => None,
         };
-        Ok(SecurityOverview { ctx, remaining_codes, sessions, apps, team_apps, pending })
+        Ok(SecurityOverview { ctx, remaining_codes, sessions, apps, team_apps, pending, emails })
     }
 
     /// Starts (or restarts) enrolment: a stolen session must not bind the
@@ -120,12 +128,13 @@ impl SecurityService<'_> {
             Ok(attempt) => attempt,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        let (keys, actor, uid, code, at) =
+        let (keys, by, uid, code, at) =
             (self.keys.clone(), actor.clone(), user.id.clone(), code.to_owned(), self.clock.now());
         let field = |m: &str| Ok(Err(Refusal::Invalid(FieldErrors::single("disable_code", m))));
-        match self.db.run(move |conn| totp::disable(conn, &keys, &actor, &uid, &code, at)).await {
+        match self.db.run(move |conn| totp::disable(conn, &keys, &by, &uid, &code, at)).await {
             Ok(()) => {
                 self.by_account.release(&attempt).await;
+                self.notifier.send(&Notice::totp_disabled(Recipient::user(&user.id, &user.email), actor, at, false));
                 Ok(Ok(()))
             }
             Err(Error::Invalid(f)) => {
@@ -168,8 +177,10 @@ impl SecurityService<'_> {
             return Ok(Err(Refusal::Invalid(FieldErrors::single("new_password", m))));
         }
         let hash = self.hashing.hash(new.to_owned()).await?;
-        let (actor, uid, current, at) = (actor.clone(), user.id.clone(), current.cloned(), self.clock.now());
-        self.db.run(move |conn| change_password(conn, &actor, &uid, &hash, current.as_ref(), at)).await.map(Ok)
+        let (by, uid, current, at) = (actor.clone(), user.id.clone(), current.cloned(), self.clock.now());
+        let live = self.db.run(move |conn| change_password(conn, &by, &uid, &hash, current.as_ref(), at)).await?;
+        self.notifier.send(&Notice::password_changed(&user.id, &user.email, actor, at));
+        Ok(Ok(live))
     }
 
     pub async fn revoke_session(&self, actor: &Actor, user_id: &UserId, id: &SessionId) -> Result<()> {

@@ -8,7 +8,9 @@
 //! secret and cannot create keys; support acts on team keys only (the
 //! operator's service keys answer not found); every revocation is audited
 //! under the key's team, where support reads as "Latchkey support", never as
-//! a person, and the verifier forgets the revoked credential at once.
+//! a person, and the verifier forgets the revoked credential at once. The
+//! key's creator is emailed about a revocation by support (with the reason),
+//! and also the team's owners about a leak, after the commit.
 
 mod leaks;
 
@@ -20,6 +22,7 @@ use super::audit::{self, Actor, Event, ObjectKind};
 use super::clock::Clock;
 use super::crypto::Keys;
 use super::keys::{self, codec};
+use super::notify::{Notice, Notifier};
 use super::principal::Principal;
 use super::verify::Verifier;
 use super::{Error, FieldErrors, Result, oauth, policy};
@@ -205,6 +208,8 @@ pub struct SupportService<'a> {
     pub clock: &'a Clock,
     /// The API key prefix (`lk`).
     pub prefix: &'a str,
+    /// Tells the people whose key was taken away.
+    pub notifier: &'a Notifier,
 }
 
 fn key_hit(k: &ApiKey, prefix: &str, team_names: &[(String, String)], at: i64) -> KeyHit {
@@ -285,8 +290,17 @@ impl SupportService<'_> {
     /// forgets it at once.
     pub async fn revoke(&self, staff: &Actor, id: &KeyId, reason: &str) -> Result<()> {
         let (actor, key_id, reason, at) = (staff.clone(), id.clone(), reason.to_owned(), self.clock.now());
-        self.db.run(move |conn| revoke_with_reason(conn, &actor, key_id.as_str(), &reason, at)).await?;
+        let prefix = self.prefix.to_owned();
+        let notice = self
+            .db
+            .run(move |conn| {
+                let key = revoke_with_reason(conn, &actor, key_id.as_str(), &reason, at)?;
+                let people = super::email::key_people(conn, &key, false)?;
+                Ok::<_, Error>(Notice::key_revoked_by_support(&key, &prefix, people, reason.trim()))
+            })
+            .await?;
         self.verifier.invalidate(id.as_str());
+        self.notifier.send(&notice);
         Ok(())
     }
 
@@ -375,6 +389,14 @@ impl SupportService<'_> {
         }
         if report.oauth_changed {
             self.verifier.invalidate_all();
+        }
+        let (ids, prefix) = (report.revoked_keys.clone(), self.prefix.to_owned());
+        match self.db.run(move |conn| leaks::notices(conn, &ids, &prefix)).await {
+            Ok(notices) => notices.iter().for_each(|n| self.notifier.send(n)),
+            // The keys are revoked: the report stands even if nobody could be told.
+            Err(e) => {
+                tracing::warn!(error = %format!("{:#}", anyhow::Error::new(e)), "telling people about leaked keys failed")
+            }
         }
         Ok(report)
     }

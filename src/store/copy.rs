@@ -58,6 +58,8 @@ pub const TABLES: &[&str] = &[
     "webhook_endpoints",
     "webhook_messages",
     "webhook_deliveries",
+    "email_opt_outs",
+    "known_devices",
 ];
 
 /// The only source tables not copied: diesel's migration bookkeeping, SQLite's

@@ -224,6 +224,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    email_opt_outs (user_id, kind) {
+        user_id -> Text,
+        kind -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    known_devices (user_id, device_hash) {
+        user_id -> Text,
+        device_hash -> Text,
+        first_seen_at -> BigInt,
+        last_seen_at -> BigInt,
+    }
+}
+
+diesel::table! {
     changes (seq) {
         seq -> BigInt,
         kind -> Text,
@@ -286,6 +303,8 @@ diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(invites -> teams (team_id));
 diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
 diesel::joinable!(webhook_deliveries -> webhook_messages (message_id));
+diesel::joinable!(email_opt_outs -> users (user_id));
+diesel::joinable!(known_devices -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     teams,
@@ -308,5 +327,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     reminders,
     webhook_endpoints,
     webhook_messages,
-    webhook_deliveries
+    webhook_deliveries,
+    email_opt_outs,
+    known_devices
 );

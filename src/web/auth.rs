@@ -35,6 +35,7 @@ impl AppState {
             clock: &self.clock,
             absolute_secs: self.config.session_absolute_hours * 3600,
             metrics: &self.metrics,
+            notifier: &self.notifier,
         }
     }
 }

@@ -2,9 +2,11 @@
 //! must come back in the `csrf_token` form field or the `X-CSRF-Token` header.
 //! A missing or wrong token gets 403 before any handler runs, so nothing changes.
 //!
-//! Exempt: the OAuth back-channel endpoints (client-authenticated, no cookies)
-//! and `/api/` (credential-authenticated; session use there demands the header
-//! in the API's own extractor).
+//! Exempt: the OAuth back-channel endpoints (client-authenticated, no cookies),
+//! `/api/` (credential-authenticated; session use there demands the header
+//! in the API's own extractor) and the one-click unsubscribe of an email
+//! (RFC 8058: a mail client posts it without cookies; its signed token is
+//! the authority, and all it can do is turn one user's reminders off).
 
 use actix_session::SessionExt;
 use actix_web::body::{BoxBody, MessageBody};
@@ -19,7 +21,7 @@ use crate::service::crypto;
 
 pub const HEADER: &str = "X-CSRF-Token";
 pub const FIELD: &str = "csrf_token";
-const EXEMPT_PREFIXES: &[&str] = &["/api/", "/oauth/token", "/oauth/revoke", "/oauth/introspect"];
+const EXEMPT_PREFIXES: &[&str] = &["/api/", "/oauth/token", "/oauth/revoke", "/oauth/introspect", "/email/unsubscribe"];
 
 /// The session's token, created on first use.
 pub fn token(session: &TypedSession) -> Result<String, AppError> {

@@ -99,8 +99,10 @@ pub async fn submit(
     let refused = |status, message| render(status, &LoginPage::new(&session, email, next.clone(), Some(message))?);
     match outcome {
         PasswordOutcome::Granted(granted) => {
+            let to = redirect_full(&req, &next);
+            let res = super::device::signed_in(&state, &req, &actor, &granted.user_id, to).await?;
             sign_in(&session, &actor, &granted)?;
-            Ok(redirect_full(&req, &next))
+            Ok(res)
         }
         PasswordOutcome::SecondFactor { user_id, at } => {
             session.begin_pending_login(&PendingLogin { user_id, at, next })?;

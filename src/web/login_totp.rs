@@ -62,11 +62,13 @@ pub async fn submit(
     let code = form.into_inner().code;
     match state.login_service().second_factor(&actor, &pending.user_id, code).await? {
         SecondFactorOutcome::Granted { granted, factor } => {
+            let to = redirect_full(&req, &safe_next(Some(&pending.next)));
+            let res = super::device::signed_in(&state, &req, &actor, &granted.user_id, to).await?;
             sign_in(&session, &actor, &granted)?;
             if factor == Factor::RecoveryCode {
                 session.flash("You signed in with a recovery code; it cannot be used again.")?;
             }
-            Ok(redirect_full(&req, &safe_next(Some(&pending.next))))
+            Ok(res)
         }
         SecondFactorOutcome::Expired => Ok(expired(&session)),
         SecondFactorOutcome::Invalid(message) => page(&session, StatusCode::UNPROCESSABLE_ENTITY, message),

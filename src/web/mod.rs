@@ -9,6 +9,8 @@ pub mod audit;
 pub mod auth;
 pub mod confirm;
 pub mod csrf;
+pub mod device;
+pub mod email;
 pub mod format;
 pub mod health;
 pub mod htmx;
@@ -73,7 +75,8 @@ pub struct AppState {
     pub clock: Clock,
     /// The bounded password hashing threads.
     pub hashing: Hashing,
-    /// How people are told about their keys (expiry reminders).
+    /// How people are told what happened (email: SMTP or logged only; set
+    /// at start from the configuration, `service::email::outbox`).
     pub notifier: Notifier,
     /// Where this instance hands its usage on (Redis, or the database).
     pub usage_relay: Arc<crate::service::usage::Relay>,
@@ -220,6 +223,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .post(security::revoke_session),
         )
         .service(web::resource("/settings/security/team-policy").get(security::to_page).post(security::team_policy))
+        .service(web::resource("/settings/security/email").get(security::to_page).post(email::preference))
+        .service(web::resource("/email/unsubscribe").get(email::ask).post(email::unsubscribe))
         .route("/settings/team", web::get().to(team::show))
         .route("/settings/team/audit", web::get().to(audit::team_log))
         .route("/support", web::get().to(support::search))

@@ -40,6 +40,7 @@ impl AppState {
             verifier: &self.verifier,
             hashing: &self.hashing,
             clock: &self.clock,
+            notifier: &self.notifier,
         }
     }
 }
@@ -87,6 +88,8 @@ struct SecurityPage {
     continue_to: Option<String>,
     /// The recovery-code form's token (`web::resubmit`).
     submission: String,
+    /// The email the user may turn off (`web::email`).
+    emails: Vec<crate::service::email::EmailPreference>,
 }
 
 #[derive(Deserialize, Default)]
@@ -122,7 +125,7 @@ pub struct PolicyForm {
 async fn page(state: &State, user: &mut CurrentUser) -> Result<SecurityPage, AppError> {
     let current = user.session.row_id()?;
     let overview = state.security_service().overview(&user.ctx, current.as_ref()).await?;
-    let SecurityOverview { ctx, remaining_codes, sessions, apps, team_apps, pending } = overview;
+    let SecurityOverview { ctx, remaining_codes, sessions, apps, team_apps, pending, emails } = overview;
     user.ctx = ctx;
     let (u, at) = (&user.ctx.user, state.clock.now());
     let session_line = |s: crate::service::security::SessionView| SessionLine {
@@ -134,6 +137,7 @@ async fn page(state: &State, user: &mut CurrentUser) -> Result<SecurityPage, App
         current: s.current,
     };
     Ok(SecurityPage {
+        emails,
         submission: super::resubmit::token()?,
         layout: Layout::new(user, Nav::Security)?,
         required: false,

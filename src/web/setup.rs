@@ -25,6 +25,7 @@ impl AppState {
             hashing: &self.hashing,
             clock: &self.clock,
             setup_token: &self.setup_token,
+            notifier: &self.notifier,
         }
     }
 }

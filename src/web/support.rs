@@ -44,6 +44,7 @@ impl AppState {
             verifier: &self.verifier,
             clock: &self.clock,
             prefix: &self.config.api_key_prefix,
+            notifier: &self.notifier,
         }
     }
 }

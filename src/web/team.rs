@@ -90,6 +90,8 @@ struct TeamPage {
     /// The invite form's token (`web::resubmit`).
     submission: String,
     errors: FieldErrors,
+    /// The invite link was also emailed (SMTP is configured).
+    emailed: bool,
 }
 
 /// `/`: the team page for members; a short page for users without a team.
@@ -152,6 +154,7 @@ async fn page(state: &State, user: &CurrentUser) -> Result<TeamPage, AppError> {
         invite_link: None,
         submission: super::resubmit::token()?,
         errors: FieldErrors::default(),
+        emailed: false,
     })
 }
 
@@ -179,6 +182,7 @@ pub async fn invite(
             let link = format!("{}/invite/{}", state.config.public_url, token.expose());
             view.invite_link = Some(PlainSecret::new(link));
             view.invite_email = email;
+            view.emailed = state.config.smtp_url.is_some();
             render(StatusCode::OK, &view)
         }
         Err(Error::Invalid(errors)) => {

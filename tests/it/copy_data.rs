@@ -141,6 +141,9 @@ async fn make_everything(app: &TestApp) -> Made {
             .map_err(latchkey::store::StoreError::from)
     });
     assert!(claimed.unwrap(), "a reminder row");
+    // Reminders turned off (email_opt_outs); signing in recorded a device (known_devices).
+    let res = app.post_form("/settings/security", "/settings/security/email", &[("kind", "api_key.expiring")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
     Made {
         key: secret,
         key_id: key["id"].as_str().unwrap().to_owned(),

@@ -258,10 +258,10 @@ async fn expiry_reminders_come_a_week_and_a_day_before_once_each(app: TestApp) {
 
     let (claimed, notices) = app.run_reminders_recorded().await;
     assert_eq!(claimed, 3, "weekly, late and the rolled key's successor: {notices:?}");
-    let notice = |key: &Value| notices.iter().find(|n| n.key_id == id(key)).unwrap().clone();
+    let notice = |key: &Value| notices.iter().find(|n| n.key.as_ref().unwrap().id == id(key)).unwrap().clone();
     assert_eq!(notice(&weekly).recipients, ["dev@acme.test", OWNER_EMAIL], "its creator and the owner");
     assert_eq!(notice(&late).recipients, [OWNER_EMAIL]);
-    assert_eq!(notice(&weekly).key_prefix, weekly["prefix"].as_str().unwrap());
+    assert_eq!(notice(&weekly).key.unwrap().prefix, weekly["prefix"].as_str().unwrap());
     assert_eq!(
         notice(&weekly).text,
         format!("Key weekly ({}…) expires in 6 days.", weekly["prefix"].as_str().unwrap())

@@ -11,6 +11,7 @@
 mod cache;
 mod concurrency;
 mod dashboard;
+mod email;
 mod key_edit;
 mod key_privilege;
 mod key_rotation;

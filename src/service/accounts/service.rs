@@ -8,6 +8,7 @@ use crate::service::audit::{self, Actor};
 use crate::service::clock::Clock;
 use crate::service::crypto::{self, Keys};
 use crate::service::hashing::Hashing;
+use crate::service::notify::{Notice, Notifier};
 use crate::service::verify::Verifier;
 use crate::service::{Error, FieldErrors, Result, policy, validate};
 use crate::store::Db;
@@ -72,6 +73,8 @@ pub struct AccountService<'a> {
     pub clock: &'a Clock,
     /// The first-run token, while no user exists.
     pub setup_token: &'a Mutex<Option<String>>,
+    /// Emails the invitee their link.
+    pub notifier: &'a Notifier,
 }
 
 impl AccountService<'_> {
@@ -137,7 +140,8 @@ impl AccountService<'_> {
             .await
     }
 
-    /// Invites `email` as `role` (both as typed in the form).
+    /// Invites `email` as `role` (both as typed in the form) and emails the
+    /// invitee the link (which the inviter is shown too, in case email fails).
     pub async fn invite(&self, actor: &Actor, member: &TeamRole, email: &str, role: &str) -> Result<Invited> {
         if !policy::manages_members(member.role) {
             return Err(Error::Forbidden("Only owners and admins can invite members."));
@@ -149,8 +153,16 @@ impl AccountService<'_> {
             errors.add("role", "Choose a role.");
         }
         let (Some(email), Some(role)) = (email, role) else { return Err(Error::Invalid(errors)) };
-        let (keys, actor, member, at) = (self.keys.clone(), actor.clone(), member.clone(), self.clock.now());
-        let (invite, token) = self.db.run(move |conn| invite(conn, &keys, &actor, &member, &email, role, at)).await?;
+        let (keys, by, member, at) = (self.keys.clone(), actor.clone(), member.clone(), self.clock.now());
+        let (invite, token, team) = self
+            .db
+            .run(move |conn| {
+                let (invite, token) = invite(conn, &keys, &by, &member, &email, role, at)?;
+                let team = Team::find(conn, &invite.team_id)?.map(|t| t.name).unwrap_or_default();
+                Ok::<_, Error>((invite, token, team))
+            })
+            .await?;
+        self.notifier.send(&Notice::invitation(&invite, &token, &team, &actor.label));
         Ok(Invited { email: invite.email, token })
     }
 

@@ -3,7 +3,9 @@
 //! Rules: every Latchkey credential kind is recognised by prefix and checksum
 //! and revoked whatever its kind; a report never reveals which team owns a
 //! credential (the outcome says only revoked, already inactive, not found or
-//! malformed); each revocation is audited under the credential's team.
+//! malformed); each revocation is audited under the credential's team, and
+//! each API key revoked is told to its creator and the team's owners
+//! ([`notices`], sent after the commit).
 
 use serde_json::json;
 
@@ -11,6 +13,7 @@ use crate::domain::{AuditAction, TokenKind};
 use crate::service::audit::{self, Actor, Event, ObjectKind};
 use crate::service::crypto::{self, Keys};
 use crate::service::keys::codec;
+use crate::service::notify::Notice;
 use crate::service::{Error, FieldErrors, Result, oauth};
 use crate::store::DbConn;
 use crate::store::models::{ApiKey, OauthClient, OauthToken};
@@ -94,6 +97,17 @@ pub fn report_leaks(
         }
         Ok(report)
     })
+}
+
+/// The notices of the API keys a report revoked (`ids`).
+pub fn notices(conn: &mut DbConn, ids: &[String], prefix: &str) -> Result<Vec<Notice>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some(key) = ApiKey::find(conn, id)? else { continue };
+        let people = crate::service::email::key_people(conn, &key, true)?;
+        out.push(Notice::key_leaked(&key, prefix, people));
+    }
+    Ok(out)
 }
 
 fn leaked_key(

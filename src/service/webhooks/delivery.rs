@@ -24,7 +24,7 @@ use crate::domain::{AuditAction, DeliveryStatus, Role};
 use crate::service::audit::{self, Actor, Event, ObjectKind};
 use crate::service::clock::Clock;
 use crate::service::crypto::Keys;
-use crate::service::notify::{Notice, Notifier};
+use crate::service::notify::{Notice, Notifier, Recipient};
 use crate::service::{Error, Result};
 use crate::store::models::{Attempt, Membership, WebhookDelivery, WebhookEndpoint, WebhookMessage};
 use crate::store::{Db, DbConn};
@@ -239,26 +239,13 @@ fn disable_after_failure(conn: &mut DbConn, e: &WebhookEndpoint, at: i64) -> Res
     }
     let details = json!({"url": e.url, "reason": FAILING_REASON});
     let event = Event::new(AuditAction::WebhookDisabled).team(&e.team_id).object(ObjectKind::Webhook, &e.id);
-    audit::record(conn, &Actor::system(), event.details(details.clone()))?;
-    let owners: Vec<String> = Membership::list(conn, &e.team_id)?
+    audit::record(conn, &Actor::system(), event.details(details))?;
+    let owners: Vec<Recipient> = Membership::list(conn, &e.team_id)?
         .into_iter()
         .filter(|(m, _)| m.role == Role::Owner)
-        .map(|(_, u)| u.email)
+        .map(|(_, u)| Recipient::user(&u.id, &u.email))
         .collect();
-    Ok(Some(Notice {
-        kind: "webhook.endpoint_disabled",
-        team_id: e.team_id.clone(),
-        recipients: owners,
-        key_id: String::new(),
-        key_name: String::new(),
-        key_prefix: String::new(),
-        text: format!(
-            "The webhook endpoint {} was disabled: its deliveries failed for 24 hours. Fix it, then enable it again \
-             under Settings → Developer → Webhooks.",
-            e.url
-        ),
-        details,
-    }))
+    Ok(Some(Notice::webhook_endpoint_disabled(&e.team_id, owners, &e.url, FAILING_REASON)))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 mod api_key;
 mod audit;
 mod change;
+mod email;
 mod grace;
 mod invite;
 mod oauth;
@@ -17,6 +18,7 @@ mod webhook_delivery;
 pub use api_key::{ApiKey, EXPIRING_SOON_SECS, StatusFilter};
 pub use audit::{ActionFilter, AuditCursor, AuditEvent, AuditFilter, NewAuditEvent};
 pub use change::Change;
+pub use email::{EmailOptOut, KnownDevice};
 pub use invite::Invite;
 pub use oauth::{OauthClient, OauthCode, OauthConsent, OauthToken};
 pub use recovery::RecoveryCode;

@@ -198,7 +198,8 @@ async fn reminders_and_the_banner_never_cross_teams(app: TestApp) {
     let (claimed, notices) = app.run_reminders_recorded().await;
     assert_eq!(claimed, 2);
     for n in &notices {
-        let expected = if n.key_id == id(&theirs) { GLOBEX_EMAIL } else { crate::helpers::OWNER_EMAIL };
+        let expected =
+            if n.key.as_ref().unwrap().id == id(&theirs) { GLOBEX_EMAIL } else { crate::helpers::OWNER_EMAIL };
         assert_eq!(n.recipients, [expected], "{n:?}");
     }
     // Each team's log holds its own reminder only.

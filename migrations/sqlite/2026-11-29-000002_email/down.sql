@@ -1,0 +1,3 @@
+DROP INDEX known_devices_recent;
+DROP TABLE known_devices;
+DROP TABLE email_opt_outs;
