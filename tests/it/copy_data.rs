@@ -102,6 +102,8 @@ struct Made {
 async fn make_everything(app: &TestApp) -> Made {
     app.owner_session().await;
     let (totp, _) = enrol_at(app, OWNER_PASSWORD, -1).await;
+    // An endpoint: every event below queues a webhook message and delivery.
+    crate::webhooks::add_endpoint(app, "https://hooks.example.com/in", &[]).await;
     app.invite("pending@acme.test", "developer").await;
     crate::accounts::member(app, "dev@acme.test", "developer").await;
     let expires = latchkey::web::format::rfc3339(app.clock().now() + 30 * 86_400);
