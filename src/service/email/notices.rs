@@ -74,3 +74,31 @@ impl Notice {
         Self::new(NoticeKind::PasswordChanged, vec![Recipient::user(user_id, email)], text).details(origin(actor, at))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Role;
+
+    #[test]
+    fn an_invitation_shows_its_token_only_where_the_email_puts_it() {
+        let invite = Invite {
+            id: "inv_1".into(),
+            team_id: "team_1".into(),
+            email: "new@example.test".into(),
+            role: Role::Developer,
+            token_hash: "h".into(),
+            invited_by: "usr_1".into(),
+            created_at: 0,
+            expires_at: 1,
+            accepted_at: None,
+        };
+        let token = PlainSecret::new("Tok3nTok3nTok3n".into());
+        let notice = Notice::invitation(&invite, &token, "Acme", "owner@example.test");
+        assert_eq!(notice.text, "new@example.test was invited to join Acme as developer.");
+        for shown in [notice.text.clone(), format!("{notice:?}"), notice.details.to_string()] {
+            assert!(!shown.contains("Tok3n"), "{shown}");
+        }
+        assert_eq!(notice.invite_token.as_ref().map(PlainSecret::expose), Some("Tok3nTok3nTok3n"));
+    }
+}
