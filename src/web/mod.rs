@@ -132,7 +132,6 @@ impl AppState {
         let hashing = Hashing::start(config.password_threads, queue_wait)?;
         let every = std::time::Duration::from_secs(config.usage_flush_seconds.unsigned_abs());
         let usage_relay = Arc::new(crate::service::usage::Relay::new(redis.clone(), every));
-        let clock = Clock::system();
         let webhooks = crate::service::webhooks::Dispatcher::new(
             db.clone(),
             keys.clone(),
