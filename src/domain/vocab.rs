@@ -372,7 +372,9 @@ impl WebhookEvent {
             Self::ApiKeyRevoked => "An API key was revoked (by a member or by support)",
             Self::ApiKeyExpiring => "An API key expires in 7 days, then in 1 day",
             Self::ApiKeyLeaked => "An API key was reported leaked and revoked",
-            Self::ApiKeyRateLimited => "An API key hit the rate limit (reserved: not sent yet)",
+            Self::ApiKeyRateLimited => {
+                "An API key was refused for its team's rate limit (at most once an hour per key)"
+            }
             Self::OauthAppCreated => "An OAuth app was registered",
             Self::OauthAppUpdated => "An OAuth app's settings changed",
             Self::OauthAppDeleted => "An OAuth app was deleted",

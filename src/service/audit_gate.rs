@@ -32,11 +32,23 @@ pub struct PendingEvent {
     pub object: Option<(&'static str, String)>,
     pub details: serde_json::Value,
     pub actor: Actor,
+    /// Recorded only if no event of this claim `(subject, kind)` was recorded
+    /// in the `every` seconds before `at` (by any instance).
+    pub claim: Option<Claim>,
+}
+
+/// A claim that lets one event through per interval, whichever instance asks.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub subject: String,
+    pub kind: String,
+    pub at: i64,
+    pub every: i64,
 }
 
 impl PendingEvent {
     pub fn new(action: AuditAction, actor: Actor) -> Self {
-        Self { action, team_id: None, object: None, details: json!({}), actor }
+        Self { action, team_id: None, object: None, details: json!({}), actor, claim: None }
     }
 
     pub fn team(mut self, team_id: Option<&str>) -> Self {
@@ -55,7 +67,22 @@ impl PendingEvent {
         self
     }
 
+    /// Records the event only if no other of `(subject, kind)` was in the
+    /// `every` seconds before `at`.
+    pub fn at_most_every(mut self, subject: &str, kind: &str, at: i64, every: i64) -> Self {
+        self.claim = Some(Claim { subject: subject.to_owned(), kind: kind.to_owned(), at, every });
+        self
+    }
+
     pub fn record(&self, conn: &mut crate::store::DbConn) -> super::Result<()> {
+        // The claim and the event are written in the caller's transaction (a flush's).
+        let Some(claim) = &self.claim else { return self.record_now(conn) };
+        let won = crate::store::models::Reminder::claim_every(conn, &claim.subject, &claim.kind, claim.at, claim.every)
+            .map_err(crate::store::StoreError::from)?;
+        if won { self.record_now(conn) } else { Ok(()) }
+    }
+
+    fn record_now(&self, conn: &mut crate::store::DbConn) -> super::Result<()> {
         let mut e = Event::new(self.action).details(self.details.clone());
         if let Some(t) = self.team_id.as_deref() {
             e = e.team(t);
@@ -159,6 +186,12 @@ impl AuditGate {
             inner.push(w.summary(interval));
         }
         decision
+    }
+
+    /// Buffers an event for the next flush as it is (the caller decided it
+    /// is not repeated; a claim on it may still drop it then).
+    pub fn enqueue(&self, event: PendingEvent) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).push(event);
     }
 
     /// Like [`admit`](Self::admit), but an admitted event is buffered for the

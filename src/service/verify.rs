@@ -153,7 +153,13 @@ pub struct Verifier {
     changed_elsewhere: tokio::sync::Notify,
     /// Outcomes, latency and cache results (no-ops without a listener).
     metrics: Metrics,
+    /// Key id → when this instance last announced it rate limited (unix
+    /// seconds): at most one `api_key.rate_limited` an hour per key.
+    rate_noted: Mutex<Lru<String, i64>>,
 }
+
+/// The longest a key's `api_key.rate_limited` waits before it may come again.
+pub const RATE_LIMITED_EVERY: i64 = 3600;
 
 /// What a presented credential looks like before it is looked up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +205,7 @@ impl Verifier {
             changed_here: tokio::sync::Notify::new(),
             changed_elsewhere: tokio::sync::Notify::new(),
             metrics: Metrics::default(),
+            rate_noted: Mutex::new(Lru::new(CACHE_MAX)),
         }
     }
 
@@ -461,6 +468,7 @@ impl Verifier {
             Ok(rate) => rate,
             Err((rate, retry_after)) => {
                 self.metrics.rate_limited(record.grant().plan);
+                self.announce_rate_limited(&record, &rate, at);
                 self.record(&record, UsageOutcome::RateLimited, &seen, observed);
                 return Err(Refusal::RateLimited { rate, retry_after });
             }
@@ -606,6 +614,28 @@ impl Verifier {
     /// buffered for the next flush, at most once a minute per credential (then
     /// a summary with the count). A key is labelled as a key; an OAuth access
     /// token as a token of its app.
+    /// Announces a team key refused for its team's rate limit: at most once an
+    /// hour per key on this instance (here) and across instances (the claim
+    /// the event is recorded with; see `AuditGate::enqueue`).
+    fn announce_rate_limited(&self, record: &Principal, rate: &RateState, at: i64) {
+        let (Some(key), Some(team)) = (record.key_id(), record.team_id()) else { return };
+        {
+            let mut noted = self.rate_noted.lock().unwrap_or_else(|p| p.into_inner());
+            let (last, _) = noted.get_or_insert_with(&key.as_str().to_owned(), || i64::MIN / 2);
+            if at - *last < RATE_LIMITED_EVERY {
+                return;
+            }
+            *last = at;
+        }
+        let plan = record.grant().plan.name;
+        let event = PendingEvent::new(AuditAction::ApiKeyRateLimited, Actor::system())
+            .team(Some(team.as_str()))
+            .object(ObjectKind::ApiKey, key.as_str())
+            .details(serde_json::json!({"plan": plan, "limit": rate.limit, "reset": rate.reset}))
+            .at_most_every(&format!("rl:{key}"), "rate_limited", at, RATE_LIMITED_EVERY);
+        self.audit.enqueue(event);
+    }
+
     fn audit_refused(&self, record: &Principal, client: Option<IpAddr>, now: i64) {
         let actor = Actor { label: "API client".into(), ip: client.map(|ip| ip.to_string()), ..Actor::default() };
         let event = match record {

@@ -381,3 +381,46 @@ async fn two_instances_deliver_each_message_exactly_once() {
     assert_eq!(ids.len(), 6, "each exactly once");
     assert!(deliveries(a, &endpoint).iter().all(|d| d.attempts == 1 && d.status.as_str() == "delivered"));
 }
+
+/// A key refused for its team's plan is announced once, however many refusals
+/// follow in the hour, and again once the hour has passed.
+async fn a_rate_limited_key_is_announced_at_most_once_an_hour(app: TestApp) {
+    app.owner_session().await;
+    let rx = Receiver::start().await;
+    let (_endpoint, secret) = add_endpoint(&app, &rx.url("/hooks"), &["api_key.rate_limited"]).await;
+    let key = create_key(&app, json!({"name": "Busy worker", "scopes": ["templates:read"]})).await;
+    let secret_key = key["key"].as_str().unwrap().to_owned();
+    let burst = |n: usize| {
+        let (app, k) = (&app, secret_key.clone());
+        async move {
+            let mut limited = 0;
+            for _ in 0..n {
+                let res = app.client.get(app.url("/api/v1/auth/test")).bearer_auth(&k).send().await.unwrap();
+                limited += usize::from(res.status() == StatusCode::TOO_MANY_REQUESTS);
+            }
+            limited
+        }
+    };
+    assert!(burst(25).await >= 10, "the free plan allows 10 a minute");
+    app.flush_usage().await;
+    deliver_all(&app).await;
+    app.clock().advance(120);
+    assert!(burst(25).await >= 10, "refused again in a later minute of the same hour");
+    app.flush_usage().await;
+    deliver_all(&app).await;
+    let got = rx.wait_for(1).await;
+    assert_eq!(got.len(), 1, "once within the hour");
+    assert!(signed_with(&secret, &got[0]));
+    let body = got[0].json();
+    assert_eq!(body["type"], "api_key.rate_limited");
+    assert_eq!(body["data"]["key"]["id"], key["id"]);
+    assert_eq!(body["data"]["details"]["plan"], "free");
+    assert!(!got[0].body.contains(&secret_key));
+
+    app.clock().advance(latchkey::service::verify::RATE_LIMITED_EVERY);
+    assert!(burst(25).await >= 10);
+    app.flush_usage().await;
+    deliver_all(&app).await;
+    assert_eq!(rx.wait_for(2).await.len(), 2, "again after an hour");
+}
+both_private!(a_rate_limited_key_is_announced_at_most_once_an_hour);

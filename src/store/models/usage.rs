@@ -301,6 +301,21 @@ impl Reminder {
         Ok(inserted == 1)
     }
 
+    /// Claims `(subject, kind)` at `at` unless it was claimed in the `every`
+    /// seconds before: `true` for the one caller that inserted or moved the row.
+    pub fn claim_every(conn: &mut DbConn, subject: &str, kind: &str, at: i64, every: i64) -> QueryResult<bool> {
+        use diesel::sql_types::{BigInt, Text};
+        // The same upsert in both dialects but for the placeholders.
+        let sql = format!(
+            "INSERT INTO reminders (subject, kind, sent_at) VALUES ({}) ON CONFLICT (subject, kind) \
+             DO UPDATE SET sent_at = excluded.sent_at WHERE reminders.sent_at <= excluded.sent_at - {}",
+            placeholders(conn, 3),
+            every.max(0)
+        );
+        let query = diesel::sql_query(sql).bind::<Text, _>(subject).bind::<Text, _>(kind).bind::<BigInt, _>(at);
+        Ok(query.execute(conn)? == 1)
+    }
+
     /// Whether `(subject, kind)` was sent.
     pub fn sent(conn: &mut DbConn, subject: &str, kind: &str) -> QueryResult<bool> {
         diesel::select(diesel::dsl::exists(
