@@ -124,6 +124,9 @@ fn serve(listener: TcpListener, state: State) -> std::io::Result<Server> {
     let key = Key::derive_from(state.keys.cookie_master());
     let idle = actix_web::cookie::time::Duration::minutes(config.session_idle_minutes);
     let store = DbSessionStore::new(state.db.clone(), state.keys.clone());
+    let api_document = actix_web::web::Data::new(
+        routes_mod::openapi::Document::build(config).map_err(|e| std::io::Error::other(format!("{e:#}")))?,
+    );
     let server = HttpServer::new(move || {
         let session = SessionMiddleware::builder(store.clone(), key.clone())
             .cookie_name("latchkey_session".into())
@@ -138,6 +141,7 @@ fn serve(listener: TcpListener, state: State) -> std::io::Result<Server> {
             .build();
         App::new()
             .app_data(state.clone())
+            .app_data(api_document.clone())
             .app_data(web_form_config())
             .configure(routes_mod::routes)
             .default_service(actix_web::web::to(|| async { Err::<actix_web::HttpResponse, _>(AppError::NotFound) }))
