@@ -16,6 +16,9 @@ pub const BUSY: &str = "Too many sign-ins are being checked right now; try again
 pub enum AppError {
     #[error("not found")]
     NotFound,
+    /// The path exists, but not with this method; `allow` lists its methods.
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: String },
     #[error("login required")]
     LoginRequired,
     #[error("two-factor enrolment required by the team")]
@@ -58,6 +61,8 @@ pub enum ErrorCode {
     InsecureConnection,
     /// 404: no such object (objects of another team included).
     NotFound,
+    /// 405: the path does not take this method; `Allow` lists those it takes.
+    MethodNotAllowed,
     /// 413: the body is over the endpoint's limit.
     PayloadTooLarge,
     /// 422: some fields are not valid; `fields` names each.
@@ -78,6 +83,7 @@ impl ErrorCode {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::InsecureConnection => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
@@ -92,6 +98,7 @@ impl AppError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::NotFound => ErrorCode::NotFound,
+            Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             Self::LoginRequired | Self::Unauthorized => ErrorCode::Unauthorized,
             Self::Forbidden(_) | Self::Csrf | Self::TotpEnrolmentRequired => ErrorCode::Forbidden,
             Self::BadRequest(_) => ErrorCode::BadRequest,
@@ -109,6 +116,7 @@ impl AppError {
     pub fn public_message(&self) -> String {
         match self {
             Self::NotFound => "The page or object you asked for does not exist.".into(),
+            Self::MethodNotAllowed { allow } => format!("This address does not take that method; it takes {allow}."),
             Self::LoginRequired => "Sign in to continue.".into(),
             Self::TotpEnrolmentRequired => "Your team requires two-factor authentication: set it up first.".into(),
             Self::Unauthorized => "A valid credential is required.".into(),

@@ -25,7 +25,6 @@ use actix_web::{App, HttpServer};
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::error::AppError;
 use crate::service::cluster::Redis;
 use crate::service::usage::{Moved, Relay, When};
 use crate::service::{accounts, crypto};
@@ -144,7 +143,7 @@ fn serve(listener: TcpListener, state: State) -> std::io::Result<Server> {
             .app_data(api_document.clone())
             .app_data(web_form_config())
             .configure(routes_mod::routes)
-            .default_service(actix_web::web::to(|| async { Err::<actix_web::HttpResponse, _>(AppError::NotFound) }))
+            .default_service(actix_web::web::to(routes_mod::openapi::not_routed))
             .wrap(from_fn(csrf::verify))
             .wrap(session)
             .wrap(from_fn(middleware::render_errors))

@@ -16,4 +16,9 @@ window.addEventListener("DOMContentLoaded", function () {
     tryItOutEnabled: false,
     withCredentials: false,
   });
+  // Swagger UI leaves its server picker without a label: give it one.
+  new MutationObserver(function () {
+    var servers = document.getElementById("servers");
+    if (servers && !servers.hasAttribute("aria-label")) servers.setAttribute("aria-label", "Server");
+  }).observe(target, { childList: true, subtree: true });
 });

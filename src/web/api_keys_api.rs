@@ -125,25 +125,24 @@ pub async fn list(
     Ok(Page::ok(data, listing.next.map(|c| c.to_string())))
 }
 
-/// A new key's settings.
+/// A new key's settings; an optional field sent as `null` is as if left out.
 #[derive(Deserialize, ToSchema)]
 #[schema(as = CreateApiKey)]
 pub struct CreateBody {
     #[schema(min_length = 1, max_length = 100, required = true, value_type = String)]
     name: Option<String>,
-    #[schema(max_length = 500, value_type = String)]
+    #[schema(max_length = 500)]
     description: Option<String>,
     /// Scopes of the catalog, within the caller's own.
     #[schema(min_items = 1, required = true, value_type = Vec<String>)]
     scopes: Option<Vec<String>>,
     /// When the key stops working (within the team's maximum lifetime); or give `expires_in_days`.
-    #[schema(format = DateTime, value_type = String)]
+    #[schema(format = DateTime)]
     expires_at: Option<String>,
     /// Days until the key stops working; or give `expires_at`.
-    #[schema(minimum = 1, maximum = 3650, value_type = i64)]
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<i64>,
     /// CIDR ranges (or single addresses) the key will work from; none means any.
-    #[schema(value_type = Vec<String>)]
     allowed_ips: Option<Vec<String>>,
 }
 

@@ -52,7 +52,9 @@ pub fn scope() -> Scope {
         let route = (r.to)().method(r.method.clone());
         match r.json {
             // A resource of its own (a path with one method): its body limit.
-            Some(config) => scope.service(web::resource(r.path).app_data(config()).route(route)),
+            Some(config) => scope.service(
+                web::resource(r.path).app_data(config()).route(route).default_service(web::to(openapi::not_routed)),
+            ),
             // The method guards the resource, so the next one of the same path is tried.
             None => scope.route(r.path, route),
         }

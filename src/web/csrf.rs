@@ -2,9 +2,10 @@
 //! must come back in the `csrf_token` form field or the `X-CSRF-Token` header.
 //! A missing or wrong token gets 403 before any handler runs, so nothing changes.
 //!
-//! Exempt: the OAuth back-channel endpoints (client-authenticated, no cookies)
-//! and `/api/` (credential-authenticated; session use there demands the header
-//! in the API's own extractor).
+//! Exempt: the OAuth back-channel endpoints (client-authenticated, no cookies),
+//! `/api/` (credential-authenticated; session use there demands the header
+//! in the API's own extractor), and the read-only endpoints for programs
+//! (`/auth/verify`, the OAuth metadata).
 
 use actix_session::SessionExt;
 use actix_web::body::{BoxBody, MessageBody};
@@ -19,7 +20,16 @@ use crate::service::crypto;
 
 pub const HEADER: &str = "X-CSRF-Token";
 pub const FIELD: &str = "csrf_token";
-const EXEMPT_PREFIXES: &[&str] = &["/api/", "/oauth/token", "/oauth/revoke", "/oauth/introspect"];
+const EXEMPT_PREFIXES: &[&str] = &[
+    "/api/",
+    "/oauth/token",
+    "/oauth/revoke",
+    "/oauth/introspect",
+    // Read-only, for programs: no handler there changes anything (another
+    // method ends at routing's 405).
+    "/auth/verify",
+    "/.well-known/oauth-authorization-server",
+];
 
 /// The session's token, created on first use.
 pub fn token(session: &TypedSession) -> Result<String, AppError> {
@@ -40,7 +50,11 @@ pub async fn verify(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    // Every route names its method, and none takes one but these four
+    // for a change: another method (TRACE, a made-up one) ends at routing's
+    // 404 or 405 without reaching a handler, so it is let through to hear it.
+    let changing = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
+    let safe = !changing;
     let exempt = EXEMPT_PREFIXES.iter().any(|p| req.path().starts_with(p));
     let session_api = req.path().starts_with("/api/") && !has_credential(&req);
     if safe || (exempt && !session_api) {

@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::State;
 use super::api_auth::{presented_credential, refused, require_tls, verify_key};
 use crate::error::AppError;
+use crate::service::FieldErrors;
 use crate::service::credentials::{ActiveToken, Introspection};
 use crate::service::principal::Principal;
 
@@ -20,8 +21,8 @@ use crate::service::principal::Principal;
 #[serde(default)]
 pub struct IntrospectForm {
     /// The access token or API key to look at.
-    #[schema(required = true)]
-    token: String,
+    #[schema(required = true, nullable = false)]
+    token: Option<String>,
     /// Accepted (RFC 7662) and ignored: the token's prefix says what it is.
     #[schema(nullable = false)]
     token_type_hint: Option<String>,
@@ -33,6 +34,7 @@ pub struct IntrospectForm {
     path = "/oauth/introspect",
     tag = "OAuth 2.0",
     operation_id = "introspect",
+    summary = "What a token or API key is (RFC 7662).",
     description = "RFC 7662, for OAuth access tokens and API keys, called by the SaaS's API servers with a \
                    service key that holds `introspect`. Errors are the JSON envelope of `/api/v1`.",
     request_body(content = IntrospectForm, content_type = "application/x-www-form-urlencoded"),
@@ -41,6 +43,7 @@ pub struct IntrospectForm {
         (status = 200, description = "What the token is, or `{\"active\": false}`.", body = Answer),
         (status = 400, response = super::openapi::BadRequest),
         (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 422, response = super::openapi::ValidationFailed),
     ),
 )]
 pub async fn introspect(
@@ -50,7 +53,13 @@ pub async fn introspect(
 ) -> Result<HttpResponse, AppError> {
     require_tls(&req, &state)?;
     let caller = presented_credential(&req).ok_or(AppError::Unauthorized)?;
-    let answer = state.credentials().introspect(&caller, &form.token).await.map_err(|r| refused(&req, r))?;
+    let token = form.token.as_deref();
+    let answer = state.credentials().introspect(&caller, token.unwrap_or("")).await.map_err(|r| refused(&req, r))?;
+    // A request without a token is refused once its caller is known to
+    // be allowed to ask (RFC 7662 §2.1: `token` is required).
+    if token.is_none() {
+        return Err(AppError::Validation(FieldErrors::single("token", "Give the token to introspect.")));
+    }
     let iss = state.config.public_url.as_str();
     let body = match &answer {
         Introspection::Inactive => Answer::Inactive(Inactive { active: false }),
@@ -165,6 +174,7 @@ pub struct VerifyQuery {
     path = "/auth/verify",
     tag = "Credentials",
     operation_id = "forward_auth",
+    summary = "Checks a credential for a reverse proxy.",
     description = "For a reverse proxy's forward authentication (nginx `auth_request`, Traefik `forwardAuth`): \
                    200 with the principal in headers when the presented API key or access token is valid (and \
                    holds `scope` when given); otherwise the JSON envelope's refusal.",

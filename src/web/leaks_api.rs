@@ -22,7 +22,7 @@ pub struct LeakBody {
     #[schema(min_items = 1, max_items = 1000, required = true, value_type = Vec<String>)]
     keys: Option<Vec<String>>,
     /// Where they were found (an https or http URL).
-    #[schema(max_length = 2000, value_type = String)]
+    #[schema(max_length = 2000, nullable = false)]
     url: Option<String>,
 }
 
@@ -45,6 +45,7 @@ pub struct LeakResult {
     path = "/api/v1/leaked-keys",
     tag = "Leaked credentials",
     operation_id = "report_leaked_keys",
+    summary = "Reports credentials found in public; live ones are revoked.",
     description = "For a secret-scanning partner: a service key with `leaks:report`. Each candidate that is a live \
                    Latchkey credential is revoked at once; the answer never says whose it was.",
     request_body = LeakBody,

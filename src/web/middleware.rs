@@ -289,6 +289,11 @@ fn render(asked: &Asked, err: &AppError) -> HttpResponse {
     if err.is_unavailable() {
         res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     }
+    if let AppError::MethodNotAllowed { allow } = err
+        && let Ok(v) = HeaderValue::from_str(allow)
+    {
+        res.headers_mut().insert(header::ALLOW, v);
+    }
     res
 }
 

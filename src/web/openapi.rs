@@ -13,6 +13,7 @@
 mod responses;
 mod schemes;
 
+use actix_web::dev::ResourceDef;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use actix_web::{HttpRequest, HttpResponse, web};
 use anyhow::Context;
@@ -28,6 +29,7 @@ use responses::CredentialResponses;
 use schemes::Schemes;
 
 use crate::config::Config;
+use crate::error::AppError;
 use crate::web::envelope::ErrorEnvelope;
 
 #[derive(OpenApi)]
@@ -90,18 +92,45 @@ pub fn document(config: &Config) -> anyhow::Result<serde_json::Value> {
     Ok(doc)
 }
 
-/// The document as served: built once at start.
+/// The document as served: built once at start, with its paths' methods.
 pub struct Document {
     json: web::Bytes,
     etag: String,
+    /// Each documented path (as routing matches it) and its methods.
+    methods: Vec<(ResourceDef, Vec<String>)>,
 }
 
 impl Document {
     pub fn build(config: &Config) -> anyhow::Result<Self> {
-        let json = serde_json::to_vec(&document(config)?).context("writing the OpenAPI document")?;
+        let doc = document(config)?;
+        let json = serde_json::to_vec(&doc).context("writing the OpenAPI document")?;
         let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&json))[..16]);
-        Ok(Self { json: json.into(), etag })
+        let paths = doc["paths"].as_object().into_iter().flatten();
+        let methods = paths
+            .map(|(path, item)| {
+                let methods = item.as_object().into_iter().flatten().map(|(m, _)| m.to_uppercase()).collect();
+                (ResourceDef::new(path.as_str()), methods)
+            })
+            .collect();
+        Ok(Self { json: json.into(), etag, methods })
     }
+
+    /// The methods of the documented path `path` matches, if any.
+    fn methods_of(&self, path: &str) -> Option<&[String]> {
+        self.methods.iter().find(|(def, _)| def.is_match(path)).map(|(_, methods)| methods.as_slice())
+    }
+}
+
+/// What no route took: on a documented path, another method than its own
+/// is `405` with `Allow` (RFC 9110 §15.5.6); anything else is `404`.
+pub async fn not_routed(req: HttpRequest, doc: Option<web::Data<Document>>) -> Result<HttpResponse, AppError> {
+    let methods = doc.as_deref().and_then(|d| d.methods_of(req.path()));
+    Err(match methods {
+        Some(methods) if !methods.iter().any(|m| m == req.method().as_str()) => {
+            AppError::MethodNotAllowed { allow: methods.join(", ") }
+        }
+        _ => AppError::NotFound,
+    })
 }
 
 /// This document.

@@ -121,6 +121,7 @@ async fn every_operation_documents_the_refusals_it_can_answer(app: TestApp) {
         "forbidden",
         "insecure_connection",
         "not_found",
+        "method_not_allowed",
         "payload_too_large",
         "validation_failed",
         "rate_limit_exceeded",

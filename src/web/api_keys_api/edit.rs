@@ -49,6 +49,7 @@ pub struct KeyEditBody {
     path = "/api/v1/api-keys/{id}",
     tag = "API keys",
     operation_id = "update_api_key",
+    summary = "Changes a key in place.",
     description = "Scope `api_keys:write`. Changes the key in place; `{}` changes nothing. An unknown field or a \
                    wrong type is refused, never ignored.",
     params(("id" = String, Path, description = "The key's id.")),

@@ -116,6 +116,7 @@ fn form_of(form: FormBody) -> Result<Vec<(String, String)>, HttpResponse> {
     path = "/oauth/token",
     tag = "OAuth 2.0",
     operation_id = "token",
+    summary = "Issues tokens (RFC 6749).",
     description = "RFC 6749 §3.2: the grants `authorization_code` (with PKCE), `refresh_token` (rotating) and \
                    `client_credentials`. The client authenticates with HTTP Basic (`client_secret_basic`) or \
                    `client_id` and `client_secret` in the body (`client_secret_post`); a public client sends only \
@@ -148,6 +149,7 @@ pub async fn token(state: State, req: HttpRequest, form: FormBody) -> HttpRespon
     path = "/oauth/revoke",
     tag = "OAuth 2.0",
     operation_id = "revoke_token",
+    summary = "Revokes an access or refresh token (RFC 7009).",
     description = "RFC 7009: revokes an access or refresh token of the authenticated client (a refresh token with \
                    its whole grant). 200 whether or not the token existed.",
     request_body(content = RevokeRequest, content_type = "application/x-www-form-urlencoded"),
@@ -178,6 +180,7 @@ pub async fn revoke(state: State, req: HttpRequest, form: FormBody) -> HttpRespo
     path = "/.well-known/oauth-authorization-server",
     tag = "OAuth 2.0",
     operation_id = "authorization_server_metadata",
+    summary = "The authorization server's metadata (RFC 8414).",
     description = "RFC 8414 metadata: the endpoints, grants, client authentication methods and scopes.",
     responses((status = 200, description = "The metadata.", body = oauth::Metadata)),
 )]

@@ -105,6 +105,7 @@ fn wants_csv(req: &HttpRequest, q: &SpanQuery) -> Result<bool, AppError> {
     path = "/api/v1/api-keys/{id}/usage",
     tag = "API keys",
     operation_id = "api_key_usage",
+    summary = "A key's usage per day, its callers and the scopes it used.",
     description = "Scope `api_keys:read`. Requests per UTC day by outcome, the addresses and user agents that \
                    presented the key, and the scopes it exercised. CSV with `format=csv` or `Accept: text/csv`.",
     params(("id" = String, Path, description = "The key's id."), SpanQuery),
