@@ -16,6 +16,9 @@ pub const BUSY: &str = "Too many sign-ins are being checked right now; try again
 pub enum AppError {
     #[error("not found")]
     NotFound,
+    /// The path exists, but not with this method; `allow` lists its methods.
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: String },
     #[error("login required")]
     LoginRequired,
     #[error("two-factor enrolment required by the team")]
@@ -43,21 +46,69 @@ pub enum AppError {
     Internal(#[source] anyhow::Error),
 }
 
+/// The `code` of the JSON error envelope, one per kind of refusal; each
+/// always comes with the same HTTP status ([`ErrorCode::status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the request could not be read (malformed JSON, wrong content type).
+    BadRequest,
+    /// 401: the credential is missing, malformed, unknown, expired or revoked (one answer for all).
+    Unauthorized,
+    /// 403: the credential lacks the scope, or the address is not allowed.
+    Forbidden,
+    /// 403: `require_https` is on and the request did not arrive over TLS.
+    InsecureConnection,
+    /// 404: no such object (objects of another team included).
+    NotFound,
+    /// 405: the path does not take this method; `Allow` lists those it takes.
+    MethodNotAllowed,
+    /// 413: the body is over the endpoint's limit.
+    PayloadTooLarge,
+    /// 422: some fields are not valid; `fields` names each.
+    ValidationFailed,
+    /// 429: the plan's rate limit; `retry_after` seconds, also in `Retry-After`.
+    RateLimitExceeded,
+    /// 500: a fault on the server's side (no detail).
+    Internal,
+    /// 503: the database is briefly unreachable or the server is saturated; `Retry-After`.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// The HTTP status that always carries this code.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden | Self::InsecureConnection => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
 impl AppError {
     /// The code of the JSON envelope.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::NotFound => "not_found",
-            Self::LoginRequired | Self::Unauthorized => "unauthorized",
-            Self::Forbidden(_) | Self::Csrf | Self::TotpEnrolmentRequired => "forbidden",
-            Self::BadRequest(_) => "bad_request",
-            Self::Validation(_) => "validation_failed",
-            Self::TooManyRequests { .. } => "rate_limit_exceeded",
-            Self::PayloadTooLarge => "payload_too_large",
-            Self::InsecureConnection => "insecure_connection",
-            Self::Busy { .. } => "unavailable",
-            Self::Internal(_) if self.is_unavailable() => "unavailable",
-            Self::Internal(_) => "internal",
+            Self::NotFound => ErrorCode::NotFound,
+            Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            Self::LoginRequired | Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::Forbidden(_) | Self::Csrf | Self::TotpEnrolmentRequired => ErrorCode::Forbidden,
+            Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::Validation(_) => ErrorCode::ValidationFailed,
+            Self::TooManyRequests { .. } => ErrorCode::RateLimitExceeded,
+            Self::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            Self::InsecureConnection => ErrorCode::InsecureConnection,
+            Self::Busy { .. } => ErrorCode::Unavailable,
+            Self::Internal(_) if self.is_unavailable() => ErrorCode::Unavailable,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -65,6 +116,7 @@ impl AppError {
     pub fn public_message(&self) -> String {
         match self {
             Self::NotFound => "The page or object you asked for does not exist.".into(),
+            Self::MethodNotAllowed { allow } => format!("This address does not take that method; it takes {allow}."),
             Self::LoginRequired => "Sign in to continue.".into(),
             Self::TotpEnrolmentRequired => "Your team requires two-factor authentication: set it up first.".into(),
             Self::Unauthorized => "A valid credential is required.".into(),
@@ -90,20 +142,7 @@ impl AppError {
 
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::LoginRequired | Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::Csrf | Self::InsecureConnection | Self::TotpEnrolmentRequired => {
-                StatusCode::FORBIDDEN
-            }
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) if self.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.code().status()
     }
 
     fn error_response(&self) -> HttpResponse {

@@ -27,7 +27,6 @@ use actix_web::{App, HttpServer};
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::error::AppError;
 use crate::service::cluster::Redis;
 use crate::service::usage::{Moved, Relay, When};
 use crate::service::{accounts, crypto};
@@ -164,6 +163,9 @@ fn serve(listener: TcpListener, state: State) -> std::io::Result<Server> {
     let key = Key::derive_from(state.keys.cookie_master());
     let idle = actix_web::cookie::time::Duration::minutes(config.session_idle_minutes);
     let store = DbSessionStore::new(state.db.clone(), state.keys.clone());
+    let api_document = actix_web::web::Data::new(
+        routes_mod::openapi::Document::build(config).map_err(|e| std::io::Error::other(format!("{e:#}")))?,
+    );
     let server = HttpServer::new(move || {
         let session = SessionMiddleware::builder(store.clone(), key.clone())
             .cookie_name("latchkey_session".into())
@@ -178,9 +180,10 @@ fn serve(listener: TcpListener, state: State) -> std::io::Result<Server> {
             .build();
         App::new()
             .app_data(state.clone())
+            .app_data(api_document.clone())
             .app_data(web_form_config())
             .configure(routes_mod::routes)
-            .default_service(actix_web::web::to(|| async { Err::<actix_web::HttpResponse, _>(AppError::NotFound) }))
+            .default_service(actix_web::web::to(routes_mod::openapi::not_routed))
             .wrap(from_fn(csrf::verify))
             .wrap(session)
             .wrap(from_fn(middleware::render_errors))

@@ -4,9 +4,10 @@
 //!
 //! Exempt: the OAuth back-channel endpoints (client-authenticated, no cookies),
 //! `/api/` (credential-authenticated; session use there demands the header
-//! in the API's own extractor) and the one-click unsubscribe of an email
-//! (RFC 8058: a mail client posts it without cookies; its signed token is
-//! the authority, and all it can do is turn one user's reminders off).
+//! in the API's own extractor), the read-only endpoints for programs
+//! (`/auth/verify`, the OAuth metadata), and the one-click unsubscribe of an
+//! email (RFC 8058: a mail client posts it without cookies; its signed token
+//! is the authority, and all it can do is turn one user's reminders off).
 
 use actix_session::SessionExt;
 use actix_web::body::{BoxBody, MessageBody};
@@ -21,7 +22,17 @@ use crate::service::crypto;
 
 pub const HEADER: &str = "X-CSRF-Token";
 pub const FIELD: &str = "csrf_token";
-const EXEMPT_PREFIXES: &[&str] = &["/api/", "/oauth/token", "/oauth/revoke", "/oauth/introspect", "/email/unsubscribe"];
+const EXEMPT_PREFIXES: &[&str] = &[
+    "/api/",
+    "/oauth/token",
+    "/oauth/revoke",
+    "/oauth/introspect",
+    // Read-only, for programs: no handler there changes anything (another
+    // method ends at routing's 405).
+    "/auth/verify",
+    "/.well-known/oauth-authorization-server",
+    "/email/unsubscribe",
+];
 
 /// The session's token, created on first use.
 pub fn token(session: &TypedSession) -> Result<String, AppError> {
@@ -42,7 +53,11 @@ pub async fn verify(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    // Every route names its method, and none takes one but these four
+    // for a change: another method (TRACE, a made-up one) ends at routing's
+    // 404 or 405 without reaching a handler, so it is let through to hear it.
+    let changing = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
+    let safe = !changing;
     let exempt = EXEMPT_PREFIXES.iter().any(|p| req.path().starts_with(p));
     let session_api = req.path().starts_with("/api/") && !has_credential(&req);
     if safe || (exempt && !session_api) {

@@ -251,7 +251,7 @@ fn render(asked: &Asked, err: &AppError) -> HttpResponse {
     }
     let message = err.public_message();
     let mut res = match wants {
-        Wants::Json => HttpResponse::build(status).json(envelope(err, &message)),
+        Wants::Json => HttpResponse::build(status).json(super::envelope::ErrorEnvelope::of(err, message.clone())),
         Wants::Toast => {
             let body = Toast { kind: "error", message: &message }.render().unwrap_or_else(|e| {
                 tracing::error!(error = %e, "rendering the error toast failed");
@@ -289,19 +289,12 @@ fn render(asked: &Asked, err: &AppError) -> HttpResponse {
     if err.is_unavailable() {
         res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     }
-    res
-}
-
-fn envelope(err: &AppError, message: &str) -> serde_json::Value {
-    let mut error = serde_json::json!({"code": err.code(), "message": message});
-    match err {
-        AppError::Validation(fields) => error["fields"] = serde_json::json!(fields.0),
-        AppError::TooManyRequests { retry_after } | AppError::Busy { retry_after } => {
-            error["retry_after"] = serde_json::json!(retry_after)
-        }
-        _ => {}
+    if let AppError::MethodNotAllowed { allow } = err
+        && let Ok(v) = HeaderValue::from_str(allow)
+    {
+        res.headers_mut().insert(header::ALLOW, v);
     }
-    serde_json::json!({"status": "error", "error": error})
+    res
 }
 
 fn login_redirect(asked: &Asked) -> HttpResponse {

@@ -2,8 +2,10 @@
 //! crypto here beyond calling the service layer.
 
 pub mod api_auth;
+pub mod api_docs;
 pub mod api_keys;
 pub mod api_keys_api;
+pub mod api_routes;
 pub mod assets;
 pub mod audit;
 pub mod auth;
@@ -11,17 +13,20 @@ pub mod confirm;
 pub mod csrf;
 pub mod device;
 pub mod email;
+pub mod envelope;
 pub mod format;
 pub mod health;
 pub mod htmx;
 pub mod introspect;
 pub mod invite;
+pub mod leaks_api;
 pub mod login;
 pub mod login_totp;
 pub mod metrics;
 pub mod middleware;
 pub mod oauth;
 pub mod oauth_apps;
+pub mod openapi;
 pub mod page;
 pub mod reminders;
 pub mod resubmit;
@@ -172,25 +177,10 @@ pub type State = web::Data<AppState>;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/verify", web::get().to(introspect::forward_auth))
         .route("/oauth/introspect", web::post().to(introspect::introspect))
-        .service(
-            web::scope("/api/v1")
-                .app_data(api_keys_api::json_config())
-                .route("/auth/test", web::get().to(api_keys_api::auth_test))
-                .route("/api-keys", web::get().to(api_keys_api::list))
-                .route("/api-keys", web::post().to(api_keys_api::create))
-                .route("/api-keys/{id}", web::get().to(api_keys_api::get))
-                .route("/api-keys/{id}", web::delete().to(api_keys_api::revoke))
-                .route("/api-keys/{id}", web::patch().to(api_keys_api::update))
-                .route("/api-keys/{id}/roll", web::post().to(api_keys_api::roll))
-                .route("/api-keys/{id}/usage", web::get().to(api_keys::usage::api))
-                .service(
-                    web::resource("/leaked-keys")
-                        .app_data(support::leak_json_config())
-                        .route(web::post().to(support::leaked_keys)),
-                ),
-        )
+        .service(api_routes::scope())
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/docs/api", web::get().to(api_docs::page))
         .route("/static/{path:.*}", web::get().to(assets::serve))
         .route("/", web::get().to(team::home))
         .service(web::resource("/setup").get(setup::form).post(setup::submit))

@@ -8,25 +8,24 @@
 //! the consent page lets its form post to the app's origin, and nowhere else.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, HeaderValue, LOCATION, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use actix_web::http::header::{CONTENT_SECURITY_POLICY, HeaderValue, LOCATION};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use base64::Engine;
 use serde::Deserialize;
-use serde_json::json;
 
-use super::auth::{CurrentUser, client_ip, url_encode};
+use super::auth::{CurrentUser, url_encode};
 use super::format::When;
 use super::page::render;
 use super::{AppState, State};
-use crate::domain::{OAuthErrorCode, TeamId, UserId};
+use crate::domain::{TeamId, UserId};
 use crate::error::AppError;
 use crate::service::oauth::{
-    self, Authorization, AuthorizeParams, AuthorizeService, ClientCredentials, ConsentPrompt, PendingConsent, TeamSeat,
-    TokenCall, TokenError, TokenResponse, TokenService, Visitor,
+    Authorization, AuthorizeParams, AuthorizeService, ConsentPrompt, PendingConsent, TeamSeat, TokenService, Visitor,
 };
+
+pub mod back_channel;
+
+pub use back_channel::{GrantType, OAuthErrorJson, RevokeRequest, TokenJson, TokenRequest, metadata, revoke, token};
 
 /// The session key of the consent form waiting for an answer.
 const PENDING: &str = "oauth_pending";
@@ -206,106 +205,4 @@ fn consent_page(
         res.headers_mut().insert(CONTENT_SECURITY_POLICY, v);
     }
     Ok(res)
-}
-
-fn oauth_json(status: StatusCode, body: serde_json::Value) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header((CACHE_CONTROL, "no-store"))
-        .insert_header((PRAGMA, "no-cache"))
-        .json(body)
-}
-
-/// RFC 6749 §5.1: the tokens leave as plain strings here, and only here.
-fn token_json(t: &TokenResponse) -> HttpResponse {
-    let mut body = json!({
-        "access_token": t.access_token.expose(),
-        "token_type": t.token_type,
-        "expires_in": t.expires_in,
-        "scope": t.scope,
-    });
-    if let Some(r) = &t.refresh_token {
-        body["refresh_token"] = json!(r.expose());
-    }
-    oauth_json(StatusCode::OK, body)
-}
-
-fn oauth_error(e: TokenError) -> HttpResponse {
-    let e = match e {
-        TokenError::Refused(e) => e,
-        TokenError::SlowDown { retry_after, description } => return slow_down(retry_after, description),
-    };
-    if let Some(cause) = e.cause() {
-        tracing::error!(error = %format!("{cause:#}"), "OAuth endpoint failed");
-    }
-    let status = match e.error {
-        OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
-        OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-        OAuthErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    let mut res = oauth_json(status, json!({"error": e.error, "error_description": e.description}));
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        res.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("5"));
-    }
-    if status == StatusCode::UNAUTHORIZED {
-        res.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\""));
-    }
-    res
-}
-
-/// 429 in RFC 6749 form (`slow_down`, as RFC 8628 names it) with `Retry-After`.
-fn slow_down(retry_after: i64, description: &str) -> HttpResponse {
-    let mut res = oauth_json(
-        StatusCode::TOO_MANY_REQUESTS,
-        json!({"error": OAuthErrorCode::SlowDown, "error_description": description, "retry_after": retry_after}),
-    );
-    res.headers_mut().insert(RETRY_AFTER, retry_after.into());
-    res
-}
-
-/// A token or revocation request: the form, the caller's address and user agent, and the
-/// client's credentials if it sent them with HTTP Basic (each part
-/// form-urlencoded, RFC 6749 §2.3.1).
-fn token_call(req: &HttpRequest, state: &AppState, form: Vec<(String, String)>) -> TokenCall {
-    let agent = req.headers().get(actix_web::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    TokenCall { basic: client_basic(req), form, ip: client_ip(req, state), agent }
-}
-
-fn client_basic(req: &HttpRequest) -> Option<ClientCredentials> {
-    if let Some(basic) =
-        req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "))
-        && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(basic.trim())
-        && let Ok(text) = String::from_utf8(decoded)
-        && let Some((id, secret)) = text.split_once(':')
-    {
-        let dec = |s: &str| {
-            serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
-                .ok()
-                .and_then(|mut v| v.pop())
-                .map(|(_, v)| v)
-        };
-        return Some(ClientCredentials { client_id: dec(id), client_secret: dec(secret) });
-    }
-    None
-}
-
-/// `POST /oauth/token`.
-pub async fn token(state: State, req: HttpRequest, form: web::Form<Vec<(String, String)>>) -> HttpResponse {
-    match state.oauth_token_service().token(token_call(&req, &state, form.into_inner())).await {
-        Ok(t) => token_json(&t),
-        Err(e) => oauth_error(e),
-    }
-}
-
-/// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token existed.
-pub async fn revoke(state: State, req: HttpRequest, form: web::Form<Vec<(String, String)>>) -> HttpResponse {
-    match state.oauth_token_service().revoke(token_call(&req, &state, form.into_inner())).await {
-        Ok(()) => HttpResponse::Ok().insert_header((CACHE_CONTROL, "no-store")).finish(),
-        Err(e) => oauth_error(e),
-    }
-}
-
-/// `GET /.well-known/oauth-authorization-server` (RFC 8414).
-pub async fn metadata(state: State) -> HttpResponse {
-    HttpResponse::Ok().json(oauth::metadata(&state.config.public_url, &state.config.scopes))
 }

@@ -17,9 +17,7 @@ use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use serde_json::json;
 
-use super::api_auth::{ApiPrincipal, Credential};
 use super::api_keys::UsageView;
 use super::audit::{AuditQuery, EventLine, Viewer, sentences};
 use super::auth::{CurrentUser, flash, id_param};
@@ -408,33 +406,4 @@ pub async fn user(
         email: d.user.email,
     };
     render(StatusCode::OK, &page)
-}
-
-#[derive(Deserialize)]
-pub struct LeakBody {
-    keys: Option<Vec<String>>,
-    url: Option<String>,
-}
-
-/// `POST /api/v1/leaked-keys`, for a secret-scanning partner's service key.
-pub async fn leaked_keys(
-    state: State,
-    req: HttpRequest,
-    principal: ApiPrincipal,
-    body: web::Json<LeakBody>,
-) -> Result<HttpResponse, AppError> {
-    let principal = principal.revalidated(&req, &state).await?;
-    let caller = match &principal.credential {
-        Credential::ApiKey(k) => Some(&**k),
-        Credential::Session(_) => None,
-    };
-    let LeakBody { keys, url } = body.into_inner();
-    let report = state.support_service().report_leaks(caller, &principal.actor(), keys, url).await?;
-    let results: Vec<_> = report.outcomes.iter().map(|o| json!({"outcome": o})).collect();
-    Ok(HttpResponse::Ok().json(json!({"status": "success", "data": {"results": results}})))
-}
-
-/// Leak reports carry up to 1,000 candidates: a larger body limit than the rest.
-pub fn leak_json_config() -> web::JsonConfig {
-    super::api_keys_api::json_config().limit(1024 * 1024)
 }

@@ -8,6 +8,7 @@
 //! (`scale_throttles`); a revoke racing a verification, a change committing
 //! late, revocation across instances (`scale`); outages (`outages`).
 
+mod api_contract;
 mod cache;
 mod concurrency;
 mod dashboard;

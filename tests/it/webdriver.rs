@@ -284,6 +284,29 @@ impl Browser {
         problems.into_iter().map(|p| format!("{name}: {p}")).collect()
     }
 
+    /// From now on, every page this browser opens records its CSP
+    /// violations, uncaught errors and `console.error` calls, from before its
+    /// first script runs; [`Browser::page_errors`] reads them.
+    pub async fn record_page_errors(&self) {
+        let source = "window.__pageErrors = [];\
+            document.addEventListener('securitypolicyviolation', function (e) {\
+              window.__pageErrors.push('CSP ' + e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline') + ' at ' + e.sourceFile + ':' + e.lineNumber); });\
+            window.addEventListener('error', function (e) { window.__pageErrors.push('error: ' + e.message); });\
+            var consoleError = console.error;\
+            console.error = function () { window.__pageErrors.push('console.error: ' + Array.prototype.join.call(arguments, ' ')); return consoleError.apply(console, arguments); };";
+        self.post(
+            "/goog/cdp/execute",
+            json!({"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source": source}}),
+        )
+        .await;
+    }
+
+    /// What the page recorded since [`Browser::record_page_errors`].
+    pub async fn page_errors(&self) -> Vec<String> {
+        let v = self.script("return window.__pageErrors || ['the page error recorder did not run']").await;
+        v.as_array().map(|a| a.iter().map(|e| e.as_str().unwrap_or("?").to_owned()).collect()).unwrap_or_default()
+    }
+
     /// Saves a PNG of the viewport under `target/screenshots/{name}.png`.
     pub async fn screenshot(&self, name: &str) {
         use base64::Engine as _;

@@ -7,7 +7,8 @@
 use serde::Serialize;
 
 /// `/.well-known/oauth-authorization-server`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AuthorizationServerMetadata)]
 pub struct Metadata {
     issuer: String,
     authorization_endpoint: String,

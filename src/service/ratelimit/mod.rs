@@ -61,9 +61,11 @@ pub fn issuance_limit(
 }
 
 /// What the `X-RateLimit-*` headers report (the hourly window).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct RateState {
+    /// Requests per hour the team's plan (or the key's override) allows.
     pub limit: u64,
+    /// Requests left in the current window.
     pub remaining: u64,
     /// Unix seconds at which the hourly window rolls over.
     pub reset: i64,

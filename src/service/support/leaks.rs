@@ -24,8 +24,9 @@ pub const MAX_LEAK_BATCH: usize = 1000;
 const CLIENT_SECRET_PREFIX: &str = "lkcs";
 
 /// What happened to one reported candidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = LeakOutcome)]
 pub enum Outcome {
     Revoked,
     AlreadyInactive,

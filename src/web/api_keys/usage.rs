@@ -9,6 +9,7 @@
 //! clients sent (addresses, user agents) are only ever rendered escaped.
 
 pub mod export;
+pub mod json;
 
 pub use export::{api, download};
 

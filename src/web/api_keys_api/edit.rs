@@ -8,17 +8,61 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::Value;
 
-use super::{key_id, ok, writer};
+use super::{KeyView, key_id, writer};
 use crate::domain::KeyId;
 use crate::error::AppError;
 use crate::service::FieldErrors;
 use crate::service::keys::KeyEdit;
-use crate::web::api_auth::{ApiPrincipal, key_json_judged};
-use crate::web::{State, format};
+use crate::web::api_auth::ApiPrincipal;
+use crate::web::envelope::Success;
+use crate::web::{State, format, openapi};
+
+/// A `PATCH` body as the document shows it; [`key_edit`] reads it field by
+/// field, to name each field that is wrong.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = UpdateApiKey)]
+pub struct KeyEditBody {
+    #[schema(min_length = 1, max_length = 100, nullable = false)]
+    pub name: Option<String>,
+    #[schema(max_length = 500, nullable = false)]
+    pub description: Option<String>,
+    /// CIDR ranges (or single addresses); an empty list means any address.
+    #[schema(nullable = false)]
+    pub allowed_ips: Option<Vec<String>>,
+    /// RFC 3339, within the team's maximum lifetime; `null` for never (where the team allows it).
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    /// Fewer scopes than the key has (never more).
+    #[schema(nullable = false)]
+    pub scopes: Option<Vec<String>>,
+    /// Pause (`true`) or resume (`false`) the key.
+    #[schema(nullable = false)]
+    pub disabled: Option<bool>,
+}
 
 /// `PATCH /api/v1/api-keys/{id}`: any of `name`, `description`,
 /// `allowed_ips`, `expires_at` (RFC 3339, or `null` for never), `scopes`
 /// (fewer only) and `disabled`; `{}` changes nothing. Answers the key as it is now.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/api-keys/{id}",
+    tag = "API keys",
+    operation_id = "update_api_key",
+    summary = "Changes a key in place.",
+    description = "Scope `api_keys:write`. Changes the key in place; `{}` changes nothing. An unknown field or a \
+                   wrong type is refused, never ignored.",
+    params(("id" = String, Path, description = "The key's id.")),
+    request_body = KeyEditBody,
+    security(("api_key" = []), ("bearer" = []), ("session" = [], "csrf" = [])),
+    responses(
+        (status = 200, description = "The key as it is now.", body = Success<KeyView>),
+        (status = 400, response = openapi::BadRequest),
+        (status = 404, response = openapi::NotFound),
+        (status = 413, response = openapi::PayloadTooLarge),
+        (status = 422, response = openapi::ValidationFailed),
+    ),
+)]
 pub async fn update(
     state: State,
     req: HttpRequest,
@@ -34,7 +78,7 @@ pub async fn update(
     let key = service.edit(&caller, &id, edit).await?;
     // Read again with its least-privilege judgement, as `GET` answers it.
     let (key, privilege) = service.get_judged(&caller.team_id, &KeyId::from(key.id.as_str())).await?;
-    Ok(ok(key_json_judged(&key, &state.config.api_key_prefix, service.now(), Some(&privilege))))
+    Ok(Success::ok(KeyView::judged(&key, &state.config.api_key_prefix, service.now(), Some(&privilege))))
 }
 
 /// The fields a `PATCH` may send.

@@ -10,28 +10,41 @@
 use actix_web::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use super::super::key_id;
+pub use super::json::{UsageReport, report_json};
 use crate::domain::{KeyId, TeamId, UsageOutcome};
 use crate::error::AppError;
 use crate::service::FieldErrors;
 use crate::service::keys::{KeyUsage, codec};
-use crate::service::usage::report::{DayOutcomes, Privilege};
-use crate::store::models::SightingRow;
 use crate::web::api_auth::ApiPrincipal;
 use crate::web::auth::CurrentUser;
+use crate::web::envelope::Success;
 use crate::web::format;
 use crate::web::{AppState, State};
 
 /// `?from=YYYY-MM-DD&to=YYYY-MM-DD` (either may be left out or empty; an
 /// RFC 3339 time stands for its UTC day), and for the API `format=json|csv`.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 pub struct SpanQuery {
+    /// The first day (YYYY-MM-DD, or an RFC 3339 time for its UTC day); 30 days before `to` if left out.
     from: Option<String>,
+    /// The last day (YYYY-MM-DD, or an RFC 3339 time for its UTC day); today if left out.
     to: Option<String>,
+    /// `json` (the default) or `csv`.
+    #[param(inline, value_type = Option<UsageFormat>)]
     format: Option<String>,
+}
+
+/// The formats of a key's usage.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum UsageFormat {
+    Json,
+    Csv,
 }
 
 /// The days asked for (Unix days); a date that does not read is refused.
@@ -73,50 +86,6 @@ fn csv_response(state: &AppState, u: &KeyUsage) -> HttpResponse {
         .body(csv(u))
 }
 
-/// The usage as the JSON API answers it (times RFC 3339).
-pub fn report_json(u: &KeyUsage) -> Value {
-    let seen = |rows: &[SightingRow], name: &str| -> Vec<Value> {
-        rows.iter()
-            .map(|s| {
-                json!({name: s.value, "first_seen": format::rfc3339(s.first_seen),
-                       "last_seen": format::rfc3339(s.last_seen), "requests": s.requests})
-            })
-            .collect()
-    };
-    let exercised: Vec<Value> = u
-        .report
-        .exercised
-        .iter()
-        .map(|s| {
-            json!({"scope": s.scope, "first_used": format::rfc3339(s.first_used),
-                   "last_used": format::rfc3339(s.last_used)})
-        })
-        .collect();
-    let observed = match &u.report.privilege {
-        Privilege::Known { days, .. } => Some(*days),
-        Privilege::Unknown => None,
-    };
-    json!({
-        "key_id": u.key.id,
-        "from": format::day(u.from),
-        "to": format::day(u.to),
-        "days": u.report.days.iter().map(day_json).collect::<Vec<_>>(),
-        "addresses": seen(&u.report.addresses, "address"),
-        "user_agents": seen(&u.report.agents, "user_agent"),
-        "scopes": {"exercised": exercised, "unused": u.report.privilege.unused(), "observed_days": observed},
-    })
-}
-
-fn day_json(d: &DayOutcomes) -> Value {
-    let mut day = serde_json::Map::new();
-    day.insert("date".into(), json!(format::day(d.day)));
-    for o in UsageOutcome::ALL {
-        day.insert(o.as_str().into(), json!(d.get(*o)));
-    }
-    day.insert("total".into(), json!(d.total()));
-    Value::Object(day)
-}
-
 /// Whether the API caller asked for CSV (`format=csv`, or `Accept: text/csv`
 /// without `format=json`); another format is refused.
 fn wants_csv(req: &HttpRequest, q: &SpanQuery) -> Result<bool, AppError> {
@@ -131,6 +100,24 @@ fn wants_csv(req: &HttpRequest, q: &SpanQuery) -> Result<bool, AppError> {
 /// `GET /api/v1/api-keys/{id}/usage?from=&to=` (scope `api_keys:read`):
 /// per day by outcome, the addresses and user agents seen last, the scopes
 /// exercised and unused — JSON, or CSV when asked.
+#[utoipa::path(
+    get,
+    path = "/api/v1/api-keys/{id}/usage",
+    tag = "API keys",
+    operation_id = "api_key_usage",
+    summary = "A key's usage per day, its callers and the scopes it used.",
+    description = "Scope `api_keys:read`. Requests per UTC day by outcome, the addresses and user agents that \
+                   presented the key, and the scopes it exercised. CSV with `format=csv` or `Accept: text/csv`.",
+    params(("id" = String, Path, description = "The key's id."), SpanQuery),
+    security(("api_key" = []), ("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The key's usage.",
+         content((Success<UsageReport> = "application/json"), (String = "text/csv"))),
+        (status = 400, response = crate::web::openapi::BadRequest),
+        (status = 404, response = crate::web::openapi::NotFound),
+        (status = 422, response = crate::web::openapi::ValidationFailed),
+    ),
+)]
 pub async fn api(
     state: State,
     req: HttpRequest,
@@ -146,7 +133,7 @@ pub async fn api(
     if as_csv {
         return Ok(csv_response(&state, &usage));
     }
-    Ok(HttpResponse::Ok().json(json!({"status": "success", "data": report_json(&usage)})))
+    Ok(Success::ok(report_json(&usage)))
 }
 
 /// `GET /settings/developer/api-keys/{id}/usage.csv?from=&to=`: the key
@@ -167,7 +154,7 @@ pub async fn download(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::usage::report::Report;
+    use crate::service::usage::report::{DayOutcomes, Privilege, Report};
 
     fn day(day: i64, counts: [i64; 7]) -> DayOutcomes {
         DayOutcomes { day, counts }
@@ -210,9 +197,9 @@ mod tests {
             "date,ok,scope_denied,address_denied,rate_limited,expired,revoked,disabled,total\n\
              \"2024-10-04\",1,2,3,4,5,6,7,28\n\"2024-10-05\",0,0,0,0,0,0,0,0\n"
         );
-        let json = report_json(&u);
+        let json = serde_json::to_value(report_json(&u)).unwrap();
         assert_eq!(json["days"][0]["address_denied"], 3);
         assert_eq!(json["days"][0]["total"], 28);
-        assert_eq!(json["scopes"]["unused"], Value::Null);
+        assert_eq!(json["scopes"]["unused"], serde_json::Value::Null);
     }
 }
