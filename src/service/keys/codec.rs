@@ -120,6 +120,38 @@ pub const HOLDS_A_SECRET: &str = "(text holding a secret: not kept)";
 /// short pieces, spelled out) can publish it anyway, as in a description:
 /// that is beyond what text can be checked for.
 pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    match without_userinfo(text) {
+        Some(stripped) => std::borrow::Cow::Owned(redact_words(&stripped).into_owned()),
+        None => redact_words(text),
+    }
+}
+
+/// `text` with the user name and password of every URL in it (`scheme://user:password@host`)
+/// cut out, or `None` if it has none.
+fn without_userinfo(text: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = text;
+    let mut cut = false;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end =
+            tail.find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace()).unwrap_or(tail.len());
+        match tail[..authority_end].rfind('@') {
+            Some(userinfo_end) => {
+                out.push_str("[secret]");
+                rest = &tail[userinfo_end..];
+                cut = true;
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    cut.then_some(out)
+}
+
+/// [`redact`] of text without URL user info.
+fn redact_words(text: &str) -> std::borrow::Cow<'_, str> {
     if let Some(decoded) = percent_decoded(text)
         && cut_secrets(&decoded).is_some()
     {
@@ -213,6 +245,14 @@ pub fn display(prefix: &str, key_prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_in_a_url_is_never_kept() {
+        assert_eq!(redact("curl/8 https://u:pw@host/x?y=1"), "curl/8 https://[secret]@host/x?y=1");
+        assert_eq!(redact("a https://u:p@h b http://x:y@z/"), "a https://[secret]@h b http://[secret]@z/");
+        assert_eq!(redact("see http://host/a@b"), "see http://host/a@b");
+        assert_eq!(redact("plain agent/1.0"), "plain agent/1.0");
+    }
 
     #[test]
     fn a_pasted_secret_is_recognised_however_it_is_disguised() {

@@ -79,6 +79,9 @@ pub fn report_leaks(
         errors.add("keys", "Send between 1 and 1000 candidate strings.");
     }
     let url = crate::service::validate::source_url(url, 2000).map_err(|m| errors.add("url", m)).unwrap_or_default();
+    // Where the keys were found is kept and announced; a credential in it
+    // (`?token=…`, `user:password@`) is not.
+    let url = crate::service::keys::codec::redact(&url).into_owned();
     let url = url.as_str();
     errors.into_result()?;
     crate::store::transaction(conn, |conn| {

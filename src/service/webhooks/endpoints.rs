@@ -207,7 +207,11 @@ pub fn resend(conn: &mut DbConn, m: &Manager, id: &EndpointId, delivery_id: i64,
         let e = endpoint(conn, &m.team_id, id)?;
         let d = WebhookDelivery::find(conn, delivery_id)?.filter(|d| d.endpoint_id == e.id).ok_or(Error::NotFound)?;
         let message = WebhookMessage::find(conn, &d.message_id)?.ok_or(Error::NotFound)?;
-        WebhookDelivery::queue(conn, std::slice::from_ref(&e.id), &message.id, at)?;
+        // A message waits at most once per endpoint: resending it again
+        // while it waits queues nothing more (no flood of one's receiver).
+        if !WebhookDelivery::is_pending(conn, &e.id, &message.id)? {
+            WebhookDelivery::queue(conn, std::slice::from_ref(&e.id), &message.id, at)?;
+        }
         Ok(message)
     })
 }

@@ -60,6 +60,17 @@ impl WebhookDelivery {
         Ok(inserted)
     }
 
+    /// Whether `message_id` waits (pending) for `endpoint_id` already.
+    pub fn is_pending(conn: &mut DbConn, endpoint_id: &str, message_id: &str) -> QueryResult<bool> {
+        diesel::select(diesel::dsl::exists(
+            webhook_deliveries::table
+                .filter(webhook_deliveries::endpoint_id.eq(endpoint_id))
+                .filter(webhook_deliveries::message_id.eq(message_id))
+                .filter(webhook_deliveries::status.eq(DeliveryStatus::Pending.as_str())),
+        ))
+        .get_result(conn)
+    }
+
     pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<Self>> {
         webhook_deliveries::table.find(id).select(Self::as_select()).first(conn).optional()
     }

@@ -315,3 +315,49 @@ async fn bad_endpoint_input_gets_field_errors_and_keeps_what_was_typed(app: Test
     assert_eq!(endpoints_stored(&app), 0);
 }
 both!(bad_endpoint_input_gets_field_errors_and_keeps_what_was_typed);
+
+/// A leak report's `url` is kept and announced without the credential it may
+/// carry (`?token=<the key>`, `user:password@`).
+async fn a_leak_reports_url_never_carries_a_credential_into_events(app: TestApp) {
+    app.owner_session().await;
+    let rx = Receiver::start().await;
+    add_endpoint(&app, &rx.url("/hooks"), &["api_key.leaked"]).await;
+    let key = create_key(&app, json!({"name": "k", "scopes": ["templates:read"]})).await;
+    let k = key["key"].as_str().unwrap();
+    let partner = crate::helpers::service_key(&app, &["leaks:report"]);
+    let url = format!("https://finder:hunter2secret@gist.example/x?token={k}");
+    let report = json!({"keys": [k], "url": url});
+    let res = app.client.post(app.url("/api/v1/leaked-keys")).bearer_auth(&partner).json(&report).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    crate::webhooks::deliver_all(&app).await;
+    let got = rx.wait_for(1).await;
+    assert_eq!(got[0].json()["type"], "api_key.leaked");
+    assert!(!got[0].body.contains(k) && !got[0].body.contains("hunter2secret"), "{}", got[0].body);
+    assert!(got[0].body.contains("gist.example"), "where it was found is still said");
+    let log = app.get_html("/settings/team/audit").await;
+    assert!(!log.contains(k) && !log.contains("hunter2secret"));
+}
+crate::both_private!(a_leak_reports_url_never_carries_a_credential_into_events);
+
+/// Resending a message that already waits for the endpoint queues nothing
+/// more: an owner cannot flood a receiver (or the queue) by clicking.
+async fn resending_a_message_that_waits_already_queues_nothing_more(app: TestApp) {
+    app.owner_session().await;
+    let rx = Receiver::start().await;
+    let (endpoint, _) = add_endpoint(&app, &rx.url("/"), &[]).await;
+    create_key(&app, json!({"name": "k", "scopes": ["templates:read"]})).await;
+    crate::webhooks::deliver_all(&app).await;
+    let first = deliveries(&app, &endpoint)[0].id;
+    let page = format!("{PAGE}/{endpoint}");
+    for _ in 0..5 {
+        let res = app.post_form(&page, &format!("{page}/deliveries/{first}/resend"), &[]).await;
+        assert!(res.status().is_redirection() || res.status().is_success(), "{}", res.status());
+    }
+    assert_eq!(deliveries(&app, &endpoint).len(), 2, "one resend waits, not five");
+    crate::webhooks::deliver_all(&app).await;
+    assert_eq!(rx.wait_for(2).await.len(), 2);
+    let res = app.post_form(&page, &format!("{page}/deliveries/{first}/resend"), &[]).await;
+    assert!(res.status().is_redirection() || res.status().is_success());
+    assert_eq!(deliveries(&app, &endpoint).len(), 3, "once delivered, it may be resent again");
+}
+crate::both_private!(resending_a_message_that_waits_already_queues_nothing_more);
