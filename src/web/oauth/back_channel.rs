@@ -102,12 +102,10 @@ fn client_basic(req: &HttpRequest) -> Option<ClientCredentials> {
 /// gets an OAuth error, never an HTML page.
 type FormBody = Result<web::Form<Vec<(String, String)>>, actix_web::Error>;
 
-fn form_of(form: FormBody) -> Result<Vec<(String, String)>, HttpResponse> {
-    form.map(web::Form::into_inner).map_err(|_| {
-        let e =
-            oauth::OAuthError::invalid_request("Send the parameters form-encoded (application/x-www-form-urlencoded).");
-        oauth_error(e.into())
-    })
+/// The answer to a body that cannot be read.
+fn unreadable() -> HttpResponse {
+    let e = oauth::OAuthError::invalid_request("Send the parameters form-encoded (application/x-www-form-urlencoded).");
+    oauth_error(e.into())
 }
 
 /// `POST /oauth/token`.
@@ -133,10 +131,8 @@ fn form_of(form: FormBody) -> Result<Vec<(String, String)>, HttpResponse> {
     ),
 )]
 pub async fn token(state: State, req: HttpRequest, form: FormBody) -> HttpResponse {
-    let form = match form_of(form) {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
+    let Ok(form) = form else { return unreadable() };
+    let form = form.into_inner();
     match state.oauth_token_service().token(token_call(&req, &state, form)).await {
         Ok(t) => token_json(&t),
         Err(e) => oauth_error(e),
@@ -164,10 +160,8 @@ pub async fn token(state: State, req: HttpRequest, form: FormBody) -> HttpRespon
     ),
 )]
 pub async fn revoke(state: State, req: HttpRequest, form: FormBody) -> HttpResponse {
-    let form = match form_of(form) {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
+    let Ok(form) = form else { return unreadable() };
+    let form = form.into_inner();
     match state.oauth_token_service().revoke(token_call(&req, &state, form)).await {
         Ok(()) => HttpResponse::Ok().insert_header((CACHE_CONTROL, "no-store")).finish(),
         Err(e) => oauth_error(e),
