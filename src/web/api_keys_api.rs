@@ -62,17 +62,29 @@ pub enum StatusParam {
 }
 
 /// The `status` filter of a list: a key status, `expiring` for short, or all.
+/// An empty value is "all" (the page's filter form sends one).
 pub fn parse_filter(s: Option<&str>) -> Result<StatusFilter, AppError> {
     match s.unwrap_or("all") {
         "" | "all" => Ok(StatusFilter::All),
         "expiring" => Ok(StatusFilter::ExpiringSoon),
-        other => KeyStatus::parse(other).map(StatusFilter::from).ok_or_else(|| {
-            AppError::Validation(FieldErrors::single(
-                "status",
-                "Use all, active, expiring (or expiring_soon), expired or revoked.",
-            ))
-        }),
+        other => KeyStatus::parse(other).map(StatusFilter::from).ok_or_else(bad_status),
     }
+}
+
+/// The API's `status` filter: as [`parse_filter`], but a value that is
+/// present must be one of the documented ones (`status=` is refused).
+fn api_filter(s: Option<&str>) -> Result<StatusFilter, AppError> {
+    if s == Some("") {
+        return Err(bad_status());
+    }
+    parse_filter(s)
+}
+
+fn bad_status() -> AppError {
+    AppError::Validation(FieldErrors::single(
+        "status",
+        "Use all, active, expiring (or expiring_soon), expired, revoked or disabled.",
+    ))
 }
 
 /// Cursors are `created_at.id` of the last row of the previous page.
@@ -114,7 +126,7 @@ pub async fn list(
     principal.require("api_keys:read")?;
     let team_id = TeamId::from(principal.team_id()?);
     let limit = limit_of(&query)?;
-    let filter = parse_filter(query.status.as_deref())?;
+    let filter = api_filter(query.status.as_deref())?;
     let after = parse_cursor(query.cursor.as_deref())?;
     let service = state.key_service();
     let listing = service.list(&team_id, ListQuery { filter, after, limit, search: None }).await?;

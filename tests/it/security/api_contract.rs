@@ -83,3 +83,30 @@ async fn introspection_without_a_token_is_refused_once_the_caller_is_known(app: 
     assert_eq!(empty.json::<Value>().await.unwrap(), json!({"active": false}));
 }
 both!(introspection_without_a_token_is_refused_once_the_caller_is_known);
+
+/// A documented enum in the query, present but empty (`?status=`), is not
+/// "left out": the API refuses it as it refuses any other undocumented
+/// value. The keys page's filter form, which sends `status=` for "all",
+/// still works.
+async fn an_empty_query_enum_is_refused_not_read_as_left_out(app: TestApp) {
+    app.owner_session().await;
+    let (id, _) = crate::key_usage::new_key(&app, json!({"name": "listed", "scopes": ["templates:read"]})).await;
+    for (path, field) in [
+        ("/api/v1/api-keys?status=".to_owned(), "status"),
+        ("/api/v1/api-keys?status=ALL".to_owned(), "status"),
+        (format!("/api/v1/api-keys/{id}/usage?format="), "format"),
+    ] {
+        let res = app.get(&path).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{path}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "validation_failed", "{path}");
+        assert!(body["error"]["fields"][field].is_string(), "{path}: {body}");
+    }
+    // What the contract allows still answers.
+    for path in ["/api/v1/api-keys?status=all".to_owned(), format!("/api/v1/api-keys/{id}/usage?format=json")] {
+        assert_eq!(app.get(&path).await.status(), StatusCode::OK, "{path}");
+    }
+    let page = app.get("/settings/developer/api-keys?status=").await;
+    assert_eq!(page.status(), StatusCode::OK);
+}
+both!(an_empty_query_enum_is_refused_not_read_as_left_out);

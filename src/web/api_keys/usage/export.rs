@@ -87,13 +87,13 @@ fn csv_response(state: &AppState, u: &KeyUsage) -> HttpResponse {
 }
 
 /// Whether the API caller asked for CSV (`format=csv`, or `Accept: text/csv`
-/// without `format=json`); another format is refused.
+/// without `format`); any other format, an empty one included, is refused.
 fn wants_csv(req: &HttpRequest, q: &SpanQuery) -> Result<bool, AppError> {
-    match q.format.as_deref().unwrap_or("") {
-        "csv" => Ok(true),
-        "json" => Ok(false),
-        "" => Ok(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/csv"))),
-        _ => Err(AppError::Validation(FieldErrors::single("format", "Use json or csv."))),
+    match q.format.as_deref() {
+        Some("csv") => Ok(true),
+        Some("json") => Ok(false),
+        None => Ok(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/csv"))),
+        Some(_) => Err(AppError::Validation(FieldErrors::single("format", "Use json or csv."))),
     }
 }
 
