@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::api_keys::{call, create_key};
+use crate::api_keys::{call, create_key, post_json_with};
 use crate::both;
 use crate::helpers::{OWNER_EMAIL, TestApp, attr_after, csrf_from, service_key};
 
@@ -59,14 +59,8 @@ async fn the_console_is_not_found_for_everyone_but_support(app: TestApp) {
     assert!(!nav.contains("/settings/team") && !nav.contains("/settings/developer"));
     assert_eq!(staff.get("/settings/developer/api-keys").await.status(), StatusCode::FORBIDDEN);
     let csrf = csrf_from(&staff.get_html("/support").await);
-    let res = staff
-        .client
-        .post(staff.url("/api/v1/api-keys"))
-        .header("X-CSRF-Token", csrf)
-        .json(&json!({"name": "x", "scopes": ["templates:read"]}))
-        .send()
-        .await
-        .unwrap();
+    let body = json!({"name": "x", "scopes": ["templates:read"]});
+    let res = post_json_with(&staff, "/api/v1/api-keys", ("X-CSRF-Token", &csrf), &body).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }
 both!(the_console_is_not_found_for_everyone_but_support);
