@@ -494,13 +494,7 @@ async fn introspection_needs_a_service_key_and_reports_keys(app: TestApp) {
     assert_eq!(ask(secret.to_owned(), secret.to_owned()).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(ask(service_key(&app, &["leaks:report"]), secret.to_owned()).await.status(), StatusCode::FORBIDDEN);
     // After revocation: inactive.
-    let csrf = csrf_from(&app.get_html("/settings/team").await);
-    app.client
-        .delete(app.url(&format!("/api/v1/api-keys/{}", key["id"].as_str().unwrap())))
-        .header("X-CSRF-Token", csrf)
-        .send()
-        .await
-        .unwrap();
+    api_delete(&app, &format!("/api/v1/api-keys/{}", key["id"].as_str().unwrap())).await;
     let res: Value = ask(gateway, secret.to_owned()).await.json().await.unwrap();
     assert_eq!(res["active"], false);
 }
@@ -549,8 +543,8 @@ async fn require_https_refuses_plain_http_unless_a_trusted_proxy_says_tls() {
     .unwrap();
     app.owner_session().await;
     let csrf = csrf_from(&app.get_html("/settings/team").await);
-    let body = json!({"name": "x", "scopes": ["templates:read"]});
-    let plain = post_json_with(&app, "/api/v1/api-keys", ("X-CSRF-Token", &csrf), &body).await;
+    let request = json!({"name": "x", "scopes": ["templates:read"]});
+    let plain = post_json_with(&app, "/api/v1/api-keys", ("X-CSRF-Token", &csrf), &request).await;
     let (status, body) = error_code(plain).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"]["code"], "insecure_connection");
@@ -559,7 +553,7 @@ async fn require_https_refuses_plain_http_unless_a_trusted_proxy_says_tls() {
         .post(app.url("/api/v1/api-keys"))
         .header("X-CSRF-Token", &csrf)
         .header("X-Forwarded-Proto", "https")
-        .json(&body)
+        .json(&request)
         .send()
         .await
         .unwrap();

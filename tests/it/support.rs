@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::api_keys::{call, create_key, post_json_with};
+use crate::api_keys::{api_delete, call, create_key, post_json_with};
 use crate::both;
 use crate::helpers::{OWNER_EMAIL, TestApp, attr_after, csrf_from, service_key};
 
@@ -132,13 +132,7 @@ async fn leak_reports_answer_per_candidate_without_naming_teams(app: TestApp) {
     app.owner_session().await;
     let live = create_key(&app, json!({"name": "live", "scopes": ["templates:read"]})).await;
     let dead = create_key(&app, json!({"name": "dead", "scopes": ["templates:read"]})).await;
-    let csrf = csrf_from(&app.get_html("/settings/team").await);
-    app.client
-        .delete(app.url(&format!("/api/v1/api-keys/{}", dead["id"].as_str().unwrap())))
-        .header("X-CSRF-Token", csrf)
-        .send()
-        .await
-        .unwrap();
+    api_delete(&app, &format!("/api/v1/api-keys/{}", dead["id"].as_str().unwrap())).await;
     let scanner = service_key(&app, &["leaks:report"]);
     let unknown = latchkey::service::keys::codec::generate("lk").unwrap();
     let body = json!({"keys": [live["key"], dead["key"], unknown, "not a key", live["key"]], "url": "https://github.com/acme/app/blob/main/.env"});
@@ -185,13 +179,7 @@ async fn the_audit_log_filters_pages_and_exports_csv(app: TestApp) {
     app.owner_session().await;
     for i in 0..26 {
         let key = create_key(&app, json!({"name": format!("k{i}"), "scopes": ["templates:read"]})).await;
-        let csrf = csrf_from(&app.get_html("/settings/team").await);
-        app.client
-            .delete(app.url(&format!("/api/v1/api-keys/{}", key["id"].as_str().unwrap())))
-            .header("X-CSRF-Token", csrf)
-            .send()
-            .await
-            .unwrap();
+        api_delete(&app, &format!("/api/v1/api-keys/{}", key["id"].as_str().unwrap())).await;
     }
     let first = app.get_html("/settings/team/audit").await;
     assert_eq!(events_in(&first), 50);
