@@ -16,15 +16,16 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
+use super::answer::{again, bad_request, flashed, refusable};
 use super::api_keys_api::{parse_cursor, parse_filter};
-use super::auth::{CurrentUser, flash, id_param};
+use super::auth::{CurrentUser, id_param};
 use super::confirm::{self, Confirm, Field};
 use super::htmx::{HxRequest, push_url};
 use super::page::{Layout, Nav, redirect, render};
 use super::{AppState, State, format};
 use crate::domain::{KeyId, KeyStatus, PlainSecret, TeamId};
 use crate::error::AppError;
-use crate::service::keys::{self, Detail, KeyCaller, KeyService, ListQuery, Settings, codec};
+use crate::service::keys::{self, Detail, KeyCaller, KeyService, ListQuery, Rolled, Settings, codec};
 use crate::service::{self as services, FieldErrors, policy};
 use crate::store::models::ApiKey;
 
@@ -191,14 +192,6 @@ pub fn key_id(raw: String) -> Result<KeyId, AppError> {
     id_param(raw).map(KeyId::from)
 }
 
-/// A refusal of a form that has no field to show it next to: the first message.
-fn bad_request(e: services::Error) -> AppError {
-    match e {
-        services::Error::Invalid(errors) => AppError::BadRequest(errors.0.values().next().cloned().unwrap_or_default()),
-        other => other.into(),
-    }
-}
-
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct IndexQuery {
@@ -343,17 +336,13 @@ pub async fn create(
         return Ok(redirect(&format!("{BASE}/{id}/created")));
     }
     let draft = key_request(&form, &state.config.scopes, caller.role);
-    match state.key_service().create(&caller, draft).await {
+    match refusable(state.key_service().create(&caller, draft).await)? {
         Ok(created) => {
             super::resubmit::remember(&user.session, "api_key", submission, &created.key.id)?;
             let res = reveal(&state, &user, &created.key, created.secret, None)?;
             Ok(push_url(res, hx, &format!("{BASE}/{}/created", created.key.id)))
         }
-        Err(services::Error::Invalid(errors)) => {
-            let view = page(&state, &user, &IndexQuery::default(), form, errors).await?;
-            Ok(push_url(render(StatusCode::UNPROCESSABLE_ENTITY, &view)?, hx, BASE))
-        }
-        Err(e) => Err(e.into()),
+        Err(errors) => again(&page(&state, &user, &IndexQuery::default(), form, errors).await?, hx, BASE),
     }
 }
 
@@ -377,12 +366,37 @@ pub async fn roll_confirm(
     }
     let c = Confirm::new(format!("confirm-roll-{}", key.id), format!("Roll {}?", key.name), format!("{back}/roll"))
         .says("You get a new key with the same scopes and settings; its secret is shown once.")
-        .says("The old key keeps working for 24 hours (or the time you choose below), then stops.")
-        .button("Roll key")
-        .not_dangerous()
-        .cancel_to(back)
-        .field(confirm::grace_field("The old key keeps working for"));
-    confirm::respond(hx, Layout::new(&user, Nav::ApiKeys)?, &c)
+        .says("The old key keeps working for 24 hours (or the time you choose below), then stops.");
+    ask_roll(&user, hx, c, ("Roll key", back))
+}
+
+/// A roll's confirmation (`c`, which says what the roll makes): its button,
+/// the grace to choose, and "Cancel" back to the key's page.
+fn ask_roll(
+    user: &CurrentUser,
+    hx: HxRequest,
+    c: Confirm,
+    (button, back): (&str, String),
+) -> Result<HttpResponse, AppError> {
+    let c =
+        c.button(button).not_dangerous().cancel_to(back).field(confirm::grace_field("The old key keeps working for"));
+    confirm::ask(user, hx, Nav::ApiKeys, &c)
+}
+
+/// A roll's answer: the one-time reveal of the new key, naming the old one
+/// and until when it works; with htmx, the address bar shows `again`, where
+/// a reload lands on "rolled, shown once".
+fn reveal_roll(
+    state: &State,
+    user: &CurrentUser,
+    hx: HxRequest,
+    rolled: Rolled,
+    again: &str,
+) -> Result<HttpResponse, AppError> {
+    let old_prefix = codec::display(&state.config.api_key_prefix, &rolled.old.key_prefix);
+    let until = format::When::maybe(rolled.old.expires_at, state.key_service().now());
+    let res = reveal(state, user, &rolled.key, rolled.secret, Some((old_prefix, until)))?;
+    Ok(push_url(res, hx, again))
 }
 
 pub async fn roll(
@@ -407,10 +421,8 @@ pub async fn roll(
         }
         Err(e) => return Err(bad_request(e)),
     };
-    let old_prefix = codec::display(&state.config.api_key_prefix, &rolled.old.key_prefix);
-    let until = format::When::maybe(rolled.old.expires_at, service.now());
-    let res = reveal(&state, &user, &rolled.key, rolled.secret, Some((old_prefix, until)))?;
-    Ok(push_url(res, hx, &format!("{BASE}/{}/roll", rolled.old.id)))
+    let again = format!("{BASE}/{}/roll", rolled.old.id);
+    reveal_roll(&state, &user, hx, rolled, &again)
 }
 
 #[derive(Deserialize, Default)]
@@ -444,7 +456,7 @@ pub async fn revoke_confirm(
     )
     .says(format!("Requests using {prefix}… fail at once; this cannot be undone."))
     .button("Revoke key");
-    confirm::respond(hx, Layout::new(&user, Nav::ApiKeys)?, &placed(c, &query, &key))
+    confirm::ask(&user, hx, Nav::ApiKeys, &placed(c, &query, &key))
 }
 
 /// Where a row action's confirmation sits: asked from the key page, a normal
@@ -471,10 +483,9 @@ async fn row_action_done(
     if hx.wants_fragment() {
         return row_answer(state, user, caller, key, toast).await;
     }
-    flash(&user.session, said);
     let next = form.map(|f| f.into_inner().next).unwrap_or_default();
     let back = if next == format!("{BASE}/{}", key.id) { next } else { BASE.to_owned() };
-    Ok(redirect(&back))
+    Ok(flashed(&user.session, said, &back))
 }
 
 #[derive(Deserialize, Default)]
@@ -538,19 +549,15 @@ pub async fn rename(
     let id = key_id(path.into_inner())?;
     let form = form.into_inner();
     let page_url = format!("{BASE}/{}", id.as_str());
-    match state.key_service().rename(&caller, &id, form.name.clone(), form.description.clone()).await {
-        Ok(key) => {
-            flash(&user.session, &format!("Saved: the key is now called {}.", key.name));
-            Ok(redirect(&page_url))
-        }
-        Err(services::Error::Invalid(errors)) => {
+    match refusable(state.key_service().rename(&caller, &id, form.name.clone(), form.description.clone()).await)? {
+        Ok(key) => Ok(flashed(&user.session, &format!("Saved: the key is now called {}.", key.name), &page_url)),
+        Err(errors) => {
             let mut view = detail_page(&state, &user, &id, Notice::None).await?;
             view.edit.name = form.name;
             view.edit.description = form.description;
             view.errors = errors;
-            Ok(push_url(render(StatusCode::UNPROCESSABLE_ENTITY, &view)?, hx, &page_url))
+            again(&view, hx, &page_url)
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -577,8 +584,7 @@ pub async fn policy(state: State, user: CurrentUser, form: web::Form<PolicyForm>
         d => Some(d.parse::<i64>().map_err(|_| AppError::BadRequest("Enter a number of days.".into()))?),
     };
     state.key_service().set_policy(&caller, days).await.map_err(bad_request)?;
-    flash(&user.session, "Key policy saved.");
-    Ok(redirect(BASE))
+    Ok(flashed(&user.session, "Key policy saved.", BASE))
 }
 
 async fn detail_page(state: &State, user: &CurrentUser, id: &KeyId, notice: Notice) -> Result<DetailPage, AppError> {

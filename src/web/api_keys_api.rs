@@ -212,8 +212,7 @@ pub async fn create(
     principal: ApiPrincipal,
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, AppError> {
-    let principal = principal.revalidated(&req, &state).await?;
-    let caller = writer(&principal)?;
+    let caller = body_writer(&state, &req, principal).await?;
     let request = key_request(body.into_inner())?;
     let created = state.key_service().create(&caller, Ok(request)).await?;
     Ok(revealed(StatusCode::CREATED, &state, &created.key, &created.secret))
@@ -258,6 +257,12 @@ impl From<Acting> for KeyCaller {
 fn writer(principal: &ApiPrincipal) -> Result<KeyCaller, AppError> {
     principal.require("api_keys:write")?;
     principal.acting().map(KeyCaller::from)
+}
+
+/// The writer of a request that sent a body: its credential read again now
+/// that the body has arrived ([`ApiPrincipal::revalidated`]), then its scope.
+async fn body_writer(state: &State, req: &HttpRequest, principal: ApiPrincipal) -> Result<KeyCaller, AppError> {
+    writer(&principal.revalidated(req, state).await?)
 }
 
 /// Revokes a key, at once and for good.

@@ -9,6 +9,7 @@ use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use askama::Template;
 
+use super::auth::CurrentUser;
 use super::htmx::HxRequest;
 use super::page::{Layout, Nav, render};
 use crate::error::AppError;
@@ -130,6 +131,11 @@ pub fn respond(hx: HxRequest, layout: Layout, confirm: &Confirm) -> Result<HttpR
         return render(StatusCode::OK, &ConfirmPartial { c: confirm, csrf: &csrf, as_dialog: true });
     }
     render(StatusCode::OK, &ConfirmPage { layout, c: confirm, csrf, as_dialog: false })
+}
+
+/// Answers a confirmation on a page of the `nav` area, for the signed-in `user`.
+pub fn ask(user: &CurrentUser, hx: HxRequest, nav: Nav, confirm: &Confirm) -> Result<HttpResponse, AppError> {
+    respond(hx, Layout::new(user, nav)?, confirm)
 }
 
 #[derive(Template)]

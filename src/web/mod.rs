@@ -1,6 +1,7 @@
 //! HTTP: handlers parse the request, call a service, and render. No SQL and no
 //! crypto here beyond calling the service layer.
 
+pub mod answer;
 pub mod api_auth;
 pub mod api_docs;
 pub mod api_keys;

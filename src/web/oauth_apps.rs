@@ -12,17 +12,17 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-use super::auth::{CurrentUser, flash, id_param};
+use super::answer::{again, bad_request, flashed};
+use super::auth::{CurrentUser, id_param};
 use super::confirm::{self, Confirm, Field};
 use super::format::When;
-use super::htmx::HxRequest;
-use super::htmx::push_url;
+use super::htmx::{HxRequest, push_url};
 use super::page::{Layout, Nav, redirect, render};
 use super::{AppState, State};
 use crate::domain::{ClientId, ClientType, PlainSecret, Role, TeamId};
 use crate::error::AppError;
+use crate::service::FieldErrors;
 use crate::service::oauth::{self, AppFacts, AppInput, AppService, Member, Submitted};
-use crate::service::{Error, FieldErrors};
 use crate::store::models::OauthClient;
 
 mod rotation;
@@ -233,8 +233,7 @@ async fn invalid(
         None => "/settings/developer/oauth-apps/new".to_owned(),
     };
     let view_of = app.as_ref().map(|a| view(a, now));
-    let page = AppPage { errors, facts, ..AppPage::new(state, user, m.role, view_of, form)? };
-    Ok(push_url(render(StatusCode::UNPROCESSABLE_ENTITY, &page)?, hx, &here))
+    again(&AppPage { errors, facts, ..AppPage::new(state, user, m.role, view_of, form)? }, hx, &here)
 }
 
 pub async fn index(state: State, user: CurrentUser) -> Result<HttpResponse, AppError> {
@@ -262,8 +261,7 @@ pub async fn create(
     body: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     let pairs = body.into_inner();
-    let submission = pairs.iter().find(|(k, _)| k == "submission").map(|(_, v)| v.clone()).unwrap_or_default();
-    let submission = super::resubmit::accepted(&submission);
+    let submission = super::resubmit::accepted_in(&pairs);
     let (m, input) = (member(&user)?, parse(pairs.clone()));
     if let Some(id) = super::resubmit::made(&user.session, "oauth_app", submission)? {
         // Sent again (a reload of the page that showed the secret): that app.
@@ -308,8 +306,7 @@ pub async fn update(
     let (m, id, input) = (member(&user)?, id_param(path.into_inner())?, parse(body.into_inner()));
     match state.oauth_app_service().update(&m, ClientId::from(id.as_str()), input.clone()).await? {
         Submitted::Saved { .. } => {
-            flash(&user.session, "App saved.");
-            Ok(redirect(&format!("/settings/developer/oauth-apps/{id}")))
+            Ok(flashed(&user.session, "App saved.", &format!("/settings/developer/oauth-apps/{id}")))
         }
         Submitted::Invalid { errors, app } => invalid(&state, (&user, hx), &m, (input, errors), app).await,
     }
@@ -329,10 +326,7 @@ pub async fn rotate(
         user.session.insert(ROTATED, id.as_str())?;
         return Ok(redirect(&format!("/settings/developer/oauth-apps/{id}/rotate")));
     }
-    let rotated = state.oauth_app_service().rotate(&m, id, form.grace).await.map_err(|e| match e {
-        Error::Invalid(f) => AppError::BadRequest(f.0.values().next().cloned().unwrap_or_default()),
-        other => other.into(),
-    })?;
+    let rotated = state.oauth_app_service().rotate(&m, id, form.grace).await.map_err(bad_request)?;
     user.session.insert(ROTATED, rotated.app.id.as_str())?;
     super::resubmit::remember(&user.session, "rotation", submission, &rotated.app.id)?;
     let page = AppPage { secret: Some(rotated.secret), ..AppPage::of(&state, &user, m.role, &rotated.app).await? };
@@ -356,8 +350,7 @@ pub async fn confirm_rotate(
     hx: HxRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let m = member(&user)?;
-    let app = state.oauth_app_service().manageable(&m, ClientId::from(id_param(path.into_inner())?)).await?;
+    let app = manageable(&state, &user, path).await?;
     if app.client_type == ClientType::Public {
         return Ok(redirect(&format!("/settings/developer/oauth-apps/{}", app.id)));
     }
@@ -385,6 +378,12 @@ pub async fn confirm_rotate(
     confirm::respond(hx, layout, &c)
 }
 
+/// The app in `path`, if the member may manage it (else not found).
+async fn manageable(state: &State, user: &CurrentUser, path: web::Path<String>) -> Result<OauthClient, AppError> {
+    let m = member(user)?;
+    Ok(state.oauth_app_service().manageable(&m, ClientId::from(id_param(path.into_inner())?)).await?)
+}
+
 /// `GET …/{id}/delete`: what deleting the app ends.
 pub async fn confirm_delete(
     state: State,
@@ -392,20 +391,18 @@ pub async fn confirm_delete(
     hx: HxRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let m = member(&user)?;
-    let app = state.oauth_app_service().manageable(&m, ClientId::from(id_param(path.into_inner())?)).await?;
+    let app = manageable(&state, &user, path).await?;
     let back = format!("/settings/developer/oauth-apps/{}", app.id);
     let c = Confirm::new("confirm-delete-app", format!("Delete {}?", app.name), format!("{back}/delete"))
         .says("Every access and refresh token it holds is revoked at once, and everyone who authorized it loses that access.")
         .says("Sign-ins through it stop working. This cannot be undone.")
         .button("Delete app")
         .cancel_to(back);
-    confirm::respond(hx, Layout::new(&user, Nav::OauthApps)?, &c)
+    confirm::ask(&user, hx, Nav::OauthApps, &c)
 }
 
 pub async fn delete(state: State, user: CurrentUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let id = ClientId::from(id_param(path.into_inner())?);
     state.oauth_app_service().delete(&member(&user)?, id).await?;
-    flash(&user.session, "App deleted; every token it held was revoked.");
-    Ok(redirect("/settings/developer/oauth-apps"))
+    Ok(flashed(&user.session, "App deleted; every token it held was revoked.", "/settings/developer/oauth-apps"))
 }

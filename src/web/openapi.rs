@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 use utoipa::OpenApi;
 
 pub use responses::{
-    BadRequest, Forbidden, Internal, NotFound, OAuthBadRequest, OAuthInvalidClient, OAuthServerError, OAuthSlowDown,
-    OAuthUnavailable, PayloadTooLarge, RateLimited, Unauthorized, Unavailable, ValidationFailed,
+    BadRequest, ChangeRefusals, Forbidden, Internal, NotFound, OAuthBadRequest, OAuthInvalidClient, OAuthServerError,
+    OAuthSlowDown, OAuthUnavailable, PayloadTooLarge, RateLimited, Unauthorized, Unavailable, ValidationFailed,
 };
 
 use responses::CredentialResponses;

@@ -20,6 +20,11 @@ pub fn accepted(raw: &str) -> Option<&str> {
     (!raw.is_empty() && raw.len() <= MAX_LEN).then_some(raw)
 }
 
+/// The token of a form read as pairs (`submission`), if it can be one of ours.
+pub fn accepted_in(pairs: &[(String, String)]) -> Option<&str> {
+    pairs.iter().find(|(k, _)| k == "submission").and_then(|(_, v)| accepted(v))
+}
+
 fn slot(kind: &str) -> String {
     format!("made_by_form.{kind}")
 }

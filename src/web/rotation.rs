@@ -8,6 +8,9 @@
 //! POSTs ask the policy again); "Finish now" is a GET form to the action's
 //! confirmation (a page without JavaScript, a dialog with htmx).
 
+use serde::Deserialize;
+
+use super::confirm::{Confirm, Field};
 use super::format::{self, When};
 use crate::service::rotation::{self, DEFAULT_EXTEND, DEFAULT_QUIET, EXTEND_CHOICES, QUIET_CHOICES, Watch};
 
@@ -107,9 +110,9 @@ pub fn seconds(raw: &str) -> Option<i64> {
 }
 
 /// The quiet period's field of a confirmation, `selected` preselected.
-pub fn quiet_field(selected: Option<i64>, label: &str) -> super::confirm::Field {
+pub fn quiet_field(selected: Option<i64>, label: &str) -> Field {
     let selected = selected.filter(|q| QUIET_CHOICES.contains(q)).unwrap_or(DEFAULT_QUIET);
-    super::confirm::Field::Select {
+    Field::Select {
         name: "quiet".into(),
         label: label.into(),
         options: QUIET_CHOICES.iter().map(|q| (q.to_string(), rotation::period(*q))).collect(),
@@ -118,11 +121,69 @@ pub fn quiet_field(selected: Option<i64>, label: &str) -> super::confirm::Field 
 }
 
 /// The extension's field of a confirmation.
-pub fn extend_field(label: &str) -> super::confirm::Field {
-    super::confirm::Field::Select {
+pub fn extend_field(label: &str) -> Field {
+    Field::Select {
         name: "extend".into(),
         label: label.into(),
         options: EXTEND_CHOICES.iter().map(|s| (s.to_string(), rotation::period(*s))).collect(),
         selected: DEFAULT_EXTEND.to_string(),
     }
+}
+
+/// "Finish now"'s form (and its confirmation's query): the quiet period asked for.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct QuietForm {
+    quiet: String,
+}
+
+impl QuietForm {
+    pub fn quiet(&self) -> Option<i64> {
+        seconds(&self.quiet)
+    }
+}
+
+/// The extension's form: how much longer.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ExtendForm {
+    extend: String,
+}
+
+impl ExtendForm {
+    pub fn extend(&self) -> Option<i64> {
+        seconds(&self.extend)
+    }
+}
+
+/// What a grace's confirmation says of one credential: its title, its two
+/// sentences, and the label of its field.
+pub struct Asking {
+    pub title: String,
+    pub says: [String; 2],
+    pub label: &'static str,
+}
+
+/// "Finish now"'s confirmation, posting to `action`, the quiet period
+/// `quiet` preselected; "Cancel" goes back to the credential's page.
+pub fn finish_confirm(asking: Asking, action: String, back: String, quiet: Option<i64>) -> Confirm {
+    let [first, second] = asking.says;
+    Confirm::new("confirm-finish-rotation", asking.title, action)
+        .says(first)
+        .says(second)
+        .field(quiet_field(quiet, asking.label))
+        .button("End grace now")
+        .cancel_to(back)
+}
+
+/// The extension's confirmation, posting to `action`.
+pub fn extend_confirm(asking: Asking, action: String, back: String) -> Confirm {
+    let [first, second] = asking.says;
+    Confirm::new("confirm-extend-rotation", asking.title, action)
+        .says(first)
+        .says(second)
+        .field(extend_field(asking.label))
+        .button("Extend grace")
+        .not_dangerous()
+        .cancel_to(back)
 }

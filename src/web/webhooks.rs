@@ -11,15 +11,16 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-use super::auth::{CurrentUser, flash, id_param};
+use super::answer::{again, flashed, refusable};
+use super::auth::{CurrentUser, id_param};
 use super::format::When;
 use super::htmx::{HxRequest, push_url};
-use super::page::{Layout, Nav, redirect, render};
+use super::page::{Layout, Nav, render};
 use super::{AppState, State};
 use crate::domain::{DeliveryStatus, EndpointId, PlainSecret, WebhookEvent};
 use crate::error::AppError;
+use crate::service::FieldErrors;
 use crate::service::webhooks::{ALL_EVENTS, EndpointDetail, EndpointInput, Manager, WebhookService};
-use crate::service::{Error, FieldErrors};
 use crate::store::models::{WebhookDelivery, WebhookEndpoint};
 
 mod actions;
@@ -210,29 +211,21 @@ pub async fn create(
     body: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     let pairs = body.into_inner();
-    let submission = pairs.iter().find(|(k, _)| k == "submission").map(|(_, v)| v.clone()).unwrap_or_default();
-    let submission = super::resubmit::accepted(&submission);
+    let submission = super::resubmit::accepted_in(&pairs);
     let (m, input) = (manager(&user)?, parse(&pairs));
     if let Some(id) = super::resubmit::made(&user.session, "webhook", submission)? {
-        flash(
-            &user.session,
-            "The signing secret was shown once, when the endpoint was added. Rotate it if you lost it.",
-        );
-        return Ok(redirect(&endpoint_url(&id)));
+        let said = "The signing secret was shown once, when the endpoint was added. Rotate it if you lost it.";
+        return Ok(flashed(&user.session, said, &endpoint_url(&id)));
     }
     let service = state.webhook_service();
-    match service.create(&m, input.clone()).await {
+    match refusable(service.create(&m, input.clone()).await)? {
         Ok((endpoint, secret)) => {
             super::resubmit::remember(&user.session, "webhook", submission, &endpoint.id)?;
             let detail = service.show(&m, EndpointId::from(endpoint.id.as_str())).await?;
             let page = EndpointPage { secret: Some(secret), ..EndpointPage::new(&user, detail, service.now())? };
             Ok(push_url(render(StatusCode::OK, &page)?, hx, &endpoint_url(&endpoint.id)))
         }
-        Err(Error::Invalid(errors)) => {
-            let page = ListPage { errors, ..list_page(&state, &user, input).await? };
-            Ok(push_url(render(StatusCode::UNPROCESSABLE_ENTITY, &page)?, hx, LIST))
-        }
-        Err(e) => Err(e.into()),
+        Err(errors) => again(&ListPage { errors, ..list_page(&state, &user, input).await? }, hx, LIST),
     }
 }
 
@@ -261,17 +254,13 @@ pub async fn update(
     let id = EndpointId::from(id_param(path.into_inner())?);
     let (m, input) = (manager(&user)?, parse(&body.into_inner()));
     let service = state.webhook_service();
-    match service.update(&m, id.clone(), input.clone()).await {
-        Ok(_) => {
-            flash(&user.session, "Endpoint saved.");
-            Ok(redirect(&endpoint_url(id.as_str())))
-        }
-        Err(Error::Invalid(errors)) => {
+    match refusable(service.update(&m, id.clone(), input.clone()).await)? {
+        Ok(_) => Ok(flashed(&user.session, "Endpoint saved.", &endpoint_url(id.as_str()))),
+        Err(errors) => {
             let detail = service.show(&m, id.clone()).await?;
             let page = EndpointPage { errors, ..EndpointPage::new(&user, detail, service.now())? };
             let page = EndpointPage { catalog: catalog(&input), form: input, ..page };
-            Ok(push_url(render(StatusCode::UNPROCESSABLE_ENTITY, &page)?, hx, &endpoint_url(id.as_str())))
+            again(&page, hx, &endpoint_url(id.as_str()))
         }
-        Err(e) => Err(e.into()),
     }
 }

@@ -23,7 +23,12 @@ pub async fn api_delete(app: &TestApp, path: &str) -> reqwest::Response {
 
 pub async fn api_post(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
     let csrf = csrf_from(&app.get_html("/settings/team").await);
-    app.client.post(app.url(path)).header("X-CSRF-Token", csrf).json(body).send().await.unwrap()
+    post_json_with(app, path, ("X-CSRF-Token", &csrf), body).await
+}
+
+/// A JSON `POST` with one header: a key (`X-API-Key`) or a session's CSRF token.
+pub async fn post_json_with(app: &TestApp, path: &str, (name, value): (&str, &str), body: &Value) -> reqwest::Response {
+    app.client.post(app.url(path)).header(name, value).json(body).send().await.unwrap()
 }
 
 /// A key-authenticated GET claiming to come from `forwarded_for`.
@@ -325,15 +330,9 @@ async fn roles_limit_what_keys_may_do(app: TestApp) {
     assert_eq!(form.status(), StatusCode::FORBIDDEN);
     // A key-authenticated client cannot mint broader keys than its own.
     let writer = create_key(&app, json!({"name": "writer", "scopes": ["api_keys:write"]})).await;
-    let res = app
-        .other_client()
-        .client
-        .post(app.url("/api/v1/api-keys"))
-        .header("X-API-Key", writer["key"].as_str().unwrap())
-        .json(&json!({"name": "x", "scopes": ["templates:write"]}))
-        .send()
-        .await
-        .unwrap();
+    let broader = json!({"name": "x", "scopes": ["templates:write"]});
+    let key = ("X-API-Key", writer["key"].as_str().unwrap());
+    let res = post_json_with(&app.other_client(), "/api/v1/api-keys", key, &broader).await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 both!(roles_limit_what_keys_may_do);
@@ -367,8 +366,7 @@ async fn bad_json_input_gets_clear_errors_and_creates_nothing(app: TestApp) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(json["status"], "error");
     let huge = json!({"name": "x".repeat(70_000), "scopes": ["templates:read"]});
-    let res =
-        app.client.post(app.url("/api/v1/api-keys")).header("X-CSRF-Token", &csrf).json(&huge).send().await.unwrap();
+    let res = post_json_with(&app, "/api/v1/api-keys", ("X-CSRF-Token", &csrf), &huge).await;
     let (status, json) = error_code(res).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(json["error"]["code"], "payload_too_large");
@@ -496,13 +494,7 @@ async fn introspection_needs_a_service_key_and_reports_keys(app: TestApp) {
     assert_eq!(ask(secret.to_owned(), secret.to_owned()).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(ask(service_key(&app, &["leaks:report"]), secret.to_owned()).await.status(), StatusCode::FORBIDDEN);
     // After revocation: inactive.
-    let csrf = csrf_from(&app.get_html("/settings/team").await);
-    app.client
-        .delete(app.url(&format!("/api/v1/api-keys/{}", key["id"].as_str().unwrap())))
-        .header("X-CSRF-Token", csrf)
-        .send()
-        .await
-        .unwrap();
+    api_delete(&app, &format!("/api/v1/api-keys/{}", key["id"].as_str().unwrap())).await;
     let res: Value = ask(gateway, secret.to_owned()).await.json().await.unwrap();
     assert_eq!(res["active"], false);
 }
@@ -551,14 +543,8 @@ async fn require_https_refuses_plain_http_unless_a_trusted_proxy_says_tls() {
     .unwrap();
     app.owner_session().await;
     let csrf = csrf_from(&app.get_html("/settings/team").await);
-    let plain = app
-        .client
-        .post(app.url("/api/v1/api-keys"))
-        .header("X-CSRF-Token", &csrf)
-        .json(&json!({"name": "x", "scopes": ["templates:read"]}))
-        .send()
-        .await
-        .unwrap();
+    let request = json!({"name": "x", "scopes": ["templates:read"]});
+    let plain = post_json_with(&app, "/api/v1/api-keys", ("X-CSRF-Token", &csrf), &request).await;
     let (status, body) = error_code(plain).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"]["code"], "insecure_connection");
@@ -567,7 +553,7 @@ async fn require_https_refuses_plain_http_unless_a_trusted_proxy_says_tls() {
         .post(app.url("/api/v1/api-keys"))
         .header("X-CSRF-Token", &csrf)
         .header("X-Forwarded-Proto", "https")
-        .json(&json!({"name": "x", "scopes": ["templates:read"]}))
+        .json(&request)
         .send()
         .await
         .unwrap();

@@ -155,13 +155,7 @@ async fn expiry_reminders_reach_the_creator_and_managers_and_unsubscribe_in_one_
     delivered(&app).await;
     assert_eq!(sink.to("dev@acme.test").len(), 1, "no reminder after unsubscribing");
     assert_eq!(sink.to(OWNER_EMAIL).len(), 2, "the owner still gets them");
-    let res = dev
-        .post_form(
-            "/settings/security",
-            "/settings/security/password",
-            &[("current_password", DEV_PASSWORD), ("new_password", "a brand new password")],
-        )
-        .await;
+    let res = dev.change_password(DEV_PASSWORD, "a brand new password").await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     delivered(&app).await;
     let last = sink.to("dev@acme.test").pop().unwrap();
@@ -284,22 +278,10 @@ async fn turning_2fa_off_and_changing_the_password_are_emailed_without_secrets(a
         list.split("<code>").skip(1).filter_map(|c| c.split("</code>").next()).map(str::to_owned).collect();
     assert_eq!(codes.len(), 10);
     let code = code_at_step(&totp_secret, current_step() + 1);
-    let res = app
-        .post_form(
-            "/settings/security",
-            "/settings/security/totp/disable",
-            &[("password", OWNER_PASSWORD), ("code", &code)],
-        )
-        .await;
+    let res = app.disable_totp(OWNER_PASSWORD, &code).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let new_password = "an entirely new password";
-    let res = app
-        .post_form(
-            "/settings/security",
-            "/settings/security/password",
-            &[("current_password", OWNER_PASSWORD), ("new_password", new_password)],
-        )
-        .await;
+    let res = app.change_password(OWNER_PASSWORD, new_password).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     delivered(&app).await;
     let mails = sink.to(OWNER_EMAIL);

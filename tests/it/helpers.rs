@@ -49,6 +49,27 @@ macro_rules! both {
     };
 }
 
+/// `both!` for an app with `extra` settings: `both_with!(name, &[(key, value)])`.
+#[macro_export]
+macro_rules! both_with {
+    ($name:ident, $extra:expr) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                if let Some(app) = $crate::helpers::spawn_app_with($crate::helpers::Backend::Sqlite, $extra).await {
+                    super::$name(app).await;
+                }
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(app) = $crate::helpers::spawn_app_with($crate::helpers::Backend::Postgres, $extra).await {
+                    super::$name(app).await;
+                }
+            }
+        }
+    };
+}
+
 pub struct TestApp {
     pub address: String,
     pub setup_token: Option<String>,
@@ -313,6 +334,22 @@ impl TestApp {
     }
 
     /// First-run setup of team "Acme" with the default owner.
+    /// Changes the signed-in user's password on the security page.
+    pub async fn change_password(&self, current: &str, new: &str) -> Response {
+        let fields = [("current_password", current), ("new_password", new)];
+        self.post_form("/settings/security", "/settings/security/password", &fields).await
+    }
+
+    /// Turns two-factor sign-in off on the security page.
+    pub async fn disable_totp(&self, password: &str, code: &str) -> Response {
+        self.post_form(
+            "/settings/security",
+            "/settings/security/totp/disable",
+            &[("password", password), ("code", code)],
+        )
+        .await
+    }
+
     pub async fn setup_owner(&self) {
         let token = self.setup_token.clone().expect("fresh app has a setup token");
         let page = format!("/setup?token={token}");

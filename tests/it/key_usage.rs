@@ -8,8 +8,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::api_keys::{api_delete, call, create_key};
-use crate::both;
 use crate::helpers::{Backend, OWNER_EMAIL, OWNER_PASSWORD, TestApp, spawn_app_with, spawn_instances};
+use crate::{both, both_with};
 
 pub const KEYS: &str = "/settings/developer/api-keys";
 const UNLIMITED: (&str, &str) = ("LATCHKEY_DEFAULT_PLAN", "unlimited");
@@ -58,27 +58,6 @@ async fn counted(app: &TestApp, id: &str, expected: [i64; 7]) -> Value {
     }
     assert_eq!(sum, expected, "{id}");
     data
-}
-
-/// `both!` for an app with `extra` settings.
-macro_rules! both_with {
-    ($name:ident, $extra:expr) => {
-        mod $name {
-            use crate::helpers::{Backend, spawn_app_with};
-            #[tokio::test]
-            async fn sqlite() {
-                if let Some(app) = spawn_app_with(Backend::Sqlite, $extra).await {
-                    super::$name(app).await;
-                }
-            }
-            #[tokio::test]
-            async fn postgres() {
-                if let Some(app) = spawn_app_with(Backend::Postgres, $extra).await {
-                    super::$name(app).await;
-                }
-            }
-        }
-    };
 }
 
 /// Runs SQL on the test's database.

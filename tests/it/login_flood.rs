@@ -74,8 +74,7 @@ with_one_hashing_thread!(failures_count_again_once_a_thread_is_free);
 async fn a_password_change_refused_for_a_full_queue_keeps_the_old_password(app: TestApp) {
     app.owner_session().await;
     let held = app.hold_password_threads().await;
-    let fields = [("current_password", OWNER_PASSWORD), ("new_password", "a brand new password 42")];
-    let res = app.post_form("/settings/security", "/settings/security/password", &fields).await;
+    let res = app.change_password(OWNER_PASSWORD, "a brand new password 42").await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(res.headers().contains_key("retry-after"));
     drop(held);

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::api_keys::{call, create_key};
+use crate::api_keys::{api_delete, call, create_key, post_json_with};
 use crate::both;
 use crate::helpers::{OWNER_EMAIL, TestApp, attr_after, csrf_from, service_key};
 
@@ -59,14 +59,8 @@ async fn the_console_is_not_found_for_everyone_but_support(app: TestApp) {
     assert!(!nav.contains("/settings/team") && !nav.contains("/settings/developer"));
     assert_eq!(staff.get("/settings/developer/api-keys").await.status(), StatusCode::FORBIDDEN);
     let csrf = csrf_from(&staff.get_html("/support").await);
-    let res = staff
-        .client
-        .post(staff.url("/api/v1/api-keys"))
-        .header("X-CSRF-Token", csrf)
-        .json(&json!({"name": "x", "scopes": ["templates:read"]}))
-        .send()
-        .await
-        .unwrap();
+    let body = json!({"name": "x", "scopes": ["templates:read"]});
+    let res = post_json_with(&staff, "/api/v1/api-keys", ("X-CSRF-Token", &csrf), &body).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }
 both!(the_console_is_not_found_for_everyone_but_support);
@@ -138,13 +132,7 @@ async fn leak_reports_answer_per_candidate_without_naming_teams(app: TestApp) {
     app.owner_session().await;
     let live = create_key(&app, json!({"name": "live", "scopes": ["templates:read"]})).await;
     let dead = create_key(&app, json!({"name": "dead", "scopes": ["templates:read"]})).await;
-    let csrf = csrf_from(&app.get_html("/settings/team").await);
-    app.client
-        .delete(app.url(&format!("/api/v1/api-keys/{}", dead["id"].as_str().unwrap())))
-        .header("X-CSRF-Token", csrf)
-        .send()
-        .await
-        .unwrap();
+    api_delete(&app, &format!("/api/v1/api-keys/{}", dead["id"].as_str().unwrap())).await;
     let scanner = service_key(&app, &["leaks:report"]);
     let unknown = latchkey::service::keys::codec::generate("lk").unwrap();
     let body = json!({"keys": [live["key"], dead["key"], unknown, "not a key", live["key"]], "url": "https://github.com/acme/app/blob/main/.env"});
@@ -191,13 +179,7 @@ async fn the_audit_log_filters_pages_and_exports_csv(app: TestApp) {
     app.owner_session().await;
     for i in 0..26 {
         let key = create_key(&app, json!({"name": format!("k{i}"), "scopes": ["templates:read"]})).await;
-        let csrf = csrf_from(&app.get_html("/settings/team").await);
-        app.client
-            .delete(app.url(&format!("/api/v1/api-keys/{}", key["id"].as_str().unwrap())))
-            .header("X-CSRF-Token", csrf)
-            .send()
-            .await
-            .unwrap();
+        api_delete(&app, &format!("/api/v1/api-keys/{}", key["id"].as_str().unwrap())).await;
     }
     let first = app.get_html("/settings/team/audit").await;
     assert_eq!(events_in(&first), 50);

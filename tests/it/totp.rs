@@ -200,30 +200,12 @@ async fn turning_it_off_needs_the_password_and_a_code(app: TestApp) {
     app.owner_session().await;
     let (key, _) = enrol_at(&app, OWNER_PASSWORD, -1).await;
     let code = code_at_step(&key, current_step() + 1);
-    let res = app
-        .post_form(
-            "/settings/security",
-            "/settings/security/totp/disable",
-            &[("password", "wrong password"), ("code", &code)],
-        )
-        .await;
+    let res = app.disable_totp("wrong password", &code).await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let res = app
-        .post_form(
-            "/settings/security",
-            "/settings/security/totp/disable",
-            &[("password", OWNER_PASSWORD), ("code", "000000")],
-        )
-        .await;
+    let res = app.disable_totp(OWNER_PASSWORD, "000000").await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(app.get_html("/settings/security").await.contains("status-active\">On"));
-    let res = app
-        .post_form(
-            "/settings/security",
-            "/settings/security/totp/disable",
-            &[("password", OWNER_PASSWORD), ("code", &code)],
-        )
-        .await;
+    let res = app.disable_totp(OWNER_PASSWORD, &code).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert!(app.get_html("/settings/security").await.contains("Set up two-factor authentication"));
     assert_eq!(stored_totp(&app), "None");
@@ -260,29 +242,11 @@ async fn a_password_change_ends_other_sessions(app: TestApp) {
     let other = app.other_client();
     other.login(OWNER_EMAIL, OWNER_PASSWORD).await;
     assert_eq!(other.get("/settings/team").await.status(), StatusCode::OK);
-    let bad = app
-        .post_form(
-            "/settings/security",
-            "/settings/security/password",
-            &[("current_password", "nope"), ("new_password", "a brand new password")],
-        )
-        .await;
+    let bad = app.change_password("nope", "a brand new password").await;
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let short = app
-        .post_form(
-            "/settings/security",
-            "/settings/security/password",
-            &[("current_password", OWNER_PASSWORD), ("new_password", "short")],
-        )
-        .await;
+    let short = app.change_password(OWNER_PASSWORD, "short").await;
     assert_eq!(short.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let res = app
-        .post_form(
-            "/settings/security",
-            "/settings/security/password",
-            &[("current_password", OWNER_PASSWORD), ("new_password", "a brand new password")],
-        )
-        .await;
+    let res = app.change_password(OWNER_PASSWORD, "a brand new password").await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(other.get("/settings/team").await.status(), StatusCode::SEE_OTHER, "other session ended");
     assert_eq!(app.get("/settings/team").await.status(), StatusCode::OK, "this one kept");

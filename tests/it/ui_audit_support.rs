@@ -34,6 +34,13 @@ async fn team_with_history() -> (TestApp, String) {
 }
 
 /// Whether an element lies inside the viewport across (not cut off, not hidden).
+/// Makes the support user and signs the browser in as them.
+async fn support_signed_in(browser: &Browser, app: &TestApp) {
+    support_user(app).await;
+    browser.goto(&app.url("/login")).await;
+    browser.sign_in(SUPPORT_EMAIL, SUPPORT_PASSWORD, "Support · Latchkey").await;
+}
+
 async fn fully_visible(browser: &Browser, css: &str) -> bool {
     let v = browser
         .script(&format!(
@@ -87,9 +94,7 @@ async fn ui_support_search_keeps_a_pasted_key_out_of_the_address_and_every_page_
     let (app, _) = team_with_history().await;
     let key = create_key(&app, json!({"name": "Leaked key", "scopes": ["templates:read"]})).await;
     let secret = key["key"].as_str().unwrap().to_owned();
-    support_user(&app).await;
-    browser.goto(&app.url("/login")).await;
-    browser.sign_in(SUPPORT_EMAIL, SUPPORT_PASSWORD, "Support · Latchkey").await;
+    support_signed_in(&browser, &app).await;
     for (size, name) in SIZES {
         browser.resize(size).await;
         browser.goto(&app.url("/support")).await;
@@ -144,9 +149,7 @@ async fn ui_support_revoke_asks_in_a_dialog_and_reports() {
     let Some(browser) = Browser::start().await else { return };
     let app = spawn_app(Backend::Sqlite).await.unwrap();
     app.owner_session().await;
-    support_user(&app).await;
-    browser.goto(&app.url("/login")).await;
-    browser.sign_in(SUPPORT_EMAIL, SUPPORT_PASSWORD, "Support · Latchkey").await;
+    support_signed_in(&browser, &app).await;
     for (size, name) in SIZES {
         let key = create_key(&app, json!({"name": format!("Key on a {name}"), "scopes": ["templates:read"]})).await;
         let page = format!("/support/keys/{}", key["id"].as_str().unwrap());
@@ -197,9 +200,7 @@ async fn ui_support_search_and_revoke_work_without_javascript() {
     let key = create_key(&app, json!({"name": "No script key", "scopes": ["templates:read"]})).await;
     let secret = key["key"].as_str().unwrap().to_owned();
     let page = format!("/support/keys/{}", key["id"].as_str().unwrap());
-    support_user(&app).await;
-    browser.goto(&app.url("/login")).await;
-    browser.sign_in(SUPPORT_EMAIL, SUPPORT_PASSWORD, "Support · Latchkey").await;
+    support_signed_in(&browser, &app).await;
     for (size, name) in SIZES {
         browser.resize(size).await;
         browser.goto(&app.url("/support")).await;

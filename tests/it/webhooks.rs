@@ -25,22 +25,7 @@ pub const SETTINGS: [(&str, &str); 3] =
 #[macro_export]
 macro_rules! both_private {
     ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                let extra = $crate::webhooks::SETTINGS;
-                if let Some(app) = $crate::helpers::spawn_app_with($crate::helpers::Backend::Sqlite, &extra).await {
-                    super::$name(app).await;
-                }
-            }
-            #[tokio::test]
-            async fn postgres() {
-                let extra = $crate::webhooks::SETTINGS;
-                if let Some(app) = $crate::helpers::spawn_app_with($crate::helpers::Backend::Postgres, &extra).await {
-                    super::$name(app).await;
-                }
-            }
-        }
+        $crate::both_with!($name, &$crate::webhooks::SETTINGS);
     };
 }
 

@@ -11,19 +11,19 @@
 //! place with a toast; from the key's page, the POST comes back to it. Each
 //! handler parses, calls one `KeyService` method and renders.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 
-use super::{BASE, FromQuery, Notice, RevokeForm, bad_request, caller, detail_page, key_id, placed, row_action_done};
+use super::{BASE, FromQuery, Notice, RevokeForm, caller, detail_page, key_id, placed, row_action_done};
 use crate::domain::KeyStatus;
 use crate::error::AppError;
 use crate::service::keys::{self, KeyEdit, codec, scopes};
 use crate::service::{self as services, FieldErrors};
 use crate::store::models::ApiKey;
-use crate::web::auth::{CurrentUser, flash};
+use crate::web::answer::{again, bad_request, flashed, refusable};
+use crate::web::auth::CurrentUser;
 use crate::web::confirm::{self, Confirm};
-use crate::web::htmx::{HxRequest, push_url};
-use crate::web::page::{Layout, Nav, redirect, render};
+use crate::web::htmx::HxRequest;
+use crate::web::page::{Nav, redirect};
 use crate::web::{State, format};
 
 /// A scope box of the Edit card.
@@ -168,18 +168,14 @@ pub async fn update(
         // Unreadable: refused after the authorization, as the service would.
         Err(errors) => service.manageable(&caller, &id).await.and(Err(services::Error::Invalid(errors))),
     };
-    match result {
-        Ok(key) => {
-            flash(&user.session, &format!("Saved {}.", key.name));
-            Ok(redirect(&page_url))
-        }
-        Err(services::Error::Invalid(errors)) => {
+    match refusable(result)? {
+        Ok(key) => Ok(flashed(&user.session, &format!("Saved {}.", key.name), &page_url)),
+        Err(errors) => {
             let mut view = detail_page(&state, &user, &id, Notice::None).await?;
             view.edit = view.edit.posted(&post);
             view.errors = errors;
-            Ok(push_url(render(StatusCode::UNPROCESSABLE_ENTITY, &view)?, hx, &page_url))
+            again(&view, hx, &page_url)
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -244,7 +240,7 @@ async fn pause_confirm(
         .button("Enable key")
         .not_dangerous()
     };
-    confirm::respond(hx, Layout::new(user, Nav::ApiKeys)?, &placed(c, query, &key))
+    confirm::ask(user, hx, Nav::ApiKeys, &placed(c, query, &key))
 }
 
 /// `POST …/{id}/disable`: refused at once until enabled again.

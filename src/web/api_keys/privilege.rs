@@ -12,17 +12,18 @@
 
 use actix_web::{HttpResponse, web};
 
-use super::{BASE, Notice, bad_request, caller, detail_with, key_id, reveal};
+use super::{BASE, Notice, ask_roll, caller, detail_with, key_id, reveal_roll};
 use crate::domain::KeyId;
 use crate::error::AppError;
 use crate::service::keys::{KeyCaller, KeyService};
 use crate::service::usage::report::{OBSERVE_DAYS, Privilege};
 use crate::service::{self as services, FieldErrors};
-use crate::web::auth::{CurrentUser, flash};
-use crate::web::confirm::{self, Confirm};
-use crate::web::htmx::{HxRequest, push_url};
-use crate::web::page::{GraceForm, Layout, Nav, redirect};
-use crate::web::{State, format};
+use crate::web::State;
+use crate::web::answer::{bad_request, flashed};
+use crate::web::auth::CurrentUser;
+use crate::web::confirm::Confirm;
+use crate::web::htmx::HxRequest;
+use crate::web::page::{GraceForm, redirect};
 
 /// What the key page's least-privilege card says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,12 +92,8 @@ pub async fn roll_used_confirm(
     .says(format!("It drops {}, not used in {days} days.", unused.join(", ")))
     .says(
         "Its secret is shown once. The old key keeps working for 24 hours (or the time you choose below), then stops.",
-    )
-    .button("Roll with the used scopes")
-    .not_dangerous()
-    .cancel_to(back)
-    .field(confirm::grace_field("The old key keeps working for"));
-    confirm::respond(hx, Layout::new(&user, Nav::ApiKeys)?, &c)
+    );
+    ask_roll(&user, hx, c, ("Roll with the used scopes", back))
 }
 
 /// `POST …/{id}/roll-used`: the roll, then the one-time reveal; a refusal
@@ -117,10 +114,7 @@ pub async fn roll_used(
         Err(e) => return Err(bad_request(e)),
     };
     let (_, again) = urls(id.as_str());
-    let old_prefix = crate::service::keys::codec::display(&state.config.api_key_prefix, &rolled.old.key_prefix);
-    let until = format::When::maybe(rolled.old.expires_at, service.now());
-    let res = reveal(&state, &user, &rolled.key, rolled.secret, Some((old_prefix, until)))?;
-    Ok(push_url(res, hx, &again))
+    reveal_roll(&state, &user, hx, rolled, &again)
 }
 
 /// A roll refused as invalid: for a key rolled already (a reload of the
@@ -138,10 +132,7 @@ async fn refused(
         return Ok(redirect(&again));
     }
     match errors.get("only_used_scopes") {
-        Some(reason) => {
-            flash(&user.session, reason);
-            Ok(redirect(&back))
-        }
+        Some(reason) => Ok(flashed(&user.session, reason, &back)),
         None => Err(bad_request(services::Error::Invalid(errors))),
     }
 }

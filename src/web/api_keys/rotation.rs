@@ -8,23 +8,22 @@
 //! on, and other teams' keys, are not found. Each handler calls one
 //! [`KeyService`](crate::service::keys::KeyService) method.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use serde::Deserialize;
 
 use super::{BASE, Notice, caller, detail_page, key_id};
 use crate::domain::KeyId;
 use crate::error::AppError;
+use crate::service::FieldErrors;
 use crate::service::keys::codec;
 use crate::service::keys::rotation::Rotation;
-use crate::service::{self as services};
 use crate::web::State;
-use crate::web::auth::{CurrentUser, flash};
-use crate::web::confirm::{self, Confirm};
+use crate::web::answer::{again, flashed, refusable};
+use crate::web::auth::CurrentUser;
+use crate::web::confirm;
 use crate::web::format;
-use crate::web::htmx::{HxRequest, push_url};
-use crate::web::page::{Layout, Nav, redirect, render};
-use crate::web::rotation::{self as card, RotationCard};
+use crate::web::htmx::HxRequest;
+use crate::web::page::{Nav, redirect};
+use crate::web::rotation::{self as card, Asking, ExtendForm, QuietForm, RotationCard};
 
 /// The card for the page of key `viewed`, at `now`.
 pub fn rotation_card(r: &Rotation, prefix: &str, viewed: &str, now: i64) -> RotationCard {
@@ -42,24 +41,12 @@ pub fn rotation_card(r: &Rotation, prefix: &str, viewed: &str, now: i64) -> Rota
     )
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct QuietForm {
-    quiet: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct ExtendForm {
-    extend: String,
-}
-
 /// The key page again, with the service's refusal next to its field (422).
 async fn refused(
     state: &State,
     (user, hx): (&CurrentUser, HxRequest),
     id: &KeyId,
-    errors: services::FieldErrors,
+    errors: FieldErrors,
     quiet: Option<i64>,
 ) -> Result<HttpResponse, AppError> {
     let mut view = detail_page(state, user, id, Notice::None).await?;
@@ -69,7 +56,7 @@ async fn refused(
     if let Some(c) = view.rotation.as_mut() {
         c.select_quiet(quiet);
     }
-    Ok(push_url(render(StatusCode::UNPROCESSABLE_ENTITY, &view)?, hx, &format!("{BASE}/{}", id.as_str())))
+    again(&view, hx, &format!("{BASE}/{}", id.as_str()))
 }
 
 /// `GET …/{id}/finish?quiet=`: what ending the grace now does.
@@ -85,15 +72,17 @@ pub async fn finish_confirm(
     let back = format!("{BASE}/{}", id.as_str());
     let Some(r) = service.rotation_to_confirm(&caller(&user)?, &id).await? else { return Ok(redirect(&back)) };
     let old = codec::display(&state.config.api_key_prefix, &r.old.key_prefix);
-    let c = Confirm::new("confirm-finish-rotation", format!("End the grace of {old}… now?"), format!("{back}/finish"))
-        .says(format!(
-            "The old key {old}… stops working at once: requests using it get 401. The new key is unaffected."
-        ))
-        .says("This happens only if the old key has not been used for the time you choose; otherwise nothing changes.")
-        .field(card::quiet_field(card::seconds(&query.quiet), "The old key has not been used for"))
-        .button("End grace now")
-        .cancel_to(back);
-    confirm::respond(hx, Layout::new(&user, Nav::ApiKeys)?, &c)
+    let asking = Asking {
+        title: format!("End the grace of {old}… now?"),
+        says: [
+            format!("The old key {old}… stops working at once: requests using it get 401. The new key is unaffected."),
+            "This happens only if the old key has not been used for the time you choose; otherwise nothing changes."
+                .into(),
+        ],
+        label: "The old key has not been used for",
+    };
+    let c = card::finish_confirm(asking, format!("{back}/finish"), back, query.quiet());
+    confirm::ask(&user, hx, Nav::ApiKeys, &c)
 }
 
 /// `POST …/{id}/finish`: ends the grace now, if the old key was quiet.
@@ -105,18 +94,17 @@ pub async fn finish(
     form: web::Form<QuietForm>,
 ) -> Result<HttpResponse, AppError> {
     let id = key_id(path.into_inner())?;
-    let quiet = card::seconds(&form.quiet);
+    let quiet = form.quiet();
     // Recent uses (this instance's buffer, and what every instance handed to
     // Redis) reach the database before the quiet period is judged.
     state.write_usage_now().await;
-    match state.key_service().finish_grace(&caller(&user)?, &id, quiet).await {
+    match refusable(state.key_service().finish_grace(&caller(&user)?, &id, quiet).await)? {
         Ok(old) => {
             let old = codec::display(&state.config.api_key_prefix, &old.key_prefix);
-            flash(&user.session, &format!("The grace is over: the old key {old}… no longer works."));
-            Ok(redirect(&format!("{BASE}/{}", id.as_str())))
+            let said = format!("The grace is over: the old key {old}… no longer works.");
+            Ok(flashed(&user.session, &said, &format!("{BASE}/{}", id.as_str())))
         }
-        Err(services::Error::Invalid(errors)) => refused(&state, (&user, hx), &id, errors, quiet).await,
-        Err(e) => Err(e.into()),
+        Err(errors) => refused(&state, (&user, hx), &id, errors, quiet).await,
     }
 }
 
@@ -133,17 +121,18 @@ pub async fn extend_confirm(
     let Some(r) = service.rotation_to_confirm(&caller(&user)?, &id).await? else { return Ok(redirect(&back)) };
     let Some(limit) = r.extend_until else { return Ok(redirect(&back)) };
     let old = codec::display(&state.config.api_key_prefix, &r.old.key_prefix);
-    let c = Confirm::new("confirm-extend-rotation", format!("Extend the grace of {old}…?"), format!("{back}/extend"))
-        .says(format!("The old key {old}… keeps working longer, beside the new key."))
-        .says(format!(
-            "A roll's grace can be extended once, and never past {} (7 days from now at most, within the team's maximum key lifetime).",
-            format::datetime(limit)
-        ))
-        .field(card::extend_field("Keep the old key working for another"))
-        .button("Extend grace")
-        .not_dangerous()
-        .cancel_to(back);
-    confirm::respond(hx, Layout::new(&user, Nav::ApiKeys)?, &c)
+    let asking = Asking {
+        title: format!("Extend the grace of {old}…?"),
+        says: [
+            format!("The old key {old}… keeps working longer, beside the new key."),
+            format!(
+                "A roll's grace can be extended once, and never past {} (7 days from now at most, within the team's maximum key lifetime).",
+                format::datetime(limit)
+            ),
+        ],
+        label: "Keep the old key working for another",
+    };
+    confirm::ask(&user, hx, Nav::ApiKeys, &card::extend_confirm(asking, format!("{back}/extend"), back))
 }
 
 /// `POST …/{id}/extend`: extends the grace once.
@@ -156,14 +145,13 @@ pub async fn extend(
 ) -> Result<HttpResponse, AppError> {
     let id = key_id(path.into_inner())?;
     let service = state.key_service();
-    match service.extend_grace(&caller(&user)?, &id, card::seconds(&form.extend)).await {
+    match refusable(service.extend_grace(&caller(&user)?, &id, form.extend()).await)? {
         Ok(old) => {
             let until = old.expires_at.map(format::datetime).unwrap_or_default();
             let prefix = codec::display(&state.config.api_key_prefix, &old.key_prefix);
-            flash(&user.session, &format!("Extended: the old key {prefix}… keeps working until {until}."));
-            Ok(redirect(&format!("{BASE}/{}", id.as_str())))
+            let said = format!("Extended: the old key {prefix}… keeps working until {until}.");
+            Ok(flashed(&user.session, &said, &format!("{BASE}/{}", id.as_str())))
         }
-        Err(services::Error::Invalid(errors)) => refused(&state, (&user, hx), &id, errors, None).await,
-        Err(e) => Err(e.into()),
+        Err(errors) => refused(&state, (&user, hx), &id, errors, None).await,
     }
 }

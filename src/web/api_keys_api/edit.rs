@@ -8,7 +8,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::Value;
 
-use super::{KeyView, key_id, writer};
+use super::{KeyView, body_writer, key_id};
 use crate::domain::KeyId;
 use crate::error::AppError;
 use crate::service::FieldErrors;
@@ -57,10 +57,7 @@ pub struct KeyEditBody {
     security(("api_key" = []), ("bearer" = []), ("session" = [], "csrf" = [])),
     responses(
         (status = 200, description = "The key as it is now.", body = Success<KeyView>),
-        (status = 400, response = openapi::BadRequest),
-        (status = 404, response = openapi::NotFound),
-        (status = 413, response = openapi::PayloadTooLarge),
-        (status = 422, response = openapi::ValidationFailed),
+        openapi::ChangeRefusals,
     ),
 )]
 pub async fn update(
@@ -70,8 +67,7 @@ pub async fn update(
     path: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, AppError> {
-    let principal = principal.revalidated(&req, &state).await?;
-    let caller = writer(&principal)?;
+    let caller = body_writer(&state, &req, principal).await?;
     let id = key_id(path.into_inner())?;
     let edit = key_edit(body.into_inner())?;
     let service = state.key_service();

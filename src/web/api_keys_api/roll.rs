@@ -10,7 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{edit, revealed, writer};
+use super::{body_writer, edit, revealed};
 use crate::error::AppError;
 use crate::service::FieldErrors;
 use crate::web::State;
@@ -95,10 +95,7 @@ fn roll_body(body: &[u8]) -> Result<RollBody, AppError> {
     responses(
         (status = 200, description = "Rolled; `data` is the new key with its secret, shown this once.",
          body = Success<super::NewKey>),
-        (status = 400, response = openapi::BadRequest),
-        (status = 404, response = openapi::NotFound),
-        (status = 413, response = openapi::PayloadTooLarge),
-        (status = 422, response = openapi::ValidationFailed),
+        openapi::ChangeRefusals,
     ),
 )]
 pub async fn roll(
@@ -108,8 +105,7 @@ pub async fn roll(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let principal = principal.revalidated(&req, &state).await?;
-    let caller = writer(&principal)?;
+    let caller = body_writer(&state, &req, principal).await?;
     let id = key_id(path.into_inner())?;
     let body = roll_body(&body)?;
     let service = state.key_service();

@@ -7,6 +7,8 @@
 //! every such operation by [`CredentialResponses`], since its extractor,
 //! not its handler, answers them.
 
+use std::collections::BTreeMap;
+
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::{Response, ResponseBuilder};
@@ -120,6 +122,27 @@ refusal!(
     "`temporarily_unavailable`: the database is briefly out of reach.",
     RETRY_AFTER
 );
+
+/// A refusal by reference, at `status`, as `(status = …, response = T)` states it.
+fn by_reference<'r, T: utoipa::ToResponse<'r>>(status: &str) -> (String, RefOr<Response>) {
+    (status.to_owned(), Ref::from_response_name(T::response().0).into())
+}
+
+/// What an operation that changes one object from a body may refuse: the
+/// body unreadable (400), no such object (404), the body too large (413),
+/// a field not valid (422). Named in `responses(…, ChangeRefusals)`.
+pub struct ChangeRefusals;
+
+impl utoipa::IntoResponses for ChangeRefusals {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([
+            by_reference::<BadRequest>("400"),
+            by_reference::<NotFound>("404"),
+            by_reference::<PayloadTooLarge>("413"),
+            by_reference::<ValidationFailed>("422"),
+        ])
+    }
+}
 
 /// Adds to every operation that takes an API key what its credential
 /// extractor may answer (401, 403, 429, 500, 503) and, to the successes of

@@ -10,31 +10,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::api_keys::create_key;
-use crate::both;
 use crate::helpers::{OWNER_EMAIL, OWNER_PASSWORD, TestApp, csrf_from, location, new_client};
 use crate::oauth::{REDIRECT, authorize, client, register};
 use crate::totp::{code_at_step, current_step, enrol_at};
-
-/// `both!` with extra configuration.
-macro_rules! both_with {
-    ($name:ident, $extra:expr) => {
-        mod $name {
-            use crate::helpers::{Backend, spawn_app_with};
-            #[tokio::test]
-            async fn sqlite() {
-                if let Some(app) = spawn_app_with(Backend::Sqlite, $extra).await {
-                    super::$name(app).await;
-                }
-            }
-            #[tokio::test]
-            async fn postgres() {
-                if let Some(app) = spawn_app_with(Backend::Postgres, $extra).await {
-                    super::$name(app).await;
-                }
-            }
-        }
-    };
-}
+use crate::{both, both_with};
 
 /// Flushes every second; believes `X-Forwarded-For` from the test itself.
 const FLUSHING_BEHIND_A_PROXY: &[(&str, &str)] =
@@ -170,13 +149,7 @@ async fn password_rechecks_on_the_security_page_are_throttled_together(app: Test
     assert_eq!(count(&statuses, StatusCode::UNPROCESSABLE_ENTITY), 5, "{statuses:?}");
     assert_eq!(count(&statuses, StatusCode::TOO_MANY_REQUESTS), 13, "{statuses:?}");
     // Locked: even the right password changes nothing now.
-    let res = app
-        .post_form(
-            "/settings/security",
-            "/settings/security/password",
-            &[("current_password", OWNER_PASSWORD), ("new_password", "a new password 123")],
-        )
-        .await;
+    let res = app.change_password(OWNER_PASSWORD, "a new password 123").await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(res.headers().contains_key("retry-after"));
     assert!(audit_rows(&app, "password.changed").is_empty());

@@ -138,8 +138,7 @@ async fn end_session(app: &TestApp, how: Ender, email: &str, cookie: &str) {
         }
         Ender::PasswordChangeElsewhere => {
             let (other, _) = sign_in(app, email, DEV_PASSWORD).await;
-            let form = [("current_password", DEV_PASSWORD), ("new_password", "a brand new password 42")];
-            let res = other.post_form("/settings/security", "/settings/security/password", &form).await;
+            let res = other.change_password(DEV_PASSWORD, "a brand new password 42").await;
             assert_eq!(res.status(), StatusCode::SEE_OTHER);
         }
         Ender::SignOutOthersElsewhere => {
@@ -266,8 +265,7 @@ async fn a_renewal_in_flight_does_not_revive_an_ended_session(app: TestApp) {
     assert_eq!(app.other_client().login(email, "another new password 7").await.status(), StatusCode::UNAUTHORIZED);
     // …and a password change on a live session still keeps that browser signed in.
     let (keeper, _) = sign_in(&app, email, DEV_PASSWORD).await;
-    let form = [("current_password", DEV_PASSWORD), ("new_password", "and a third password 9")];
-    let res = keeper.post_form("/settings/security", "/settings/security/password", &form).await;
+    let res = keeper.change_password(DEV_PASSWORD, "and a third password 9").await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(keeper.get("/settings/security").await.status(), StatusCode::OK);
 }
