@@ -13,6 +13,8 @@ import sys
 
 sys.path.insert(0, os.environ["CLIENT_DIR"])
 
+from checks import Checks  # noqa: E402
+
 from latchkey_client import AuthenticatedClient, Client  # noqa: E402
 from latchkey_client.api.api_keys import (  # noqa: E402
     api_key_usage,
@@ -45,16 +47,7 @@ from latchkey_client.models import (  # noqa: E402
 )
 
 BASE = os.environ["BASE"]
-steps = 0
-
-
-def check(what, condition, detail=""):
-    global steps
-    if not condition:
-        print(f"generated client: FAILED: {what} {detail}")
-        sys.exit(1)
-    steps += 1
-    print(f"generated client: ok: {what}")
+check = Checks("generated client")
 
 
 def keyed(key):
@@ -123,4 +116,4 @@ check("an unknown id is a parsed 404", isinstance(missing, ErrorEnvelope) and mi
 bad = create_api_key.sync(client=team, body=CreateApiKey(name="", scopes=[]))
 check("bad input is a parsed 422 with fields", isinstance(bad, ErrorEnvelope) and bad.error.fields, repr(bad))
 
-print(f"generated client: {steps} checks passed")
+check.done()

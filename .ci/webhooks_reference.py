@@ -11,7 +11,6 @@ import os
 import re
 import secrets
 import subprocess
-import sys
 import threading
 import time
 
@@ -19,19 +18,12 @@ import requests
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from checks import Checks
+
 BIN, DATA, PORT, HOOK = os.environ["BIN"], os.environ["DATA"], int(os.environ["PORT"]), int(os.environ["HOOK_PORT"])
 BASE = f"http://127.0.0.1:{PORT}"
 HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
-passed = 0
-
-
-def check(what, condition, detail=""):
-    global passed
-    if not condition:
-        print(f"webhooks (reference library): FAILED: {what} {detail}")
-        sys.exit(1)
-    passed += 1
-    print(f"webhooks (reference library): ok: {what}")
+check = Checks("webhooks (reference library)")
 
 
 received = []
@@ -135,4 +127,4 @@ try:
 finally:
     server.terminate()
     server.wait(timeout=10)
-print(f"webhooks (reference library): {passed} checks passed")
+check.done()
