@@ -126,7 +126,7 @@ impl ApiPrincipal {
                 (false, _) => mark.verifier.refused_for_scope(k, mark.at),
             }
         }
-        if granted { Ok(()) } else { Err(AppError::Forbidden(format!("This credential lacks the scope {scope}."))) }
+        if granted { Ok(()) } else { Err(lacks(scope)) }
     }
 
     /// The team the credential acts for (service keys have none).
@@ -213,13 +213,26 @@ pub fn require_tls(req: &HttpRequest, state: &AppState) -> Result<(), AppError> 
     Ok(())
 }
 
+/// The refusal for a missing scope: it names the scope when it looks like
+/// one (a caller's `?scope=` may be anything: it is not echoed at length).
+fn lacks(scope: &str) -> AppError {
+    let named = scope.len() <= 64
+        && !scope.is_empty()
+        && scope.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-' | b'.'));
+    AppError::Forbidden(if named {
+        format!("This credential lacks the scope {scope}.")
+    } else {
+        "This credential lacks the scope asked for.".to_owned()
+    })
+}
+
 /// The answer to a refused credential; a rate refusal leaves its state in
 /// the extensions for the headers, an internal one keeps its cause.
 pub fn refused(req: &HttpRequest, refusal: Refusal) -> AppError {
     match refusal {
         Refusal::Unauthorized => AppError::Unauthorized,
         Refusal::AddressNotAllowed => AppError::Forbidden("This key may not be used from your address.".into()),
-        Refusal::MissingScope(scope) => AppError::Forbidden(format!("This credential lacks the scope {scope}.")),
+        Refusal::MissingScope(scope) => lacks(&scope),
         Refusal::RateLimited { rate, retry_after } => {
             req.extensions_mut().insert(rate);
             AppError::TooManyRequests { retry_after }

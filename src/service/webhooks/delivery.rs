@@ -11,6 +11,12 @@
 //! fails too the delivery is `failed`, the endpoint is disabled (audited,
 //! actor Latchkey) and the team's owners are told (`webhook.endpoint_disabled`)
 //! after the commit. All state is in the database, so a restart loses nothing.
+//!
+//! Fairness: a pass serves the longest-overdue endpoints, at most
+//! [`ENDPOINTS_PER_TEAM`] of one team, and a claim stops sending after
+//! [`CLAIM_BUDGET`]; so one team's backlog or slow receivers can neither fill
+//! a pass nor make it long, and another team's delivery waits at most about
+//! one attempt's timeout.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,8 +43,14 @@ pub const LAST_TRY_AFTER: i64 = 86_400;
 pub const LEASE: i64 = 120;
 /// Deliveries sent to one endpoint per claim (each at most 5 s).
 const BATCH: usize = 20;
+/// After this long on one endpoint a claim sends no further delivery: a
+/// slow receiver keeps its pass short, so the next pass comes soon.
+const CLAIM_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
 /// Endpoints served at once by one pass.
-const ENDPOINTS_PER_PASS: usize = 16;
+const ENDPOINTS_PER_PASS: usize = 32;
+/// Endpoints of one team served at once by one pass: a team with a backlog
+/// (or slow receivers) takes at most these slots, never every other team's.
+const ENDPOINTS_PER_TEAM: usize = 4;
 
 /// When the next attempt is due after `attempts` failed ones, or `None`
 /// when the delivery has failed for good.
@@ -105,8 +117,9 @@ impl Dispatcher {
     pub async fn run_once(self: &Arc<Self>, notifier: &Notifier) -> Result<usize> {
         let _one = self.one_pass.lock().await;
         let (at, real) = (self.clock.now(), crate::store::now());
-        let due =
-            self.db.run(move |c| Ok::<_, Error>(WebhookDelivery::due_endpoints(c, at, real, ENDPOINTS_PER_PASS)?));
+        let due = self.db.run(move |c| {
+            Ok::<_, Error>(WebhookDelivery::due_endpoints(c, at, real, ENDPOINTS_PER_PASS, ENDPOINTS_PER_TEAM)?)
+        });
         let mut tasks = tokio::task::JoinSet::new();
         for endpoint_id in due.await? {
             let (me, notifier) = (self.clone(), notifier.clone());
@@ -140,8 +153,8 @@ impl Dispatcher {
     }
 
     async fn send_in_order(&self, endpoint_id: &str, notifier: &Notifier) -> Result<usize> {
-        let mut attempts = 0;
-        while attempts < BATCH && !self.is_stopping() {
+        let (mut attempts, started) = (0, std::time::Instant::now());
+        while attempts < BATCH && started.elapsed() < CLAIM_BUDGET && !self.is_stopping() {
             let (id, at) = (endpoint_id.to_owned(), self.clock.now());
             let next = self.db.run(move |c| next_due(c, &id, at)).await?;
             let Some((endpoint, delivery, message)) = next else { break };

@@ -204,7 +204,10 @@ pub fn set_enabled(conn: &mut DbConn, m: &Manager, id: &EndpointId, on: bool, at
 pub fn resend(conn: &mut DbConn, m: &Manager, id: &EndpointId, delivery_id: i64, at: i64) -> Result<WebhookMessage> {
     crate::store::transaction(conn, |conn| {
         allowed(conn, m)?;
-        let e = endpoint(conn, &m.team_id, id)?;
+        // Locked first: two resends at once must not both see "not waiting".
+        let e = WebhookEndpoint::find_for_update(conn, id.as_str())?
+            .filter(|e| e.team_id == m.team_id.as_str())
+            .ok_or(Error::NotFound)?;
         let d = WebhookDelivery::find(conn, delivery_id)?.filter(|d| d.endpoint_id == e.id).ok_or(Error::NotFound)?;
         let message = WebhookMessage::find(conn, &d.message_id)?.ok_or(Error::NotFound)?;
         // A message waits at most once per endpoint: resending it again

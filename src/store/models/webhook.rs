@@ -59,6 +59,19 @@ impl WebhookEndpoint {
         webhook_endpoints::table.find(id).select(Self::as_select()).first(conn).optional()
     }
 
+    /// [`WebhookEndpoint::find`] inside a write transaction, holding the row
+    /// until it ends on PostgreSQL (a check-then-queue on the endpoint waits
+    /// for the one under way); SQLite's `BEGIN IMMEDIATE` already serializes
+    /// every writer.
+    pub fn find_for_update(conn: &mut DbConn, id: &str) -> QueryResult<Option<Self>> {
+        match conn {
+            DbConn::Pg(pg) => {
+                webhook_endpoints::table.find(id).select(Self::as_select()).for_update().first(pg).optional()
+            }
+            DbConn::Sqlite(_) => Self::find(conn, id),
+        }
+    }
+
     /// The team's endpoints, newest first.
     pub fn for_team(conn: &mut DbConn, team_id: &str) -> QueryResult<Vec<Self>> {
         webhook_endpoints::table

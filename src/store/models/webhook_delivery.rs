@@ -76,8 +76,16 @@ impl WebhookDelivery {
     }
 
     /// The endpoints whose oldest pending delivery is due at `at`, enabled
-    /// and not leased by anyone at `real_now` (at most `limit`).
-    pub fn due_endpoints(conn: &mut DbConn, at: i64, real_now: i64, limit: usize) -> QueryResult<Vec<String>> {
+    /// and not leased by anyone at `real_now`: the longest overdue first, at
+    /// most `per_team` of one team (one team's backlog cannot fill a pass and
+    /// hold every other team's deliveries back), at most `limit` in all.
+    pub fn due_endpoints(
+        conn: &mut DbConn,
+        at: i64,
+        real_now: i64,
+        limit: usize,
+        per_team: usize,
+    ) -> QueryResult<Vec<String>> {
         let free = webhook_endpoints::lease_until.is_null().or(webhook_endpoints::lease_until.lt(real_now));
         let heads: Vec<(String, Option<i64>)> = webhook_deliveries::table
             .inner_join(webhook_endpoints::table)
@@ -88,19 +96,29 @@ impl WebhookDelivery {
             .select((webhook_deliveries::endpoint_id, diesel::dsl::min(webhook_deliveries::id)))
             .load(conn)?;
         let ids: Vec<i64> = heads.into_iter().filter_map(|(_, id)| id).collect();
-        let mut due = Vec::new();
+        let mut due: Vec<(String, String, Option<i64>)> = Vec::new();
         for chunk in ids.chunks(500) {
             due.extend(
                 webhook_deliveries::table
+                    .inner_join(webhook_endpoints::table)
                     .filter(webhook_deliveries::id.eq_any(chunk))
                     .filter(webhook_deliveries::next_attempt_at.le(at))
-                    .order(webhook_deliveries::next_attempt_at)
-                    .select(webhook_deliveries::endpoint_id)
-                    .load::<String>(conn)?,
+                    .select((
+                        webhook_deliveries::endpoint_id,
+                        webhook_endpoints::team_id,
+                        webhook_deliveries::next_attempt_at,
+                    ))
+                    .load::<(String, String, Option<i64>)>(conn)?,
             );
         }
-        due.truncate(limit);
-        Ok(due)
+        due.sort_by_key(|(_, _, next)| *next);
+        let mut taken: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        let fair = due.into_iter().filter(|(_, team, _)| {
+            let n = taken.entry(team.clone()).or_default();
+            *n += 1;
+            *n <= per_team
+        });
+        Ok(fair.map(|(endpoint, _, _)| endpoint).take(limit).collect())
     }
 
     /// The endpoint's oldest pending delivery, with its message.

@@ -54,7 +54,8 @@ pub struct KeyView {
 }
 
 /// A key just created or rolled, with its secret: shown this once
-/// (`Cache-Control: no-store`), never again. (No `Debug`: it holds the secret.)
+/// (`Cache-Control: no-store`), never again.
+// No `Debug`: it holds the secret.
 #[derive(Serialize, ToSchema)]
 pub struct NewKey {
     #[serde(flatten)]

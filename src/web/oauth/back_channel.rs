@@ -235,7 +235,8 @@ pub struct RevokeRequest {
     pub client_secret: Option<String>,
 }
 
-/// A successful token response (RFC 6749 §5.1). (No `Debug`: it holds the tokens.)
+/// A successful token response (RFC 6749 §5.1).
+// No `Debug`: it holds the tokens.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct TokenJson<'a> {
     pub access_token: &'a str,

@@ -110,3 +110,29 @@ async fn an_empty_query_enum_is_refused_not_read_as_left_out(app: TestApp) {
     assert_eq!(page.status(), StatusCode::OK);
 }
 both!(an_empty_query_enum_is_refused_not_read_as_left_out);
+
+/// A refusal names the scope asked for only when it looks like one: a
+/// caller's `?scope=` is not echoed at length (nor its odd characters), and
+/// the document carries no note meant for the code's readers.
+async fn a_scope_asked_for_is_echoed_only_when_it_looks_like_one(app: TestApp) {
+    app.owner_session().await;
+    let (_, key) = crate::key_usage::new_key(&app, json!({"name": "narrow", "scopes": ["templates:read"]})).await;
+    let client = app.other_client().client;
+    let ask = |scope: String| {
+        let (client, key, url) = (client.clone(), key.clone(), app.url("/auth/verify"));
+        async move {
+            let res = client.get(url).query(&[("scope", scope)]).header("X-API-Key", key).send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::FORBIDDEN);
+            let body: Value = res.json().await.unwrap();
+            body["error"]["message"].as_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(ask("admin".into()).await, "This credential lacks the scope admin.");
+    let long = ask("x".repeat(9000)).await;
+    assert!(long.len() < 100 && !long.contains("xxxx"), "{long}");
+    let odd = ask("<script>alert(1)</script>".into()).await;
+    assert!(!odd.contains('<'), "{odd}");
+    let document = app.get("/api/v1/openapi.json").await.text().await.unwrap();
+    assert!(!document.contains("`Debug`"), "a note for the code's readers reached the document");
+}
+both!(a_scope_asked_for_is_echoed_only_when_it_looks_like_one);

@@ -361,3 +361,59 @@ async fn resending_a_message_that_waits_already_queues_nothing_more(app: TestApp
     assert_eq!(deliveries(&app, &endpoint).len(), 3, "once delivered, it may be resent again");
 }
 crate::both_private!(resending_a_message_that_waits_already_queues_nothing_more);
+
+/// One team's backlog cannot hold another team's deliveries back: with the
+/// most endpoints a team may have, each with a delivery due (older), the
+/// next pass still serves the other team's endpoint, and the busy team gets
+/// only its share of the pass.
+async fn one_teams_backlog_never_holds_back_another_teams_deliveries(app: TestApp) {
+    app.owner_session().await;
+    let busy = Receiver::start().await;
+    for i in 0..20 {
+        add_endpoint(&app, &busy.url(&format!("/busy-{i}")), &["api_key.created"]).await;
+    }
+    create_key(&app, json!({"name": "flood", "scopes": ["templates:read"]})).await;
+    // Another team, with one endpoint, whose event comes after all of those.
+    let hash = latchkey::service::password::hash(&mut Default::default(), "other owner password").unwrap();
+    app.db()
+        .run_sync(|c| latchkey::service::accounts::create_user(c, "boss@other.test", hash, false, Some("Other")))
+        .unwrap();
+    let other = app.other_client();
+    assert_eq!(other.login("boss@other.test", "other owner password").await.status(), StatusCode::SEE_OTHER);
+    let quiet = Receiver::start().await;
+    add_endpoint(&other, &quiet.url("/quiet"), &["api_key.created"]).await;
+    create_key(&other, json!({"name": "mine", "scopes": ["templates:read"]})).await;
+
+    app.deliver_webhooks().await;
+    assert_eq!(quiet.requests().len(), 1, "the other team is served in the first pass");
+    let served = busy.requests().len();
+    assert!(served > 0 && served <= 4, "the busy team had {served} endpoints in one pass");
+    crate::webhooks::deliver_all(&app).await;
+    assert_eq!(busy.wait_for(20).await.len(), 20, "and its backlog still goes out, none lost");
+}
+crate::both_private!(one_teams_backlog_never_holds_back_another_teams_deliveries);
+
+/// Resends sent at the same moment (several tabs, several managers) queue
+/// the message once: the check and the queueing cannot interleave.
+async fn resends_at_the_same_moment_queue_the_message_once(app: TestApp) {
+    app.owner_session().await;
+    let rx = Receiver::start().await;
+    let (endpoint, _) = add_endpoint(&app, &rx.url("/"), &[]).await;
+    create_key(&app, json!({"name": "k", "scopes": ["templates:read"]})).await;
+    crate::webhooks::deliver_all(&app).await;
+    let first = deliveries(&app, &endpoint)[0].id;
+    let page = format!("{PAGE}/{endpoint}");
+    let csrf = crate::helpers::csrf_from(&app.get_html(&page).await);
+    let path = app.url(&format!("{page}/deliveries/{first}/resend"));
+    for round in 0..3 {
+        let burst = (0..8).map(|_| app.client.post(&path).form(&[("csrf_token", csrf.as_str())]).send());
+        for res in futures_util::future::join_all(burst).await {
+            let status = res.unwrap().status();
+            assert!(status.is_redirection() || status.is_success(), "{status}");
+        }
+        assert_eq!(deliveries(&app, &endpoint).len(), 2 + round, "round {round}: one resend waits, not eight");
+        crate::webhooks::deliver_all(&app).await;
+    }
+    assert_eq!(rx.wait_for(4).await.len(), 4);
+}
+crate::both_private!(resends_at_the_same_moment_queue_the_message_once);
