@@ -137,6 +137,19 @@ async fn a_token_request_that_is_not_form_encoded_gets_an_oauth_error_not_a_page
         assert_eq!(res.headers()["cache-control"], "no-store");
         let body = conforms(&doc, ("post", path), res).await;
         assert_eq!(body["error"], "invalid_request", "{path}");
+        // A form too large to read says so (not "send it form-encoded").
+        let big = format!("grant_type=client_credentials&scope={}", "a".repeat(70_000));
+        let res = client
+            .post(app.url(path))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(big)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{path}");
+        let body = conforms(&doc, ("post", path), res).await;
+        assert_eq!(body["error"], "invalid_request", "{path}");
+        assert_eq!(body["error_description"], "The request body is too large.", "{path}");
     }
 }
 both!(a_token_request_that_is_not_form_encoded_gets_an_oauth_error_not_a_page);

@@ -102,9 +102,17 @@ fn client_basic(req: &HttpRequest) -> Option<ClientCredentials> {
 /// gets an OAuth error, never an HTML page.
 type FormBody = Result<web::Form<Vec<(String, String)>>, actix_web::Error>;
 
-/// The answer to a body that cannot be read.
-fn unreadable() -> HttpResponse {
-    let e = oauth::OAuthError::invalid_request("Send the parameters form-encoded (application/x-www-form-urlencoded).");
+/// The answer to a body that cannot be read: too large, or not a form.
+fn unreadable(cause: &actix_web::Error) -> HttpResponse {
+    let too_large = matches!(
+        cause.as_error::<actix_web::error::UrlencodedError>(),
+        Some(actix_web::error::UrlencodedError::Overflow { .. })
+    );
+    let e = oauth::OAuthError::invalid_request(if too_large {
+        "The request body is too large."
+    } else {
+        "Send the parameters form-encoded (application/x-www-form-urlencoded)."
+    });
     oauth_error(e.into())
 }
 
@@ -131,7 +139,10 @@ fn unreadable() -> HttpResponse {
     ),
 )]
 pub async fn token(state: State, req: HttpRequest, form: FormBody) -> HttpResponse {
-    let Ok(form) = form else { return unreadable() };
+    let form = match form {
+        Ok(form) => form,
+        Err(e) => return unreadable(&e),
+    };
     let form = form.into_inner();
     match state.oauth_token_service().token(token_call(&req, &state, form)).await {
         Ok(t) => token_json(&t),
@@ -160,7 +171,10 @@ pub async fn token(state: State, req: HttpRequest, form: FormBody) -> HttpRespon
     ),
 )]
 pub async fn revoke(state: State, req: HttpRequest, form: FormBody) -> HttpResponse {
-    let Ok(form) = form else { return unreadable() };
+    let form = match form {
+        Ok(form) => form,
+        Err(e) => return unreadable(&e),
+    };
     let form = form.into_inner();
     match state.oauth_token_service().revoke(token_call(&req, &state, form)).await {
         Ok(()) => HttpResponse::Ok().insert_header((CACHE_CONTROL, "no-store")).finish(),
