@@ -13,6 +13,7 @@ mod cache;
 mod concurrency;
 mod dashboard;
 mod email;
+mod invites;
 mod key_edit;
 mod key_privilege;
 mod key_rotation;

@@ -18,6 +18,13 @@ use crate::service::{Error, FieldErrors, Result};
 use super::{Role, TeamRole, current_role, new_id, random};
 
 pub const INVITE_TTL_SECS: i64 = 7 * 24 * 3600;
+/// Each invitation is an email through the operator's SMTP server: a team
+/// sends at most this many in any rolling hour (re-invites count, and so do
+/// invitations since revoked or accepted).
+pub const INVITES_PER_HOUR: usize = 20;
+const HOUR_SECS: i64 = 3600;
+/// The same address is invited again at most once in this many seconds.
+pub const REINVITE_AFTER_SECS: i64 = 10 * 60;
 
 /// Invites `email` with `role`; returns the invite and its one-time token.
 pub fn invite(
@@ -40,6 +47,7 @@ pub fn invite(
     // would tell the inviter about an account in another team. Accepting such
     // an invite fails like an expired link (`accept_invite`).
     crate::store::transaction(conn, |conn| {
+        within_invite_limits(conn, team_id, email, at)?;
         let token = PlainSecret::new(random(32)?);
         let invite = Invite {
             id: new_id("inv")?,
@@ -63,6 +71,27 @@ pub fn invite(
         )?;
         Ok((invite, token))
     })
+}
+
+/// Refuses an invitation beyond [`INVITES_PER_HOUR`] for the team or within
+/// [`REINVITE_AFTER_SECS`] of the last one to `email`. Runs inside the write
+/// transaction, the team's row held, so parallel invites are counted one
+/// after the other.
+fn within_invite_limits(conn: &mut DbConn, team_id: &str, email: &str, at: i64) -> Result<()> {
+    Team::lock(conn, team_id)?;
+    let sent = Invite::sent_since(conn, team_id, at - HOUR_SECS)?;
+    if sent.iter().any(|(to, when)| to.eq_ignore_ascii_case(email) && *when > at - REINVITE_AFTER_SECS) {
+        let message = format!(
+            "An invitation was sent to this address a few minutes ago: wait {} minutes before sending another.",
+            REINVITE_AFTER_SECS / 60
+        );
+        return Err(Error::Invalid(FieldErrors::single("email", message)));
+    }
+    if sent.len() >= INVITES_PER_HOUR {
+        let message = format!("This team has sent {INVITES_PER_HOUR} invitations in the last hour: try again later.");
+        return Err(Error::Invalid(FieldErrors::single("email", message)));
+    }
+    Ok(())
 }
 
 /// The pending, unexpired invite for a token, with its team.
@@ -112,13 +141,13 @@ pub fn accept_invite(
     })
 }
 
-pub fn revoke_invite(conn: &mut DbConn, actor: &Actor, member: &TeamRole, invite_id: &str) -> Result<()> {
+pub fn revoke_invite(conn: &mut DbConn, actor: &Actor, member: &TeamRole, invite_id: &str, at: i64) -> Result<()> {
     let team_id = member.team_id.as_str();
     if !member.role.manages_members() {
         return Err(Error::Forbidden("Only owners and admins can manage invites."));
     }
     crate::store::transaction(conn, |conn| {
-        if Invite::revoke(conn, team_id, invite_id)? == 0 {
+        if Invite::revoke(conn, team_id, invite_id, at)? == 0 {
             return Err(Error::NotFound);
         }
         audit::record(conn, actor, Event::new(AuditAction::InviteRevoked).team(team_id).object("invite", invite_id))
@@ -138,12 +167,18 @@ fn target_role(conn: &mut DbConn, member: &TeamRole, user_id: &str, new_role: Op
 
 /// Revokes the pending invites `user_id` sent that `role` (their role now,
 /// `None` once removed) could not send.
-fn revoke_invites_beyond(conn: &mut DbConn, team_id: &str, user_id: &str, role: Option<Role>) -> Result<usize> {
+fn revoke_invites_beyond(
+    conn: &mut DbConn,
+    team_id: &str,
+    user_id: &str,
+    role: Option<Role>,
+    at: i64,
+) -> Result<usize> {
     let mut revoked = 0;
-    for invite in Invite::pending_from(conn, team_id, user_id)? {
+    for invite in Invite::pending_from(conn, team_id, user_id, at)? {
         let allowed = role.is_some_and(|r| policy::invite(r, invite.role).is_ok());
         if !allowed {
-            revoked += Invite::revoke(conn, team_id, &invite.id)?;
+            revoked += Invite::revoke(conn, team_id, &invite.id, at)?;
         }
     }
     Ok(revoked)
@@ -181,7 +216,7 @@ pub fn change_role(
         // verified; invites they could no longer send are withdrawn; apps
         // whose secret or settings they registered, rotated or edited are
         // disarmed once they may no longer manage them.
-        let invites = revoke_invites_beyond(conn, team_id, user_id, Some(new_role))?;
+        let invites = revoke_invites_beyond(conn, team_id, user_id, Some(new_role), at)?;
         let mut lost: Vec<OauthClient> = Vec::new();
         for app in apps_touched_by(conn, team_id, user_id)? {
             let caller = policy::Caller { user_id: Some(user_id), role: new_role, ceiling: None };
@@ -243,7 +278,7 @@ pub fn remove_member(
         let ended = SessionRow::delete_for_user(conn, user_id)?;
         let tokens = OauthToken::revoke_for_member(conn, team_id, user_id, at)?;
         OauthConsent::delete_for_member(conn, team_id, user_id)?;
-        let invites = revoke_invites_beyond(conn, team_id, user_id, None)?;
+        let invites = revoke_invites_beyond(conn, team_id, user_id, None, at)?;
         let touched = apps_touched_by(conn, team_id, user_id)?;
         let apps = disarm_apps(conn, &touched, at)?;
         let remover = actor.user_id.as_deref().filter(|u| *u != user_id);

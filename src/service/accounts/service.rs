@@ -167,8 +167,8 @@ impl AccountService<'_> {
     }
 
     pub async fn revoke_invite(&self, actor: &Actor, member: &TeamRole, id: &InviteId) -> Result<()> {
-        let (actor, member, id) = (actor.clone(), member.clone(), id.clone());
-        self.db.run(move |conn| revoke_invite(conn, &actor, &member, id.as_str())).await
+        let (actor, member, id, at) = (actor.clone(), member.clone(), id.clone(), self.clock.now());
+        self.db.run(move |conn| revoke_invite(conn, &actor, &member, id.as_str(), at)).await
     }
 
     /// Changes a member's role; what their keys and tokens may do changes at once.

@@ -47,20 +47,39 @@ impl Invite {
             .execute(conn)
     }
 
-    pub fn revoke(conn: &mut DbConn, team_id: &str, id: &str) -> QueryResult<usize> {
-        diesel::delete(
-            invites::table.find(id).filter(invites::team_id.eq(team_id)).filter(invites::accepted_at.is_null()),
+    /// Ends a pending invite: it expires now. The row stays, so that it still
+    /// counts towards the team's invitation limit (a revoke and re-invite
+    /// sends another email); 0 rows means it was not pending.
+    pub fn revoke(conn: &mut DbConn, team_id: &str, id: &str, now: i64) -> QueryResult<usize> {
+        diesel::update(
+            invites::table
+                .find(id)
+                .filter(invites::team_id.eq(team_id))
+                .filter(invites::accepted_at.is_null())
+                .filter(invites::expires_at.gt(now)),
         )
+        .set(invites::expires_at.eq(now))
         .execute(conn)
     }
 
     /// The pending invites a member sent in a team.
-    pub fn pending_from(conn: &mut DbConn, team_id: &str, inviter: &str) -> QueryResult<Vec<Invite>> {
+    pub fn pending_from(conn: &mut DbConn, team_id: &str, inviter: &str, now: i64) -> QueryResult<Vec<Invite>> {
         invites::table
             .filter(invites::team_id.eq(team_id))
             .filter(invites::invited_by.eq(inviter))
             .filter(invites::accepted_at.is_null())
+            .filter(invites::expires_at.gt(now))
             .select(Invite::as_select())
+            .load(conn)
+    }
+
+    /// To whom and when the team sent invitations after `since`, whatever
+    /// became of them (accepted, revoked, expired).
+    pub fn sent_since(conn: &mut DbConn, team_id: &str, since: i64) -> QueryResult<Vec<(String, i64)>> {
+        invites::table
+            .filter(invites::team_id.eq(team_id))
+            .filter(invites::created_at.gt(since))
+            .select((invites::email, invites::created_at))
             .load(conn)
     }
 }

@@ -37,6 +37,20 @@ impl Team {
         teams::table.find(id).select(Team::as_select()).first(conn).optional()
     }
 
+    /// Holds the team's row until the transaction ends, so that writes that
+    /// first count the team's rows (invitations) take turns. Branches per
+    /// backend: PostgreSQL locks the row (`FOR NO KEY UPDATE`, which rows
+    /// referring to the team do not wait for); SQLite's `BEGIN IMMEDIATE`
+    /// already serializes every writer.
+    pub fn lock(conn: &mut DbConn, id: &str) -> QueryResult<()> {
+        match conn {
+            DbConn::Pg(pg) => {
+                teams::table.find(id).select(teams::id).for_no_key_update().first::<String>(pg).optional().map(|_| ())
+            }
+            DbConn::Sqlite(_) => Ok(()),
+        }
+    }
+
     /// Teams whose name contains `q` (case-insensitive), by name.
     pub fn search(conn: &mut DbConn, q: &str, limit: i64) -> QueryResult<Vec<Team>> {
         let pattern = format!("%{}%", crate::store::like_escape(&q.to_lowercase()));

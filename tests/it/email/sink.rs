@@ -149,6 +149,11 @@ impl Mail {
             .map(|l| l[prefix.len()..].trim().to_owned())
     }
 
+    /// The Subject as a mail client shows it (RFC 2047 encoded-words decoded).
+    pub fn subject(&self) -> String {
+        encoded_words_decoded(&self.header("Subject").expect("a Subject header"))
+    }
+
     /// The names of every header, in order.
     pub fn header_names(&self) -> Vec<String> {
         self.head()
@@ -193,8 +198,57 @@ impl Mail {
     }
 }
 
+/// An unfolded header value as a mail client shows it: every RFC 2047
+/// encoded-word (UTF-8, B or Q) decoded, the spaces between two of them
+/// dropped, anything else as it is.
+pub fn encoded_words_decoded(value: &str) -> String {
+    let mut out = Vec::new();
+    let (mut rest, mut after_word) = (value, false);
+    while !rest.is_empty() {
+        if let Some((bytes, tail)) = encoded_word(rest) {
+            out.extend(bytes);
+            (rest, after_word) = (tail, true);
+            continue;
+        }
+        let space = rest.len() - rest.trim_start_matches([' ', '\t']).len();
+        if space > 0 {
+            let next = &rest[space..];
+            if !(after_word && encoded_word(next).is_some()) {
+                out.extend(&rest.as_bytes()[..space]);
+            }
+            rest = next;
+            continue;
+        }
+        let c = rest.chars().next().unwrap();
+        out.extend(c.to_string().as_bytes());
+        (rest, after_word) = (&rest[c.len_utf8()..], false);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The bytes of the encoded-word `text` starts with, and what follows it.
+fn encoded_word(text: &str) -> Option<(Vec<u8>, &str)> {
+    let w = text.strip_prefix("=?")?;
+    let (charset, w) = w.split_once('?')?;
+    let (encoding, w) = w.split_once('?')?;
+    let (encoded, tail) = w.split_once("?=")?;
+    if !charset.eq_ignore_ascii_case("utf-8") || encoded.contains(' ') {
+        return None;
+    }
+    let bytes = match encoding {
+        "b" | "B" => base64::engine::general_purpose::STANDARD.decode(encoded).ok()?,
+        "q" | "Q" => quoted_printable_bytes(&encoded.replace('_', " ")),
+        _ => return None,
+    };
+    Some((bytes, tail))
+}
+
 /// RFC 2045 quoted-printable, decoded (soft line breaks joined).
 fn quoted_printable(body: &str) -> String {
+    String::from_utf8(quoted_printable_bytes(body)).unwrap()
+}
+
+fn quoted_printable_bytes(body: &str) -> Vec<u8> {
     let joined = body.replace("=\r\n", "");
     let bytes = joined.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -214,5 +268,5 @@ fn quoted_printable(body: &str) -> String {
             }
         }
     }
-    String::from_utf8(out).unwrap()
+    out
 }

@@ -1,6 +1,7 @@
 //! Attacks on email: unsubscribe links forged, borrowed or followed by a
-//! scanner; typed text trying to add headers or recipients; a reminder
-//! reaching another team.
+//! scanner; typed text trying to add headers or recipients; a key name
+//! smuggling RFC 2047 encoded-words into a subject; a reminder reaching
+//! another team.
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -156,3 +157,62 @@ async fn a_reminder_never_reaches_another_teams_owner(app: TestApp, sink: Sink) 
     crate::email::no_secret_in(&sink, &[acme["key"].as_str().unwrap(), theirs["key"].as_str().unwrap()]);
 }
 with_smtp!(a_reminder_never_reaches_another_teams_owner);
+
+/// Key names that are RFC 2047 encoded-words: a right-to-left override the
+/// portal refuses when typed directly, in Q and in B.
+const ENCODED_NAMES: [&str; 3] =
+    ["=?utf-8?q?=E2=80=AEcod.exe?=", "=?UTF-8?B?4oCuY29kLmV4ZQ==?=", "exe.doc =?utf-8?q?=E2=80=AE?= x"];
+
+/// The Subject of `mail` shows exactly `expected`, and the raw header does
+/// not carry the typed encoded-word for a client to decode.
+fn subject_is_literal(mail: &crate::email::sink::Mail, typed: &str, expected: &str) {
+    let raw = mail.header("Subject").unwrap();
+    assert!(!raw.contains(typed), "the typed encoded-word is sent unencoded: {raw}");
+    let shown = mail.subject();
+    assert!(!shown.contains('\u{202e}'), "{shown:?}");
+    assert_eq!(shown, expected, "{raw}");
+}
+
+async fn a_key_name_cannot_smuggle_encoded_words_into_a_subject(app: TestApp, sink: Sink) {
+    app.owner_session().await;
+    let refused = json!({"name": "\u{202e}cod.exe", "scopes": ["templates:read"], "expires_in_days": 7});
+    let res = crate::api_keys::api_post(&app, "/api/v1/api-keys", &refused).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "typed directly, the override is refused");
+
+    // The expiry reminder.
+    let mut keys = Vec::new();
+    for name in ENCODED_NAMES {
+        let body = json!({"name": name, "scopes": ["templates:read"], "expires_in_days": 7});
+        keys.push(crate::api_keys::create_key(&app, body).await);
+    }
+    assert_eq!(app.run_reminders().await, ENCODED_NAMES.len());
+    delivered(&app).await;
+    let mails = sink.to(OWNER_EMAIL);
+    assert_eq!(mails.len(), ENCODED_NAMES.len());
+    for name in ENCODED_NAMES {
+        let mail = mails.iter().find(|m| m.subject().contains(name)).unwrap_or_else(|| panic!("{name}: {mails:#?}"));
+        subject_is_literal(mail, name, &format!("API key {name} expires in 7 days"));
+    }
+
+    // Reported leaked, and revoked by support.
+    sink.clear();
+    let scanner = crate::helpers::service_key(&app, &["leaks:report"]);
+    let body = json!({"keys": [keys[0]["key"]], "url": "https://github.com/acme/app/blob/main/.env"});
+    let res = app.other_client().client.post(app.url("/api/v1/leaked-keys")).bearer_auth(&scanner).json(&body);
+    assert_eq!(res.send().await.unwrap().status(), StatusCode::OK);
+    let staff = crate::support::support_user(&app).await;
+    let key = crate::key_privilege::id(&keys[1]);
+    let path = format!("/support/keys/{key}/revoke");
+    let res = staff.post_form(&format!("/support/keys/{key}"), &path, &[("reason", "=?utf-8?q?=E2=80=AE?=")]).await;
+    assert!(res.status().is_redirection() || res.status().is_success(), "{}", res.status());
+    delivered(&app).await;
+    let mails = sink.to(OWNER_EMAIL);
+    assert_eq!(mails.len(), 2, "{mails:#?}");
+    let leak = &ENCODED_NAMES[0];
+    let leaked = mails.iter().find(|m| m.subject().contains("leaked")).unwrap();
+    subject_is_literal(leaked, leak, &format!("API key {leak} was reported leaked and revoked"));
+    let revoked = mails.iter().find(|m| m.subject().contains("support")).unwrap();
+    let name = &ENCODED_NAMES[1];
+    subject_is_literal(revoked, name, &format!("Your API key {name} was revoked by support"));
+}
+with_smtp!(a_key_name_cannot_smuggle_encoded_words_into_a_subject);
