@@ -339,15 +339,22 @@ async fn a_leak_reports_url_never_carries_a_credential_into_events(app: TestApp)
 }
 crate::both_private!(a_leak_reports_url_never_carries_a_credential_into_events);
 
+/// A signed-in owner's endpoint that has received one message: (its
+/// receiver, the endpoint's id, the delivery's id).
+async fn one_delivered_message(app: &TestApp) -> (Receiver, String, i64) {
+    app.owner_session().await;
+    let rx = Receiver::start().await;
+    let (endpoint, _) = add_endpoint(app, &rx.url("/"), &[]).await;
+    create_key(app, json!({"name": "k", "scopes": ["templates:read"]})).await;
+    crate::webhooks::deliver_all(app).await;
+    let first = deliveries(app, &endpoint)[0].id;
+    (rx, endpoint, first)
+}
+
 /// Resending a message that already waits for the endpoint queues nothing
 /// more: an owner cannot flood a receiver (or the queue) by clicking.
 async fn resending_a_message_that_waits_already_queues_nothing_more(app: TestApp) {
-    app.owner_session().await;
-    let rx = Receiver::start().await;
-    let (endpoint, _) = add_endpoint(&app, &rx.url("/"), &[]).await;
-    create_key(&app, json!({"name": "k", "scopes": ["templates:read"]})).await;
-    crate::webhooks::deliver_all(&app).await;
-    let first = deliveries(&app, &endpoint)[0].id;
+    let (rx, endpoint, first) = one_delivered_message(&app).await;
     let page = format!("{PAGE}/{endpoint}");
     for _ in 0..5 {
         let res = app.post_form(&page, &format!("{page}/deliveries/{first}/resend"), &[]).await;
@@ -396,12 +403,7 @@ crate::both_private!(one_teams_backlog_never_holds_back_another_teams_deliveries
 /// Resends sent at the same moment (several tabs, several managers) queue
 /// the message once: the check and the queueing cannot interleave.
 async fn resends_at_the_same_moment_queue_the_message_once(app: TestApp) {
-    app.owner_session().await;
-    let rx = Receiver::start().await;
-    let (endpoint, _) = add_endpoint(&app, &rx.url("/"), &[]).await;
-    create_key(&app, json!({"name": "k", "scopes": ["templates:read"]})).await;
-    crate::webhooks::deliver_all(&app).await;
-    let first = deliveries(&app, &endpoint)[0].id;
+    let (rx, endpoint, first) = one_delivered_message(&app).await;
     let page = format!("{PAGE}/{endpoint}");
     let csrf = crate::helpers::csrf_from(&app.get_html(&page).await);
     let path = app.url(&format!("{page}/deliveries/{first}/resend"));
