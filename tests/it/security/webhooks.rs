@@ -199,12 +199,7 @@ async fn only_owners_and_admins_reach_webhooks_and_other_teams_endpoints_are_not
         assert!(!who.get_html("/settings/security").await.contains(PAGE), "{name}: no nav entry");
     }
     // Another team's owner: the endpoint does not exist for them.
-    let hash = latchkey::service::password::hash(&mut Default::default(), "other owner password").unwrap();
-    app.db()
-        .run_sync(|c| latchkey::service::accounts::create_user(c, "boss@other.test", hash, false, Some("Other")))
-        .unwrap();
-    let other = app.other_client();
-    assert_eq!(other.login("boss@other.test", "other owner password").await.status(), StatusCode::SEE_OTHER);
+    let other = other_team_owner(&app).await;
     for path in [format!("{PAGE}/{endpoint}"), format!("{PAGE}/{endpoint}/rotate"), format!("{PAGE}/{endpoint}/delete")]
     {
         assert_eq!(other.get(&path).await.status(), StatusCode::NOT_FOUND, "{path}");
@@ -339,6 +334,17 @@ async fn a_leak_reports_url_never_carries_a_credential_into_events(app: TestApp)
 }
 crate::both_private!(a_leak_reports_url_never_carries_a_credential_into_events);
 
+/// The owner of another team ("Other"), signed in in a browser of their own.
+async fn other_team_owner(app: &TestApp) -> TestApp {
+    let hash = latchkey::service::password::hash(&mut Default::default(), "other owner password").unwrap();
+    app.db()
+        .run_sync(|c| latchkey::service::accounts::create_user(c, "boss@other.test", hash, false, Some("Other")))
+        .unwrap();
+    let other = app.other_client();
+    assert_eq!(other.login("boss@other.test", "other owner password").await.status(), StatusCode::SEE_OTHER);
+    other
+}
+
 /// A signed-in owner's endpoint that has received one message: (its
 /// receiver, the endpoint's id, the delivery's id).
 async fn one_delivered_message(app: &TestApp) -> (Receiver, String, i64) {
@@ -381,12 +387,7 @@ async fn one_teams_backlog_never_holds_back_another_teams_deliveries(app: TestAp
     }
     create_key(&app, json!({"name": "flood", "scopes": ["templates:read"]})).await;
     // Another team, with one endpoint, whose event comes after all of those.
-    let hash = latchkey::service::password::hash(&mut Default::default(), "other owner password").unwrap();
-    app.db()
-        .run_sync(|c| latchkey::service::accounts::create_user(c, "boss@other.test", hash, false, Some("Other")))
-        .unwrap();
-    let other = app.other_client();
-    assert_eq!(other.login("boss@other.test", "other owner password").await.status(), StatusCode::SEE_OTHER);
+    let other = other_team_owner(&app).await;
     let quiet = Receiver::start().await;
     add_endpoint(&other, &quiet.url("/quiet"), &["api_key.created"]).await;
     create_key(&other, json!({"name": "mine", "scopes": ["templates:read"]})).await;
