@@ -12,11 +12,12 @@
 //! actor Latchkey) and the team's owners are told (`webhook.endpoint_disabled`)
 //! after the commit. All state is in the database, so a restart loses nothing.
 //!
-//! Fairness: a pass serves the longest-overdue endpoints, at most
-//! [`ENDPOINTS_PER_TEAM`] of one team, and a claim stops sending after
-//! [`CLAIM_BUDGET`]; so one team's backlog or slow receivers can neither fill
-//! a pass nor make it long, and another team's delivery waits at most about
-//! one attempt's timeout.
+//! Fairness: a pass serves every team's longest-overdue endpoint before any
+//! team's second one, at most [`ENDPOINTS_PER_TEAM`] of one team, and a claim
+//! stops sending after [`CLAIM_BUDGET`]; so neither one team's backlog nor
+//! several teams' slow receivers can fill a pass or make it long, and another
+//! team's delivery waits at most about one attempt's timeout (until more
+//! than [`ENDPOINTS_PER_PASS`] teams have deliveries due at once).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -76,9 +76,11 @@ impl WebhookDelivery {
     }
 
     /// The endpoints whose oldest pending delivery is due at `at`, enabled
-    /// and not leased by anyone at `real_now`: the longest overdue first, at
-    /// most `per_team` of one team (one team's backlog cannot fill a pass and
-    /// hold every other team's deliveries back), at most `limit` in all.
+    /// and not leased by anyone at `real_now`: each team's longest-overdue
+    /// endpoint first (every team with a delivery due gets a slot before any
+    /// team gets a second), at most `per_team` of one team, at most `limit`
+    /// in all — so neither one team's backlog nor several teams' together
+    /// hold another team's deliveries back.
     pub fn due_endpoints(
         conn: &mut DbConn,
         at: i64,
@@ -111,14 +113,20 @@ impl WebhookDelivery {
                     .load::<(String, String, Option<i64>)>(conn)?,
             );
         }
+        // Each endpoint's rank within its team (its most overdue first);
+        // then every team's first before any team's second, and so on.
         due.sort_by_key(|(_, _, next)| *next);
         let mut taken: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-        let fair = due.into_iter().filter(|(_, team, _)| {
-            let n = taken.entry(team.clone()).or_default();
-            *n += 1;
-            *n <= per_team
-        });
-        Ok(fair.map(|(endpoint, _, _)| endpoint).take(limit).collect())
+        let mut ranked: Vec<(usize, Option<i64>, String)> = due
+            .into_iter()
+            .filter_map(|(endpoint, team, next)| {
+                let n = taken.entry(team).or_default();
+                *n += 1;
+                (*n <= per_team).then_some((*n, next, endpoint))
+            })
+            .collect();
+        ranked.sort_by_key(|(rank, next, _)| (*rank, *next));
+        Ok(ranked.into_iter().map(|(_, _, endpoint)| endpoint).take(limit).collect())
     }
 
     /// The endpoint's oldest pending delivery, with its message.

@@ -336,12 +336,17 @@ crate::both_private!(a_leak_reports_url_never_carries_a_credential_into_events);
 
 /// The owner of another team ("Other"), signed in in a browser of their own.
 async fn other_team_owner(app: &TestApp) -> TestApp {
+    team_owner(app, "Other").await
+}
+
+/// The owner of a new team `name`, signed in in a browser of their own.
+async fn team_owner(app: &TestApp, name: &str) -> TestApp {
     let hash = latchkey::service::password::hash(&mut Default::default(), "other owner password").unwrap();
-    app.db()
-        .run_sync(|c| latchkey::service::accounts::create_user(c, "boss@other.test", hash, false, Some("Other")))
-        .unwrap();
+    let (email, team) = (format!("boss@{}.test", name.to_lowercase()), name.to_owned());
+    let login = email.clone();
+    app.db().run_sync(move |c| latchkey::service::accounts::create_user(c, &email, hash, false, Some(&team))).unwrap();
     let other = app.other_client();
-    assert_eq!(other.login("boss@other.test", "other owner password").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(other.login(&login, "other owner password").await.status(), StatusCode::SEE_OTHER);
     other
 }
 
@@ -420,3 +425,29 @@ async fn resends_at_the_same_moment_queue_the_message_once(app: TestApp) {
     assert_eq!(rx.wait_for(4).await.len(), 4);
 }
 crate::both_private!(resends_at_the_same_moment_queue_the_message_once);
+
+/// Several teams' backlogs together cannot hold another team back either:
+/// every team with a delivery due gets a slot in a pass before any team gets
+/// a second, so more teams than a pass has slots for, with their most
+/// overdue deliveries, still leave the newest team its turn at once.
+async fn several_teams_backlogs_never_hold_back_another_teams_deliveries(app: TestApp) {
+    app.owner_session().await;
+    let busy = Receiver::start().await;
+    for t in 0..9 {
+        let team = team_owner(&app, &format!("Busy{t}")).await;
+        for i in 0..4 {
+            add_endpoint(&team, &busy.url(&format!("/t{t}-{i}")), &["api_key.created"]).await;
+        }
+        create_key(&team, json!({"name": "flood", "scopes": ["templates:read"]})).await;
+    }
+    app.clock().advance(1);
+    let quiet = Receiver::start().await;
+    add_endpoint(&app, &quiet.url("/quiet"), &["api_key.created"]).await;
+    create_key(&app, json!({"name": "mine", "scopes": ["templates:read"]})).await;
+
+    app.deliver_webhooks().await;
+    assert_eq!(quiet.requests().len(), 1, "the newest team is served in the first pass");
+    crate::webhooks::deliver_all(&app).await;
+    assert_eq!(busy.wait_for(36).await.len(), 36, "every busy team's deliveries still go out");
+}
+crate::both_private!(several_teams_backlogs_never_hold_back_another_teams_deliveries);
