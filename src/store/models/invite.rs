@@ -4,6 +4,9 @@ use crate::domain::Role;
 use crate::store::DbConn;
 use crate::store::schema::invites;
 
+/// The `expires_at` of a revoked invite: before any time a clock can read.
+pub const REVOKED: i64 = 0;
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = invites)]
 pub struct Invite {
@@ -47,9 +50,11 @@ impl Invite {
             .execute(conn)
     }
 
-    /// Ends a pending invite: it expires now. The row stays, so that it still
-    /// counts towards the team's invitation limit (a revoke and re-invite
-    /// sends another email); 0 rows means it was not pending.
+    /// Ends a pending invite for good: it is marked expired since the epoch
+    /// ([`REVOKED`]), not "now" — a clock a little behind (another instance,
+    /// a clock stepped back) must never see it pending again. The row stays,
+    /// so that it still counts towards the team's invitation limit (a revoke
+    /// and re-invite sends another email); 0 rows means it was not pending.
     pub fn revoke(conn: &mut DbConn, team_id: &str, id: &str, now: i64) -> QueryResult<usize> {
         diesel::update(
             invites::table
@@ -58,7 +63,7 @@ impl Invite {
                 .filter(invites::accepted_at.is_null())
                 .filter(invites::expires_at.gt(now)),
         )
-        .set(invites::expires_at.eq(now))
+        .set(invites::expires_at.eq(REVOKED))
         .execute(conn)
     }
 

@@ -180,3 +180,33 @@ async fn an_invitation_waits_for_one_still_being_made_and_then_counts_it(app: Te
     assert_eq!(invite_rows(&app), 20);
 }
 both!(an_invitation_waits_for_one_still_being_made_and_then_counts_it);
+
+/// A revoked invitation never comes back: not on an instance whose clock is
+/// behind the one that revoked it, nor after a clock steps back.
+async fn a_revoked_invitation_stays_revoked_whatever_the_clock_reads(app: TestApp) {
+    app.owner_session().await;
+    let link = app.invite("late@outside.test", "viewer").await;
+    let page = app.get_html("/settings/team").await;
+    let id = page[page.find("/settings/team/invites/inv_").unwrap() + "/settings/team/invites/".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let path = format!("/settings/team/invites/{id}/revoke");
+    assert_eq!(app.post_form(&path, &path, &[]).await.status(), StatusCode::SEE_OTHER);
+    for behind in [0, 1, 5, 3600] {
+        back(&app, behind);
+        let invitee = app.other_client();
+        let res = invitee.get(&link).await;
+        assert_ne!(res.status(), StatusCode::OK, "{behind} s behind: the revoked link opened");
+        // The link's page has no form now: the POST carries a token of the
+        // invitee's own session, as a scripted attacker's would.
+        let csrf = csrf_from(&invitee.get_html("/login").await);
+        let form = [("csrf_token", csrf.as_str()), ("password", DEV_PASSWORD)];
+        let res = invitee.client.post(invitee.url(&link)).form(&form).send().await.unwrap();
+        assert_ne!(res.status(), StatusCode::SEE_OTHER, "{behind} s behind: the revoked link was accepted");
+        assert!(!app.get_html("/settings/team").await.contains(&id), "{behind} s behind: listed as pending");
+        back(&app, -behind);
+    }
+}
+both!(a_revoked_invitation_stays_revoked_whatever_the_clock_reads);
