@@ -43,11 +43,12 @@ impl Invite {
             .load(conn)
     }
 
-    /// Marks the invite used; 0 rows means someone else used it first.
+    /// Marks the invite used if it is still pending; 0 rows means someone
+    /// else used it first, or it was revoked or expired meanwhile (the
+    /// condition is checked again once a concurrent revoke has committed).
     pub fn mark_accepted(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<usize> {
-        diesel::update(invites::table.find(id).filter(invites::accepted_at.is_null()))
-            .set(invites::accepted_at.eq(now))
-            .execute(conn)
+        let pending = invites::accepted_at.is_null().and(invites::expires_at.gt(now));
+        diesel::update(invites::table.find(id).filter(pending)).set(invites::accepted_at.eq(now)).execute(conn)
     }
 
     /// Ends a pending invite for good: it is marked expired since the epoch
